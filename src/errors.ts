@@ -1,0 +1,96 @@
+/**
+ * One error type for the whole broker: a stable code, the context it happened in (connection,
+ * message id, ...) and the original error as `cause`.
+ */
+
+/** Stable error codes; operators grep logs for these, tests assert them. */
+export const ErrorCode = {
+  /** Framing lost or a packet larger than allowed / negative length. */
+  FrameInvalid: "KQ_FRAME_INVALID",
+  /** A known command whose protobuf body does not decode or misses a required field. */
+  BodyInvalid: "KQ_BODY_INVALID",
+  /** A command code this broker does not know. */
+  UnknownCommand: "KQ_UNKNOWN_COMMAND",
+  /** Anything other than CONN_META before a successful handshake. */
+  NotAuthenticated: "KQ_NOT_AUTHENTICATED",
+  /** Handshake refused (bad secret). */
+  AuthRefused: "KQ_AUTH_REFUSED",
+  /** Publish refused by KiteQ's validation rules. */
+  MessageInvalid: "KQ_MESSAGE_INVALID",
+  /** Publish refused because the receive rate limit is exhausted. */
+  RateLimited: "KQ_RATE_LIMITED",
+  /** The store failed (database error, connection lost). */
+  StoreFailed: "KQ_STORE_FAILED",
+  /** The broker is shutting down and takes no new work. */
+  ShuttingDown: "KQ_SHUTTING_DOWN",
+  /** Configuration value invalid. */
+  ConfigInvalid: "KQ_CONFIG_INVALID",
+  /** Registry (ZooKeeper) unreachable or refused an operation. */
+  RegistryFailed: "KQ_REGISTRY_FAILED",
+  /** A binding is malformed or conflicts with another. */
+  BindingInvalid: "KQ_BINDING_INVALID",
+  /** A request timed out waiting for its answer. */
+  Timeout: "KQ_TIMEOUT",
+  /** Connection closed while a request was outstanding. */
+  ConnectionClosed: "KQ_CONNECTION_CLOSED",
+  /** Anything not classified above. */
+  Internal: "KQ_INTERNAL",
+} as const;
+
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+/** Context attached to an error and to its log line. */
+export interface ErrorContext {
+  connection?: string;
+  peer?: string;
+  messageId?: string;
+  topic?: string;
+  groupId?: string;
+  node?: string;
+  key?: string;
+  [key: string]: string | number | boolean | undefined;
+}
+
+export class KiteqError extends Error {
+  override readonly name = "KiteqError";
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly context: ErrorContext = {},
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+
+  /** A short single line for logs and for feedback texts sent to clients. */
+  describe(): string {
+    return `${this.code}: ${this.message}`;
+  }
+}
+
+/**
+ * The one error path: turn anything thrown into a KiteqError with a stable code and context.
+ * A KiteqError keeps its code and gains context; PostgreSQL errors (they carry a SQLSTATE in
+ * `code`) become StoreFailed; the rest become `fallback`.
+ */
+export function toKiteqError(
+  err: unknown,
+  context: ErrorContext = {},
+  fallback: ErrorCode = ErrorCode.Internal,
+): KiteqError {
+  if (err instanceof KiteqError) {
+    return Object.keys(context).length === 0
+      ? err
+      : new KiteqError(err.code, err.message, { ...context, ...err.context }, { cause: err.cause ?? err });
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  const code = sqlState(err) !== undefined ? ErrorCode.StoreFailed : fallback;
+  return new KiteqError(code, message, context, { cause: err });
+}
+
+/** The SQLSTATE of a PostgreSQL error, if `err` is one. Match on this, never on message text. */
+export function sqlState(err: unknown): string | undefined {
+  if (typeof err !== "object" || err === null) return undefined;
+  const code = (err as { code?: unknown }).code;
+  return typeof code === "string" && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
+}
