@@ -1,0 +1,166 @@
+/**
+ * Statements on the messages table (and what is written with a message in its transaction).
+ */
+import type pg from "pg";
+
+/** A message to store, already validated and normalised (KiteQ's rules applied). */
+export interface PublishRecord {
+  messageId: string;
+  topic: string;
+  messageType: string;
+  groupId: string;
+  /** false: two-phase commit, stored uncommitted, not delivered. */
+  commit: boolean;
+  expiresAt: Date;
+  deliverLimit: number;
+  createdAt: Date;
+  properties: { key: string; value: string }[];
+  snappy: boolean;
+  bodyIsString: boolean;
+  body: Buffer;
+  /** Groups owed a delivery (committed messages only), and the node pre-claiming it, if any. */
+  deliveries: { groupId: string; claimedBy: string | null }[];
+}
+
+/** What the store says about each record of a batch, in input order. */
+export interface PublishResult {
+  messageId: string;
+  /** Internal id; undefined when the message was a duplicate (already stored). */
+  pk: number | undefined;
+  duplicate: boolean;
+}
+
+/** Batch-wide parameters of a publish transaction. Time is a parameter (tests fix it). */
+export interface PublishBatchOptions {
+  now: Date;
+  nodeId: string;
+  /** lease_until for deliveries pre-claimed by this node. */
+  leaseUntil: Date;
+  /** First TxACK check time for uncommitted messages. */
+  firstTxCheckAt: Date;
+}
+
+/**
+ * One statement, one transaction, one fsync for the whole batch: messages rows, their
+ * received/uncommitted history rows, the deliveries of committed messages (pre-claimed ones
+ * included), the pending_transactions rows of uncommitted ones, and one NOTIFY if any delivery
+ * is left for other nodes to claim. Duplicates (same messageId and createTime, a producer's
+ * retry) insert nothing.
+ */
+const INSERT_PUBLISH_BATCH = `
+WITH ins AS (
+  INSERT INTO messages (message_id, topic, message_type, group_id, "commit", expires_at, deliver_limit,
+                        created_at, stored_at, properties, snappy, body_is_string, body)
+  SELECT m.message_id, m.topic, m.message_type, m.group_id, m.cmt, m.expires_at, m.deliver_limit,
+         m.created_at, $14, m.properties::jsonb, m.snappy, m.body_is_string, m.body
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[], $6::timestamptz[], $7::int2[],
+                $8::timestamptz[], $9::text[], $10::bool[], $11::bool[], $12::bytea[])
+      AS m(message_id, topic, message_type, group_id, cmt, expires_at, deliver_limit, created_at,
+           properties, snappy, body_is_string, body)
+  ON CONFLICT DO NOTHING
+  RETURNING id, message_id, topic, "commit", expires_at, deliver_limit, created_at, group_id
+), ev AS (
+  INSERT INTO message_events (message_pk, kind, at, node_id)
+  SELECT id, CASE WHEN "commit" THEN 'received'::message_event_kind ELSE 'uncommitted'::message_event_kind END,
+         $14, $15
+    FROM ins
+), dl AS (
+  INSERT INTO deliveries (message_pk, group_id, message_created_at, topic, next_attempt_at, expires_at,
+                          deliver_limit, claimed_by, lease_until, claim_epoch)
+  SELECT ins.id, d.group_id, ins.created_at, ins.topic, $14, ins.expires_at, ins.deliver_limit, d.claimed_by,
+         CASE WHEN d.claimed_by IS NULL THEN NULL ELSE $16::timestamptz END,
+         CASE WHEN d.claimed_by IS NULL THEN 0 ELSE 1 END
+    FROM unnest($13::text[], $18::text[], $19::text[]) AS d(message_id, group_id, claimed_by)
+    JOIN ins ON ins.message_id = d.message_id AND ins."commit"
+  RETURNING claimed_by
+), tx AS (
+  INSERT INTO pending_transactions (message_pk, message_created_at, message_id, topic, group_id, next_check_at, stored_at)
+  SELECT id, created_at, message_id, topic, group_id, $17, $14 FROM ins WHERE NOT "commit"
+), wake AS (
+  SELECT pg_notify('kiteq_due', '') FROM (SELECT 1 FROM dl WHERE claimed_by IS NULL LIMIT 1) AS owed
+)
+SELECT ins.id, ins.message_id, (SELECT count(*) FROM wake) AS notified FROM ins`;
+
+/**
+ * Store a batch of published messages in one transaction (see INSERT_PUBLISH_BATCH).
+ * Throws on any database error: the caller must then answer every message with status false.
+ */
+export async function insertPublishBatch(
+  client: pg.Pool | pg.PoolClient,
+  records: readonly PublishRecord[],
+  options: PublishBatchOptions,
+): Promise<PublishResult[]> {
+  const n = records.length;
+  const cols = {
+    messageId: new Array<string>(n),
+    topic: new Array<string>(n),
+    messageType: new Array<string>(n),
+    groupId: new Array<string>(n),
+    commit: new Array<boolean>(n),
+    expiresAt: new Array<Date>(n),
+    deliverLimit: new Array<number>(n),
+    createdAt: new Array<Date>(n),
+    properties: new Array<string | null>(n),
+    snappy: new Array<boolean>(n),
+    bodyIsString: new Array<boolean>(n),
+    body: new Array<Buffer>(n),
+  };
+  const dMessageIds: string[] = [];
+  const dGroupIds: string[] = [];
+  const dClaimedBy: (string | null)[] = [];
+  for (let i = 0; i < n; i++) {
+    const r = records[i]!;
+    cols.messageId[i] = r.messageId;
+    cols.topic[i] = r.topic;
+    cols.messageType[i] = r.messageType;
+    cols.groupId[i] = r.groupId;
+    cols.commit[i] = r.commit;
+    cols.expiresAt[i] = r.expiresAt;
+    cols.deliverLimit[i] = r.deliverLimit;
+    cols.createdAt[i] = r.createdAt;
+    cols.properties[i] = r.properties.length === 0 ? null : JSON.stringify(r.properties);
+    cols.snappy[i] = r.snappy;
+    cols.bodyIsString[i] = r.bodyIsString;
+    cols.body[i] = r.body;
+    if (r.commit) {
+      for (const d of r.deliveries) {
+        dMessageIds.push(r.messageId);
+        dGroupIds.push(d.groupId);
+        dClaimedBy.push(d.claimedBy);
+      }
+    }
+  }
+  const { rows } = await client.query<{ id: number; message_id: string }>({
+    name: "insert_publish_batch",
+    text: INSERT_PUBLISH_BATCH,
+    values: [
+      cols.messageId,
+      cols.topic,
+      cols.messageType,
+      cols.groupId,
+      cols.commit,
+      cols.expiresAt,
+      cols.deliverLimit,
+      cols.createdAt,
+      cols.properties,
+      cols.snappy,
+      cols.bodyIsString,
+      cols.body,
+      dMessageIds,
+      options.now,
+      options.nodeId,
+      options.leaseUntil,
+      options.firstTxCheckAt,
+      dGroupIds,
+      dClaimedBy,
+    ],
+  });
+  const pkById = new Map<string, number>();
+  for (const row of rows) pkById.set(row.message_id, row.id);
+  return records.map((r) => {
+    const pk = pkById.get(r.messageId);
+    // The first of two identical ids in one batch gets the pk; the second is its duplicate.
+    if (pk !== undefined) pkById.delete(r.messageId);
+    return { messageId: r.messageId, pk, duplicate: pk === undefined };
+  });
+}

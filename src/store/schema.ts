@@ -1,0 +1,109 @@
+/**
+ * Drizzle schema of the working tables that drizzle-kit manages (`npm run db:generate`).
+ * The history tables (messages, message_events) are range-partitioned, which drizzle-kit cannot
+ * express: they are created by a custom migration and described for queries in history-schema.ts.
+ */
+import { sql } from "drizzle-orm";
+import {
+  bigint,
+  boolean,
+  index,
+  integer,
+  pgEnum,
+  pgTable,
+  primaryKey,
+  smallint,
+  text,
+  timestamp,
+} from "drizzle-orm/pg-core";
+import { EVENT_KINDS } from "./event-kinds.js";
+
+/** History kinds as a PostgreSQL enum, generated from EVENT_KINDS. */
+export const messageEventKind = pgEnum("message_event_kind", EVENT_KINDS);
+
+const tz = (name: string) => timestamp(name, { withTimezone: true, mode: "date" });
+
+/**
+ * What is still owed: one row per (message, subscriber group). Claimed with FOR UPDATE SKIP
+ * LOCKED; deleted when the group acks, the message expires or is dead-lettered.
+ */
+export const deliveries = pgTable(
+  "deliveries",
+  {
+    messagePk: bigint("message_pk", { mode: "number" }).notNull(),
+    groupId: text("group_id").notNull(),
+    /** created_at of the message: lets the body fetch prune the messages partitions. */
+    messageCreatedAt: tz("message_created_at").notNull(),
+    topic: text("topic").notNull(),
+    nextAttemptAt: tz("next_attempt_at").notNull(),
+    expiresAt: tz("expires_at").notNull(),
+    attempts: integer("attempts").notNull().default(0),
+    deliverLimit: smallint("deliver_limit").notNull(),
+    claimedBy: text("claimed_by"),
+    leaseUntil: tz("lease_until"),
+    claimEpoch: integer("claim_epoch").notNull().default(0),
+    /** True once deliverLimit is reached: kept for re-drive, never claimed. */
+    deadLettered: boolean("dead_lettered").notNull().default(false),
+  },
+  (t) => [
+    primaryKey({ columns: [t.messagePk, t.groupId] }),
+    index("deliveries_due_idx")
+      .on(t.groupId, t.nextAttemptAt)
+      .where(sql`NOT ${t.deadLettered}`),
+    index("deliveries_claimed_by_idx")
+      .on(t.claimedBy)
+      .where(sql`${t.claimedBy} IS NOT NULL`),
+  ],
+);
+
+/**
+ * Subscriptions, in KiteQ's binding model. Filled from the static YAML registry, the CLI, or
+ * mirrored from ZooKeeper's /kiteq/sub; the delivery engine reads only this table.
+ */
+export const bindings = pgTable(
+  "bindings",
+  {
+    groupId: text("group_id").notNull(),
+    topic: text("topic").notNull(),
+    messageType: text("message_type").notNull(),
+    /** 0 Direct, 1 Regx, 2 Fanout (KiteQ's codes). */
+    bindType: smallint("bind_type").notNull(),
+    version: text("version").notNull().default(""),
+    watermark: integer("watermark").notNull(),
+    persistent: boolean("persistent").notNull(),
+    /** Who wrote it: static (file), cli, zk. */
+    source: text("source").notNull(),
+    updatedAt: tz("updated_at").notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.groupId, t.topic, t.messageType] }), index("bindings_topic_idx").on(t.topic)],
+);
+
+/** Broker nodes that ever ran against this database, with their last heartbeat. */
+export const nodes = pgTable("nodes", {
+  nodeId: text("node_id").primaryKey(),
+  address: text("address").notNull(),
+  startedAt: tz("started_at").notNull(),
+  heartbeatAt: tz("heartbeat_at").notNull(),
+  stoppedAt: tz("stopped_at"),
+});
+
+/**
+ * Two-phase commit bookkeeping: one row per message still uncommitted. Removed on commit or
+ * rollback (the history keeps the story).
+ */
+export const pendingTransactions = pgTable(
+  "pending_transactions",
+  {
+    messagePk: bigint("message_pk", { mode: "number" }).primaryKey(),
+    messageCreatedAt: tz("message_created_at").notNull(),
+    messageId: text("message_id").notNull(),
+    topic: text("topic").notNull(),
+    groupId: text("group_id").notNull(),
+    nextCheckAt: tz("next_check_at").notNull(),
+    checks: integer("checks").notNull().default(0),
+    claimedBy: text("claimed_by"),
+    leaseUntil: tz("lease_until"),
+    storedAt: tz("stored_at").notNull(),
+  },
+  (t) => [index("pending_transactions_due_idx").on(t.groupId, t.nextCheckAt)],
+);
