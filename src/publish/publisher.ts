@@ -1,0 +1,139 @@
+/**
+ * The publish path: validate (KiteQ's rules), rate-limit, then either hand a fly message to the
+ * router without storing it, or group-commit it and answer MESSAGE_STORE_ACK true only after
+ * the transaction that holds it committed (false with the reason on any failure).
+ */
+import { ErrorCode, toKiteqError } from "../errors.js";
+import type { Logger } from "../log.js";
+import type { BytesMessage, StringMessage } from "../protocol/messages.js";
+import type { Session } from "../server/session.js";
+import { GroupCommitter } from "../store/group-commit.js";
+import type { PublishRecord, PublishResult } from "../store/messages.js";
+import { type NormalisedHeader, validatePublish } from "./validate.js";
+
+/** What the publisher needs from the rest of the broker. */
+export interface PublishHooks {
+  /** Whether this node serves the topic. */
+  servesTopic(topic: string): boolean;
+  /** false when the receive-rate limit is exhausted. */
+  admit(): boolean;
+  /** Bound groups owed a delivery of a committed message, and whether this node pre-claims it. */
+  planDeliveries(header: NormalisedHeader): { groupId: string; claimedBy: string | null }[];
+  /** A fly message: deliver to online consumers now, store nothing. */
+  deliverFly(header: NormalisedHeader, body: Buffer, isString: boolean): void;
+  /** After commit: the stored records with their pks, for the local fast path. */
+  afterCommit(stored: { record: PublishRecord; pk: number }[]): void;
+}
+
+/** Write one batch of records; throws on any database error. */
+export type PublishWriter = (records: PublishRecord[]) => Promise<PublishResult[]>;
+
+/** Counters exposed as metrics. */
+export interface PublishCounters {
+  accepted: number;
+  refused: number;
+  failed: number;
+  fly: number;
+  duplicates: number;
+}
+
+/** Validates, batches and acknowledges publishes. */
+export class Publisher {
+  readonly counters: PublishCounters = { accepted: 0, refused: 0, failed: 0, fly: 0, duplicates: 0 };
+  private readonly committer: GroupCommitter<PublishRecord, PublishResult>;
+  private acceptingWork = true;
+
+  constructor(
+    private readonly hooks: PublishHooks,
+    write: PublishWriter,
+    options: { maxBatch: number; concurrency: number },
+    private readonly log: Logger,
+  ) {
+    this.committer = new GroupCommitter<PublishRecord, PublishResult>({
+      maxBatch: options.maxBatch,
+      concurrency: options.concurrency,
+      write: async (records) => {
+        const results = await write(records);
+        const stored: { record: PublishRecord; pk: number }[] = [];
+        for (let i = 0; i < results.length; i++) {
+          const pk = results[i]!.pk;
+          if (pk !== undefined) stored.push({ record: records[i]!, pk });
+        }
+        if (stored.length > 0) this.hooks.afterCommit(stored);
+        return results;
+      },
+    });
+  }
+
+  /** Batches written so far and messages in them. */
+  get batchStats(): { batches: number; items: number; failures: number } {
+    return this.committer.stats;
+  }
+
+  /** Handle one published message from `session` (answers it, always). */
+  publish(session: Session, opaque: number, message: BytesMessage | StringMessage, isString: boolean): void {
+    const messageId = message.header.messageId;
+    if (!this.acceptingWork) {
+      this.refuse(session, opaque, messageId, ErrorCode.ShuttingDown, "broker shutting down");
+      return;
+    }
+    const result = validatePublish(message.header, this.hooks.servesTopic, Date.now());
+    if (!result.ok) {
+      this.refuse(session, opaque, messageId, ErrorCode.MessageInvalid, result.reason);
+      return;
+    }
+    if (!this.hooks.admit()) {
+      this.refuse(session, opaque, messageId, ErrorCode.RateLimited, "receive rate limit exceeded, retry later");
+      return;
+    }
+    const header = result.header;
+    const body = isString ? Buffer.from((message as StringMessage).body, "utf8") : (message as BytesMessage).body;
+    if (header.fly) {
+      this.counters.fly++;
+      this.hooks.deliverFly(header, body, isString);
+      session.sendStoreAck(opaque, messageId, true, "fly message accepted");
+      return;
+    }
+    const record: PublishRecord = {
+      messageId: header.messageId,
+      topic: header.topic,
+      messageType: header.messageType,
+      groupId: header.groupId,
+      commit: header.commit,
+      expiresAt: header.expiresAt,
+      deliverLimit: header.deliverLimit,
+      createdAt: header.createdAt,
+      properties: header.properties,
+      snappy: header.snappy,
+      bodyIsString: isString,
+      // A view into the read buffer would pin it until the batch is written: copy small bodies.
+      body: Buffer.from(body),
+      deliveries: header.commit ? this.hooks.planDeliveries(header) : [],
+    };
+    this.committer.submit(record).then(
+      (r) => {
+        this.counters.accepted++;
+        if (r.duplicate) this.counters.duplicates++;
+        session.sendStoreAck(opaque, messageId, true, r.duplicate ? "duplicate: already stored" : "stored");
+      },
+      (err: unknown) => {
+        this.counters.failed++;
+        const e = toKiteqError(err, { connection: session.id, messageId }, ErrorCode.StoreFailed);
+        this.log.error({ code: e.code, connection: session.id, messageId, err: e.message }, "publish not stored");
+        session.sendStoreAck(opaque, messageId, false, `store failed: ${e.message}`);
+      },
+    );
+  }
+
+  /** Stop taking publishes and wait until every accepted one is written and answered. */
+  async drain(): Promise<void> {
+    this.acceptingWork = false;
+    await this.committer.drain();
+  }
+
+  private refuse(session: Session, opaque: number, messageId: string, code: string, reason: string): void {
+    this.counters.refused++;
+    session.log.debug({ code, messageId, reason }, "publish refused");
+    session.sendStoreAck(opaque, messageId, false, reason);
+  }
+}

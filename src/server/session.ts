@@ -1,0 +1,227 @@
+/**
+ * One Session per client connection: framing, handshake, heartbeat, idle timeout, and routing of
+ * requests to the broker's handlers. Protocol errors are logged with the peer address and a
+ * stable code; only a loss of framing closes the connection.
+ */
+import type net from "node:net";
+import { ErrorCode, KiteqError, toKiteqError } from "../errors.js";
+import type { Logger } from "../log.js";
+import { decodeBody } from "../protocol/body.js";
+import { CommandType, commandName } from "../protocol/commands.js";
+import { encodePacket, FrameDecoder, type Packet } from "../protocol/frame.js";
+import {
+  type BytesMessage,
+  type ConnMeta,
+  type DeliverAck,
+  encodeConnAuthAck,
+  encodeHeartBeat,
+  encodeMessageStoreAck,
+  type StringMessage,
+  type TxACKPacket,
+} from "../protocol/messages.js";
+
+/** What the broker does with a session's requests. */
+export interface SessionHandler {
+  /** null: accepted; a string: the refusal reason. */
+  authenticate(meta: ConnMeta, session: Session): string | null;
+  onAuthenticated(session: Session): void;
+  onPublish(session: Session, opaque: number, message: BytesMessage | StringMessage, isString: boolean): void;
+  onDeliverAck(session: Session, opaque: number, ack: DeliverAck): void;
+  onTxAck(session: Session, opaque: number, tx: TxACKPacket): void;
+  onClose(session: Session): void;
+}
+
+/** Options shared by all sessions of a server. */
+export interface SessionOptions {
+  /** Close a connection that sent nothing for this long (0: never). */
+  idleTimeoutMs: number;
+  logger: Logger;
+}
+
+let nextSessionId = 1;
+
+/** A client connection after accept. */
+export class Session {
+  readonly id: string;
+  readonly peer: string;
+  readonly connectedAtMs = Date.now();
+  readonly log: Logger;
+  /** Set by a successful handshake. */
+  groupId: string | undefined;
+  warmingupSec = 0;
+  private readonly decoder = new FrameDecoder();
+  private outgoing: Buffer[] = [];
+  private flushScheduled = false;
+  private closed = false;
+  private nextOpaque = 1;
+
+  constructor(
+    private readonly socket: net.Socket,
+    private readonly handler: SessionHandler,
+    options: SessionOptions,
+  ) {
+    this.id = `c${nextSessionId++}`;
+    this.peer = `${socket.remoteAddress ?? "?"}:${socket.remotePort ?? "?"}`;
+    this.log = options.logger.child({ connection: this.id, peer: this.peer });
+    socket.setNoDelay(true);
+    if (options.idleTimeoutMs > 0) {
+      socket.setTimeout(options.idleTimeoutMs, () => {
+        this.log.info({ code: "KQ_IDLE" }, "closing idle connection");
+        this.close();
+      });
+    }
+    socket.on("data", (chunk: Buffer) => this.onData(chunk));
+    socket.on("error", (err) => this.log.info({ err: err.message }, "connection error"));
+    socket.on("close", () => {
+      this.closed = true;
+      this.log.info({ groupId: this.groupId }, "connection closed");
+      this.handler.onClose(this);
+    });
+    socket.on("drain", () => socket.resume());
+    this.log.info("connection opened");
+  }
+
+  get isAuthenticated(): boolean {
+    return this.groupId !== undefined;
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** A fresh opaque for a request this broker sends (push, tx check). */
+  allocateOpaque(): number {
+    const o = this.nextOpaque;
+    this.nextOpaque = o >= 0xffffffff ? 1 : o + 1;
+    return o;
+  }
+
+  /** Queue one packet; packets queued in the same turn go out in one write. */
+  send(cmdType: number, opaque: number, body: Buffer, version = 0): void {
+    if (this.closed) return;
+    this.outgoing.push(encodePacket({ opaque, cmdType, version, body }));
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  /** Answer a publish. */
+  sendStoreAck(opaque: number, messageId: string, status: boolean, feedback: string): void {
+    this.send(CommandType.MESSAGE_STORE_ACK, opaque, encodeMessageStoreAck({ messageId, status, feedback }));
+  }
+
+  /** Flush what is queued, then close. */
+  close(): void {
+    if (this.closed) return;
+    this.flush();
+    this.closed = true;
+    this.socket.end();
+    // A peer that never reads must not keep the socket half-open for ever.
+    setTimeout(() => this.socket.destroy(), 2000).unref();
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    if (this.outgoing.length === 0 || this.socket.destroyed) return;
+    const data = this.outgoing.length === 1 ? this.outgoing[0]! : Buffer.concat(this.outgoing);
+    this.outgoing = [];
+    // Back-pressure: a peer that does not read stops being read from until it catches up.
+    if (!this.socket.write(data)) this.socket.pause();
+  }
+
+  private onData(chunk: Buffer): void {
+    let packets: Packet[];
+    try {
+      packets = this.decoder.push(chunk);
+    } catch (err) {
+      const e = toKiteqError(err, { connection: this.id, peer: this.peer }, ErrorCode.FrameInvalid);
+      this.log.warn({ code: e.code, err: e.message }, "framing lost, closing connection");
+      this.socket.destroy();
+      return;
+    }
+    for (const p of packets) {
+      if (this.closed) return;
+      this.onPacket(p);
+    }
+  }
+
+  private onPacket(p: Packet): void {
+    let decoded: ReturnType<typeof decodeBody>;
+    try {
+      decoded = decodeBody(p.cmdType, p.body);
+    } catch (err) {
+      this.onBadBody(p, toKiteqError(err, { connection: this.id, peer: this.peer }, ErrorCode.BodyInvalid));
+      return;
+    }
+    if (!this.isAuthenticated && decoded.cmd !== "CONN_META") {
+      this.log.warn(
+        { code: ErrorCode.NotAuthenticated, command: decoded.cmd },
+        "request before handshake refused, closing connection",
+      );
+      if (decoded.cmd === "BYTES_MESSAGE" || decoded.cmd === "STRING_MESSAGE") {
+        this.sendStoreAck(p.opaque, decoded.msg.header.messageId, false, "not authenticated: send CONN_META first");
+      }
+      this.close();
+      return;
+    }
+    try {
+      switch (decoded.cmd) {
+        case "CONN_META":
+          this.onConnMeta(p.opaque, decoded.msg);
+          return;
+        case "HEARTBEAT":
+          this.send(CommandType.HEARTBEAT, p.opaque, encodeHeartBeat({ version: decoded.msg.version }), p.version);
+          return;
+        case "BYTES_MESSAGE":
+          this.handler.onPublish(this, p.opaque, decoded.msg, false);
+          return;
+        case "STRING_MESSAGE":
+          this.handler.onPublish(this, p.opaque, decoded.msg, true);
+          return;
+        case "DELIVER_ACK":
+          this.handler.onDeliverAck(this, p.opaque, decoded.msg);
+          return;
+        case "TX_ACK":
+          this.handler.onTxAck(this, p.opaque, decoded.msg);
+          return;
+        default:
+          this.log.warn(
+            { code: ErrorCode.UnknownCommand, command: decoded.cmd },
+            "command not accepted from a client, ignored",
+          );
+      }
+    } catch (err) {
+      const e = toKiteqError(err, { connection: this.id, peer: this.peer, command: decoded.cmd });
+      this.log.error({ code: e.code, err: e.message }, "request failed");
+    }
+  }
+
+  private onConnMeta(opaque: number, meta: ConnMeta): void {
+    if (this.isAuthenticated) {
+      this.send(CommandType.CONN_AUTH, opaque, encodeConnAuthAck({ status: true, feedback: "already authenticated" }));
+      return;
+    }
+    const refusal = this.handler.authenticate(meta, this);
+    if (refusal !== null) {
+      this.log.warn({ code: ErrorCode.AuthRefused, groupId: meta.groupId }, `handshake refused: ${refusal}`);
+      this.send(CommandType.CONN_AUTH, opaque, encodeConnAuthAck({ status: false, feedback: refusal }));
+      this.close();
+      return;
+    }
+    this.groupId = meta.groupId;
+    this.warmingupSec = Math.max(0, meta.warmingupSec);
+    this.send(CommandType.CONN_AUTH, opaque, encodeConnAuthAck({ status: true, feedback: "authenticated" }));
+    this.log.info({ groupId: meta.groupId, warmingupSec: this.warmingupSec }, "handshake accepted");
+    this.handler.onAuthenticated(this);
+  }
+
+  private onBadBody(p: Packet, e: KiteqError): void {
+    const command = commandName(p.cmdType);
+    this.log.warn({ code: e.code, command, opaque: p.opaque, err: e.message }, "bad request");
+    // Answer where the command has an answer, so the producer is not left waiting.
+    if (p.cmdType === CommandType.BYTES_MESSAGE || p.cmdType === CommandType.STRING_MESSAGE) {
+      this.sendStoreAck(p.opaque, "", false, e.message);
+    }
+  }
+}

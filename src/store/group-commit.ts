@@ -1,0 +1,91 @@
+/**
+ * Group commit: callers submit one item each and get their own result, while the items are
+ * written in batches, one transaction per batch.
+ *
+ * Policy: a batch starts as soon as a writer slot is free (on the next turn of the event loop,
+ * so everything that arrived in the same I/O round joins it); while all slots are busy, items
+ * accumulate, so batches grow with load and a lone item is never held back by a timer.
+ */
+
+/** Options of a GroupCommitter. */
+export interface GroupCommitOptions<T, R> {
+  /** Largest batch written in one transaction. */
+  maxBatch: number;
+  /** Batches written at once (each on its own connection). */
+  concurrency: number;
+  /** Write one batch; return one result per item, in order. A throw fails every item. */
+  write(items: T[]): Promise<R[]>;
+}
+
+interface Pending<T, R> {
+  item: T;
+  resolve(r: R): void;
+  reject(e: unknown): void;
+}
+
+/** Batches submitted items into transactions (see module comment). */
+export class GroupCommitter<T, R> {
+  private queue: Pending<T, R>[] = [];
+  private inFlight = 0;
+  private scheduled = false;
+  private idleWaiters: (() => void)[] = [];
+  /** Batches written and items in them, for metrics. */
+  readonly stats = { batches: 0, items: 0, failures: 0 };
+
+  constructor(private readonly options: GroupCommitOptions<T, R>) {}
+
+  /** Queue one item; resolves with its result once its batch committed. */
+  submit(item: T): Promise<R> {
+    return new Promise<R>((resolve, reject) => {
+      this.queue.push({ item, resolve, reject });
+      this.schedule();
+    });
+  }
+
+  /** Items waiting or being written. */
+  get pending(): number {
+    return this.queue.length + this.inFlight;
+  }
+
+  /** Resolves when every submitted item has been written (or failed). */
+  async drain(): Promise<void> {
+    if (this.queue.length === 0 && this.inFlight === 0) return;
+    await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.inFlight >= this.options.concurrency || this.queue.length === 0) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      while (this.inFlight < this.options.concurrency && this.queue.length > 0) this.startBatch();
+    });
+  }
+
+  private startBatch(): void {
+    const batch = this.queue.splice(0, this.options.maxBatch);
+    this.inFlight++;
+    this.stats.batches++;
+    this.stats.items += batch.length;
+    this.options
+      .write(batch.map((p) => p.item))
+      .then(
+        (results) => {
+          for (let i = 0; i < batch.length; i++) batch[i]!.resolve(results[i]!);
+        },
+        (err: unknown) => {
+          this.stats.failures++;
+          for (const p of batch) p.reject(err);
+        },
+      )
+      .finally(() => {
+        this.inFlight--;
+        this.schedule();
+        if (this.inFlight === 0 && this.queue.length === 0) {
+          const waiters = this.idleWaiters;
+          this.idleWaiters = [];
+          for (const w of waiters) w();
+        }
+      });
+  }
+}
