@@ -24,7 +24,6 @@ CREATE TABLE "deliveries" (
 	"claimed_by" text,
 	"lease_until" timestamp with time zone,
 	"claim_epoch" integer DEFAULT 0 NOT NULL,
-	"dead_lettered" boolean DEFAULT false NOT NULL,
 	CONSTRAINT "deliveries_message_pk_group_id_pk" PRIMARY KEY("message_pk","group_id")
 );
 --> statement-breakpoint
@@ -50,6 +49,7 @@ CREATE TABLE "pending_transactions" (
 );
 --> statement-breakpoint
 CREATE INDEX "bindings_topic_idx" ON "bindings" USING btree ("topic");--> statement-breakpoint
-CREATE INDEX "deliveries_due_idx" ON "deliveries" USING btree ("group_id","next_attempt_at") WHERE NOT "deliveries"."dead_lettered";--> statement-breakpoint
+CREATE INDEX "deliveries_due_idx" ON "deliveries" USING btree ("group_id","next_attempt_at");--> statement-breakpoint
+CREATE INDEX "deliveries_expires_idx" ON "deliveries" USING btree ("expires_at");--> statement-breakpoint
 CREATE INDEX "deliveries_claimed_by_idx" ON "deliveries" USING btree ("claimed_by") WHERE "deliveries"."claimed_by" IS NOT NULL;--> statement-breakpoint
 CREATE INDEX "pending_transactions_due_idx" ON "pending_transactions" USING btree ("group_id","next_check_at");

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import path from "node:path";
 /**
  * kiteq-pg command line: `serve` (default) runs a broker node, `migrate` applies migrations.
  * Config flags (KiteQ's -bind, -clusterName, -configPath and our --long forms) go anywhere.
@@ -10,7 +11,6 @@ import { createLogger, type Logger } from "../log.js";
 import { Broker } from "../server/broker.js";
 import { createPool, ensurePartitions, runMigrations } from "../store/db.js";
 import { startEmbeddedPostgres } from "../store/embedded.js";
-import path from "node:path";
 
 const USAGE = `usage: kiteq-pg [serve|migrate] [flags]
   serve     run a broker node (default)

@@ -113,7 +113,12 @@ export class KiteqConnection {
       });
       s.once("error", (err) => {
         clearTimeout(timer);
-        reject(new KiteqError(ErrorCode.ConnectionClosed, `connect to ${options.host}:${options.port}: ${err.message}`));
+        reject(
+          new KiteqError(
+            ErrorCode.ConnectionClosed,
+            `connect to ${options.host}:${options.port}: ${err.message}`,
+          ),
+        );
       });
     });
     const conn = new KiteqConnection(socket, options);
@@ -129,7 +134,9 @@ export class KiteqConnection {
     if (auth.cmd !== "CONN_AUTH" || !auth.msg.status) {
       conn.close();
       const feedback = auth.cmd === "CONN_AUTH" ? auth.msg.feedback : auth.cmd;
-      throw new KiteqError(ErrorCode.AuthRefused, `handshake refused: ${feedback}`, { groupId: options.groupId });
+      throw new KiteqError(ErrorCode.AuthRefused, `handshake refused: ${feedback}`, {
+        groupId: options.groupId,
+      });
     }
     const hb = options.heartbeatMs ?? 5000;
     if (hb > 0) {
@@ -151,7 +158,10 @@ export class KiteqConnection {
     const payload = isString
       ? encodeStringMessage({ header, body } as StringMessage)
       : encodeBytesMessage({ header, body } as BytesMessage);
-    const reply = await this.request(isString ? CommandType.STRING_MESSAGE : CommandType.BYTES_MESSAGE, payload);
+    const reply = await this.request(
+      isString ? CommandType.STRING_MESSAGE : CommandType.BYTES_MESSAGE,
+      payload,
+    );
     const ack = decodeBody(reply.cmdType, reply.body);
     if (ack.cmd !== "MESSAGE_STORE_ACK") {
       throw new KiteqError(ErrorCode.BodyInvalid, `expected MESSAGE_STORE_ACK, got ${ack.cmd}`);
@@ -280,7 +290,11 @@ export class KiteqConnection {
     try {
       const r = handler({ header, body, isString });
       if (typeof r === "boolean") answer(r);
-      else r.then((ok) => answer(ok), (err: unknown) => answer(false, String(err)));
+      else
+        r.then(
+          (ok) => answer(ok),
+          (err: unknown) => answer(false, String(err)),
+        );
     } catch (err) {
       answer(false, String(err));
     }

@@ -83,11 +83,19 @@ export class Publisher {
       return;
     }
     if (!this.hooks.admit()) {
-      this.refuse(session, opaque, messageId, ErrorCode.RateLimited, "receive rate limit exceeded, retry later");
+      this.refuse(
+        session,
+        opaque,
+        messageId,
+        ErrorCode.RateLimited,
+        "receive rate limit exceeded, retry later",
+      );
       return;
     }
     const header = result.header;
-    const body = isString ? Buffer.from((message as StringMessage).body, "utf8") : (message as BytesMessage).body;
+    const body = isString
+      ? Buffer.from((message as StringMessage).body, "utf8")
+      : (message as BytesMessage).body;
     if (header.fly) {
       this.counters.fly++;
       this.hooks.deliverFly(header, body, isString);
@@ -119,7 +127,10 @@ export class Publisher {
       (err: unknown) => {
         this.counters.failed++;
         const e = toKiteqError(err, { connection: session.id, messageId }, ErrorCode.StoreFailed);
-        this.log.error({ code: e.code, connection: session.id, messageId, err: e.message }, "publish not stored");
+        this.log.error(
+          { code: e.code, connection: session.id, messageId, err: e.message },
+          "publish not stored",
+        );
         session.sendStoreAck(opaque, messageId, false, `store failed: ${e.message}`);
       },
     );

@@ -36,7 +36,10 @@ export function validatePublish(
   nowMs: number,
 ): ValidationResult {
   if (!MESSAGE_ID.test(header.messageId)) {
-    return { ok: false, reason: `invalid messageId "${truncate(header.messageId)}": 32 hexadecimal characters expected` };
+    return {
+      ok: false,
+      reason: `invalid messageId "${truncate(header.messageId)}": 32 hexadecimal characters expected`,
+    };
   }
   if (header.topic === "" || !servesTopic(header.topic)) {
     return { ok: false, reason: `unsupported topic "${truncate(header.topic)}"` };
@@ -50,8 +53,11 @@ export function validatePublish(
   }
   if (expiredSec <= 0 || expiredSec > nowSec + MAX_EXPIRY_SECONDS) expiredSec = nowSec + MAX_EXPIRY_SECONDS;
   const deliverLimit =
-    header.deliverLimit <= 0 || header.deliverLimit > MAX_DELIVER_LIMIT ? MAX_DELIVER_LIMIT : header.deliverLimit;
-  const createdAt = header.createTime !== undefined && header.createTime > 0 ? header.createTime * 1000 : nowMs;
+    header.deliverLimit <= 0 || header.deliverLimit > MAX_DELIVER_LIMIT
+      ? MAX_DELIVER_LIMIT
+      : header.deliverLimit;
+  const createdAt =
+    header.createTime !== undefined && header.createTime > 0 ? header.createTime * 1000 : nowMs;
   return {
     ok: true,
     header: {

@@ -5,6 +5,7 @@
 import path from "node:path";
 import type pg from "pg";
 import type { BrokerConfig } from "../config/types.js";
+import { TokenBucket } from "../delivery/token-bucket.js";
 import type { Logger } from "../log.js";
 import { Publisher } from "../publish/publisher.js";
 import { createPool, ensurePartitions, runMigrations } from "../store/db.js";
@@ -12,7 +13,6 @@ import { type EmbeddedPostgresServer, startEmbeddedPostgres } from "../store/emb
 import { insertPublishBatch } from "../store/messages.js";
 import { ProtocolServer } from "./server.js";
 import type { Session, SessionHandler } from "./session.js";
-import { TokenBucket } from "../delivery/token-bucket.js";
 
 const HOUR = 3_600_000;
 
@@ -90,7 +90,10 @@ export class Broker {
       onTxAck: () => undefined,
       onClose: () => undefined,
     };
-    const server = new ProtocolServer(handler, { idleTimeoutMs: config.idleTimeoutSeconds * 1000, logger: log });
+    const server = new ProtocolServer(handler, {
+      idleTimeoutMs: config.idleTimeoutSeconds * 1000,
+      logger: log,
+    });
     let address: { host: string; port: number };
     try {
       address = await server.listen(config.bind.host, config.bind.port);
@@ -106,7 +109,10 @@ export class Broker {
       );
     }, HOUR);
     broker.partitionTimer.unref();
-    log.info({ address: `${address.host}:${address.port}`, nodeId, embedded: embedded !== undefined }, "broker started");
+    log.info(
+      { address: `${address.host}:${address.port}`, nodeId, embedded: embedded !== undefined },
+      "broker started",
+    );
     return broker;
   }
 

@@ -4,7 +4,7 @@
  * stable code; only a loss of framing closes the connection.
  */
 import type net from "node:net";
-import { ErrorCode, KiteqError, toKiteqError } from "../errors.js";
+import { ErrorCode, type KiteqError, toKiteqError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { decodeBody } from "../protocol/body.js";
 import { CommandType, commandName } from "../protocol/commands.js";
@@ -160,7 +160,12 @@ export class Session {
         "request before handshake refused, closing connection",
       );
       if (decoded.cmd === "BYTES_MESSAGE" || decoded.cmd === "STRING_MESSAGE") {
-        this.sendStoreAck(p.opaque, decoded.msg.header.messageId, false, "not authenticated: send CONN_META first");
+        this.sendStoreAck(
+          p.opaque,
+          decoded.msg.header.messageId,
+          false,
+          "not authenticated: send CONN_META first",
+        );
       }
       this.close();
       return;
@@ -171,7 +176,12 @@ export class Session {
           this.onConnMeta(p.opaque, decoded.msg);
           return;
         case "HEARTBEAT":
-          this.send(CommandType.HEARTBEAT, p.opaque, encodeHeartBeat({ version: decoded.msg.version }), p.version);
+          this.send(
+            CommandType.HEARTBEAT,
+            p.opaque,
+            encodeHeartBeat({ version: decoded.msg.version }),
+            p.version,
+          );
           return;
         case "BYTES_MESSAGE":
           this.handler.onPublish(this, p.opaque, decoded.msg, false);
@@ -199,7 +209,11 @@ export class Session {
 
   private onConnMeta(opaque: number, meta: ConnMeta): void {
     if (this.isAuthenticated) {
-      this.send(CommandType.CONN_AUTH, opaque, encodeConnAuthAck({ status: true, feedback: "already authenticated" }));
+      this.send(
+        CommandType.CONN_AUTH,
+        opaque,
+        encodeConnAuthAck({ status: true, feedback: "already authenticated" }),
+      );
       return;
     }
     const refusal = this.handler.authenticate(meta, this);

@@ -19,7 +19,9 @@ const INT8_OID = 20;
 /** Internal ids are < 2^53: read bigint as number rather than string. */
 const types = {
   getTypeParser: ((oid: number, format?: "text" | "binary") =>
-    oid === INT8_OID ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+    oid === INT8_OID
+      ? (v: string) => Number(v)
+      : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
 };
 
 /** A pool on `url` with the settings every broker statement expects (UTC). */
@@ -50,14 +52,24 @@ export async function runMigrations(pool: pg.Pool, logger: Logger): Promise<void
     }
     logger.debug("migrations applied");
   } catch (err) {
-    throw new KiteqError(ErrorCode.StoreFailed, `migration failed: ${(err as Error).message}`, {}, { cause: err });
+    throw new KiteqError(
+      ErrorCode.StoreFailed,
+      `migration failed: ${(err as Error).message}`,
+      {},
+      { cause: err },
+    );
   } finally {
     client.release();
   }
 }
 
 /** Create the daily history partitions around `now` (yesterday .. `daysAhead` days on). */
-export async function ensurePartitions(pool: pg.Pool, now: Date, daysBack = 8, daysAhead = 3): Promise<number> {
+export async function ensurePartitions(
+  pool: pg.Pool,
+  now: Date,
+  daysBack = 8,
+  daysAhead = 3,
+): Promise<number> {
   const day = 86_400_000;
   const from = new Date(now.getTime() - daysBack * day).toISOString().slice(0, 10);
   const to = new Date(now.getTime() + (daysAhead + 1) * day).toISOString().slice(0, 10);

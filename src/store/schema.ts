@@ -42,17 +42,12 @@ export const deliveries = pgTable(
     claimedBy: text("claimed_by"),
     leaseUntil: tz("lease_until"),
     claimEpoch: integer("claim_epoch").notNull().default(0),
-    /** True once deliverLimit is reached: kept for re-drive, never claimed. */
-    deadLettered: boolean("dead_lettered").notNull().default(false),
   },
   (t) => [
     primaryKey({ columns: [t.messagePk, t.groupId] }),
-    index("deliveries_due_idx")
-      .on(t.groupId, t.nextAttemptAt)
-      .where(sql`NOT ${t.deadLettered}`),
-    index("deliveries_claimed_by_idx")
-      .on(t.claimedBy)
-      .where(sql`${t.claimedBy} IS NOT NULL`),
+    index("deliveries_due_idx").on(t.groupId, t.nextAttemptAt),
+    index("deliveries_expires_idx").on(t.expiresAt),
+    index("deliveries_claimed_by_idx").on(t.claimedBy).where(sql`${t.claimedBy} IS NOT NULL`),
   ],
 );
 
@@ -75,7 +70,10 @@ export const bindings = pgTable(
     source: text("source").notNull(),
     updatedAt: tz("updated_at").notNull().defaultNow(),
   },
-  (t) => [primaryKey({ columns: [t.groupId, t.topic, t.messageType] }), index("bindings_topic_idx").on(t.topic)],
+  (t) => [
+    primaryKey({ columns: [t.groupId, t.topic, t.messageType] }),
+    index("bindings_topic_idx").on(t.topic),
+  ],
 );
 
 /** Broker nodes that ever ran against this database, with their last heartbeat. */

@@ -34,7 +34,13 @@ describe("e2e: handshake and publish validation", () => {
     const { decodeMessageStoreAck } = await import("../../src/protocol/messages.js");
     const socket = net.connect({ host: broker.host, port: broker.port });
     const header = buildHeader({ topic: "trade", messageType: "t", groupId: "p1" });
-    socket.write(encodePacket({ opaque: 7, cmdType: CommandType.BYTES_MESSAGE, body: encodeBytesMessage({ header, body: Buffer.from("x") }) }));
+    socket.write(
+      encodePacket({
+        opaque: 7,
+        cmdType: CommandType.BYTES_MESSAGE,
+        body: encodeBytesMessage({ header, body: Buffer.from("x") }),
+      }),
+    );
     const decoder = new FrameDecoder();
     const packets: ReturnType<FrameDecoder["push"]> = [];
     await new Promise<void>((resolve) => {
@@ -81,9 +87,14 @@ describe("e2e: handshake and publish validation", () => {
 
   it("stores a fly message nowhere but acks it", async () => {
     const conn = await connect("s3cret");
-    const ack = await conn.publish(buildHeader({ topic: "trade", messageType: "f", groupId: "p1", fly: true }), "x");
+    const ack = await conn.publish(
+      buildHeader({ topic: "trade", messageType: "f", groupId: "p1", fly: true }),
+      "x",
+    );
     expect(ack.status).toBe(true);
-    const { rows } = await db.pool.query("SELECT count(*)::int AS n FROM messages WHERE message_id = $1", [ack.messageId]);
+    const { rows } = await db.pool.query("SELECT count(*)::int AS n FROM messages WHERE message_id = $1", [
+      ack.messageId,
+    ]);
     expect(rows[0].n).toBe(0);
     conn.close();
   });

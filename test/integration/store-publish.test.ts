@@ -82,12 +82,19 @@ describe("store: publish batch", () => {
     expect(first.map((x) => x.duplicate)).toEqual([false, true]);
     const again = await insertPublishBatch(db.pool, [r], opts);
     expect(again[0]!.duplicate).toBe(true);
-    const m = await db.pool.query("SELECT count(*)::int AS n FROM messages WHERE message_id = $1", [r.messageId]);
+    const m = await db.pool.query("SELECT count(*)::int AS n FROM messages WHERE message_id = $1", [
+      r.messageId,
+    ]);
     expect(m.rows[0].n).toBe(1);
   });
 
   it("creates deliveries for committed messages only, pre-claimed ones with a lease", async () => {
-    const c = record({ deliveries: [{ groupId: "g1", claimedBy: null }, { groupId: "g2", claimedBy: "n1" }] });
+    const c = record({
+      deliveries: [
+        { groupId: "g1", claimedBy: null },
+        { groupId: "g2", claimedBy: "n1" },
+      ],
+    });
     const u = record({ commit: false, deliveries: [{ groupId: "g1", claimedBy: null }] });
     await insertPublishBatch(db.pool, [c, u], opts);
     const { rows } = await db.pool.query(
@@ -108,8 +115,12 @@ describe("store: publish batch", () => {
       "CREATE TRIGGER poison BEFORE INSERT ON messages_p20261126 FOR EACH ROW EXECUTE FUNCTION fail_poison()",
     );
     const good = record();
-    await expect(insertPublishBatch(db.pool, [good, record({ topic: "poison" })], opts)).rejects.toThrow(/poisoned/);
-    const m = await db.pool.query("SELECT count(*)::int AS n FROM messages WHERE message_id = $1", [good.messageId]);
+    await expect(insertPublishBatch(db.pool, [good, record({ topic: "poison" })], opts)).rejects.toThrow(
+      /poisoned/,
+    );
+    const m = await db.pool.query("SELECT count(*)::int AS n FROM messages WHERE message_id = $1", [
+      good.messageId,
+    ]);
     expect(m.rows[0].n).toBe(0);
   });
 });

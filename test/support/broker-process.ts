@@ -30,7 +30,17 @@ export async function startBrokerProcess(
   const port = options.port ?? (await freePort());
   const child = spawn(
     process.execPath,
-    ["--import", "tsx", path.join(ROOT, "src/cli/main.ts"), "serve", "--bind", `127.0.0.1:${port}`, "--admin", "0", ...args],
+    [
+      "--import",
+      "tsx",
+      path.join(ROOT, "src/cli/main.ts"),
+      "serve",
+      "--bind",
+      `127.0.0.1:${port}`,
+      "--admin",
+      "0",
+      ...args,
+    ],
     {
       cwd: ROOT,
       env: { ...process.env, KITEQ_LOG_LEVEL: "debug", VITEST: undefined, ...options.env },
@@ -64,14 +74,19 @@ export async function startBrokerProcess(
     child.stderr?.on("data", (chunk: Buffer) => {
       stderr += chunk.toString("utf8");
     });
-    void exited.then((code) => reject(new Error(`broker exited with ${code} before start: ${stderr.slice(-2000)}`)));
+    void exited.then((code) =>
+      reject(new Error(`broker exited with ${code} before start: ${stderr.slice(-2000)}`)),
+    );
   });
   const timeout = options.timeoutMs ?? 60_000;
   let timer: NodeJS.Timeout | undefined;
   await Promise.race([
     started,
     new Promise((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`broker not started within ${timeout} ms: ${stderr}`)), timeout);
+      timer = setTimeout(
+        () => reject(new Error(`broker not started within ${timeout} ms: ${stderr}`)),
+        timeout,
+      );
     }),
   ]).finally(() => clearTimeout(timer));
   return {

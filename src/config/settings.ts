@@ -1,0 +1,180 @@
+/**
+ * The one list of settings: for each, its parser, its defaults, and its names in each source
+ * (flags, KITEQ_* environment variables, keys of a `[clusters.X]` table in cluster.toml).
+ * Flags, env.ts and toml.ts read this table; nothing else lists setting names.
+ */
+import type { BindAddress, LogLevel, RedeliveryStep } from "./types.js";
+import {
+  type AdminSpec,
+  adminAddress,
+  bindAddress,
+  factor,
+  hourOfDay,
+  logLevel,
+  nodeId,
+  nonEmptyString,
+  nonNegativeInt,
+  type Parser,
+  positiveInt,
+  postgresUrl,
+  type RegistrySpec,
+  redeliverySchedule,
+  registry,
+  secretList,
+  timerSeconds,
+  topicList,
+} from "./values.js";
+
+/** Every setting, flat, as the sources give it; load.ts turns it into a BrokerConfig. */
+export interface Settings {
+  bind: BindAddress;
+  admin: AdminSpec;
+  clusterName: string;
+  configPath: string;
+  databaseUrl: string;
+  dataDir: string;
+  registry: RegistrySpec;
+  registryFile: string;
+  nodeId: string;
+  logLevel: LogLevel;
+  topics: string[];
+  secrets: Map<string, string>;
+  batchMaxMessages: number;
+  batchWindowMs: number;
+  leaseSeconds: number;
+  idleTimeoutSeconds: number;
+  redelivery: RedeliveryStep[];
+  txCheckSeconds: number;
+  txCheckMaxSeconds: number;
+  txCheckBackoff: number;
+  txGiveUpSeconds: number;
+  deliverySeconds: number;
+  recoverSeconds: number;
+  receivePermitsPerSecond: number;
+  maxDeliverWorkers: number;
+  dlqExecHour: number;
+}
+
+export type SettingKey = keyof Settings;
+
+/** Some settings from one source, and where each came from (for messages). */
+export interface Layer {
+  values: { [K in SettingKey]?: Settings[K] };
+  origin: { [K in SettingKey]?: string };
+}
+
+interface SettingSpec<T> {
+  readonly parse: Parser<T>;
+  /** Flag names without dashes; each works with one dash or two. */
+  readonly flags: readonly string[];
+  /** Environment variable names. */
+  readonly env: readonly string[];
+  /** Keys in the selected `[clusters.X]` table ([] = not read from there by name). */
+  readonly toml: readonly string[];
+}
+
+function kebab(key: string): string {
+  return key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+}
+
+/** Derives the names: flags `--kebab-case` and `-camelCase`, env `KITEQ_SNAKE_CASE`, toml `camelCase`. */
+function setting<T>(
+  key: SettingKey,
+  parse: Parser<T>,
+  names: { flags?: string[]; env?: string[]; toml?: string[] } = {},
+): SettingSpec<T> {
+  return {
+    parse,
+    flags: names.flags ?? [...new Set([kebab(key), key])],
+    env: names.env ?? [`KITEQ_${kebab(key).replaceAll("-", "_").toUpperCase()}`],
+    toml: names.toml ?? [key],
+  };
+}
+
+export const SETTINGS: { readonly [K in SettingKey]: SettingSpec<Settings[K]> } = {
+  bind: setting("bind", bindAddress, { toml: [] }),
+  admin: setting("admin", adminAddress, { flags: ["pport", "admin"], toml: [] }),
+  clusterName: setting("clusterName", nonEmptyString, { toml: [] }),
+  configPath: setting("configPath", nonEmptyString, {
+    flags: ["configPath", "config-path", "config"],
+    toml: [],
+  }),
+  // In the file, `db` may hold another store's URL (ignored with a warning): toml.ts reads it.
+  databaseUrl: setting("databaseUrl", postgresUrl, { flags: ["db"], env: ["KITEQ_DB_URL"], toml: [] }),
+  dataDir: setting("dataDir", nonEmptyString),
+  // In the file, the registry comes from [registry.{env}].hosts: toml.ts reads it.
+  registry: setting("registry", registry, { toml: [] }),
+  registryFile: setting("registryFile", nonEmptyString),
+  nodeId: setting("nodeId", nodeId, { toml: [] }),
+  logLevel: setting("logLevel", logLevel),
+  topics: setting("topics", topicList),
+  // In the file, secrets are the top-level [secrets] table: toml.ts reads it. No flag (ps shows argv).
+  secrets: setting("secrets", secretList, { flags: [], toml: [] }),
+  batchMaxMessages: setting("batchMaxMessages", positiveInt),
+  batchWindowMs: setting("batchWindowMs", nonNegativeInt),
+  leaseSeconds: setting("leaseSeconds", timerSeconds),
+  idleTimeoutSeconds: setting("idleTimeoutSeconds", timerSeconds),
+  redelivery: setting("redelivery", redeliverySchedule),
+  txCheckSeconds: setting("txCheckSeconds", timerSeconds),
+  txCheckMaxSeconds: setting("txCheckMaxSeconds", timerSeconds),
+  txCheckBackoff: setting("txCheckBackoff", factor),
+  txGiveUpSeconds: setting("txGiveUpSeconds", positiveInt),
+  deliverySeconds: setting("deliverySeconds", timerSeconds),
+  recoverSeconds: setting("recoverSeconds", timerSeconds),
+  // KiteQ spells it "reciev"; both spellings are understood everywhere.
+  receivePermitsPerSecond: setting("receivePermitsPerSecond", nonNegativeInt, {
+    flags: [
+      "recievePermitsPerSecond",
+      "recieve-permits-per-second",
+      "receivePermitsPerSecond",
+      "receive-permits-per-second",
+    ],
+    env: ["KITEQ_RECIEVE_PERMITS_PER_SECOND", "KITEQ_RECEIVE_PERMITS_PER_SECOND"],
+    toml: ["recievePermitsPerSecond", "receivePermitsPerSecond"],
+  }),
+  maxDeliverWorkers: setting("maxDeliverWorkers", positiveInt),
+  dlqExecHour: setting("dlqExecHour", hourOfDay),
+};
+
+export const SETTING_KEYS = Object.keys(SETTINGS) as SettingKey[];
+
+/** KiteQ's redelivery delays: attempts 1-3 at once, then 5, 10, 20, 40, 80, 160 s. */
+export const DEFAULT_REDELIVERY: readonly RedeliveryStep[] = Object.freeze([
+  { fromAttempt: 1, delaySeconds: 0 },
+  { fromAttempt: 4, delaySeconds: 5 },
+  { fromAttempt: 10, delaySeconds: 10 },
+  { fromAttempt: 20, delaySeconds: 20 },
+  { fromAttempt: 30, delaySeconds: 40 },
+  { fromAttempt: 40, delaySeconds: 80 },
+  { fromAttempt: 50, delaySeconds: 160 },
+]);
+
+/** Settings without a default: absent unless a source gives them. */
+type Optional = "clusterName" | "configPath" | "databaseUrl" | "registryFile" | "nodeId";
+
+/** The defaults (ARCHITECTURE.md, Defaults): one node on 127.0.0.1:13800, embedded PostgreSQL, static registry. */
+export function defaultSettings(): Omit<Settings, Optional> {
+  return {
+    bind: { host: "127.0.0.1", port: 13800 },
+    admin: { host: "127.0.0.1", port: 13801 },
+    dataDir: "./data",
+    registry: { kind: "static", file: null },
+    logLevel: "info",
+    topics: [],
+    secrets: new Map(),
+    batchMaxMessages: 1000,
+    batchWindowMs: 2,
+    leaseSeconds: 30,
+    idleTimeoutSeconds: 60,
+    redelivery: DEFAULT_REDELIVERY.map((s) => ({ ...s })),
+    txCheckSeconds: 5,
+    txCheckMaxSeconds: 60,
+    txCheckBackoff: 2,
+    txGiveUpSeconds: 24 * 3600,
+    deliverySeconds: 5,
+    recoverSeconds: 10,
+    receivePermitsPerSecond: 8000,
+    maxDeliverWorkers: 8,
+    dlqExecHour: 2,
+  };
+}

@@ -1,0 +1,132 @@
+/**
+ * Statements on the bindings table: the delivery engine's source of truth for who is owed what.
+ * Every change sends NOTIFY kiteq_bindings so all nodes reload their matcher.
+ */
+import type pg from "pg";
+import { type Binding, type BindType, createBinding } from "../binding/binding.js";
+
+type Queryable = pg.Pool | pg.PoolClient;
+
+/** Where a binding came from. */
+export type BindingSource = "static" | "cli" | "zk";
+
+/** Every binding, in a stable order. */
+export async function listBindings(db: Queryable): Promise<Binding[]> {
+  const { rows } = await db.query(
+    `SELECT group_id, topic, message_type, bind_type, version, watermark, persistent
+       FROM bindings ORDER BY topic, group_id, message_type`,
+  );
+  return rows.map((r) =>
+    createBinding({
+      groupId: r.group_id,
+      topic: r.topic,
+      messageType: r.message_type,
+      bindType: r.bind_type as BindType,
+      version: r.version,
+      watermark: r.watermark,
+      persistent: r.persistent,
+    }),
+  );
+}
+
+/**
+ * Replace the bindings of (groupId, topic) that came from `source` with `bindings` (empty: remove
+ * them), in one transaction, and notify every node.
+ */
+export async function replaceGroupTopicBindings(
+  pool: pg.Pool,
+  args: { groupId: string; topic: string; source: BindingSource; bindings: readonly Binding[]; now: Date },
+): Promise<void> {
+  await inTransaction(pool, async (c) => {
+    await c.query("DELETE FROM bindings WHERE group_id = $1 AND topic = $2 AND source = $3", [
+      args.groupId,
+      args.topic,
+      args.source,
+    ]);
+    await insertBindings(c, args.bindings, args.source, args.now);
+    await c.query("SELECT pg_notify('kiteq_bindings', '')");
+  });
+}
+
+/**
+ * Make the bindings from `source` exactly `bindings` (the static YAML file at start and on change,
+ * or a ZooKeeper resync), and notify every node.
+ */
+export async function replaceSourceBindings(
+  pool: pg.Pool,
+  source: BindingSource,
+  bindings: readonly Binding[],
+  now: Date,
+): Promise<void> {
+  await inTransaction(pool, async (c) => {
+    await c.query("DELETE FROM bindings WHERE source = $1", [source]);
+    await insertBindings(c, bindings, source, now);
+    await c.query("SELECT pg_notify('kiteq_bindings', '')");
+  });
+}
+
+/** Add or update one binding (CLI), and notify every node. */
+export async function upsertBinding(
+  pool: pg.Pool,
+  b: Binding,
+  source: BindingSource,
+  now: Date,
+): Promise<void> {
+  await inTransaction(pool, async (c) => {
+    await insertBindings(c, [b], source, now);
+    await c.query("SELECT pg_notify('kiteq_bindings', '')");
+  });
+}
+
+/** Remove the bindings of a group for a topic (all message types, or one); returns how many. */
+export async function removeBindings(
+  pool: pg.Pool,
+  args: { groupId: string; topic: string; messageType?: string },
+): Promise<number> {
+  return inTransaction(pool, async (c) => {
+    const { rowCount } = await c.query(
+      `DELETE FROM bindings WHERE group_id = $1 AND topic = $2 AND ($3::text IS NULL OR message_type = $3)`,
+      [args.groupId, args.topic, args.messageType ?? null],
+    );
+    await c.query("SELECT pg_notify('kiteq_bindings', '')");
+    return rowCount ?? 0;
+  });
+}
+
+async function insertBindings(c: pg.PoolClient, list: readonly Binding[], source: BindingSource, now: Date) {
+  if (list.length === 0) return;
+  await c.query(
+    `INSERT INTO bindings (group_id, topic, message_type, bind_type, version, watermark, persistent, source, updated_at)
+     SELECT *, $8, $9 FROM unnest($1::text[], $2::text[], $3::text[], $4::int2[], $5::text[], $6::int[], $7::bool[])
+     ON CONFLICT (group_id, topic, message_type) DO UPDATE
+       SET bind_type = EXCLUDED.bind_type, version = EXCLUDED.version, watermark = EXCLUDED.watermark,
+           persistent = EXCLUDED.persistent, source = EXCLUDED.source, updated_at = EXCLUDED.updated_at`,
+    [
+      list.map((b) => b.groupId),
+      list.map((b) => b.topic),
+      list.map((b) => b.messageType),
+      list.map((b) => b.bindType),
+      list.map((b) => b.version),
+      list.map((b) => b.watermark),
+      list.map((b) => b.persistent),
+      source,
+      now,
+    ],
+  );
+}
+
+/** Run `fn` in a transaction on one pooled client. */
+export async function inTransaction<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+  const c = await pool.connect();
+  try {
+    await c.query("BEGIN");
+    const result = await fn(c);
+    await c.query("COMMIT");
+    return result;
+  } catch (err) {
+    await c.query("ROLLBACK").catch(() => undefined);
+    throw err;
+  } finally {
+    c.release();
+  }
+}

@@ -1,0 +1,305 @@
+/**
+ * Statements on the deliveries table (what is still owed to each group) and the history rows
+ * written with each change. Time is always a parameter.
+ */
+import type pg from "pg";
+
+type Queryable = pg.Pool | pg.PoolClient;
+
+/** A claimed delivery with what is needed to push it. */
+export interface ClaimedDelivery {
+  messagePk: number;
+  groupId: string;
+  claimEpoch: number;
+  attempts: number;
+  deliverLimit: number;
+  expiresAt: Date;
+  messageId: string;
+  topic: string;
+  messageType: string;
+  /** The publishing group (header.groupId). */
+  publisherGroupId: string;
+  createdAt: Date;
+  properties: { key: string; value: string }[] | null;
+  snappy: boolean;
+  bodyIsString: boolean;
+  body: Buffer;
+}
+
+/**
+ * Claim due deliveries for `groups`, at most `limits[i]` for groups[i], oldest first, skipping
+ * rows other nodes hold locked. A row is due when its next attempt time passed, it has not
+ * expired, and it is unclaimed or its claimer's lease ran out. Each claim bumps claim_epoch.
+ */
+const CLAIM_DUE_DELIVERIES = `
+WITH due AS (
+  SELECT d.message_pk, d.group_id
+    FROM unnest($1::text[], $2::int[]) AS g(group_id, lim)
+    CROSS JOIN LATERAL (
+      SELECT message_pk, group_id FROM deliveries
+       WHERE group_id = g.group_id AND next_attempt_at <= $3 AND expires_at > $3
+         AND (claimed_by IS NULL OR lease_until < $3)
+       ORDER BY next_attempt_at
+       LIMIT g.lim
+       FOR UPDATE SKIP LOCKED
+    ) d
+), claimed AS (
+  UPDATE deliveries d SET claimed_by = $4, lease_until = $5, claim_epoch = d.claim_epoch + 1
+    FROM due WHERE d.message_pk = due.message_pk AND d.group_id = due.group_id
+  RETURNING d.message_pk, d.group_id, d.claim_epoch, d.attempts, d.deliver_limit, d.expires_at,
+            d.message_created_at, d.next_attempt_at
+)
+SELECT c.message_pk, c.group_id, c.claim_epoch, c.attempts, c.deliver_limit, c.expires_at,
+       m.message_id, m.topic, m.message_type, m.group_id AS publisher_group_id, m.created_at,
+       m.properties, m.snappy, m.body_is_string, m.body
+  FROM claimed c JOIN messages m ON m.id = c.message_pk AND m.created_at = c.message_created_at
+ ORDER BY c.next_attempt_at`;
+
+/** Claim due deliveries (see CLAIM_DUE_DELIVERIES). */
+export async function claimDueDeliveries(
+  db: Queryable,
+  args: { groups: string[]; limits: number[]; now: Date; claimer: string; leaseUntil: Date },
+): Promise<ClaimedDelivery[]> {
+  const { rows } = await db.query({
+    text: CLAIM_DUE_DELIVERIES,
+    values: [args.groups, args.limits, args.now, args.claimer, args.leaseUntil],
+  });
+  return rows.map((r) => ({
+    messagePk: r.message_pk,
+    groupId: r.group_id,
+    claimEpoch: r.claim_epoch,
+    attempts: r.attempts,
+    deliverLimit: r.deliver_limit,
+    expiresAt: r.expires_at,
+    messageId: r.message_id,
+    topic: r.topic,
+    messageType: r.message_type,
+    publisherGroupId: r.publisher_group_id,
+    createdAt: r.created_at,
+    properties: r.properties,
+    snappy: r.snappy,
+    bodyIsString: r.body_is_string,
+    body: r.body,
+  }));
+}
+
+/** A consumer's DELIVER_ACK true (or an ack of an earlier claim: it still ends the delivery). */
+export interface AckRecord {
+  messagePk: number;
+  groupId: string;
+  attempt: number;
+  pushedAt: Date;
+  ackedAt: Date;
+}
+
+/**
+ * Acks: delete the deliveries and append `delivered` (at push time) and `acked` rows for each one
+ * that was still owed; an ack for a delivery already gone writes nothing.
+ */
+const ACK_DELIVERIES = `
+WITH gone AS (
+  DELETE FROM deliveries d
+   USING unnest($1::bigint[], $2::text[], $3::int[], $4::timestamptz[], $5::timestamptz[])
+         AS a(message_pk, group_id, attempt, pushed_at, acked_at)
+   WHERE d.message_pk = a.message_pk AND d.group_id = a.group_id
+  RETURNING a.message_pk, a.group_id, a.attempt, a.pushed_at, a.acked_at
+)
+INSERT INTO message_events (message_pk, kind, at, group_id, node_id, attempt)
+SELECT message_pk, 'delivered'::message_event_kind, pushed_at, group_id, $6, attempt FROM gone
+UNION ALL
+SELECT message_pk, 'acked'::message_event_kind, acked_at, group_id, $6, attempt FROM gone`;
+
+/** Apply a batch of acks (see ACK_DELIVERIES); returns how many deliveries ended. */
+export async function ackDeliveries(
+  db: Queryable,
+  acks: readonly AckRecord[],
+  nodeId: string,
+): Promise<number> {
+  if (acks.length === 0) return 0;
+  const { rowCount } = await db.query({
+    text: ACK_DELIVERIES,
+    values: [
+      acks.map((a) => a.messagePk),
+      acks.map((a) => a.groupId),
+      acks.map((a) => a.attempt),
+      acks.map((a) => a.pushedAt),
+      acks.map((a) => a.ackedAt),
+      nodeId,
+    ],
+  });
+  return (rowCount ?? 0) / 2;
+}
+
+/** A failed push (DELIVER_ACK false or no answer in time). */
+export interface NackRecord {
+  messagePk: number;
+  groupId: string;
+  /** The epoch of the claim the push was made under: a stale one changes nothing. */
+  claimEpoch: number;
+  /** Attempt number of this push (1 = first). */
+  attempt: number;
+  pushedAt: Date;
+  failedAt: Date;
+  /** When to try again; ignored when deadLetter. */
+  nextAttemptAt: Date;
+  /** deliverLimit reached: end the delivery in the dead-letter state. */
+  deadLetter: boolean;
+  reason: string;
+}
+
+/**
+ * Nacks, fenced by claim epoch: reschedule (attempts, next_attempt_at, claim released) or, at the
+ * deliver limit, delete the delivery; append `delivered` + `nacked` (+ `dead_lettered`) rows.
+ */
+const NACK_DELIVERIES = `
+WITH input AS (
+  SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::int[], $5::timestamptz[], $6::timestamptz[],
+                       $7::timestamptz[], $8::bool[], $9::text[])
+    AS n(message_pk, group_id, claim_epoch, attempt, pushed_at, failed_at, next_attempt_at, dead, reason)
+), retried AS (
+  UPDATE deliveries d
+     SET attempts = n.attempt, next_attempt_at = n.next_attempt_at, claimed_by = NULL, lease_until = NULL
+    FROM input n
+   WHERE d.message_pk = n.message_pk AND d.group_id = n.group_id AND d.claim_epoch = n.claim_epoch AND NOT n.dead
+  RETURNING n.*
+), dead AS (
+  DELETE FROM deliveries d USING input n
+   WHERE d.message_pk = n.message_pk AND d.group_id = n.group_id AND d.claim_epoch = n.claim_epoch AND n.dead
+  RETURNING n.*
+), hit AS (
+  SELECT * FROM retried UNION ALL SELECT * FROM dead
+)
+INSERT INTO message_events (message_pk, kind, at, group_id, node_id, attempt, detail)
+SELECT message_pk, 'delivered'::message_event_kind, pushed_at, group_id, $10, attempt, NULL FROM hit
+UNION ALL
+SELECT message_pk, 'nacked'::message_event_kind, failed_at, group_id, $10, attempt, reason FROM hit
+UNION ALL
+SELECT message_pk, 'dead_lettered'::message_event_kind, failed_at + interval '1 microsecond', group_id, $10, attempt,
+       'deliver limit reached' FROM dead`;
+
+/** Apply a batch of nacks (see NACK_DELIVERIES); returns the number of history rows written. */
+export async function nackDeliveries(
+  db: Queryable,
+  nacks: readonly NackRecord[],
+  nodeId: string,
+): Promise<number> {
+  if (nacks.length === 0) return 0;
+  const { rowCount } = await db.query({
+    text: NACK_DELIVERIES,
+    values: [
+      nacks.map((n) => n.messagePk),
+      nacks.map((n) => n.groupId),
+      nacks.map((n) => n.claimEpoch),
+      nacks.map((n) => n.attempt),
+      nacks.map((n) => n.pushedAt),
+      nacks.map((n) => n.failedAt),
+      nacks.map((n) => n.nextAttemptAt),
+      nacks.map((n) => n.deadLetter),
+      nacks.map((n) => n.reason),
+      nodeId,
+    ],
+  });
+  return rowCount ?? 0;
+}
+
+/** Deliveries held back locally (flow control, shutdown): release the claim, keep the attempts. */
+export async function releaseDeliveries(
+  db: Queryable,
+  items: readonly { messagePk: number; groupId: string; claimEpoch: number }[],
+): Promise<number> {
+  if (items.length === 0) return 0;
+  const { rowCount } = await db.query({
+    text: `UPDATE deliveries d SET claimed_by = NULL, lease_until = NULL
+             FROM unnest($1::bigint[], $2::text[], $3::int[]) AS r(message_pk, group_id, claim_epoch)
+            WHERE d.message_pk = r.message_pk AND d.group_id = r.group_id AND d.claim_epoch = r.claim_epoch`,
+    values: [items.map((i) => i.messagePk), items.map((i) => i.groupId), items.map((i) => i.claimEpoch)],
+  });
+  return rowCount ?? 0;
+}
+
+/** Renew the lease of every delivery `claimer` holds. */
+export async function renewLeases(db: Queryable, claimer: string, leaseUntil: Date): Promise<number> {
+  const { rowCount } = await db.query({
+    text: "UPDATE deliveries SET lease_until = $2 WHERE claimed_by = $1",
+    values: [claimer, leaseUntil],
+  });
+  return rowCount ?? 0;
+}
+
+/**
+ * Release every claim of claimers whose id starts with `prefix` (a dead node, or this node's own
+ * earlier incarnations), so other nodes take them over without waiting for the lease.
+ * `except` keeps the caller's own current claims.
+ */
+export async function releaseClaimsOf(db: Queryable, prefix: string, except = ""): Promise<number> {
+  const { rowCount } = await db.query({
+    text: `UPDATE deliveries SET claimed_by = NULL, lease_until = NULL
+            WHERE claimed_by IS NOT NULL AND starts_with(claimed_by, $1) AND claimed_by <> $2`,
+    values: [prefix, except],
+  });
+  return rowCount ?? 0;
+}
+
+/**
+ * Expiry sweep: delete up to `limit` deliveries whose message expired, with an `expired` row each.
+ * Locked rows are skipped (a node is acking them right now) and found by the next sweep.
+ */
+export async function expireDeliveries(
+  db: Queryable,
+  now: Date,
+  nodeId: string,
+  limit: number,
+): Promise<number> {
+  const { rowCount } = await db.query({
+    text: `WITH gone AS (
+             DELETE FROM deliveries d WHERE (d.message_pk, d.group_id) IN (
+               SELECT message_pk, group_id FROM deliveries WHERE expires_at <= $1
+                LIMIT $3 FOR UPDATE SKIP LOCKED)
+             RETURNING d.message_pk, d.group_id, d.attempts)
+           INSERT INTO message_events (message_pk, kind, at, group_id, node_id, attempt, detail)
+           SELECT message_pk, 'expired', $1, group_id, $2, attempts, 'expiredTime passed' FROM gone`,
+    values: [now, nodeId, limit],
+  });
+  return rowCount ?? 0;
+}
+
+/** The earliest next_attempt_at among `groups`' unclaimed deliveries, for the wake-up timer. */
+export async function nextDueTime(db: Queryable, groups: string[]): Promise<Date | null> {
+  const { rows } = await db.query<{ t: Date | null }>({
+    text: `SELECT min(next_attempt_at) AS t FROM deliveries WHERE group_id = ANY($1) AND claimed_by IS NULL`,
+    values: [groups],
+  });
+  return rows[0]?.t ?? null;
+}
+
+/**
+ * Re-drive: give `groupId` a fresh delivery of a message whose delivery to it ended dead-lettered
+ * (or expired), with a `redriven` row. Returns false when the message is unknown, still owed, or
+ * was acked by the group.
+ */
+export async function redriveDelivery(
+  db: Queryable,
+  args: { messageId: string; groupId: string; now: Date; expiresAt: Date; nodeId: string; reason: string },
+): Promise<boolean> {
+  const { rowCount } = await db.query({
+    text: `WITH m AS (
+             SELECT id, created_at, topic, deliver_limit FROM messages WHERE message_id = $1
+           ), ended AS (
+             SELECT bool_or(e.kind IN ('dead_lettered', 'expired')) AS dead, bool_or(e.kind = 'acked') AS acked
+               FROM message_events e, m WHERE e.message_pk = m.id AND e.group_id = $2
+           ), ins AS (
+             INSERT INTO deliveries (message_pk, group_id, message_created_at, topic, next_attempt_at, expires_at,
+                                     deliver_limit)
+             SELECT m.id, $2, m.created_at, m.topic, $3, $4, m.deliver_limit FROM m, ended
+              WHERE ended.dead AND NOT ended.acked
+             ON CONFLICT DO NOTHING
+             RETURNING message_pk
+           ), ev AS (
+             INSERT INTO message_events (message_pk, kind, at, group_id, node_id, detail)
+             SELECT message_pk, 'redriven', $3, $2, $5, $6 FROM ins
+           ), wake AS (SELECT pg_notify('kiteq_due', '') FROM ins)
+           SELECT (SELECT count(*) FROM wake) FROM ins`,
+    values: [args.messageId, args.groupId, args.now, args.expiresAt, args.nodeId, args.reason],
+  });
+  return (rowCount ?? 0) > 0;
+}
