@@ -5,32 +5,57 @@
 import path from "node:path";
 import type pg from "pg";
 import type { BrokerConfig } from "../config/types.js";
+import { Dispatcher } from "../delivery/dispatcher.js";
 import { TokenBucket } from "../delivery/token-bucket.js";
+import { toKiteqError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { Publisher } from "../publish/publisher.js";
+import { syncRegistryFile } from "../registry/static-registry.js";
+import { listBindings } from "../store/bindings.js";
 import { createPool, ensurePartitions, runMigrations } from "../store/db.js";
 import { type EmbeddedPostgresServer, startEmbeddedPostgres } from "../store/embedded.js";
 import { insertPublishBatch } from "../store/messages.js";
+import { listenForWakeups, type WakeSource } from "../store/notifications.js";
 import { ProtocolServer } from "./server.js";
-import type { Session, SessionHandler } from "./session.js";
+import type { SessionHandler } from "./session.js";
 
 const HOUR = 3_600_000;
 
 /** A running broker node. */
 export class Broker {
+  readonly address: { host: string; port: number } = { host: "", port: 0 };
+  readonly publisher: Publisher;
+  readonly dispatcher: Dispatcher;
+  /** Claimer id of this run: the node id plus the start time, so a restart can tell its old claims. */
+  readonly claimer: string;
+  private readonly server: ProtocolServer;
+  private readonly cleanups: (() => void | Promise<void>)[] = [];
   private stopping: Promise<void> | undefined;
-  private partitionTimer: NodeJS.Timeout | undefined;
 
   private constructor(
     readonly config: BrokerConfig,
-    readonly nodeId: string,
-    readonly address: { host: string; port: number },
     private readonly log: Logger,
     readonly pool: pg.Pool,
-    private readonly embedded: EmbeddedPostgresServer | undefined,
-    private readonly server: ProtocolServer,
-    readonly publisher: Publisher,
-  ) {}
+    readonly databaseUrl: string,
+  ) {
+    this.claimer = `${config.nodeId}/${Date.now().toString(36)}`;
+    this.dispatcher = new Dispatcher({
+      pool,
+      nodeId: config.nodeId,
+      claimer: this.claimer,
+      log: log.child({ component: "delivery" }),
+      deliveryTimeoutMs: config.deliverySeconds * 1000,
+      leaseMs: config.leaseSeconds * 1000,
+      pollMs: config.recoverSeconds * 1000,
+      redelivery: config.redelivery,
+      nonPersistentNeedsLocalConsumer: config.registry.kind === "static",
+    });
+    this.publisher = this.createPublisher();
+    this.server = new ProtocolServer(this.sessionHandler(), {
+      idleTimeoutMs: config.idleTimeoutSeconds * 1000,
+      logger: log,
+    });
+  }
 
   /** Start a node with `config`; resolves once it accepts connections. */
   static async start(config: BrokerConfig, log: Logger): Promise<Broker> {
@@ -41,82 +66,63 @@ export class Broker {
       url = embedded.url("kiteq");
     }
     const pool = createPool(url, { max: 10, name: `kiteq-pg ${config.nodeId}` });
+    const broker = new Broker(config, log, pool, url);
+    broker.cleanups.push(() => pool.end());
+    if (embedded) broker.cleanups.push(() => embedded.stop());
     try {
-      await runMigrations(pool, log);
-      await ensurePartitions(pool, new Date());
+      await broker.open();
     } catch (err) {
-      await pool.end();
-      await embedded?.stop();
+      await broker.runCleanups();
       throw err;
     }
-    const topics = new Set(config.topics);
-    const servesTopic = topics.size === 0 ? () => true : (t: string) => topics.has(t);
-    const permits =
-      config.receivePermitsPerSecond > 0
-        ? new TokenBucket(config.receivePermitsPerSecond, config.receivePermitsPerSecond)
-        : undefined;
-    const nodeId = config.nodeId;
-    const publisher = new Publisher(
-      {
-        servesTopic,
-        admit: () => permits === undefined || permits.tryTake(1),
-        planDeliveries: () => [],
-        deliverFly: () => undefined,
-        afterCommit: () => undefined,
-      },
-      (records) => {
-        const now = new Date();
-        return insertPublishBatch(pool, records, {
-          now,
-          nodeId,
-          leaseUntil: new Date(now.getTime() + config.leaseSeconds * 1000),
-          firstTxCheckAt: new Date(now.getTime() + config.txCheck.firstCheckSeconds * 1000),
-        });
-      },
-      { maxBatch: config.batch.maxMessages, concurrency: 2 },
-      log.child({ component: "publish" }),
-    );
-    const secrets = config.secrets;
-    const handler: SessionHandler = {
-      authenticate(meta) {
-        if (secrets.size === 0) return null;
-        const expected = secrets.get(meta.groupId);
-        if (expected === undefined) return `no secret configured for group "${meta.groupId}"`;
-        return expected === meta.secretKey ? null : `wrong secret for group "${meta.groupId}"`;
-      },
-      onAuthenticated: () => undefined,
-      onPublish: (s: Session, opaque, msg, isString) => publisher.publish(s, opaque, msg, isString),
-      onDeliverAck: () => undefined,
-      onTxAck: () => undefined,
-      onClose: () => undefined,
-    };
-    const server = new ProtocolServer(handler, {
-      idleTimeoutMs: config.idleTimeoutSeconds * 1000,
-      logger: log,
-    });
-    let address: { host: string; port: number };
-    try {
-      address = await server.listen(config.bind.host, config.bind.port);
-    } catch (err) {
-      await pool.end();
-      await embedded?.stop();
-      throw err;
-    }
-    const broker = new Broker(config, nodeId, address, log, pool, embedded, server, publisher);
-    broker.partitionTimer = setInterval(() => {
+    return broker;
+  }
+
+  private async open(): Promise<void> {
+    const { config, pool, log } = this;
+    await runMigrations(pool, log);
+    await ensurePartitions(pool, new Date());
+    const partitionTimer = setInterval(() => {
       ensurePartitions(pool, new Date()).catch((err: Error) =>
         log.error({ err: err.message, code: "KQ_STORE_FAILED" }, "partition upkeep failed"),
       );
     }, HOUR);
-    broker.partitionTimer.unref();
+    partitionTimer.unref();
+    this.cleanups.unshift(() => clearInterval(partitionTimer));
+    if (config.registry.kind === "static" && config.registry.file !== null) {
+      const unwatch = await syncRegistryFile(pool, config.registry.file, log);
+      this.cleanups.unshift(unwatch);
+    }
+    const wake: WakeSource = await listenForWakeups(this.databaseUrl, log);
+    wake.onBindingsChanged(() => void this.reloadBindings());
+    await this.reloadBindings();
+    await this.dispatcher.start(wake);
+    const address = await this.server.listen(config.bind.host, config.bind.port);
+    Object.assign(this.address, address);
     log.info(
-      { address: `${address.host}:${address.port}`, nodeId, embedded: embedded !== undefined },
+      {
+        address: `${address.host}:${address.port}`,
+        nodeId: config.nodeId,
+        bindings: this.dispatcher.bindings.length,
+      },
       "broker started",
     );
-    return broker;
   }
 
-  /** Graceful stop: stop accepting, flush and ack pending publishes, close sessions, stop the store. */
+  /** Re-read the bindings table into the delivery engine. */
+  async reloadBindings(): Promise<void> {
+    try {
+      this.dispatcher.setBindings(await listBindings(this.pool));
+    } catch (err) {
+      const e = toKiteqError(err);
+      this.log.error(
+        { code: e.code, err: e.message },
+        "reloading bindings failed; keeping the previous ones",
+      );
+    }
+  }
+
+  /** Graceful stop: stop accepting, flush and ack pending publishes, release claims, close sessions, stop the store. */
   stop(): Promise<void> {
     this.stopping ??= this.doStop();
     return this.stopping;
@@ -124,13 +130,69 @@ export class Broker {
 
   private async doStop(): Promise<void> {
     this.log.info("broker stopping");
-    clearInterval(this.partitionTimer);
     const accepting = this.server.stopAccepting();
     await this.publisher.drain();
+    await this.dispatcher.stop();
     this.server.closeSessions();
     await accepting;
-    await this.pool.end();
-    await this.embedded?.stop();
+    await this.runCleanups();
     this.log.info("broker stopped");
+  }
+
+  private async runCleanups(): Promise<void> {
+    for (const c of this.cleanups.splice(0)) {
+      try {
+        await c();
+      } catch (err) {
+        this.log.error({ err: toKiteqError(err).message }, "cleanup failed");
+      }
+    }
+  }
+
+  private createPublisher(): Publisher {
+    const { config, pool } = this;
+    const topics = new Set(config.topics);
+    const permits =
+      config.receivePermitsPerSecond > 0
+        ? TokenBucket.forReceivePermits(config.receivePermitsPerSecond)
+        : undefined;
+    const dispatcher = this.dispatcher;
+    return new Publisher(
+      {
+        servesTopic: topics.size === 0 ? () => true : (t) => topics.has(t),
+        admit: () => permits === undefined || permits.tryTake(1),
+        planDeliveries: (h) => dispatcher.planDeliveries(h),
+        deliverFly: (h, body, isString) => dispatcher.deliverFly(h, body, isString),
+        afterCommit: (stored) => dispatcher.afterCommit(stored),
+      },
+      (records) => {
+        const now = new Date();
+        return insertPublishBatch(pool, records, {
+          now,
+          nodeId: config.nodeId,
+          leaseUntil: new Date(now.getTime() + config.leaseSeconds * 1000),
+          firstTxCheckAt: new Date(now.getTime() + config.txCheck.firstCheckSeconds * 1000),
+        });
+      },
+      { maxBatch: config.batch.maxMessages, concurrency: 2 },
+      this.log.child({ component: "publish" }),
+    );
+  }
+
+  private sessionHandler(): SessionHandler {
+    const secrets = this.config.secrets;
+    return {
+      authenticate(meta) {
+        if (secrets.size === 0) return null;
+        const expected = secrets.get(meta.groupId);
+        if (expected === undefined) return `no secret configured for group "${meta.groupId}"`;
+        return expected === meta.secretKey ? null : `wrong secret for group "${meta.groupId}"`;
+      },
+      onAuthenticated: (s) => this.dispatcher.addSession(s),
+      onPublish: (s, opaque, msg, isString) => this.publisher.publish(s, opaque, msg, isString),
+      onDeliverAck: (s, opaque, ack) => this.dispatcher.onDeliverAck(s, opaque, ack),
+      onTxAck: () => undefined,
+      onClose: (s) => this.dispatcher.removeSession(s),
+    };
   }
 }

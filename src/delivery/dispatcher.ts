@@ -1,0 +1,499 @@
+/**
+ * The Dispatcher: gets due deliveries onto this node (pre-claimed at publish, or claimed from the
+ * deliveries table with FOR UPDATE SKIP LOCKED when NOTIFY or the poll says so), pushes each to
+ * one connection of its group under the group's flow control, and turns DELIVER_ACKs and
+ * timeouts into acks and nacks (redelivery schedule, dead letter at the deliver limit).
+ */
+import type pg from "pg";
+import type { Binding } from "../binding/binding.js";
+import { BindingMatcher } from "../binding/matcher.js";
+import { toKiteqError } from "../errors.js";
+import type { Logger } from "../log.js";
+import { CommandType } from "../protocol/commands.js";
+import {
+  type DeliverAck,
+  encodeBytesMessage,
+  encodeStringMessage,
+  type Header,
+} from "../protocol/messages.js";
+import type { NormalisedHeader } from "../publish/validate.js";
+import type { Session } from "../server/session.js";
+import { claimDueDeliveries, expireDeliveries, releaseClaimsOf, renewLeases } from "../store/deliveries.js";
+import type { PublishRecord } from "../store/messages.js";
+import type { WakeSource } from "../store/notifications.js";
+import { type DeliveryJob, jobFromClaim, jobFromPublish, jobKey } from "./job.js";
+import { LocalGroup } from "./local-group.js";
+import { OutcomeWriter } from "./outcomes.js";
+import { type RedeliveryStep, redeliveryDelayMs } from "./schedule.js";
+import { pickConnection } from "./warmup.js";
+
+/** Settings of a Dispatcher. */
+export interface DispatcherOptions {
+  pool: pg.Pool;
+  /** Node id (history rows, logs). */
+  nodeId: string;
+  /** Claimer id of this incarnation: `${nodeId}/${startTime}`. */
+  claimer: string;
+  log: Logger;
+  /** No DELIVER_ACK within this long counts as false (KiteQ deliverySeconds). */
+  deliveryTimeoutMs: number;
+  leaseMs: number;
+  /** Backstop poll and expiry sweep period (KiteQ recoverSeconds). */
+  pollMs: number;
+  redelivery: readonly RedeliveryStep[];
+  /**
+   * Static registry: a non-persistent binding is owed only while a consumer of the group is
+   * connected here. (With ZooKeeper the binding itself disappears with the consumer.)
+   */
+  nonPersistentNeedsLocalConsumer: boolean;
+}
+
+interface InFlight {
+  job: DeliveryJob;
+  group: LocalGroup;
+  pushedAt: number;
+  timer: NodeJS.Timeout;
+}
+
+const CLAIM_BATCH = 1000;
+
+/** Counters exposed as metrics. */
+export interface DeliveryCounters {
+  pushed: number;
+  acked: number;
+  nacked: number;
+  timeouts: number;
+  deadLettered: number;
+  expired: number;
+  claimed: number;
+  fastPath: number;
+  fly: number;
+}
+
+/** Delivery engine of one node (see module comment). */
+export class Dispatcher {
+  readonly counters: DeliveryCounters = {
+    pushed: 0,
+    acked: 0,
+    nacked: 0,
+    timeouts: 0,
+    deadLettered: 0,
+    expired: 0,
+    claimed: 0,
+    fastPath: 0,
+    fly: 0,
+  };
+  private matcher = new BindingMatcher([]);
+  private boundGroups = new Set<string>();
+  private readonly groups = new Map<string, LocalGroup>();
+  private readonly inFlight = new Map<Session, Map<number, InFlight>>();
+  /** Everything this node holds a claim on, for lease renewal and release. */
+  private readonly held = new Map<string, DeliveryJob>();
+  private readonly outcomes: OutcomeWriter;
+  private readonly timers: NodeJS.Timeout[] = [];
+  private wakeTimer: NodeJS.Timeout | undefined;
+  private wakeAt = Number.POSITIVE_INFINITY;
+  private claiming = false;
+  private claimAgain = false;
+  private stopped = false;
+  private wake: WakeSource | undefined;
+
+  constructor(private readonly o: DispatcherOptions) {
+    this.outcomes = new OutcomeWriter(o.pool, o.nodeId, o.log);
+  }
+
+  /**
+   * Start claiming: release the claims of this node's earlier incarnations, subscribe to `wake`
+   * (none: poll only), and run the poll, lease renewal and expiry timers.
+   */
+  async start(wake: WakeSource | undefined): Promise<void> {
+    const released = await releaseClaimsOf(this.o.pool, `${this.o.nodeId}/`, this.o.claimer);
+    if (released > 0) this.o.log.info({ released }, "released claims of an earlier run of this node");
+    this.wake = wake;
+    wake?.onDue(() => this.requestClaim());
+    this.timers.push(setInterval(() => this.requestClaim(), this.o.pollMs));
+    this.timers.push(setInterval(() => void this.renewLeases(), Math.max(250, this.o.leaseMs / 3)));
+    this.timers.push(setInterval(() => void this.sweepExpired(), this.o.pollMs));
+    for (const t of this.timers) t.unref();
+  }
+
+  /** Replace the bindings (from the bindings table). */
+  setBindings(bindings: readonly Binding[]): void {
+    this.matcher = new BindingMatcher(bindings);
+    this.boundGroups = new Set(bindings.map((b) => b.groupId));
+    for (const g of this.groups.values()) g.setWatermark(this.watermarkOf(g.id));
+    this.requestClaim();
+  }
+
+  get bindings(): readonly Binding[] {
+    return this.matcher.bindings;
+  }
+
+  /** A connection finished its handshake: it may consume for its group. */
+  addSession(session: Session): void {
+    const groupId = session.groupId;
+    if (groupId === undefined) return;
+    let g = this.groups.get(groupId);
+    if (g === undefined) {
+      g = new LocalGroup(groupId, this.watermarkOf(groupId));
+      this.groups.set(groupId, g);
+    }
+    g.sessions.push(session);
+    this.inFlight.set(session, new Map());
+    this.requestClaim();
+  }
+
+  /** A connection closed: its unanswered pushes failed; a group with no connection left lets go. */
+  removeSession(session: Session): void {
+    const flights = this.inFlight.get(session);
+    this.inFlight.delete(session);
+    const groupId = session.groupId;
+    const g = groupId === undefined ? undefined : this.groups.get(groupId);
+    if (g === undefined) return;
+    g.sessions = g.sessions.filter((s) => s !== session);
+    for (const f of flights?.values() ?? []) {
+      clearTimeout(f.timer);
+      g.inFlight--;
+      this.nack(f.job, f.pushedAt, "connection closed before the ack");
+    }
+    if (g.sessions.length === 0) {
+      for (const job of g.drainQueue()) this.release(job);
+      if (g.inFlight === 0) this.groups.delete(g.id);
+    } else {
+      this.pump(g);
+    }
+  }
+
+  /** Groups owed a committed message, pre-claimed by this node where it has a consumer with room. */
+  planDeliveries(header: NormalisedHeader): { groupId: string; claimedBy: string | null }[] {
+    const bound = this.matcher.groupsFor(header.topic, header.messageType);
+    if (bound.length === 0) return [];
+    const plan: { groupId: string; claimedBy: string | null }[] = [];
+    for (const b of bound) {
+      const g = this.groups.get(b.groupId);
+      const online = g !== undefined && g.sessions.length > 0;
+      if (!b.persistent && !online && this.o.nonPersistentNeedsLocalConsumer) continue;
+      const local = online && !this.stopped && g.hasRoom();
+      if (local) g.reserve();
+      plan.push({ groupId: b.groupId, claimedBy: local ? this.o.claimer : null });
+    }
+    return plan;
+  }
+
+  /** After a publish batch committed: push the deliveries this node pre-claimed, from memory. */
+  afterCommit(stored: { record: PublishRecord; pk: number }[]): void {
+    for (const { record, pk } of stored) {
+      for (const d of record.deliveries) {
+        if (d.claimedBy !== this.o.claimer) continue;
+        const g = this.groups.get(d.groupId);
+        g?.unreserve();
+        const job = jobFromPublish(record, pk, d.groupId);
+        this.counters.fastPath++;
+        this.hold(job);
+        if (g === undefined || g.sessions.length === 0) this.release(job);
+        else g.enqueue(job);
+      }
+    }
+    for (const g of this.groups.values()) this.pump(g);
+  }
+
+  /** A fly message: one push to one connection of each bound group here; not stored, not retried. */
+  deliverFly(header: NormalisedHeader, body: Buffer, isString: boolean): void {
+    const wire: Header = {
+      messageId: header.messageId,
+      topic: header.topic,
+      messageType: header.messageType,
+      expiredTime: Math.floor(header.expiresAt.getTime() / 1000),
+      deliverLimit: header.deliverLimit,
+      groupId: header.groupId,
+      commit: true,
+      fly: true,
+      properties: header.properties,
+      createTime: Math.floor(header.createdAt.getTime() / 1000),
+      snappy: header.snappy,
+    };
+    for (const b of this.matcher.groupsFor(header.topic, header.messageType)) {
+      const g = this.groups.get(b.groupId);
+      if (g === undefined) continue;
+      const session = this.pick(g, Date.now());
+      if (session === undefined) continue;
+      this.counters.fly++;
+      this.send(session, wire, body, isString, session.allocateOpaque());
+    }
+  }
+
+  /** A consumer's DELIVER_ACK. */
+  onDeliverAck(session: Session, opaque: number, ack: DeliverAck): void {
+    const flights = this.inFlight.get(session);
+    const f = flights?.get(opaque);
+    if (f === undefined) {
+      // A fly message's ack, or an ack after the timeout (that attempt was already nacked).
+      session.log.debug({ opaque, messageId: ack.messageId }, "ack for no push in flight, ignored");
+      return;
+    }
+    flights!.delete(opaque);
+    clearTimeout(f.timer);
+    f.group.inFlight--;
+    if (ack.status) {
+      this.counters.acked++;
+      const job = f.job;
+      this.outcomes.ack(
+        {
+          messagePk: job.messagePk,
+          groupId: job.groupId,
+          attempt: job.attempts + 1,
+          pushedAt: new Date(f.pushedAt),
+          ackedAt: new Date(),
+        },
+        () => this.unhold(job),
+      );
+    } else {
+      this.nack(f.job, f.pushedAt, `consumer answered false${ack.feedback ? `: ${ack.feedback}` : ""}`);
+    }
+    this.pump(f.group);
+    if (f.group.wantsMore()) this.requestClaim();
+  }
+
+  /** Claim due deliveries soon (coalesced: one claim query runs at a time). */
+  requestClaim(): void {
+    if (this.stopped) return;
+    if (this.claiming) {
+      this.claimAgain = true;
+      return;
+    }
+    this.claiming = true;
+    void this.claimLoop();
+  }
+
+  /** Stop claiming; release every claim held (no attempt spent); wait for outcome writes. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const t of this.timers) clearInterval(t);
+    clearTimeout(this.wakeTimer);
+    await this.wake?.close().catch(() => undefined);
+    while (this.claiming) await new Promise((r) => setTimeout(r, 10));
+    for (const [, flights] of this.inFlight) {
+      for (const f of flights.values()) clearTimeout(f.timer);
+      flights.clear();
+    }
+    const releasing = [...this.held.values()];
+    for (const job of releasing) this.release(job);
+    await this.outcomes.drain();
+    if (releasing.length > 0) this.o.log.info({ released: releasing.length }, "released held deliveries");
+  }
+
+  private async claimLoop(): Promise<void> {
+    try {
+      do {
+        this.claimAgain = false;
+        const groups: string[] = [];
+        const limits: number[] = [];
+        for (const g of this.groups.values()) {
+          // Only groups that have a consumer here and are bound to something can be owed anything.
+          if (g.sessions.length === 0 || !this.boundGroups.has(g.id)) continue;
+          const room = Math.min(g.room(), CLAIM_BATCH);
+          if (room <= 0) continue;
+          groups.push(g.id);
+          limits.push(room);
+        }
+        if (groups.length === 0) break;
+        const now = Date.now();
+        const rows = await claimDueDeliveries(this.o.pool, {
+          groups,
+          limits,
+          now: new Date(now),
+          claimer: this.o.claimer,
+          leaseUntil: new Date(now + this.o.leaseMs),
+        });
+        this.counters.claimed += rows.length;
+        const got = new Map<string, number>();
+        for (const row of rows) {
+          const job = jobFromClaim(row);
+          got.set(job.groupId, (got.get(job.groupId) ?? 0) + 1);
+          this.hold(job);
+          const g = this.groups.get(job.groupId);
+          if (g === undefined || g.sessions.length === 0) this.release(job);
+          else g.enqueue(job);
+        }
+        groups.forEach((id, i) => {
+          const g = this.groups.get(id);
+          if (g !== undefined) g.backlog = (got.get(id) ?? 0) >= limits[i]!;
+        });
+        for (const g of this.groups.values()) this.pump(g);
+        if (rows.length > 0 && [...this.groups.values()].some((g) => g.backlog && g.room() > 0)) {
+          this.claimAgain = true;
+        }
+      } while (this.claimAgain && !this.stopped);
+    } catch (err) {
+      const e = toKiteqError(err);
+      this.o.log.error({ code: e.code, err: e.message }, "claiming deliveries failed, retrying");
+      if (!this.stopped) this.scheduleWake(Date.now() + 1000);
+    } finally {
+      this.claiming = false;
+    }
+  }
+
+  /** Push what the group's flow control allows. */
+  private pump(g: LocalGroup): void {
+    if (this.stopped) return;
+    const now = Date.now();
+    while (g.queued > 0 && g.inFlight < g.maxInFlight) {
+      const job = g.peek()!;
+      if (job.expiresAtMs <= now) {
+        g.shift();
+        // The expiry sweep records it; let go of the claim so the sweep is not blocked.
+        this.release(job);
+        continue;
+      }
+      if (!g.bucket.tryTake(1, now)) {
+        g.schedulePump(g.bucket.msUntilAvailable(1, now), () => this.pump(g));
+        return;
+      }
+      const session = this.pick(g, now);
+      if (session === undefined) {
+        g.schedulePump(100, () => this.pump(g));
+        return;
+      }
+      g.shift();
+      this.push(g, job, session, now);
+    }
+  }
+
+  private pick(g: LocalGroup, now: number): Session | undefined {
+    return pickConnection(
+      g.sessions.map((s) => ({
+        conn: s,
+        connectedAtMs: s.connectedAtMs,
+        warmingupSec: s.warmingupSec,
+        inFlight: this.inFlight.get(s)?.size ?? 0,
+      })),
+      now,
+    );
+  }
+
+  private push(g: LocalGroup, job: DeliveryJob, session: Session, now: number): void {
+    const opaque = session.allocateOpaque();
+    this.send(session, job.header, job.body, job.isString, opaque);
+    this.counters.pushed++;
+    g.inFlight++;
+    const timer = setTimeout(() => this.onTimeout(session, opaque), this.o.deliveryTimeoutMs);
+    this.inFlight.get(session)?.set(opaque, { job, group: g, pushedAt: now, timer });
+  }
+
+  private send(session: Session, header: Header, body: Buffer, isString: boolean, opaque: number): void {
+    if (isString) {
+      session.send(
+        CommandType.STRING_MESSAGE,
+        opaque,
+        encodeStringMessage({ header, body: body.toString("utf8") }),
+      );
+    } else {
+      session.send(CommandType.BYTES_MESSAGE, opaque, encodeBytesMessage({ header, body }));
+    }
+  }
+
+  private onTimeout(session: Session, opaque: number): void {
+    const flights = this.inFlight.get(session);
+    const f = flights?.get(opaque);
+    if (f === undefined) return;
+    flights!.delete(opaque);
+    f.group.inFlight--;
+    this.counters.timeouts++;
+    this.nack(f.job, f.pushedAt, `no ack within ${this.o.deliveryTimeoutMs} ms`);
+    this.pump(f.group);
+  }
+
+  private nack(job: DeliveryJob, pushedAt: number, reason: string): void {
+    const attempt = job.attempts + 1;
+    const deadLetter = attempt >= job.deliverLimit;
+    const now = Date.now();
+    const next = now + redeliveryDelayMs(attempt, this.o.redelivery);
+    if (deadLetter) this.counters.deadLettered++;
+    else this.counters.nacked++;
+    this.outcomes.nack(
+      {
+        messagePk: job.messagePk,
+        groupId: job.groupId,
+        claimEpoch: job.claimEpoch,
+        attempt,
+        pushedAt: new Date(pushedAt),
+        failedAt: new Date(now),
+        nextAttemptAt: new Date(next),
+        deadLetter,
+        reason,
+      },
+      () => {
+        this.unhold(job);
+        if (!deadLetter) this.scheduleWake(next);
+      },
+    );
+  }
+
+  private release(job: DeliveryJob): void {
+    this.outcomes.release(job, () => {
+      this.unhold(job);
+      this.requestClaim();
+    });
+  }
+
+  private hold(job: DeliveryJob): void {
+    this.held.set(jobKey(job.messagePk, job.groupId), job);
+  }
+
+  private unhold(job: DeliveryJob): void {
+    const key = jobKey(job.messagePk, job.groupId);
+    if (this.held.get(key) === job) this.held.delete(key);
+  }
+
+  /** Wake the claim loop at `at` (earliest wins). */
+  private scheduleWake(at: number): void {
+    if (this.stopped) return;
+    if (at <= Date.now()) {
+      this.requestClaim();
+      return;
+    }
+    if (at >= this.wakeAt) return;
+    clearTimeout(this.wakeTimer);
+    this.wakeAt = at;
+    this.wakeTimer = setTimeout(() => {
+      this.wakeAt = Number.POSITIVE_INFINITY;
+      this.requestClaim();
+    }, at - Date.now());
+    this.wakeTimer.unref();
+  }
+
+  private async renewLeases(): Promise<void> {
+    if (this.held.size === 0 || this.stopped) return;
+    try {
+      await renewLeases(
+        this.o.pool,
+        this.o.claimer,
+        [...this.held.values()],
+        new Date(Date.now() + this.o.leaseMs),
+      );
+    } catch (err) {
+      const e = toKiteqError(err);
+      this.o.log.error({ code: e.code, err: e.message }, "lease renewal failed");
+    }
+  }
+
+  private async sweepExpired(): Promise<void> {
+    if (this.stopped) return;
+    try {
+      for (;;) {
+        const n = await expireDeliveries(this.o.pool, new Date(), this.o.nodeId, 1000);
+        this.counters.expired += n;
+        if (n < 1000) break;
+      }
+    } catch (err) {
+      const e = toKiteqError(err);
+      this.o.log.error({ code: e.code, err: e.message }, "expiry sweep failed");
+    }
+  }
+
+  private watermarkOf(groupId: string): number {
+    let w = 0;
+    for (const b of this.matcher.bindings) if (b.groupId === groupId) w = Math.max(w, b.watermark);
+    return w > 0 ? w : 6000;
+  }
+}

@@ -1,0 +1,81 @@
+/**
+ * A delivery this node holds (claimed or pre-claimed) and is about to push, is pushing, or is
+ * recording the outcome of.
+ */
+import type { Header } from "../protocol/messages.js";
+import type { ClaimedDelivery } from "../store/deliveries.js";
+import type { PublishRecord } from "../store/messages.js";
+
+/** One (message, group) delivery held by this node. */
+export interface DeliveryJob {
+  readonly messagePk: number;
+  readonly groupId: string;
+  /** Epoch of our claim (fences nacks and releases). */
+  readonly claimEpoch: number;
+  /** Failed attempts so far (the push about to be made is attempt attempts + 1). */
+  readonly attempts: number;
+  readonly deliverLimit: number;
+  readonly expiresAtMs: number;
+  readonly header: Header;
+  readonly body: Buffer;
+  readonly isString: boolean;
+}
+
+/** Key of a (message, group) pair in maps. */
+export function jobKey(messagePk: number, groupId: string): string {
+  return `${messagePk}\u0000${groupId}`;
+}
+
+/** A job for a delivery pre-claimed at publish (local fast path): first attempt, epoch 1. */
+export function jobFromPublish(record: PublishRecord, pk: number, groupId: string): DeliveryJob {
+  return {
+    messagePk: pk,
+    groupId,
+    claimEpoch: 1,
+    attempts: 0,
+    deliverLimit: record.deliverLimit,
+    expiresAtMs: record.expiresAt.getTime(),
+    header: {
+      messageId: record.messageId,
+      topic: record.topic,
+      messageType: record.messageType,
+      expiredTime: Math.floor(record.expiresAt.getTime() / 1000),
+      deliverLimit: record.deliverLimit,
+      groupId: record.groupId,
+      commit: true,
+      fly: false,
+      properties: record.properties,
+      createTime: Math.floor(record.createdAt.getTime() / 1000),
+      snappy: record.snappy,
+    },
+    body: record.body,
+    isString: record.bodyIsString,
+  };
+}
+
+/** A job for a delivery claimed from the table. */
+export function jobFromClaim(c: ClaimedDelivery): DeliveryJob {
+  return {
+    messagePk: c.messagePk,
+    groupId: c.groupId,
+    claimEpoch: c.claimEpoch,
+    attempts: c.attempts,
+    deliverLimit: c.deliverLimit,
+    expiresAtMs: c.expiresAt.getTime(),
+    header: {
+      messageId: c.messageId,
+      topic: c.topic,
+      messageType: c.messageType,
+      expiredTime: Math.floor(c.expiresAt.getTime() / 1000),
+      deliverLimit: c.deliverLimit,
+      groupId: c.publisherGroupId,
+      commit: true,
+      fly: false,
+      properties: c.properties ?? [],
+      createTime: Math.floor(c.createdAt.getTime() / 1000),
+      snappy: c.snappy,
+    },
+    body: c.body,
+    isString: c.bodyIsString,
+  };
+}

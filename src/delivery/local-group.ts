@@ -1,0 +1,105 @@
+/**
+ * This node's view of one consumer group: its connections here, the deliveries queued for it,
+ * pushes in flight, and its flow control (watermark: rate in messages per second, burst half of
+ * it, and at most `watermark` pushes in flight).
+ */
+import type { Session } from "../server/session.js";
+import type { DeliveryJob } from "./job.js";
+import { TokenBucket } from "./token-bucket.js";
+
+/** Deliveries held locally per group beyond those in flight (prefetch), at most. */
+const PREFETCH = 1000;
+
+/** One consumer group on this node. */
+export class LocalGroup {
+  sessions: Session[] = [];
+  inFlight = 0;
+  /** The last claim filled its limit: more may be waiting in the table. */
+  backlog = true;
+  readonly bucket: TokenBucket;
+  maxInFlight: number;
+  private queue: DeliveryJob[] = [];
+  private head = 0;
+  private reserved = 0;
+  private pumpTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly id: string,
+    watermark: number,
+  ) {
+    this.maxInFlight = watermark;
+    this.bucket = TokenBucket.forWatermark(watermark);
+  }
+
+  setWatermark(watermark: number): void {
+    this.maxInFlight = watermark;
+    this.bucket.reconfigure(watermark, Math.max(1, Math.floor(watermark / 2)));
+  }
+
+  get queued(): number {
+    return this.queue.length - this.head;
+  }
+
+  /** How many more deliveries this group should take onto this node now. */
+  room(): number {
+    return Math.min(this.maxInFlight, PREFETCH) * 2 - this.queued - this.inFlight - this.reserved;
+  }
+
+  hasRoom(): boolean {
+    return this.room() > 0;
+  }
+
+  /** Counted against room() between planning a pre-claimed delivery and its commit. */
+  reserve(): void {
+    this.reserved++;
+  }
+
+  unreserve(): void {
+    if (this.reserved > 0) this.reserved--;
+  }
+
+  /** After pushes completed: worth claiming again. */
+  wantsMore(): boolean {
+    return this.backlog && this.queued < Math.min(this.maxInFlight, PREFETCH);
+  }
+
+  enqueue(job: DeliveryJob): void {
+    this.queue.push(job);
+  }
+
+  peek(): DeliveryJob | undefined {
+    return this.queue[this.head];
+  }
+
+  shift(): DeliveryJob | undefined {
+    const job = this.queue[this.head];
+    if (job === undefined) return undefined;
+    this.head++;
+    if (this.head > 1024 && this.head * 2 > this.queue.length) {
+      this.queue = this.queue.slice(this.head);
+      this.head = 0;
+    }
+    return job;
+  }
+
+  /** Remove and return every queued job. */
+  drainQueue(): DeliveryJob[] {
+    const jobs = this.queue.slice(this.head);
+    this.queue = [];
+    this.head = 0;
+    clearTimeout(this.pumpTimer);
+    return jobs;
+  }
+
+  /** Run `pump` after `ms` (one timer at a time). */
+  schedulePump(ms: number, pump: () => void): void {
+    if (this.pumpTimer !== undefined) return;
+    this.pumpTimer = setTimeout(
+      () => {
+        this.pumpTimer = undefined;
+        pump();
+      },
+      Math.max(1, Math.ceil(ms)),
+    );
+  }
+}

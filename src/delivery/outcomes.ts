@@ -1,0 +1,112 @@
+/**
+ * Writes the outcome of pushes (acks, nacks, releases) in batches, one transaction per batch,
+ * and retries a failed batch: an outcome is never dropped because the database blinked. After
+ * the last retry the claim is left to lapse, and the delivery is made again by whichever node
+ * claims it next (at least once, never lost).
+ */
+import type pg from "pg";
+import { toKiteqError } from "../errors.js";
+import type { Logger } from "../log.js";
+import {
+  type AckRecord,
+  ackDeliveries,
+  type NackRecord,
+  nackDeliveries,
+  releaseDeliveries,
+} from "../store/deliveries.js";
+import { GroupCommitter } from "../store/group-commit.js";
+
+const RETRIES = 8;
+const RETRY_DELAY_MS = 500;
+
+type Release = { messagePk: number; groupId: string; claimEpoch: number };
+
+/** Batched writer of push outcomes. */
+export class OutcomeWriter {
+  private readonly acks: GroupCommitter<AckRecord, void>;
+  private readonly nacks: GroupCommitter<NackRecord, void>;
+  private readonly releases: GroupCommitter<Release, void>;
+  private retrying = 0;
+
+  constructor(
+    pool: pg.Pool,
+    nodeId: string,
+    private readonly log: Logger,
+  ) {
+    const each =
+      <T>(write: (items: T[]) => Promise<unknown>) =>
+      async (items: T[]) => {
+        await write(items);
+        return items.map(() => undefined);
+      };
+    this.acks = new GroupCommitter({
+      maxBatch: 2000,
+      concurrency: 2,
+      write: each((items: AckRecord[]) => ackDeliveries(pool, items, nodeId)),
+    });
+    this.nacks = new GroupCommitter({
+      maxBatch: 1000,
+      concurrency: 1,
+      write: each((items: NackRecord[]) => nackDeliveries(pool, items, nodeId)),
+    });
+    this.releases = new GroupCommitter({
+      maxBatch: 2000,
+      concurrency: 1,
+      write: each((items: Release[]) => releaseDeliveries(pool, items)),
+    });
+  }
+
+  /** Record an ack; `done` runs once it is written (or given up). */
+  ack(record: AckRecord, done: () => void): void {
+    this.submit(this.acks, record, done, "ack", 0);
+  }
+
+  /** Record a nack; `done` runs once it is written (or given up). */
+  nack(record: NackRecord, done: () => void): void {
+    this.submit(this.nacks, record, done, "nack", 0);
+  }
+
+  /** Release a claim without spending an attempt; `done` runs once written (or given up). */
+  release(item: Release, done: () => void): void {
+    this.submit(this.releases, item, done, "release", 0);
+  }
+
+  /** Wait until everything submitted is written or given up. */
+  async drain(): Promise<void> {
+    for (;;) {
+      await Promise.all([this.acks.drain(), this.nacks.drain(), this.releases.drain()]);
+      if (this.retrying === 0 && this.acks.pending + this.nacks.pending + this.releases.pending === 0) return;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  private submit<T extends { messagePk: number; groupId: string }>(
+    committer: GroupCommitter<T, void>,
+    item: T,
+    done: () => void,
+    what: string,
+    attempt: number,
+  ): void {
+    committer.submit(item).then(done, (err: unknown) => {
+      const e = toKiteqError(err, { messagePk: item.messagePk, groupId: item.groupId });
+      if (attempt >= RETRIES) {
+        this.log.error(
+          { code: e.code, err: e.message, what },
+          "giving up writing a delivery outcome; its lease will lapse",
+        );
+        done();
+        return;
+      }
+      if (attempt === 0)
+        this.log.warn({ code: e.code, err: e.message, what }, "delivery outcome write failed, retrying");
+      this.retrying++;
+      setTimeout(
+        () => {
+          this.retrying--;
+          this.submit(committer, item, done, what, attempt + 1);
+        },
+        RETRY_DELAY_MS * (attempt + 1),
+      );
+    });
+  }
+}

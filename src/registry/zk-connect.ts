@@ -1,0 +1,253 @@
+/**
+ * Connecting to ZooKeeper without ever hanging.
+ *
+ * node-zookeeper-client has two blind spots: (1) a client whose TCP connection is accepted by a
+ * server that is still starting may wait for the session handshake for ever (the server never
+ * answers and the library has no timeout for that phase; seen here in about 1 of 7 connects
+ * made during server start), and (2) requests queued while disconnected wait for ever. So every
+ * connect here is bounded and retried with a fresh client, every client carries a handshake
+ * watchdog that drops a stalled handshake socket (the library then reconnects and resumes the
+ * session), and every operation in zk-ops.ts has a timeout.
+ */
+import type { Socket } from "node:net";
+import zookeeper, { type Client } from "node-zookeeper-client";
+import { ErrorCode, KiteqError } from "../errors.js";
+import { type Logger, silentLogger } from "../log.js";
+
+/** Options of {@link connectZooKeeper}. */
+export interface ZkConnectOptions {
+  /** Session timeout asked of the server (it clamps it to its min/max session timeout). */
+  sessionTimeoutMs: number;
+  /** How long one attempt may take to establish a session before its client is abandoned. */
+  connectTimeoutMs: number;
+  /** Further attempts after the first one, each with a new client. */
+  retries: number;
+  logger?: Logger;
+  /** Abort: the attempt in progress is abandoned and the call rejects with RegistryFailed. */
+  signal?: AbortSignal;
+}
+
+/** ZooKeeper servers parsed from `zk://h:p,h:p[/chroot]` or `h:p,h:p[/chroot]`. */
+export interface ZkUrl {
+  /** What node-zookeeper-client takes: `h:p,h:p` plus the chroot if any. */
+  connectString: string;
+  /** `host:port` of each server (port defaults to 2181). */
+  servers: string[];
+  /** Chroot path (e.g. `/prod`), if one was given. */
+  chroot: string | undefined;
+}
+
+const DEFAULT_ZK_PORT = 2181;
+/** ConnectionManager.STATES.CONNECTING / CLOSED in node-zookeeper-client. */
+const CM_CONNECTING = 1;
+const CM_CLOSED = -2;
+/** Exception.CONNECTION_LOSS. */
+const CONNECTION_LOSS = -4;
+
+/** Parse a ZooKeeper address list; throws KiteqError(ConfigInvalid) on anything malformed. */
+export function parseZkUrl(url: string): ZkUrl {
+  const trimmed = url.trim();
+  const body = trimmed.startsWith("zk://") ? trimmed.slice("zk://".length) : trimmed;
+  const slash = body.indexOf("/");
+  const hostList = slash === -1 ? body : body.slice(0, slash);
+  const chrootRaw = slash === -1 ? "" : body.slice(slash).replace(/\/+$/, "");
+  const invalid = (why: string) =>
+    new KiteqError(ErrorCode.ConfigInvalid, `invalid ZooKeeper address "${url}": ${why}`, {
+      key: "registry",
+    });
+  if (hostList === "") throw invalid("no host");
+  const servers = hostList.split(",").map((entry) => {
+    const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+)(?::(\d{1,5}))?$/.exec(entry.trim());
+    if (m === null) throw invalid(`"${entry}" is not host[:port]`);
+    const port = m[2] === undefined ? DEFAULT_ZK_PORT : Number(m[2]);
+    if (port < 1 || port > 65535) throw invalid(`port ${port} out of range`);
+    return `${m[1]}:${port}`;
+  });
+  if (chrootRaw !== "" && !/^(\/[^/\s]+)+$/.test(chrootRaw)) throw invalid(`bad chroot "${chrootRaw}"`);
+  const chroot = chrootRaw === "" ? undefined : chrootRaw;
+  return { connectString: servers.join(",") + (chroot ?? ""), servers, chroot };
+}
+
+/**
+ * Open a ZooKeeper session. Each attempt uses a new client and gives up on it after
+ * `connectTimeoutMs` (closing it); after `retries + 1` attempts it throws
+ * KiteqError(RegistryFailed, "ZooKeeper at X unreachable after N s"). The returned client keeps a
+ * handshake watchdog until {@link closeZooKeeper}.
+ */
+export async function connectZooKeeper(connectString: string, options: ZkConnectOptions): Promise<Client> {
+  const logger = options.logger ?? silentLogger;
+  const started = Date.now();
+  const attempts = Math.max(1, options.retries + 1);
+  let lastError: unknown;
+  for (let attempt = 1; attempt <= attempts; attempt++) {
+    const client = zookeeper.createClient(connectString, {
+      sessionTimeout: options.sessionTimeoutMs,
+      spinDelay: 250,
+      retries: 0,
+    });
+    installHandshakeWatchdog(client, Math.min(2_000, Math.max(500, options.connectTimeoutMs / 2)), logger);
+    try {
+      await waitConnected(client, options.connectTimeoutMs, options.signal);
+      logger.debug(
+        { attempt, sessionTimeoutMs: client.getSessionTimeout() },
+        "ZooKeeper session established",
+      );
+      return client;
+    } catch (err) {
+      lastError = err;
+      abandonClient(client);
+      logger.debug({ attempt, err: String(err) }, "ZooKeeper connect attempt failed");
+      if (options.signal?.aborted) break;
+      if (attempt < attempts) await sleep(Math.min(200 * 2 ** (attempt - 1), 2_000));
+    }
+  }
+  const seconds = ((Date.now() - started) / 1000).toFixed(1);
+  if (options.signal?.aborted) {
+    throw new KiteqError(ErrorCode.RegistryFailed, `ZooKeeper connect to ${connectString} aborted`, {
+      zk: connectString,
+    });
+  }
+  throw new KiteqError(
+    ErrorCode.RegistryFailed,
+    `ZooKeeper at ${connectString} unreachable after ${seconds} s`,
+    { zk: connectString, attempts },
+    { cause: lastError },
+  );
+}
+
+/**
+ * Close a client and release its socket. A connected client sends closeSession (its ephemeral
+ * nodes vanish at once) and gets up to `graceMs` for the server to answer; any other client is
+ * torn down immediately. Idempotent.
+ */
+export async function closeZooKeeper(client: Client, graceMs = 2_000): Promise<void> {
+  if (closed.has(client)) return;
+  const connected = client.getState() === zookeeper.State.SYNC_CONNECTED;
+  if (!connected) {
+    abandonClient(client);
+    return;
+  }
+  closed.add(client);
+  stopWatchdog(client);
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(done, graceMs);
+    function done(): void {
+      clearTimeout(timer);
+      client.removeListener("disconnected", done);
+      resolve();
+    }
+    client.once("disconnected", done);
+    try {
+      client.close();
+    } catch {
+      done();
+    }
+  });
+  neutralize(client);
+}
+
+/**
+ * Drop a client that has no usable session (stuck handshake, expired, unreachable server)
+ * without waiting and without sending anything. Idempotent.
+ */
+export function abandonClient(client: Client): void {
+  if (closed.has(client)) return;
+  closed.add(client);
+  stopWatchdog(client);
+  neutralize(client);
+}
+
+/**
+ * Make a client inert: no reconnect, no state events, every queued or new request fails with
+ * CONNECTION_LOSS, its socket destroyed. The library's own close() is not safe on a client
+ * that is not connected: a reconnect already scheduled (spin delay) opens a socket after it,
+ * and the server's connect response is then parsed as the answer to the queued closeSession,
+ * which throws from a socket handler and takes the process down ("Unknown code: ...").
+ */
+function neutralize(client: Client): void {
+  const manager = client.connectionManager;
+  manager.state = CM_CLOSED;
+  manager.setState = () => undefined;
+  manager.connect = () => undefined;
+  manager.onSocketConnected = function (this: typeof manager) {
+    this.socket?.destroy();
+  };
+  manager.onSocketData = () => undefined;
+  manager.cleanupPendingQueue(CONNECTION_LOSS);
+  for (let packet = manager.packetQueue.shift(); packet !== undefined; packet = manager.packetQueue.shift()) {
+    packet.callback?.(zookeeper.Exception.create(CONNECTION_LOSS));
+  }
+  const socket = manager.socket;
+  if (socket !== undefined && !socket.destroyed) socket.destroy();
+}
+
+const closed = new WeakSet<Client>();
+const watchdogs = new WeakMap<Client, NodeJS.Timeout>();
+
+function waitConnected(client: Client, timeoutMs: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(new Error("aborted"));
+      return;
+    }
+    const timer = setTimeout(() => finish(new Error(`no session within ${timeoutMs} ms`)), timeoutMs);
+    const onConnected = () => finish();
+    const onAuthFailed = () => finish(new Error("authentication failed"));
+    const onAbort = () => finish(new Error("aborted"));
+    function finish(err?: Error): void {
+      clearTimeout(timer);
+      client.removeListener("connected", onConnected);
+      client.removeListener("authenticationFailed", onAuthFailed);
+      signal?.removeEventListener("abort", onAbort);
+      if (err === undefined) resolve();
+      else reject(err);
+    }
+    client.once("connected", onConnected);
+    client.once("authenticationFailed", onAuthFailed);
+    signal?.addEventListener("abort", onAbort, { once: true });
+    client.connect();
+  });
+}
+
+/**
+ * Drop a socket that is TCP-connected but whose session handshake got no answer within
+ * `stallMs`: the library sees a lost connection and reconnects (resuming the session, so
+ * ephemeral nodes and watches survive). Covers the library's own reconnects after an outage.
+ */
+function installHandshakeWatchdog(client: Client, stallMs: number, logger: Logger): void {
+  let tracked: Socket | undefined;
+  let since = 0;
+  const timer = setInterval(
+    () => {
+      const manager = client.connectionManager;
+      const socket = manager.socket;
+      if (manager.state !== CM_CONNECTING || socket === undefined || socket.destroyed || socket.connecting) {
+        tracked = undefined;
+        return;
+      }
+      if (socket !== tracked) {
+        tracked = socket;
+        since = Date.now();
+        return;
+      }
+      if (Date.now() - since >= stallMs) {
+        logger.debug({ stallMs }, "ZooKeeper handshake unanswered; reconnecting");
+        tracked = undefined;
+        socket.destroy();
+      }
+    },
+    Math.max(50, Math.floor(stallMs / 4)),
+  );
+  timer.unref();
+  watchdogs.set(client, timer);
+}
+
+function stopWatchdog(client: Client): void {
+  const timer = watchdogs.get(client);
+  if (timer !== undefined) clearInterval(timer);
+  watchdogs.delete(client);
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

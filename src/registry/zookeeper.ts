@@ -1,0 +1,429 @@
+/**
+ * The ZooKeeper registry, in KiteQ's own layout (zk-paths.ts):
+ *
+ * - `/kiteq/server/{topic}/{ip:port}` ephemeral, one per served topic;
+ * - `/kiteq/alive_servers/{ip:port}` ephemeral; `/kiteq/all_servers/{ip:port}` persistent;
+ * - `/kiteq/pub/{topic}/{groupId}/{ip:port}` for publisherConnected: ephemeral, owned by this
+ *   broker's session. KiteQ clients create the same node for their own address (ephemeral, in
+ *   their session); when it already exists it is left alone. Ephemeral rather than persistent
+ *   because the Registry interface has no "publisher gone": a persistent node would claim the
+ *   producer forever, an ephemeral one at most as long as this broker lives;
+ * - watches `/kiteq/sub/{topic}` (children `{groupId}-bind`, data a JSON array of bindings) for
+ *   every served topic, and `/kiteq/alive_servers` (zk-watch.ts). start() reports what is
+ *   already there as events too (bindings, other live brokers); this node itself is never
+ *   reported as joined or gone, but is listed by liveServers().
+ *
+ * Sessions: on disconnect, outage(true) is reported (and logged) once and isRegistered() turns
+ * false. The library reconnects by itself; when the same session comes back everything is
+ * re-checked and re-read, then outage(false). When the session expired (or the connection
+ * stayed lost for a whole session timeout, see armLostSessionTimer), a new client is
+ * connected (bounded attempts, retried with backoff until stop()), every node re-created (a
+ * leftover ephemeral node of the old session is replaced), the watches re-armed, then
+ * outage(false).
+ *
+ * Session timeout: 6 s by default. A crashed broker's nodes vanish about that long after the
+ * crash; 4 s is ZooKeeper's minimum with the common tickTime=2000 and leaves no room for a GC
+ * pause or a busy event loop, 6 s does while keeping takeover quick.
+ */
+import zookeeper, { type Client } from "node-zookeeper-client";
+import type { Binding } from "../binding/binding.js";
+import { parseBindingsJson } from "../binding/binding.js";
+import { ErrorCode, KiteqError, toKiteqError } from "../errors.js";
+import { type Logger, silentLogger } from "../log.js";
+import type { Registry, RegistryEvents } from "./registry.js";
+import { abandonClient, closeZooKeeper, connectZooKeeper, parseZkUrl } from "./zk-connect.js";
+import {
+  isSessionExpired,
+  type ZkOpOptions,
+  zkCreate,
+  zkEnsurePath,
+  zkExists,
+  zkGetChildren,
+  zkGetData,
+  zkRemove,
+} from "./zk-ops.js";
+import {
+  ALIVE_SERVERS_PATH,
+  aliveServerPath,
+  allServerPath,
+  groupOfBindNode,
+  isServerAddress,
+  publisherPath,
+  SUB_ROOT_PATH,
+  serverPath,
+  subTopicPath,
+} from "./zk-paths.js";
+import { ZkWatches } from "./zk-watch.js";
+
+export { parseZkUrl, type ZkUrl } from "./zk-connect.js";
+
+/** Default session timeout (see the module comment). */
+export const DEFAULT_ZK_SESSION_TIMEOUT_MS = 6_000;
+/** Default bound of one connect attempt. */
+export const DEFAULT_ZK_CONNECT_TIMEOUT_MS = 5_000;
+
+/** Options of {@link ZooKeeperRegistry}. */
+export interface ZooKeeperRegistryOptions {
+  /** `zk://h:p,h:p[/chroot]` or `h:p,h:p[/chroot]`. */
+  connectString: string;
+  /** Default {@link DEFAULT_ZK_SESSION_TIMEOUT_MS}; the server clamps it to its min/max. */
+  sessionTimeoutMs?: number;
+  /** Bound of one connect attempt; default {@link DEFAULT_ZK_CONNECT_TIMEOUT_MS}. */
+  connectTimeoutMs?: number;
+  /** Extra connect attempts in start() before it fails with RegistryFailed; default 2. */
+  startRetries?: number;
+  /** Bound of one ZooKeeper operation; default max(sessionTimeoutMs, 5 s). */
+  operationTimeoutMs?: number;
+  logger?: Logger;
+}
+
+/** Backoff between new-session attempts after an expiry: from 0.5 s doubling up to 10 s. */
+const BACKOFF_START_MS = 500;
+const BACKOFF_MAX_MS = 10_000;
+
+/** {@link Registry} on ZooKeeper with KiteQ's paths. */
+export class ZooKeeperRegistry implements Registry {
+  private readonly connectString: string;
+  private readonly sessionTimeoutMs: number;
+  private readonly connectTimeoutMs: number;
+  private readonly startRetries: number;
+  private readonly op: ZkOpOptions;
+  private logger: Logger;
+
+  private client: Client | undefined;
+  private readonly expired = new WeakSet<Client>();
+  private address = "";
+  private topics: readonly string[] = [];
+  private events: RegistryEvents | undefined;
+  private watches: ZkWatches | undefined;
+  private readonly publishers = new Set<string>();
+
+  private started = false;
+  private stopping = false;
+  private registered = false;
+  private outageReported = false;
+  private reconciling: Promise<void> | undefined;
+  private reconcileAgain = false;
+  private lostSessionTimer: NodeJS.Timeout | undefined;
+  private readonly abort = new AbortController();
+
+  constructor(options: ZooKeeperRegistryOptions) {
+    this.connectString = parseZkUrl(options.connectString).connectString;
+    this.sessionTimeoutMs = options.sessionTimeoutMs ?? DEFAULT_ZK_SESSION_TIMEOUT_MS;
+    this.connectTimeoutMs = options.connectTimeoutMs ?? DEFAULT_ZK_CONNECT_TIMEOUT_MS;
+    this.startRetries = options.startRetries ?? 2;
+    this.op = { timeoutMs: options.operationTimeoutMs ?? Math.max(this.sessionTimeoutMs, 5_000) };
+    this.logger = (options.logger ?? silentLogger).child({ registry: "zookeeper", zk: this.connectString });
+  }
+
+  async start(address: string, topics: readonly string[], events: RegistryEvents): Promise<void> {
+    if (this.started) throw new KiteqError(ErrorCode.Internal, "ZooKeeperRegistry.start called twice");
+    if (!isServerAddress(address)) {
+      throw new KiteqError(ErrorCode.ConfigInvalid, `broker address must be ip:port, got "${address}"`, {
+        address,
+      });
+    }
+    if (topics.length === 0) {
+      throw new KiteqError(
+        ErrorCode.ConfigInvalid,
+        "the ZooKeeper registry needs at least one topic to serve",
+      );
+    }
+    for (const topic of topics) subTopicPath(topic); // validates the name
+    this.started = true;
+    this.address = address;
+    this.topics = [...new Set(topics)];
+    this.events = events;
+    this.logger = this.logger.child({ node: address });
+    this.watches = new ZkWatches(this.topics, address, events, this.logger, this.op, (c) =>
+      this.onExpired(c),
+    );
+
+    const client = await connectZooKeeper(this.connectString, {
+      sessionTimeoutMs: this.sessionTimeoutMs,
+      connectTimeoutMs: this.connectTimeoutMs,
+      retries: this.startRetries,
+      logger: this.logger,
+      signal: this.abort.signal,
+    });
+    this.adopt(client);
+    try {
+      await this.registerAll(client);
+      await this.watches.attach(client);
+    } catch (err) {
+      this.client = undefined;
+      this.watches.detach();
+      await closeZooKeeper(client);
+      this.started = false;
+      throw toKiteqError(err, { node: address }, ErrorCode.RegistryFailed);
+    }
+    this.registered = true;
+    this.logger.info(
+      { topics: this.topics, sessionTimeoutMs: client.getSessionTimeout() },
+      "registered in ZooKeeper",
+    );
+  }
+
+  async publisherConnected(topic: string, groupId: string, address: string): Promise<void> {
+    const path = publisherPath(topic, groupId, address);
+    this.publishers.add(path);
+    const client = this.client;
+    if (!this.registered || client === undefined) return; // created on re-registration
+    try {
+      await zkCreate(client, path, { ephemeral: true, ...this.op });
+    } catch (err) {
+      // Kept in the set: re-registration after the outage creates it.
+      this.logger.debug(
+        { path, err: String(err) },
+        "publisher node not created now; will be on re-registration",
+      );
+    }
+  }
+
+  async listBindings(): Promise<Binding[]> {
+    const client = this.requireClient();
+    const topics = (await zkGetChildren(client, SUB_ROOT_PATH, undefined, this.op)) ?? [];
+    const perTopic = await Promise.all(
+      topics.map(async (topic) => {
+        const children = (await zkGetChildren(client, subTopicPath(topic), undefined, this.op)) ?? [];
+        const perGroup = await Promise.all(
+          children.map(async (name) => {
+            const groupId = groupOfBindNode(name);
+            if (groupId === undefined) return [];
+            const node = await zkGetData(client, `${subTopicPath(topic)}/${name}`, undefined, this.op);
+            if (node === undefined) return [];
+            try {
+              return parseBindingsJson(node.data.toString("utf8")).filter(
+                (b) => b.groupId === groupId && b.topic === topic,
+              );
+            } catch (err) {
+              this.logger.warn(
+                { topic, groupId, err: String(err) },
+                "ignoring malformed bindings in ZooKeeper",
+              );
+              return [];
+            }
+          }),
+        );
+        return perGroup.flat();
+      }),
+    );
+    return perTopic.flat();
+  }
+
+  async liveServers(): Promise<string[]> {
+    const client = this.requireClient();
+    return ((await zkGetChildren(client, ALIVE_SERVERS_PATH, undefined, this.op)) ?? []).sort();
+  }
+
+  isRegistered(): boolean {
+    return this.registered;
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.registered = false;
+    this.clearLostSessionTimer();
+    this.abort.abort();
+    await this.reconciling?.catch(() => undefined);
+    this.watches?.detach();
+    const client = this.client;
+    this.client = undefined;
+    if (client !== undefined) await closeZooKeeper(client);
+    if (this.started) this.logger.info("left ZooKeeper");
+  }
+
+  /** Make `client` the current one and follow its connection state. */
+  private adopt(client: Client): void {
+    this.client = client;
+    client.on("disconnected", () => {
+      if (client !== this.client || this.stopping) return;
+      this.markDown("connection to ZooKeeper lost");
+      this.armLostSessionTimer(client);
+    });
+    client.on("connected", () => {
+      if (client !== this.client || this.stopping) return;
+      this.clearLostSessionTimer();
+      this.kick();
+    });
+    client.on("expired", () => this.onExpired(client));
+  }
+
+  /**
+   * A client cut off for a whole session timeout gives up its session and a new one is made.
+   * The server has most likely expired it by then, and the library may never find out: a server
+   * that lost its data (or a new ensemble) refuses a client that has seen a later zxid, and the
+   * library retries that for ever. If the old session was in fact still alive, its ephemeral
+   * nodes are replaced by the new session's (ensureOwnEphemeral).
+   */
+  private armLostSessionTimer(client: Client): void {
+    this.clearLostSessionTimer();
+    const timeoutMs = client.getSessionTimeout() > 0 ? client.getSessionTimeout() : this.sessionTimeoutMs;
+    this.lostSessionTimer = setTimeout(() => {
+      this.lostSessionTimer = undefined;
+      if (client !== this.client || client.getState() === zookeeper.State.SYNC_CONNECTED) return;
+      this.logger.warn(
+        { timeoutMs },
+        "no ZooKeeper connection for a whole session timeout; starting a new session",
+      );
+      this.onExpired(client);
+    }, timeoutMs);
+  }
+
+  private clearLostSessionTimer(): void {
+    if (this.lostSessionTimer !== undefined) clearTimeout(this.lostSessionTimer);
+    this.lostSessionTimer = undefined;
+  }
+
+  private onExpired(client: Client): void {
+    if (client !== this.client || this.stopping || this.expired.has(client)) return;
+    this.expired.add(client);
+    this.markDown("ZooKeeper session expired");
+    this.kick();
+  }
+
+  private markDown(why: string): void {
+    this.registered = false;
+    if (this.outageReported) return;
+    this.outageReported = true;
+    this.logger.warn({ why }, "registry outage: not registered until ZooKeeper is back");
+    this.emitOutage(true);
+  }
+
+  private markUp(): void {
+    this.registered = true;
+    if (!this.outageReported) return;
+    this.outageReported = false;
+    this.logger.info("registry outage over: registered again");
+    this.emitOutage(false);
+  }
+
+  private emitOutage(down: boolean): void {
+    try {
+      this.events?.outage(down);
+    } catch (err) {
+      this.logger.error({ err }, "registry outage handler threw");
+    }
+  }
+
+  /** Run {@link reconcile} (again, if one is running). */
+  private kick(): void {
+    if (this.reconciling !== undefined) {
+      this.reconcileAgain = true;
+      return;
+    }
+    this.reconciling = (async () => {
+      do {
+        this.reconcileAgain = false;
+        await this.reconcile();
+      } while (this.reconcileAgain && !this.stopping);
+    })().finally(() => {
+      this.reconciling = undefined;
+    });
+  }
+
+  /**
+   * Bring the registration back: a new session if the current one expired (retrying with
+   * backoff until stop()), then re-create every node and re-read every watch. Returns early
+   * while the current client is reconnecting by itself: its "connected" event kicks again.
+   */
+  private async reconcile(): Promise<void> {
+    let delay = BACKOFF_START_MS;
+    let failures = 0;
+    while (!this.stopping) {
+      let client = this.client;
+      try {
+        if (client === undefined || this.expired.has(client)) {
+          if (client !== undefined) abandonClient(client);
+          this.client = undefined;
+          this.watches?.detach();
+          client = await connectZooKeeper(this.connectString, {
+            sessionTimeoutMs: this.sessionTimeoutMs,
+            connectTimeoutMs: this.connectTimeoutMs,
+            retries: 0,
+            logger: this.logger,
+            signal: this.abort.signal,
+          });
+          if (this.stopping) {
+            await closeZooKeeper(client);
+            return;
+          }
+          this.adopt(client);
+          this.logger.info("new ZooKeeper session; registering again");
+        }
+        if (client.getState() !== zookeeper.State.SYNC_CONNECTED) return;
+        await this.registerAll(client);
+        await this.watches?.attach(client);
+        if (
+          client === this.client &&
+          client.getState() === zookeeper.State.SYNC_CONNECTED &&
+          !this.stopping
+        ) {
+          this.markUp();
+        }
+        return;
+      } catch (err) {
+        if (this.stopping) return;
+        if (client !== undefined && isSessionExpired(err)) this.expired.add(client);
+        failures++;
+        const log = { err: String(err), attempt: failures, retryInMs: delay };
+        if (failures === 1 || failures % 10 === 0)
+          this.logger.warn(log, "ZooKeeper re-registration failed; retrying");
+        else this.logger.debug(log, "ZooKeeper re-registration failed; retrying");
+      }
+      await this.sleep(delay);
+      delay = Math.min(delay * 2, BACKOFF_MAX_MS);
+    }
+  }
+
+  /** Create every node of this broker (idempotent; replaces leftovers of an older session). */
+  private async registerAll(client: Client): Promise<void> {
+    await zkCreate(client, allServerPath(this.address), this.op);
+    for (const topic of this.topics) {
+      await zkEnsurePath(client, subTopicPath(topic), this.op);
+      await this.ensureOwnEphemeral(client, serverPath(topic, this.address));
+    }
+    await this.ensureOwnEphemeral(client, aliveServerPath(this.address));
+    for (const path of this.publishers) await zkCreate(client, path, { ephemeral: true, ...this.op });
+  }
+
+  /** Ephemeral node at `path` owned by `client`'s session, replacing one owned by anyone else. */
+  private async ensureOwnEphemeral(client: Client, path: string): Promise<void> {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      if ((await zkCreate(client, path, { ephemeral: true, ...this.op })) === "created") return;
+      const stat = await zkExists(client, path, undefined, this.op);
+      if (stat === undefined) continue;
+      if (stat.ephemeralOwner.equals(client.getSessionId())) return;
+      this.logger.warn(
+        { path, owner: stat.ephemeralOwner.toString("hex") },
+        "replacing a registration held by another session (an earlier session of this node, or a duplicate address)",
+      );
+      await zkRemove(client, path, this.op);
+    }
+    throw new KiteqError(ErrorCode.RegistryFailed, `could not take over ZooKeeper node ${path}`, { path });
+  }
+
+  private requireClient(): Client {
+    const client = this.client;
+    if (client === undefined || client.getState() !== zookeeper.State.SYNC_CONNECTED) {
+      throw new KiteqError(ErrorCode.RegistryFailed, "not connected to ZooKeeper", {
+        zk: this.connectString,
+      });
+    }
+    return client;
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      const signal = this.abort.signal;
+      function done(): void {
+        clearTimeout(timer);
+        signal.removeEventListener("abort", done);
+        resolve();
+      }
+      signal.addEventListener("abort", done, { once: true });
+    });
+  }
+}

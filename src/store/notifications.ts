@@ -1,0 +1,61 @@
+/**
+ * LISTEN/NOTIFY wake-ups (pg-listen): `kiteq_due` after a transaction created deliveries for
+ * other nodes to claim, `kiteq_bindings` after the bindings changed. One NOTIFY per transaction,
+ * never per message; a lost notification only delays work until the next poll.
+ */
+import type pg from "pg";
+import type { Options, Subscriber } from "pg-listen";
+import * as pgListen from "pg-listen";
+import type { Logger } from "../log.js";
+
+// pg-listen is CommonJS with `exports.default`: under Node's ESM loader the default import is the
+// exports object.
+type CreateSubscriber = (config: pg.ClientConfig, options: Options) => Subscriber;
+const exported = pgListen.default as unknown as CreateSubscriber & { default?: CreateSubscriber };
+const createSubscriber: CreateSubscriber = exported.default ?? exported;
+
+/** Channel names. */
+export const Channel = { Due: "kiteq_due", Bindings: "kiteq_bindings" } as const;
+
+/** Something that wakes the dispatcher up. */
+export interface WakeSource {
+  onDue(listener: () => void): void;
+  onBindingsChanged(listener: () => void): void;
+  close(): Promise<void>;
+}
+
+/** Subscribe to the broker's channels on a dedicated connection (reconnects on its own). */
+export async function listenForWakeups(url: string, log: Logger): Promise<WakeSource> {
+  const subscriber = createSubscriber(
+    { connectionString: url },
+    // Keep reconnecting for as long as it takes (the poll covers the gap); payloads are empty.
+    {
+      retryLimit: Number.POSITIVE_INFINITY,
+      retryTimeout: Number.POSITIVE_INFINITY,
+      retryInterval: 500,
+      parse: (s: string) => s,
+    },
+  );
+  const due: (() => void)[] = [];
+  const bindings: (() => void)[] = [];
+  subscriber.notifications.on(Channel.Due, () => {
+    for (const l of due) l();
+  });
+  subscriber.notifications.on(Channel.Bindings, () => {
+    for (const l of bindings) l();
+  });
+  subscriber.events.on("error", (err: Error) =>
+    log.error({ code: "KQ_STORE_FAILED", err: err.message }, "LISTEN connection failed"),
+  );
+  subscriber.events.on("reconnect", (attempt: number) =>
+    log.warn({ attempt }, "LISTEN connection reconnecting"),
+  );
+  await subscriber.connect();
+  await subscriber.listenTo(Channel.Due);
+  await subscriber.listenTo(Channel.Bindings);
+  return {
+    onDue: (l) => due.push(l),
+    onBindingsChanged: (l) => bindings.push(l),
+    close: () => subscriber.close(),
+  };
+}

@@ -1,0 +1,129 @@
+import { randomBytes } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ensurePartitions } from "../../src/store/db.js";
+import {
+  ackDeliveries,
+  claimDueDeliveries,
+  expireDeliveries,
+  nackDeliveries,
+  releaseClaimsOf,
+  renewLeases,
+} from "../../src/store/deliveries.js";
+import { insertPublishBatch, type PublishRecord } from "../../src/store/messages.js";
+import { createTestDatabase, type TestDatabase } from "../support/db.js";
+
+const t0 = new Date("2026-11-26T10:00:00.000Z");
+const at = (ms: number) => new Date(t0.getTime() + ms);
+
+function record(groups: string[], over: Partial<PublishRecord> = {}): PublishRecord {
+  return {
+    messageId: randomBytes(16).toString("hex"),
+    topic: "trade",
+    messageType: "pay",
+    groupId: "p",
+    commit: true,
+    expiresAt: at(3600_000),
+    deliverLimit: 100,
+    createdAt: t0,
+    properties: [],
+    snappy: false,
+    bodyIsString: true,
+    body: Buffer.from("hello"),
+    deliveries: groups.map((groupId) => ({ groupId, claimedBy: null })),
+    ...over,
+  };
+}
+
+describe("store: deliveries", () => {
+  let db: TestDatabase;
+  const publish = (recs: PublishRecord[]) =>
+    insertPublishBatch(db.pool, recs, { now: t0, nodeId: "n", leaseUntil: at(30_000), firstTxCheckAt: t0 });
+  const claim = (groups: string[], limits: number[], now: Date, claimer = "A/1") =>
+    claimDueDeliveries(db.pool, {
+      groups,
+      limits,
+      now,
+      claimer,
+      leaseUntil: new Date(now.getTime() + 30_000),
+    });
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    await ensurePartitions(db.pool, t0);
+  });
+  afterAll(async () => db.drop());
+
+  it("claims due deliveries per group up to each limit, with the message, bumping the epoch", async () => {
+    await publish([record(["g1", "g2"]), record(["g1"]), record(["g1"])]);
+    const rows = await claim(["g1", "g2"], [2, 5], at(1));
+    expect(rows.filter((r) => r.groupId === "g1")).toHaveLength(2);
+    expect(rows.filter((r) => r.groupId === "g2")).toHaveLength(1);
+    expect(rows[0]).toMatchObject({ claimEpoch: 1, attempts: 0, topic: "trade", bodyIsString: true });
+    expect(rows[0]!.body.toString()).toBe("hello");
+    // Claimed rows are not claimable again while the lease holds, by anyone.
+    const again = await claim(["g1", "g2"], [10, 10], at(2), "B/1");
+    expect(again).toHaveLength(1);
+    // After the lease, another node takes them over with a new epoch.
+    const takeover = await claim(["g1", "g2"], [10, 10], at(40_000), "B/1");
+    expect(takeover.map((r) => r.claimEpoch).sort()).toEqual([2, 2, 2, 2]);
+  });
+
+  it("fences nacks by epoch, and dead-letters at the limit; acks end deliveries whatever the epoch", async () => {
+    const [r] = await publish([record(["f1"], { deliverLimit: 2 })]);
+    const [c1] = await claim(["f1"], [1], at(1));
+    expect(c1!.claimEpoch).toBe(1);
+    const stale = {
+      messagePk: r!.pk!,
+      groupId: "f1",
+      claimEpoch: 0,
+      attempt: 1,
+      pushedAt: at(1),
+      failedAt: at(2),
+      nextAttemptAt: at(2),
+      deadLetter: false,
+      reason: "x",
+    };
+    expect(await nackDeliveries(db.pool, [stale], "n")).toBe(0);
+    expect(await nackDeliveries(db.pool, [{ ...stale, claimEpoch: 1 }], "n")).toBe(2);
+    const [c2] = await claim(["f1"], [1], at(3));
+    expect(c2).toMatchObject({ claimEpoch: 2, attempts: 1 });
+    expect(
+      await nackDeliveries(db.pool, [{ ...stale, claimEpoch: 2, attempt: 2, deadLetter: true }], "n"),
+    ).toBe(3);
+    expect(await claim(["f1"], [1], at(100_000))).toHaveLength(0);
+    const [r2] = await publish([record(["f2"])]);
+    await claim(["f2"], [1], at(1));
+    expect(
+      await ackDeliveries(
+        db.pool,
+        [{ messagePk: r2!.pk!, groupId: "f2", attempt: 1, pushedAt: at(1), ackedAt: at(2) }],
+        "n",
+      ),
+    ).toBe(1);
+    expect(
+      await ackDeliveries(
+        db.pool,
+        [{ messagePk: r2!.pk!, groupId: "f2", attempt: 1, pushedAt: at(1), ackedAt: at(2) }],
+        "n",
+      ),
+    ).toBe(0);
+  });
+
+  it("renews only leases still held under the same epoch, and releases a dead node's claims", async () => {
+    const [r] = await publish([record(["l1"])]);
+    const [c] = await claim(["l1"], [1], at(1), "A/1");
+    const item = { messagePk: r!.pk!, groupId: "l1", claimEpoch: c!.claimEpoch };
+    expect(await renewLeases(db.pool, "A/1", [item], at(60_000))).toBe(1);
+    expect(await renewLeases(db.pool, "A/1", [{ ...item, claimEpoch: 9 }], at(60_000))).toBe(0);
+    expect(await releaseClaimsOf(db.pool, "A/")).toBeGreaterThanOrEqual(1);
+    expect(await claim(["l1"], [1], at(2), "B/1")).toHaveLength(1);
+  });
+
+  it("expires deliveries past expiredTime with an expired event, and never claims them", async () => {
+    await publish([record(["e1"], { expiresAt: at(1000) })]);
+    expect(await claim(["e1"], [1], at(2000))).toHaveLength(0);
+    expect(await expireDeliveries(db.pool, at(2000), "n", 100)).toBe(1);
+    const { rows } = await db.pool.query("SELECT kind FROM message_events WHERE group_id = 'e1'");
+    expect(rows).toEqual([{ kind: "expired" }]);
+  });
+});
