@@ -96,6 +96,7 @@ export class Dispatcher {
   private claiming = false;
   private claimAgain = false;
   private stopped = false;
+  private paused = false;
   private wake: WakeSource | undefined;
 
   constructor(private readonly o: DispatcherOptions) {
@@ -254,9 +255,31 @@ export class Dispatcher {
     if (f.group.wantsMore()) this.requestClaim();
   }
 
+  /**
+   * Pause claiming new work (this node lost its registry session: others may already be taking
+   * over its claims) or resume it. Pushes of what is already held continue.
+   */
+  pauseClaims(paused: boolean): void {
+    this.paused = paused;
+    if (!paused) this.requestClaim();
+  }
+
+  /**
+   * Another node is gone: release every claim it held (any incarnation) so its deliveries are
+   * claimed again at once instead of after its lease. Returns how many were released.
+   */
+  async releaseClaimsOfNode(nodeId: string): Promise<number> {
+    const n = await releaseClaimsOf(this.o.pool, `${nodeId}/`, this.o.claimer);
+    if (n > 0) {
+      this.o.log.info({ gone: nodeId, released: n }, "released the claims of a node that is gone");
+      this.requestClaim();
+    }
+    return n;
+  }
+
   /** Claim due deliveries soon (coalesced: one claim query runs at a time). */
   requestClaim(): void {
-    if (this.stopped) return;
+    if (this.stopped || this.paused) return;
     if (this.claiming) {
       this.claimAgain = true;
       return;

@@ -10,12 +10,13 @@ import { TokenBucket } from "../delivery/token-bucket.js";
 import { toKiteqError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { Publisher } from "../publish/publisher.js";
-import { syncRegistryFile } from "../registry/static-registry.js";
+import { type ClusterMembership, startCluster } from "../registry/cluster.js";
 import { listBindings } from "../store/bindings.js";
 import { createPool, ensurePartitions, runMigrations } from "../store/db.js";
 import { type EmbeddedPostgresServer, startEmbeddedPostgres } from "../store/embedded.js";
 import { insertPublishBatch } from "../store/messages.js";
 import { listenForWakeups, type WakeSource } from "../store/notifications.js";
+import { createTransactions, type Transactions } from "../tx/transactions.js";
 import { ProtocolServer } from "./server.js";
 import type { SessionHandler } from "./session.js";
 
@@ -28,6 +29,8 @@ export class Broker {
   readonly dispatcher: Dispatcher;
   /** Claimer id of this run: the node id plus the start time, so a restart can tell its old claims. */
   readonly claimer: string;
+  readonly transactions: Transactions;
+  private cluster: ClusterMembership | undefined;
   private readonly server: ProtocolServer;
   private readonly cleanups: (() => void | Promise<void>)[] = [];
   private stopping: Promise<void> | undefined;
@@ -51,6 +54,14 @@ export class Broker {
       nonPersistentNeedsLocalConsumer: config.registry.kind === "static",
     });
     this.publisher = this.createPublisher();
+    this.transactions = createTransactions({
+      pool,
+      config,
+      nodeId: config.nodeId,
+      claimer: this.claimer,
+      dispatcher: this.dispatcher,
+      log: log.child({ component: "tx" }),
+    });
     this.server = new ProtocolServer(this.sessionHandler(), {
       idleTimeoutMs: config.idleTimeoutSeconds * 1000,
       logger: log,
@@ -89,16 +100,20 @@ export class Broker {
     }, HOUR);
     partitionTimer.unref();
     this.cleanups.unshift(() => clearInterval(partitionTimer));
-    if (config.registry.kind === "static" && config.registry.file !== null) {
-      const unwatch = await syncRegistryFile(pool, config.registry.file, log);
-      this.cleanups.unshift(unwatch);
-    }
     const wake: WakeSource = await listenForWakeups(this.databaseUrl, log);
     wake.onBindingsChanged(() => void this.reloadBindings());
     await this.reloadBindings();
     await this.dispatcher.start(wake);
+    await this.transactions.start();
     const address = await this.server.listen(config.bind.host, config.bind.port);
     Object.assign(this.address, address);
+    this.cluster = await startCluster({
+      pool,
+      config,
+      address: `${address.host}:${address.port}`,
+      dispatcher: this.dispatcher,
+      log: log.child({ component: "registry" }),
+    });
     log.info(
       {
         address: `${address.host}:${address.port}`,
@@ -132,6 +147,8 @@ export class Broker {
     this.log.info("broker stopping");
     const accepting = this.server.stopAccepting();
     await this.publisher.drain();
+    await this.cluster?.stop();
+    await this.transactions.stop();
     await this.dispatcher.stop();
     this.server.closeSessions();
     await accepting;
@@ -188,11 +205,18 @@ export class Broker {
         if (expected === undefined) return `no secret configured for group "${meta.groupId}"`;
         return expected === meta.secretKey ? null : `wrong secret for group "${meta.groupId}"`;
       },
-      onAuthenticated: (s) => this.dispatcher.addSession(s),
+      onAuthenticated: (s) => {
+        this.dispatcher.addSession(s);
+        this.transactions.onSession(s);
+        this.cluster?.onSession(s);
+      },
       onPublish: (s, opaque, msg, isString) => this.publisher.publish(s, opaque, msg, isString),
       onDeliverAck: (s, opaque, ack) => this.dispatcher.onDeliverAck(s, opaque, ack),
-      onTxAck: () => undefined,
-      onClose: (s) => this.dispatcher.removeSession(s),
+      onTxAck: (s, opaque, tx) => this.transactions.onTxAck(s, opaque, tx),
+      onClose: (s) => {
+        this.dispatcher.removeSession(s);
+        this.transactions.onSessionClosed(s);
+      },
     };
   }
 }
