@@ -54,6 +54,8 @@ export class Session {
   private flushScheduled = false;
   private closed = false;
   private nextOpaque = 1;
+  /** Protocol errors seen; only the first few are logged one by one (a broken client floods). */
+  private protocolErrors = 0;
 
   constructor(
     private readonly socket: net.Socket,
@@ -196,7 +198,7 @@ export class Session {
           this.handler.onTxAck(this, p.opaque, decoded.msg);
           return;
         default:
-          this.log.warn(
+          this.logProtocolError(
             { code: ErrorCode.UnknownCommand, command: decoded.cmd },
             "command not accepted from a client, ignored",
           );
@@ -230,9 +232,18 @@ export class Session {
     this.handler.onAuthenticated(this);
   }
 
+  /** Log a protocol error: the first 10 of a connection, then one line per 1,000. */
+  private logProtocolError(fields: Record<string, unknown>, msg: string): void {
+    this.protocolErrors++;
+    if (this.protocolErrors <= 10) this.log.warn(fields, msg);
+    else if (this.protocolErrors % 1000 === 0) {
+      this.log.warn({ ...fields, protocolErrors: this.protocolErrors }, `${msg} (more suppressed)`);
+    }
+  }
+
   private onBadBody(p: Packet, e: KiteqError): void {
     const command = commandName(p.cmdType);
-    this.log.warn({ code: e.code, command, opaque: p.opaque, err: e.message }, "bad request");
+    this.logProtocolError({ code: e.code, command, opaque: p.opaque, err: e.message }, "bad request");
     // Answer where the command has an answer, so the producer is not left waiting.
     if (p.cmdType === CommandType.BYTES_MESSAGE || p.cmdType === CommandType.STRING_MESSAGE) {
       this.sendStoreAck(p.opaque, "", false, e.message);
