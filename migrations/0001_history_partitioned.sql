@@ -45,6 +45,8 @@ DECLARE
 	t text;
 	created integer := 0;
 BEGIN
+	-- Nodes starting together must not race to create the same partition.
+	PERFORM pg_advisory_xact_lock(1801807205);
 	WHILE d < p_to LOOP
 		FOREACH t IN ARRAY ARRAY['messages', 'message_events'] LOOP
 			IF to_regclass(format('%I', t || '_p' || to_char(d, 'YYYYMMDD'))) IS NULL THEN

@@ -169,6 +169,40 @@ export class KiteqConnection {
     return ack.msg;
   }
 
+  /**
+   * Two-phase commit: publish `header` with commit=false, await the store ack, run the local
+   * transaction, then send TX_ACK 1 (it returned true: commit) or 2 (false: rollback). A throw of
+   * the local transaction sends the rollback and is rethrown. A refused publish throws (with the
+   * broker's feedback) and the local transaction is not run. If the TX_ACK is lost, the broker
+   * asks again: answer with onTxCheck.
+   */
+  async sendTx(
+    header: Header,
+    body: Buffer | string,
+    localTransaction: () => Promise<boolean> | boolean,
+  ): Promise<{ messageId: string; committed: boolean }> {
+    const h: Header = { ...header, commit: false };
+    const ack = await this.publish(h, body);
+    if (!ack.status) {
+      throw new KiteqError(ErrorCode.StoreFailed, `uncommitted message refused: ${ack.feedback}`, {
+        messageId: h.messageId,
+      });
+    }
+    let committed: boolean;
+    try {
+      committed = (await localTransaction()) === true;
+    } catch (err) {
+      this.sendTxAck(h, 2, "local transaction failed");
+      throw err;
+    }
+    this.sendTxAck(
+      h,
+      committed ? 1 : 2,
+      committed ? "local transaction committed" : "local transaction rolled back",
+    );
+    return { messageId: h.messageId, committed };
+  }
+
   /** Send a producer's TX_ACK (1 commit, 2 rollback, 0 unknown). The broker does not answer. */
   sendTxAck(header: Header, status: number, feedback = "", opaque = this.allocateOpaque()): void {
     this.write(CommandType.TX_ACK, opaque, encodeTxACKPacket({ header, status, feedback }));

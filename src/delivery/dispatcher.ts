@@ -19,7 +19,7 @@ import {
 import type { NormalisedHeader } from "../publish/validate.js";
 import type { Session } from "../server/session.js";
 import { claimDueDeliveries, expireDeliveries, releaseClaimsOf, renewLeases } from "../store/deliveries.js";
-import type { PublishRecord } from "../store/messages.js";
+import type { PublishRecord, PublishResult } from "../store/messages.js";
 import type { WakeSource } from "../store/notifications.js";
 import { type DeliveryJob, jobFromClaim, jobFromPublish, jobKey } from "./job.js";
 import { LocalGroup } from "./local-group.js";
@@ -174,20 +174,26 @@ export class Dispatcher {
       const g = this.groups.get(b.groupId);
       const online = g !== undefined && g.sessions.length > 0;
       if (!b.persistent && !online && this.o.nonPersistentNeedsLocalConsumer) continue;
+      // Room is checked, not reserved: a batch may overshoot the prefetch bound by what is
+      // planned before its commit, which keeps planning free of bookkeeping that could leak.
       const local = online && !this.stopped && g.hasRoom();
-      if (local) g.reserve();
       plan.push({ groupId: b.groupId, claimedBy: local ? this.o.claimer : null });
     }
     return plan;
   }
 
-  /** After a publish batch committed: push the deliveries this node pre-claimed, from memory. */
-  afterCommit(stored: { record: PublishRecord; pk: number }[]): void {
-    for (const { record, pk } of stored) {
+  /**
+   * After a publish batch was written: push the deliveries this node pre-claimed, from memory
+   * (records not stored, duplicates or a failed write, have nothing to push).
+   */
+  afterWrite(records: readonly PublishRecord[], results: readonly PublishResult[] | undefined): void {
+    for (let i = 0; i < records.length; i++) {
+      const record = records[i]!;
+      const pk = results?.[i]?.pk;
       for (const d of record.deliveries) {
         if (d.claimedBy !== this.o.claimer) continue;
+        if (pk === undefined) continue;
         const g = this.groups.get(d.groupId);
-        g?.unreserve();
         const job = jobFromPublish(record, pk, d.groupId);
         this.counters.fastPath++;
         this.hold(job);
@@ -196,6 +202,14 @@ export class Dispatcher {
       }
     }
     for (const g of this.groups.values()) this.pump(g);
+  }
+
+  /** Push deliveries committed elsewhere (2PC commit) that this node pre-claimed. */
+  afterCommit(stored: { record: PublishRecord; pk: number }[]): void {
+    this.afterWrite(
+      stored.map((s) => s.record),
+      stored.map((s) => ({ messageId: s.record.messageId, pk: s.pk, duplicate: false })),
+    );
   }
 
   /** A fly message: one push to one connection of each bound group here; not stored, not retried. */

@@ -20,7 +20,6 @@ export class LocalGroup {
   maxInFlight: number;
   private queue: DeliveryJob[] = [];
   private head = 0;
-  private reserved = 0;
   private pumpTimer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -42,20 +41,11 @@ export class LocalGroup {
 
   /** How many more deliveries this group should take onto this node now. */
   room(): number {
-    return Math.min(this.maxInFlight, PREFETCH) * 2 - this.queued - this.inFlight - this.reserved;
+    return Math.min(this.maxInFlight, PREFETCH) * 2 - this.queued - this.inFlight;
   }
 
   hasRoom(): boolean {
     return this.room() > 0;
-  }
-
-  /** Counted against room() between planning a pre-claimed delivery and its commit. */
-  reserve(): void {
-    this.reserved++;
-  }
-
-  unreserve(): void {
-    if (this.reserved > 0) this.reserved--;
   }
 
   /** After pushes completed: worth claiming again. */

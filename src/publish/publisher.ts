@@ -21,8 +21,11 @@ export interface PublishHooks {
   planDeliveries(header: NormalisedHeader): { groupId: string; claimedBy: string | null }[];
   /** A fly message: deliver to online consumers now, store nothing. */
   deliverFly(header: NormalisedHeader, body: Buffer, isString: boolean): void;
-  /** After commit: the stored records with their pks, for the local fast path. */
-  afterCommit(stored: { record: PublishRecord; pk: number }[]): void;
+  /**
+   * After a batch was written: the records with their results (undefined: the write failed),
+   * for the local fast path (push what was stored, give back what was planned but not stored).
+   */
+  afterWrite(records: readonly PublishRecord[], results: readonly PublishResult[] | undefined): void;
 }
 
 /** Write one batch of records; throws on any database error. */
@@ -53,13 +56,14 @@ export class Publisher {
       maxBatch: options.maxBatch,
       concurrency: options.concurrency,
       write: async (records) => {
-        const results = await write(records);
-        const stored: { record: PublishRecord; pk: number }[] = [];
-        for (let i = 0; i < results.length; i++) {
-          const pk = results[i]!.pk;
-          if (pk !== undefined) stored.push({ record: records[i]!, pk });
+        let results: PublishResult[];
+        try {
+          results = await write(records);
+        } catch (err) {
+          this.hooks.afterWrite(records, undefined);
+          throw err;
         }
-        if (stored.length > 0) this.hooks.afterCommit(stored);
+        this.hooks.afterWrite(records, results);
         return results;
       },
     });

@@ -180,7 +180,7 @@ export class Broker {
         admit: () => permits === undefined || permits.tryTake(1),
         planDeliveries: (h) => dispatcher.planDeliveries(h),
         deliverFly: (h, body, isString) => dispatcher.deliverFly(h, body, isString),
-        afterCommit: (stored) => dispatcher.afterCommit(stored),
+        afterWrite: (records, results) => dispatcher.afterWrite(records, results),
       },
       (records) => {
         const now = new Date();

@@ -102,6 +102,14 @@ export const pendingTransactions = pgTable(
     claimedBy: text("claimed_by"),
     leaseUntil: tz("lease_until"),
     storedAt: tz("stored_at").notNull(),
+    /** Bumped by each claim of the TxChecker; its reschedule and release apply only with that epoch. */
+    claimEpoch: integer("claim_epoch").notNull().default(0),
   },
-  (t) => [index("pending_transactions_due_idx").on(t.groupId, t.nextCheckAt)],
+  (t) => [
+    index("pending_transactions_due_idx").on(t.groupId, t.nextCheckAt),
+    /** A producer's TX_ACK names the message by its KiteQ id. */
+    index("pending_transactions_message_id_idx").on(t.messageId),
+    /** The give-up sweep: the oldest uncommitted messages first. */
+    index("pending_transactions_stored_idx").on(t.storedAt),
+  ],
 );

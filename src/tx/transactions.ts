@@ -1,6 +1,7 @@
 /**
- * Two-phase commit (issue 5): TX_ACK from producers and the TxChecker. Placeholder wiring point:
- * the broker calls these hooks; the implementation lives in src/tx/.
+ * Two-phase commit (issue 5): the broker's hooks. Producers' TX_ACKs are applied by
+ * TxAnswerApplier (answers.ts), uncommitted messages are checked by TxChecker (checker.ts), and
+ * both share this node's connections by group (producers.ts).
  */
 
 import type pg from "pg";
@@ -9,6 +10,9 @@ import type { Dispatcher } from "../delivery/dispatcher.js";
 import type { Logger } from "../log.js";
 import type { TxACKPacket } from "../protocol/messages.js";
 import type { Session } from "../server/session.js";
+import { TxAnswerApplier } from "./answers.js";
+import { TxChecker } from "./checker.js";
+import { ProducerSessions } from "./producers.js";
 
 /** What the transaction module needs from the broker. */
 export interface TransactionDeps {
@@ -34,11 +38,20 @@ export interface Transactions {
 
 /** Create the transaction module. */
 export function createTransactions(deps: TransactionDeps): Transactions {
+  const producers = new ProducerSessions();
+  const answers = new TxAnswerApplier(deps, producers);
+  const checker = new TxChecker(deps, producers);
   return {
-    onTxAck: (session) => deps.log.debug({ connection: session.id }, "TX_ACK ignored (2PC not built yet)"),
-    onSession: () => undefined,
-    onSessionClosed: () => undefined,
-    start: async () => undefined,
-    stop: async () => undefined,
+    onTxAck: (session, opaque, tx) => answers.onTxAck(session, opaque, tx),
+    onSession: (session) => {
+      // A group's first connection here: its due checks can now be made by this node.
+      if (producers.add(session)) checker.wake();
+    },
+    onSessionClosed: (session) => producers.remove(session),
+    start: () => checker.start(),
+    stop: async () => {
+      await checker.stop();
+      await answers.drain();
+    },
   };
 }

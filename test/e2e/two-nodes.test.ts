@@ -5,7 +5,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createBinding } from "../../src/binding/binding.js";
-import { buildHeader, type Header, KiteqConnection } from "../../src/client/connection.js";
+import { buildHeader, KiteqConnection } from "../../src/client/connection.js";
+import type { Header } from "../../src/protocol/messages.js";
 import { upsertBinding } from "../../src/store/bindings.js";
 import { insertPublishBatch } from "../../src/store/messages.js";
 import { type BrokerProcess, startBrokerProcess } from "../support/broker-process.js";

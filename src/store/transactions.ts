@@ -1,0 +1,405 @@
+/**
+ * Two-phase commit statements: pending_transactions (one row per message still uncommitted) and
+ * the history rows written with each change. A commit or rollback deletes the pending row, so the
+ * DELETE is what makes them idempotent. Time is always a parameter.
+ */
+import type pg from "pg";
+
+type Queryable = pg.Pool | pg.PoolClient;
+
+/** An uncommitted message as stored (what a commit needs to plan and push its deliveries). */
+export interface PendingMessage {
+  messagePk: number;
+  messageId: string;
+  topic: string;
+  messageType: string;
+  /** The publishing group (header.groupId). */
+  groupId: string;
+  expiresAt: Date;
+  deliverLimit: number;
+  createdAt: Date;
+  storedAt: Date;
+  properties: { key: string; value: string }[];
+  snappy: boolean;
+  bodyIsString: boolean;
+  /** Checks sent so far. */
+  checks: number;
+}
+
+/** A pending message with its body (read for commits, to push pre-claimed deliveries at once). */
+export interface CommittableMessage extends PendingMessage {
+  body: Buffer;
+}
+
+/** A producer's decision about one message, from a TX_ACK. */
+export interface TxAnswer {
+  /** KiteQ message id (lower case). */
+  messageId: string;
+  /** committed / rolled_back end the transaction; tx_checked records an "unknown" answer. */
+  kind: "committed" | "rolled_back" | "tx_checked";
+  /** History detail (who answered, to which check). */
+  detail: string;
+  /** The check this answers (history `attempt`), or null for a producer's own TX_ACK. */
+  check: number | null;
+}
+
+/** What happened to one TxAnswer. */
+export interface TxAnswerResult {
+  /** false: the message is not pending (unknown, or already committed or rolled back). */
+  applied: boolean;
+  /** The message, when applied. */
+  message: CommittableMessage | undefined;
+  /** Deliveries created (committed only). */
+  deliveries: { groupId: string; claimedBy: string | null }[];
+}
+
+/** Parameters of applyTxAnswers. */
+export interface ApplyTxAnswersOptions {
+  now: Date;
+  nodeId: string;
+  /** lease_until of deliveries the plan pre-claims. */
+  leaseUntil: Date;
+  /** Groups owed a committed message (and the pre-claiming node, if any). Called under the row lock. */
+  plan(message: CommittableMessage): { groupId: string; claimedBy: string | null }[];
+}
+
+/** Lock the pending rows of `ids`, with their messages, in message_pk order (no deadlocks). */
+const LOCK_PENDING = `
+SELECT p.message_pk, p.message_id, p.checks, p.stored_at, m.topic, m.message_type, m.group_id, m.expires_at,
+       m.deliver_limit, m.created_at, m.properties, m.snappy, m.body_is_string,
+       CASE WHEN p.message_id = ANY($2) THEN m.body END AS body
+  FROM pending_transactions p
+  JOIN messages m ON m.id = p.message_pk AND m.created_at = p.message_created_at
+ WHERE p.message_id = ANY($1)
+ ORDER BY p.message_pk
+   FOR UPDATE OF p`;
+
+/**
+ * One statement for a batch of decided answers: delete the pending rows of commits and rollbacks,
+ * insert the deliveries of commits, append committed / rolled_back / tx_checked rows, and one
+ * NOTIFY if any delivery is left for the claim path (none for pre-claimed ones).
+ */
+const APPLY_TX_ANSWERS = `
+WITH input AS (
+  SELECT * FROM unnest($1::bigint[], $2::message_event_kind[], $3::text[], $4::int[])
+    AS i(message_pk, kind, detail, attempt)
+), gone AS (
+  DELETE FROM pending_transactions p USING input i
+   WHERE p.message_pk = i.message_pk AND i.kind IN ('committed', 'rolled_back')
+  RETURNING p.message_pk, i.kind
+), dl AS (
+  INSERT INTO deliveries (message_pk, group_id, message_created_at, topic, next_attempt_at, expires_at,
+                          deliver_limit, claimed_by, lease_until, claim_epoch)
+  SELECT d.message_pk, d.group_id, d.created_at, d.topic, $5, d.expires_at, d.deliver_limit, d.claimed_by,
+         CASE WHEN d.claimed_by IS NULL THEN NULL ELSE $7::timestamptz END,
+         CASE WHEN d.claimed_by IS NULL THEN 0 ELSE 1 END
+    FROM unnest($8::bigint[], $9::text[], $10::timestamptz[], $11::text[], $12::timestamptz[], $13::int2[],
+                $14::text[]) AS d(message_pk, group_id, created_at, topic, expires_at, deliver_limit, claimed_by)
+    JOIN gone g ON g.message_pk = d.message_pk AND g.kind = 'committed'
+  ON CONFLICT DO NOTHING
+  RETURNING claimed_by
+), ev AS (
+  INSERT INTO message_events (message_pk, kind, at, node_id, attempt, detail)
+  SELECT i.message_pk, i.kind, $5, $6, i.attempt, i.detail
+    FROM input i
+   WHERE i.kind = 'tx_checked' OR EXISTS (SELECT 1 FROM gone g WHERE g.message_pk = i.message_pk)
+  RETURNING message_pk
+), wake AS (
+  SELECT pg_notify('kiteq_due', '') FROM (SELECT 1 FROM dl WHERE claimed_by IS NULL LIMIT 1) AS owed
+)
+SELECT (SELECT count(*) FROM gone)::int AS decided, (SELECT count(*) FROM ev)::int AS events,
+       (SELECT count(*) FROM wake)::int AS notified`;
+
+/**
+ * Apply a batch of producers' answers in one transaction: lock the pending rows, plan the
+ * deliveries of commits (options.plan), then APPLY_TX_ANSWERS. An answer for a message that is no
+ * longer pending changes nothing (applied false). Within the batch the first answer to decide a
+ * message wins; an "unknown" after a decision is dropped. Given a Pool, runs its own transaction;
+ * given a client, runs in the caller's (which must be open: the lock lasts until its commit).
+ */
+export async function applyTxAnswers(
+  db: Queryable,
+  answers: readonly TxAnswer[],
+  options: ApplyTxAnswersOptions,
+): Promise<TxAnswerResult[]> {
+  if (answers.length === 0) return [];
+  if (!isClient(db)) {
+    const client = await db.connect();
+    try {
+      await client.query("BEGIN");
+      const results = await applyTxAnswers(client, answers, options);
+      await client.query("COMMIT");
+      return results;
+    } catch (err) {
+      await client.query("ROLLBACK").catch(() => undefined);
+      throw err;
+    } finally {
+      client.release();
+    }
+  }
+  const ids = [...new Set(answers.map((a) => a.messageId))];
+  const commitIds = [...new Set(answers.filter((a) => a.kind === "committed").map((a) => a.messageId))];
+  const { rows } = await db.query({ text: LOCK_PENDING, values: [ids, commitIds] });
+  const byId = new Map<string, CommittableMessage[]>();
+  for (const r of rows) {
+    const m = toPendingMessage(r) as CommittableMessage;
+    m.body = r.body ?? Buffer.alloc(0);
+    byId.set(m.messageId, [...(byId.get(m.messageId) ?? []), m]);
+  }
+  const decided = new Set<number>();
+  const input = {
+    pk: [] as number[],
+    kind: [] as string[],
+    detail: [] as string[],
+    attempt: [] as (number | null)[],
+  };
+  const dl = {
+    pk: [] as number[],
+    group: [] as string[],
+    createdAt: [] as Date[],
+    topic: [] as string[],
+    expiresAt: [] as Date[],
+    deliverLimit: [] as number[],
+    claimedBy: [] as (string | null)[],
+  };
+  const results: TxAnswerResult[] = [];
+  for (const a of answers) {
+    const result: TxAnswerResult = { applied: false, message: undefined, deliveries: [] };
+    results.push(result);
+    // Normally one row; a reused messageId with another createTime is decided with it.
+    for (const m of byId.get(a.messageId) ?? []) {
+      if (decided.has(m.messagePk)) continue;
+      if (a.kind !== "tx_checked") decided.add(m.messagePk);
+      input.pk.push(m.messagePk);
+      input.kind.push(a.kind);
+      input.detail.push(a.detail);
+      input.attempt.push(a.check);
+      result.applied = true;
+      result.message = m;
+      if (a.kind !== "committed") continue;
+      for (const d of options.plan(m)) {
+        result.deliveries.push(d);
+        dl.pk.push(m.messagePk);
+        dl.group.push(d.groupId);
+        dl.createdAt.push(m.createdAt);
+        dl.topic.push(m.topic);
+        dl.expiresAt.push(m.expiresAt);
+        dl.deliverLimit.push(m.deliverLimit);
+        dl.claimedBy.push(d.claimedBy);
+      }
+    }
+  }
+  if (input.pk.length === 0) return results;
+  await db.query({
+    text: APPLY_TX_ANSWERS,
+    values: [
+      input.pk,
+      input.kind,
+      input.detail,
+      input.attempt,
+      options.now,
+      options.nodeId,
+      options.leaseUntil,
+      dl.pk,
+      dl.group,
+      dl.createdAt,
+      dl.topic,
+      dl.expiresAt,
+      dl.deliverLimit,
+      dl.claimedBy,
+    ],
+  });
+  return results;
+}
+
+/** A pending transaction claimed for a check. */
+export interface ClaimedTxCheck extends PendingMessage {
+  /** Epoch of this claim: recordTxChecks applies only with it. */
+  claimEpoch: number;
+}
+
+/**
+ * Claim up to `limit` pending transactions of `groups` whose next check is due, skipping rows
+ * other nodes hold locked, those claimed under a live lease, and those old enough to be given up
+ * (stored before `giveUpBefore`: the give-up sweep takes them). Each claim bumps claim_epoch.
+ */
+const CLAIM_DUE_TX_CHECKS = `
+WITH due AS (
+  SELECT message_pk FROM pending_transactions
+   WHERE group_id = ANY($1) AND next_check_at <= $2 AND stored_at > $5
+     AND (claimed_by IS NULL OR lease_until < $2)
+   ORDER BY next_check_at
+   LIMIT $6
+   FOR UPDATE SKIP LOCKED
+), claimed AS (
+  UPDATE pending_transactions p SET claimed_by = $3, lease_until = $4, claim_epoch = p.claim_epoch + 1
+    FROM due WHERE p.message_pk = due.message_pk
+  RETURNING p.message_pk, p.message_id, p.message_created_at, p.checks, p.claim_epoch, p.stored_at, p.next_check_at
+)
+SELECT c.message_pk, c.message_id, c.checks, c.claim_epoch, c.stored_at, m.topic, m.message_type, m.group_id,
+       m.expires_at, m.deliver_limit, m.created_at, m.properties, m.snappy, m.body_is_string
+  FROM claimed c JOIN messages m ON m.id = c.message_pk AND m.created_at = c.message_created_at
+ ORDER BY c.next_check_at`;
+
+/** Claim due checks (see CLAIM_DUE_TX_CHECKS). */
+export async function claimDueTxChecks(
+  db: Queryable,
+  args: { groups: string[]; now: Date; claimer: string; leaseUntil: Date; giveUpBefore: Date; limit: number },
+): Promise<ClaimedTxCheck[]> {
+  if (args.groups.length === 0) return [];
+  const { rows } = await db.query({
+    text: CLAIM_DUE_TX_CHECKS,
+    values: [args.groups, args.now, args.claimer, args.leaseUntil, args.giveUpBefore, args.limit],
+  });
+  return rows.map((r) => ({ ...toPendingMessage(r), claimEpoch: r.claim_epoch }));
+}
+
+/** The outcome of one claimed check. */
+export interface TxCheckRecord {
+  messagePk: number;
+  claimEpoch: number;
+  /** The check was sent (false: no producer connection left here; the claim is just released). */
+  sent: boolean;
+  /** Number of this check (1 = first); history `attempt`. */
+  check: number;
+  /** When to check again (sent only). */
+  nextCheckAt: Date;
+  /** History detail: where the check went. */
+  detail: string;
+}
+
+/**
+ * Checks sent: a `tx_checked` row each (the check went out whatever happened to the row since),
+ * and, fenced by claim epoch, count it, schedule the next one and release the claim. Unsent
+ * claims are released as they were. Returns the rows rescheduled or released.
+ */
+export async function recordTxChecks(
+  db: Queryable,
+  records: readonly TxCheckRecord[],
+  options: { now: Date; nodeId: string },
+): Promise<number> {
+  if (records.length === 0) return 0;
+  const { rows } = await db.query<{ n: number }>({
+    text: `WITH input AS (
+             SELECT * FROM unnest($1::bigint[], $2::int[], $3::bool[], $4::int[], $5::timestamptz[], $6::text[])
+               AS r(message_pk, claim_epoch, sent, check_no, next_check_at, detail)
+           ), upd AS (
+             UPDATE pending_transactions p
+                SET checks = CASE WHEN r.sent THEN r.check_no ELSE p.checks END,
+                    next_check_at = CASE WHEN r.sent THEN r.next_check_at ELSE p.next_check_at END,
+                    claimed_by = NULL, lease_until = NULL
+               FROM input r WHERE p.message_pk = r.message_pk AND p.claim_epoch = r.claim_epoch
+             RETURNING p.message_pk
+           ), ev AS (
+             INSERT INTO message_events (message_pk, kind, at, node_id, attempt, detail)
+             SELECT message_pk, 'tx_checked', $7, $8, check_no, detail FROM input WHERE sent
+           )
+           SELECT count(*)::int AS n FROM upd`,
+    values: [
+      records.map((r) => r.messagePk),
+      records.map((r) => r.claimEpoch),
+      records.map((r) => r.sent),
+      records.map((r) => r.check),
+      records.map((r) => r.nextCheckAt),
+      records.map((r) => r.detail),
+      options.now,
+      options.nodeId,
+    ],
+  });
+  return rows[0]?.n ?? 0;
+}
+
+/**
+ * Give-up sweep: roll back up to `limit` pending transactions stored before `storedBefore`, with a
+ * `rolled_back` row whose detail is `detail` plus the number of checks sent. Rows another node
+ * holds locked are skipped (found by the next sweep). Returns how many were rolled back.
+ */
+export async function giveUpTransactions(
+  db: Queryable,
+  args: { storedBefore: Date; now: Date; nodeId: string; detail: string; limit: number },
+): Promise<number> {
+  const { rowCount } = await db.query({
+    text: `WITH gone AS (
+             DELETE FROM pending_transactions p WHERE p.message_pk IN (
+               SELECT message_pk FROM pending_transactions WHERE stored_at <= $1
+                ORDER BY stored_at LIMIT $5 FOR UPDATE SKIP LOCKED)
+             RETURNING p.message_pk, p.checks)
+           INSERT INTO message_events (message_pk, kind, at, node_id, attempt, detail)
+           SELECT message_pk, 'rolled_back', $2, $3, checks,
+                  $4 || ' (' || checks || CASE WHEN checks = 1 THEN ' check' ELSE ' checks' END || ' sent)'
+             FROM gone`,
+    values: [args.storedBefore, args.now, args.nodeId, args.detail, args.limit],
+  });
+  return rowCount ?? 0;
+}
+
+/**
+ * When the checker should next look: the earliest due check among `groups` (a claimed row counts
+ * from its lease end) and the earliest give-up time of any row, or null when nothing is pending.
+ */
+export async function nextTxCheckTime(
+  db: Queryable,
+  groups: string[],
+  giveUpSeconds: number,
+): Promise<Date | null> {
+  const { rows } = await db.query<{ t: Date | null }>({
+    text: `SELECT least(
+             (SELECT min(CASE WHEN claimed_by IS NULL THEN next_check_at
+                              ELSE greatest(next_check_at, lease_until) END)
+                FROM pending_transactions WHERE group_id = ANY($1)),
+             (SELECT min(stored_at) FROM pending_transactions) + make_interval(secs => $2)) AS t`,
+    values: [groups, giveUpSeconds],
+  });
+  return rows[0]?.t ?? null;
+}
+
+/**
+ * Release the check claims of claimers whose id starts with `prefix` (this node's earlier runs),
+ * except `except`, so their checks are made now instead of after the lease.
+ */
+export async function releaseTxClaimsOf(db: Queryable, prefix: string, except = ""): Promise<number> {
+  const { rowCount } = await db.query({
+    text: `UPDATE pending_transactions SET claimed_by = NULL, lease_until = NULL
+            WHERE claimed_by IS NOT NULL AND starts_with(claimed_by, $1) AND claimed_by <> $2`,
+    values: [prefix, except],
+  });
+  return rowCount ?? 0;
+}
+
+function isClient(db: Queryable): db is pg.PoolClient {
+  return typeof (db as Partial<pg.PoolClient>).release === "function";
+}
+
+interface PendingRow {
+  message_pk: number;
+  message_id: string;
+  checks: number;
+  stored_at: Date;
+  topic: string;
+  message_type: string;
+  group_id: string;
+  expires_at: Date;
+  deliver_limit: number;
+  created_at: Date;
+  properties: { key: string; value: string }[] | null;
+  snappy: boolean;
+  body_is_string: boolean;
+}
+
+function toPendingMessage(r: PendingRow): PendingMessage {
+  return {
+    messagePk: r.message_pk,
+    messageId: r.message_id,
+    topic: r.topic,
+    messageType: r.message_type,
+    groupId: r.group_id,
+    expiresAt: r.expires_at,
+    deliverLimit: r.deliver_limit,
+    createdAt: r.created_at,
+    storedAt: r.stored_at,
+    properties: r.properties ?? [],
+    snappy: r.snappy,
+    bodyIsString: r.body_is_string,
+    checks: r.checks,
+  };
+}

@@ -1,0 +1,169 @@
+/**
+ * Producers' TX_ACKs (their own after the local transaction, or answers to the broker's checks):
+ * commit, rollback or unknown, group-committed like the other hot-path writes, so a burst of
+ * commits is one transaction. The broker never answers a TX_ACK.
+ *
+ * Commit path: the deliveries are planned with the Dispatcher under the pending row's lock, the
+ * ones for groups consuming on this node inserted pre-claimed (local fast path) and pushed from
+ * memory after the commit via Dispatcher.afterCommit; the others inserted unclaimed, with one
+ * NOTIFY kiteq_due per transaction, for whichever node has a consumer of the group.
+ */
+import { toKiteqError } from "../errors.js";
+import { type TxACKPacket, TxStatus } from "../protocol/messages.js";
+import type { NormalisedHeader } from "../publish/validate.js";
+import type { Session } from "../server/session.js";
+import { GroupCommitter } from "../store/group-commit.js";
+import type { PublishRecord } from "../store/messages.js";
+import {
+  applyTxAnswers,
+  type CommittableMessage,
+  type TxAnswer,
+  type TxAnswerResult,
+} from "../store/transactions.js";
+import type { ProducerSessions } from "./producers.js";
+import type { TransactionDeps } from "./transactions.js";
+
+const MESSAGE_ID = /^[0-9a-f]{32}$/;
+
+/** Counters exposed as metrics. */
+export interface TxAnswerCounters {
+  committed: number;
+  rolledBack: number;
+  unknown: number;
+  /** TX_ACKs for messages not pending (already decided, or never uncommitted). */
+  ignored: number;
+  failed: number;
+}
+
+/** Applies producers' TX_ACKs (see module comment). */
+export class TxAnswerApplier {
+  readonly counters: TxAnswerCounters = { committed: 0, rolledBack: 0, unknown: 0, ignored: 0, failed: 0 };
+  private readonly committer: GroupCommitter<TxAnswer, TxAnswerResult>;
+  private stopped = false;
+
+  constructor(
+    private readonly deps: TransactionDeps,
+    private readonly producers: ProducerSessions,
+  ) {
+    this.committer = new GroupCommitter<TxAnswer, TxAnswerResult>({
+      maxBatch: deps.config.batch.maxMessages,
+      concurrency: 1,
+      write: (answers) => this.write(answers),
+    });
+  }
+
+  /** A producer's TX_ACK. Never answered. */
+  onTxAck(session: Session, opaque: number, tx: TxACKPacket): void {
+    const messageId = tx.header.messageId.toLowerCase();
+    const log = session.log.child({ messageId, status: tx.status });
+    if (this.stopped) {
+      log.debug("TX_ACK while stopping, not applied: the message stays pending and is checked again");
+      return;
+    }
+    if (!MESSAGE_ID.test(messageId)) {
+      log.warn({ code: "KQ_MESSAGE_INVALID" }, "TX_ACK with an invalid messageId, ignored");
+      return;
+    }
+    const sent = this.producers.takeCheck(session, opaque, messageId);
+    const by = `producer ${session.groupId ?? "?"} (${session.peer}, ${sent ? `answer to check ${sent.check}` : "own TX_ACK"})`;
+    let answer: TxAnswer;
+    switch (tx.status) {
+      case TxStatus.COMMIT:
+        answer = { messageId, kind: "committed", detail: `commit by ${by}`, check: sent?.check ?? null };
+        break;
+      case TxStatus.ROLLBACK:
+        answer = { messageId, kind: "rolled_back", detail: `rollback by ${by}`, check: sent?.check ?? null };
+        break;
+      case TxStatus.UNKNOWN:
+        if (sent === undefined) {
+          log.debug("TX_ACK unknown that answers no check: nothing to do");
+          return;
+        }
+        answer = { messageId, kind: "tx_checked", detail: "unknown", check: sent.check };
+        break;
+      default:
+        log.warn({ code: "KQ_BODY_INVALID" }, "TX_ACK with an unknown status, ignored");
+        return;
+    }
+    this.committer.submit(answer).then(
+      (r) => {
+        if (!r.applied) {
+          this.counters.ignored++;
+          log.debug("TX_ACK for a message not pending (already committed or rolled back?): nothing changed");
+          return;
+        }
+        if (answer.kind === "committed") this.counters.committed++;
+        else if (answer.kind === "rolled_back") this.counters.rolledBack++;
+        else this.counters.unknown++;
+        log.debug({ outcome: answer.kind, deliveries: r.deliveries.length }, "TX_ACK applied");
+      },
+      (err: unknown) => {
+        this.counters.failed++;
+        const e = toKiteqError(err, { connection: session.id, messageId });
+        log.error({ code: e.code, err: e.message }, "TX_ACK not applied; the checker will ask again");
+      },
+    );
+  }
+
+  /** Take no more TX_ACKs; wait until every one received is applied (or failed). */
+  drain(): Promise<void> {
+    this.stopped = true;
+    return this.committer.drain();
+  }
+
+  private async write(answers: TxAnswer[]): Promise<TxAnswerResult[]> {
+    const now = new Date();
+    const { config, nodeId, claimer, dispatcher, pool } = this.deps;
+    const results = await applyTxAnswers(pool, answers, {
+      now,
+      nodeId,
+      leaseUntil: new Date(now.getTime() + config.leaseSeconds * 1000),
+      plan: (m) => dispatcher.planDeliveries(normalisedHeader(m)),
+    });
+    const stored: { record: PublishRecord; pk: number }[] = [];
+    for (const r of results) {
+      if (r.message === undefined || !r.deliveries.some((d) => d.claimedBy === claimer)) continue;
+      stored.push({ record: publishRecord(r.message, r.deliveries), pk: r.message.messagePk });
+    }
+    if (stored.length > 0) dispatcher.afterCommit(stored);
+    return results;
+  }
+}
+
+/** The header the Dispatcher plans with, from the stored message. */
+export function normalisedHeader(m: CommittableMessage): NormalisedHeader {
+  return {
+    messageId: m.messageId,
+    topic: m.topic,
+    messageType: m.messageType,
+    groupId: m.groupId,
+    commit: true,
+    fly: false,
+    expiresAt: m.expiresAt,
+    deliverLimit: m.deliverLimit,
+    createdAt: m.createdAt,
+    properties: m.properties,
+    snappy: m.snappy,
+  };
+}
+
+function publishRecord(
+  m: CommittableMessage,
+  deliveries: { groupId: string; claimedBy: string | null }[],
+): PublishRecord {
+  return {
+    messageId: m.messageId,
+    topic: m.topic,
+    messageType: m.messageType,
+    groupId: m.groupId,
+    commit: true,
+    expiresAt: m.expiresAt,
+    deliverLimit: m.deliverLimit,
+    createdAt: m.createdAt,
+    properties: m.properties,
+    snappy: m.snappy,
+    bodyIsString: m.bodyIsString,
+    body: m.body,
+    deliveries,
+  };
+}
