@@ -1,90 +1,138 @@
 #!/usr/bin/env node
-import path from "node:path";
 /**
- * kiteq-pg command line: `serve` (default) runs a broker node, `migrate` applies migrations.
+ * kiteq-pg command line: `serve` (default) runs a broker node; the other commands migrate,
+ * manage bindings, read the history, redrive dead letters, and send or consume messages.
  * Config flags (KiteQ's -bind, -clusterName, -configPath and our --long forms) go anywhere.
+ * Exit codes: 0 done, 1 failed (one line on stderr), 2 usage or configuration error.
  */
+import { pino } from "pino";
 import { CONFIG_ERROR_EXIT_CODE, formatConfigError, loadConfig, parseFlags } from "../config/index.js";
 import type { BrokerConfig } from "../config/types.js";
 import { ErrorCode, KiteqError, toKiteqError } from "../errors.js";
 import { createLogger, type Logger } from "../log.js";
-import { Broker } from "../server/broker.js";
-import { createPool, ensurePartitions, runMigrations } from "../store/db.js";
-import { startEmbeddedPostgres } from "../store/embedded.js";
+import { CommandArgs, KNOWN_EXTRA, USAGE_EXIT_CODE, UsageError } from "./args.js";
+import { bindAddCommand, bindListCommand, bindRemoveCommand } from "./bind.js";
+import { consumeCommand, sendCommand } from "./client.js";
+import type { Command } from "./command.js";
+import { historyCommand } from "./history.js";
+import { processOutput } from "./output.js";
+import { redriveCommand } from "./redrive.js";
+import { migrateCommand, serveCommand } from "./serve.js";
 
-const USAGE = `usage: kiteq-pg [serve|migrate] [flags]
-  serve     run a broker node (default)
-  migrate   apply database migrations and exit
-flags: -bind host:port  -clusterName NAME  -configPath FILE  --db postgres://...  --data-dir DIR
-       --registry static|zk://host:port  --topics a,b  --log-level LEVEL  (see README)`;
+/** Every command, in the order of the help text. */
+const COMMANDS: readonly Command[] = [
+  serveCommand,
+  migrateCommand,
+  bindAddCommand,
+  bindRemoveCommand,
+  bindListCommand,
+  historyCommand,
+  redriveCommand,
+  sendCommand,
+  consumeCommand,
+];
+
+/** Commands named by two words (`bind add`): their first words. */
+const GROUPS = new Set(COMMANDS.filter((c) => c.name.includes(" ")).map((c) => c.name.split(" ")[0]));
+
+const CONFIG_FLAGS = `config flags (every command): --db postgres://...  --data-dir DIR (embedded PostgreSQL, default ./data)
+  -bind host:port  -clusterName NAME  -configPath FILE  --registry static|zk://host:port  --topics a,b
+  --admin host:port|-1  --log-level LEVEL  ... (see README)`;
+
+function globalUsage(): string {
+  const width = Math.max(...COMMANDS.map((c) => c.name.length));
+  const lines = COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`);
+  return `usage: kiteq-pg <command> [flags]   (kiteq-pg <command> --help for its flags)\n\ncommands:\n${lines.join("\n")}\n\n${CONFIG_FLAGS}`;
+}
+
+function commandUsage(commands: readonly Command[]): string {
+  const lines = commands.flatMap((c) => c.usage.map((u) => (u.startsWith(" ") ? u : `kiteq-pg ${u}`)));
+  return `usage:\n${lines.map((l) => `  ${l}`).join("\n")}\n\n${CONFIG_FLAGS}`;
+}
+
+/** The command named by the positionals, and how many positionals its name took. */
+function findCommand(positionals: readonly string[]): { command: Command; words: number } {
+  const first = positionals[0] ?? "serve";
+  if (GROUPS.has(first)) {
+    const sub = positionals[1];
+    const subs = COMMANDS.filter((c) => c.name.startsWith(`${first} `)).map((c) => c.name.split(" ")[1]);
+    const command = COMMANDS.find((c) => c.name === `${first} ${sub}`);
+    if (command === undefined) {
+      throw new UsageError(
+        sub === undefined
+          ? `${first}: which one? ${subs.join(", ")}`
+          : `${first}: unknown subcommand "${sub}" (known: ${subs.join(", ")})`,
+      );
+    }
+    return { command, words: 2 };
+  }
+  const command = COMMANDS.find((c) => c.name === first);
+  if (command === undefined) {
+    throw new UsageError(
+      `unknown command "${first}" (known: ${COMMANDS.map((c) => c.name).join(", ")}; see kiteq-pg --help)`,
+    );
+  }
+  return { command, words: 1 };
+}
+
+/** --help: of the command named (or of the `bind` group), or the command list. */
+function helpText(positionals: readonly string[]): string {
+  const first = positionals[0];
+  if (first === undefined) return globalUsage();
+  const named = COMMANDS.filter((c) => c.name === `${first} ${positionals[1]}` || c.name === first);
+  if (named.length > 0) return commandUsage(named);
+  const group = COMMANDS.filter((c) => c.name.startsWith(`${first} `));
+  return group.length > 0 ? commandUsage(group) : globalUsage();
+}
+
+/** Logs of one-shot commands go to stderr (stdout is their output), warnings only unless asked. */
+function commandLogger(command: Command, config: BrokerConfig, levelGiven: boolean): Logger {
+  if (command.logsToStdout === true) {
+    return createLogger({ level: config.logLevel }).child({ node: config.nodeId });
+  }
+  return pino(
+    { level: levelGiven ? config.logLevel : "warn", name: "kiteq-pg", base: { pid: process.pid } },
+    pino.destination({ fd: 2, sync: true }),
+  );
+}
 
 async function main(argv: string[]): Promise<number> {
-  let parsed: ReturnType<typeof parseFlags>;
+  let command: Command;
+  let args: CommandArgs;
   let config: BrokerConfig;
   let warnings: string[];
+  let levelGiven: boolean;
   try {
-    parsed = parseFlags(argv, ["help", "h"]);
+    const parsed = parseFlags(argv, KNOWN_EXTRA);
     if (parsed.flags.help !== undefined || parsed.flags.h !== undefined) {
-      process.stdout.write(`${USAGE}\n`);
+      processOutput.out(helpText(parsed.positionals));
       return 0;
     }
+    const found = findCommand(parsed.positionals);
+    command = found.command;
+    const extra = parsed.positionals[found.words];
+    if (extra !== undefined) throw new UsageError(`${command.name}: unexpected argument "${extra}"`);
+    args = new CommandArgs(command.name, parsed.flags, command.flags);
     ({ config, warnings } = loadConfig(parsed.configArgs, process.env));
+    levelGiven = parsed.flags.logLevel !== undefined || process.env.KITEQ_LOG_LEVEL !== undefined;
   } catch (err) {
-    process.stderr.write(`${formatConfigError(err)}\n`);
+    if (err instanceof UsageError) {
+      processOutput.err(`kiteq-pg: ${err.message}`);
+      return USAGE_EXIT_CODE;
+    }
+    processOutput.err(formatConfigError(err));
     return CONFIG_ERROR_EXIT_CODE;
   }
-  const command = parsed.positionals[0] ?? "serve";
-  const log = createLogger({ level: config.logLevel }).child({ node: config.nodeId });
+  const log = commandLogger(command, config, levelGiven);
   for (const w of warnings) log.warn({ code: ErrorCode.ConfigInvalid }, w);
-  switch (command) {
-    case "serve":
-      return serve(config, log);
-    case "migrate":
-      return migrate(config, log);
-    default:
-      process.stderr.write(`kiteq-pg: unknown command "${command}"\n${USAGE}\n`);
-      return CONFIG_ERROR_EXIT_CODE;
-  }
-}
-
-async function serve(config: BrokerConfig, log: Logger): Promise<number> {
-  const broker = await Broker.start(config, log);
-  return new Promise<number>((resolve) => {
-    let signals = 0;
-    const onSignal = (signal: NodeJS.Signals) => {
-      signals++;
-      if (signals > 1) {
-        log.warn({ signal }, "second signal: exiting without a clean shutdown");
-        process.exit(1);
-      }
-      log.info({ signal }, "shutting down");
-      broker.stop().then(
-        () => resolve(0),
-        (err: unknown) => {
-          log.error({ err: toKiteqError(err).message }, "shutdown failed");
-          resolve(1);
-        },
-      );
-    };
-    process.on("SIGINT", onSignal);
-    process.on("SIGTERM", onSignal);
-  });
-}
-
-async function migrate(config: BrokerConfig, log: Logger): Promise<number> {
-  const embedded =
-    config.databaseUrl === null
-      ? await startEmbeddedPostgres({ dataDir: path.join(config.dataDir, "pg"), logger: log })
-      : undefined;
-  const pool = createPool(config.databaseUrl ?? embedded!.url("kiteq"), { max: 2 });
   try {
-    await runMigrations(pool, log);
-    await ensurePartitions(pool, new Date());
-    log.info("migrations applied");
-    return 0;
-  } finally {
-    await pool.end();
-    await embedded?.stop();
+    return await command.run({ config, log, args, out: processOutput });
+  } catch (err) {
+    if (err instanceof UsageError) {
+      processOutput.err(`kiteq-pg: ${err.message}`);
+      return USAGE_EXIT_CODE;
+    }
+    throw err;
   }
 }
 
@@ -92,7 +140,7 @@ main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err: unknown) => {
     const e = toKiteqError(err);
-    process.stderr.write(`kiteq-pg: ${e instanceof KiteqError ? e.describe() : String(err)}\n`);
+    processOutput.err(`kiteq-pg: ${e instanceof KiteqError ? e.describe() : String(err)}`);
     process.exit(1);
   },
 );

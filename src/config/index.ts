@@ -2,7 +2,7 @@
 export { configEnvNames } from "./env.js";
 export { configFlagNames, type ParsedFlags, parseFlags } from "./flags.js";
 export { CONFIG_ERROR_EXIT_CODE, formatAddress, formatConfigError, loadConfig } from "./load.js";
-export { redeliveryDelaySeconds, txCheckDelaySeconds } from "./schedule.js";
+export { txCheckDelaySeconds } from "./schedule.js";
 export { DEFAULT_REDELIVERY } from "./settings.js";
 export type {
   BatchConfig,

@@ -3,6 +3,7 @@
  * (flags, KITEQ_* environment variables, keys of a `[clusters.X]` table in cluster.toml).
  * Flags, env.ts and toml.ts read this table; nothing else lists setting names.
  */
+import { DEFAULT_REDELIVERY_SCHEDULE } from "../delivery/schedule.js";
 import type { BindAddress, LogLevel, RedeliveryStep } from "./types.js";
 import {
   type AdminSpec,
@@ -138,16 +139,8 @@ export const SETTINGS: { readonly [K in SettingKey]: SettingSpec<Settings[K]> } 
 
 export const SETTING_KEYS = Object.keys(SETTINGS) as SettingKey[];
 
-/** KiteQ's redelivery delays: attempts 1-3 at once, then 5, 10, 20, 40, 80, 160 s. */
-export const DEFAULT_REDELIVERY: readonly RedeliveryStep[] = Object.freeze([
-  { fromAttempt: 1, delaySeconds: 0 },
-  { fromAttempt: 4, delaySeconds: 5 },
-  { fromAttempt: 10, delaySeconds: 10 },
-  { fromAttempt: 20, delaySeconds: 20 },
-  { fromAttempt: 30, delaySeconds: 40 },
-  { fromAttempt: 40, delaySeconds: 80 },
-  { fromAttempt: 50, delaySeconds: 160 },
-]);
+/** KiteQ's redelivery delays (defined with the schedule logic in src/delivery/schedule.ts). */
+export const DEFAULT_REDELIVERY: readonly RedeliveryStep[] = DEFAULT_REDELIVERY_SCHEDULE;
 
 /** Settings without a default: absent unless a source gives them. */
 type Optional = "clusterName" | "configPath" | "databaseUrl" | "registryFile" | "nodeId";

@@ -32,15 +32,10 @@ export type RegistryConfig =
       readonly sessionTimeoutMs: number;
     };
 
-/**
- * One step of the redelivery schedule: from delivery attempt `fromAttempt` on (1 = the first
- * delivery), an attempt is made `delaySeconds` after the previous one failed. The step with the
- * greatest `fromAttempt` not above the attempt number applies (see redeliveryDelaySeconds).
- */
-export interface RedeliveryStep {
-  readonly fromAttempt: number;
-  readonly delaySeconds: number;
-}
+/** One step of the redelivery schedule (see src/delivery/schedule.ts). */
+import type { RedeliveryStep } from "../delivery/schedule.js";
+
+export type { RedeliveryStep };
 
 /** When an uncommitted (2PC) message's producer is asked (TxACK) whether to commit it. */
 export interface TxCheckConfig {

@@ -4,6 +4,7 @@
  */
 import path from "node:path";
 import type pg from "pg";
+import { type AdminServer, startAdminServer } from "../admin/index.js";
 import type { BrokerConfig } from "../config/types.js";
 import { Dispatcher } from "../delivery/dispatcher.js";
 import { TokenBucket } from "../delivery/token-bucket.js";
@@ -31,6 +32,8 @@ export class Broker {
   readonly claimer: string;
   readonly transactions: Transactions;
   private cluster: ClusterMembership | undefined;
+  /** The admin HTTP server (/healthz, /metrics, /messages/:id), when configured. */
+  admin: AdminServer | undefined;
   private readonly server: ProtocolServer;
   private readonly cleanups: (() => void | Promise<void>)[] = [];
   private stopping: Promise<void> | undefined;
@@ -107,6 +110,22 @@ export class Broker {
     await this.transactions.start();
     const address = await this.server.listen(config.bind.host, config.bind.port);
     Object.assign(this.address, address);
+    if (config.admin !== null) {
+      const admin = await startAdminServer({
+        host: config.admin.host,
+        port: config.admin.port,
+        pool,
+        log: log.child({ component: "admin" }),
+        metrics: {
+          publishCounters: () => this.publisher.counters,
+          deliveryCounters: () => this.dispatcher.counters,
+          batchStats: () => this.publisher.batchStats,
+          sessionsConnected: () => this.server.sessions.size,
+        },
+      });
+      this.admin = admin;
+      this.cleanups.unshift(() => admin.close());
+    }
     this.cluster = await startCluster({
       pool,
       config,

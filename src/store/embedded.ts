@@ -36,6 +36,11 @@ export interface EmbeddedOptions {
   logger: Logger;
   /** Extra `-c name=value` settings. */
   settings?: Record<string, string>;
+  /**
+   * Throw instead of stopping a PostgreSQL already running on `dataDir` (a live broker's, or an
+   * orphan): for commands that must not take a running broker's database away.
+   */
+  refuseIfRunning?: boolean;
 }
 
 /** Settings for a broker workload on a small machine; fsync stays on. */
@@ -56,6 +61,7 @@ const DEFAULT_SETTINGS: Record<string, string> = {
 export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<EmbeddedPostgresServer> {
   const { logger } = options;
   const dataDir = path.resolve(options.dataDir);
+  if (options.refuseIfRunning === true) await refuseIfRunning(dataDir);
   await hydrateBinarySymlinks();
   const ids = postgresUserIds();
   await prepareDirectory(dataDir, ids);
@@ -227,12 +233,33 @@ async function stopOrphanedServer(dataDir: string, logger: Logger): Promise<void
   while (isAlive(pid)) await new Promise((r) => setTimeout(r, 50));
 }
 
-function isAlive(pid: number): boolean {
+/** Throws StoreFailed when postmaster.pid names a live process: one postmaster per data dir. */
+async function refuseIfRunning(dataDir: string): Promise<void> {
+  let lines: string[];
+  try {
+    lines = (await readFile(path.join(dataDir, "postmaster.pid"), "utf8")).split("\n");
+  } catch {
+    return;
+  }
+  const pid = Number(lines[0]);
+  if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid, true)) return;
+  const port = Number(lines[3]);
+  const url =
+    Number.isInteger(port) && port > 0 ? `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/kiteq` : "";
+  throw new KiteqError(
+    ErrorCode.StoreFailed,
+    `the embedded PostgreSQL in ${dataDir} is already running (pid ${pid}), most likely under a broker: ` +
+      `pass --db ${url || "postgres://..."} to use its database, or stop the broker first`,
+    { pid, dataDir },
+  );
+}
+
+function isAlive(pid: number, permissionMeansAlive = false): boolean {
   try {
     process.kill(pid, 0);
     return true;
-  } catch {
-    return false;
+  } catch (err) {
+    return permissionMeansAlive && (err as NodeJS.ErrnoException).code === "EPERM";
   }
 }
 

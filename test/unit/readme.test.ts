@@ -9,7 +9,7 @@ describe("README", () => {
       readme.indexOf("<!-- event-kinds:start -->"),
       readme.indexOf("<!-- event-kinds:end -->"),
     );
-    const kinds = [...table.matchAll(/^\| `([a-z_]+)` \|/gm)].map((m) => m[1]);
+    const kinds = [...table.matchAll(/^\| `([a-z_]+)` *\|/gm)].map((m) => m[1]);
     expect(kinds).toEqual([...EVENT_KINDS]);
   });
 

@@ -4,9 +4,9 @@ import {
   loadConfig,
   parseBind,
   redactUrl,
-  redeliveryDelaySeconds,
   txCheckDelaySeconds,
 } from "../../../src/config/index.js";
+import { redeliveryDelayMs } from "../../../src/delivery/schedule.js";
 import { expectConfigError } from "./helpers.js";
 
 describe("parseBind", () => {
@@ -91,7 +91,7 @@ describe("redactUrl", () => {
 describe("schedules", () => {
   it("follows KiteQ's redelivery delays by attempt", () => {
     const delays = [1, 2, 3, 4, 9, 10, 19, 20, 30, 40, 49, 50, 100].map((a) =>
-      redeliveryDelaySeconds(DEFAULT_REDELIVERY, a),
+      redeliveryDelayMs(a, DEFAULT_REDELIVERY) / 1000,
     );
     expect(delays).toEqual([0, 0, 0, 5, 5, 10, 10, 20, 40, 80, 80, 160, 160]);
   });

@@ -1,0 +1,9 @@
+/** The admin HTTP server (/healthz, /metrics, /messages/:id) and what it reads from a node. */
+export {
+  type BatchStats,
+  createMetrics,
+  type MetricsOptions,
+  type MetricsSource,
+  OWED_CACHE_MS,
+} from "./metrics.js";
+export { type AdminServer, type AdminServerOptions, startAdminServer } from "./server.js";

@@ -1,0 +1,150 @@
+/**
+ * The admin HTTP server (node:http): GET /healthz, GET /metrics (Prometheus text format) and
+ * GET /messages/:id (a message's history as JSON). Read-only; bind it to a private address.
+ */
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import type pg from "pg";
+import type { Registry } from "prom-client";
+import { toKiteqError } from "../errors.js";
+import type { Logger } from "../log.js";
+import { messageHistory, pingStore } from "../store/history.js";
+import { createMetrics, type MetricsSource } from "./metrics.js";
+
+/** Options of startAdminServer. */
+export interface AdminServerOptions {
+  /** Listen address (config.admin); port 0 picks a free one. */
+  host: string;
+  port: number;
+  /** The node's pool: health check, history lookups, pool gauges, owed deliveries. */
+  pool: pg.Pool;
+  /** The node's counters. */
+  metrics: MetricsSource;
+  log: Logger;
+  /** /healthz answers 503 when SELECT 1 takes longer than this; default 2000 ms. */
+  healthTimeoutMs?: number;
+  /** Cache of the owed-deliveries query (ms); default 5000. */
+  owedCacheMs?: number;
+  /** Node.js process metrics in /metrics; default true. */
+  processMetrics?: boolean;
+}
+
+/** A running admin server. */
+export interface AdminServer {
+  /** The address it listens on (the port chosen when 0 was asked). */
+  readonly address: { host: string; port: number };
+  /** Stop listening and close every connection. */
+  close(): Promise<void>;
+}
+
+const MESSAGE_PATH = /^\/messages\/([^/]+)$/;
+const MESSAGE_ID = /^[0-9a-fA-F]{32}$/;
+
+/** Start the admin server; resolves once it listens. */
+export async function startAdminServer(options: AdminServerOptions): Promise<AdminServer> {
+  const log = options.log;
+  const registry = createMetrics({
+    source: options.metrics,
+    pool: options.pool,
+    log,
+    owedCacheMs: options.owedCacheMs,
+    processMetrics: options.processMetrics,
+  });
+  const server = http.createServer((req, res) => {
+    route(req, res, options, registry).catch((err: unknown) => {
+      const e = toKiteqError(err);
+      log.error({ code: e.code, err: e.message, path: req.url }, "admin request failed");
+      if (!res.headersSent) sendJson(res, 500, { error: e.message, code: e.code });
+      else res.destroy();
+    });
+  });
+  server.keepAliveTimeout = 5000;
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen({ host: options.host, port: options.port }, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  server.on("error", (err) => log.error({ err: err.message }, "admin server error"));
+  const addr = server.address() as AddressInfo;
+  log.info({ address: `${addr.address}:${addr.port}` }, "admin server listening");
+  let closing: Promise<void> | undefined;
+  return {
+    address: { host: addr.address, port: addr.port },
+    close() {
+      closing ??= new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      return closing;
+    },
+  };
+}
+
+async function route(
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  options: AdminServerOptions,
+  registry: Registry,
+): Promise<void> {
+  const path = new URL(req.url ?? "/", "http://admin").pathname;
+  const known = path === "/healthz" || path === "/metrics" || MESSAGE_PATH.test(path);
+  if (!known) return sendJson(res, 404, { error: `no such resource: ${path}` });
+  if (req.method !== "GET" && req.method !== "HEAD") {
+    res.setHeader("Allow", "GET, HEAD");
+    return sendJson(res, 405, { error: `method ${req.method} not allowed` });
+  }
+  if (path === "/healthz") return health(res, options);
+  if (path === "/metrics") {
+    const text = await registry.metrics();
+    res.writeHead(200, { "Content-Type": registry.contentType });
+    res.end(req.method === "HEAD" ? undefined : text);
+    return;
+  }
+  const id = decodeSegment(MESSAGE_PATH.exec(path)?.[1] ?? "");
+  if (!MESSAGE_ID.test(id)) {
+    return sendJson(res, 400, {
+      error: `invalid message id "${id.slice(0, 64)}": 32 hexadecimal characters expected`,
+    });
+  }
+  const history = await messageHistory(options.pool, id.toLowerCase());
+  if (history === null) return sendJson(res, 404, { error: `no message ${id.toLowerCase()} in the history` });
+  sendJson(res, 200, history);
+}
+
+async function health(res: http.ServerResponse, options: AdminServerOptions): Promise<void> {
+  const timeoutMs = options.healthTimeoutMs ?? 2000;
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      pingStore(options.pool),
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`store did not answer within ${timeoutMs} ms`)), timeoutMs);
+      }),
+    ]);
+    sendJson(res, 200, { status: "ok" });
+  } catch (err) {
+    sendJson(res, 503, { status: "unavailable", error: toKiteqError(err).message });
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function decodeSegment(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+}
+
+function sendJson(res: http.ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    "Content-Type": "application/json; charset=utf-8",
+    "Content-Length": Buffer.byteLength(text),
+    "Cache-Control": "no-store",
+  });
+  res.end(text);
+}

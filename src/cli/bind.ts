@@ -1,0 +1,120 @@
+/**
+ * `kiteq-pg bind add | remove | list`: the bindings table (source "cli"). Every change sends
+ * NOTIFY kiteq_bindings, so running brokers reload their bindings at once.
+ */
+import {
+  BIND_VERSION,
+  type Binding,
+  BindType,
+  bindingsToJson,
+  bindTypeName,
+  createBinding,
+  DEFAULT_WATERMARK,
+  MAX_WATERMARK,
+} from "../binding/binding.js";
+import { ErrorCode, KiteqError } from "../errors.js";
+import { listBindings, removeBindings, upsertBinding } from "../store/bindings.js";
+import { UsageError } from "./args.js";
+import type { Command } from "./command.js";
+import { formatTable } from "./output.js";
+import { withStore } from "./store.js";
+
+const BIND_TYPES = ["direct", "regx", "fanout"] as const;
+
+function describeBinding(b: Binding): string {
+  const type = bindTypeName(b.bindType);
+  const what = b.bindType === BindType.Fanout ? "every message type" : `message type ${b.messageType}`;
+  return `group ${b.groupId} <- topic ${b.topic}, ${what} (${type}, watermark ${b.watermark}/s, ${b.persistent ? "persistent" : "not persistent"})`;
+}
+
+/** `bind add`: add or replace one binding. */
+export const bindAddCommand: Command = {
+  name: "bind add",
+  summary: "add (or replace) a group's binding to a topic and message type",
+  usage: [
+    "bind add --group G --topic T --message-type M [--type direct|regx|fanout] [--watermark N] [--persistent true|false]",
+    "  --type defaults to direct (regx: M is a Go regular expression; fanout: every type, M not needed);",
+    `  --watermark is the group's delivery rate per second (default and maximum ${MAX_WATERMARK}); --persistent defaults to true`,
+  ],
+  flags: ["group", "topic", "message-type", "type", "watermark", "persistent"],
+  async run({ config, log, args, out }) {
+    const type = args.choice("type", BIND_TYPES, "direct");
+    const bindType = type === "direct" ? BindType.Direct : type === "regx" ? BindType.Regx : BindType.Fanout;
+    let binding: Binding;
+    try {
+      binding = createBinding({
+        groupId: args.required("group"),
+        topic: args.required("topic"),
+        messageType: type === "fanout" ? undefined : args.required("message-type"),
+        bindType,
+        version: BIND_VERSION,
+        watermark: args.int("watermark", DEFAULT_WATERMARK, 1, MAX_WATERMARK),
+        persistent: args.bool("persistent", true),
+      });
+    } catch (err) {
+      if (err instanceof KiteqError && err.code === ErrorCode.BindingInvalid) {
+        throw new UsageError(`${args.command}: ${err.message}`);
+      }
+      throw err;
+    }
+    await withStore(config, log, (pool) => upsertBinding(pool, binding, "cli", new Date()));
+    out.out(`bound ${describeBinding(binding)}`);
+    return 0;
+  },
+};
+
+/** `bind remove`: remove a group's bindings to a topic (one message type, or all). */
+export const bindRemoveCommand: Command = {
+  name: "bind remove",
+  summary: "remove a group's bindings to a topic (all message types, or one)",
+  usage: ["bind remove --group G --topic T [--message-type M]"],
+  flags: ["group", "topic", "message-type"],
+  async run({ config, log, args, out }) {
+    const groupId = args.required("group");
+    const topic = args.required("topic");
+    const messageType = args.optional("message-type");
+    const removed = await withStore(config, log, (pool) =>
+      removeBindings(pool, { groupId, topic, messageType }),
+    );
+    if (removed === 0) {
+      const what = messageType === undefined ? "" : ` with message type ${messageType}`;
+      out.err(`kiteq-pg: no binding of group ${groupId} to topic ${topic}${what}`);
+      return 1;
+    }
+    out.out(`removed ${removed} binding${removed === 1 ? "" : "s"} of group ${groupId} to topic ${topic}`);
+    return 0;
+  },
+};
+
+/** `bind list`: every binding, as a table or as KiteQ's JSON. */
+export const bindListCommand: Command = {
+  name: "bind list",
+  summary: "list the bindings (--json: KiteQ's binding JSON)",
+  usage: ["bind list [--json]"],
+  flags: ["json"],
+  async run({ config, log, args, out }) {
+    const bindings = await withStore(config, log, (pool) => listBindings(pool));
+    if (args.has("json")) {
+      out.out(bindingsToJson(bindings));
+      return 0;
+    }
+    if (bindings.length === 0) {
+      out.err("no bindings");
+      return 0;
+    }
+    out.out(
+      formatTable(
+        ["GROUP", "TOPIC", "MESSAGE TYPE", "TYPE", "WATERMARK", "PERSISTENT"],
+        bindings.map((b) => [
+          b.groupId,
+          b.topic,
+          b.messageType,
+          bindTypeName(b.bindType),
+          b.watermark,
+          b.persistent,
+        ]),
+      ),
+    );
+    return 0;
+  },
+};

@@ -1,0 +1,86 @@
+/**
+ * `kiteq-pg history`: what happened to one message, or what one group received in a time range,
+ * read from the history tables (src/store/history.ts holds the two queries).
+ */
+import {
+  DEFAULT_HISTORY_LIMIT,
+  groupHistory,
+  type MessageHistory,
+  messageHistory,
+} from "../store/history.js";
+import { UsageError } from "./args.js";
+import type { Command } from "./command.js";
+import { formatJson, formatTable, type Output } from "./output.js";
+import { withStore } from "./store.js";
+
+/** `history`: by message id, or by group and time range. */
+export const historyCommand: Command = {
+  name: "history",
+  summary: "every event of a message, or what a group received between two times",
+  usage: [
+    "history --message-id ID [--json]",
+    "history --group G --since T [--until T] [--limit N] [--json]",
+    "  T: ISO 8601 (2026-05-01T12:00:00Z), now, or a duration ago (90s, 15m, 2h, 7d); --until defaults to now;",
+    "  the range is [since, until)",
+  ],
+  flags: ["message-id", "group", "since", "until", "limit", "json"],
+  async run({ config, log, args, out }) {
+    const json = args.has("json");
+    if (args.has("message-id")) {
+      if (args.has("group") || args.has("since") || args.has("until")) {
+        throw new UsageError("history: give either --message-id or --group with --since, not both");
+      }
+      const messageId = args.messageId();
+      const history = await withStore(config, log, (pool) => messageHistory(pool, messageId));
+      if (history === null) {
+        out.err(`kiteq-pg: no message ${messageId} in the history`);
+        return 1;
+      }
+      printMessageHistory(history, json, out);
+      return 0;
+    }
+    if (!args.has("group")) throw new UsageError("history: give --message-id ID, or --group G --since T");
+    const now = new Date();
+    const groupId = args.required("group");
+    const since = args.time("since", now);
+    const until = args.time("until", now, now);
+    const limit = args.int("limit", DEFAULT_HISTORY_LIMIT, 1);
+    if (since >= until) throw new UsageError("history: --since must be before --until");
+    const rows = await withStore(config, log, (pool) => groupHistory(pool, groupId, since, until, limit));
+    if (json) {
+      out.out(formatJson(rows));
+    } else if (rows.length === 0) {
+      out.err(`no events of group ${groupId} in [${since.toISOString()}, ${until.toISOString()})`);
+    } else {
+      out.out(
+        formatTable(
+          ["AT", "KIND", "MESSAGE", "TOPIC", "MESSAGE TYPE", "ATTEMPT", "NODE", "DETAIL"],
+          rows.map((r) => [r.at, r.kind, r.messageId, r.topic, r.messageType, r.attempt, r.nodeId, r.detail]),
+        ),
+      );
+    }
+    if (rows.length === limit) out.err(`(first ${limit} events only: narrow the range or raise --limit)`);
+    return 0;
+  },
+};
+
+function printMessageHistory(h: MessageHistory, json: boolean, out: Output): void {
+  if (json) {
+    out.out(formatJson(h));
+    return;
+  }
+  out.out(
+    `message ${h.messageId}: topic ${h.topic}, message type ${h.messageType}, from group ${h.publisherGroupId}` +
+      `${h.commit ? "" : " (two-phase commit)"}, ${h.bodySize} bytes`,
+  );
+  out.out(
+    `created ${h.createdAt.toISOString()}, stored ${h.storedAt.toISOString()}, expires ${h.expiresAt.toISOString()}, deliver limit ${h.deliverLimit}`,
+  );
+  out.out("");
+  out.out(
+    formatTable(
+      ["AT", "KIND", "GROUP", "ATTEMPT", "NODE", "DETAIL"],
+      h.events.map((e) => [e.at, e.kind, e.groupId, e.attempt, e.nodeId, e.detail]),
+    ),
+  );
+}

@@ -1,0 +1,43 @@
+/**
+ * What the CLI prints: aligned text tables for people, JSON for scripts.
+ */
+
+/** A cell: null and undefined print as "-", dates as ISO 8601 (UTC, milliseconds). */
+export type Cell = string | number | boolean | Date | null | undefined;
+
+function cellText(c: Cell): string {
+  if (c === null || c === undefined || c === "") return "-";
+  if (c instanceof Date) return c.toISOString();
+  return String(c).replace(/[\r\n\t]+/g, " ");
+}
+
+/** An aligned table with a header row; the last column is not padded. */
+export function formatTable(header: readonly string[], rows: readonly (readonly Cell[])[]): string {
+  const cells = [header.map((h) => h), ...rows.map((r) => r.map(cellText))];
+  const widths = header.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? "").length)));
+  return cells
+    .map((r) =>
+      r
+        .map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0)))
+        .join("  ")
+        .trimEnd(),
+    )
+    .join("\n");
+}
+
+/** JSON with dates as ISO strings, two-space indented. */
+export function formatJson(value: unknown): string {
+  return JSON.stringify(value, null, 2);
+}
+
+/** Where a command writes: stdout for results, stderr for notes (tests capture both). */
+export interface Output {
+  out(text: string): void;
+  err(text: string): void;
+}
+
+/** The process's stdout and stderr, one line per call. */
+export const processOutput: Output = {
+  out: (text) => process.stdout.write(`${text}\n`),
+  err: (text) => process.stderr.write(`${text}\n`),
+};

@@ -1,0 +1,91 @@
+/**
+ * `kiteq-pg redrive`: give a group a fresh delivery of a message that was dead-lettered (or
+ * expired) for it, one by id, or every dead-lettered one of a time range.
+ */
+import { hostname } from "node:os";
+import type pg from "pg";
+import { redriveDelivery } from "../store/deliveries.js";
+import { DEFAULT_HISTORY_LIMIT, deadLetters, messageHistory } from "../store/history.js";
+import { UsageError } from "./args.js";
+import type { Command } from "./command.js";
+import { withStore } from "./store.js";
+
+/** KiteQ's longest message life (expiredTime is capped at 7 days): the default of --expires-in. */
+const DEFAULT_EXPIRES_IN_SECONDS = 7 * 24 * 3600;
+
+/** `redrive`: by message id, or a group's dead letters of a time range. */
+export const redriveCommand: Command = {
+  name: "redrive",
+  summary: "re-deliver dead-lettered (or expired) messages to a group",
+  usage: [
+    "redrive --message-id ID --group G [--expires-in SECONDS]",
+    "redrive --group G --since T [--until T] [--limit N] [--expires-in SECONDS]",
+    "  the first takes a dead-lettered or expired message; the second every message of G dead-lettered in",
+    "  [since, until) and still dead; the new delivery expires after --expires-in (default 7 days)",
+  ],
+  flags: ["message-id", "group", "since", "until", "limit", "expires-in"],
+  async run({ config, log, args, out }) {
+    const now = new Date();
+    const groupId = args.required("group");
+    const expiresIn = args.int("expires-in", DEFAULT_EXPIRES_IN_SECONDS, 1);
+    const redrive = (pool: pg.Pool, messageId: string) =>
+      redriveDelivery(pool, {
+        messageId,
+        groupId,
+        now,
+        expiresAt: new Date(now.getTime() + expiresIn * 1000),
+        nodeId: `cli@${hostname()}`,
+        reason: "kiteq-pg redrive",
+      });
+
+    if (args.has("message-id")) {
+      if (args.has("since") || args.has("until") || args.has("limit")) {
+        throw new UsageError("redrive: give either --message-id or --since, not both");
+      }
+      const messageId = args.messageId();
+      return withStore(config, log, async (pool) => {
+        if (await redrive(pool, messageId)) {
+          out.out(`redriven ${messageId} to group ${groupId}`);
+          return 0;
+        }
+        out.err(`kiteq-pg: ${messageId} not redriven: ${await whyNot(pool, messageId, groupId)}`);
+        return 1;
+      });
+    }
+    if (!args.has("since")) throw new UsageError("redrive: give --message-id ID, or --since T");
+    const since = args.time("since", now);
+    const until = args.time("until", now, now);
+    const limit = args.int("limit", DEFAULT_HISTORY_LIMIT, 1);
+    if (since >= until) throw new UsageError("redrive: --since must be before --until");
+    return withStore(config, log, async (pool) => {
+      const dead = await deadLetters(pool, groupId, since, until, limit);
+      let done = 0;
+      for (const d of dead) {
+        if (await redrive(pool, d.messageId)) {
+          done++;
+          out.out(
+            `redriven ${d.messageId} (${d.topic}/${d.messageType}, dead-lettered ${d.at.toISOString()})`,
+          );
+        } else {
+          out.err(`kiteq-pg: ${d.messageId} not redriven: ${await whyNot(pool, d.messageId, groupId)}`);
+        }
+      }
+      const range = `[${since.toISOString()}, ${until.toISOString()})`;
+      out.out(`${done} of ${dead.length} dead-lettered message(s) of group ${groupId} in ${range} redriven`);
+      if (dead.length === limit) out.err(`(first ${limit} only: run again for the rest)`);
+      return done === dead.length ? 0 : 1;
+    });
+  },
+};
+
+/** Why redriveDelivery refused, from the message's history. */
+async function whyNot(pool: pg.Pool, messageId: string, groupId: string): Promise<string> {
+  const h = await messageHistory(pool, messageId);
+  if (h === null) return "no such message in the history";
+  const kinds = new Set(h.events.filter((e) => e.groupId === groupId).map((e) => e.kind));
+  if (kinds.has("acked")) return `group ${groupId} acked it`;
+  if (!kinds.has("dead_lettered") && !kinds.has("expired")) {
+    return `it was never dead-lettered or expired for group ${groupId}`;
+  }
+  return `it is owed to group ${groupId} again (already redriven)`;
+}

@@ -1,0 +1,70 @@
+/**
+ * `kiteq-pg serve` (run a broker node) and `kiteq-pg migrate` (apply migrations and exit).
+ */
+import path from "node:path";
+import { toKiteqError } from "../errors.js";
+import { Broker } from "../server/broker.js";
+import { createPool, ensurePartitions, runMigrations } from "../store/db.js";
+import { startEmbeddedPostgres } from "../store/embedded.js";
+import type { Command } from "./command.js";
+
+/** `serve`: a broker node until SIGINT/SIGTERM (a second signal exits at once). */
+export const serveCommand: Command = {
+  name: "serve",
+  summary: "run a broker node (the default command)",
+  usage: ["serve [config flags]"],
+  flags: [],
+  logsToStdout: true,
+  async run({ config, log }) {
+    const broker = await Broker.start(config, log);
+    return new Promise<number>((resolve) => {
+      let signals = 0;
+      const onSignal = (signal: NodeJS.Signals) => {
+        signals++;
+        if (signals > 1) {
+          log.warn({ signal }, "second signal: exiting without a clean shutdown");
+          process.exit(1);
+        }
+        log.info({ signal }, "shutting down");
+        broker.stop().then(
+          () => resolve(0),
+          (err: unknown) => {
+            log.error({ err: toKiteqError(err).message }, "shutdown failed");
+            resolve(1);
+          },
+        );
+      };
+      process.on("SIGINT", onSignal);
+      process.on("SIGTERM", onSignal);
+    });
+  },
+};
+
+/** `migrate`: apply the migrations and create the history partitions around today. */
+export const migrateCommand: Command = {
+  name: "migrate",
+  summary: "apply database migrations and exit",
+  usage: ["migrate [config flags]"],
+  flags: [],
+  logsToStdout: true,
+  async run({ config, log }) {
+    const embedded =
+      config.databaseUrl === null
+        ? await startEmbeddedPostgres({
+            dataDir: path.join(config.dataDir, "pg"),
+            logger: log,
+            refuseIfRunning: true,
+          })
+        : undefined;
+    const pool = createPool(config.databaseUrl ?? embedded!.url("kiteq"), { max: 2 });
+    try {
+      await runMigrations(pool, log);
+      await ensurePartitions(pool, new Date());
+      log.info("migrations applied");
+      return 0;
+    } finally {
+      await pool.end();
+      await embedded?.stop();
+    }
+  },
+};

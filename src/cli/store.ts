@@ -1,0 +1,56 @@
+/**
+ * The store as the CLI's one-shot commands open it: `--db` if given, otherwise the embedded
+ * PostgreSQL under --data-dir, started only if no broker runs on it (one postmaster per data
+ * directory: stopping a live broker's PostgreSQL is never an option).
+ */
+import path from "node:path";
+import type pg from "pg";
+import type { BrokerConfig } from "../config/types.js";
+import { ErrorCode, KiteqError, sqlState } from "../errors.js";
+import type { Logger } from "../log.js";
+import { createPool, ensurePartitions, runMigrations } from "../store/db.js";
+import { type EmbeddedPostgresServer, startEmbeddedPostgres } from "../store/embedded.js";
+
+/** SQLSTATE undefined_table: the schema is not there (migrations not applied). */
+const UNDEFINED_TABLE = "42P01";
+
+/**
+ * Run `fn` with a small pool on the configured store, then close everything. On the embedded
+ * default the migrations are applied first (it is ours); an external database is used as it is,
+ * and a missing table is reported as "run kiteq-pg migrate".
+ */
+export async function withStore<T>(
+  config: BrokerConfig,
+  log: Logger,
+  fn: (pool: pg.Pool) => Promise<T>,
+): Promise<T> {
+  let embedded: EmbeddedPostgresServer | undefined;
+  if (config.databaseUrl === null) {
+    embedded = await startEmbeddedPostgres({
+      dataDir: path.join(config.dataDir, "pg"),
+      logger: log,
+      refuseIfRunning: true,
+    });
+  }
+  const pool = createPool(config.databaseUrl ?? embedded!.url("kiteq"), { max: 2, name: "kiteq-pg cli" });
+  try {
+    if (embedded !== undefined) {
+      await runMigrations(pool, log);
+      await ensurePartitions(pool, new Date());
+    }
+    return await fn(pool);
+  } catch (err) {
+    if (sqlState(err) === UNDEFINED_TABLE) {
+      throw new KiteqError(
+        ErrorCode.StoreFailed,
+        `the database has no kiteq-pg schema (${(err as Error).message}): run kiteq-pg migrate first`,
+        {},
+        { cause: err },
+      );
+    }
+    throw err;
+  } finally {
+    await pool.end();
+    await embedded?.stop();
+  }
+}

@@ -1,0 +1,196 @@
+/**
+ * Read-only queries on the history (messages + message_events): what happened to one message,
+ * what one group received in a time range, which of its messages are dead-lettered. Each is one
+ * statement, exported as text so the README documents exactly what runs. Also the two cheap
+ * probes the admin server needs (store ping, deliveries owed per group).
+ */
+import type pg from "pg";
+import type { EventKind } from "./event-kinds.js";
+
+type Queryable = pg.Pool | pg.PoolClient;
+
+/**
+ * Tie-break for rows with the same timestamp (a push answered within the same millisecond):
+ * what makes a delivery owed, then the push, then its outcome. Explicit, not the enum's order.
+ */
+const SAME_INSTANT_ORDER = `CASE e.kind
+    WHEN 'received' THEN 0 WHEN 'uncommitted' THEN 0 WHEN 'tx_checked' THEN 1 WHEN 'committed' THEN 2
+    WHEN 'redriven' THEN 2 WHEN 'delivered' THEN 3 ELSE 4 END`;
+
+/** "What happened to message X": every history row of the message, oldest first. */
+export const MESSAGE_HISTORY_SQL = `
+SELECT m.message_id, m.topic, m.message_type, m.group_id AS publisher_group_id, m."commit",
+       m.created_at, m.stored_at, m.expires_at, m.deliver_limit, m.properties,
+       octet_length(m.body) AS body_size,
+       e.at, e.kind, e.group_id, e.attempt, e.node_id, e.detail
+  FROM messages m
+  JOIN message_events e ON e.message_pk = m.id
+ WHERE m.message_id = $1
+ ORDER BY e.at, ${SAME_INSTANT_ORDER}`;
+
+/**
+ * "What did group G receive between T1 and T2": the group's rows (delivered, acked, nacked,
+ * expired, dead_lettered, redriven) with at in [T1, T2), oldest first, at most $4 rows.
+ */
+export const GROUP_HISTORY_SQL = `
+SELECT e.at, e.kind, m.message_id, m.topic, m.message_type, e.attempt, e.node_id, e.detail
+  FROM message_events e
+  JOIN messages m ON m.id = e.message_pk
+ WHERE e.group_id = $1 AND e.at >= $2 AND e.at < $3
+ ORDER BY e.at, ${SAME_INSTANT_ORDER}, m.message_id
+ LIMIT $4`;
+
+/**
+ * The group's messages dead-lettered in [T1, T2) that are still dead: not owed to the group
+ * again (re-driven) and never acked by it. The latest dead-lettering of each, oldest first.
+ */
+export const DEAD_LETTERS_SQL = `
+SELECT * FROM (
+  SELECT DISTINCT ON (e.message_pk) m.message_id, m.topic, m.message_type, e.at, e.attempt, e.detail
+    FROM message_events e
+    JOIN messages m ON m.id = e.message_pk
+   WHERE e.group_id = $1 AND e.kind = 'dead_lettered' AND e.at >= $2 AND e.at < $3
+     AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_pk = e.message_pk AND d.group_id = $1)
+     AND NOT EXISTS (SELECT 1 FROM message_events a
+                      WHERE a.message_pk = e.message_pk AND a.group_id = $1 AND a.kind = 'acked')
+   ORDER BY e.message_pk, e.at DESC
+) dead
+ORDER BY at, message_id
+LIMIT $4`;
+
+/** One history row. */
+export interface HistoryEvent {
+  at: Date;
+  kind: EventKind;
+  /** The subscriber group of a delivery row; null for message-wide rows (received, committed...). */
+  groupId: string | null;
+  attempt: number | null;
+  nodeId: string | null;
+  detail: string | null;
+}
+
+/** A message and its whole history. */
+export interface MessageHistory {
+  messageId: string;
+  topic: string;
+  messageType: string;
+  /** The publishing group (header.groupId). */
+  publisherGroupId: string;
+  commit: boolean;
+  createdAt: Date;
+  storedAt: Date;
+  expiresAt: Date;
+  deliverLimit: number;
+  properties: { key: string; value: string }[];
+  bodySize: number;
+  events: HistoryEvent[];
+}
+
+/** A group's history row, with the message it is about. */
+export interface GroupEvent extends Omit<HistoryEvent, "groupId"> {
+  messageId: string;
+  topic: string;
+  messageType: string;
+}
+
+/** A message dead-lettered for a group (see DEAD_LETTERS_SQL). */
+export interface DeadLetter {
+  messageId: string;
+  topic: string;
+  messageType: string;
+  /** When it was dead-lettered. */
+  at: Date;
+  attempt: number | null;
+  detail: string | null;
+}
+
+/** Default row limit of groupHistory and deadLetters. */
+export const DEFAULT_HISTORY_LIMIT = 10_000;
+
+/**
+ * Every history row of `messageId` (see MESSAGE_HISTORY_SQL), or null when no such message is
+ * stored (or its partitions were dropped by retention). `messageId` is matched as given: KiteQ
+ * ids are stored lower-case.
+ */
+export async function messageHistory(db: Queryable, messageId: string): Promise<MessageHistory | null> {
+  const { rows } = await db.query({ text: MESSAGE_HISTORY_SQL, values: [messageId] });
+  const first = rows[0];
+  if (first === undefined) return null;
+  return {
+    messageId: first.message_id,
+    topic: first.topic,
+    messageType: first.message_type,
+    publisherGroupId: first.publisher_group_id,
+    commit: first.commit,
+    createdAt: first.created_at,
+    storedAt: first.stored_at,
+    expiresAt: first.expires_at,
+    deliverLimit: first.deliver_limit,
+    properties: first.properties ?? [],
+    bodySize: first.body_size,
+    events: rows.map((r) => ({
+      at: r.at,
+      kind: r.kind,
+      groupId: r.group_id,
+      attempt: r.attempt,
+      nodeId: r.node_id,
+      detail: r.detail,
+    })),
+  };
+}
+
+/** The rows of `groupId` with at in [since, until), oldest first (see GROUP_HISTORY_SQL). */
+export async function groupHistory(
+  db: Queryable,
+  groupId: string,
+  since: Date,
+  until: Date,
+  limit = DEFAULT_HISTORY_LIMIT,
+): Promise<GroupEvent[]> {
+  const { rows } = await db.query({ text: GROUP_HISTORY_SQL, values: [groupId, since, until, limit] });
+  return rows.map((r) => ({
+    at: r.at,
+    kind: r.kind,
+    messageId: r.message_id,
+    topic: r.topic,
+    messageType: r.message_type,
+    attempt: r.attempt,
+    nodeId: r.node_id,
+    detail: r.detail,
+  }));
+}
+
+/** The messages of `groupId` dead-lettered in [since, until) and still dead (see DEAD_LETTERS_SQL). */
+export async function deadLetters(
+  db: Queryable,
+  groupId: string,
+  since: Date,
+  until: Date,
+  limit = DEFAULT_HISTORY_LIMIT,
+): Promise<DeadLetter[]> {
+  const { rows } = await db.query({ text: DEAD_LETTERS_SQL, values: [groupId, since, until, limit] });
+  return rows.map((r) => ({
+    messageId: r.message_id,
+    topic: r.topic,
+    messageType: r.message_type,
+    at: r.at,
+    attempt: r.attempt,
+    detail: r.detail,
+  }));
+}
+
+/** The store answers (health check). Throws when it does not. */
+export async function pingStore(db: Queryable): Promise<void> {
+  await db.query("SELECT 1");
+}
+
+/**
+ * Deliveries still owed, per subscriber group (a metrics gauge). Reads only the deliveries
+ * table, which holds what is owed and nothing else, through its (group_id, ...) index.
+ */
+export async function countOwedDeliveries(db: Queryable): Promise<Map<string, number>> {
+  const { rows } = await db.query<{ group_id: string; owed: number }>(
+    "SELECT group_id, count(*)::int8 AS owed FROM deliveries GROUP BY group_id",
+  );
+  return new Map(rows.map((r) => [r.group_id, r.owed]));
+}

@@ -1,0 +1,357 @@
+import { execFile } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import path from "node:path";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { listBindings } from "../../src/store/bindings.js";
+import { ensurePartitions } from "../../src/store/db.js";
+import { claimDueDeliveries, nackDeliveries } from "../../src/store/deliveries.js";
+import { insertPublishBatch } from "../../src/store/messages.js";
+import { startBrokerProcess } from "../support/broker-process.js";
+import { waitFor } from "../support/consumers.js";
+import { createTestDatabase, type TestDatabase } from "../support/db.js";
+
+const ROOT = path.resolve(import.meta.dirname, "../..");
+
+interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Run `kiteq-pg ...args` as a child process (as `npx tsx src/cli/main.ts` would). */
+function cli(args: string[], timeoutMs = 60_000): Promise<CliResult> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      ["--import", "tsx", path.join(ROOT, "src/cli/main.ts"), ...args],
+      {
+        cwd: ROOT,
+        timeout: timeoutMs,
+        env: { ...process.env, VITEST: undefined, KITEQ_LOG_LEVEL: undefined },
+      },
+      (err, stdout, stderr) => {
+        const code = err === null ? 0 : typeof err.code === "number" ? err.code : null;
+        resolve({ code, stdout, stderr });
+      },
+    );
+  });
+}
+
+const lines = (s: string) => s.split("\n").filter((l) => l.trim() !== "");
+
+describe("e2e: the kiteq-pg CLI", () => {
+  let db: TestDatabase;
+  const withDb = (...args: string[]) => cli([...args, "--db", db.url]);
+
+  /** A message of `groupId` dead-lettered through the store functions; returns its id. */
+  const deadLetter = async (groupId: string): Promise<string> => {
+    const messageId = randomBytes(16).toString("hex");
+    const now = new Date();
+    await insertPublishBatch(
+      db.pool,
+      [
+        {
+          messageId,
+          topic: "dlq",
+          messageType: "d",
+          groupId: "producer",
+          commit: true,
+          expiresAt: new Date(now.getTime() + 3600_000),
+          deliverLimit: 1,
+          createdAt: now,
+          properties: [],
+          snappy: false,
+          bodyIsString: true,
+          body: Buffer.from("dead"),
+          deliveries: [{ groupId, claimedBy: null }],
+        },
+      ],
+      { now, nodeId: "test", leaseUntil: now, firstTxCheckAt: now },
+    );
+    const [c] = await claimDueDeliveries(db.pool, {
+      groups: [groupId],
+      limits: [1],
+      now: new Date(now.getTime() + 1),
+      claimer: "test/1",
+      leaseUntil: new Date(now.getTime() + 30_000),
+    });
+    expect(c?.messageId).toBe(messageId);
+    const written = await nackDeliveries(
+      db.pool,
+      [
+        {
+          messagePk: c!.messagePk,
+          groupId,
+          claimEpoch: c!.claimEpoch,
+          attempt: 1,
+          pushedAt: now,
+          failedAt: new Date(now.getTime() + 2),
+          nextAttemptAt: now,
+          deadLetter: true,
+          reason: "false",
+        },
+      ],
+      "test",
+    );
+    expect(written).toBe(3);
+    return messageId;
+  };
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    await ensurePartitions(db.pool, new Date());
+  });
+  afterAll(async () => db?.drop());
+
+  it("usage errors exit 2 with one line; --help lists the commands", async () => {
+    const [unknown, missing, badFlag, help] = await Promise.all([
+      cli(["frobnicate"]),
+      cli(["bind", "add", "--group", "g", "--topic", "t"]),
+      cli(["redrive", "--group", "g", "--message-id", "nothex"]),
+      cli(["--help"]),
+    ]);
+    expect(unknown.code).toBe(2);
+    expect(lines(unknown.stderr)).toEqual([expect.stringContaining('unknown command "frobnicate"')]);
+    expect(missing.code).toBe(2);
+    expect(lines(missing.stderr)).toEqual(["kiteq-pg: bind add: --message-type is required"]);
+    expect(badFlag.code).toBe(2);
+    expect(lines(badFlag.stderr)).toHaveLength(1);
+    expect(help.code).toBe(0);
+    for (const c of [
+      "serve",
+      "migrate",
+      "bind add",
+      "bind remove",
+      "bind list",
+      "history",
+      "redrive",
+      "send",
+      "consume",
+    ]) {
+      expect(help.stdout).toMatch(new RegExp(`^  ${c} `, "m"));
+    }
+  });
+
+  it("bind add / list / remove round trip, notifying running brokers", async () => {
+    const listener = new pg.Client({ connectionString: db.url });
+    await listener.connect();
+    const notified: string[] = [];
+    listener.on("notification", (n) => notified.push(n.channel));
+    await listener.query("LISTEN kiteq_bindings");
+    try {
+      const add = await withDb(
+        "bind",
+        "add",
+        "--group",
+        "cg",
+        "--topic",
+        "trade",
+        "--message-type",
+        "pay",
+        "--watermark",
+        "500",
+      );
+      expect(add.code).toBe(0);
+      expect(add.stdout).toContain(
+        "group cg <- topic trade, message type pay (direct, watermark 500/s, persistent)",
+      );
+      const fanout = await withDb(
+        "bind",
+        "add",
+        "--group",
+        "fg",
+        "--topic",
+        "trade",
+        "--type",
+        "fanout",
+        "--persistent",
+        "false",
+      );
+      expect(fanout.code).toBe(0);
+      await waitFor(() => notified.length === 2, 5000, "two binding notifications");
+      expect(notified).toEqual(["kiteq_bindings", "kiteq_bindings"]);
+
+      const table = await withDb("bind", "list");
+      expect(table.code).toBe(0);
+      expect(lines(table.stdout)).toEqual([
+        expect.stringMatching(/^GROUP\s+TOPIC\s+MESSAGE TYPE\s+TYPE\s+WATERMARK\s+PERSISTENT$/),
+        expect.stringMatching(/^cg\s+trade\s+pay\s+direct\s+500\s+true$/),
+        expect.stringMatching(/^fg\s+trade\s+\*\s+fanout\s+6000\s+false$/),
+      ]);
+      const json = await withDb("bind", "list", "--json");
+      expect(JSON.parse(json.stdout)).toEqual([
+        {
+          groupId: "cg",
+          topic: "trade",
+          messageType: "pay",
+          bindType: 0,
+          version: "1.0.0",
+          watermark: 500,
+          persistent: true,
+        },
+        {
+          groupId: "fg",
+          topic: "trade",
+          messageType: "*",
+          bindType: 2,
+          version: "1.0.0",
+          watermark: 6000,
+          persistent: false,
+        },
+      ]);
+
+      const remove = await withDb(
+        "bind",
+        "remove",
+        "--group",
+        "cg",
+        "--topic",
+        "trade",
+        "--message-type",
+        "pay",
+      );
+      expect(remove.code).toBe(0);
+      expect(remove.stdout).toContain("removed 1 binding of group cg to topic trade");
+      expect((await listBindings(db.pool)).map((b) => b.groupId)).toEqual(["fg"]);
+      await waitFor(() => notified.length === 3, 5000, "a notification of the removal");
+      const again = await withDb("bind", "remove", "--group", "cg", "--topic", "trade");
+      expect(again.code).toBe(1);
+      expect(lines(again.stderr)).toEqual(["kiteq-pg: no binding of group cg to topic trade"]);
+    } finally {
+      await listener.end();
+    }
+  });
+
+  it("send and consume through a broker, then the history of a sent message", async () => {
+    expect(
+      (await withDb("bind", "add", "--group", "sc", "--topic", "orders", "--message-type", "new")).code,
+    ).toBe(0);
+    const broker = await startBrokerProcess(["--db", db.url]);
+    try {
+      const port = String(broker.port);
+      const sent = await withDb(
+        "send",
+        "--topic",
+        "orders",
+        "--message-type",
+        "new",
+        "--group",
+        "shop",
+        "--count",
+        "2",
+        "--body",
+        "order!",
+        "--port",
+        port,
+        "--json",
+      );
+      expect(sent.code).toBe(0);
+      const acks = lines(sent.stdout).map((l) => JSON.parse(l) as { messageId: string; status: boolean });
+      expect(acks).toHaveLength(2);
+      expect(acks.every((a) => a.status)).toBe(true);
+      const ids = acks.map((a) => a.messageId);
+
+      const consumed = await withDb(
+        "consume",
+        "--group",
+        "sc",
+        "--count",
+        "2",
+        "--timeout",
+        "30",
+        "--port",
+        port,
+      );
+      expect(consumed.code).toBe(0);
+      const got = lines(consumed.stdout);
+      expect(got.map((l) => l.split(/\s+/)[0]).sort()).toEqual([...ids].sort());
+      expect(got[0]).toMatch(/^[0-9a-f]{32}\s+orders\s+new\s+"order!"$/);
+
+      // The acks are written in a batch shortly after they arrive.
+      let text = "";
+      for (let i = 0; i < 20 && !/\backed\b/.test(text); i++) {
+        const h = await withDb("history", "--message-id", ids[0]!);
+        expect(h.code).toBe(0);
+        text = h.stdout;
+        if (!/\backed\b/.test(text)) await new Promise((r) => setTimeout(r, 250));
+      }
+      const rows = lines(text);
+      expect(rows[0]).toBe(`message ${ids[0]}: topic orders, message type new, from group shop, 6 bytes`);
+      expect(rows[2]).toMatch(/^AT\s+KIND\s+GROUP\s+ATTEMPT\s+NODE\s+DETAIL$/);
+      expect(rows.slice(3).map((r) => r.split(/\s+/).slice(1, 4))).toEqual([
+        ["received", "-", "-"],
+        ["delivered", "sc", "1"],
+        ["acked", "sc", "1"],
+      ]);
+
+      const group = await withDb("history", "--group", "sc", "--since", "10m", "--json");
+      expect(group.code).toBe(0);
+      const events = JSON.parse(group.stdout) as { kind: string; messageId: string }[];
+      for (const id of ids) {
+        expect(events.filter((e) => e.messageId === id).map((e) => e.kind)).toEqual(["delivered", "acked"]);
+      }
+      const none = await withDb("history", "--message-id", randomBytes(16).toString("hex"));
+      expect(none.code).toBe(1);
+      expect(none.stderr).toContain("in the history");
+    } finally {
+      await broker.stop();
+    }
+  });
+
+  it("redrive one dead-lettered message by id, and a group's dead letters of a time range", async () => {
+    const id = await deadLetter("dg");
+    const one = await withDb("redrive", "--message-id", id.toUpperCase(), "--group", "dg");
+    expect(one.code).toBe(0);
+    expect(one.stdout).toContain(`redriven ${id} to group dg`);
+    const owed = await db.pool.query("SELECT attempts, claimed_by FROM deliveries WHERE group_id = 'dg'");
+    expect(owed.rows).toEqual([{ attempts: 0, claimed_by: null }]);
+    const history = await withDb("history", "--message-id", id, "--json");
+    const kinds = (JSON.parse(history.stdout) as { events: { kind: string; groupId: string }[] }).events.map(
+      (e) => e.kind,
+    );
+    expect(kinds).toEqual(["received", "delivered", "nacked", "dead_lettered", "redriven"]);
+    const twice = await withDb("redrive", "--message-id", id, "--group", "dg");
+    expect(twice.code).toBe(1);
+    expect(lines(twice.stderr)).toEqual([
+      `kiteq-pg: ${id} not redriven: it is owed to group dg again (already redriven)`,
+    ]);
+
+    const a = await deadLetter("dr");
+    const b = await deadLetter("dr");
+    const range = await withDb("redrive", "--group", "dr", "--since", "1h");
+    expect(range.code).toBe(0);
+    expect(range.stdout).toContain(`redriven ${a}`);
+    expect(range.stdout).toContain(`redriven ${b}`);
+    expect(range.stdout).toMatch(/2 of 2 dead-lettered message\(s\) of group dr in \[.*\) redriven/);
+    const rows = await db.pool.query("SELECT count(*)::int AS n FROM deliveries WHERE group_id = 'dr'");
+    expect(rows.rows[0].n).toBe(2);
+    const empty = await withDb("redrive", "--group", "dr", "--since", "1h");
+    expect(empty.stdout).toContain("0 of 0");
+  });
+
+  it("refuses to start the embedded PostgreSQL of a data dir that a running process holds", async () => {
+    const base = path.join(ROOT, ".tmp");
+    await mkdir(base, { recursive: true });
+    const dir = await mkdtemp(path.join(base, "cli-busy-"));
+    try {
+      await mkdir(path.join(dir, "pg"), { recursive: true });
+      // postmaster.pid of a live process (this test runner), listening on port 5999.
+      await writeFile(
+        path.join(dir, "pg", "postmaster.pid"),
+        `${process.pid}\n${dir}/pg\n0\n5999\n\n127.0.0.1\n`,
+      );
+      const r = await cli(["bind", "list", "--data-dir", dir]);
+      expect(r.code).toBe(1);
+      expect(lines(r.stderr)).toHaveLength(1);
+      expect(r.stderr).toContain("already running");
+      expect(r.stderr).toContain("--db postgres://postgres:postgres@127.0.0.1:5999/kiteq");
+      expect(r.stderr).toContain("stop the broker");
+      expect(existsSync(path.join(dir, "pg", "PG_VERSION"))).toBe(false);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

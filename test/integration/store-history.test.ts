@@ -1,0 +1,224 @@
+import { randomBytes } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ensurePartitions } from "../../src/store/db.js";
+import {
+  ackDeliveries,
+  claimDueDeliveries,
+  nackDeliveries,
+  redriveDelivery,
+} from "../../src/store/deliveries.js";
+import {
+  countOwedDeliveries,
+  deadLetters,
+  groupHistory,
+  messageHistory,
+  pingStore,
+} from "../../src/store/history.js";
+import { insertPublishBatch, type PublishRecord } from "../../src/store/messages.js";
+import { createTestDatabase, type TestDatabase } from "../support/db.js";
+
+const t0 = new Date("2026-11-26T10:00:00.000Z");
+const at = (ms: number) => new Date(t0.getTime() + ms);
+
+function record(groups: string[], over: Partial<PublishRecord> = {}): PublishRecord {
+  return {
+    messageId: randomBytes(16).toString("hex"),
+    topic: "trade",
+    messageType: "pay",
+    groupId: "producer",
+    commit: true,
+    expiresAt: at(3600_000),
+    deliverLimit: 100,
+    createdAt: t0,
+    properties: [{ key: "k", value: "v" }],
+    snappy: false,
+    bodyIsString: true,
+    body: Buffer.from("hello"),
+    deliveries: groups.map((groupId) => ({ groupId, claimedBy: null })),
+    ...over,
+  };
+}
+
+describe("store: history queries", () => {
+  let db: TestDatabase;
+
+  const publish = async (rec: PublishRecord, now = t0) => {
+    const [r] = await insertPublishBatch(db.pool, [rec], {
+      now,
+      nodeId: "n1",
+      leaseUntil: at(30_000),
+      firstTxCheckAt: now,
+    });
+    return r!.pk!;
+  };
+  const claim = async (groupId: string, now: Date) => {
+    const rows = await claimDueDeliveries(db.pool, {
+      groups: [groupId],
+      limits: [10],
+      now,
+      claimer: "n1/1",
+      leaseUntil: new Date(now.getTime() + 30_000),
+    });
+    return rows;
+  };
+  /** Claim and fail the group's one due delivery at `now`; dead-letter when `dead`. */
+  const fail = async (groupId: string, now: Date, attempt: number, dead: boolean) => {
+    const [c] = await claim(groupId, now);
+    await nackDeliveries(
+      db.pool,
+      [
+        {
+          messagePk: c!.messagePk,
+          groupId,
+          claimEpoch: c!.claimEpoch,
+          attempt,
+          pushedAt: now,
+          failedAt: now,
+          nextAttemptAt: now,
+          deadLetter: dead,
+          reason: "consumer said false",
+        },
+      ],
+      "n1",
+    );
+  };
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    await ensurePartitions(db.pool, t0);
+  });
+  afterAll(async () => db.drop());
+
+  it("messageHistory: every row of the message in order, ties in life-cycle order; null when unknown", async () => {
+    const rec = record(["ga", "gb"]);
+    const pk = await publish(rec);
+    // ga: pushed and acked in the same millisecond as the publish (ties must still read in order).
+    await ackDeliveries(
+      db.pool,
+      [{ messagePk: pk, groupId: "ga", attempt: 1, pushedAt: t0, ackedAt: t0 }],
+      "n1",
+    );
+    // gb: fails once, then dead-lettered.
+    await fail("gb", at(10), 1, false);
+    await fail("gb", at(20), 2, true);
+
+    const h = await messageHistory(db.pool, rec.messageId);
+    expect(h).toMatchObject({
+      messageId: rec.messageId,
+      topic: "trade",
+      messageType: "pay",
+      publisherGroupId: "producer",
+      commit: true,
+      deliverLimit: 100,
+      properties: [{ key: "k", value: "v" }],
+      bodySize: 5,
+    });
+    expect(h!.createdAt.toISOString()).toBe(t0.toISOString());
+    expect(h!.events.map((e) => [e.kind, e.groupId, e.attempt])).toEqual([
+      ["received", null, null],
+      ["delivered", "ga", 1],
+      ["acked", "ga", 1],
+      ["delivered", "gb", 1],
+      ["nacked", "gb", 1],
+      ["delivered", "gb", 2],
+      ["nacked", "gb", 2],
+      ["dead_lettered", "gb", 2],
+    ]);
+    expect(h!.events[4]).toMatchObject({ nodeId: "n1", detail: "consumer said false" });
+    expect(await messageHistory(db.pool, randomBytes(16).toString("hex"))).toBeNull();
+  });
+
+  it("groupHistory: the group's rows in [since, until), other groups and times left out", async () => {
+    const g = `gh-${randomBytes(3).toString("hex")}`;
+    const a = record([g]);
+    const b = record([g, "other"]);
+    const pkA = await publish(a);
+    const pkB = await publish(b);
+    await ackDeliveries(
+      db.pool,
+      [{ messagePk: pkA, groupId: g, attempt: 1, pushedAt: at(100), ackedAt: at(150) }],
+      "n1",
+    );
+    await ackDeliveries(
+      db.pool,
+      [
+        { messagePk: pkB, groupId: g, attempt: 1, pushedAt: at(200), ackedAt: at(250) },
+        { messagePk: pkB, groupId: "other", attempt: 1, pushedAt: at(210), ackedAt: at(220) },
+      ],
+      "n1",
+    );
+
+    const all = await groupHistory(db.pool, g, t0, at(1000));
+    expect(all.map((e) => [e.kind, e.messageId])).toEqual([
+      ["delivered", a.messageId],
+      ["acked", a.messageId],
+      ["delivered", b.messageId],
+      ["acked", b.messageId],
+    ]);
+    expect(all[0]).toMatchObject({ topic: "trade", messageType: "pay", attempt: 1, nodeId: "n1" });
+    expect(all[0]!.at.toISOString()).toBe(at(100).toISOString());
+    // since is inclusive, until exclusive.
+    const middle = await groupHistory(db.pool, g, at(150), at(250));
+    expect(middle.map((e) => [e.kind, e.at.toISOString()])).toEqual([
+      ["acked", at(150).toISOString()],
+      ["delivered", at(200).toISOString()],
+    ]);
+    expect(await groupHistory(db.pool, g, t0, at(1000), 3)).toHaveLength(3);
+    expect(await groupHistory(db.pool, g, at(1000), at(2000))).toEqual([]);
+  });
+
+  it("deadLetters: dead-lettered in range and still dead; redriven or acked ones left out", async () => {
+    const g = `gd-${randomBytes(3).toString("hex")}`;
+    const early = record([g], { deliverLimit: 1 });
+    await publish(early);
+    await fail(g, at(1000), 1, true);
+    const late = record([g], { deliverLimit: 1 });
+    await publish(late);
+    await fail(g, at(5000), 1, true);
+
+    expect((await deadLetters(db.pool, g, t0, at(10_000))).map((d) => d.messageId)).toEqual([
+      early.messageId,
+      late.messageId,
+    ]);
+    const inRange = await deadLetters(db.pool, g, at(2000), at(10_000));
+    expect(inRange).toEqual([
+      {
+        messageId: late.messageId,
+        topic: "trade",
+        messageType: "pay",
+        at: expect.any(Date),
+        attempt: 1,
+        detail: "deliver limit reached",
+      },
+    ]);
+
+    // Redriven: owed again, so no longer a dead letter.
+    const redriven = await redriveDelivery(db.pool, {
+      messageId: early.messageId,
+      groupId: g,
+      now: at(6000),
+      expiresAt: at(3600_000),
+      nodeId: "cli",
+      reason: "test",
+    });
+    expect(redriven).toBe(true);
+    expect((await deadLetters(db.pool, g, t0, at(10_000))).map((d) => d.messageId)).toEqual([late.messageId]);
+    // Acked after the redrive: stays out even though its delivery row is gone.
+    const [c] = await claim(g, at(7000));
+    await ackDeliveries(
+      db.pool,
+      [{ messagePk: c!.messagePk, groupId: g, attempt: 1, pushedAt: at(7000), ackedAt: at(7001) }],
+      "n1",
+    );
+    expect((await deadLetters(db.pool, g, t0, at(10_000))).map((d) => d.messageId)).toEqual([late.messageId]);
+  });
+
+  it("countOwedDeliveries counts what is owed per group; pingStore answers", async () => {
+    const g = `go-${randomBytes(3).toString("hex")}`;
+    await publish(record([g]));
+    await publish(record([g]));
+    const owed = await countOwedDeliveries(db.pool);
+    expect(owed.get(g)).toBe(2);
+    await expect(pingStore(db.pool)).resolves.toBeUndefined();
+  });
+});
