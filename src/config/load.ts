@@ -101,6 +101,12 @@ function build(
       "txGiveUpSeconds",
     );
   }
+  if (v.retentionDays > 0 && v.retentionDays < 8) {
+    throw configError(
+      `retentionDays (${v.retentionDays}, ${from("retentionDays")}) must be 0 (keep everything) or at least 8: a message may be owed for 7 days`,
+      "retentionDays",
+    );
+  }
   if (v.leaseSeconds <= v.deliverySeconds) {
     warnings.push(
       `leaseSeconds (${v.leaseSeconds}) is not above deliverySeconds (${v.deliverySeconds}): ` +
@@ -133,6 +139,7 @@ function build(
     receivePermitsPerSecond: v.receivePermitsPerSecond,
     maxDeliverWorkers: v.maxDeliverWorkers,
     dlqExecHour: v.dlqExecHour,
+    retentionDays: v.retentionDays,
   };
 }
 

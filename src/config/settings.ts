@@ -54,6 +54,7 @@ export interface Settings {
   receivePermitsPerSecond: number;
   maxDeliverWorkers: number;
   dlqExecHour: number;
+  retentionDays: number;
 }
 
 export type SettingKey = keyof Settings;
@@ -135,6 +136,7 @@ export const SETTINGS: { readonly [K in SettingKey]: SettingSpec<Settings[K]> } 
   }),
   maxDeliverWorkers: setting("maxDeliverWorkers", positiveInt),
   dlqExecHour: setting("dlqExecHour", hourOfDay),
+  retentionDays: setting("retentionDays", nonNegativeInt),
 };
 
 export const SETTING_KEYS = Object.keys(SETTINGS) as SettingKey[];
@@ -169,5 +171,6 @@ export function defaultSettings(): Omit<Settings, Optional> {
     receivePermitsPerSecond: 8000,
     maxDeliverWorkers: 8,
     dlqExecHour: 2,
+    retentionDays: 30,
   };
 }

@@ -107,6 +107,12 @@ export interface BrokerConfig {
   readonly maxDeliverWorkers: number;
   /** KiteQ dlqExecHour: hour of day (0-23, local time) of the dead-letter job; default 2. */
   readonly dlqExecHour: number;
+  /**
+   * History retention: daily partitions of messages and message_events older than this many
+   * days are dropped (hourly check); 0 keeps everything. Default 30. At least 8 when set, so a
+   * message is never dropped while it may still be owed (expiry is at most 7 days).
+   */
+  readonly retentionDays: number;
 }
 
 /** What loadConfig returns: the config and what was accepted but is worth telling the operator. */

@@ -13,7 +13,7 @@ import type { Logger } from "../log.js";
 import { Publisher } from "../publish/publisher.js";
 import { type ClusterMembership, startCluster } from "../registry/cluster.js";
 import { listBindings } from "../store/bindings.js";
-import { createPool, ensurePartitions, runMigrations } from "../store/db.js";
+import { createPool, dropPartitionsBefore, ensurePartitions, runMigrations } from "../store/db.js";
 import { type EmbeddedPostgresServer, startEmbeddedPostgres } from "../store/embedded.js";
 import { insertPublishBatch } from "../store/messages.js";
 import { listenForWakeups, type WakeSource } from "../store/notifications.js";
@@ -95,9 +95,19 @@ export class Broker {
   private async open(): Promise<void> {
     const { config, pool, log } = this;
     await runMigrations(pool, log);
-    await ensurePartitions(pool, new Date());
+    const upkeep = async () => {
+      await ensurePartitions(pool, new Date());
+      if (config.retentionDays > 0) {
+        const dropped = await dropPartitionsBefore(
+          pool,
+          new Date(Date.now() - config.retentionDays * 86_400_000),
+        );
+        if (dropped.length > 0) log.info({ dropped }, "retention: dropped history partitions");
+      }
+    };
+    await upkeep();
     const partitionTimer = setInterval(() => {
-      ensurePartitions(pool, new Date()).catch((err: Error) =>
+      upkeep().catch((err: Error) =>
         log.error({ err: err.message, code: "KQ_STORE_FAILED" }, "partition upkeep failed"),
       );
     }, HOUR);

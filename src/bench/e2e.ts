@@ -1,0 +1,320 @@
+/**
+ * `bench e2e`: publish -> deliver -> ack through one broker (child process) with 1 and 4 bound
+ * consumer groups (one consumer connection each, acking true at once): throughput flat out
+ * (messages fully acked per second per group, history written), publish-to-deliver latency at a
+ * fixed offered rate (from the scheduled send time carried in the body), and the claim query's
+ * time over a large history (claim.ts).
+ */
+import path from "node:path";
+import type pg from "pg";
+import type { KiteqConnection } from "../client/connection.js";
+import { startBrokerChild } from "./broker-child.js";
+import { measureClaim } from "./claim.js";
+import { flatOut, paced } from "./drivers.js";
+import { withEnv } from "./environment.js";
+import { intList, parseSuiteFlags } from "./flags.js";
+import { benchConsumer, bindBenchGroup, closeAll, connectMany, publishBench } from "./kiteq-load.js";
+import { machineInfo, Progress, printTable, resultPath, timestamp, verdict, writeResult } from "./output.js";
+import { type LatencySummary, nowMs, round, Samples, sleep } from "./stats.js";
+import { COMMON_FLAGS, type Suite } from "./suite.js";
+
+const FLAGS = {
+  groups: { default: "1,4", help: "consumer group counts (one consumer connection per group)" },
+  connections: { default: 4, help: "producer connections (flat out)" },
+  window: { default: 64, help: "publishes in flight per producer connection (flat out)" },
+  seconds: { default: 10, help: "measured seconds of each run" },
+  "warmup-seconds": { default: 2, help: "unmeasured seconds before each run" },
+  rate: { default: 5000, help: "offered publishes per second of the latency run (0 skips it)" },
+  "rate-connections": { default: 16, help: "producer connections of the latency run" },
+  "drain-seconds": { default: 120, help: "longest wait for every delivery to be acked after a run" },
+  claim: { default: 1, help: "1 runs the claim measure, 0 skips it" },
+  "history-messages": { default: 1_000_000, help: "messages of history behind the claim measure" },
+  owed: { default: "1000,100000", help: "deliveries owed during the claim measure" },
+  "claim-batch": { default: 500, help: "claim batch size" },
+  "claim-repeats": { default: 40, help: "claims timed per owed size" },
+  ...COMMON_FLAGS,
+} as const;
+
+const TARGET_FLAT_PER_SEC = 25_000;
+const TARGET_P99_MS = 15;
+
+/** Counts of one run, per group. */
+class Seen {
+  readonly inWindow: number[];
+  readonly total: number[];
+  readonly latency = new Samples();
+  constructor(
+    groups: number,
+    private readonly window: { from: number; to: number },
+    private readonly latencyFrom = Number.POSITIVE_INFINITY,
+  ) {
+    this.inWindow = new Array<number>(groups).fill(0);
+    this.total = new Array<number>(groups).fill(0);
+  }
+  add(g: number, sentAt: number, seenAt: number): void {
+    this.total[g]!++;
+    if (seenAt >= this.window.from && seenAt <= this.window.to) this.inWindow[g]!++;
+    if (sentAt >= this.latencyFrom) this.latency.add(seenAt - sentAt);
+  }
+}
+
+interface GroupRun {
+  groups: number;
+  flat: {
+    publishedPerSec: number;
+    ackedPerSecPerGroup: number[];
+    minAckedPerSecPerGroup: number;
+    deliveriesAckedPerSec: number;
+    /** Deliveries not yet acked (rows in deliveries) when the producers stopped. */
+    owedAtEnd: number;
+    drainSeconds: number;
+    failed: number;
+  };
+  fixedRate: {
+    offeredPerSec: number;
+    deliverLatencyMs: LatencySummary;
+    drainSeconds: number;
+    failed: number;
+  } | null;
+}
+
+export const e2eSuite: Suite = {
+  name: "e2e",
+  summary:
+    "publish -> deliver -> ack throughput and latency with 1/4 groups; claim time over a large history",
+  flags: FLAGS,
+  async run(argv) {
+    const f = parseSuiteFlags(argv, FLAGS);
+    const groupCounts = intList("groups", f.groups);
+    const owed = intList("owed", f.owed);
+    const progress = new Progress();
+    return withEnv("e2e", async (env) => {
+      const { url, pool } = await env.kiteqDatabase("bench_e2e");
+      for (const g of groupCounts)
+        for (let j = 0; j < g; j++) await bindBenchGroup(pool, groupId(g, j), topic(g));
+      const broker = await startBrokerChild({ dbUrl: url, dataDir: path.join(env.dir, "broker") });
+      env.defer(() => broker.stop());
+      progress.note(`broker pid ${broker.pid} on 127.0.0.1:${broker.port}`);
+      const runs: GroupRun[] = [];
+      for (const g of groupCounts) runs.push(await runGroups(broker.port, pool, g, f, progress));
+      const brokerPeakRssKb = broker.peakRssKb() ?? null;
+      await broker.stop();
+      const claim =
+        f.claim > 0
+          ? await measureClaim(
+              env,
+              {
+                historyMessages: f["history-messages"],
+                owed,
+                batch: f["claim-batch"],
+                repeats: f["claim-repeats"],
+                bodySize: f["body-size"],
+              },
+              progress,
+            )
+          : null;
+      printReport(runs, claim);
+      const file = await writeResult(
+        resultPath(f.out, "e2e", timestamp(), "json"),
+        `${JSON.stringify(
+          {
+            suite: "e2e",
+            at: new Date().toISOString(),
+            machine: await machineInfo(),
+            postgres: await env.describeSettings(),
+            flags: f,
+            targets: { flatAckedPerSecPerGroup: TARGET_FLAT_PER_SEC, p99MsAtRate: TARGET_P99_MS },
+            runs,
+            claim,
+            brokerPeakRssKb,
+          },
+          null,
+          2,
+        )}\n`,
+      );
+      console.log(`results: ${path.relative(process.cwd(), file)}`);
+      return runs.some((r) => r.flat.failed > 0 || (r.fixedRate?.failed ?? 0) > 0) ? 1 : 0;
+    });
+  },
+};
+
+const topic = (groups: number) => `bench-e2e-${groups}`;
+const groupId = (groups: number, j: number) => `bench-e2e-${groups}-g${j}`;
+
+type E2eFlags = ReturnType<typeof parseSuiteFlags<typeof FLAGS>>;
+
+async function runGroups(
+  port: number,
+  pool: pg.Pool,
+  g: number,
+  f: E2eFlags,
+  progress: Progress,
+): Promise<GroupRun> {
+  let seen = new Seen(g, { from: 0, to: 0 });
+  const consumers: KiteqConnection[] = [];
+  try {
+    for (let j = 0; j < g; j++) {
+      consumers.push(await benchConsumer(port, groupId(g, j), (_seq, sentAt, at) => seen.add(j, sentAt, at)));
+    }
+    // Flat out.
+    const warmupMs = f["warmup-seconds"] * 1000;
+    const durationMs = f.seconds * 1000;
+    const from = nowMs() + warmupMs;
+    const window = { from, to: from + durationMs };
+    seen = new Seen(g, window);
+    const producers = await connectMany(port, f.connections);
+    let published = 0;
+    let publishedInWindow = 0;
+    progress.timed(`e2e ${g} group(s), flat out`, warmupMs + durationMs);
+    const flat = await flatOut(f.connections * f.window, window.to, async (k, i) => {
+      await publishBench(producers[k % producers.length]!, topic(g), f["body-size"], nowMs(), i);
+      published++;
+      const at = nowMs();
+      if (at >= window.from && at <= window.to) publishedInWindow++;
+    }).finally(() => {
+      progress.end();
+      closeAll(producers);
+    });
+    const owedAtEnd = await owedDeliveries(pool);
+    const flatDrain = await drain(pool, seen, published, f["drain-seconds"], progress, `e2e ${g} group(s)`);
+    const perGroup = seen.inWindow.map((n) => round(n / (durationMs / 1000), 0));
+    const flatFigures = {
+      publishedPerSec: round(publishedInWindow / (durationMs / 1000), 0),
+      ackedPerSecPerGroup: perGroup,
+      minAckedPerSecPerGroup: Math.min(...perGroup),
+      deliveriesAckedPerSec: perGroup.reduce((a, b) => a + b, 0),
+      owedAtEnd,
+      drainSeconds: flatDrain,
+      failed: flat.failed + (flatDrain < 0 ? 1 : 0),
+    };
+    if (f.rate <= 0) return { groups: g, flat: flatFigures, fixedRate: null };
+
+    // Fixed offered rate: latency from the scheduled send time, after the warm-up.
+    const rateProducers = await connectMany(port, f["rate-connections"]);
+    const rateStart = nowMs();
+    seen = new Seen(g, { from: 0, to: 0 }, rateStart + warmupMs);
+    let sent = 0;
+    progress.timed(`e2e ${g} group(s), ${f.rate}/s offered`, warmupMs + durationMs);
+    const fixed = await paced(f.rate, warmupMs + durationMs, async (i, at) => {
+      await publishBench(rateProducers[i % rateProducers.length]!, topic(g), f["body-size"], at, i);
+      sent++;
+    }).finally(() => {
+      progress.end();
+      closeAll(rateProducers);
+    });
+    const rateDrain = await drain(pool, seen, sent, f["drain-seconds"], progress, `e2e ${g} group(s)`);
+    return {
+      groups: g,
+      flat: flatFigures,
+      fixedRate: {
+        offeredPerSec: f.rate,
+        deliverLatencyMs: seen.latency.summary(),
+        drainSeconds: rateDrain,
+        failed: fixed.failed + (rateDrain < 0 ? 1 : 0),
+      },
+    };
+  } finally {
+    closeAll(consumers);
+  }
+}
+
+/**
+ * Wait until every group saw `published` messages and no delivery is owed any more (every ack and
+ * its history rows written); seconds waited, or -1 after `limitSeconds`.
+ */
+async function drain(
+  pool: pg.Pool,
+  seen: Seen,
+  published: number,
+  limitSeconds: number,
+  progress: Progress,
+  label: string,
+): Promise<number> {
+  const start = nowMs();
+  const deadline = start + limitSeconds * 1000;
+  progress.track(`${label}: draining`, published, () => Math.min(...seen.total));
+  try {
+    while (nowMs() < deadline) {
+      if (seen.total.every((n) => n >= published)) {
+        if ((await owedDeliveries(pool)) === 0) return round((nowMs() - start) / 1000, 2);
+      }
+      await sleep(50);
+    }
+  } finally {
+    progress.end();
+  }
+  progress.note(
+    `${label}: not drained within ${limitSeconds}s (seen ${seen.total.join("/")} of ${published})`,
+  );
+  return -1;
+}
+
+/** Rows in deliveries: what is still owed to some group (bench fixture query). */
+async function owedDeliveries(pool: pg.Pool): Promise<number> {
+  const { rows } = await pool.query<{ owed: number }>("SELECT count(*)::int AS owed FROM deliveries");
+  return rows[0]?.owed ?? 0;
+}
+
+function printReport(runs: GroupRun[], claim: Awaited<ReturnType<typeof measureClaim>> | null): void {
+  printTable(
+    "e2e, flat out (messages fully acked per second per group)",
+    [
+      "groups",
+      "published/s",
+      "acked/s/group (min)",
+      "deliveries acked/s",
+      "owed at end",
+      "drain s",
+      "failed",
+      "target",
+    ],
+    runs.map((r) => [
+      r.groups,
+      r.flat.publishedPerSec,
+      r.flat.minAckedPerSecPerGroup,
+      r.flat.deliveriesAckedPerSec,
+      r.flat.owedAtEnd,
+      r.flat.drainSeconds,
+      r.flat.failed,
+      `>= ${TARGET_FLAT_PER_SEC.toLocaleString("en-US")}/s ${verdict(r.flat.minAckedPerSecPerGroup >= TARGET_FLAT_PER_SEC)}`,
+    ]),
+  );
+  const rated = runs.filter((r) => r.fixedRate !== null);
+  if (rated.length > 0) {
+    printTable(
+      "e2e, fixed offered rate (publish-to-deliver latency from the scheduled send time, ms)",
+      ["groups", "offered/s", "p50 ms", "p99 ms", "max ms", "samples", "failed", "target"],
+      rated.map((r) => {
+        const x = r.fixedRate!;
+        return [
+          r.groups,
+          x.offeredPerSec,
+          x.deliverLatencyMs.p50,
+          x.deliverLatencyMs.p99,
+          x.deliverLatencyMs.max,
+          x.deliverLatencyMs.count,
+          x.failed,
+          `p99 <= ${TARGET_P99_MS} ms ${verdict(x.deliverLatencyMs.p99 <= TARGET_P99_MS)}`,
+        ];
+      }),
+    );
+  }
+  if (claim) {
+    printTable(
+      `claimDueDeliveries over ${claim.historyMessages.toLocaleString("en-US")} messages / ${claim.historyEventRows.toLocaleString("en-US")} event rows of history (ms per claim)`,
+      ["owed", "batch", "rows/claim", "p50 ms", "p99 ms", "mean ms", "max ms"],
+      claim.sizes.map((s) => [
+        s.owed,
+        s.batch,
+        s.rowsPerClaim,
+        s.claimMs.p50,
+        s.claimMs.p99,
+        s.claimMs.mean,
+        s.claimMs.max,
+      ]),
+    );
+    console.log(
+      `claim p50 ratio largest/smallest owed: ${claim.p50Ratio} (about 1 = flat); history written in ${claim.fillSeconds}s`,
+    );
+  }
+}

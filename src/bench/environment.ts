@@ -1,0 +1,149 @@
+/**
+ * What every suite runs on: one embedded PostgreSQL (fsync on, the broker's default settings) in a
+ * temp dir under ./.tmp (not os.tmpdir(): a 0700 parent locks the postgres user out), fresh
+ * databases on it, and a cleanup stack that runs on success, on failure and on SIGINT/SIGTERM:
+ * child processes stopped, PostgreSQL stopped, the temp dir removed.
+ */
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import path from "node:path";
+import type pg from "pg";
+import { silentLogger } from "../log.js";
+import { createPool, ensurePartitions, runMigrations } from "../store/db.js";
+import { type EmbeddedPostgresServer, startEmbeddedPostgres } from "../store/embedded.js";
+
+/** The repository root (src/bench/../..). */
+export const ROOT = path.resolve(import.meta.dirname, "../..");
+
+/** A running bench environment. */
+export class BenchEnv {
+  private readonly cleanups: (() => Promise<void> | void)[] = [];
+  private closing: Promise<void> | undefined;
+
+  private constructor(
+    readonly dir: string,
+    readonly pg: EmbeddedPostgresServer,
+  ) {}
+
+  /** Start PostgreSQL in a fresh temp dir; `settings` adds `-c` settings (same for all systems). */
+  static async create(label: string, settings: Record<string, string> = {}): Promise<BenchEnv> {
+    const base = path.join(ROOT, ".tmp");
+    await mkdir(base, { recursive: true });
+    const dir = await mkdtemp(path.join(base, `bench-${label}-`));
+    let server: EmbeddedPostgresServer;
+    try {
+      server = await startEmbeddedPostgres({
+        dataDir: path.join(dir, "pg"),
+        logger: silentLogger,
+        settings: { max_connections: "300", ...settings },
+      });
+    } catch (err) {
+      await rm(dir, { recursive: true, force: true });
+      throw err;
+    }
+    return new BenchEnv(dir, server);
+  }
+
+  /** Register a cleanup; they run last-registered first. */
+  defer(fn: () => Promise<void> | void): void {
+    this.cleanups.push(fn);
+  }
+
+  /** A fresh, empty database (dropped first if it exists); returns its URL. */
+  async freshDatabase(name: string): Promise<string> {
+    const admin = createPool(this.pg.url("postgres"), { max: 1, name: "kiteq-bench" });
+    try {
+      await admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+      await admin.query(`CREATE DATABASE "${name}"`);
+    } finally {
+      await admin.end();
+    }
+    return this.pg.url(name);
+  }
+
+  /** A fresh database with kiteq-pg's schema, and a small pool on it (closed by close()). */
+  async kiteqDatabase(name: string): Promise<{ url: string; pool: pg.Pool }> {
+    const url = await this.freshDatabase(name);
+    const pool = createPool(url, { max: 4, name: "kiteq-bench" });
+    this.defer(() => pool.end());
+    await runMigrations(pool, silentLogger);
+    await ensurePartitions(pool, new Date());
+    return { url, pool };
+  }
+
+  /** Size of a database in bytes. */
+  async databaseSize(name: string): Promise<number> {
+    const admin = createPool(this.pg.url("postgres"), { max: 1, name: "kiteq-bench" });
+    try {
+      const { rows } = await admin.query<{ size: string }>("SELECT pg_database_size($1)::text AS size", [
+        name,
+      ]);
+      return Number(rows[0]?.size ?? 0);
+    } finally {
+      await admin.end();
+    }
+  }
+
+  /** The server settings that matter for the figures, for the JSON report. */
+  async describeSettings(): Promise<Record<string, string>> {
+    const admin = createPool(this.pg.url("postgres"), { max: 1, name: "kiteq-bench" });
+    try {
+      const names = [
+        "server_version",
+        "fsync",
+        "synchronous_commit",
+        "shared_buffers",
+        "wal_buffers",
+        "max_wal_size",
+      ];
+      const { rows } = await admin.query<{ name: string; setting: string; unit: string | null }>(
+        "SELECT name, setting, unit FROM pg_settings WHERE name = ANY($1)",
+        [names],
+      );
+      return Object.fromEntries(rows.map((r) => [r.name, r.unit ? `${r.setting} ${r.unit}` : r.setting]));
+    } finally {
+      await admin.end();
+    }
+  }
+
+  /** Run the cleanups, stop PostgreSQL, remove the temp dir. Safe to call twice. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      for (const fn of this.cleanups.splice(0).reverse()) {
+        try {
+          await fn();
+        } catch (err) {
+          console.error(`bench: cleanup failed: ${(err as Error).message}`);
+        }
+      }
+      await this.pg.stop().catch((err: Error) => console.error(`bench: stopping PostgreSQL: ${err.message}`));
+      await rm(this.dir, { recursive: true, force: true });
+    })();
+    return this.closing;
+  }
+}
+
+/**
+ * Run `fn` in a fresh environment and always clean up, also on SIGINT/SIGTERM (then exit with
+ * 128 + signal number).
+ */
+export async function withEnv<T>(
+  label: string,
+  fn: (env: BenchEnv) => Promise<T>,
+  settings?: Record<string, string>,
+): Promise<T> {
+  const env = await BenchEnv.create(label, settings);
+  console.error(`bench: PostgreSQL on port ${env.pg.port}, temp dir ${env.dir}`);
+  const onSignal = (signal: NodeJS.Signals) => {
+    console.error(`\nbench: ${signal}: cleaning up`);
+    void env.close().finally(() => process.exit(signal === "SIGINT" ? 130 : 143));
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  try {
+    return await fn(env);
+  } finally {
+    await env.close();
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
+}

@@ -1,0 +1,58 @@
+/**
+ * `npm run bench -- <suite> [flags]`: the kiteq-pg benchmarks. Each suite starts its own embedded
+ * PostgreSQL (fsync on) in a temp dir under ./.tmp and removes it afterwards; results go to the
+ * terminal and to bench-results/ as JSON. Figures from a busy machine are noise: measure on a
+ * quiet one.
+ */
+import { comparePeersSuite } from "./compare.js";
+import { e2eSuite } from "./e2e.js";
+import { describeFlags, UsageError } from "./flags.js";
+import { publishSuite } from "./publish.js";
+import type { Suite } from "./suite.js";
+
+const SUITES: readonly Suite[] = [publishSuite, e2eSuite, comparePeersSuite];
+
+function usage(): string {
+  const lines = [
+    "usage: npm run bench -- <suite> [flags]    (--help after a suite: its flags)",
+    "",
+    "suites:",
+  ];
+  for (const s of SUITES) lines.push(`  ${s.name.padEnd(9)} ${s.summary}`);
+  for (const s of SUITES) lines.push("", `${s.name} flags:`, describeFlags(s.flags));
+  return lines.join("\n");
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === "--help" || name === "-h" || name === "help") {
+    console.log(usage());
+    return name === undefined ? 2 : 0;
+  }
+  const suite = SUITES.find((s) => s.name === name);
+  if (suite === undefined) {
+    console.error(`bench: unknown suite "${name}"\n\n${usage()}`);
+    return 2;
+  }
+  if (rest.includes("--help") || rest.includes("-h")) {
+    console.log(`${suite.name}: ${suite.summary}\n\nflags:\n${describeFlags(suite.flags)}`);
+    return 0;
+  }
+  try {
+    return await suite.run(rest);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      console.error(`bench ${suite.name}: ${err.message}\n\nflags:\n${describeFlags(suite.flags)}`);
+      return 2;
+    }
+    throw err;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    console.error(`bench: FAILED: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,133 @@
+/**
+ * A short `npm run bench -- compare` as a test: every system runs every phase on the bench's own
+ * embedded PostgreSQL, every message reaches a handler exactly once in burn-down, the JSON and
+ * the SVG are written, and the bench cleans up its temp dir. Correctness only, never speed.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdir, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import path from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+
+const ROOT = path.resolve(import.meta.dirname, "../..");
+const SYSTEMS = ["kiteq-pg", "pg-boss", "graphile-worker"];
+const MESSAGES = 300;
+
+interface Counts {
+  sent: number;
+  handled: number;
+  duplicates: number;
+  missing: number;
+  enqueueFailed: number;
+}
+
+interface Result {
+  name: string;
+  failures: string[];
+  burnDown: { counts: Counts; throughputPerSec: number } | null;
+  steady: { counts: Counts } | null;
+  flat: { counts: Counts } | null;
+  databaseBytes: number | null;
+  peakRssKb: number | null;
+}
+
+let child: ChildProcess | undefined;
+
+afterEach(async () => {
+  // A test that timed out leaves the bench running: SIGTERM makes it clean up and exit.
+  if (child && child.exitCode === null && child.signalCode === null) {
+    const exited = new Promise((resolve) => child?.once("exit", resolve));
+    child.kill("SIGTERM");
+    await exited;
+  }
+  child = undefined;
+});
+
+function runBench(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    let stdout = "";
+    let stderr = "";
+    child = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "src/bench/main.ts"), ...args], {
+      cwd: ROOT,
+      env: { ...process.env, VITEST: undefined },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    child.stdout?.on("data", (c: Buffer) => {
+      stdout += c.toString("utf8");
+    });
+    child.stderr?.on("data", (c: Buffer) => {
+      stderr += c.toString("utf8");
+    });
+    child.once("exit", (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+describe("bench compare (short run)", () => {
+  it("runs every system exactly once per message and writes JSON and SVG", { timeout: 120_000 }, async () => {
+    await mkdir(path.join(ROOT, ".tmp"), { recursive: true });
+    const out = await mkdtemp(path.join(ROOT, ".tmp", "bench-out-"));
+    try {
+      const run = await runBench([
+        "compare",
+        "--messages",
+        String(MESSAGES),
+        "--rate",
+        "100",
+        "--steady-seconds",
+        "1",
+        "--flat-seconds",
+        "1",
+        "--warmup-seconds",
+        "0",
+        "--drain-seconds",
+        "30",
+        "--out",
+        out,
+      ]);
+      expect(run.code, `${run.stdout}\n${run.stderr}`).toBe(0);
+      expect(run.stderr).not.toContain("FAILURE");
+
+      const files = await readdir(out);
+      const json = files.filter((f) => /^compare-.*\.json$/.test(f));
+      const svg = files.filter((f) => /^compare-.*\.svg$/.test(f));
+      expect(json).toHaveLength(1);
+      expect(svg).toHaveLength(1);
+
+      const report = JSON.parse(await readFile(path.join(out, json[0]!), "utf8")) as {
+        results: Result[];
+        ratiosToKiteqPg: Record<string, unknown>;
+      };
+      expect(report.results.map((r) => r.name)).toEqual(SYSTEMS);
+      for (const r of report.results) {
+        expect(r.failures, r.name).toEqual([]);
+        expect(r.burnDown?.counts, r.name).toMatchObject({
+          sent: MESSAGES,
+          handled: MESSAGES,
+          duplicates: 0,
+          missing: 0,
+          enqueueFailed: 0,
+        });
+        expect(r.burnDown!.throughputPerSec, r.name).toBeGreaterThan(0);
+        for (const phase of [r.steady, r.flat]) {
+          expect(phase, r.name).not.toBeNull();
+          expect(phase!.counts.missing, r.name).toBe(0);
+          expect(phase!.counts.handled, r.name).toBe(phase!.counts.sent);
+        }
+        expect(r.databaseBytes, r.name).toBeGreaterThan(0);
+        expect(r.peakRssKb, r.name).toBeGreaterThan(0);
+      }
+      expect(Object.keys(report.ratiosToKiteqPg).sort()).toEqual(["graphile-worker", "pg-boss"]);
+
+      const chart = await readFile(path.join(out, svg[0]!), "utf8");
+      expect(chart.startsWith("<svg")).toBe(true);
+      for (const name of SYSTEMS) expect(chart).toContain(name);
+
+      // The bench removed its own temp dir (PostgreSQL data included).
+      const tempDir = /temp dir (\S+)/.exec(run.stderr)?.[1];
+      expect(tempDir).toBeDefined();
+      expect(existsSync(tempDir!)).toBe(false);
+    } finally {
+      await rm(out, { recursive: true, force: true });
+    }
+  });
+});
