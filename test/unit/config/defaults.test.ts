@@ -35,6 +35,7 @@ describe("loadConfig defaults", () => {
       receivePermitsPerSecond: 8000,
       maxDeliverWorkers: 8,
       dlqExecHour: 2,
+      retentionDays: 30,
     });
     expect(config.redelivery).toEqual(DEFAULT_REDELIVERY);
   });
