@@ -88,7 +88,13 @@ export async function startBrokerProcess(
         timeout,
       );
     }),
-  ]).finally(() => clearTimeout(timer));
+  ])
+    .catch((err: unknown) => {
+      // Never leave a half-started broker behind.
+      child.kill("SIGKILL");
+      throw err;
+    })
+    .finally(() => clearTimeout(timer));
   return {
     port,
     host: "127.0.0.1",
