@@ -284,10 +284,9 @@ export class Dispatcher {
    */
   async releaseClaimsOfNode(nodeId: string): Promise<number> {
     const n = await releaseClaimsOf(this.o.pool, `${nodeId}/`, this.o.claimer);
-    if (n > 0) {
-      this.o.log.info({ gone: nodeId, released: n }, "released the claims of a node that is gone");
-      this.requestClaim();
-    }
+    if (n > 0) this.o.log.info({ gone: nodeId, released: n }, "released the claims of a node that is gone");
+    // Claim even when another node released them first (every node hears of the same death).
+    this.requestClaim();
     return n;
   }
 

@@ -1,6 +1,7 @@
 /**
  * Registry wiring of a broker node (issue 6): static (YAML file into the bindings table) or
- * ZooKeeper (KiteQ's paths; bindings mirrored into the table; dead nodes' claims released).
+ * ZooKeeper (KiteQ's paths; bindings mirrored into the table; dead nodes' claims released; see
+ * zk-cluster.ts).
  */
 import type pg from "pg";
 import type { BrokerConfig } from "../config/types.js";
@@ -8,6 +9,7 @@ import type { Dispatcher } from "../delivery/dispatcher.js";
 import type { Logger } from "../log.js";
 import type { Session } from "../server/session.js";
 import { syncRegistryFile } from "./static-registry.js";
+import { startZooKeeperCluster } from "./zk-cluster.js";
 
 /** What the registry wiring needs from the broker. */
 export interface ClusterDeps {
@@ -15,7 +17,13 @@ export interface ClusterDeps {
   config: BrokerConfig;
   /** The address this node serves on (ip:port), known once listening. */
   address: string;
-  dispatcher: Dispatcher;
+  /** Claims are paused while this node is not registered, and released for nodes that are gone. */
+  dispatcher: Pick<Dispatcher, "pauseClaims" | "releaseClaimsOfNode" | "requestClaim">;
+  /**
+   * Release the pending (2PC) transactions claimed by a node that is gone (any incarnation of
+   * node id `nodeId`), so their checks are taken over at once. Optional until 2PC is wired.
+   */
+  releaseTransactionsOfNode?(nodeId: string): Promise<unknown>;
   log: Logger;
 }
 
@@ -26,11 +34,16 @@ export interface ClusterMembership {
   stop(): Promise<void>;
 }
 
-/** Start the configured registry; resolves once this node is registered. */
+/**
+ * Start the configured registry; resolves once this node is registered (and, with ZooKeeper,
+ * its bindings mirrored). With ZooKeeper unreachable it rejects with RegistryFailed after a
+ * bounded wait (three connect attempts of 5 s).
+ */
 export async function startCluster(deps: ClusterDeps): Promise<ClusterMembership> {
   const { config, pool, log } = deps;
+  if (config.registry.kind === "zookeeper") return startZooKeeperCluster(deps, config.registry);
   let unwatch: (() => void) | undefined;
-  if (config.registry.kind === "static" && config.registry.file !== null) {
+  if (config.registry.file !== null) {
     unwatch = await syncRegistryFile(pool, config.registry.file, log);
   }
   return {

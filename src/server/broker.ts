@@ -86,7 +86,8 @@ export class Broker {
     try {
       await broker.open();
     } catch (err) {
-      await broker.runCleanups();
+      // Tear down whatever started (listener, dispatcher, transactions, store).
+      await broker.stop();
       throw err;
     }
     return broker;
@@ -141,6 +142,7 @@ export class Broker {
       config,
       address: `${address.host}:${address.port}`,
       dispatcher: this.dispatcher,
+      releaseTransactionsOfNode: (nodeId) => this.transactions.releaseClaimsOfNode(nodeId),
       log: log.child({ component: "registry" }),
     });
     log.info(
@@ -176,9 +178,11 @@ export class Broker {
     this.log.info("broker stopping");
     const accepting = this.server.stopAccepting();
     await this.publisher.drain();
-    await this.cluster?.stop();
+    // Release our claims first, then leave the registry: other nodes release what a departed
+    // node held, which must not happen while this node is still pushing it.
     await this.transactions.stop();
     await this.dispatcher.stop();
+    await this.cluster?.stop();
     this.server.closeSessions();
     await accepting;
     await this.runCleanups();

@@ -10,6 +10,7 @@ import type { Dispatcher } from "../delivery/dispatcher.js";
 import type { Logger } from "../log.js";
 import type { TxACKPacket } from "../protocol/messages.js";
 import type { Session } from "../server/session.js";
+import { releaseTxClaimsOf } from "../store/transactions.js";
 import { TxAnswerApplier } from "./answers.js";
 import { TxChecker } from "./checker.js";
 import { ProducerSessions } from "./producers.js";
@@ -32,6 +33,8 @@ export interface Transactions {
   /** A connection finished its handshake (a producer of its groupId may now be asked). */
   onSession(session: Session): void;
   onSessionClosed(session: Session): void;
+  /** Another node is gone: release its claims on due checks so this node can make them now. */
+  releaseClaimsOfNode(nodeId: string): Promise<number>;
   start(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -48,6 +51,11 @@ export function createTransactions(deps: TransactionDeps): Transactions {
       if (producers.add(session)) checker.wake();
     },
     onSessionClosed: (session) => producers.remove(session),
+    releaseClaimsOfNode: async (nodeId) => {
+      const n = await releaseTxClaimsOf(deps.pool, `${nodeId}/`, deps.claimer);
+      checker.wake();
+      return n;
+    },
     start: () => checker.start(),
     stop: async () => {
       await checker.stop();

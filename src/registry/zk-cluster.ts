@@ -1,0 +1,190 @@
+/**
+ * ZooKeeper membership of a broker node (issue 6), on {@link ZooKeeperRegistry}:
+ *
+ * - registers this node under KiteQ's paths (`/kiteq/server/{topic}/{ip:port}`, alive_servers);
+ *   a ZooKeeper that does not answer makes start fail with RegistryFailed after a bounded wait;
+ * - mirrors every binding of `/kiteq/sub` into the bindings table at start and after every
+ *   outage, and each group's change as it is reported (binding-mirror.ts);
+ * - when another node leaves the live set, releases its claims (and, through the optional hook,
+ *   its pending transactions) at once instead of after its lease (invariant 4; fencing,
+ *   invariant 6, keeps a node that is in fact alive from undoing the takeover);
+ * - while this node's own session is lost, it claims nothing new (others may be taking its work
+ *   over); what it already holds is still pushed;
+ * - records producer groups under `/kiteq/pub/{topic}/{groupId}/{ip:port}`, once per group.
+ */
+import { ErrorCode, KiteqError, toKiteqError } from "../errors.js";
+import type { Session } from "../server/session.js";
+import { BindingMirror } from "./binding-mirror.js";
+import type { ClusterDeps, ClusterMembership } from "./cluster.js";
+import { isServerAddress } from "./zk-paths.js";
+import { ZooKeeperRegistry } from "./zookeeper.js";
+
+/** ZooKeeper settings of the node (config.registry when its kind is "zookeeper"). */
+export interface ZooKeeperClusterSettings {
+  readonly hosts: readonly string[];
+  readonly sessionTimeoutMs: number;
+}
+
+/** Attempts to release a gone node's claims (the lease takes over if all fail). */
+const RELEASE_ATTEMPTS = 5;
+const RELEASE_RETRY_MS = 500;
+
+/** Register this node in ZooKeeper and keep the bindings table and claims in step with it. */
+export async function startZooKeeperCluster(
+  deps: ClusterDeps,
+  settings: ZooKeeperClusterSettings,
+): Promise<ClusterMembership> {
+  const { config, dispatcher } = deps;
+  const address = advertisedAddress(deps.address, config.nodeId);
+  const log = deps.log.child({ registry: "zookeeper", address });
+  if (address !== config.nodeId) {
+    log.warn(
+      { nodeId: config.nodeId },
+      "node id differs from the registered address: other nodes can release this node's claims only after its lease",
+    );
+  }
+  const registry = new ZooKeeperRegistry({
+    connectString: `zk://${settings.hosts.join(",")}`,
+    sessionTimeoutMs: settings.sessionTimeoutMs,
+    logger: deps.log,
+  });
+  const mirror = new BindingMirror({
+    pool: deps.pool,
+    log,
+    listAll: () => registry.listBindings(),
+    canRead: () => registry.isRegistered(),
+  });
+  let started = false;
+  let stopping = false;
+  let inOutage = false;
+  const releasing = new Set<Promise<void>>();
+
+  const releaseNode = async (gone: string): Promise<void> => {
+    const steps: [string, () => Promise<unknown>][] = [
+      [
+        "claims",
+        async () => {
+          await dispatcher.releaseClaimsOfNode(gone);
+          // Every node releases; the one whose UPDATE found the rows already released by
+          // another (0 rows) must still claim them now, not at its next poll.
+          dispatcher.requestClaim();
+        },
+      ],
+    ];
+    const releaseTx = deps.releaseTransactionsOfNode;
+    if (releaseTx !== undefined) steps.push(["transactions", () => releaseTx(gone)]);
+    for (const [what, step] of steps) {
+      for (let attempt = 1; !stopping; attempt++) {
+        try {
+          await step();
+          break;
+        } catch (err) {
+          const e = toKiteqError(err, { node: gone });
+          const last = attempt >= RELEASE_ATTEMPTS;
+          log[last ? "error" : "warn"](
+            { code: e.code, err: e.message, gone, attempt },
+            last
+              ? `releasing the ${what} of a gone node failed; its lease will free them`
+              : `releasing the ${what} of a gone node failed; retrying`,
+          );
+          if (last) break;
+          await new Promise((resolve) => setTimeout(resolve, RELEASE_RETRY_MS * attempt));
+        }
+      }
+    }
+  };
+
+  const start = async (): Promise<void> => {
+    await registry.start(address, config.topics, {
+      bindingsChanged: (topic, groupId, bindings) => {
+        // Before the first resync (queued right after start) everything is read anyway.
+        if (started && !stopping) mirror.groupChanged(topic, groupId, bindings);
+      },
+      serverGone: (gone) => {
+        if (stopping) return;
+        log.info({ gone }, "broker node left the live set; taking over its work");
+        const p = releaseNode(gone).finally(() => releasing.delete(p));
+        releasing.add(p);
+      },
+      serverJoined: (joined) => log.info({ joined }, "broker node joined the live set"),
+      outage: (down) => {
+        if (stopping || down === inOutage) return;
+        inOutage = down;
+        dispatcher.pauseClaims(down);
+        if (down) {
+          log.warn("ZooKeeper session lost: claiming no new deliveries until registered again");
+        } else {
+          log.info("registered in ZooKeeper again: claiming resumed");
+          if (started) void mirror.resync();
+        }
+      },
+    });
+  };
+
+  try {
+    await start();
+  } catch (err) {
+    await registry.stop().catch(() => undefined);
+    const e = toKiteqError(err, {}, ErrorCode.RegistryFailed);
+    throw new KiteqError(
+      e.code,
+      `cannot register this node (${address}) in ZooKeeper: ${e.message}`,
+      { ...e.context, node: address },
+      { cause: err },
+    );
+  }
+  started = true;
+  if (!(await mirror.resync())) {
+    stopping = true;
+    await mirror.stop();
+    await registry.stop();
+    throw new KiteqError(
+      ErrorCode.RegistryFailed,
+      "cannot mirror the ZooKeeper bindings into the bindings table (see the log)",
+      { node: address },
+    );
+  }
+
+  /** Producer groups already recorded (one node per group and topic, first connection's address). */
+  const publishers = new Set<string>();
+  return {
+    onSession(session: Session): void {
+      const groupId = session.groupId;
+      if (stopping || groupId === undefined || publishers.has(groupId)) return;
+      publishers.add(groupId);
+      const peer = session.peer.replace(/^::ffff:/, "");
+      for (const topic of config.topics) {
+        registry.publisherConnected(topic, groupId, peer).catch((err: unknown) => {
+          log.debug({ topic, groupId, err: toKiteqError(err).message }, "producer not recorded in ZooKeeper");
+        });
+      }
+    },
+    async stop(): Promise<void> {
+      if (stopping) return;
+      stopping = true;
+      await registry.stop();
+      await mirror.stop();
+      await Promise.allSettled([...releasing]);
+    },
+  };
+}
+
+/**
+ * The address registered for this node: where it listens, or, when it listens on a wildcard
+ * host (0.0.0.0, ::), its node id (by default the machine's name and the port), which must then
+ * be host:port.
+ */
+export function advertisedAddress(listening: string, nodeId: string): string {
+  const m = /^(.*):(\d+)$/.exec(listening);
+  const host = m?.[1] ?? "";
+  const wildcard = host === "0.0.0.0" || host === "::" || host === "[::]" || host === "";
+  if (!wildcard) return host.includes(":") && !host.startsWith("[") ? `[${host}]:${m?.[2]}` : listening;
+  if (!isServerAddress(nodeId)) {
+    throw new KiteqError(
+      ErrorCode.ConfigInvalid,
+      `listening on ${listening}: set a node id of the form host:port that clients can reach (it is registered in ZooKeeper), got "${nodeId}"`,
+      { key: "nodeId" },
+    );
+  }
+  return nodeId;
+}

@@ -1,0 +1,219 @@
+/**
+ * startCluster in ZooKeeper mode against a real ZooKeeper and a real PostgreSQL, with a
+ * recording stand-in for the dispatcher: bindings mirrored into the table (at start and on
+ * change), a gone node's claims and transactions released, claims paused during an outage,
+ * producers recorded under /kiteq/pub, and a bounded failure when ZooKeeper does not answer.
+ */
+import type { Client } from "node-zookeeper-client";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { bindingsToJson, directBinding, fanoutBinding } from "../../../src/binding/binding.js";
+import { loadConfig } from "../../../src/config/index.js";
+import { ErrorCode, KiteqError } from "../../../src/errors.js";
+import { silentLogger } from "../../../src/log.js";
+import { type ClusterDeps, type ClusterMembership, startCluster } from "../../../src/registry/cluster.js";
+import { advertisedAddress } from "../../../src/registry/zk-cluster.js";
+import { closeZooKeeper, connectZooKeeper } from "../../../src/registry/zk-connect.js";
+import { zkCreate, zkExists, zkGetChildren, zkRemove, zkSetData } from "../../../src/registry/zk-ops.js";
+import { ZooKeeperRegistry } from "../../../src/registry/zookeeper.js";
+import type { Session } from "../../../src/server/session.js";
+import { listBindings } from "../../../src/store/bindings.js";
+import { createTestDatabase, type TestDatabase } from "../../support/db.js";
+import { freePort, startZooKeeper, type TestZooKeeper, waitFor } from "../../support/zookeeper.js";
+
+const SESSION_MS = 4_000;
+
+let zk: TestZooKeeper;
+let db: TestDatabase;
+let raw: Client;
+const running: { stop(): Promise<void> }[] = [];
+
+/** What the cluster asked of the dispatcher and the transaction module. */
+interface Calls {
+  paused: boolean[];
+  released: string[];
+  releasedTx: string[];
+}
+
+async function cluster(port: number, zkConnect = zk.connectString): Promise<ClusterMembership & Calls> {
+  const { config } = loadConfig(
+    ["--bind", `127.0.0.1:${port}`, "--registry", `zk://${zkConnect}?timeout=4s`, "--topics", "trade,order"],
+    {},
+  );
+  const calls: Calls = { paused: [], released: [], releasedTx: [] };
+  const deps: ClusterDeps = {
+    pool: db.pool,
+    config,
+    address: `127.0.0.1:${port}`,
+    dispatcher: {
+      pauseClaims: (p) => void calls.paused.push(p),
+      requestClaim: () => undefined,
+      releaseClaimsOfNode: async (id) => {
+        calls.released.push(id);
+        return 0;
+      },
+    },
+    releaseTransactionsOfNode: async (id) => void calls.releasedTx.push(id),
+    log: silentLogger,
+  };
+  const membership = await startCluster(deps);
+  running.push(membership);
+  return Object.assign(membership, calls);
+}
+
+const zkRows = async () =>
+  (
+    await db.pool.query<{ group_id: string; topic: string; message_type: string }>(
+      "SELECT group_id, topic, message_type FROM bindings WHERE source = 'zk' ORDER BY 1, 2, 3",
+    )
+  ).rows.map((r) => `${r.group_id}/${r.topic}/${r.message_type}`);
+
+beforeAll(async () => {
+  [zk, db] = await Promise.all([startZooKeeper(), createTestDatabase()]);
+  raw = await connectZooKeeper(zk.connectString, {
+    sessionTimeoutMs: SESSION_MS,
+    connectTimeoutMs: 3_000,
+    retries: 3,
+  });
+});
+
+afterEach(async () => {
+  await Promise.all(running.splice(0).map((m) => m.stop()));
+});
+
+afterAll(async () => {
+  if (raw) await closeZooKeeper(raw);
+  await zk?.stop();
+  await db?.drop();
+});
+
+describe("startCluster (ZooKeeper)", () => {
+  it("mirrors every binding at start, then each group's change, into the bindings table", async () => {
+    await zkCreate(raw, "/kiteq/sub/trade/g1-bind", {
+      data: bindingsToJson([directBinding("g1", "trade", "pay", 100, true)]),
+    });
+    // A topic this node does not serve is mirrored at start too (the table is shared).
+    await zkCreate(raw, "/kiteq/sub/other/g9-bind", {
+      data: bindingsToJson([fanoutBinding("g9", "other", 10, true)]),
+    });
+    // A stale "zk" row from an earlier run is replaced by what ZooKeeper holds.
+    await db.pool.query(
+      `INSERT INTO bindings (group_id, topic, message_type, bind_type, version, watermark, persistent, source, updated_at)
+       VALUES ('gone', 'trade', 'x', 0, '1.0.0', 1, true, 'zk', now())`,
+    );
+    await cluster(await freePort());
+    expect(await zkRows()).toEqual(["g1/trade/pay", "g9/other/*"]);
+
+    await zkSetData(
+      raw,
+      "/kiteq/sub/trade/g1-bind",
+      bindingsToJson([
+        directBinding("g1", "trade", "pay", 100, true),
+        directBinding("g1", "trade", "refund", 100, true),
+      ]),
+    );
+    await waitFor(
+      async () => (await zkRows()).includes("g1/trade/refund"),
+      5_000,
+      "changed bindings mirrored",
+    );
+    await zkCreate(raw, "/kiteq/sub/order/g2-bind", {
+      data: bindingsToJson([fanoutBinding("g2", "order", 10, false)]),
+      ephemeral: true,
+    });
+    await waitFor(async () => (await zkRows()).includes("g2/order/*"), 5_000, "new group mirrored");
+    await zkRemove(raw, "/kiteq/sub/trade/g1-bind");
+    await waitFor(async () => !(await zkRows()).some((r) => r.startsWith("g1/")), 5_000, "deletion mirrored");
+    expect(await zkRows()).toEqual(["g2/order/*", "g9/other/*"]);
+    // The delivery engine reads the table: bindings from other sources are untouched.
+    expect((await listBindings(db.pool)).map((b) => b.groupId).sort()).toEqual(["g2", "g9"]);
+    await zkRemove(raw, "/kiteq/sub/order/g2-bind");
+    await zkRemove(raw, "/kiteq/sub/other/g9-bind");
+  });
+
+  it("releases the claims and transactions of a node that leaves the live set", async () => {
+    const port = await freePort();
+    const c = await cluster(port);
+    const other = new ZooKeeperRegistry({ connectString: zk.connectString, sessionTimeoutMs: SESSION_MS });
+    await other.start("127.0.0.1:1", ["trade"], {
+      bindingsChanged() {},
+      serverGone() {},
+      serverJoined() {},
+      outage() {},
+    });
+    await new Promise((r) => setTimeout(r, 200));
+    expect(c.released).toEqual([]);
+    await other.stop();
+    await waitFor(() => c.released.length > 0 && c.releasedTx.length > 0, 5_000, "release");
+    expect(c.released).toEqual(["127.0.0.1:1"]);
+    expect(c.releasedTx).toEqual(["127.0.0.1:1"]);
+    expect(await zkExists(raw, `/kiteq/server/trade/127.0.0.1:${port}`)).toBeDefined();
+    expect(await zkExists(raw, `/kiteq/server/order/127.0.0.1:${port}`)).toBeDefined();
+  });
+
+  it("records a producer group once per group and topic, under the first connection's address", async () => {
+    const c = await cluster(await freePort());
+    const session = (peer: string, groupId: string) => ({ peer, groupId }) as unknown as Session;
+    c.onSession(session("::ffff:10.1.2.3:5000", "pg-a"));
+    c.onSession(session("10.1.2.3:5001", "pg-a"));
+    c.onSession(session("10.1.2.4:6000", "pg-b"));
+    await waitFor(
+      async () => (await zkExists(raw, "/kiteq/pub/order/pg-b/10.1.2.4:6000")) !== undefined,
+      5_000,
+      "pub",
+    );
+    await waitFor(
+      async () => (await zkExists(raw, "/kiteq/pub/trade/pg-a/10.1.2.3:5000")) !== undefined,
+      5_000,
+      "pub",
+    );
+    expect(await zkGetChildren(raw, "/kiteq/pub/trade/pg-a")).toEqual(["10.1.2.3:5000"]);
+  });
+
+  it("pauses claims while ZooKeeper is down and resumes once registered again", async () => {
+    const port = await freePort();
+    const c = await cluster(port);
+    zk.kill();
+    await waitFor(() => c.paused.length === 1, 10_000, "pause");
+    expect(c.paused).toEqual([true]);
+    await new Promise((r) => setTimeout(r, 1_000));
+    expect(c.paused).toEqual([true]); // logged and reported once
+    await zk.restart();
+    await waitFor(() => c.paused.length === 2, 20_000, "resume");
+    expect(c.paused).toEqual([true, false]);
+    // The shared client may have lost its session with the server: check with a new one.
+    const check = await connectZooKeeper(zk.connectString, {
+      sessionTimeoutMs: SESSION_MS,
+      connectTimeoutMs: 3_000,
+      retries: 3,
+    });
+    try {
+      expect(await zkExists(check, `/kiteq/alive_servers/127.0.0.1:${port}`)).toBeDefined();
+    } finally {
+      await closeZooKeeper(check);
+    }
+  });
+
+  it("fails with RegistryFailed after a bounded wait when ZooKeeper does not answer", async () => {
+    const dead = await freePort();
+    const t0 = Date.now();
+    const err = await cluster(await freePort(), `127.0.0.1:${dead}`).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    const waited = Date.now() - t0;
+    console.log(`unreachable ZooKeeper: start failed after ${waited} ms`);
+    expect(err).toBeInstanceOf(KiteqError);
+    expect((err as KiteqError).code).toBe(ErrorCode.RegistryFailed);
+    expect((err as KiteqError).message).toMatch(/unreachable/);
+    expect((err as KiteqError).message).not.toContain("\n");
+    expect(waited).toBeLessThan(25_000);
+  });
+
+  it("registers a wildcard listener under its node id, and refuses a node id that is not host:port", () => {
+    expect(advertisedAddress("10.0.0.1:13800", "x")).toBe("10.0.0.1:13800");
+    expect(advertisedAddress("0.0.0.0:13800", "kiteq1:13800")).toBe("kiteq1:13800");
+    expect(advertisedAddress(":::13800", "kiteq1:13800")).toBe("kiteq1:13800");
+    expect(advertisedAddress("::1:13800", "x")).toBe("[::1]:13800");
+    expect(() => advertisedAddress("0.0.0.0:13800", "node-a")).toThrow(/node id/);
+  });
+});
