@@ -90,8 +90,8 @@ describe("redactUrl", () => {
 
 describe("schedules", () => {
   it("follows KiteQ's redelivery delays by attempt", () => {
-    const delays = [1, 2, 3, 4, 9, 10, 19, 20, 30, 40, 49, 50, 100].map((a) =>
-      redeliveryDelayMs(a, DEFAULT_REDELIVERY) / 1000,
+    const delays = [1, 2, 3, 4, 9, 10, 19, 20, 30, 40, 49, 50, 100].map(
+      (a) => redeliveryDelayMs(a, DEFAULT_REDELIVERY) / 1000,
     );
     expect(delays).toEqual([0, 0, 0, 5, 5, 10, 10, 20, 40, 80, 80, 160, 160]);
   });
