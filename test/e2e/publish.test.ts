@@ -76,6 +76,28 @@ describe("e2e: handshake and publish validation", () => {
     conn.close();
   });
 
+  it("answers false, never true, when the transaction holding the message fails", async () => {
+    await db.pool.query(`CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN IF NEW.message_type = 'poison' THEN RAISE EXCEPTION 'poisoned batch'; END IF; RETURN NEW; END $$`);
+    await db.pool.query(
+      "CREATE TRIGGER poison BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION poison()",
+    );
+    const conn = await connect("s3cret");
+    const bad = await conn.publish(
+      buildHeader({ topic: "trade", messageType: "poison", groupId: "p1" }),
+      "x",
+    );
+    expect(bad.status).toBe(false);
+    expect(bad.feedback).toMatch(/store failed: .*poisoned batch/);
+    const { rows } = await db.pool.query("SELECT count(*)::int AS n FROM messages WHERE message_id = $1", [
+      bad.messageId,
+    ]);
+    expect(rows[0].n).toBe(0);
+    const good = await conn.publish(buildHeader({ topic: "trade", messageType: "fine", groupId: "p1" }), "x");
+    expect(good.status).toBe(true);
+    conn.close();
+  });
+
   it("answers a heartbeat with the same opaque and version", async () => {
     const conn = await connect("s3cret");
     const { encodeHeartBeat, decodeHeartBeat } = await import("../../src/protocol/messages.js");
