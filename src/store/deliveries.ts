@@ -33,10 +33,10 @@ export interface ClaimedDelivery {
  */
 const CLAIM_DUE_DELIVERIES = `
 WITH due AS (
-  SELECT d.message_pk, d.group_id
+  SELECT d.ctid
     FROM unnest($1::text[], $2::int[]) AS g(group_id, lim)
     CROSS JOIN LATERAL (
-      SELECT message_pk, group_id FROM deliveries
+      SELECT ctid, next_attempt_at FROM deliveries
        WHERE group_id = g.group_id AND next_attempt_at <= $3 AND expires_at > $3
          AND (claimed_by IS NULL OR lease_until < $3)
        ORDER BY next_attempt_at
@@ -44,8 +44,9 @@ WITH due AS (
        FOR UPDATE SKIP LOCKED
     ) d
 ), claimed AS (
+  -- By ctid (the rows are locked, so it is stable): a TID scan whatever the table's size.
   UPDATE deliveries d SET claimed_by = $4, lease_until = $5, claim_epoch = d.claim_epoch + 1
-    FROM due WHERE d.message_pk = due.message_pk AND d.group_id = due.group_id
+   WHERE d.ctid = ANY (ARRAY(SELECT ctid FROM due))
   RETURNING d.message_pk, d.group_id, d.claim_epoch, d.attempts, d.deliver_limit, d.expires_at,
             d.message_created_at, d.next_attempt_at
 )
