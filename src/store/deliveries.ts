@@ -100,10 +100,11 @@ export interface AckRecord {
 const ACK_DELIVERIES = `
 WITH gone AS (
   DELETE FROM deliveries d
-   USING unnest($1::bigint[], $2::text[], $3::int[], $4::timestamptz[], $5::timestamptz[])
+   USING unnest($1::bigint[], $2::text[], $3::int[], $4::float8[], $5::float8[])
          AS a(message_pk, group_id, attempt, pushed_at, acked_at)
    WHERE d.message_pk = a.message_pk AND d.group_id = a.group_id
-  RETURNING a.message_pk, a.group_id, a.attempt, a.pushed_at, a.acked_at
+  RETURNING a.message_pk, a.group_id, a.attempt, to_timestamp(a.pushed_at) AS pushed_at,
+            to_timestamp(a.acked_at) AS acked_at
 )
 INSERT INTO message_events (message_pk, kind, at, group_id, node_id, attempt)
 SELECT message_pk, 'delivered'::message_event_kind, pushed_at, group_id, $6, attempt FROM gone
@@ -123,8 +124,9 @@ export async function ackDeliveries(
       acks.map((a) => a.messagePk),
       acks.map((a) => a.groupId),
       acks.map((a) => a.attempt),
-      acks.map((a) => a.pushedAt),
-      acks.map((a) => a.ackedAt),
+      // Epoch seconds: formatting Dates for array parameters costs more than the statement.
+      acks.map((a) => a.pushedAt.getTime() / 1000),
+      acks.map((a) => a.ackedAt.getTime() / 1000),
       nodeId,
     ],
   });
