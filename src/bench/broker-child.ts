@@ -1,6 +1,7 @@
 /**
  * A kiteq-pg broker as a child process (the real CLI over TCP), as the bench measures it:
- * `node --import tsx src/cli/main.ts serve --db URL --recieve-permits-per-second 0 --admin 0`.
+ * `node --import tsx src/cli/main.ts serve --db URL --recieve-permits-per-second 0 --admin 0`
+ * (plus `--registry static --node-id ID` for a node of several on one database: nodes.ts).
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import path from "node:path";
@@ -13,6 +14,8 @@ export interface BrokerChild {
   host: string;
   port: number;
   pid: number;
+  /** The --node-id given, or undefined (the broker's default: host:port). */
+  nodeId: string | undefined;
   /** VmHWM of the broker process, in kB (while it runs). */
   peakRssKb(): number | undefined;
   /** SIGTERM (graceful stop) and wait; SIGKILL after `graceMs`. */
@@ -41,11 +44,22 @@ export function brokerFlags(dbUrl: string, dataDir: string, port: number): strin
 export async function startBrokerChild(options: {
   dbUrl: string;
   dataDir: string;
+  /** Given: `--registry static --node-id ID` (several nodes on one database). */
+  nodeId?: string;
   extraArgs?: string[];
   timeoutMs?: number;
+  /**
+   * Called right after the spawn with a kill (SIGKILL, resolves on exit), so a cleanup that runs
+   * while the broker is still starting (SIGINT) can end it too.
+   */
+  onSpawn?: (kill: () => Promise<void>) => void;
 }): Promise<BrokerChild> {
   const port = await freePort();
-  const args = [...brokerFlags(options.dbUrl, options.dataDir, port), ...(options.extraArgs ?? [])];
+  const args = [
+    ...brokerFlags(options.dbUrl, options.dataDir, port),
+    ...(options.nodeId === undefined ? [] : ["--registry", "static", "--node-id", options.nodeId]),
+    ...(options.extraArgs ?? []),
+  ];
   const child: ChildProcess = spawn(
     process.execPath,
     ["--import", "tsx", path.join(ROOT, "src/cli/main.ts"), "serve", ...args],
@@ -61,6 +75,10 @@ export async function startBrokerChild(options: {
     if (tail.length > 40) tail.shift();
   };
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  options.onSpawn?.(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    return exited;
+  });
   const started = new Promise<void>((resolve, reject) => {
     let buf = "";
     child.stdout?.on("data", (chunk: Buffer) => {
@@ -103,6 +121,7 @@ export async function startBrokerChild(options: {
     host: "127.0.0.1",
     port,
     pid,
+    nodeId: options.nodeId,
     peakRssKb: () => peakRssKb(pid),
     async stop(graceMs = 20_000) {
       if (child.exitCode !== null || child.signalCode !== null) return;

@@ -3,23 +3,33 @@
  * consumer groups (one consumer connection each, acking true at once): throughput flat out
  * (messages fully acked per second per group, history written), publish-to-deliver latency at a
  * fixed offered rate (from the scheduled send time carried in the body), and the claim query's
- * time over a large history (claim.ts).
+ * time over a large history (claim.ts). With `--nodes 1,2,3` the flat-out and fixed-rate runs go
+ * once per node count: N brokers on the same PostgreSQL (nodes.ts), producers spread round-robin
+ * over them and every group with one consumer connection on each node, so every node publishes
+ * and delivers.
  */
 import path from "node:path";
 import type pg from "pg";
 import type { KiteqConnection } from "../client/connection.js";
-import { startBrokerChild } from "./broker-child.js";
 import { measureClaim } from "./claim.js";
 import { flatOut, paced } from "./drivers.js";
 import { withEnv } from "./environment.js";
 import { intList, parseSuiteFlags } from "./flags.js";
-import { benchConsumer, bindBenchGroup, closeAll, connectMany, publishBench } from "./kiteq-load.js";
+import { benchConsumer, bindBenchGroup, closeAll, connectSpread, publishBench } from "./kiteq-load.js";
+import {
+  maxPeakRssKb,
+  NODES_FLAG,
+  type NodeRss,
+  nodeCounts as parseNodeCounts,
+  printPeakRss,
+  startBrokerNodes,
+} from "./nodes.js";
 import { machineInfo, Progress, printTable, resultPath, timestamp, verdict, writeResult } from "./output.js";
 import { type LatencySummary, nowMs, round, Samples, sleep } from "./stats.js";
 import { COMMON_FLAGS, type Suite } from "./suite.js";
 
 const FLAGS = {
-  groups: { default: "1,4", help: "consumer group counts (one consumer connection per group)" },
+  groups: { default: "1,4", help: "consumer group counts (one consumer connection per group and node)" },
   connections: { default: 4, help: "producer connections (flat out)" },
   window: { default: 64, help: "publishes in flight per producer connection (flat out)" },
   seconds: { default: 10, help: "measured seconds of each run" },
@@ -32,26 +42,62 @@ const FLAGS = {
   owed: { default: "1000,100000", help: "deliveries owed during the claim measure" },
   "claim-batch": { default: 500, help: "claim batch size" },
   "claim-repeats": { default: 40, help: "claims timed per owed size" },
+  ...NODES_FLAG,
   ...COMMON_FLAGS,
 } as const;
 
 const TARGET_FLAT_PER_SEC = 25_000;
 const TARGET_P99_MS = 15;
+/** Exit status of a run cut short by SIGINT/SIGTERM (withEnv exits with it anyway). */
+const INTERRUPTED = 130;
 
-/** Counts of one run, per group. */
+/** Which sequence numbers a group has seen (a bitmap that grows). */
+class SeqSet {
+  private bits = new Uint8Array(1024);
+  /** Mark `seq`; false if it was marked already. */
+  mark(seq: number): boolean {
+    if (!Number.isInteger(seq) || seq < 0) return true;
+    const byte = seq >>> 3;
+    if (byte >= this.bits.length) {
+      const grown = new Uint8Array(Math.max(byte + 1, this.bits.length * 2));
+      grown.set(this.bits);
+      this.bits = grown;
+    }
+    const bit = 1 << (seq & 7);
+    if ((this.bits[byte]! & bit) !== 0) return false;
+    this.bits[byte]! |= bit;
+    return true;
+  }
+}
+
+/** Counts of one run: distinct messages per group, deliveries per node, duplicates. */
 class Seen {
   readonly inWindow: number[];
+  /** Distinct messages seen, per group. */
   readonly total: number[];
+  /** Deliveries (duplicates too) through each node's consumer connections. */
+  readonly byNode: number[];
+  /** Deliveries of a message the group had seen already. */
+  duplicates = 0;
   readonly latency = new Samples();
+  private readonly seqs: SeqSet[];
   constructor(
     groups: number,
+    nodes: number,
     private readonly window: { from: number; to: number },
     private readonly latencyFrom = Number.POSITIVE_INFINITY,
   ) {
     this.inWindow = new Array<number>(groups).fill(0);
     this.total = new Array<number>(groups).fill(0);
+    this.byNode = new Array<number>(nodes).fill(0);
+    this.seqs = Array.from({ length: groups }, () => new SeqSet());
   }
-  add(g: number, sentAt: number, seenAt: number): void {
+  add(g: number, node: number, seq: number, sentAt: number, seenAt: number): void {
+    this.byNode[node]!++;
+    if (!this.seqs[g]!.mark(seq)) {
+      this.duplicates++;
+      return;
+    }
     this.total[g]!++;
     if (seenAt >= this.window.from && seenAt <= this.window.to) this.inWindow[g]!++;
     if (sentAt >= this.latencyFrom) this.latency.add(seenAt - sentAt);
@@ -59,21 +105,32 @@ class Seen {
 }
 
 interface GroupRun {
+  nodes: number;
   groups: number;
+  /** Consumer connections of each group (one per node). */
+  consumersPerGroup: number;
   flat: {
     publishedPerSec: number;
+    /** Publishes acked in the measured window through each node's producers, per second. */
+    publishedPerSecByNode: number[];
     ackedPerSecPerGroup: number[];
     minAckedPerSecPerGroup: number;
     deliveriesAckedPerSec: number;
     /** Deliveries not yet acked (rows in deliveries) when the producers stopped. */
     owedAtEnd: number;
     drainSeconds: number;
+    /** Deliveries (whole run and drain) through each node's consumer connections. */
+    deliveredByNode: number[];
+    /** Deliveries of a message its group had already seen. */
+    duplicates: number;
     failed: number;
   };
   fixedRate: {
     offeredPerSec: number;
     deliverLatencyMs: LatencySummary;
     drainSeconds: number;
+    deliveredByNode: number[];
+    duplicates: number;
     failed: number;
   } | null;
 }
@@ -87,18 +144,34 @@ export const e2eSuite: Suite = {
     const f = parseSuiteFlags(argv, FLAGS);
     const groupCounts = intList("groups", f.groups);
     const owed = intList("owed", f.owed);
+    const counts = parseNodeCounts(f.nodes);
     const progress = new Progress();
     return withEnv("e2e", async (env) => {
       const { url, pool } = await env.kiteqDatabase("bench_e2e");
       for (const g of groupCounts)
         for (let j = 0; j < g; j++) await bindBenchGroup(pool, groupId(g, j), topic(g));
-      const broker = await startBrokerChild({ dbUrl: url, dataDir: path.join(env.dir, "broker") });
-      env.defer(() => broker.stop());
-      progress.note(`broker pid ${broker.pid} on 127.0.0.1:${broker.port}`);
       const runs: GroupRun[] = [];
-      for (const g of groupCounts) runs.push(await runGroups(broker.port, pool, g, f, progress));
-      const brokerPeakRssKb = broker.peakRssKb() ?? null;
-      await broker.stop();
+      const rss: NodeRss[] = [];
+      for (const nodes of counts) {
+        if (env.interrupted) return INTERRUPTED;
+        const cluster = await startBrokerNodes(env, { dbUrl: url, count: nodes, label: "broker" });
+        progress.note(
+          `${nodes} broker node(s): pid ${cluster.brokers.map((b) => b.pid).join(", ")} on 127.0.0.1:${cluster.ports.join(", ")}`,
+        );
+        if (f.connections < nodes) {
+          progress.note(
+            `${f.connections} producer connection(s) on ${nodes} nodes: some nodes get no publishes`,
+          );
+        }
+        for (const g of groupCounts) {
+          if (env.interrupted) break;
+          runs.push(await runGroups(cluster.ports, pool, g, f, progress));
+        }
+        rss.push(...cluster.peakRss());
+        await cluster.stop();
+      }
+      // Interrupted: the figures are cut short, nothing is reported.
+      if (env.interrupted) return INTERRUPTED;
       const claim =
         f.claim > 0
           ? await measureClaim(
@@ -113,7 +186,10 @@ export const e2eSuite: Suite = {
               progress,
             )
           : null;
+      if (env.interrupted) return INTERRUPTED;
       printReport(runs, claim);
+      console.log("");
+      printPeakRss(rss);
       const file = await writeResult(
         resultPath(f.out, "e2e", timestamp(), "json"),
         `${JSON.stringify(
@@ -124,9 +200,12 @@ export const e2eSuite: Suite = {
             postgres: await env.describeSettings(),
             flags: f,
             targets: { flatAckedPerSecPerGroup: TARGET_FLAT_PER_SEC, p99MsAtRate: TARGET_P99_MS },
+            nodeCounts: counts,
             runs,
             claim,
-            brokerPeakRssKb,
+            brokers: rss,
+            // The highest of all brokers' peak RSS.
+            brokerPeakRssKb: maxPeakRssKb(rss),
           },
           null,
           2,
@@ -144,57 +223,72 @@ const groupId = (groups: number, j: number) => `bench-e2e-${groups}-g${j}`;
 type E2eFlags = ReturnType<typeof parseSuiteFlags<typeof FLAGS>>;
 
 async function runGroups(
-  port: number,
+  ports: readonly number[],
   pool: pg.Pool,
   g: number,
   f: E2eFlags,
   progress: Progress,
 ): Promise<GroupRun> {
-  let seen = new Seen(g, { from: 0, to: 0 });
+  const nodes = ports.length;
+  const label = `e2e ${nodes} node(s), ${g} group(s)`;
+  let seen = new Seen(g, nodes, { from: 0, to: 0 });
   const consumers: KiteqConnection[] = [];
   try {
     for (let j = 0; j < g; j++) {
-      consumers.push(await benchConsumer(port, groupId(g, j), (_seq, sentAt, at) => seen.add(j, sentAt, at)));
+      for (const [node, port] of ports.entries()) {
+        consumers.push(
+          await benchConsumer(port, groupId(g, j), (seq, sentAt, at) => seen.add(j, node, seq, sentAt, at)),
+        );
+      }
     }
     // Flat out.
     const warmupMs = f["warmup-seconds"] * 1000;
     const durationMs = f.seconds * 1000;
     const from = nowMs() + warmupMs;
     const window = { from, to: from + durationMs };
-    seen = new Seen(g, window);
-    const producers = await connectMany(port, f.connections);
+    seen = new Seen(g, nodes, window);
+    const producers = await connectSpread(ports, f.connections);
     let published = 0;
     let publishedInWindow = 0;
-    progress.timed(`e2e ${g} group(s), flat out`, warmupMs + durationMs);
+    const publishedByNode = new Array<number>(nodes).fill(0);
+    progress.timed(`${label}, flat out`, warmupMs + durationMs);
     const flat = await flatOut(f.connections * f.window, window.to, async (k, i) => {
+      // Producer connection c is on node c mod nodes (connectSpread).
       await publishBench(producers[k % producers.length]!, topic(g), f["body-size"], nowMs(), i);
       published++;
       const at = nowMs();
-      if (at >= window.from && at <= window.to) publishedInWindow++;
+      if (at >= window.from && at <= window.to) {
+        publishedInWindow++;
+        publishedByNode[(k % producers.length) % nodes]!++;
+      }
     }).finally(() => {
       progress.end();
       closeAll(producers);
     });
     const owedAtEnd = await owedDeliveries(pool);
-    const flatDrain = await drain(pool, seen, published, f["drain-seconds"], progress, `e2e ${g} group(s)`);
+    const flatDrain = await drain(pool, seen, published, f["drain-seconds"], progress, label);
     const perGroup = seen.inWindow.map((n) => round(n / (durationMs / 1000), 0));
     const flatFigures = {
       publishedPerSec: round(publishedInWindow / (durationMs / 1000), 0),
+      publishedPerSecByNode: publishedByNode.map((n) => round(n / (durationMs / 1000), 0)),
       ackedPerSecPerGroup: perGroup,
       minAckedPerSecPerGroup: Math.min(...perGroup),
       deliveriesAckedPerSec: perGroup.reduce((a, b) => a + b, 0),
       owedAtEnd,
       drainSeconds: flatDrain,
+      deliveredByNode: [...seen.byNode],
+      duplicates: seen.duplicates,
       failed: flat.failed + (flatDrain < 0 ? 1 : 0),
     };
-    if (f.rate <= 0) return { groups: g, flat: flatFigures, fixedRate: null };
+    const run = { nodes, groups: g, consumersPerGroup: nodes, flat: flatFigures };
+    if (f.rate <= 0) return { ...run, fixedRate: null };
 
     // Fixed offered rate: latency from the scheduled send time, after the warm-up.
-    const rateProducers = await connectMany(port, f["rate-connections"]);
+    const rateProducers = await connectSpread(ports, f["rate-connections"]);
     const rateStart = nowMs();
-    seen = new Seen(g, { from: 0, to: 0 }, rateStart + warmupMs);
+    seen = new Seen(g, nodes, { from: 0, to: 0 }, rateStart + warmupMs);
     let sent = 0;
-    progress.timed(`e2e ${g} group(s), ${f.rate}/s offered`, warmupMs + durationMs);
+    progress.timed(`${label}, ${f.rate}/s offered`, warmupMs + durationMs);
     const fixed = await paced(f.rate, warmupMs + durationMs, async (i, at) => {
       await publishBench(rateProducers[i % rateProducers.length]!, topic(g), f["body-size"], at, i);
       sent++;
@@ -202,14 +296,15 @@ async function runGroups(
       progress.end();
       closeAll(rateProducers);
     });
-    const rateDrain = await drain(pool, seen, sent, f["drain-seconds"], progress, `e2e ${g} group(s)`);
+    const rateDrain = await drain(pool, seen, sent, f["drain-seconds"], progress, label);
     return {
-      groups: g,
-      flat: flatFigures,
+      ...run,
       fixedRate: {
         offeredPerSec: f.rate,
         deliverLatencyMs: seen.latency.summary(),
         drainSeconds: rateDrain,
+        deliveredByNode: [...seen.byNode],
+        duplicates: seen.duplicates,
         failed: fixed.failed + (rateDrain < 0 ? 1 : 0),
       },
     };
@@ -259,22 +354,26 @@ function printReport(runs: GroupRun[], claim: Awaited<ReturnType<typeof measureC
   printTable(
     "e2e, flat out (messages fully acked per second per group)",
     [
+      "nodes",
       "groups",
       "published/s",
       "acked/s/group (min)",
       "deliveries acked/s",
       "owed at end",
       "drain s",
+      "dups",
       "failed",
       "target",
     ],
     runs.map((r) => [
+      r.nodes,
       r.groups,
       r.flat.publishedPerSec,
       r.flat.minAckedPerSecPerGroup,
       r.flat.deliveriesAckedPerSec,
       r.flat.owedAtEnd,
       r.flat.drainSeconds,
+      r.flat.duplicates,
       r.flat.failed,
       `>= ${TARGET_FLAT_PER_SEC.toLocaleString("en-US")}/s ${verdict(r.flat.minAckedPerSecPerGroup >= TARGET_FLAT_PER_SEC)}`,
     ]),
@@ -283,16 +382,18 @@ function printReport(runs: GroupRun[], claim: Awaited<ReturnType<typeof measureC
   if (rated.length > 0) {
     printTable(
       "e2e, fixed offered rate (publish-to-deliver latency from the scheduled send time, ms)",
-      ["groups", "offered/s", "p50 ms", "p99 ms", "max ms", "samples", "failed", "target"],
+      ["nodes", "groups", "offered/s", "p50 ms", "p99 ms", "max ms", "samples", "dups", "failed", "target"],
       rated.map((r) => {
         const x = r.fixedRate!;
         return [
+          r.nodes,
           r.groups,
           x.offeredPerSec,
           x.deliverLatencyMs.p50,
           x.deliverLatencyMs.p99,
           x.deliverLatencyMs.max,
           x.deliverLatencyMs.count,
+          x.duplicates,
           x.failed,
           `p99 <= ${TARGET_P99_MS} ms ${verdict(x.deliverLatencyMs.p99 <= TARGET_P99_MS)}`,
         ];

@@ -17,7 +17,7 @@ export const ROOT = path.resolve(import.meta.dirname, "../..");
 /** A running bench environment. */
 export class BenchEnv {
   private readonly cleanups: (() => Promise<void> | void)[] = [];
-  private closing: Promise<void> | undefined;
+  private closingPromise: Promise<void> | undefined;
 
   private constructor(
     readonly dir: string,
@@ -43,8 +43,18 @@ export class BenchEnv {
     return new BenchEnv(dir, server);
   }
 
-  /** Register a cleanup; they run last-registered first. */
+  /** The signal that interrupted the run (cleanup under way), if one did. */
+  interrupted: NodeJS.Signals | undefined;
+
+  /** True once close() began: nothing new may start (its cleanup would not run). */
+  get closing(): boolean {
+    return this.closingPromise !== undefined;
+  }
+
+  /** Register a cleanup; they run last-registered first. Throws once close() began. */
   defer(fn: () => Promise<void> | void): void {
+    if (this.closing)
+      throw new Error(`environment closing${this.interrupted ? ` (${this.interrupted})` : ""}`);
     this.cleanups.push(fn);
   }
 
@@ -107,7 +117,7 @@ export class BenchEnv {
 
   /** Run the cleanups, stop PostgreSQL, remove the temp dir. Safe to call twice. */
   close(): Promise<void> {
-    this.closing ??= (async () => {
+    this.closingPromise ??= (async () => {
       for (const fn of this.cleanups.splice(0).reverse()) {
         try {
           await fn();
@@ -118,27 +128,46 @@ export class BenchEnv {
       await this.pg.stop().catch((err: Error) => console.error(`bench: stopping PostgreSQL: ${err.message}`));
       await rm(this.dir, { recursive: true, force: true });
     })();
-    return this.closing;
+    return this.closingPromise;
   }
 }
 
 /**
  * Run `fn` in a fresh environment and always clean up, also on SIGINT/SIGTERM (then exit with
- * 128 + signal number).
+ * 128 + signal number), including a signal while PostgreSQL is still starting. After a signal
+ * `env.interrupted` is set and `env.defer` throws, so `fn` starts nothing more.
  */
 export async function withEnv<T>(
   label: string,
   fn: (env: BenchEnv) => Promise<T>,
   settings?: Record<string, string>,
 ): Promise<T> {
-  const env = await BenchEnv.create(label, settings);
-  console.error(`bench: PostgreSQL on port ${env.pg.port}, temp dir ${env.dir}`);
+  let env: BenchEnv | undefined;
+  let signalled: NodeJS.Signals | undefined;
+  const exitCode = (signal: NodeJS.Signals) => (signal === "SIGINT" ? 130 : 143);
   const onSignal = (signal: NodeJS.Signals) => {
+    if (signalled !== undefined) return;
+    signalled = signal;
     console.error(`\nbench: ${signal}: cleaning up`);
-    void env.close().finally(() => process.exit(signal === "SIGINT" ? 130 : 143));
+    if (env === undefined) return; // still starting: cleaned up below once create() settles
+    env.interrupted = signal;
+    void env.close().finally(() => process.exit(exitCode(signal)));
   };
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
+  try {
+    env = await BenchEnv.create(label, settings);
+  } catch (err) {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+    throw err;
+  }
+  if (signalled !== undefined) {
+    env.interrupted = signalled;
+    await env.close();
+    process.exit(exitCode(signalled));
+  }
+  console.error(`bench: PostgreSQL on port ${env.pg.port}, temp dir ${env.dir}`);
   try {
     return await fn(env);
   } finally {

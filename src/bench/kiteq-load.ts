@@ -49,6 +49,21 @@ export async function connectMany(
   );
 }
 
+/**
+ * Open `n` connections as `groupId` spread round-robin over `ports` (connection i on node
+ * i mod ports.length), so the caller can tell a connection's node from its index.
+ */
+export async function connectSpread(
+  ports: readonly number[],
+  n: number,
+  groupId = PRODUCER_GROUP,
+): Promise<KiteqConnection[]> {
+  const perPort = await Promise.all(
+    ports.map((port, p) => connectMany(port, Math.ceil(Math.max(0, n - p) / ports.length), groupId)),
+  );
+  return Array.from({ length: n }, (_, i) => perPort[i % ports.length]![Math.floor(i / ports.length)]!);
+}
+
 /** Publish one bench message and throw unless the broker stored it. */
 export async function publishBench(
   conn: KiteqConnection,

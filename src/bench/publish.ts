@@ -2,14 +2,23 @@
  * `bench publish`: acked publishes per second and ack latency of one broker (child process) on an
  * embedded PostgreSQL (fsync on): flat out at 1, 4 and 16 connections with a window of in-flight
  * publishes each, then a fixed offered rate paced on a timer (latency from the scheduled send time).
+ * With `--nodes 1,2,3` all of it runs once per node count, N brokers on the same PostgreSQL and
+ * the connections spread round-robin over them (nodes.ts).
  */
 import path from "node:path";
 import type { KiteqConnection } from "../client/connection.js";
-import { startBrokerChild } from "./broker-child.js";
 import { flatOut, paced } from "./drivers.js";
 import { withEnv } from "./environment.js";
 import { intList, parseSuiteFlags } from "./flags.js";
-import { closeAll, connectMany, publishBench } from "./kiteq-load.js";
+import { closeAll, connectSpread, publishBench } from "./kiteq-load.js";
+import {
+  maxPeakRssKb,
+  NODES_FLAG,
+  type NodeRss,
+  nodeCounts as parseNodeCounts,
+  printPeakRss,
+  startBrokerNodes,
+} from "./nodes.js";
 import { machineInfo, Progress, printTable, resultPath, timestamp, verdict, writeResult } from "./output.js";
 import { type LatencySummary, nowMs, round, Samples } from "./stats.js";
 import { COMMON_FLAGS, type Suite } from "./suite.js";
@@ -21,6 +30,7 @@ const FLAGS = {
   "warmup-seconds": { default: 2, help: "unmeasured seconds before each run" },
   rate: { default: 5000, help: "offered publishes per second of the fixed-rate run (0 skips it)" },
   "rate-connections": { default: 16, help: "connections of the fixed-rate run" },
+  ...NODES_FLAG,
   ...COMMON_FLAGS,
 } as const;
 
@@ -28,14 +38,21 @@ const FLAGS = {
 const TARGET_ACKED_PER_SEC_16 = 30_000;
 const TARGET_P99_MS_AT_RATE = 10;
 const TOPIC = "bench-publish";
+/** Exit status of a run cut short by SIGINT/SIGTERM (withEnv exits with it anyway). */
+const INTERRUPTED = 130;
 
 interface FlatFigures {
+  nodes: number;
   connections: number;
   window: number;
   ackedPerSec: number;
+  /** Acked publishes per second through each node's connections (node 1 first). */
+  ackedPerSecByNode: number[];
   failed: number;
   latencyMs: LatencySummary;
 }
+
+type FixedFigures = Awaited<ReturnType<typeof fixedRateRun>>;
 
 export const publishSuite: Suite = {
   name: "publish",
@@ -44,38 +61,48 @@ export const publishSuite: Suite = {
   async run(argv) {
     const f = parseSuiteFlags(argv, FLAGS);
     const connectionCounts = intList("connections", f.connections);
+    const counts = parseNodeCounts(f.nodes);
     const warmupMs = f["warmup-seconds"] * 1000;
     const durationMs = f.seconds * 1000;
     const progress = new Progress();
     return withEnv("publish", async (env) => {
       const { url } = await env.kiteqDatabase("bench_publish");
-      const broker = await startBrokerChild({ dbUrl: url, dataDir: path.join(env.dir, "broker") });
-      env.defer(() => broker.stop());
-      progress.note(
-        `broker pid ${broker.pid} on 127.0.0.1:${broker.port}, PostgreSQL on port ${env.pg.port}`,
-      );
-
       const flat: FlatFigures[] = [];
-      for (const n of connectionCounts) {
-        const conns = await connectMany(broker.port, n);
-        try {
-          progress.timed(`flat out, ${n} connection(s)`, warmupMs + durationMs);
-          flat.push(await flatRun(conns, f.window, warmupMs, durationMs, f["body-size"]));
-        } finally {
-          progress.end();
-          closeAll(conns);
+      const fixed: FixedFigures[] = [];
+      const rss: NodeRss[] = [];
+      for (const nodes of counts) {
+        if (env.interrupted) return INTERRUPTED;
+        const cluster = await startBrokerNodes(env, { dbUrl: url, count: nodes, label: "broker" });
+        const ports = cluster.ports;
+        progress.note(
+          `${nodes} broker node(s): pid ${cluster.brokers.map((b) => b.pid).join(", ")} on 127.0.0.1:${ports.join(", ")}, PostgreSQL on port ${env.pg.port}`,
+        );
+        for (const n of connectionCounts) {
+          if (env.interrupted) break;
+          if (n < nodes) progress.note(`${n} connection(s) on ${nodes} nodes: some nodes get no publishes`);
+          const conns = await connectSpread(ports, n);
+          try {
+            progress.timed(`${nodes} node(s), flat out, ${n} connection(s)`, warmupMs + durationMs);
+            flat.push(await flatRun(conns, nodes, f.window, warmupMs, durationMs, f["body-size"]));
+          } finally {
+            progress.end();
+            closeAll(conns);
+          }
         }
+        if (f.rate > 0 && !env.interrupted)
+          fixed.push(await fixedRateRun(ports, f, warmupMs, durationMs, progress));
+        progress.end();
+        rss.push(...cluster.peakRss());
+        await cluster.stop();
       }
+      // Interrupted: the figures are cut short, nothing is reported.
+      if (env.interrupted) return INTERRUPTED;
 
-      const fixed =
-        f.rate > 0 ? await fixedRateRun(broker.port, f, warmupMs, durationMs, progress) : undefined;
-      progress.end();
-
-      const peakRssKb = broker.peakRssKb();
       printTable(
         "publish, flat out (acked publishes per second; ack latency in ms)",
-        ["connections", "window", "acked/s", "p50 ms", "p99 ms", "max ms", "failed", "target"],
+        ["nodes", "connections", "window", "acked/s", "p50 ms", "p99 ms", "max ms", "failed", "target"],
         flat.map((r) => [
+          r.nodes,
           r.connections,
           r.window,
           r.ackedPerSec,
@@ -88,27 +115,25 @@ export const publishSuite: Suite = {
             : "",
         ]),
       );
-      if (fixed) {
+      if (fixed.length > 0) {
         printTable(
           "publish, fixed offered rate (latency from the scheduled send time, ms)",
-          ["offered/s", "connections", "acked/s", "p50 ms", "p99 ms", "max ms", "failed", "target"],
-          [
-            [
-              fixed.offeredPerSec,
-              fixed.connections,
-              fixed.ackedPerSec,
-              fixed.latencyMs.p50,
-              fixed.latencyMs.p99,
-              fixed.latencyMs.max,
-              fixed.failed,
-              `p99 <= ${TARGET_P99_MS_AT_RATE} ms ${verdict(fixed.latencyMs.p99 <= TARGET_P99_MS_AT_RATE)}`,
-            ],
-          ],
+          ["nodes", "offered/s", "connections", "acked/s", "p50 ms", "p99 ms", "max ms", "failed", "target"],
+          fixed.map((x) => [
+            x.nodes,
+            x.offeredPerSec,
+            x.connections,
+            x.ackedPerSec,
+            x.latencyMs.p50,
+            x.latencyMs.p99,
+            x.latencyMs.max,
+            x.failed,
+            `p99 <= ${TARGET_P99_MS_AT_RATE} ms ${verdict(x.latencyMs.p99 <= TARGET_P99_MS_AT_RATE)}`,
+          ]),
         );
       }
-      console.log(
-        `\nbroker peak RSS: ${peakRssKb === undefined ? "?" : `${Math.round(peakRssKb / 1024)} MiB`}`,
-      );
+      console.log("");
+      printPeakRss(rss);
       const stamp = timestamp();
       const file = await writeResult(
         resultPath(f.out, "publish", stamp, "json"),
@@ -120,16 +145,20 @@ export const publishSuite: Suite = {
             postgres: await env.describeSettings(),
             flags: f,
             targets: { ackedPerSecAt16: TARGET_ACKED_PER_SEC_16, p99MsAtRate: TARGET_P99_MS_AT_RATE },
+            nodeCounts: counts,
             flat,
-            fixedRate: fixed ?? null,
-            brokerPeakRssKb: peakRssKb ?? null,
+            // One entry per node count (empty with --rate 0).
+            fixedRate: fixed,
+            brokers: rss,
+            // The highest of all brokers' peak RSS.
+            brokerPeakRssKb: maxPeakRssKb(rss),
           },
           null,
           2,
         )}\n`,
       );
       console.log(`results: ${path.relative(process.cwd(), file)}`);
-      return flat.some((r) => r.failed > 0) || (fixed?.failed ?? 0) > 0 ? 1 : 0;
+      return flat.some((r) => r.failed > 0) || fixed.some((x) => x.failed > 0) ? 1 : 0;
     });
   },
 };
@@ -137,6 +166,7 @@ export const publishSuite: Suite = {
 /** Flat out over `conns` with `window` publishes in flight each; acks completing in the window count. */
 async function flatRun(
   conns: KiteqConnection[],
+  nodes: number,
   window: number,
   warmupMs: number,
   durationMs: number,
@@ -146,19 +176,24 @@ async function flatRun(
   const to = from + durationMs;
   const latency = new Samples();
   let acked = 0;
+  const byNode = new Array<number>(nodes).fill(0);
   const result = await flatOut(conns.length * window, to, async (k, i) => {
     const sentAt = nowMs();
+    // Connection c is on node c mod nodes (connectSpread).
     await publishBench(conns[k % conns.length]!, TOPIC, bodySize, sentAt, i);
     const at = nowMs();
     if (at >= from && at <= to) {
       acked++;
+      byNode[(k % conns.length) % nodes]!++;
       latency.add(at - sentAt);
     }
   });
   return {
+    nodes,
     connections: conns.length,
     window,
     ackedPerSec: round(acked / (durationMs / 1000), 0),
+    ackedPerSecByNode: byNode.map((a) => round(a / (durationMs / 1000), 0)),
     failed: result.failed,
     latencyMs: latency.summary(),
   };
@@ -166,19 +201,19 @@ async function flatRun(
 
 /** The fixed offered rate run; samples scheduled during the warm-up are not counted. */
 async function fixedRateRun(
-  port: number,
+  ports: readonly number[],
   f: { rate: number; "rate-connections": number; "body-size": number },
   warmupMs: number,
   durationMs: number,
   progress: Progress,
 ) {
-  const conns = await connectMany(port, f["rate-connections"]);
+  const conns = await connectSpread(ports, f["rate-connections"]);
   try {
     const latency = new Samples();
     let first = Number.NaN;
     let counted = 0;
     progress.track(
-      `fixed rate ${f.rate}/s`,
+      `${ports.length} node(s), fixed rate ${f.rate}/s`,
       Math.floor((f.rate * (warmupMs + durationMs)) / 1000),
       () => counted,
     );
@@ -189,6 +224,7 @@ async function fixedRateRun(
       if (at >= first + warmupMs) latency.add(nowMs() - at);
     });
     return {
+      nodes: ports.length,
       offeredPerSec: f.rate,
       connections: conns.length,
       ackedPerSec: round(latency.count / (durationMs / 1000), 0),
