@@ -1,9 +1,8 @@
 /**
  * Drizzle schema of the working tables that drizzle-kit manages (`npm run db:generate`).
  * The history tables (messages, message_events) are range-partitioned, which drizzle-kit cannot
- * express: they are created by a custom migration and described for queries in history-schema.ts.
+ * express: they are created by a custom migration (migrations/0001_history_partitioned.sql).
  */
-import { sql } from "drizzle-orm";
 import {
   bigint,
   boolean,
@@ -45,9 +44,10 @@ export const deliveries = pgTable(
   },
   (t) => [
     primaryKey({ columns: [t.messagePk, t.groupId] }),
+    // Only the claim index: every other index on this churning table costs each insert, and a
+    // claim (claimed_by, lease_until, claim_epoch) stays a HOT update. The expiry sweep and the
+    // release of a dead node's claims scan the table, which holds only what is still owed.
     index("deliveries_due_idx").on(t.groupId, t.nextAttemptAt),
-    index("deliveries_expires_idx").on(t.expiresAt),
-    index("deliveries_claimed_by_idx").on(t.claimedBy).where(sql`${t.claimedBy} IS NOT NULL`),
   ],
 );
 
