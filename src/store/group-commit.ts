@@ -13,6 +13,12 @@ export interface GroupCommitOptions<T, R> {
   maxBatch: number;
   /** Batches written at once (each on its own connection). */
   concurrency: number;
+  /**
+   * How long a batch that is not full waits for more items before it is written (ms; default 0:
+   * as soon as a slot is free). For writes nobody waits on (acks), a few ms turn many small
+   * transactions into few large ones.
+   */
+  windowMs?: number;
   /** Write one batch; return one result per item, in order. A throw fails every item. */
   write(items: T[]): Promise<R[]>;
 }
@@ -56,10 +62,13 @@ export class GroupCommitter<T, R> {
   private schedule(): void {
     if (this.scheduled || this.inFlight >= this.options.concurrency || this.queue.length === 0) return;
     this.scheduled = true;
-    setImmediate(() => {
+    const run = () => {
       this.scheduled = false;
       while (this.inFlight < this.options.concurrency && this.queue.length > 0) this.startBatch();
-    });
+    };
+    const windowMs = this.options.windowMs ?? 0;
+    if (windowMs > 0 && this.queue.length < this.options.maxBatch) setTimeout(run, windowMs);
+    else setImmediate(run);
   }
 
   private startBatch(): void {
