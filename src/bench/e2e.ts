@@ -241,9 +241,38 @@ async function runGroups(
         );
       }
     }
-    // Flat out.
     const warmupMs = f["warmup-seconds"] * 1000;
     const durationMs = f.seconds * 1000;
+    // The fixed-rate (latency) run goes first, on a system in steady state: after the flat-out
+    // run the database is busy vacuuming its backlog for a while, which is not what a steady
+    // producer at that rate would see.
+    let fixedRate: GroupRun["fixedRate"] = null;
+    if (f.rate > 0) {
+      // Fixed offered rate: latency from the scheduled send time, after the warm-up.
+      const rateProducers = await connectSpread(ports, f["rate-connections"]);
+      const rateStart = nowMs();
+      seen = new Seen(g, nodes, { from: 0, to: 0 }, rateStart + warmupMs);
+      let sent = 0;
+      progress.timed(`${label}, ${f.rate}/s offered`, warmupMs + durationMs);
+      const fixed = await paced(f.rate, warmupMs + durationMs, async (i, at) => {
+        await publishBench(rateProducers[i % rateProducers.length]!, topic(g), f["body-size"], at, i);
+        sent++;
+      }).finally(() => {
+        progress.end();
+        closeAll(rateProducers);
+      });
+      const rateDrain = await drain(pool, seen, sent, f["drain-seconds"], progress, label);
+      fixedRate = {
+        offeredPerSec: f.rate,
+        deliverLatencyMs: seen.latency.summary(),
+        drainSeconds: rateDrain,
+        deliveredByNode: [...seen.byNode],
+        duplicates: seen.duplicates,
+        failed: fixed.failed + (rateDrain < 0 ? 1 : 0),
+      };
+    }
+
+    // Flat out.
     const from = nowMs() + warmupMs;
     const window = { from, to: from + durationMs };
     seen = new Seen(g, nodes, window);
@@ -280,34 +309,7 @@ async function runGroups(
       duplicates: seen.duplicates,
       failed: flat.failed + (flatDrain < 0 ? 1 : 0),
     };
-    const run = { nodes, groups: g, consumersPerGroup: nodes, flat: flatFigures };
-    if (f.rate <= 0) return { ...run, fixedRate: null };
-
-    // Fixed offered rate: latency from the scheduled send time, after the warm-up.
-    const rateProducers = await connectSpread(ports, f["rate-connections"]);
-    const rateStart = nowMs();
-    seen = new Seen(g, nodes, { from: 0, to: 0 }, rateStart + warmupMs);
-    let sent = 0;
-    progress.timed(`${label}, ${f.rate}/s offered`, warmupMs + durationMs);
-    const fixed = await paced(f.rate, warmupMs + durationMs, async (i, at) => {
-      await publishBench(rateProducers[i % rateProducers.length]!, topic(g), f["body-size"], at, i);
-      sent++;
-    }).finally(() => {
-      progress.end();
-      closeAll(rateProducers);
-    });
-    const rateDrain = await drain(pool, seen, sent, f["drain-seconds"], progress, label);
-    return {
-      ...run,
-      fixedRate: {
-        offeredPerSec: f.rate,
-        deliverLatencyMs: seen.latency.summary(),
-        drainSeconds: rateDrain,
-        deliveredByNode: [...seen.byNode],
-        duplicates: seen.duplicates,
-        failed: fixed.failed + (rateDrain < 0 ? 1 : 0),
-      },
-    };
+    return { nodes, groups: g, consumersPerGroup: nodes, flat: flatFigures, fixedRate };
   } finally {
     closeAll(consumers);
   }
