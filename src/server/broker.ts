@@ -22,6 +22,8 @@ import { ProtocolServer } from "./server.js";
 import type { SessionHandler } from "./session.js";
 
 const HOUR = 3_600_000;
+/** Publish batches written at once: one fills while the other commits. */
+const PUBLISH_CONCURRENCY = 2;
 
 /** A running broker node. */
 export class Broker {
@@ -43,6 +45,7 @@ export class Broker {
     private readonly log: Logger,
     readonly pool: pg.Pool,
     readonly databaseUrl: string,
+    private readonly publishPool: pg.Pool,
   ) {
     this.claimer = `${config.nodeId}/${Date.now().toString(36)}`;
     this.dispatcher = new Dispatcher({
@@ -80,8 +83,18 @@ export class Broker {
       url = embedded.url("kiteq");
     }
     const pool = createPool(url, { max: 10, name: `kiteq-pg ${config.nodeId}` });
-    const broker = new Broker(config, log, pool, url);
-    broker.cleanups.push(() => pool.end());
+    // Publishes get connections of their own (one per concurrent batch) with generic plans: the
+    // batch insert's plan never depends on its values, and planning it each time cost ~20%.
+    const publishPool = createPool(url, {
+      max: PUBLISH_CONCURRENCY,
+      name: `kiteq-pg ${config.nodeId} publish`,
+      settings: { plan_cache_mode: "force_generic_plan" },
+    });
+    const broker = new Broker(config, log, pool, url, publishPool);
+    broker.cleanups.push(
+      () => pool.end(),
+      () => publishPool.end(),
+    );
     if (embedded) broker.cleanups.push(() => embedded.stop());
     try {
       await broker.open();
@@ -200,7 +213,7 @@ export class Broker {
   }
 
   private createPublisher(): Publisher {
-    const { config, pool } = this;
+    const { config, publishPool } = this;
     const topics = new Set(config.topics);
     const permits =
       config.receivePermitsPerSecond > 0
@@ -217,14 +230,14 @@ export class Broker {
       },
       (records) => {
         const now = new Date();
-        return insertPublishBatch(pool, records, {
+        return insertPublishBatch(publishPool, records, {
           now,
           nodeId: config.nodeId,
           leaseUntil: new Date(now.getTime() + config.leaseSeconds * 1000),
           firstTxCheckAt: new Date(now.getTime() + config.txCheck.firstCheckSeconds * 1000),
         });
       },
-      { maxBatch: config.batch.maxMessages, concurrency: 2 },
+      { maxBatch: config.batch.maxMessages, concurrency: PUBLISH_CONCURRENCY },
       this.log.child({ component: "publish" }),
     );
   }

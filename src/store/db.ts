@@ -25,14 +25,20 @@ const types = {
 };
 
 /** A pool on `url` with the settings every broker statement expects (UTC). */
-export function createPool(url: string, options: { max?: number; name?: string } = {}): pg.Pool {
+export function createPool(
+  url: string,
+  options: { max?: number; name?: string; settings?: Record<string, string> } = {},
+): pg.Pool {
+  const extra = Object.entries(options.settings ?? {})
+    .map(([k, v]) => ` -c ${k}=${v}`)
+    .join("");
   const pool = new pg.Pool({
     connectionString: url,
     max: options.max ?? 8,
     idleTimeoutMillis: 30_000,
     connectionTimeoutMillis: 10_000,
     application_name: options.name ?? "kiteq-pg",
-    options: "-c timezone=UTC",
+    options: `-c timezone=UTC${extra}`,
     types,
   });
   // An idle client that errors (server restart) must not crash the process: the pool drops it.
