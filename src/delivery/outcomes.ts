@@ -39,17 +39,18 @@ export class OutcomeWriter {
         await write(items);
         return items.map(() => undefined);
       };
-    // Nobody waits on an ack's write (the consumer is already answered): collect for a few ms.
+    // Nobody waits on an ack's write (the consumer is already answered): collect for up to
+    // 20 ms, so a busy node writes a few large transactions instead of many small ones.
     this.acks = new GroupCommitter({
       maxBatch: 2000,
       concurrency: 1,
-      windowMs: 5,
+      windowMs: 20,
       write: each((items: AckRecord[]) => ackDeliveries(pool, items, nodeId)),
     });
     this.nacks = new GroupCommitter({
       maxBatch: 1000,
       concurrency: 1,
-      windowMs: 5,
+      windowMs: 20,
       write: each((items: NackRecord[]) => nackDeliveries(pool, items, nodeId)),
     });
     this.releases = new GroupCommitter({
