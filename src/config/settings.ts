@@ -158,7 +158,7 @@ export function defaultSettings(): Omit<Settings, Optional> {
     topics: [],
     secrets: new Map(),
     batchMaxMessages: 1000,
-    batchWindowMs: 2,
+    batchWindowMs: 0,
     leaseSeconds: 30,
     idleTimeoutSeconds: 60,
     redelivery: DEFAULT_REDELIVERY.map((s) => ({ ...s })),

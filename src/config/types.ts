@@ -87,7 +87,11 @@ export interface BrokerConfig {
   readonly topics: readonly string[];
   /** Secret per groupId, checked at handshake; empty = any secret accepted (KiteQ's behaviour). */
   readonly secrets: ReadonlyMap<string, string>;
-  /** Publish group commit (default 1000 messages / 2 ms). */
+  /**
+   * Publish group commit (default 1000 messages, no window: a batch is written as soon as a writer
+   * is free, and batches grow with load because both writers are busy; measured, a 2 ms window
+   * only added latency).
+   */
   readonly batch: BatchConfig;
   /** How long a node's claim on a delivery lasts without renewal; default 30 s. */
   readonly leaseSeconds: number;

@@ -49,12 +49,13 @@ export class Publisher {
   constructor(
     private readonly hooks: PublishHooks,
     write: PublishWriter,
-    options: { maxBatch: number; concurrency: number },
+    options: { maxBatch: number; concurrency: number; windowMs?: number },
     private readonly log: Logger,
   ) {
     this.committer = new GroupCommitter<PublishRecord, PublishResult>({
       maxBatch: options.maxBatch,
       concurrency: options.concurrency,
+      windowMs: options.windowMs,
       write: async (records) => {
         let results: PublishResult[];
         try {

@@ -237,7 +237,11 @@ export class Broker {
           firstTxCheckAt: new Date(now.getTime() + config.txCheck.firstCheckSeconds * 1000),
         });
       },
-      { maxBatch: config.batch.maxMessages, concurrency: PUBLISH_CONCURRENCY },
+      {
+        maxBatch: config.batch.maxMessages,
+        concurrency: PUBLISH_CONCURRENCY,
+        windowMs: config.batch.windowMs,
+      },
       this.log.child({ component: "publish" }),
     );
   }

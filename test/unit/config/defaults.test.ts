@@ -17,7 +17,7 @@ describe("loadConfig defaults", () => {
       logLevel: "info",
       topics: [],
       secrets: [],
-      batch: { maxMessages: 1000, windowMs: 2 },
+      batch: { maxMessages: 1000, windowMs: 0 },
       leaseSeconds: 30,
       idleTimeoutSeconds: 60,
       redelivery: [
