@@ -21,8 +21,13 @@ const PASSWORD = "postgres";
 
 /** A running embedded PostgreSQL. */
 export interface EmbeddedPostgresServer {
-  /** postgres:// URL of the given database on it. */
+  /**
+   * postgres:// URL of the given database on it: over its Unix socket (a query round trip costs
+   * about 40% less than over loopback TCP) when the socket path fits, else over TCP.
+   */
   url(database: string): string;
+  /** postgres:// URL over loopback TCP (for tools that cannot use a socket path). */
+  tcpUrl(database: string): string;
   readonly port: number;
   stop(): Promise<void>;
 }
@@ -71,7 +76,10 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
   }
   await stopOrphanedServer(dataDir, logger);
   const port = options.port && options.port > 0 ? options.port : await freePort();
-  const settings = { ...DEFAULT_SETTINGS, ...options.settings };
+  // The socket lives in the data directory (only its owner and root can reach it); Unix socket
+  // paths are limited to about 107 bytes, beyond which TCP alone is used.
+  const socketDir = path.join(dataDir, `.s.PGSQL.${port}`).length <= 100 ? dataDir : undefined;
+  const settings = { ...DEFAULT_SETTINGS, unix_socket_directories: socketDir ?? "", ...options.settings };
   const args = ["-D", dataDir, "-p", String(port)];
   for (const [k, v] of Object.entries(settings)) args.push("-c", `${k}=${v}`);
   const binary = await postgresBinary();
@@ -90,7 +98,11 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
   let stopped = false;
   return {
     port,
-    url: (database) => `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/${database}`,
+    url: (database) =>
+      socketDir === undefined || settings.unix_socket_directories !== socketDir
+        ? `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/${database}`
+        : `postgres://${USER}:${PASSWORD}@${encodeURIComponent(socketDir)}:${port}/${database}`,
+    tcpUrl: (database) => `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/${database}`,
     async stop() {
       if (stopped) return;
       stopped = true;
