@@ -53,7 +53,16 @@ WITH due AS (
 SELECT c.message_pk, c.group_id, c.claim_epoch, c.attempts, c.deliver_limit, c.expires_at,
        m.message_id, m.topic, m.message_type, m.group_id AS publisher_group_id, m.created_at,
        m.properties, m.snappy, m.body_is_string, m.body
-  FROM claimed c JOIN messages m ON m.id = c.message_pk AND m.created_at = c.message_created_at
+  FROM claimed c
+  -- LATERAL ... LIMIT 1 keeps this an index lookup per claimed row (pruned to the message's
+  -- partition): planned as a join, the tiny estimate for the UPDATE's output made PostgreSQL hash
+  -- a sequential scan of the whole day's messages.
+  CROSS JOIN LATERAL (
+    SELECT message_id, topic, message_type, group_id, created_at, properties, snappy, body_is_string, body
+      FROM messages
+     WHERE id = c.message_pk AND created_at = c.message_created_at
+     LIMIT 1
+  ) m
  ORDER BY c.next_attempt_at`;
 
 /** Claim due deliveries (see CLAIM_DUE_DELIVERIES). */
