@@ -16,6 +16,7 @@ import { listBindings } from "../store/bindings.js";
 import { createPool, dropPartitionsBefore, ensurePartitions, runMigrations } from "../store/db.js";
 import { type EmbeddedPostgresServer, startEmbeddedPostgres } from "../store/embedded.js";
 import { insertPublishBatch } from "../store/messages.js";
+import { heartbeatNode, markNodeStopped, registerNode } from "../store/nodes.js";
 import { listenForWakeups, type WakeSource } from "../store/notifications.js";
 import { createTransactions, type Transactions } from "../tx/transactions.js";
 import { ProtocolServer } from "./server.js";
@@ -134,6 +135,17 @@ export class Broker {
     await this.transactions.start();
     const address = await this.server.listen(config.bind.host, config.bind.port);
     Object.assign(this.address, address);
+    await registerNode(pool, config.nodeId, `${address.host}:${address.port}`, new Date());
+    const heartbeat = setInterval(() => {
+      heartbeatNode(pool, config.nodeId, new Date()).catch((err: Error) =>
+        log.warn({ err: err.message, code: "KQ_STORE_FAILED" }, "node heartbeat not written"),
+      );
+    }, 10_000);
+    heartbeat.unref();
+    this.cleanups.unshift(async () => {
+      clearInterval(heartbeat);
+      await markNodeStopped(pool, config.nodeId, new Date());
+    });
     if (config.admin !== null) {
       const admin = await startAdminServer({
         host: config.admin.host,

@@ -17,6 +17,11 @@ describe("e2e: handshake and publish validation", () => {
   });
   afterAll(async () => {
     expect(await broker.stop()).toBe(0);
+    // The node recorded itself, and its clean stop.
+    const { rows } = await db.pool.query("SELECT address, stopped_at FROM nodes");
+    expect(rows).toHaveLength(1);
+    expect(rows[0].address).toBe(`127.0.0.1:${broker.port}`);
+    expect(rows[0].stopped_at).not.toBeNull();
     await db.drop();
   });
 
