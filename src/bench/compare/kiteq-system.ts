@@ -31,7 +31,8 @@ export class KiteqSystem implements SystemUnderTest {
       producerConnections: o.producerConnections,
       consumerConnections: 1,
       binding: "persistent, direct, watermark 6000 (the maximum)",
-      brokerFlags: "--recieve-permits-per-second 0 (otherwise defaults: publish batches of up to 1000, no batch window)",
+      brokerFlags:
+        "--recieve-permits-per-second 0 (otherwise defaults: publish batches of up to 1000, no batch window)",
       history: "full (received, delivered, acked rows)",
     };
   }
