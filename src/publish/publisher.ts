@@ -28,6 +28,9 @@ export interface PublishHooks {
   afterWrite(records: readonly PublishRecord[], results: readonly PublishResult[] | undefined): void;
 }
 
+/** Publishes accepted but not yet written, at most (a few seconds of full speed). */
+const MAX_PENDING_PUBLISHES = 50_000;
+
 /** Write one batch of records; throws on any database error. */
 export type PublishWriter = (records: PublishRecord[]) => Promise<PublishResult[]>;
 
@@ -94,6 +97,18 @@ export class Publisher {
         messageId,
         ErrorCode.RateLimited,
         "receive rate limit exceeded, retry later",
+      );
+      return;
+    }
+    // Back-pressure when the store falls behind (slow disk, database restarting): a bounded queue
+    // and a clear refusal, never unbounded memory.
+    if (this.committer.pending >= MAX_PENDING_PUBLISHES) {
+      this.refuse(
+        session,
+        opaque,
+        messageId,
+        ErrorCode.RateLimited,
+        "store busy: too many publishes waiting, retry later",
       );
       return;
     }
