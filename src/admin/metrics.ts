@@ -9,7 +9,7 @@ import type { DeliveryCounters } from "../delivery/dispatcher.js";
 import { toKiteqError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { PublishCounters } from "../publish/publisher.js";
-import { countOwedDeliveries } from "../store/history.js";
+import { countOwedDeliveries } from "../store/deliveries.js";
 
 /** Publish group-commit statistics (Publisher.batchStats). */
 export interface BatchStats {

@@ -8,7 +8,8 @@ import type pg from "pg";
 import type { Registry } from "prom-client";
 import { toKiteqError } from "../errors.js";
 import type { Logger } from "../log.js";
-import { messageHistory, pingStore } from "../store/history.js";
+import { pingStore } from "../store/db.js";
+import { messageHistory } from "../store/history.js";
 import { createMetrics, type MetricsSource } from "./metrics.js";
 
 /** Options of startAdminServer. */

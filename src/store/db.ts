@@ -102,3 +102,8 @@ export async function dropPartitionsBefore(pool: pg.Pool, before: Date): Promise
   for (const { name } of rows) await pool.query(`DROP TABLE IF EXISTS "${name}"`);
   return rows.map((r) => r.name);
 }
+
+/** The store answers (health check). Throws when it does not. */
+export async function pingStore(db: pg.Pool | pg.PoolClient): Promise<void> {
+  await db.query("SELECT 1");
+}

@@ -334,3 +334,14 @@ export async function redriveDelivery(
   });
   return (rowCount ?? 0) > 0;
 }
+
+/**
+ * Deliveries still owed, per subscriber group (a metrics gauge). Reads only the deliveries
+ * table, which holds what is owed and nothing else, through its (group_id, ...) index.
+ */
+export async function countOwedDeliveries(db: Queryable): Promise<Map<string, number>> {
+  const { rows } = await db.query<{ group_id: string; owed: number }>(
+    "SELECT group_id, count(*)::int8 AS owed FROM deliveries GROUP BY group_id",
+  );
+  return new Map(rows.map((r) => [r.group_id, r.owed]));
+}

@@ -178,19 +178,3 @@ export async function deadLetters(
     detail: r.detail,
   }));
 }
-
-/** The store answers (health check). Throws when it does not. */
-export async function pingStore(db: Queryable): Promise<void> {
-  await db.query("SELECT 1");
-}
-
-/**
- * Deliveries still owed, per subscriber group (a metrics gauge). Reads only the deliveries
- * table, which holds what is owed and nothing else, through its (group_id, ...) index.
- */
-export async function countOwedDeliveries(db: Queryable): Promise<Map<string, number>> {
-  const { rows } = await db.query<{ group_id: string; owed: number }>(
-    "SELECT group_id, count(*)::int8 AS owed FROM deliveries GROUP BY group_id",
-  );
-  return new Map(rows.map((r) => [r.group_id, r.owed]));
-}

@@ -1,19 +1,14 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ensurePartitions } from "../../src/store/db.js";
+import { ensurePartitions, pingStore } from "../../src/store/db.js";
 import {
   ackDeliveries,
   claimDueDeliveries,
+  countOwedDeliveries,
   nackDeliveries,
   redriveDelivery,
 } from "../../src/store/deliveries.js";
-import {
-  countOwedDeliveries,
-  deadLetters,
-  groupHistory,
-  messageHistory,
-  pingStore,
-} from "../../src/store/history.js";
+import { deadLetters, groupHistory, messageHistory } from "../../src/store/history.js";
 import { insertPublishBatch, type PublishRecord } from "../../src/store/messages.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
 
