@@ -7,7 +7,7 @@
 import type pg from "pg";
 import type { Binding } from "../binding/binding.js";
 import { BindingMatcher } from "../binding/matcher.js";
-import { toKiteqError } from "../errors.js";
+import { ErrorCode, toKiteqError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { CommandType } from "../protocol/commands.js";
 import {
@@ -361,7 +361,7 @@ export class Dispatcher {
         }
       } while (this.claimAgain && !this.stopped);
     } catch (err) {
-      const e = toKiteqError(err);
+      const e = toKiteqError(err, {}, ErrorCode.StoreFailed);
       this.o.log.error({ code: e.code, err: e.message }, "claiming deliveries failed, retrying");
       if (!this.stopped) this.scheduleWake(Date.now() + 1000);
     } finally {
@@ -508,7 +508,7 @@ export class Dispatcher {
         new Date(Date.now() + this.o.leaseMs),
       );
     } catch (err) {
-      const e = toKiteqError(err);
+      const e = toKiteqError(err, {}, ErrorCode.StoreFailed);
       this.o.log.error({ code: e.code, err: e.message }, "lease renewal failed");
     }
   }
@@ -522,7 +522,7 @@ export class Dispatcher {
         if (n < 1000) break;
       }
     } catch (err) {
-      const e = toKiteqError(err);
+      const e = toKiteqError(err, {}, ErrorCode.StoreFailed);
       this.o.log.error({ code: e.code, err: e.message }, "expiry sweep failed");
     }
   }

@@ -8,7 +8,7 @@ import { type AdminServer, startAdminServer } from "../admin/index.js";
 import type { BrokerConfig } from "../config/types.js";
 import { Dispatcher } from "../delivery/dispatcher.js";
 import { TokenBucket } from "../delivery/token-bucket.js";
-import { toKiteqError } from "../errors.js";
+import { ErrorCode, toKiteqError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { Publisher } from "../publish/publisher.js";
 import { type ClusterMembership, startCluster } from "../registry/cluster.js";
@@ -185,7 +185,7 @@ export class Broker {
     try {
       this.dispatcher.setBindings(await listBindings(this.pool));
     } catch (err) {
-      const e = toKiteqError(err);
+      const e = toKiteqError(err, {}, ErrorCode.StoreFailed);
       this.log.error(
         { code: e.code, err: e.message },
         "reloading bindings failed; keeping the previous ones",

@@ -9,7 +9,7 @@
  *    backoff and releases the claim. The answer arrives as a TX_ACK (TxAnswerApplier).
  */
 import { txCheckDelaySeconds } from "../config/schedule.js";
-import { toKiteqError } from "../errors.js";
+import { ErrorCode, toKiteqError } from "../errors.js";
 import { CommandType } from "../protocol/commands.js";
 import { encodeTxACKPacket, type Header, TxStatus } from "../protocol/messages.js";
 import {
@@ -90,7 +90,7 @@ export class TxChecker {
         await this.pass();
       } while (this.again && !this.stopped);
     } catch (err) {
-      const e = toKiteqError(err);
+      const e = toKiteqError(err, {}, ErrorCode.StoreFailed);
       this.deps.log.error({ code: e.code, err: e.message }, "transaction check pass failed, retrying");
       this.scheduleWake(Date.now() + 1000);
     }
