@@ -56,6 +56,12 @@ interface InFlight {
 }
 
 const CLAIM_BATCH = 1000;
+/** A late ack is honoured for this many delivery timeouts after the push timed out. */
+const LATE_ACK_WINDOW_FACTOR = 6;
+
+function timedOutKey(session: Session, opaque: number): string {
+  return `${session.id}:${opaque}`;
+}
 
 /** Counters exposed as metrics. */
 export interface DeliveryCounters {
@@ -89,6 +95,8 @@ export class Dispatcher {
   private readonly inFlight = new Map<Session, Map<number, InFlight>>();
   /** Everything this node holds a claim on, for lease renewal and release. */
   private readonly held = new Map<string, DeliveryJob>();
+  /** Pushes that timed out recently, by session and opaque, for late acks. */
+  private readonly timedOut = new Map<string, { job: DeliveryJob; pushedAt: number; forgetAt: number }>();
   private readonly outcomes: OutcomeWriter;
   private readonly timers: NodeJS.Timeout[] = [];
   private wakeTimer: NodeJS.Timeout | undefined;
@@ -113,7 +121,15 @@ export class Dispatcher {
     this.wake = wake;
     wake?.onDue(() => this.requestClaim());
     this.timers.push(setInterval(() => this.requestClaim(), this.o.pollMs));
-    this.timers.push(setInterval(() => void this.renewLeases(), Math.max(250, this.o.leaseMs / 3)));
+    this.timers.push(
+      setInterval(
+        () => {
+          void this.renewLeases();
+          this.forgetTimedOut(Date.now());
+        },
+        Math.max(250, this.o.leaseMs / 3),
+      ),
+    );
     this.timers.push(setInterval(() => void this.sweepExpired(), this.o.pollMs));
     for (const t of this.timers) t.unref();
   }
@@ -242,7 +258,25 @@ export class Dispatcher {
     const flights = this.inFlight.get(session);
     const f = flights?.get(opaque);
     if (f === undefined) {
-      // A fly message's ack, or an ack after the timeout (that attempt was already nacked).
+      const late = this.timedOut.get(timedOutKey(session, opaque));
+      if (late !== undefined && ack.status && late.job.header.messageId === ack.messageId) {
+        // Invariant 6: an ack that comes after its push timed out (and was nacked) still ends
+        // the delivery — the group did process the message — whoever holds it now.
+        this.timedOut.delete(timedOutKey(session, opaque));
+        this.counters.acked++;
+        this.outcomes.ack(
+          {
+            messagePk: late.job.messagePk,
+            groupId: late.job.groupId,
+            attempt: late.job.attempts + 1,
+            pushedAt: new Date(late.pushedAt),
+            ackedAt: new Date(),
+          },
+          () => undefined,
+        );
+        return;
+      }
+      // A fly message's ack, or a false answer after the timeout (that attempt was nacked).
       session.log.debug({ opaque, messageId: ack.messageId }, "ack for no push in flight, ignored");
       return;
     }
@@ -436,6 +470,12 @@ export class Dispatcher {
     f.group.inFlight--;
     this.counters.timeouts++;
     this.nack(f.job, f.pushedAt, `no ack within ${this.o.deliveryTimeoutMs} ms`);
+    // Remember it for a while: a late true ack still ends the delivery (see onDeliverAck).
+    this.timedOut.set(timedOutKey(session, opaque), {
+      job: f.job,
+      pushedAt: f.pushedAt,
+      forgetAt: Date.now() + LATE_ACK_WINDOW_FACTOR * this.o.deliveryTimeoutMs,
+    });
     this.pump(f.group);
   }
 
@@ -496,6 +536,10 @@ export class Dispatcher {
       this.requestClaim();
     }, at - Date.now());
     this.wakeTimer.unref();
+  }
+
+  private forgetTimedOut(now: number): void {
+    for (const [key, t] of this.timedOut) if (t.forgetAt <= now) this.timedOut.delete(key);
   }
 
   private async renewLeases(): Promise<void> {

@@ -58,6 +58,7 @@ describe("e2e: delivery over TCP", () => {
     await bind("g-exp", "exp", "e", BindType.Direct);
     await bind("g-late", "late", "l", BindType.Direct, true);
     await bind("g-np", "late", "l", BindType.Direct, false);
+    await bind("g-slowack", "slowack", "s", BindType.Direct);
     broker = await startBrokerProcess([
       "--db",
       db.url,
@@ -140,6 +141,27 @@ describe("e2e: delivery over TCP", () => {
     await waitFor(async () => (await kinds(id, "g-silent")).includes("acked"), 5000, "acked event");
     const rows = await history(id, "g-silent");
     expect(rows.find((r) => r.kind === "nacked")?.detail).toMatch(/no ack within 1000 ms/);
+  });
+
+  it("an ack that arrives after the push timed out still ends the delivery", async () => {
+    const c = await consumer("g-slowack", () => "ignore");
+    c.conn.onMessage((m) => {
+      c.received.push(m);
+      // The first push is answered true, but only after the 1 s delivery timeout; later pushes
+      // are never answered. Without honouring the late ack, pushes would go on to the limit.
+      return c.received.length === 1
+        ? new Promise<boolean>((r) => setTimeout(() => r(true), 1500))
+        : new Promise<boolean>(() => undefined);
+    });
+    const id = await publish("slowack", "s");
+    await waitFor(async () => (await kinds(id, "g-slowack")).includes("acked"), 10_000, "late ack recorded");
+    await new Promise((r) => setTimeout(r, 2500));
+    expect(c.ids()).toEqual([id, id]);
+    const { rows } = await db.pool.query(
+      "SELECT count(*)::int AS n FROM deliveries d JOIN messages m ON m.id = d.message_pk WHERE m.message_id = $1",
+      [id],
+    );
+    expect(rows[0].n).toBe(0);
   });
 
   it("deliverLimit 3 ends in dead_lettered, and a re-drive delivers it again", async () => {
