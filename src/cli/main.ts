@@ -17,6 +17,7 @@ import type { Command } from "./command.js";
 import { historyCommand } from "./history.js";
 import { processOutput } from "./output.js";
 import { redriveCommand } from "./redrive.js";
+import { replayCommand } from "./replay.js";
 import { migrateCommand, serveCommand } from "./serve.js";
 
 /** Every command, in the order of the help text. */
@@ -28,6 +29,7 @@ const COMMANDS: readonly Command[] = [
   bindListCommand,
   historyCommand,
   redriveCommand,
+  replayCommand,
   sendCommand,
   consumeCommand,
 ];

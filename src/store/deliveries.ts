@@ -345,3 +345,52 @@ export async function countOwedDeliveries(db: Queryable): Promise<Map<string, nu
   );
   return new Map(rows.map((r) => [r.group_id, r.owed]));
 }
+
+/**
+ * Replay: give `groupId` a fresh delivery of every committed message of `topic` stored in
+ * [since, until), with a `redriven` row each (detail: the reason). Messages the group still owes
+ * are left as they are. Returns how many deliveries were created.
+ */
+export async function replayRange(
+  db: Queryable,
+  args: {
+    topic: string;
+    groupId: string;
+    since: Date;
+    until: Date;
+    now: Date;
+    expiresAt: Date;
+    nodeId: string;
+    reason: string;
+  },
+): Promise<number> {
+  const { rows } = await db.query<{ n: number }>({
+    text: `WITH src AS (
+             SELECT m.id, m.created_at, m.topic, m.deliver_limit FROM messages m
+              WHERE m.topic = $1 AND m.stored_at >= $3 AND m.stored_at < $4
+                AND (m."commit" OR EXISTS (SELECT 1 FROM message_events e
+                                            WHERE e.message_pk = m.id AND e.kind = 'committed'))
+           ), ins AS (
+             INSERT INTO deliveries (message_pk, group_id, message_created_at, topic, next_attempt_at, expires_at,
+                                     deliver_limit)
+             SELECT id, $2, created_at, topic, $5, $6, deliver_limit FROM src
+             ON CONFLICT DO NOTHING
+             RETURNING message_pk
+           ), ev AS (
+             INSERT INTO message_events (message_pk, kind, at, group_id, node_id, detail)
+             SELECT message_pk, 'redriven', $5, $2, $7, $8 FROM ins
+           ), wake AS (SELECT pg_notify('kiteq_due', '') FROM (SELECT 1 FROM ins LIMIT 1) AS any_row)
+           SELECT count(*)::int AS n, (SELECT count(*) FROM wake) AS notified FROM ins`,
+    values: [
+      args.topic,
+      args.groupId,
+      args.since,
+      args.until,
+      args.now,
+      args.expiresAt,
+      args.nodeId,
+      args.reason,
+    ],
+  });
+  return rows[0]?.n ?? 0;
+}

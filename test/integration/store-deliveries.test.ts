@@ -8,6 +8,7 @@ import {
   nackDeliveries,
   releaseClaimsOf,
   renewLeases,
+  replayRange,
 } from "../../src/store/deliveries.js";
 import { insertPublishBatch, type PublishRecord } from "../../src/store/messages.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
@@ -125,5 +126,33 @@ describe("store: deliveries", () => {
     expect(await expireDeliveries(db.pool, at(2000), "n", 100)).toBe(1);
     const { rows } = await db.pool.query("SELECT kind FROM message_events WHERE group_id = 'e1'");
     expect(rows).toEqual([{ kind: "expired" }]);
+  });
+
+  it("replays a time range of a topic to a group: committed messages only, once while owed", async () => {
+    const recs = [
+      record([], { topic: "replay" }),
+      record([], { topic: "replay" }),
+      record([], { topic: "replay", commit: false }),
+      record([], { topic: "other" }),
+    ];
+    await publish(recs);
+    const args = {
+      topic: "replay",
+      groupId: "r1",
+      since: at(-1000),
+      until: at(1000),
+      now: at(5000),
+      expiresAt: at(3600_000),
+      nodeId: "cli",
+      reason: "test replay",
+    };
+    expect(await replayRange(db.pool, args)).toBe(2);
+    expect(await replayRange(db.pool, args)).toBe(0);
+    expect(await replayRange(db.pool, { ...args, since: at(1000), until: at(2000) })).toBe(0);
+    const { rows } = await db.pool.query(
+      "SELECT count(*)::int AS n FROM message_events WHERE group_id = 'r1' AND kind = 'redriven' AND detail = 'test replay'",
+    );
+    expect(rows[0].n).toBe(2);
+    expect(await claim(["r1"], [10], at(6000))).toHaveLength(2);
   });
 });
