@@ -332,6 +332,18 @@ describe("e2e: the kiteq-pg CLI", () => {
     expect(empty.stdout).toContain("0 of 0");
   });
 
+  it("replays a time range of a topic to a group", async () => {
+    await deadLetter("rp-other"); // topic "dlq": one stored message of the topic in the range
+    const before = await db.pool.query("SELECT count(*)::int AS n FROM messages WHERE topic = 'dlq'");
+    const replay = await withDb("replay", "--topic", "dlq", "--group", "rp", "--since", "1h");
+    expect(replay.code).toBe(0);
+    expect(replay.stdout).toContain(`${before.rows[0].n} message(s) of topic dlq replayed to group rp`);
+    const owed = await db.pool.query("SELECT count(*)::int AS n FROM deliveries WHERE group_id = 'rp'");
+    expect(owed.rows[0].n).toBe(before.rows[0].n);
+    const again = await withDb("replay", "--topic", "dlq", "--group", "rp", "--since", "1h");
+    expect(again.stdout).toContain("0 message(s) of topic dlq replayed to group rp");
+  });
+
   it("refuses to start the embedded PostgreSQL of a data dir that a running process holds", async () => {
     const base = path.join(ROOT, ".tmp");
     await mkdir(base, { recursive: true });
