@@ -11,28 +11,13 @@ import {
 import { deadLetters, groupHistory, messageHistory } from "../../src/store/history.js";
 import { insertPublishBatch, type PublishRecord } from "../../src/store/messages.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
+import { publishRecord } from "../support/records.js";
 
 const t0 = new Date("2026-11-26T10:00:00.000Z");
 const at = (ms: number) => new Date(t0.getTime() + ms);
 
-function record(groups: string[], over: Partial<PublishRecord> = {}): PublishRecord {
-  return {
-    messageId: randomBytes(16).toString("hex"),
-    topic: "trade",
-    messageType: "pay",
-    groupId: "producer",
-    commit: true,
-    expiresAt: at(3600_000),
-    deliverLimit: 100,
-    createdAt: t0,
-    properties: [{ key: "k", value: "v" }],
-    snappy: false,
-    bodyIsString: true,
-    body: Buffer.from("hello"),
-    deliveries: groups.map((groupId) => ({ groupId, claimedBy: null })),
-    ...over,
-  };
-}
+const record = (groups: string[], over: Partial<PublishRecord> = {}): PublishRecord =>
+  publishRecord(t0, groups, { groupId: "producer", properties: [{ key: "k", value: "v" }], ...over });
 
 describe("store: history queries", () => {
   let db: TestDatabase;
