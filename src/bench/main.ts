@@ -4,6 +4,7 @@
  * terminal and to bench-results/ as JSON. Figures from a busy machine are noise: measure on a
  * quiet one.
  */
+import { pathToFileURL } from "node:url";
 import { comparePeersSuite } from "./compare.js";
 import { e2eSuite } from "./e2e.js";
 import { describeFlags, UsageError } from "./flags.js";
@@ -23,7 +24,8 @@ function usage(): string {
   return lines.join("\n");
 }
 
-async function main(argv: string[]): Promise<number> {
+/** Run `bench <suite> [flags]` with `argv` (after "bench"); resolves with the exit code. */
+export async function runBench(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined || name === "--help" || name === "-h" || name === "help") {
     console.log(usage());
@@ -49,10 +51,17 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
-  (err: unknown) => {
-    console.error(`bench: FAILED: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
-    process.exit(1);
-  },
-);
+/** `npm run bench -- ...` runs this file; `kiteq-pg bench ...` imports runBench. */
+export function runBenchAndExit(argv: string[]): void {
+  runBench(argv).then(
+    (code) => process.exit(code),
+    (err: unknown) => {
+      console.error(`bench: FAILED: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+      process.exit(1);
+    },
+  );
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  runBenchAndExit(process.argv.slice(2));
+}

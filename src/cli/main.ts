@@ -44,6 +44,9 @@ const CONFIG_FLAGS = `config flags (every command): --db postgres://...  --data-
 function globalUsage(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));
   const lines = COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`);
+  lines.push(
+    `  ${"bench".padEnd(width)}  benchmarks: publish | e2e | compare (bench --help for their flags)`,
+  );
   return `usage: kiteq-pg <command> [flags]   (kiteq-pg <command> --help for its flags)\n\ncommands:\n${lines.join("\n")}\n\n${CONFIG_FLAGS}`;
 }
 
@@ -99,6 +102,11 @@ function commandLogger(command: Command, config: BrokerConfig, levelGiven: boole
 }
 
 async function main(argv: string[]): Promise<number> {
+  // `bench` takes the bench's own flags (it starts its own PostgreSQL and brokers): hand over.
+  if (argv[0] === "bench") {
+    const { runBench } = await import("../bench/main.js");
+    return runBench(argv.slice(1));
+  }
   let command: Command;
   let args: CommandArgs;
   let config: BrokerConfig;
