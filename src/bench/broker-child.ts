@@ -5,6 +5,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import path from "node:path";
+import { BROKER_NODE_FLAGS } from "../server/node-flags.js";
 import { freePort } from "../store/embedded.js";
 import { ROOT } from "./environment.js";
 import { peakRssKb } from "./stats.js";
@@ -62,7 +63,7 @@ export async function startBrokerChild(options: {
   ];
   const child: ChildProcess = spawn(
     process.execPath,
-    ["--import", "tsx", path.join(ROOT, "src/cli/main.ts"), "serve", ...args],
+    [...BROKER_NODE_FLAGS, "--import", "tsx", path.join(ROOT, "src/cli/main.ts"), "serve", ...args],
     {
       cwd: ROOT,
       env: { ...process.env, VITEST: undefined, KITEQ_LOG_LEVEL: undefined },

@@ -3,6 +3,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import path from "node:path";
+import { BROKER_NODE_FLAGS } from "../../src/server/node-flags.js";
 import { freePort } from "../../src/store/embedded.js";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
@@ -31,6 +32,7 @@ export async function startBrokerProcess(
   const child = spawn(
     process.execPath,
     [
+      ...BROKER_NODE_FLAGS,
       "--import",
       "tsx",
       path.join(ROOT, "src/cli/main.ts"),

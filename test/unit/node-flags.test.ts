@@ -1,0 +1,25 @@
+import { readFileSync } from "node:fs";
+import { describe, expect, it } from "vitest";
+import { BROKER_NODE_FLAGS } from "../../src/server/node-flags.js";
+
+const read = (file: string) => readFileSync(new URL(`../../${file}`, import.meta.url), "utf8");
+
+// The flags are repeated where no TypeScript constant can reach (npm scripts, the image, the
+// built CLI's shebang): they must not drift apart.
+describe("broker Node.js flags", () => {
+  it("npm start and npm run bench start node with them", () => {
+    const scripts = (JSON.parse(read("package.json")) as { scripts: Record<string, string> }).scripts;
+    for (const name of ["start", "bench"]) {
+      expect(scripts[name]).toContain(`node ${BROKER_NODE_FLAGS.join(" ")} --import tsx`);
+    }
+  });
+
+  it("the Docker image and the CLI's shebang use them", () => {
+    expect(read("Dockerfile")).toContain(
+      `ENTRYPOINT ["node", ${BROKER_NODE_FLAGS.map((f) => `"${f}"`).join(", ")},`,
+    );
+    expect(read("src/cli/main.ts").split("\n")[0]).toBe(
+      `#!/usr/bin/env -S node ${BROKER_NODE_FLAGS.join(" ")}`,
+    );
+  });
+});
