@@ -21,7 +21,7 @@ import type { Session } from "../server/session.js";
 import { claimDueDeliveries, expireDeliveries, releaseClaimsOf, renewLeases } from "../store/deliveries.js";
 import type { PublishRecord, PublishResult } from "../store/messages.js";
 import type { WakeSource } from "../store/notifications.js";
-import { type DeliveryJob, jobFromClaim, jobFromPublish, jobKey } from "./job.js";
+import { type DeliveryJob, jobFromClaim, jobKey, jobsFromPublish, type WireCache } from "./job.js";
 import { LocalGroup } from "./local-group.js";
 import { OutcomeWriter } from "./outcomes.js";
 import { type RedeliveryStep, redeliveryDelayMs } from "./schedule.js";
@@ -206,11 +206,12 @@ export class Dispatcher {
     for (let i = 0; i < records.length; i++) {
       const record = records[i]!;
       const pk = results?.[i]?.pk;
-      for (const d of record.deliveries) {
-        if (d.claimedBy !== this.o.claimer) continue;
-        if (pk === undefined) continue;
-        const g = this.groups.get(d.groupId);
-        const job = jobFromPublish(record, pk, d.groupId);
+      if (pk === undefined) continue;
+      const mine: string[] = [];
+      for (const d of record.deliveries) if (d.claimedBy === this.o.claimer) mine.push(d.groupId);
+      if (mine.length === 0) continue;
+      for (const job of jobsFromPublish(record, pk, mine)) {
+        const g = this.groups.get(job.groupId);
         this.counters.fastPath++;
         this.hold(job);
         if (g === undefined || g.sessions.length === 0) this.release(job);
@@ -443,23 +444,25 @@ export class Dispatcher {
 
   private push(g: LocalGroup, job: DeliveryJob, session: Session, now: number): void {
     const opaque = session.allocateOpaque();
-    this.send(session, job.header, job.body, job.isString, opaque);
+    this.send(session, job.header, job.body, job.isString, opaque, job.wire);
     this.counters.pushed++;
     g.inFlight++;
     const timer = setTimeout(() => this.onTimeout(session, opaque), this.o.deliveryTimeoutMs);
     this.inFlight.get(session)?.set(opaque, { job, group: g, pushedAt: now, timer });
   }
 
-  private send(session: Session, header: Header, body: Buffer, isString: boolean, opaque: number): void {
-    if (isString) {
-      session.send(
-        CommandType.STRING_MESSAGE,
-        opaque,
-        encodeStringMessage({ header, body: body.toString("utf8") }),
-      );
-    } else {
-      session.send(CommandType.BYTES_MESSAGE, opaque, encodeBytesMessage({ header, body }));
-    }
+  private send(
+    session: Session,
+    header: Header,
+    body: Buffer,
+    isString: boolean,
+    opaque: number,
+    wire: WireCache = {},
+  ): void {
+    wire.bytes ??= isString
+      ? encodeStringMessage({ header, body: body.toString("utf8") })
+      : encodeBytesMessage({ header, body });
+    session.send(isString ? CommandType.STRING_MESSAGE : CommandType.BYTES_MESSAGE, opaque, wire.bytes);
   }
 
   private onTimeout(session: Session, opaque: number): void {

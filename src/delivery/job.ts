@@ -19,6 +19,13 @@ export interface DeliveryJob {
   readonly header: Header;
   readonly body: Buffer;
   readonly isString: boolean;
+  /** The encoded BYTES/STRING_MESSAGE body, shared by the jobs of one message (one encode per message, not per group). */
+  readonly wire: WireCache;
+}
+
+/** The protobuf encoding of a message as pushed, filled on first push. */
+export interface WireCache {
+  bytes?: Buffer;
 }
 
 /** Key of a (message, group) pair in maps. */
@@ -26,30 +33,44 @@ export function jobKey(messagePk: number, groupId: string): string {
   return `${messagePk}\u0000${groupId}`;
 }
 
-/** A job for a delivery pre-claimed at publish (local fast path): first attempt, epoch 1. */
-export function jobFromPublish(record: PublishRecord, pk: number, groupId: string): DeliveryJob {
-  return {
+/**
+ * The jobs for the deliveries of one stored message that this node pre-claimed at publish (local
+ * fast path): first attempt, epoch 1; one header and one wire encoding shared by all of them.
+ */
+export function jobsFromPublish(
+  record: PublishRecord,
+  pk: number,
+  groupIds: readonly string[],
+): DeliveryJob[] {
+  const header = publishedHeader(record);
+  const wire: WireCache = {};
+  return groupIds.map((groupId) => ({
     messagePk: pk,
     groupId,
     claimEpoch: 1,
     attempts: 0,
     deliverLimit: record.deliverLimit,
     expiresAtMs: record.expiresAt.getTime(),
-    header: {
-      messageId: record.messageId,
-      topic: record.topic,
-      messageType: record.messageType,
-      expiredTime: Math.floor(record.expiresAt.getTime() / 1000),
-      deliverLimit: record.deliverLimit,
-      groupId: record.groupId,
-      commit: true,
-      fly: false,
-      properties: record.properties,
-      createTime: Math.floor(record.createdAt.getTime() / 1000),
-      snappy: record.snappy,
-    },
+    header,
     body: record.body,
     isString: record.bodyIsString,
+    wire,
+  }));
+}
+
+function publishedHeader(record: PublishRecord): Header {
+  return {
+    messageId: record.messageId,
+    topic: record.topic,
+    messageType: record.messageType,
+    expiredTime: Math.floor(record.expiresAt.getTime() / 1000),
+    deliverLimit: record.deliverLimit,
+    groupId: record.groupId,
+    commit: true,
+    fly: false,
+    properties: record.properties,
+    createTime: Math.floor(record.createdAt.getTime() / 1000),
+    snappy: record.snappy,
   };
 }
 
@@ -77,5 +98,6 @@ export function jobFromClaim(c: ClaimedDelivery): DeliveryJob {
     },
     body: c.body,
     isString: c.bodyIsString,
+    wire: {},
   };
 }
