@@ -56,7 +56,6 @@ const FLAGS = {
   ...COMMON_FLAGS,
 } as const;
 
-const EXP_SERIES: string[] = [];
 const TARGET_FLAT_PER_SEC = 25_000;
 const TARGET_P99_MS = 15;
 /** Exit status of a run cut short by SIGINT/SIGTERM (withEnv exits with it anyway). */
@@ -276,13 +275,12 @@ async function runGroups(
       const fixed = await paced(f.rate, warmupMs + durationMs, async (i, at) => {
         if (at >= rateStart + warmupMs) sendLag.add(nowMs() - at);
         await publishBench(rateProducers[i % rateProducers.length]!, topic(g), f["body-size"], at, i);
-        if (at >= rateStart + warmupMs) { ackLatency.add(nowMs() - at); EXP_SERIES.push(`${at.toFixed(1)} ${(nowMs() - at).toFixed(2)}`); }
+        if (at >= rateStart + warmupMs) ackLatency.add(nowMs() - at);
         sent++;
       }).finally(() => {
         progress.end();
         closeAll(rateProducers);
       });
-      (await import("node:fs")).writeFileSync("/tmp/exp/series.txt", EXP_SERIES.join("\n"));
       const rateDrain = await drain(pool, seen, sent, f["drain-seconds"], progress, label);
       fixedRate = {
         offeredPerSec: f.rate,
