@@ -16,7 +16,7 @@ import type { KiteqConnection } from "../client/connection.js";
 import { measureClaim } from "./claim.js";
 import { flatOut, paced } from "./drivers.js";
 import { withEnv } from "./environment.js";
-import { intList, parseSuiteFlags } from "./flags.js";
+import { intList, parseSuiteFlags, UsageError } from "./flags.js";
 import { benchConsumer, bindBenchGroup, closeAll, connectSpread, publishBench } from "./kiteq-load.js";
 import {
   maxPeakRssKb,
@@ -158,6 +158,10 @@ export const e2eSuite: Suite = {
     const f = parseSuiteFlags(argv, FLAGS);
     const groupCounts = intList("groups", f.groups);
     const rateGroups = intList("rate-groups", f["rate-groups"]);
+    const stray = rateGroups.filter((g) => !groupCounts.includes(g));
+    if (stray.length > 0) {
+      throw new UsageError(`--rate-groups: ${stray.join(",")} not among --groups ${groupCounts.join(",")}`);
+    }
     const owed = intList("owed", f.owed);
     const counts = parseNodeCounts(f.nodes);
     const progress = new Progress();
@@ -178,9 +182,20 @@ export const e2eSuite: Suite = {
             `${f.connections} producer connection(s) on ${nodes} nodes: some nodes get no publishes`,
           );
         }
+        // Every fixed-rate (latency) run first, on a system in steady state; then the flat-out
+        // runs. A flat-out run leaves a backlog that the database goes on vacuuming for a while,
+        // which is not what a steady producer at the fixed rate would see.
+        const rated = new Map<number, GroupRun>();
+        for (const g of groupCounts) {
+          if (env.interrupted || f.rate <= 0 || !rateGroups.includes(g)) continue;
+          rated.set(g, await runGroups(cluster.ports, pool, g, f, "rate", progress));
+        }
         for (const g of groupCounts) {
           if (env.interrupted) break;
-          runs.push(await runGroups(cluster.ports, pool, g, f, rateGroups, progress));
+          const flat = f.flat > 0 ? await runGroups(cluster.ports, pool, g, f, "flat", progress) : undefined;
+          const rate = rated.get(g);
+          if (flat !== undefined) runs.push({ ...flat, fixedRate: rate?.fixedRate ?? null });
+          else if (rate !== undefined) runs.push(rate);
         }
         rss.push(...cluster.peakRss());
         await cluster.stop();
@@ -242,7 +257,7 @@ async function runGroups(
   pool: pg.Pool,
   g: number,
   f: E2eFlags,
-  rateGroups: readonly number[],
+  phase: "rate" | "flat",
   progress: Progress,
 ): Promise<GroupRun> {
   const nodes = ports.length;
@@ -259,11 +274,8 @@ async function runGroups(
     }
     const warmupMs = f["warmup-seconds"] * 1000;
     const durationMs = f.seconds * 1000;
-    // The fixed-rate (latency) run goes first, on a system in steady state: after the flat-out
-    // run the database is busy vacuuming its backlog for a while, which is not what a steady
-    // producer at that rate would see.
     let fixedRate: GroupRun["fixedRate"] = null;
-    if (f.rate > 0 && rateGroups.includes(g)) {
+    if (phase === "rate") {
       // Fixed offered rate: latency from the scheduled send time, after the warm-up.
       const rateProducers = await connectSpread(ports, f["rate-connections"]);
       const rateStart = nowMs();
@@ -294,7 +306,7 @@ async function runGroups(
       };
     }
 
-    if (f.flat === 0) return { nodes, groups: g, consumersPerGroup: nodes, flat: null, fixedRate };
+    if (phase === "rate") return { nodes, groups: g, consumersPerGroup: nodes, flat: null, fixedRate };
     // Flat out.
     const from = nowMs() + warmupMs;
     const window = { from, to: from + durationMs };
