@@ -19,6 +19,7 @@ import { insertPublishBatch } from "../store/messages.js";
 import { heartbeatNode, markNodeStopped, registerNode } from "../store/nodes.js";
 import { listenForWakeups, type WakeSource } from "../store/notifications.js";
 import { createTransactions, type Transactions } from "../tx/transactions.js";
+import { missingNodeFlags } from "./node-flags.js";
 import { ProtocolServer } from "./server.js";
 import type { SessionHandler } from "./session.js";
 
@@ -178,6 +179,13 @@ export class Broker {
       },
       "broker started",
     );
+    const missing = missingNodeFlags();
+    if (missing.length > 0) {
+      log.warn(
+        { missing },
+        "Node.js started without the broker's heap flags: expect more GC pauses and a higher p99 latency (see src/server/node-flags.ts)",
+      );
+    }
   }
 
   /** Re-read the bindings table into the delivery engine. */

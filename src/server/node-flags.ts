@@ -13,3 +13,9 @@ export const BROKER_NODE_FLAGS: readonly string[] = Object.freeze([
   "--initial-old-space-size=128",
   "--max-semi-space-size=32",
 ]);
+
+/** The BROKER_NODE_FLAGS this process was not started with (empty when all are there). */
+export function missingNodeFlags(execArgv: readonly string[] = process.execArgv): string[] {
+  const given = new Set(execArgv.map((a) => a.split("=")[0]));
+  return BROKER_NODE_FLAGS.filter((f) => !given.has(f.split("=")[0]!));
+}

@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { BROKER_NODE_FLAGS } from "../../src/server/node-flags.js";
+import { BROKER_NODE_FLAGS, missingNodeFlags } from "../../src/server/node-flags.js";
 
 const read = (file: string) => readFileSync(new URL(`../../${file}`, import.meta.url), "utf8");
 
@@ -21,5 +21,15 @@ describe("broker Node.js flags", () => {
     expect(read("src/cli/main.ts").split("\n")[0]).toBe(
       `#!/usr/bin/env -S node ${BROKER_NODE_FLAGS.join(" ")}`,
     );
+  });
+});
+
+describe("missingNodeFlags", () => {
+  it("names the flags absent from execArgv, whatever their values", () => {
+    expect(missingNodeFlags([])).toEqual([...BROKER_NODE_FLAGS]);
+    expect(missingNodeFlags(["--initial-old-space-size=512", "--max-semi-space-size=64"])).toEqual([]);
+    expect(missingNodeFlags(["--import", "tsx", "--max-semi-space-size=16"])).toEqual([
+      "--initial-old-space-size=128",
+    ]);
   });
 });
