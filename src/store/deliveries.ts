@@ -3,6 +3,7 @@
  * written with each change. Time is always a parameter.
  */
 import type pg from "pg";
+import { numberArray, textArray } from "./pg-arrays.js";
 
 type Queryable = pg.Pool | pg.PoolClient;
 
@@ -130,12 +131,12 @@ export async function ackDeliveries(
   const { rowCount } = await db.query({
     text: ACK_DELIVERIES,
     values: [
-      acks.map((a) => a.messagePk),
-      acks.map((a) => a.groupId),
-      acks.map((a) => a.attempt),
+      numberArray(acks.map((a) => a.messagePk)),
+      textArray(acks.map((a) => a.groupId)),
+      numberArray(acks.map((a) => a.attempt)),
       // Epoch seconds: formatting Dates for array parameters costs more than the statement.
-      acks.map((a) => a.pushedAt.getTime() / 1000),
-      acks.map((a) => a.ackedAt.getTime() / 1000),
+      numberArray(acks.map((a) => a.pushedAt.getTime() / 1000)),
+      numberArray(acks.map((a) => a.ackedAt.getTime() / 1000)),
       nodeId,
     ],
   });

@@ -2,6 +2,7 @@
  * Statements on the messages table (and what is written with a message in its transaction).
  */
 import type pg from "pg";
+import { boolArray, numberArray, textArray } from "./pg-arrays.js";
 
 /** A message to store, already validated and normalised (KiteQ's rules applied). */
 export interface PublishRecord {
@@ -143,27 +144,27 @@ export async function insertPublishBatch(
     name: "insert_publish_batch",
     text: INSERT_PUBLISH_BATCH,
     values: [
-      cols.messageId,
-      cols.topic,
-      cols.messageType,
-      cols.groupId,
-      cols.commit,
-      cols.expiresAt,
-      cols.deliverLimit,
-      cols.createdAt,
-      cols.properties,
-      cols.snappy,
-      cols.bodyIsString,
-      cols.bodyAt,
-      dMessageIds,
+      textArray(cols.messageId),
+      textArray(cols.topic),
+      textArray(cols.messageType),
+      textArray(cols.groupId),
+      boolArray(cols.commit),
+      numberArray(cols.expiresAt),
+      numberArray(cols.deliverLimit),
+      numberArray(cols.createdAt),
+      textArray(cols.properties),
+      boolArray(cols.snappy),
+      boolArray(cols.bodyIsString),
+      numberArray(cols.bodyAt),
+      textArray(dMessageIds),
       options.now,
       options.nodeId,
       options.leaseUntil,
       options.firstTxCheckAt,
-      dGroupIds,
-      dClaimedBy,
+      textArray(dGroupIds),
+      textArray(dClaimedBy),
       Buffer.concat(bodies, offset),
-      cols.bodyLength,
+      numberArray(cols.bodyLength),
     ],
   });
   const pkById = new Map<string, number>();
