@@ -25,7 +25,7 @@ import { type DeliveryJob, jobFromClaim, jobKey, jobsFromPublish, type WireCache
 import { LocalGroup } from "./local-group.js";
 import { OutcomeWriter } from "./outcomes.js";
 import { type RedeliveryStep, redeliveryDelayMs } from "./schedule.js";
-import { pickConnection } from "./warmup.js";
+import { pickConnection, warmupWeight } from "./warmup.js";
 
 /** Settings of a Dispatcher. */
 export interface DispatcherOptions {
@@ -431,6 +431,10 @@ export class Dispatcher {
   }
 
   private pick(g: LocalGroup, now: number): Session | undefined {
+    // One warm connection (the common case): what pickConnection would choose, without building
+    // its candidate list for every push.
+    const only = g.sessions.length === 1 ? g.sessions[0]! : undefined;
+    if (only !== undefined && warmupWeight(only.connectedAtMs, only.warmingupSec, now) >= 1) return only;
     return pickConnection(
       g.sessions.map((s) => ({
         conn: s,

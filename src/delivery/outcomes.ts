@@ -37,7 +37,7 @@ export class OutcomeWriter {
       <T>(write: (items: T[]) => Promise<unknown>) =>
       async (items: T[]) => {
         await write(items);
-        return items.map(() => undefined);
+        return items.map((): void => undefined);
       };
     // Nobody waits on an ack's write (the consumer is already answered): collect for a few ms,
     // so a busy node writes hundreds of acks per transaction instead of one. Not longer: at
@@ -94,7 +94,11 @@ export class OutcomeWriter {
     what: string,
     attempt: number,
   ): void {
-    committer.submit(item).then(done, (err: unknown) => {
+    committer.enqueue(item, (err: unknown) => {
+      if (err === undefined) {
+        done();
+        return;
+      }
       const e = toKiteqError(err, { messagePk: item.messagePk, groupId: item.groupId });
       if (attempt >= RETRIES) {
         this.log.error(

@@ -1,0 +1,82 @@
+import { describe, expect, it } from "vitest";
+import { GroupCommitter } from "../../../src/store/group-commit.js";
+
+/** A committer whose writes are held until released, recording each batch. */
+function held(concurrency = 1) {
+  const batches: number[][] = [];
+  const pending: { items: number[]; resolve: (r: string[]) => void; reject: (e: unknown) => void }[] = [];
+  const committer = new GroupCommitter<number, string>({
+    maxBatch: 3,
+    concurrency,
+    write: (items) =>
+      new Promise<string[]>((resolve, reject) => {
+        batches.push(items);
+        pending.push({ items, resolve, reject });
+      }),
+  });
+  const tick = () => new Promise((r) => setImmediate(r));
+  return { committer, batches, pending, tick };
+}
+
+describe("GroupCommitter", () => {
+  it("batches what arrives while a write is in flight, up to maxBatch, results in order", async () => {
+    const { committer, batches, pending, tick } = held();
+    const results = [1, 2, 3, 4, 5].map((n) => committer.submit(n));
+    await tick();
+    expect(batches).toEqual([[1, 2, 3]]);
+    pending[0]!.resolve(["a1", "a2", "a3"]);
+    await tick();
+    await tick();
+    expect(batches).toEqual([
+      [1, 2, 3],
+      [4, 5],
+    ]);
+    pending[1]!.resolve(["a4", "a5"]);
+    expect(await Promise.all(results)).toEqual(["a1", "a2", "a3", "a4", "a5"]);
+    expect(committer.stats).toEqual({ batches: 2, items: 5, failures: 0 });
+  });
+
+  it("a failed write fails every item of its batch, with a reason even when none was given", async () => {
+    const { committer, pending, tick } = held();
+    const seen: unknown[] = [];
+    committer.enqueue(1, (err) => seen.push(err));
+    const p = committer.submit(2);
+    await tick();
+    pending[0]!.reject(undefined);
+    await expect(p).rejects.toThrow("batch write failed");
+    expect(seen).toHaveLength(1);
+    expect(seen[0]).toBeInstanceOf(Error);
+    expect(committer.stats.failures).toBe(1);
+  });
+
+  it("a callback that throws does not keep the rest of its batch from hearing", async () => {
+    const { committer, pending, tick } = held();
+    const heard: number[] = [];
+    committer.enqueue(1, () => {
+      heard.push(1);
+      throw new Error("callback bug");
+    });
+    committer.enqueue(2, () => heard.push(2));
+    committer.enqueue(3, () => heard.push(3));
+    await tick();
+    const unhandled = new Promise<unknown>((resolve) => process.once("unhandledRejection", resolve));
+    pending[0]!.resolve(["x", "y", "z"]);
+    expect(((await unhandled) as Error).message).toBe("callback bug");
+    expect(heard).toEqual([1, 2, 3]);
+  });
+
+  it("drain waits for everything submitted", async () => {
+    const { committer, pending, tick } = held(2);
+    for (let n = 0; n < 5; n++) committer.enqueue(n, () => undefined);
+    await tick();
+    let drained = false;
+    const d = committer.drain().then(() => {
+      drained = true;
+    });
+    pending[0]!.resolve(["", "", ""]);
+    pending[1]!.resolve(["", ""]);
+    await d;
+    expect(drained).toBe(true);
+    expect(committer.pending).toBe(0);
+  });
+});
