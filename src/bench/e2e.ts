@@ -158,7 +158,6 @@ export const e2eSuite: Suite = {
     const f = parseSuiteFlags(argv, FLAGS);
     const groupCounts = intList("groups", f.groups);
     const rateGroups = intList("rate-groups", f["rate-groups"]);
-
     const owed = intList("owed", f.owed);
     const counts = parseNodeCounts(f.nodes);
     const progress = new Progress();

@@ -22,6 +22,7 @@ import {
   type StringMessage,
   type TxACKPacket,
 } from "../protocol/messages.js";
+import { PacketBatcher } from "../protocol/packet-batcher.js";
 
 /** Options of a client connection. */
 export interface ConnectionOptions {
@@ -82,8 +83,7 @@ export class KiteqConnection {
   private nextOpaque = 1;
   private heartbeat: NodeJS.Timeout | undefined;
   private closed = false;
-  private outgoing: Buffer[] = [];
-  private flushScheduled = false;
+  private readonly out: PacketBatcher;
   private pushHandler: PushHandler | undefined;
   private txHandler: TxCheckHandler | undefined;
   private closeListeners: ((err?: Error) => void)[] = [];
@@ -95,6 +95,7 @@ export class KiteqConnection {
   ) {
     this.timeoutMs = options.timeoutMs ?? 10_000;
     socket.setNoDelay(true);
+    this.out = new PacketBatcher(socket);
     socket.on("data", (chunk: Buffer) => this.onData(chunk));
     socket.on("error", () => undefined);
     socket.on("close", () => this.onClosed());
@@ -242,7 +243,7 @@ export class KiteqConnection {
   /** Close the connection; outstanding requests fail with ConnectionClosed. */
   close(): void {
     if (this.closed) return;
-    this.flush();
+    this.out.flush();
     this.socket.end();
     this.socket.destroy();
     this.onClosed();
@@ -254,26 +255,9 @@ export class KiteqConnection {
     return o;
   }
 
-  /**
-   * Queue one packet; packets queued in the same turn of the event loop go out in one write
-   * (one syscall instead of one per packet: a busy producer or consumer spends most of its CPU
-   * there otherwise).
-   */
+  /** Queue one packet (see PacketBatcher: one write per event-loop turn). */
   private write(cmdType: number, opaque: number, body: Buffer): void {
-    if (this.closed) return;
-    this.outgoing.push(encodePacket({ opaque, cmdType, body }));
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      setImmediate(() => this.flush());
-    }
-  }
-
-  private flush(): void {
-    this.flushScheduled = false;
-    if (this.outgoing.length === 0 || this.socket.destroyed) return;
-    const data = this.outgoing.length === 1 ? this.outgoing[0]! : Buffer.concat(this.outgoing);
-    this.outgoing = [];
-    this.socket.write(data);
+    if (!this.closed) this.out.push(encodePacket({ opaque, cmdType, body }));
   }
 
   private onClosed(): void {

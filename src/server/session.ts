@@ -19,6 +19,7 @@ import {
   type StringMessage,
   type TxACKPacket,
 } from "../protocol/messages.js";
+import { PacketBatcher } from "../protocol/packet-batcher.js";
 
 /** What the broker does with a session's requests. */
 export interface SessionHandler {
@@ -50,8 +51,8 @@ export class Session {
   groupId: string | undefined;
   warmingupSec = 0;
   private readonly decoder = new FrameDecoder();
-  private outgoing: Buffer[] = [];
-  private flushScheduled = false;
+  /** Back-pressure: a peer that does not read stops being read from until it catches up. */
+  private readonly out: PacketBatcher;
   private closed = false;
   private nextOpaque = 1;
   /** Protocol errors seen; only the first few are logged one by one (a broken client floods). */
@@ -66,6 +67,7 @@ export class Session {
     this.peer = `${socket.remoteAddress ?? "?"}:${socket.remotePort ?? "?"}`;
     this.log = options.logger.child({ connection: this.id, peer: this.peer });
     socket.setNoDelay(true);
+    this.out = new PacketBatcher(socket, () => socket.pause());
     if (options.idleTimeoutMs > 0) {
       socket.setTimeout(options.idleTimeoutMs, () => {
         this.log.info({ code: "KQ_IDLE" }, "closing idle connection");
@@ -101,11 +103,7 @@ export class Session {
   /** Queue one packet; packets queued in the same turn go out in one write. */
   send(cmdType: number, opaque: number, body: Buffer, version = 0): void {
     if (this.closed) return;
-    this.outgoing.push(encodePacket({ opaque, cmdType, version, body }));
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      setImmediate(() => this.flush());
-    }
+    this.out.push(encodePacket({ opaque, cmdType, version, body }));
   }
 
   /** Answer a publish. */
@@ -116,20 +114,11 @@ export class Session {
   /** Flush what is queued, then close. */
   close(): void {
     if (this.closed) return;
-    this.flush();
+    this.out.flush();
     this.closed = true;
     this.socket.end();
     // A peer that never reads must not keep the socket half-open for ever.
     setTimeout(() => this.socket.destroy(), 2000).unref();
-  }
-
-  private flush(): void {
-    this.flushScheduled = false;
-    if (this.outgoing.length === 0 || this.socket.destroyed) return;
-    const data = this.outgoing.length === 1 ? this.outgoing[0]! : Buffer.concat(this.outgoing);
-    this.outgoing = [];
-    // Back-pressure: a peer that does not read stops being read from until it catches up.
-    if (!this.socket.write(data)) this.socket.pause();
   }
 
   private onData(chunk: Buffer): void {
