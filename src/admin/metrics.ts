@@ -4,10 +4,11 @@
  * still owed per group (one cheap query, cached a few seconds).
  */
 import type pg from "pg";
-import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
+import { Counter, collectDefaultMetrics, Gauge, Registry, Summary } from "prom-client";
 import type { DeliveryCounters } from "../delivery/dispatcher.js";
 import { toKiteqError } from "../errors.js";
 import type { Logger } from "../log.js";
+import type { MaintenanceCounters } from "../maintenance/maintenance.js";
 import type { PublishCounters } from "../publish/publisher.js";
 import { countOwedDeliveries } from "../store/deliveries.js";
 
@@ -28,6 +29,8 @@ export interface MetricsSource {
   batchStats(): BatchStats;
   /** Client connections open now (handshaken or not). */
   sessionsConnected(): number;
+  /** The node's maintenance (expiry sweep, takeovers) while it was the maintenance node. */
+  maintenanceCounters?(): Readonly<MaintenanceCounters>;
 }
 
 /** What each publish counter counts (a new counter fails to compile until described here). */
@@ -46,7 +49,6 @@ const DELIVERY_HELP: { readonly [K in keyof DeliveryCounters]: string } = {
   nacked: "Failed pushes (answered false, timed out, connection lost) scheduled for redelivery.",
   timeouts: "Pushes not answered within deliverySeconds (also counted as nacked or dead-lettered).",
   deadLettered: "Deliveries ended at the deliver limit (dead-lettered).",
-  expired: "Deliveries dropped because their message expired.",
   claimed: "Deliveries claimed from the deliveries table (NOTIFY, poll, takeover).",
   fastPath: "Deliveries pre-claimed at publish by this node (local fast path).",
   fly: "Fly messages pushed to consumers (never stored).",
@@ -136,6 +138,40 @@ export function createMetrics(options: MetricsOptions): Registry {
   }
   for (const [key, [name, help]] of Object.entries(BATCH_HELP) as [keyof BatchStats, [string, string]][]) {
     counter(name, help, () => source.batchStats()[key]);
+  }
+
+  const maintenance = source.maintenanceCounters;
+  if (maintenance !== undefined) {
+    counter(
+      "kiteq_delivery_expired_total",
+      "Deliveries dropped because their message expired (expiry sweeps this node ran as the maintenance node).",
+      () => maintenance().expired,
+    );
+    counter(
+      "kiteq_takeovers_total",
+      "Dead nodes (runs) whose claims this node released when their liveness lock vanished.",
+      () => maintenance().takeovers,
+    );
+    counter(
+      "kiteq_takeover_deliveries_total",
+      "Deliveries released by takeovers.",
+      () => maintenance().takeoverDeliveries,
+    );
+    counter(
+      "kiteq_takeover_checks_total",
+      "2PC check claims released by takeovers.",
+      () => maintenance().takeoverChecks,
+    );
+    new Summary({
+      name: "kiteq_takeover_seconds",
+      help: "Seconds from a dead node's last sign of life (its lock seen held) to the release of its claims (last 1,000 takeovers).",
+      percentiles: [0.5, 0.99, 1],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const s of maintenance().takeoverSeconds) this.observe(s);
+      },
+    });
   }
 
   const gauge = (name: string, help: string, read: () => number) =>

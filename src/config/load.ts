@@ -140,6 +140,7 @@ function build(
     maxDeliverWorkers: v.maxDeliverWorkers,
     dlqExecHour: v.dlqExecHour,
     retentionDays: v.retentionDays,
+    shutdownGraceSeconds: v.shutdownGraceSeconds,
   };
 }
 

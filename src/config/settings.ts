@@ -55,6 +55,7 @@ export interface Settings {
   maxDeliverWorkers: number;
   dlqExecHour: number;
   retentionDays: number;
+  shutdownGraceSeconds: number;
 }
 
 export type SettingKey = keyof Settings;
@@ -137,6 +138,7 @@ export const SETTINGS: { readonly [K in SettingKey]: SettingSpec<Settings[K]> } 
   maxDeliverWorkers: setting("maxDeliverWorkers", positiveInt),
   dlqExecHour: setting("dlqExecHour", hourOfDay),
   retentionDays: setting("retentionDays", nonNegativeInt),
+  shutdownGraceSeconds: setting("shutdownGraceSeconds", timerSeconds),
 };
 
 export const SETTING_KEYS = Object.keys(SETTINGS) as SettingKey[];
@@ -172,5 +174,6 @@ export function defaultSettings(): Omit<Settings, Optional> {
     maxDeliverWorkers: 8,
     dlqExecHour: 2,
     retentionDays: 30,
+    shutdownGraceSeconds: 10,
   };
 }

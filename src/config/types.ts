@@ -117,6 +117,11 @@ export interface BrokerConfig {
    * message is never dropped while it may still be owed (expiry is at most 7 days).
    */
   readonly retentionDays: number;
+  /**
+   * SIGTERM: how long the node drains (pending publishes acked, outcomes written, claims released)
+   * before it cancels what is still running and exits anyway; default 10 s.
+   */
+  readonly shutdownGraceSeconds: number;
 }
 
 /** What loadConfig returns: the config and what was accepted but is worth telling the operator. */

@@ -18,7 +18,7 @@ import {
 } from "../protocol/messages.js";
 import type { NormalisedHeader } from "../publish/validate.js";
 import type { Session } from "../server/session.js";
-import { claimDueDeliveries, expireDeliveries, releaseClaimsOf, renewLeases } from "../store/deliveries.js";
+import { claimDueDeliveries, releaseClaimsOf, renewLeases } from "../store/deliveries.js";
 import type { PublishRecord, PublishResult } from "../store/messages.js";
 import type { WakeSource } from "../store/notifications.js";
 import { type DeliveryJob, jobFromClaim, jobKey, jobsFromPublish, type WireCache } from "./job.js";
@@ -38,7 +38,7 @@ export interface DispatcherOptions {
   /** No DELIVER_ACK within this long counts as false (KiteQ deliverySeconds). */
   deliveryTimeoutMs: number;
   leaseMs: number;
-  /** Backstop poll and expiry sweep period (KiteQ recoverSeconds). */
+  /** Backstop poll period (KiteQ recoverSeconds). */
   pollMs: number;
   redelivery: readonly RedeliveryStep[];
   /**
@@ -71,7 +71,6 @@ export interface DeliveryCounters {
   nacked: number;
   timeouts: number;
   deadLettered: number;
-  expired: number;
   claimed: number;
   fastPath: number;
   fly: number;
@@ -85,7 +84,6 @@ export class Dispatcher {
     nacked: 0,
     timeouts: 0,
     deadLettered: 0,
-    expired: 0,
     claimed: 0,
     fastPath: 0,
     fly: 0,
@@ -131,7 +129,6 @@ export class Dispatcher {
         Math.max(250, this.o.leaseMs / 3),
       ),
     );
-    this.timers.push(setInterval(() => void this.sweepExpired(), this.o.pollMs));
     // Push timeouts: one sweep instead of a timer per push (a timer object and a closure for each
     // of tens of thousands of pushes a second). A push times out at most a tenth of the delivery
     // timeout (at most 100 ms) late.
@@ -376,6 +373,7 @@ export class Dispatcher {
           now: new Date(now),
           claimer: this.o.claimer,
           leaseUntil: new Date(now + this.o.leaseMs),
+          nodeId: this.o.nodeId,
         });
         this.counters.claimed += rows.length;
         const got = new Map<string, number>();
@@ -413,7 +411,7 @@ export class Dispatcher {
       const job = g.peek()!;
       if (job.expiresAtMs <= now) {
         g.shift();
-        // The expiry sweep records it; let go of the claim so the sweep is not blocked.
+        // The expiry sweep (maintenance node) records it; let go of the claim so it is not blocked.
         this.release(job);
         continue;
       }
@@ -578,20 +576,6 @@ export class Dispatcher {
     } catch (err) {
       const e = toKiteqError(err, {}, ErrorCode.StoreFailed);
       this.o.log.error({ code: e.code, err: e.message }, "lease renewal failed");
-    }
-  }
-
-  private async sweepExpired(): Promise<void> {
-    if (this.stopped) return;
-    try {
-      for (;;) {
-        const n = await expireDeliveries(this.o.pool, new Date(), this.o.nodeId, 1000);
-        this.counters.expired += n;
-        if (n < 1000) break;
-      }
-    } catch (err) {
-      const e = toKiteqError(err, {}, ErrorCode.StoreFailed);
-      this.o.log.error({ code: e.code, err: e.message }, "expiry sweep failed");
     }
   }
 

@@ -24,6 +24,11 @@ export interface ClusterDeps {
    * node id `nodeId`), so their checks are taken over at once. Optional until 2PC is wired.
    */
   releaseTransactionsOfNode?(nodeId: string): Promise<unknown>;
+  /**
+   * Whether this node runs the cluster-wide maintenance now: only that node releases the claims
+   * of a node ZooKeeper reports gone (one node at a time; issue 11). Default: always.
+   */
+  isMaintenanceNode?(): boolean;
   log: Logger;
 }
 

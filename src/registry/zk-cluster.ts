@@ -60,6 +60,11 @@ export async function startZooKeeperCluster(
   const releasing = new Set<Promise<void>>();
 
   const releaseNode = async (gone: string): Promise<void> => {
+    // One node at a time releases (the maintenance node); the others claim when its NOTIFY comes.
+    if (deps.isMaintenanceNode !== undefined && !deps.isMaintenanceNode()) {
+      dispatcher.requestClaim();
+      return;
+    }
     const steps: [string, () => Promise<unknown>][] = [
       [
         "claims",

@@ -10,11 +10,13 @@ import { Dispatcher } from "../delivery/dispatcher.js";
 import { TokenBucket } from "../delivery/token-bucket.js";
 import { ErrorCode, toKiteqError } from "../errors.js";
 import type { Logger } from "../log.js";
+import { Maintenance } from "../maintenance/maintenance.js";
 import { Publisher } from "../publish/publisher.js";
 import { type ClusterMembership, startCluster } from "../registry/cluster.js";
 import { listBindings } from "../store/bindings.js";
-import { createPool, dropPartitionsBefore, ensurePartitions, runMigrations } from "../store/db.js";
+import { BACKGROUND_STATEMENT_TIMEOUT_MS, createPool, ensurePartitions, runMigrations } from "../store/db.js";
 import { type EmbeddedPostgresServer, startEmbeddedPostgres } from "../store/embedded.js";
+import { cancelStatementsOf } from "../store/liveness.js";
 import { insertPublishBatch } from "../store/messages.js";
 import { heartbeatNode, markNodeStopped, registerNode } from "../store/nodes.js";
 import { listenForWakeups, type WakeSource } from "../store/notifications.js";
@@ -23,7 +25,6 @@ import { missingNodeFlags } from "./node-flags.js";
 import { ProtocolServer } from "./server.js";
 import type { SessionHandler } from "./session.js";
 
-const HOUR = 3_600_000;
 /** Publish batches written at once: one fills while the other commits. */
 const PUBLISH_CONCURRENCY = 2;
 
@@ -35,6 +36,8 @@ export class Broker {
   /** Claimer id of this run: the node id plus the start time, so a restart can tell its old claims. */
   readonly claimer: string;
   readonly transactions: Transactions;
+  /** Liveness lock, and the cluster-wide jobs while this node holds the maintenance lock. */
+  readonly maintenance: Maintenance;
   private cluster: ClusterMembership | undefined;
   /** The admin HTTP server (/healthz, /metrics, /messages/:id), when configured. */
   admin: AdminServer | undefined;
@@ -48,8 +51,20 @@ export class Broker {
     readonly pool: pg.Pool,
     readonly databaseUrl: string,
     private readonly publishPool: pg.Pool,
+    maintenancePool: pg.Pool,
   ) {
     this.claimer = `${config.nodeId}/${Date.now().toString(36)}`;
+    this.maintenance = new Maintenance({
+      url: databaseUrl,
+      pool: maintenancePool,
+      poolName: poolNames(config.nodeId).maintenance,
+      nodeId: config.nodeId,
+      claimer: this.claimer,
+      address: `${config.bind.host}:${config.bind.port}`,
+      log: log.child({ component: "maintenance" }),
+      sweepMs: config.recoverSeconds * 1000,
+      retentionDays: config.retentionDays,
+    });
     this.dispatcher = new Dispatcher({
       pool,
       nodeId: config.nodeId,
@@ -84,18 +99,24 @@ export class Broker {
       embedded = await startEmbeddedPostgres({ dataDir: path.join(config.dataDir, "pg"), logger: log });
       url = embedded.url("kiteq");
     }
-    const pool = createPool(url, { max: 10, name: `kiteq-pg ${config.nodeId}` });
+    const names = poolNames(config.nodeId);
+    // Every statement of the node runs under a statement_timeout: a statement that a plan gone
+    // wrong would keep running for minutes fails instead, and its job retries in bounded batches.
+    const timeout = { statement_timeout: String(BACKGROUND_STATEMENT_TIMEOUT_MS) };
+    const pool = createPool(url, { max: 10, name: names.main, settings: timeout });
     // Publishes get connections of their own (one per concurrent batch) with generic plans: the
     // batch insert's plan never depends on its values, and planning it each time cost ~20%.
     const publishPool = createPool(url, {
       max: PUBLISH_CONCURRENCY,
-      name: `kiteq-pg ${config.nodeId} publish`,
-      settings: { plan_cache_mode: "force_generic_plan" },
+      name: names.publish,
+      settings: { plan_cache_mode: "force_generic_plan", ...timeout },
     });
-    const broker = new Broker(config, log, pool, url, publishPool);
+    const maintenancePool = createPool(url, { max: 2, name: names.maintenance, settings: timeout });
+    const broker = new Broker(config, log, pool, url, publishPool, maintenancePool);
     broker.cleanups.push(
       () => pool.end(),
       () => publishPool.end(),
+      () => maintenancePool.end(),
     );
     if (embedded) broker.cleanups.push(() => embedded.stop());
     try {
@@ -111,26 +132,14 @@ export class Broker {
   private async open(): Promise<void> {
     const { config, pool, log } = this;
     await runMigrations(pool, log);
-    const upkeep = async () => {
-      await ensurePartitions(pool, new Date());
-      if (config.retentionDays > 0) {
-        const dropped = await dropPartitionsBefore(
-          pool,
-          new Date(Date.now() - config.retentionDays * 86_400_000),
-        );
-        if (dropped.length > 0) log.info({ dropped }, "retention: dropped history partitions");
-      }
-    };
-    await upkeep();
-    const partitionTimer = setInterval(() => {
-      upkeep().catch((err: Error) =>
-        log.error({ err: err.message, code: "KQ_STORE_FAILED" }, "partition upkeep failed"),
-      );
-    }, HOUR);
-    partitionTimer.unref();
-    this.cleanups.unshift(() => clearInterval(partitionTimer));
+    // The history has no default partition: today's and the coming days' must exist before the
+    // first publish (the maintenance node keeps them coming, hourly).
+    await ensurePartitions(pool, new Date());
+    await this.maintenance.start();
+    this.cleanups.unshift(() => this.maintenance.stop());
     const wake: WakeSource = await listenForWakeups(this.databaseUrl, log);
     wake.onBindingsChanged(() => void this.reloadBindings());
+    wake.onTxDue(() => this.transactions.wake());
     await this.reloadBindings();
     await this.dispatcher.start(wake);
     await this.transactions.start();
@@ -158,6 +167,7 @@ export class Broker {
           deliveryCounters: () => this.dispatcher.counters,
           batchStats: () => this.publisher.batchStats,
           sessionsConnected: () => this.server.sessions.size,
+          maintenanceCounters: () => this.maintenance.counters,
         },
       });
       this.admin = admin;
@@ -169,6 +179,7 @@ export class Broker {
       address: `${address.host}:${address.port}`,
       dispatcher: this.dispatcher,
       releaseTransactionsOfNode: (nodeId) => this.transactions.releaseClaimsOfNode(nodeId),
+      isMaintenanceNode: () => this.maintenance.isLeader,
       log: log.child({ component: "registry" }),
     });
     log.info(
@@ -201,16 +212,61 @@ export class Broker {
     }
   }
 
-  /** Graceful stop: stop accepting, flush and ack pending publishes, release claims, close sessions, stop the store. */
+  /**
+   * Graceful stop: stop accepting, flush and ack pending publishes, stop the background jobs,
+   * release claims, close sessions, stop the store. When that takes longer than
+   * `config.shutdownGraceSeconds`, what still runs is cancelled and the node stops anyway; it
+   * always ends (the claims it could not release lapse with its lease, or its liveness lock).
+   */
   stop(): Promise<void> {
-    this.stopping ??= this.doStop();
+    this.stopping ??= this.stopWithin(this.config.shutdownGraceSeconds * 1000);
     return this.stopping;
+  }
+
+  private async stopWithin(graceMs: number): Promise<void> {
+    const graceful = this.doStop();
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<"expired">((resolve) => {
+      timer = setTimeout(() => resolve("expired"), graceMs);
+    });
+    const outcome = await Promise.race([graceful.then(() => "done" as const), expired]);
+    clearTimeout(timer);
+    if (outcome === "done") return;
+    this.log.warn(
+      { graceSeconds: graceMs / 1000 },
+      "shutdown grace period over: cancelling the statements still running and stopping",
+    );
+    await this.forceStop(graceful);
+  }
+
+  /** The grace period ran out: cancel this node's statements, give the drain a moment, stop anyway. */
+  private async forceStop(graceful: Promise<void>): Promise<void> {
+    const names = poolNames(this.config.nodeId);
+    const admin = createPool(this.databaseUrl, { max: 1, name: `kiteq-pg ${this.config.nodeId} shutdown` });
+    try {
+      const cancelled = await withTimeout(
+        cancelStatementsOf(admin, [names.main, names.publish, names.maintenance]),
+        2000,
+      );
+      this.log.info({ cancelled }, "cancelled the node's running statements");
+    } catch (err) {
+      this.log.warn({ err: toKiteqError(err).message }, "could not cancel the node's statements");
+    } finally {
+      await admin.end().catch(() => undefined);
+    }
+    // The graceful path now fails fast (its statements were cancelled); wait for it briefly.
+    await withTimeout(graceful, 2000).catch(() => undefined);
+    this.server.closeSessions();
+    await withTimeout(this.runCleanups(), 3000).catch(() => undefined);
+    this.log.info("broker stopped (forced after the grace period)");
   }
 
   private async doStop(): Promise<void> {
     this.log.info("broker stopping");
     const accepting = this.server.stopAccepting();
     await this.publisher.drain();
+    // Background jobs first: they hold pool connections and must not start new batches.
+    await this.maintenance.stop();
     // Release our claims first, then leave the registry: other nodes release what a departed
     // node held, which must not happen while this node is still pushing it.
     await this.transactions.stop();
@@ -289,4 +345,24 @@ export class Broker {
       },
     };
   }
+}
+
+/** application_name of each of a node's pools (its statements can be found and cancelled). */
+function poolNames(nodeId: string): { main: string; publish: string; maintenance: string } {
+  return {
+    main: `kiteq-pg ${nodeId}`,
+    publish: `kiteq-pg ${nodeId} publish`,
+    maintenance: `kiteq-pg ${nodeId} maintenance`,
+  };
+}
+
+/** `p`, or a rejection after `ms`. */
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p.finally(() => clearTimeout(timer)),
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`not done within ${ms} ms`)), ms);
+    }),
+  ]);
 }

@@ -12,6 +12,12 @@ import type { Logger } from "../log.js";
 /** migrations/ beside src/ (and beside dist/ once built). */
 export const MIGRATIONS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../migrations");
 
+/**
+ * statement_timeout of the broker's pools: no statement of the broker should take more than a
+ * fraction of a second; one that runs this long fails, and its job retries in bounded batches.
+ */
+export const BACKGROUND_STATEMENT_TIMEOUT_MS = 30_000;
+
 /** Lock id under which migrations run, so nodes starting together migrate once. */
 const MIGRATION_LOCK_ID = 0x6b697465; // "kite"
 
@@ -50,11 +56,14 @@ export function createPool(
 export async function runMigrations(pool: pg.Pool, logger: Logger): Promise<void> {
   const client = await pool.connect();
   try {
+    // A migration that carries data over may take longer than any broker statement may.
+    await client.query("SET statement_timeout = 0");
     await client.query("SELECT pg_advisory_lock($1)", [MIGRATION_LOCK_ID]);
     try {
       await migrate(drizzle(client), { migrationsFolder: MIGRATIONS_DIR });
     } finally {
       await client.query("SELECT pg_advisory_unlock($1)", [MIGRATION_LOCK_ID]);
+      await client.query("RESET statement_timeout");
     }
     logger.debug("migrations applied");
   } catch (err) {
@@ -69,38 +78,101 @@ export async function runMigrations(pool: pg.Pool, logger: Logger): Promise<void
   }
 }
 
-/** Create the daily history partitions around `now` (yesterday .. `daysAhead` days on). */
+/**
+ * How long partition upkeep waits for the history tables' locks: creating or dropping a partition
+ * queues behind every statement reading the table, and every publish would queue behind it.
+ */
+const UPKEEP_LOCK_TIMEOUT = "5s";
+
+/** Run `fn` in a transaction on one connection whose lock waits are bounded by UPKEEP_LOCK_TIMEOUT. */
+async function withUpkeepLock<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query("BEGIN");
+    await client.query(`SET LOCAL lock_timeout = '${UPKEEP_LOCK_TIMEOUT}'`);
+    const result = await fn(client);
+    await client.query("COMMIT");
+    return result;
+  } catch (err) {
+    await client.query("ROLLBACK").catch(() => undefined);
+    throw err;
+  } finally {
+    client.release();
+  }
+}
+
+/**
+ * Create the daily history partitions around `now` (`daysBack` days back .. `daysAhead` days on).
+ * Rows land in the day of the broker's clock, and there is no default partition: a week ahead
+ * leaves upkeep (hourly) plenty of chances.
+ */
 export async function ensurePartitions(
   pool: pg.Pool,
   now: Date,
   daysBack = 8,
-  daysAhead = 3,
+  daysAhead = 7,
 ): Promise<number> {
   const day = 86_400_000;
   const from = new Date(now.getTime() - daysBack * day).toISOString().slice(0, 10);
   const to = new Date(now.getTime() + (daysAhead + 1) * day).toISOString().slice(0, 10);
-  const { rows } = await pool.query<{ created: number }>(
-    "SELECT kiteq_ensure_partitions($1::date, $2::date) AS created",
-    [from, to],
-  );
-  return rows[0]?.created ?? 0;
+  return withUpkeepLock(pool, async (client) => {
+    const { rows } = await client.query<{ created: number }>(
+      "SELECT kiteq_ensure_partitions($1::date, $2::date) AS created",
+      [from, to],
+    );
+    return rows[0]?.created ?? 0;
+  });
 }
+
+/** The daily partitions of `parent` that end at or before the day of `before` (names hold the day). */
+const DAYS_BEFORE = `
+SELECT c.relname AS name
+  FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+ WHERE i.inhparent = $1::regclass AND c.relname ~ '_p[0-9]{8}$' AND right(c.relname, 8) < $2
+ ORDER BY c.relname`;
+
+/**
+ * One batch of retention's message_ids cleanup: the ids of the next $2 messages of a day partition
+ * (its id index), deleted from message_ids. The partition name is an identifier, quoted by caller.
+ */
+function forgetMessageIdsBatch(partition: string): string {
+  return `WITH b AS (SELECT id, message_id FROM "${partition}" WHERE id > $1 ORDER BY id LIMIT $2),
+               d AS (DELETE FROM message_ids i USING b WHERE i.message_id = b.message_id AND i.message_pk = b.id)
+          SELECT max(id) AS last_id, count(*)::int AS n FROM b`;
+}
+
+/** Rows per batch of retention's message_ids cleanup. */
+const RETENTION_BATCH = 5000;
 
 /**
  * Retention: drop the daily history partitions that end at or before `before`. Whole partitions
- * only; no history row is ever deleted otherwise. Returns the dropped partition names.
+ * only; no history row is ever deleted otherwise. A messages partition's ids leave message_ids
+ * first (batches by id), so the same messageId may be used again once its day is gone. Returns
+ * the dropped partition names.
  */
 export async function dropPartitionsBefore(pool: pg.Pool, before: Date): Promise<string[]> {
   const cutoff = before.toISOString().slice(0, 10).replaceAll("-", "");
-  const { rows } = await pool.query<{ name: string }>(
-    `SELECT c.relname AS name
-       FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent
-      WHERE p.relname IN ('messages', 'message_events')
-        AND c.relname ~ '_p[0-9]{8}$' AND right(c.relname, 8) < $1`,
-    [cutoff],
-  );
-  for (const { name } of rows) await pool.query(`DROP TABLE IF EXISTS "${name}"`);
-  return rows.map((r) => r.name);
+  const dropped: string[] = [];
+  for (const parent of ["messages", "message_events"]) {
+    const { rows } = await pool.query<{ name: string }>(DAYS_BEFORE, [parent, cutoff]);
+    for (const { name } of rows) {
+      if (!/^[a-z_]+_p[0-9]{8}$/.test(name)) continue;
+      if (parent === "messages") {
+        for (let lastId = 0; ; ) {
+          const r = await pool.query<{ last_id: number | null; n: number }>(forgetMessageIdsBatch(name), [
+            lastId,
+            RETENTION_BATCH,
+          ]);
+          const { last_id, n } = r.rows[0]!;
+          if (n < RETENTION_BATCH || last_id === null) break;
+          lastId = last_id;
+        }
+      }
+      await withUpkeepLock(pool, (client) => client.query(`DROP TABLE IF EXISTS "${name}"`));
+      dropped.push(name);
+    }
+  }
+  return dropped;
 }
 
 /** The store answers (health check). Throws when it does not. */

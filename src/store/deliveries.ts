@@ -31,6 +31,8 @@ export interface ClaimedDelivery {
  * Claim due deliveries for `groups`, at most `limits[i]` for groups[i], oldest first, skipping
  * rows other nodes hold locked. A row is due when its next attempt time passed, it has not
  * expired, and it is unclaimed or its claimer's lease ran out. Each claim bumps claim_epoch.
+ * A claimed row whose message is gone (its day dropped by retention) comes back with a null
+ * message_id: claimDueDeliveries ends it as expired.
  */
 const CLAIM_DUE_DELIVERIES = `
 WITH due AS (
@@ -49,49 +51,94 @@ WITH due AS (
   UPDATE deliveries d SET claimed_by = $4, lease_until = $5, claim_epoch = d.claim_epoch + 1
    WHERE d.ctid = ANY (ARRAY(SELECT ctid FROM due))
   RETURNING d.message_pk, d.group_id, d.claim_epoch, d.attempts, d.deliver_limit, d.expires_at,
-            d.message_created_at, d.next_attempt_at
+            d.message_stored_at, d.next_attempt_at
 )
 SELECT c.message_pk, c.group_id, c.claim_epoch, c.attempts, c.deliver_limit, c.expires_at,
        m.message_id, m.topic, m.message_type, m.group_id AS publisher_group_id, m.created_at,
        m.properties, m.snappy, m.body_is_string, m.body
   FROM claimed c
-  -- LATERAL ... LIMIT 1 keeps this an index lookup per claimed row (pruned to the message's
-  -- partition): planned as a join, the tiny estimate for the UPDATE's output made PostgreSQL hash
+  -- LATERAL ... LIMIT 1 keeps this an index lookup per claimed row, pruned to the message's
+  -- partition: planned as a join, the tiny estimate for the UPDATE's output made PostgreSQL hash
   -- a sequential scan of the whole day's messages.
-  CROSS JOIN LATERAL (
+  LEFT JOIN LATERAL (
     SELECT message_id, topic, message_type, group_id, created_at, properties, snappy, body_is_string, body
       FROM messages
-     WHERE id = c.message_pk AND created_at = c.message_created_at
+     WHERE id = c.message_pk AND stored_at = c.message_stored_at
      LIMIT 1
-  ) m
+  ) m ON true
  ORDER BY c.next_attempt_at`;
 
 /** Claim due deliveries (see CLAIM_DUE_DELIVERIES). */
 export async function claimDueDeliveries(
   db: Queryable,
-  args: { groups: string[]; limits: number[]; now: Date; claimer: string; leaseUntil: Date },
+  args: { groups: string[]; limits: number[]; now: Date; claimer: string; leaseUntil: Date; nodeId?: string },
 ): Promise<ClaimedDelivery[]> {
   const { rows } = await db.query({
     text: CLAIM_DUE_DELIVERIES,
     values: [args.groups, args.limits, args.now, args.claimer, args.leaseUntil],
   });
-  return rows.map((r) => ({
-    messagePk: r.message_pk,
-    groupId: r.group_id,
-    claimEpoch: r.claim_epoch,
-    attempts: r.attempts,
-    deliverLimit: r.deliver_limit,
-    expiresAt: r.expires_at,
-    messageId: r.message_id,
-    topic: r.topic,
-    messageType: r.message_type,
-    publisherGroupId: r.publisher_group_id,
-    createdAt: r.created_at,
-    properties: r.properties,
-    snappy: r.snappy,
-    bodyIsString: r.body_is_string,
-    body: r.body,
-  }));
+  const claimed: ClaimedDelivery[] = [];
+  const orphans: { messagePk: number; groupId: string; claimEpoch: number; attempts: number }[] = [];
+  for (const r of rows) {
+    if (r.message_id === null) {
+      orphans.push({
+        messagePk: r.message_pk,
+        groupId: r.group_id,
+        claimEpoch: r.claim_epoch,
+        attempts: r.attempts,
+      });
+      continue;
+    }
+    claimed.push({
+      messagePk: r.message_pk,
+      groupId: r.group_id,
+      claimEpoch: r.claim_epoch,
+      attempts: r.attempts,
+      deliverLimit: r.deliver_limit,
+      expiresAt: r.expires_at,
+      messageId: r.message_id,
+      topic: r.topic,
+      messageType: r.message_type,
+      publisherGroupId: r.publisher_group_id,
+      createdAt: r.created_at,
+      properties: r.properties,
+      snappy: r.snappy,
+      bodyIsString: r.body_is_string,
+      body: r.body,
+    });
+  }
+  if (orphans.length > 0) await expireOrphanedDeliveries(db, orphans, args.now, args.nodeId ?? args.claimer);
+  return claimed;
+}
+
+/**
+ * End deliveries whose message is no longer stored (retention dropped its day while a replay or
+ * re-drive still owed it): deleted, fenced by the claim epoch, with an `expired` row saying why.
+ */
+async function expireOrphanedDeliveries(
+  db: Queryable,
+  items: readonly { messagePk: number; groupId: string; claimEpoch: number; attempts: number }[],
+  now: Date,
+  nodeId: string,
+): Promise<number> {
+  const { rowCount } = await db.query({
+    text: `WITH gone AS (
+             DELETE FROM deliveries d
+              USING unnest($1::bigint[], $2::text[], $3::int[]) AS o(message_pk, group_id, claim_epoch)
+              WHERE d.message_pk = o.message_pk AND d.group_id = o.group_id AND d.claim_epoch = o.claim_epoch
+             RETURNING d.message_pk, d.group_id, d.attempts)
+           INSERT INTO message_events (message_pk, kind, at, group_id, node_id, attempt, detail)
+           SELECT message_pk, 'expired', $4, group_id, $5, attempts, 'message no longer stored (dropped by retention)'
+             FROM gone`,
+    values: [
+      numberArray(items.map((i) => i.messagePk)),
+      textArray(items.map((i) => i.groupId)),
+      numberArray(items.map((i) => i.claimEpoch)),
+      now,
+      nodeId,
+    ],
+  });
+  return rowCount ?? 0;
 }
 
 /** A consumer's DELIVER_ACK true (or an ack of an earlier claim: it still ends the delivery). */
@@ -258,50 +305,65 @@ export async function renewLeases(
   return rowCount ?? 0;
 }
 
-/**
- * Release every claim of claimers whose id starts with `prefix` (a dead node, or this node's own
- * earlier incarnations), so other nodes take them over without waiting for the lease.
- * `except` keeps the caller's own current claims.
- */
-export async function releaseClaimsOf(db: Queryable, prefix: string, except = ""): Promise<number> {
-  const { rowCount } = await db.query({
-    text: `UPDATE deliveries SET claimed_by = NULL, lease_until = NULL
-            WHERE claimed_by IS NOT NULL AND starts_with(claimed_by, $1) AND claimed_by <> $2`,
-    values: [prefix, except],
-  });
-  return rowCount ?? 0;
+/** Rows one background statement touches at most; callers loop until a batch comes back short. */
+export const BACKGROUND_BATCH = 5000;
+
+/** The smallest string above every string that starts with `prefix` (C order; `prefix` is not empty). */
+export function prefixUpperBound(prefix: string): string {
+  return prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
 }
 
 /**
- * Expiry sweep: delete up to `limit` deliveries whose message expired, with an `expired` row each.
- * Locked rows are skipped (a node is acking them right now) and found by the next sweep.
+ * Release every claim of claimers whose id starts with `prefix` (a dead node, or this node's own
+ * earlier incarnations), so other nodes take them over without waiting for the lease.
+ * `except` keeps the caller's own current claims. The prefix is a range of the claimed_by index
+ * (C order); batches of BACKGROUND_BATCH rows, looped until none is left.
  */
+export async function releaseClaimsOf(db: Queryable, prefix: string, except = ""): Promise<number> {
+  let total = 0;
+  for (;;) {
+    const { rowCount } = await db.query({
+      text: RELEASE_CLAIMS_OF,
+      values: [prefix, prefixUpperBound(prefix), except, BACKGROUND_BATCH],
+    });
+    total += rowCount ?? 0;
+    if ((rowCount ?? 0) < BACKGROUND_BATCH) return total;
+  }
+}
+
+/** One batch of releaseClaimsOf (rows other transactions hold are skipped: those are not a gone node's). */
+export const RELEASE_CLAIMS_OF = `
+WITH r AS (
+  SELECT ctid FROM deliveries
+   WHERE claimed_by COLLATE "C" >= $1 AND claimed_by COLLATE "C" < $2 AND claimed_by <> $3
+   LIMIT $4 FOR UPDATE SKIP LOCKED
+)
+UPDATE deliveries SET claimed_by = NULL, lease_until = NULL WHERE ctid = ANY (ARRAY(SELECT ctid FROM r))`;
+
+/**
+ * Expiry sweep, one batch: delete up to $3 deliveries whose message expired, oldest expiry first
+ * (the expires_at index), with an `expired` row each. Locked rows are skipped (a node is acking
+ * them right now) and found by the next sweep.
+ */
+export const EXPIRE_DELIVERIES = `
+WITH v AS (
+  SELECT ctid FROM deliveries WHERE expires_at <= $1 ORDER BY expires_at LIMIT $3 FOR UPDATE SKIP LOCKED
+), gone AS (
+  DELETE FROM deliveries d WHERE d.ctid = ANY (ARRAY(SELECT ctid FROM v))
+  RETURNING d.message_pk, d.group_id, d.attempts
+)
+INSERT INTO message_events (message_pk, kind, at, group_id, node_id, attempt, detail)
+SELECT message_pk, 'expired', $1, group_id, $2, attempts, 'expiredTime passed' FROM gone`;
+
+/** Expiry sweep: one batch of at most `limit` (see EXPIRE_DELIVERIES); returns how many ended. */
 export async function expireDeliveries(
   db: Queryable,
   now: Date,
   nodeId: string,
   limit: number,
 ): Promise<number> {
-  const { rowCount } = await db.query({
-    text: `WITH gone AS (
-             DELETE FROM deliveries d WHERE (d.message_pk, d.group_id) IN (
-               SELECT message_pk, group_id FROM deliveries WHERE expires_at <= $1
-                LIMIT $3 FOR UPDATE SKIP LOCKED)
-             RETURNING d.message_pk, d.group_id, d.attempts)
-           INSERT INTO message_events (message_pk, kind, at, group_id, node_id, attempt, detail)
-           SELECT message_pk, 'expired', $1, group_id, $2, attempts, 'expiredTime passed' FROM gone`,
-    values: [now, nodeId, limit],
-  });
+  const { rowCount } = await db.query({ text: EXPIRE_DELIVERIES, values: [now, nodeId, limit] });
   return rowCount ?? 0;
-}
-
-/** The earliest next_attempt_at among `groups`' unclaimed deliveries, for the wake-up timer. */
-export async function nextDueTime(db: Queryable, groups: string[]): Promise<Date | null> {
-  const { rows } = await db.query<{ t: Date | null }>({
-    text: `SELECT min(next_attempt_at) AS t FROM deliveries WHERE group_id = ANY($1) AND claimed_by IS NULL`,
-    values: [groups],
-  });
-  return rows[0]?.t ?? null;
 }
 
 /**
@@ -315,14 +377,16 @@ export async function redriveDelivery(
 ): Promise<boolean> {
   const { rowCount } = await db.query({
     text: `WITH m AS (
-             SELECT id, created_at, topic, deliver_limit FROM messages WHERE message_id = $1
+             SELECT m.id, m.stored_at, m.topic, m.deliver_limit
+               FROM message_ids i JOIN messages m ON m.id = i.message_pk AND m.stored_at = i.stored_at
+              WHERE i.message_id = $1
            ), ended AS (
              SELECT bool_or(e.kind IN ('dead_lettered', 'expired')) AS dead, bool_or(e.kind = 'acked') AS acked
                FROM message_events e, m WHERE e.message_pk = m.id AND e.group_id = $2
            ), ins AS (
-             INSERT INTO deliveries (message_pk, group_id, message_created_at, topic, next_attempt_at, expires_at,
+             INSERT INTO deliveries (message_pk, group_id, message_stored_at, topic, next_attempt_at, expires_at,
                                      deliver_limit)
-             SELECT m.id, $2, m.created_at, m.topic, $3, $4, m.deliver_limit FROM m, ended
+             SELECT m.id, $2, m.stored_at, m.topic, $3, $4, m.deliver_limit FROM m, ended
               WHERE ended.dead AND NOT ended.acked
              ON CONFLICT DO NOTHING
              RETURNING message_pk
@@ -337,20 +401,52 @@ export async function redriveDelivery(
 }
 
 /**
- * Deliveries still owed, per subscriber group (a metrics gauge). Reads only the deliveries
- * table, which holds what is owed and nothing else, through its (group_id, ...) index.
+ * Deliveries still owed, per subscriber group (a metrics gauge): the sums kept by the triggers on
+ * deliveries (migration 0004), so it costs the same for ten rows owed or ten million.
  */
+export const COUNT_OWED_DELIVERIES = `
+SELECT group_id, sum(owed)::int8 AS owed FROM owed_counts GROUP BY group_id HAVING sum(owed) <> 0`;
+
+/** What each group is owed (see COUNT_OWED_DELIVERIES). */
 export async function countOwedDeliveries(db: Queryable): Promise<Map<string, number>> {
-  const { rows } = await db.query<{ group_id: string; owed: number }>(
-    "SELECT group_id, count(*)::int8 AS owed FROM deliveries GROUP BY group_id",
-  );
+  const { rows } = await db.query<{ group_id: string; owed: number }>(COUNT_OWED_DELIVERIES);
   return new Map(rows.map((r) => [r.group_id, r.owed]));
 }
 
 /**
+ * Replay, one batch: of the messages stored in [$3, $4) with id above $9, the next $10 by id (the
+ * id index of each day partition in the range); those of `topic` that were committed get a fresh
+ * delivery to the group with a `redriven` row each. Returns the last id scanned, how many were
+ * scanned and how many deliveries were created.
+ */
+export const REPLAY_BATCH = `
+WITH scanned AS (
+  SELECT m.id, m.stored_at, m.topic, m.deliver_limit, m."commit" FROM messages m
+   WHERE m.stored_at >= $3 AND m.stored_at < $4 AND m.id > $9
+   ORDER BY m.id
+   LIMIT $10
+), src AS (
+  SELECT s.* FROM scanned s
+   WHERE s.topic = $1
+     AND (s."commit" OR EXISTS (SELECT 1 FROM message_events e
+                                 WHERE e.message_pk = s.id AND e.at >= s.stored_at AND e.kind = 'committed'))
+), ins AS (
+  INSERT INTO deliveries (message_pk, group_id, message_stored_at, topic, next_attempt_at, expires_at, deliver_limit)
+  SELECT id, $2, stored_at, topic, $5, $6, deliver_limit FROM src
+  ON CONFLICT DO NOTHING
+  RETURNING message_pk
+), ev AS (
+  INSERT INTO message_events (message_pk, kind, at, group_id, node_id, detail)
+  SELECT message_pk, 'redriven', $5, $2, $7, $8 FROM ins
+), wake AS (SELECT pg_notify('kiteq_due', '') FROM (SELECT 1 FROM ins LIMIT 1) AS any_row)
+SELECT (SELECT max(id) FROM scanned) AS last_id, (SELECT count(*) FROM scanned)::int AS scanned,
+       (SELECT count(*) FROM ins)::int AS n, (SELECT count(*) FROM wake) AS notified`;
+
+/**
  * Replay: give `groupId` a fresh delivery of every committed message of `topic` stored in
  * [since, until), with a `redriven` row each (detail: the reason). Messages the group still owes
- * are left as they are. Returns how many deliveries were created.
+ * are left as they are. Runs in batches of BACKGROUND_BATCH messages, each its own transaction.
+ * Returns how many deliveries were created.
  */
 export async function replayRange(
   db: Queryable,
@@ -365,33 +461,27 @@ export async function replayRange(
     reason: string;
   },
 ): Promise<number> {
-  const { rows } = await db.query<{ n: number }>({
-    text: `WITH src AS (
-             SELECT m.id, m.created_at, m.topic, m.deliver_limit FROM messages m
-              WHERE m.topic = $1 AND m.stored_at >= $3 AND m.stored_at < $4
-                AND (m."commit" OR EXISTS (SELECT 1 FROM message_events e
-                                            WHERE e.message_pk = m.id AND e.kind = 'committed'))
-           ), ins AS (
-             INSERT INTO deliveries (message_pk, group_id, message_created_at, topic, next_attempt_at, expires_at,
-                                     deliver_limit)
-             SELECT id, $2, created_at, topic, $5, $6, deliver_limit FROM src
-             ON CONFLICT DO NOTHING
-             RETURNING message_pk
-           ), ev AS (
-             INSERT INTO message_events (message_pk, kind, at, group_id, node_id, detail)
-             SELECT message_pk, 'redriven', $5, $2, $7, $8 FROM ins
-           ), wake AS (SELECT pg_notify('kiteq_due', '') FROM (SELECT 1 FROM ins LIMIT 1) AS any_row)
-           SELECT count(*)::int AS n, (SELECT count(*) FROM wake) AS notified FROM ins`,
-    values: [
-      args.topic,
-      args.groupId,
-      args.since,
-      args.until,
-      args.now,
-      args.expiresAt,
-      args.nodeId,
-      args.reason,
-    ],
-  });
-  return rows[0]?.n ?? 0;
+  let created = 0;
+  let lastId = 0;
+  for (;;) {
+    const { rows } = await db.query<{ last_id: number | null; scanned: number; n: number }>({
+      text: REPLAY_BATCH,
+      values: [
+        args.topic,
+        args.groupId,
+        args.since,
+        args.until,
+        args.now,
+        args.expiresAt,
+        args.nodeId,
+        args.reason,
+        lastId,
+        BACKGROUND_BATCH,
+      ],
+    });
+    const r = rows[0]!;
+    created += r.n;
+    if (r.scanned < BACKGROUND_BATCH || r.last_id === null) return created;
+    lastId = r.last_id;
+  }
 }

@@ -23,9 +23,10 @@ SELECT m.message_id, m.topic, m.message_type, m.group_id AS publisher_group_id, 
        m.created_at, m.stored_at, m.expires_at, m.deliver_limit, m.properties,
        octet_length(m.body) AS body_size,
        e.at, e.kind, e.group_id, e.attempt, e.node_id, e.detail
-  FROM messages m
+  FROM message_ids i
+  JOIN messages m ON m.id = i.message_pk AND m.stored_at = i.stored_at
   JOIN message_events e ON e.message_pk = m.id
- WHERE m.message_id = $1
+ WHERE i.message_id = $1
  ORDER BY e.at, ${SAME_INSTANT_ORDER}`;
 
 /**
@@ -35,7 +36,10 @@ SELECT m.message_id, m.topic, m.message_type, m.group_id AS publisher_group_id, 
 export const GROUP_HISTORY_SQL = `
 SELECT e.at, e.kind, m.message_id, m.topic, m.message_type, e.attempt, e.node_id, e.detail
   FROM message_events e
-  JOIN messages m ON m.id = e.message_pk
+  -- An index probe per row (the message's day is not known here): never a scan of messages.
+  CROSS JOIN LATERAL (
+    SELECT message_id, topic, message_type FROM messages WHERE id = e.message_pk LIMIT 1
+  ) m
  WHERE e.group_id = $1 AND e.at >= $2 AND e.at < $3
  ORDER BY e.at, ${SAME_INSTANT_ORDER}, m.message_id
  LIMIT $4`;
@@ -48,7 +52,9 @@ export const DEAD_LETTERS_SQL = `
 SELECT * FROM (
   SELECT DISTINCT ON (e.message_pk) m.message_id, m.topic, m.message_type, e.at, e.attempt, e.detail
     FROM message_events e
-    JOIN messages m ON m.id = e.message_pk
+    CROSS JOIN LATERAL (
+      SELECT message_id, topic, message_type FROM messages WHERE id = e.message_pk LIMIT 1
+    ) m
    WHERE e.group_id = $1 AND e.kind = 'dead_lettered' AND e.at >= $2 AND e.at < $3
      AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_pk = e.message_pk AND d.group_id = $1)
      AND NOT EXISTS (SELECT 1 FROM message_events a

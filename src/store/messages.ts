@@ -42,42 +42,51 @@ export interface PublishBatchOptions {
 }
 
 /**
- * One statement, one transaction, one fsync for the whole batch: messages rows, their
+ * One statement, one transaction, one fsync for the whole batch: message_ids rows (the one unique
+ * index on a messageId: a repeat within the retention window, whatever its createTime, inserts
+ * nothing), messages rows in the partition of the broker's receive time ($14), their
  * received/uncommitted history rows, the deliveries of committed messages (pre-claimed ones
  * included), the pending_transactions rows of uncommitted ones, and one NOTIFY if any delivery
- * is left for other nodes to claim. Duplicates (same messageId and createTime, a producer's
- * retry) insert nothing.
+ * is left for other nodes to claim. The ids of a batch are distinct (insertPublishBatch sends
+ * the first of two equal ids only).
  */
 const INSERT_PUBLISH_BATCH = `
-WITH ins AS (
-  INSERT INTO messages (message_id, topic, message_type, group_id, "commit", expires_at, deliver_limit,
-                        created_at, stored_at, properties, snappy, body_is_string, body)
-  SELECT m.message_id, m.topic, m.message_type, m.group_id, m.cmt, to_timestamp(m.expires_at), m.deliver_limit,
-         to_timestamp(m.created_at), $14, m.properties::jsonb, m.snappy, m.body_is_string,
-         substring($20::bytea FROM m.body_at + 1 FOR m.body_len)
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[], $6::float8[], $7::int2[],
-                $8::float8[], $9::text[], $10::bool[], $11::bool[], $12::int[], $21::int[])
-      AS m(message_id, topic, message_type, group_id, cmt, expires_at, deliver_limit, created_at,
-           properties, snappy, body_is_string, body_at, body_len)
+WITH m AS (
+  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[], $6::float8[], $7::int2[],
+                       $8::float8[], $9::text[], $10::bool[], $11::bool[], $12::int[], $21::int[])
+    WITH ORDINALITY
+    AS m(message_id, topic, message_type, group_id, cmt, expires_at, deliver_limit, created_at,
+         properties, snappy, body_is_string, body_at, body_len, ord)
+), ids AS (
+  INSERT INTO message_ids (message_id, message_pk, stored_at)
+  SELECT message_id, nextval('messages_id_seq'), $14 FROM m
   ON CONFLICT DO NOTHING
-  RETURNING id, message_id, topic, "commit", expires_at, deliver_limit, created_at, group_id
+  RETURNING message_id, message_pk
+), ins AS (
+  INSERT INTO messages (id, message_id, topic, message_type, group_id, "commit", expires_at, deliver_limit,
+                        created_at, stored_at, properties, snappy, body_is_string, body)
+  SELECT ids.message_pk, m.message_id, m.topic, m.message_type, m.group_id, m.cmt,
+         to_timestamp(m.expires_at), m.deliver_limit, to_timestamp(m.created_at), $14, m.properties::jsonb,
+         m.snappy, m.body_is_string, substring($20::bytea FROM m.body_at + 1 FOR m.body_len)
+    FROM m JOIN ids ON ids.message_id = m.message_id
+  RETURNING id, message_id, topic, "commit", expires_at, deliver_limit, group_id
 ), ev AS (
   INSERT INTO message_events (message_pk, kind, at, node_id)
   SELECT id, CASE WHEN "commit" THEN 'received'::message_event_kind ELSE 'uncommitted'::message_event_kind END,
          $14, $15
     FROM ins
 ), dl AS (
-  INSERT INTO deliveries (message_pk, group_id, message_created_at, topic, next_attempt_at, expires_at,
+  INSERT INTO deliveries (message_pk, group_id, message_stored_at, topic, next_attempt_at, expires_at,
                           deliver_limit, claimed_by, lease_until, claim_epoch)
-  SELECT ins.id, d.group_id, ins.created_at, ins.topic, $14, ins.expires_at, ins.deliver_limit, d.claimed_by,
+  SELECT ins.id, d.group_id, $14, ins.topic, $14, ins.expires_at, ins.deliver_limit, d.claimed_by,
          CASE WHEN d.claimed_by IS NULL THEN NULL ELSE $16::timestamptz END,
          CASE WHEN d.claimed_by IS NULL THEN 0 ELSE 1 END
     FROM unnest($13::text[], $18::text[], $19::text[]) AS d(message_id, group_id, claimed_by)
     JOIN ins ON ins.message_id = d.message_id AND ins."commit"
   RETURNING claimed_by
 ), tx AS (
-  INSERT INTO pending_transactions (message_pk, message_created_at, message_id, topic, group_id, next_check_at, stored_at)
-  SELECT id, created_at, message_id, topic, group_id, $17, $14 FROM ins WHERE NOT "commit"
+  INSERT INTO pending_transactions (message_pk, message_stored_at, message_id, topic, group_id, next_check_at, stored_at)
+  SELECT id, $14, message_id, topic, group_id, $17, $14 FROM ins WHERE NOT "commit"
 ), wake AS (
   SELECT pg_notify('kiteq_due', '') FROM (SELECT 1 FROM dl WHERE claimed_by IS NULL LIMIT 1) AS owed
 )
@@ -89,9 +98,12 @@ SELECT ins.id, ins.message_id, (SELECT count(*) FROM wake) AS notified FROM ins`
  */
 export async function insertPublishBatch(
   client: pg.Pool | pg.PoolClient,
-  records: readonly PublishRecord[],
+  batch: readonly PublishRecord[],
   options: PublishBatchOptions,
 ): Promise<PublishResult[]> {
+  // The first of two equal ids in one batch is written; the second is its duplicate.
+  const seen = new Set<string>();
+  const records = batch.filter((r) => !seen.has(r.messageId) && seen.add(r.messageId) !== undefined);
   const n = records.length;
   const cols = {
     messageId: new Array<string>(n),
@@ -169,7 +181,7 @@ export async function insertPublishBatch(
   });
   const pkById = new Map<string, number>();
   for (const row of rows) pkById.set(row.message_id, row.id);
-  return records.map((r) => {
+  return batch.map((r) => {
     const pk = pkById.get(r.messageId);
     // The first of two identical ids in one batch gets the pk; the second is its duplicate.
     if (pk !== undefined) pkById.delete(r.messageId);

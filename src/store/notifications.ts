@@ -15,12 +15,14 @@ const exported = pgListen.default as unknown as CreateSubscriber & { default?: C
 const createSubscriber: CreateSubscriber = exported.default ?? exported;
 
 /** Channel names. */
-export const Channel = { Due: "kiteq_due", Bindings: "kiteq_bindings" } as const;
+export const Channel = { Due: "kiteq_due", Bindings: "kiteq_bindings", Tx: "kiteq_tx" } as const;
 
 /** Something that wakes the dispatcher up. */
 export interface WakeSource {
   onDue(listener: () => void): void;
   onBindingsChanged(listener: () => void): void;
+  /** Pending transactions became claimable (a dead node's check claims were released). */
+  onTxDue(listener: () => void): void;
   close(): Promise<void>;
 }
 
@@ -38,11 +40,15 @@ export async function listenForWakeups(url: string, log: Logger): Promise<WakeSo
   );
   const due: (() => void)[] = [];
   const bindings: (() => void)[] = [];
+  const tx: (() => void)[] = [];
   subscriber.notifications.on(Channel.Due, () => {
     for (const l of due) l();
   });
   subscriber.notifications.on(Channel.Bindings, () => {
     for (const l of bindings) l();
+  });
+  subscriber.notifications.on(Channel.Tx, () => {
+    for (const l of tx) l();
   });
   subscriber.events.on("error", (err: Error) =>
     log.error({ code: "KQ_STORE_FAILED", err: err.message }, "LISTEN connection failed"),
@@ -53,9 +59,11 @@ export async function listenForWakeups(url: string, log: Logger): Promise<WakeSo
   await subscriber.connect();
   await subscriber.listenTo(Channel.Due);
   await subscriber.listenTo(Channel.Bindings);
+  await subscriber.listenTo(Channel.Tx);
   return {
     onDue: (l) => due.push(l),
     onBindingsChanged: (l) => bindings.push(l),
+    onTxDue: (l) => tx.push(l),
     close: () => subscriber.close(),
   };
 }

@@ -3,6 +3,8 @@
  * The history tables (messages, message_events) are range-partitioned, which drizzle-kit cannot
  * express: they are created by a custom migration (migrations/0001_history_partitioned.sql).
  */
+
+import { sql } from "drizzle-orm";
 import {
   bigint,
   boolean,
@@ -31,8 +33,8 @@ export const deliveries = pgTable(
   {
     messagePk: bigint("message_pk", { mode: "number" }).notNull(),
     groupId: text("group_id").notNull(),
-    /** created_at of the message: lets the body fetch prune the messages partitions. */
-    messageCreatedAt: tz("message_created_at").notNull(),
+    /** stored_at of the message (its partition key): lets the body fetch prune to one partition. */
+    messageStoredAt: tz("message_stored_at").notNull(),
     topic: text("topic").notNull(),
     nextAttemptAt: tz("next_attempt_at").notNull(),
     expiresAt: tz("expires_at").notNull(),
@@ -44,10 +46,14 @@ export const deliveries = pgTable(
   },
   (t) => [
     primaryKey({ columns: [t.messagePk, t.groupId] }),
-    // Only the claim index: every other index on this churning table costs each insert, and a
-    // claim (claimed_by, lease_until, claim_epoch) stays a HOT update. The expiry sweep and the
-    // release of a dead node's claims scan the table, which holds only what is still owed.
+    // The claim: a group's due rows, oldest first.
     index("deliveries_due_idx").on(t.groupId, t.nextAttemptAt),
+    // The expiry sweep: oldest expiry first, whatever the backlog (issue 11).
+    index("deliveries_expires_idx").on(t.expiresAt),
+    // Releasing a gone claimer's rows: its id prefix is a range in C order.
+    index("deliveries_claimed_by_idx")
+      .on(sql`${t.claimedBy} COLLATE "C"`)
+      .where(sql`${t.claimedBy} IS NOT NULL`),
   ],
 );
 
@@ -83,6 +89,10 @@ export const nodes = pgTable("nodes", {
   startedAt: tz("started_at").notNull(),
   heartbeatAt: tz("heartbeat_at").notNull(),
   stoppedAt: tz("stopped_at"),
+  /** The claimer id of the node's current run (its liveness lock is keyed by it). */
+  claimer: text("claimer"),
+  /** pg_postmaster_start_time() when the node took its liveness lock. */
+  lockEpoch: tz("lock_epoch"),
 });
 
 /**
@@ -93,7 +103,7 @@ export const pendingTransactions = pgTable(
   "pending_transactions",
   {
     messagePk: bigint("message_pk", { mode: "number" }).primaryKey(),
-    messageCreatedAt: tz("message_created_at").notNull(),
+    messageStoredAt: tz("message_stored_at").notNull(),
     messageId: text("message_id").notNull(),
     topic: text("topic").notNull(),
     groupId: text("group_id").notNull(),
@@ -111,5 +121,35 @@ export const pendingTransactions = pgTable(
     index("pending_transactions_message_id_idx").on(t.messageId),
     /** The give-up sweep: the oldest uncommitted messages first. */
     index("pending_transactions_stored_idx").on(t.storedAt),
+    /** Releasing a gone claimer's check claims. */
+    index("pending_transactions_claimed_by_idx")
+      .on(sql`${t.claimedBy} COLLATE "C"`)
+      .where(sql`${t.claimedBy} IS NOT NULL`),
   ],
+);
+
+/**
+ * One row per stored message, by its KiteQ id: the one unique index on messageId (the messages
+ * table is partitioned by day and cannot have one across days). Retention deletes a day's rows
+ * before it drops that day's partition.
+ */
+export const messageIds = pgTable("message_ids", {
+  messageId: text("message_id").primaryKey(),
+  messagePk: bigint("message_pk", { mode: "number" }).notNull(),
+  /** The message's partition key (messages.stored_at). */
+  storedAt: tz("stored_at").notNull(),
+});
+
+/**
+ * Deliveries owed per group, kept by statement-level triggers on deliveries (migration 0004):
+ * the sum over a group's slots. Each backend adds to its own slot (pid % 16).
+ */
+export const owedCounts = pgTable(
+  "owed_counts",
+  {
+    groupId: text("group_id").notNull(),
+    slot: smallint("slot").notNull(),
+    owed: bigint("owed", { mode: "number" }).notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.groupId, t.slot] })],
 );

@@ -4,6 +4,7 @@
  * DELETE is what makes them idempotent. Time is always a parameter.
  */
 import type pg from "pg";
+import { BACKGROUND_BATCH, prefixUpperBound } from "./deliveries.js";
 
 type Queryable = pg.Pool | pg.PoolClient;
 
@@ -69,7 +70,9 @@ SELECT p.message_pk, p.message_id, p.checks, p.stored_at, m.topic, m.message_typ
        m.deliver_limit, m.created_at, m.properties, m.snappy, m.body_is_string,
        CASE WHEN p.message_id = ANY($2) THEN m.body END AS body
   FROM pending_transactions p
-  JOIN messages m ON m.id = p.message_pk AND m.created_at = p.message_created_at
+  CROSS JOIN LATERAL (
+    SELECT * FROM messages WHERE id = p.message_pk AND stored_at = p.message_stored_at LIMIT 1
+  ) m
  WHERE p.message_id = ANY($1)
  ORDER BY p.message_pk
    FOR UPDATE OF p`;
@@ -88,13 +91,13 @@ WITH input AS (
    WHERE p.message_pk = i.message_pk AND i.kind IN ('committed', 'rolled_back')
   RETURNING p.message_pk, i.kind
 ), dl AS (
-  INSERT INTO deliveries (message_pk, group_id, message_created_at, topic, next_attempt_at, expires_at,
+  INSERT INTO deliveries (message_pk, group_id, message_stored_at, topic, next_attempt_at, expires_at,
                           deliver_limit, claimed_by, lease_until, claim_epoch)
-  SELECT d.message_pk, d.group_id, d.created_at, d.topic, $5, d.expires_at, d.deliver_limit, d.claimed_by,
+  SELECT d.message_pk, d.group_id, d.stored_at, d.topic, $5, d.expires_at, d.deliver_limit, d.claimed_by,
          CASE WHEN d.claimed_by IS NULL THEN NULL ELSE $7::timestamptz END,
          CASE WHEN d.claimed_by IS NULL THEN 0 ELSE 1 END
     FROM unnest($8::bigint[], $9::text[], $10::timestamptz[], $11::text[], $12::timestamptz[], $13::int2[],
-                $14::text[]) AS d(message_pk, group_id, created_at, topic, expires_at, deliver_limit, claimed_by)
+                $14::text[]) AS d(message_pk, group_id, stored_at, topic, expires_at, deliver_limit, claimed_by)
     JOIN gone g ON g.message_pk = d.message_pk AND g.kind = 'committed'
   ON CONFLICT DO NOTHING
   RETURNING claimed_by
@@ -156,7 +159,7 @@ export async function applyTxAnswers(
   const dl = {
     pk: [] as number[],
     group: [] as string[],
-    createdAt: [] as Date[],
+    storedAt: [] as Date[],
     topic: [] as string[],
     expiresAt: [] as Date[],
     deliverLimit: [] as number[],
@@ -181,7 +184,7 @@ export async function applyTxAnswers(
         result.deliveries.push(d);
         dl.pk.push(m.messagePk);
         dl.group.push(d.groupId);
-        dl.createdAt.push(m.createdAt);
+        dl.storedAt.push(m.storedAt);
         dl.topic.push(m.topic);
         dl.expiresAt.push(m.expiresAt);
         dl.deliverLimit.push(m.deliverLimit);
@@ -202,7 +205,7 @@ export async function applyTxAnswers(
       options.leaseUntil,
       dl.pk,
       dl.group,
-      dl.createdAt,
+      dl.storedAt,
       dl.topic,
       dl.expiresAt,
       dl.deliverLimit,
@@ -225,20 +228,31 @@ export interface ClaimedTxCheck extends PendingMessage {
  */
 const CLAIM_DUE_TX_CHECKS = `
 WITH due AS (
-  SELECT message_pk FROM pending_transactions
-   WHERE group_id = ANY($1) AND next_check_at <= $2 AND stored_at > $5
-     AND (claimed_by IS NULL OR lease_until < $2)
-   ORDER BY next_check_at
+  -- Per group, oldest due first on (group_id, next_check_at): bounded by $6 whatever is pending.
+  SELECT d.message_pk
+    FROM unnest($1::text[]) AS g(group_id)
+    CROSS JOIN LATERAL (
+      SELECT message_pk, next_check_at FROM pending_transactions
+       WHERE group_id = g.group_id AND next_check_at <= $2 AND stored_at > $5
+         AND (claimed_by IS NULL OR lease_until < $2)
+       ORDER BY next_check_at
+       LIMIT $6
+       FOR UPDATE SKIP LOCKED
+    ) d
+   ORDER BY d.next_check_at
    LIMIT $6
-   FOR UPDATE SKIP LOCKED
 ), claimed AS (
   UPDATE pending_transactions p SET claimed_by = $3, lease_until = $4, claim_epoch = p.claim_epoch + 1
     FROM due WHERE p.message_pk = due.message_pk
-  RETURNING p.message_pk, p.message_id, p.message_created_at, p.checks, p.claim_epoch, p.stored_at, p.next_check_at
+  RETURNING p.message_pk, p.message_id, p.message_stored_at, p.checks, p.claim_epoch, p.stored_at, p.next_check_at
 )
 SELECT c.message_pk, c.message_id, c.checks, c.claim_epoch, c.stored_at, m.topic, m.message_type, m.group_id,
        m.expires_at, m.deliver_limit, m.created_at, m.properties, m.snappy, m.body_is_string
-  FROM claimed c JOIN messages m ON m.id = c.message_pk AND m.created_at = c.message_created_at
+  FROM claimed c
+  CROSS JOIN LATERAL (
+    SELECT topic, message_type, group_id, expires_at, deliver_limit, created_at, properties, snappy, body_is_string
+      FROM messages WHERE id = c.message_pk AND stored_at = c.message_stored_at LIMIT 1
+  ) m
  ORDER BY c.next_check_at`;
 
 /** Claim due checks (see CLAIM_DUE_TX_CHECKS). */
@@ -319,10 +333,11 @@ export async function giveUpTransactions(
   args: { storedBefore: Date; now: Date; nodeId: string; detail: string; limit: number },
 ): Promise<number> {
   const { rowCount } = await db.query({
-    text: `WITH gone AS (
-             DELETE FROM pending_transactions p WHERE p.message_pk IN (
-               SELECT message_pk FROM pending_transactions WHERE stored_at <= $1
-                ORDER BY stored_at LIMIT $5 FOR UPDATE SKIP LOCKED)
+    text: `WITH v AS (
+             SELECT ctid FROM pending_transactions WHERE stored_at <= $1
+              ORDER BY stored_at LIMIT $5 FOR UPDATE SKIP LOCKED
+           ), gone AS (
+             DELETE FROM pending_transactions p WHERE p.ctid = ANY (ARRAY(SELECT ctid FROM v))
              RETURNING p.message_pk, p.checks)
            INSERT INTO message_events (message_pk, kind, at, node_id, attempt, detail)
            SELECT message_pk, 'rolled_back', $2, $3, checks,
@@ -343,10 +358,15 @@ export async function nextTxCheckTime(
   giveUpSeconds: number,
 ): Promise<Date | null> {
   const { rows } = await db.query<{ t: Date | null }>({
+    // Per group, the first rows by next_check_at (a bounded look: claimed rows count from their
+    // lease end, and a few hundred in flight at the head are skipped over at most).
     text: `SELECT least(
-             (SELECT min(CASE WHEN claimed_by IS NULL THEN next_check_at
-                              ELSE greatest(next_check_at, lease_until) END)
-                FROM pending_transactions WHERE group_id = ANY($1)),
+             (SELECT min(CASE WHEN p.claimed_by IS NULL THEN p.next_check_at
+                              ELSE greatest(p.next_check_at, p.lease_until) END)
+                FROM unnest($1::text[]) AS g(group_id)
+                CROSS JOIN LATERAL (
+                  SELECT next_check_at, claimed_by, lease_until FROM pending_transactions
+                   WHERE group_id = g.group_id ORDER BY next_check_at LIMIT 500) p),
              (SELECT min(stored_at) FROM pending_transactions) + make_interval(secs => $2)) AS t`,
     values: [groups, giveUpSeconds],
   });
@@ -358,12 +378,20 @@ export async function nextTxCheckTime(
  * except `except`, so their checks are made now instead of after the lease.
  */
 export async function releaseTxClaimsOf(db: Queryable, prefix: string, except = ""): Promise<number> {
-  const { rowCount } = await db.query({
-    text: `UPDATE pending_transactions SET claimed_by = NULL, lease_until = NULL
-            WHERE claimed_by IS NOT NULL AND starts_with(claimed_by, $1) AND claimed_by <> $2`,
-    values: [prefix, except],
-  });
-  return rowCount ?? 0;
+  let total = 0;
+  for (;;) {
+    const { rowCount } = await db.query({
+      text: `WITH r AS (
+               SELECT ctid FROM pending_transactions
+                WHERE claimed_by COLLATE "C" >= $1 AND claimed_by COLLATE "C" < $2 AND claimed_by <> $3
+                LIMIT $4 FOR UPDATE SKIP LOCKED)
+             UPDATE pending_transactions SET claimed_by = NULL, lease_until = NULL
+              WHERE ctid = ANY (ARRAY(SELECT ctid FROM r))`,
+      values: [prefix, prefixUpperBound(prefix), except, BACKGROUND_BATCH],
+    });
+    total += rowCount ?? 0;
+    if ((rowCount ?? 0) < BACKGROUND_BATCH) return total;
+  }
 }
 
 function isClient(db: Queryable): db is pg.PoolClient {

@@ -35,6 +35,8 @@ export interface Transactions {
   onSessionClosed(session: Session): void;
   /** Another node is gone: release its claims on due checks so this node can make them now. */
   releaseClaimsOfNode(nodeId: string): Promise<number>;
+  /** Check for due checks now (a dead node's check claims were released). */
+  wake(): void;
   start(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -56,6 +58,7 @@ export function createTransactions(deps: TransactionDeps): Transactions {
       checker.wake();
       return n;
     },
+    wake: () => checker.wake(),
     start: () => checker.start(),
     stop: async () => {
       await checker.stop();

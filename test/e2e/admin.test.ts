@@ -18,7 +18,6 @@ function fakeSource() {
     nacked: 2,
     timeouts: 1,
     deadLettered: 5,
-    expired: 6,
     claimed: 8,
     fastPath: 12,
     fly: 13,

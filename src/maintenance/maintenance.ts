@@ -1,0 +1,270 @@
+/**
+ * Maintenance of one node: its liveness lock, and the cluster-wide jobs it runs while it holds the
+ * maintenance lock (one node at a time; another takes over within `leaderRetryMs` when it dies):
+ *
+ * - takeover: every `livenessCheckMs`, the claimers holding work whose liveness lock vanished
+ *   under the current server start are dead; their claims are released at once (issue 13);
+ * - expiry sweep: every `sweepMs`, owed deliveries whose message expired end `expired`;
+ * - partition upkeep and retention: at leadership and hourly.
+ *
+ * Every job is single-flight (PeriodicJob), works in bounded batches, and runs on the maintenance
+ * pool, whose statements have a statement_timeout. stop() cancels what is in flight.
+ */
+import pg from "pg";
+import { ErrorCode, toKiteqError } from "../errors.js";
+import type { Logger } from "../log.js";
+import { dropPartitionsBefore, ensurePartitions } from "../store/db.js";
+import { expireDeliveries } from "../store/deliveries.js";
+import {
+  cancelStatementsOf,
+  claimerLiveness,
+  releaseClaimer,
+  takeLivenessLock,
+  tryMaintenanceLock,
+} from "../store/liveness.js";
+import { PeriodicJob } from "./periodic.js";
+
+const HOUR = 3_600_000;
+const EXPIRY_BATCH = 1000;
+
+/** Settings of a node's Maintenance. */
+export interface MaintenanceOptions {
+  /** Database URL (the node's own session connection is opened on it). */
+  url: string;
+  /** Pool for the jobs' statements (with a statement_timeout). */
+  pool: pg.Pool;
+  /** application_name of `pool`'s connections (cancelled at stop). */
+  poolName: string;
+  nodeId: string;
+  claimer: string;
+  address: string;
+  log: Logger;
+  /** Expiry sweep period (KiteQ recoverSeconds). */
+  sweepMs: number;
+  /** 0: keep the history for ever. */
+  retentionDays: number;
+  /** Dead-claimer check period; default 250 ms. */
+  livenessCheckMs?: number;
+  /** How often a node that is not the maintenance node tries to become it; default 250 ms. */
+  leaderRetryMs?: number;
+  /** Upkeep period; default one hour. */
+  upkeepMs?: number;
+}
+
+/** Counters exposed as metrics. */
+export interface MaintenanceCounters {
+  expired: number;
+  /** Dead claimers whose work was taken over. */
+  takeovers: number;
+  takeoverDeliveries: number;
+  takeoverChecks: number;
+  /** Seconds from each dead claimer's last sign of life to the release of its claims. */
+  takeoverSeconds: number[];
+  droppedPartitions: number;
+}
+
+/** A node's liveness lock and, while it leads, the cluster-wide jobs (see module comment). */
+export class Maintenance {
+  readonly counters: MaintenanceCounters = {
+    expired: 0,
+    takeovers: 0,
+    takeoverDeliveries: 0,
+    takeoverChecks: 0,
+    takeoverSeconds: [],
+    droppedPartitions: 0,
+  };
+  readonly expiry: PeriodicJob;
+  readonly upkeep: PeriodicJob;
+  readonly takeover: PeriodicJob;
+  private readonly leadership: PeriodicJob;
+  private session: pg.Client | undefined;
+  private leader = false;
+  private stopped = false;
+  /** When each claimer's lock was last seen held (its last sign of life). */
+  private readonly lastSeenAlive = new Map<string, number>();
+  private readonly log: Logger;
+
+  constructor(private readonly o: MaintenanceOptions) {
+    this.log = o.log;
+    const onError = (what: string) => (err: unknown) => {
+      const e = toKiteqError(err, {}, ErrorCode.StoreFailed);
+      this.log.error({ code: e.code, err: e.message, job: what }, `${what} failed; retrying at its next run`);
+    };
+    this.expiry = new PeriodicJob(
+      "expiry sweep",
+      o.sweepMs,
+      (stopped) => this.sweepExpired(stopped),
+      onError("expiry sweep"),
+    );
+    this.upkeep = new PeriodicJob(
+      "partition upkeep",
+      o.upkeepMs ?? HOUR,
+      () => this.partitionUpkeep(),
+      onError("partition upkeep"),
+    );
+    this.takeover = new PeriodicJob(
+      "takeover check",
+      o.livenessCheckMs ?? 250,
+      (stopped) => this.takeOverDeadClaimers(stopped),
+      onError("takeover check"),
+    );
+    this.leadership = new PeriodicJob(
+      "maintenance leadership",
+      o.leaderRetryMs ?? 250,
+      () => this.keepSession(),
+      onError("maintenance leadership"),
+    );
+  }
+
+  /** Whether this node runs the cluster-wide jobs now. */
+  get isLeader(): boolean {
+    return this.leader;
+  }
+
+  /** Take this run's liveness lock (start fails when it cannot), then contend for leadership. */
+  async start(): Promise<void> {
+    await this.openSession();
+    this.leadership.start(true);
+    await this.leadership.trigger();
+  }
+
+  /** Stop every job, cancel their statements in flight, and let go of the locks. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    const jobs = [this.leadership, this.expiry, this.upkeep, this.takeover];
+    const stopping = Promise.all(jobs.map((j) => j.stop()));
+    if (jobs.some((j) => j.busy)) {
+      await cancelStatementsOf(this.o.pool, [this.o.poolName]).catch(() => 0);
+    }
+    await stopping;
+    this.leader = false;
+    await this.closeSession();
+  }
+
+  /** Open the node's session connection and take its liveness lock on it. */
+  private async openSession(): Promise<void> {
+    const client = new pg.Client({
+      connectionString: this.o.url,
+      application_name: `kiteq-pg ${this.o.nodeId} liveness`,
+      connectionTimeoutMillis: 10_000,
+      options: "-c timezone=UTC -c statement_timeout=10000",
+    });
+    const lost = (err?: Error) => {
+      if (this.session !== client) return;
+      this.session = undefined;
+      if (this.leader) {
+        this.leader = false;
+        void this.stopLeaderJobs();
+      }
+      if (!this.stopped) {
+        this.log.warn(
+          { code: ErrorCode.StoreFailed, err: err?.message },
+          "liveness connection lost: reconnecting (others may take over this node's claims meanwhile)",
+        );
+      }
+    };
+    client.on("error", lost);
+    client.on("end", () => lost());
+    await client.connect();
+    const ok = await takeLivenessLock(client, {
+      nodeId: this.o.nodeId,
+      claimer: this.o.claimer,
+      address: this.o.address,
+      now: new Date(),
+    }).catch(async (err: unknown) => {
+      await client.end().catch(() => undefined);
+      throw err;
+    });
+    if (!ok) {
+      await client.end().catch(() => undefined);
+      throw new Error(`liveness lock of claimer ${this.o.claimer} is held by another session`);
+    }
+    this.session = client;
+  }
+
+  private async closeSession(): Promise<void> {
+    const client = this.session;
+    this.session = undefined;
+    // Closing the connection frees both locks.
+    await client?.end().catch(() => undefined);
+  }
+
+  /** Leadership tick: reconnect a lost session, then try the maintenance lock until held. */
+  private async keepSession(): Promise<void> {
+    if (this.stopped) return;
+    if (this.session === undefined) {
+      await this.openSession();
+      this.log.info("liveness connection open again: liveness lock held");
+    }
+    if (this.leader || this.session === undefined) return;
+    if (await tryMaintenanceLock(this.session)) {
+      this.leader = true;
+      this.log.info(
+        "this node runs the cluster-wide maintenance now (expiry, retention, takeover of dead nodes)",
+      );
+      this.takeover.start(true);
+      this.expiry.start(true);
+      this.upkeep.start(true);
+    }
+  }
+
+  private async stopLeaderJobs(): Promise<void> {
+    await Promise.all([this.takeover.stop(), this.expiry.stop(), this.upkeep.stop()]);
+  }
+
+  private async sweepExpired(stopped: () => boolean): Promise<void> {
+    while (!stopped() && this.leader) {
+      const n = await expireDeliveries(this.o.pool, new Date(), this.o.nodeId, EXPIRY_BATCH);
+      this.counters.expired += n;
+      if (n < EXPIRY_BATCH) return;
+    }
+  }
+
+  private async partitionUpkeep(): Promise<void> {
+    await ensurePartitions(this.o.pool, new Date());
+    if (this.o.retentionDays > 0 && this.leader) {
+      const dropped = await dropPartitionsBefore(
+        this.o.pool,
+        new Date(Date.now() - this.o.retentionDays * 86_400_000),
+      );
+      this.counters.droppedPartitions += dropped.length;
+      if (dropped.length > 0) this.log.info({ dropped }, "retention: dropped history partitions");
+    }
+  }
+
+  /** Release the claims of every claimer whose lock vanished under the current server start. */
+  private async takeOverDeadClaimers(stopped: () => boolean): Promise<void> {
+    const claimers = await claimerLiveness(this.o.pool);
+    const now = Date.now();
+    const present = new Set<string>();
+    for (const c of claimers) {
+      present.add(c.claimer);
+      if (c.alive) {
+        this.lastSeenAlive.set(c.claimer, now);
+        continue;
+      }
+      if (!c.lockedThisEpoch || c.claimer === this.o.claimer || stopped() || !this.leader) continue;
+      const released = await releaseClaimer(this.o.pool, c.claimer);
+      const lastSign = this.lastSeenAlive.get(c.claimer) ?? c.heartbeatAt?.getTime() ?? now;
+      const seconds = Math.max(0, (Date.now() - lastSign) / 1000);
+      this.lastSeenAlive.delete(c.claimer);
+      if (released.deliveries + released.checks === 0) continue;
+      this.counters.takeovers++;
+      this.counters.takeoverDeliveries += released.deliveries;
+      this.counters.takeoverChecks += released.checks;
+      this.counters.takeoverSeconds.push(seconds);
+      if (this.counters.takeoverSeconds.length > 1000) this.counters.takeoverSeconds.shift();
+      this.log.info(
+        {
+          code: "KQ_TAKEOVER",
+          claimer: c.claimer,
+          deliveries: released.deliveries,
+          checks: released.checks,
+          sinceLastSignOfLifeSec: Number(seconds.toFixed(3)),
+        },
+        "took over the claims of a node that is gone (its liveness lock vanished)",
+      );
+    }
+    for (const k of this.lastSeenAlive.keys()) if (!present.has(k)) this.lastSeenAlive.delete(k);
+  }
+}
