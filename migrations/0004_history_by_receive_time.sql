@@ -98,6 +98,8 @@ UPDATE "pending_transactions" p SET message_stored_at = m.stored_at FROM "messag
 --    release of a gone claimer's rows (by claimer id, compared in C order so a prefix is a range).
 CREATE INDEX "deliveries_expires_idx" ON "deliveries" USING btree ("expires_at");--> statement-breakpoint
 CREATE INDEX "deliveries_claimed_by_idx" ON "deliveries" USING btree ("claimed_by" COLLATE "C") WHERE "claimed_by" IS NOT NULL;--> statement-breakpoint
+-- The dead letters of a group (operators, re-drive): only dead_lettered rows, a tiny index.
+CREATE INDEX "message_events_dead_idx" ON "message_events" ("group_id", "at") WHERE "kind" = 'dead_lettered';--> statement-breakpoint
 CREATE INDEX "pending_transactions_claimed_by_idx" ON "pending_transactions" USING btree ("claimed_by" COLLATE "C") WHERE "claimed_by" IS NOT NULL;--> statement-breakpoint
 -- 6. What each group is owed, kept by statement-level triggers on deliveries: counting a million
 --    rows for a gauge costs a million rows. One row per (group, slot); a writer adds to the slot of

@@ -14,7 +14,7 @@ import { Maintenance } from "../maintenance/maintenance.js";
 import { Publisher } from "../publish/publisher.js";
 import { type ClusterMembership, startCluster } from "../registry/cluster.js";
 import { listBindings } from "../store/bindings.js";
-import { BACKGROUND_STATEMENT_TIMEOUT_MS, createPool, ensurePartitions, runMigrations } from "../store/db.js";
+import { BROKER_POOL_SETTINGS, createPool, ensurePartitions, runMigrations } from "../store/db.js";
 import { type EmbeddedPostgresServer, startEmbeddedPostgres } from "../store/embedded.js";
 import { cancelStatementsOf } from "../store/liveness.js";
 import { insertPublishBatch } from "../store/messages.js";
@@ -100,9 +100,10 @@ export class Broker {
       url = embedded.url("kiteq");
     }
     const names = poolNames(config.nodeId);
-    // Every statement of the node runs under a statement_timeout: a statement that a plan gone
-    // wrong would keep running for minutes fails instead, and its job retries in bounded batches.
-    const timeout = { statement_timeout: String(BACKGROUND_STATEMENT_TIMEOUT_MS) };
+    // Every statement of the node runs under a statement_timeout (a statement that a plan gone
+    // wrong would keep running for minutes fails instead, and its job retries in bounded batches)
+    // and with sequential scans priced out (see BROKER_POOL_SETTINGS).
+    const timeout = BROKER_POOL_SETTINGS;
     const pool = createPool(url, { max: 10, name: names.main, settings: timeout });
     // Publishes get connections of their own (one per concurrent batch) with generic plans: the
     // batch insert's plan never depends on its values, and planning it each time cost ~20%.

@@ -18,6 +18,16 @@ export const MIGRATIONS_DIR = path.resolve(path.dirname(fileURLToPath(import.met
  */
 export const BACKGROUND_STATEMENT_TIMEOUT_MS = 30_000;
 
+/**
+ * Session settings of every pool the broker runs statements on. Every statement of the broker has
+ * an index path; with sequential scans priced out, a planner working from stale statistics (a
+ * table analysed when it was empty, then filled with a million rows) still takes it (issue 11).
+ */
+export const BROKER_POOL_SETTINGS: Readonly<Record<string, string>> = {
+  statement_timeout: String(BACKGROUND_STATEMENT_TIMEOUT_MS),
+  enable_seqscan: "off",
+};
+
 /** Lock id under which migrations run, so nodes starting together migrate once. */
 const MIGRATION_LOCK_ID = 0x6b697465; // "kite"
 
@@ -132,13 +142,27 @@ SELECT c.relname AS name
  ORDER BY c.relname`;
 
 /**
- * One batch of retention's message_ids cleanup: the ids of the next $2 messages of a day partition
- * (its id index), deleted from message_ids. The partition name is an identifier, quoted by caller.
+ * One batch of retention's message_ids cleanup: the ids of the next `limit` messages of the day
+ * partition `partition` above `lastId` (its id index), deleted from message_ids. Returns the last
+ * id read and how many were read.
  */
-function forgetMessageIdsBatch(partition: string): string {
-  return `WITH b AS (SELECT id, message_id FROM "${partition}" WHERE id > $1 ORDER BY id LIMIT $2),
-               d AS (DELETE FROM message_ids i USING b WHERE i.message_id = b.message_id AND i.message_pk = b.id)
-          SELECT max(id) AS last_id, count(*)::int AS n FROM b`;
+export async function forgetMessageIdsBatch(
+  db: pg.Pool | pg.PoolClient,
+  partition: string,
+  lastId: number,
+  limit: number,
+): Promise<{ lastId: number | null; n: number }> {
+  if (!/^messages_p[0-9]{8}$/.test(partition)) throw new Error(`not a messages day partition: ${partition}`);
+  const { rows } = await db.query<{ last_id: number | null; n: number }>({
+    text: `WITH b AS (SELECT id, message_id FROM "${partition}" WHERE id > $1 ORDER BY id LIMIT $2),
+                -- = ANY(ARRAY(...)): probes of the primary key, never a join that could scan message_ids.
+                d AS (DELETE FROM message_ids i
+                       WHERE i.message_id = ANY (ARRAY(SELECT message_id FROM b))
+                         AND i.message_pk = ANY (ARRAY(SELECT id FROM b)))
+           SELECT max(id) AS last_id, count(*)::int AS n FROM b`,
+    values: [lastId, limit],
+  });
+  return { lastId: rows[0]?.last_id ?? null, n: rows[0]?.n ?? 0 };
 }
 
 /** Rows per batch of retention's message_ids cleanup. */
@@ -159,13 +183,9 @@ export async function dropPartitionsBefore(pool: pg.Pool, before: Date): Promise
       if (!/^[a-z_]+_p[0-9]{8}$/.test(name)) continue;
       if (parent === "messages") {
         for (let lastId = 0; ; ) {
-          const r = await pool.query<{ last_id: number | null; n: number }>(forgetMessageIdsBatch(name), [
-            lastId,
-            RETENTION_BATCH,
-          ]);
-          const { last_id, n } = r.rows[0]!;
-          if (n < RETENTION_BATCH || last_id === null) break;
-          lastId = last_id;
+          const batch = await forgetMessageIdsBatch(pool, name, lastId, RETENTION_BATCH);
+          if (batch.n < RETENTION_BATCH || batch.lastId === null) break;
+          lastId = batch.lastId;
         }
       }
       await withUpkeepLock(pool, (client) => client.query(`DROP TABLE IF EXISTS "${name}"`));

@@ -229,10 +229,10 @@ export interface ClaimedTxCheck extends PendingMessage {
 const CLAIM_DUE_TX_CHECKS = `
 WITH due AS (
   -- Per group, oldest due first on (group_id, next_check_at): bounded by $6 whatever is pending.
-  SELECT d.message_pk
+  SELECT d.ctid
     FROM unnest($1::text[]) AS g(group_id)
     CROSS JOIN LATERAL (
-      SELECT message_pk, next_check_at FROM pending_transactions
+      SELECT ctid, next_check_at FROM pending_transactions
        WHERE group_id = g.group_id AND next_check_at <= $2 AND stored_at > $5
          AND (claimed_by IS NULL OR lease_until < $2)
        ORDER BY next_check_at
@@ -242,8 +242,9 @@ WITH due AS (
    ORDER BY d.next_check_at
    LIMIT $6
 ), claimed AS (
+  -- By ctid (the rows are locked, so it is stable): a TID scan whatever the table's size.
   UPDATE pending_transactions p SET claimed_by = $3, lease_until = $4, claim_epoch = p.claim_epoch + 1
-    FROM due WHERE p.message_pk = due.message_pk
+   WHERE p.ctid = ANY (ARRAY(SELECT ctid FROM due))
   RETURNING p.message_pk, p.message_id, p.message_stored_at, p.checks, p.claim_epoch, p.stored_at, p.next_check_at
 )
 SELECT c.message_pk, c.message_id, c.checks, c.claim_epoch, c.stored_at, m.topic, m.message_type, m.group_id,

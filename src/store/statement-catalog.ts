@@ -1,0 +1,189 @@
+/**
+ * Every background and operator statement of issue 11, point 1, as one list: what `bench backlog`
+ * times at each backlog size, and what the plan tests EXPLAIN (no sequential scan of deliveries,
+ * messages or message_events, whatever the statistics). Each entry calls the store function the
+ * broker calls, so what is measured is what runs.
+ */
+import type pg from "pg";
+import type { BacklogFixture } from "./backlog-fixture.js";
+import { ensurePartitions, forgetMessageIdsBatch } from "./db.js";
+import {
+  ackDeliveries,
+  BACKGROUND_BATCH,
+  claimDueDeliveries,
+  countOwedDeliveries,
+  expireDeliveries,
+  nackDeliveries,
+  prefixUpperBound,
+  RELEASE_CLAIMS_OF,
+  REPLAY_BATCH,
+  redriveDelivery,
+  renewLeases,
+} from "./deliveries.js";
+import { deadLetters, groupHistory, messageHistory } from "./history.js";
+import { claimerLiveness, RELEASE_CLAIMER_BATCH } from "./liveness.js";
+import { claimDueTxChecks, giveUpTransactions, nextTxCheckTime, releaseTxClaimsOf } from "./transactions.js";
+
+/** Rows sampled from the backlog for the statements (see sampleBacklog). */
+export interface CatalogSample {
+  owedPks: number[];
+  goneClaimedPks: number[];
+  pendingIds: string[];
+  messageId: string;
+}
+
+/** One measured statement. `run` gets a client inside a transaction the caller rolls back. */
+export interface CatalogEntry {
+  name: string;
+  /** Ensures the state does not change between repetitions: the caller rolls back after it. */
+  run(db: pg.PoolClient): Promise<unknown>;
+}
+
+const MINUTE = 60_000;
+
+/** The statements, bound to a backlog and rows sampled from it. */
+export function statementCatalog(fx: BacklogFixture, sample: CatalogSample): CatalogEntry[] {
+  const now = new Date(fx.to.getTime() + MINUTE);
+  const lease = new Date(now.getTime() + 30_000);
+  const batch = 500;
+  const owed = sample.owedPks.slice(0, batch);
+  const day = `messages_p${fx.to.toISOString().slice(0, 10).replaceAll("-", "")}`;
+  return [
+    {
+      name: "claim (500 due deliveries)",
+      run: (db) =>
+        claimDueDeliveries(db, {
+          groups: [fx.group],
+          limits: [batch],
+          now,
+          claimer: "bench/1",
+          leaseUntil: lease,
+        }),
+    },
+    {
+      name: "expiry sweep (1,000 expired, oldest first)",
+      // A week on, every delivery expired: the worst case for picking an index over a scan.
+      run: (db) => expireDeliveries(db, new Date(now.getTime() + 7 * 86_400_000), "bench", 1000),
+    },
+    {
+      name: "ack (500 deliveries)",
+      run: (db) =>
+        ackDeliveries(
+          db,
+          owed.map((messagePk) => ({
+            messagePk,
+            groupId: fx.group,
+            attempt: 1,
+            pushedAt: now,
+            ackedAt: now,
+          })),
+          "bench",
+        ),
+    },
+    {
+      name: "dead-lettering (500 nacks at the deliver limit)",
+      run: (db) =>
+        nackDeliveries(
+          db,
+          owed.map((messagePk) => ({
+            messagePk,
+            groupId: fx.group,
+            claimEpoch: 0,
+            attempt: 100,
+            pushedAt: now,
+            failedAt: now,
+            nextAttemptAt: now,
+            deadLetter: true,
+            reason: "bench",
+          })),
+          "bench",
+        ),
+    },
+    {
+      name: "lease renewal (500 held deliveries)",
+      run: (db) =>
+        renewLeases(
+          db,
+          fx.goneClaimer,
+          sample.goneClaimedPks
+            .slice(0, batch)
+            .map((messagePk) => ({ messagePk, groupId: fx.group, claimEpoch: 1 })),
+          lease,
+        ),
+    },
+    {
+      name: "release of a gone node's claims (one batch)",
+      run: (db) =>
+        db.query({
+          text: RELEASE_CLAIMS_OF,
+          values: [fx.goneClaimer, prefixUpperBound(fx.goneClaimer), "", BACKGROUND_BATCH],
+        }),
+    },
+    {
+      name: "takeover of a dead claimer (one batch)",
+      run: (db) => db.query({ text: RELEASE_CLAIMER_BATCH, values: [fx.goneClaimer, BACKGROUND_BATCH] }),
+    },
+    { name: "claimer liveness check", run: (db) => claimerLiveness(db) },
+    {
+      name: "tx check claim (500 due checks)",
+      run: (db) =>
+        claimDueTxChecks(db, {
+          groups: [fx.producerGroup],
+          now,
+          claimer: "bench/1",
+          leaseUntil: lease,
+          giveUpBefore: new Date(fx.from.getTime() - MINUTE),
+          limit: batch,
+        }),
+    },
+    {
+      name: "tx next check time",
+      run: (db) => nextTxCheckTime(db, [fx.producerGroup], 86_400),
+    },
+    {
+      name: "tx give-up sweep (500 oldest)",
+      run: (db) =>
+        giveUpTransactions(db, { storedBefore: now, now, nodeId: "bench", detail: "bench", limit: batch }),
+    },
+    { name: "release of tx check claims", run: (db) => releaseTxClaimsOf(db, fx.goneClaimer) },
+    {
+      name: "retention: message_ids of a day (one batch)",
+      run: (db) => forgetMessageIdsBatch(db, day, 0, BACKGROUND_BATCH),
+    },
+    {
+      name: "replay selection (one batch)",
+      run: (db) =>
+        db.query({
+          text: REPLAY_BATCH,
+          values: [fx.topic, "replayed", fx.from, now, now, lease, "bench", "bench", 0, BACKGROUND_BATCH],
+        }),
+    },
+    {
+      name: "re-drive of one message",
+      run: (db) =>
+        redriveDelivery(db, {
+          messageId: sample.messageId,
+          groupId: fx.group,
+          now,
+          expiresAt: lease,
+          nodeId: "bench",
+          reason: "bench",
+        }),
+    },
+    { name: "owed-per-group gauge", run: (db) => countOwedDeliveries(db) },
+    { name: "history by message id", run: (db) => messageHistory(db, sample.messageId) },
+    {
+      name: "history by group + time (first 1,000 rows)",
+      run: (db) => groupHistory(db, fx.group, fx.from, now, 1000),
+    },
+    {
+      name: "dead letters of a group (first 1,000)",
+      run: (db) => deadLetters(db, fx.group, fx.from, now, 1000),
+    },
+  ];
+}
+
+/** Partition upkeep needs a pool (it runs in a transaction of its own): timed separately. */
+export function partitionUpkeep(pool: pg.Pool, now: Date): Promise<number> {
+  return ensurePartitions(pool, now);
+}
