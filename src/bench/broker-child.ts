@@ -19,8 +19,8 @@ export interface BrokerChild {
   nodeId: string | undefined;
   /** VmHWM of the broker process, in kB (while it runs). */
   peakRssKb(): number | undefined;
-  /** SIGTERM (graceful stop) and wait; SIGKILL after `graceMs`. */
-  stop(graceMs?: number): Promise<void>;
+  /** SIGTERM (graceful stop) and wait; SIGKILL after `graceMs`. Resolves with the exit code (null: killed). */
+  stop(graceMs?: number): Promise<number | null>;
 }
 
 /** The flags the bench always gives the broker. */
@@ -75,10 +75,10 @@ export async function startBrokerChild(options: {
     tail.push(line);
     if (tail.length > 40) tail.shift();
   };
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
   options.onSpawn?.(() => {
     if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-    return exited;
+    return exited.then(() => undefined);
   });
   const started = new Promise<void>((resolve, reject) => {
     let buf = "";
@@ -125,11 +125,12 @@ export async function startBrokerChild(options: {
     nodeId: options.nodeId,
     peakRssKb: () => peakRssKb(pid),
     async stop(graceMs = 20_000) {
-      if (child.exitCode !== null || child.signalCode !== null) return;
+      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
       child.kill("SIGTERM");
       const killer = setTimeout(() => child.kill("SIGKILL"), graceMs);
-      await exited;
+      const code = await exited;
       clearTimeout(killer);
+      return code;
     },
   };
 }

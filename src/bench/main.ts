@@ -5,13 +5,14 @@
  * quiet one.
  */
 import { pathToFileURL } from "node:url";
+import { backlogSuite } from "./backlog.js";
 import { comparePeersSuite } from "./compare.js";
 import { e2eSuite } from "./e2e.js";
 import { describeFlags, UsageError } from "./flags.js";
 import { publishSuite } from "./publish.js";
 import type { Suite } from "./suite.js";
 
-const SUITES: readonly Suite[] = [publishSuite, e2eSuite, comparePeersSuite];
+const SUITES: readonly Suite[] = [publishSuite, e2eSuite, comparePeersSuite, backlogSuite];
 
 function usage(): string {
   const lines = [

@@ -8,7 +8,7 @@ import type pg from "pg";
 import type { BrokerConfig } from "../config/types.js";
 import { ErrorCode, KiteqError, sqlState } from "../errors.js";
 import type { Logger } from "../log.js";
-import { createPool, ensurePartitions, runMigrations } from "../store/db.js";
+import { BROKER_POOL_SETTINGS, createPool, ensurePartitions, runMigrations } from "../store/db.js";
 import { type EmbeddedPostgresServer, startEmbeddedPostgres } from "../store/embedded.js";
 
 /** SQLSTATE undefined_table: the schema is not there (migrations not applied). */
@@ -32,7 +32,11 @@ export async function withStore<T>(
       refuseIfRunning: true,
     });
   }
-  const pool = createPool(config.databaseUrl ?? embedded!.url("kiteq"), { max: 2, name: "kiteq-pg cli" });
+  const pool = createPool(config.databaseUrl ?? embedded!.url("kiteq"), {
+    max: 2,
+    name: "kiteq-pg cli",
+    settings: BROKER_POOL_SETTINGS,
+  });
   try {
     if (embedded !== undefined) {
       await runMigrations(pool, log);

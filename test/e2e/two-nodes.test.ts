@@ -184,8 +184,8 @@ describe("e2e: two nodes, one database", () => {
     });
     await insertPublishBatch(db.pool, recs, { now, nodeId: "test", leaseUntil: now, firstTxCheckAt: now });
     await db.pool.query(
-      `INSERT INTO deliveries (message_pk, group_id, message_created_at, topic, next_attempt_at, expires_at, deliver_limit)
-       SELECT id, 'quiet', created_at, topic, $2, expires_at, deliver_limit FROM messages WHERE message_id = ANY($1)`,
+      `INSERT INTO deliveries (message_pk, group_id, message_stored_at, topic, next_attempt_at, expires_at, deliver_limit)
+       SELECT id, 'quiet', stored_at, topic, $2, expires_at, deliver_limit FROM messages WHERE message_id = ANY($1)`,
       [recs.map((r) => r.messageId), now],
     );
     await waitFor(() => c.received.length >= 100, 10_000, "poll delivery");
