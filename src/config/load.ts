@@ -140,6 +140,11 @@ function build(
     maxDeliverWorkers: v.maxDeliverWorkers,
     dlqExecHour: v.dlqExecHour,
     retentionDays: v.retentionDays,
+    publishLimits: Object.freeze({
+      maxNameBytes: v.maxNameBytes,
+      maxProperties: v.maxProperties,
+      maxPropertiesBytes: v.maxPropertiesBytes,
+    }),
   };
 }
 

@@ -57,6 +57,11 @@ export interface BatchConfig {
   readonly windowMs: number;
 }
 
+/** What a client may send in one publish (README, "Limits on what a client may send"). */
+export type { PublishLimits } from "../publish/limits.js";
+
+import type { PublishLimits } from "../publish/limits.js";
+
 /** The validated configuration of one broker node. */
 export interface BrokerConfig {
   /** Address the KiteQ protocol server listens on (`-bind`); default 127.0.0.1:13800. */
@@ -117,6 +122,12 @@ export interface BrokerConfig {
    * message is never dropped while it may still be owed (expiry is at most 7 days).
    */
   readonly retentionDays: number;
+  /**
+   * Limits of a publish's header: topic, messageType and groupId at most 255 bytes (UTF-8), at
+   * most 64 properties and 64 KiB of property keys and values (maxNameBytes, maxProperties,
+   * maxPropertiesBytes).
+   */
+  readonly publishLimits: PublishLimits;
 }
 
 /** What loadConfig returns: the config and what was accepted but is worth telling the operator. */
