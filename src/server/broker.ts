@@ -261,6 +261,8 @@ export class Broker {
         maxBatch: config.batch.maxMessages,
         concurrency: PUBLISH_CONCURRENCY,
         windowMs: config.batch.windowMs,
+        limits: config.publishLimits,
+        ownGroupOnly: config.secrets.size > 0,
       },
       this.log.child({ component: "publish" }),
     );
