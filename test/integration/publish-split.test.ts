@@ -8,7 +8,7 @@ import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildHeader } from "../../src/client/connection.js";
 import type { BytesMessage } from "../../src/protocol/messages.js";
-import { type PublishSession, Publisher, type PublishWriter } from "../../src/publish/publisher.js";
+import { Publisher, type PublishSession, type PublishWriter } from "../../src/publish/publisher.js";
 import { createPool, ensurePartitions } from "../../src/store/db.js";
 import { insertPublishBatch, type PublishRecord } from "../../src/store/messages.js";
 import { applyTxAnswers } from "../../src/store/transactions.js";
