@@ -211,8 +211,8 @@ export class Publisher {
         { code: e.code, sqlState: state, connection: session.id, messageId, err: e.message },
         "publish not stored",
       );
-      const where = state === undefined ? "" : ` (SQLSTATE ${state})`;
-      session.sendStoreAck(opaque, messageId, false, `store failed${where}: ${e.message}`);
+      const sqlstate = state === undefined ? "" : ` (SQLSTATE ${state})`;
+      session.sendStoreAck(opaque, messageId, false, `store failed: ${e.message}${sqlstate}`);
     });
   }
 
