@@ -15,6 +15,8 @@ export const ErrorCode = {
   NotAuthenticated: "KQ_NOT_AUTHENTICATED",
   /** Handshake refused (bad secret). */
   AuthRefused: "KQ_AUTH_REFUSED",
+  /** A session acting for another group than the one it authenticated as (secrets configured). */
+  Forbidden: "KQ_FORBIDDEN",
   /** Publish refused by KiteQ's validation rules. */
   MessageInvalid: "KQ_MESSAGE_INVALID",
   /** Publish refused because the receive rate limit is exhausted. */
@@ -93,4 +95,19 @@ export function sqlState(err: unknown): string | undefined {
   if (typeof err !== "object" || err === null) return undefined;
   const code = (err as { code?: unknown }).code;
   return typeof code === "string" && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
+}
+
+/**
+ * SQLSTATE classes caused by a statement's data rather than by the database's state: 22 data
+ * exception (a NUL byte, an invalid timestamp, a bad encoding), 23 integrity constraint
+ * violation, 54 program limit exceeded (an index row too large). Retrying the same rows in
+ * smaller batches isolates the row at fault; a connection loss or a database that is down
+ * (08, 57, 53, no SQLSTATE at all) would fail every retry.
+ */
+const DATA_ERROR_CLASSES: ReadonlySet<string> = new Set(["22", "23", "54"]);
+
+/** Whether `err` is a PostgreSQL error caused by the data written (see DATA_ERROR_CLASSES). */
+export function isDataError(err: unknown): boolean {
+  const state = sqlState(err);
+  return state !== undefined && DATA_ERROR_CLASSES.has(state.slice(0, 2));
 }

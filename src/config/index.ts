@@ -10,6 +10,7 @@ export type {
   BrokerConfig,
   LoadedConfig,
   LogLevel,
+  PublishLimits,
   RedeliveryStep,
   RegistryConfig,
   TxCheckConfig,

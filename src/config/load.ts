@@ -141,6 +141,11 @@ function build(
     dlqExecHour: v.dlqExecHour,
     retentionDays: v.retentionDays,
     shutdownGraceSeconds: v.shutdownGraceSeconds,
+    publishLimits: Object.freeze({
+      maxNameBytes: v.maxNameBytes,
+      maxProperties: v.maxProperties,
+      maxPropertiesBytes: v.maxPropertiesBytes,
+    }),
   };
 }
 

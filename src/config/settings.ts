@@ -4,6 +4,7 @@
  * Flags, env.ts and toml.ts read this table; nothing else lists setting names.
  */
 import { DEFAULT_REDELIVERY_SCHEDULE } from "../delivery/schedule.js";
+import { DEFAULT_PUBLISH_LIMITS } from "../publish/limits.js";
 import type { BindAddress, LogLevel, RedeliveryStep } from "./types.js";
 import {
   type AdminSpec,
@@ -12,12 +13,15 @@ import {
   factor,
   hourOfDay,
   logLevel,
+  nameBytesLimit,
   nodeId,
   nonEmptyString,
   nonNegativeInt,
   type Parser,
   positiveInt,
   postgresUrl,
+  propertiesBytesLimit,
+  propertiesLimit,
   type RegistrySpec,
   redeliverySchedule,
   registry,
@@ -56,6 +60,9 @@ export interface Settings {
   dlqExecHour: number;
   retentionDays: number;
   shutdownGraceSeconds: number;
+  maxNameBytes: number;
+  maxProperties: number;
+  maxPropertiesBytes: number;
 }
 
 export type SettingKey = keyof Settings;
@@ -139,9 +146,19 @@ export const SETTINGS: { readonly [K in SettingKey]: SettingSpec<Settings[K]> } 
   dlqExecHour: setting("dlqExecHour", hourOfDay),
   retentionDays: setting("retentionDays", nonNegativeInt),
   shutdownGraceSeconds: setting("shutdownGraceSeconds", timerSeconds),
+  maxNameBytes: setting("maxNameBytes", nameBytesLimit),
+  maxProperties: setting("maxProperties", propertiesLimit),
+  maxPropertiesBytes: setting("maxPropertiesBytes", propertiesBytesLimit),
 };
 
 export const SETTING_KEYS = Object.keys(SETTINGS) as SettingKey[];
+
+/** What a client may send (README, "Limits on what a client may send"). */
+const DEFAULT_PUBLISH_LIMITS_SETTINGS = {
+  maxNameBytes: DEFAULT_PUBLISH_LIMITS.maxNameBytes,
+  maxProperties: DEFAULT_PUBLISH_LIMITS.maxProperties,
+  maxPropertiesBytes: DEFAULT_PUBLISH_LIMITS.maxPropertiesBytes,
+};
 
 /** KiteQ's redelivery delays (defined with the schedule logic in src/delivery/schedule.ts). */
 export const DEFAULT_REDELIVERY: readonly RedeliveryStep[] = DEFAULT_REDELIVERY_SCHEDULE;
@@ -175,5 +192,6 @@ export function defaultSettings(): Omit<Settings, Optional> {
     dlqExecHour: 2,
     retentionDays: 30,
     shutdownGraceSeconds: 10,
+    ...DEFAULT_PUBLISH_LIMITS_SETTINGS,
   };
 }

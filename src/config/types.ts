@@ -57,6 +57,11 @@ export interface BatchConfig {
   readonly windowMs: number;
 }
 
+/** What a client may send in one publish (README, "Limits on what a client may send"). */
+export type { PublishLimits } from "../publish/limits.js";
+
+import type { PublishLimits } from "../publish/limits.js";
+
 /** The validated configuration of one broker node. */
 export interface BrokerConfig {
   /** Address the KiteQ protocol server listens on (`-bind`); default 127.0.0.1:13800. */
@@ -122,6 +127,12 @@ export interface BrokerConfig {
    * before it cancels what is still running and exits anyway; default 10 s.
    */
   readonly shutdownGraceSeconds: number;
+  /**
+   * Limits of a publish's header: topic, messageType and groupId at most 255 bytes (UTF-8), at
+   * most 64 properties and 64 KiB of property keys and values (maxNameBytes, maxProperties,
+   * maxPropertiesBytes).
+   */
+  readonly publishLimits: PublishLimits;
 }
 
 /** What loadConfig returns: the config and what was accepted but is worth telling the operator. */

@@ -4,6 +4,7 @@
  * Invalid saying what was expected; the caller adds the key, the source and the bad value.
  */
 import { ErrorCode, KiteqError } from "../errors.js";
+import { MAX_NAME_BYTES } from "../publish/limits.js";
 import { type BindAddress, LOG_LEVELS, type LogLevel, type RedeliveryStep } from "./types.js";
 
 /** A value parser's refusal: what was expected (and, for secrets, how to show the bad value). */
@@ -55,6 +56,15 @@ export const nonNegativeInt = integer(0, Number.MAX_SAFE_INTEGER, "a non-negativ
 export const timerSeconds = integer(1, MAX_TIMER_SECONDS, "a positive integer");
 const HOUR = "an hour, an integer from 0 to 23";
 export const hourOfDay = integer(0, 23, HOUR, HOUR);
+
+/**
+ * Publish limits (see src/publish/limits.ts for the defaults and why). A name stays well below
+ * PostgreSQL's index entry limit (about 2.7 kB: topic and groupId are indexed); properties stay
+ * well inside a packet (2 MiB).
+ */
+export const nameBytesLimit = integer(1, MAX_NAME_BYTES, "a positive integer (bytes)");
+export const propertiesLimit = integer(0, 10_000, "a non-negative integer");
+export const propertiesBytesLimit = integer(0, 1024 * 1024, "a non-negative integer (bytes)");
 
 /** A finite number >= 1 (a backoff factor). */
 export const factor: Parser<number> = (raw, text) => {

@@ -1,15 +1,39 @@
 /**
- * The publish path: validate (KiteQ's rules), rate-limit, then either hand a fly message to the
+ * The publish path: validate (KiteQ's rules and the limits), check the group (with secrets, a
+ * session publishes only as its own group), rate-limit, then either hand a fly message to the
  * router without storing it, or group-commit it and answer MESSAGE_STORE_ACK true only after
- * the transaction that holds it committed (false with the reason on any failure).
+ * the transaction that holds it committed (false with the reason on any failure). A batch that
+ * fails on its data is split until only the bad messages are refused (split-write.ts).
  */
-import { ErrorCode, toKiteqError } from "../errors.js";
+import { ErrorCode, isDataError, sqlState, toKiteqError } from "../errors.js";
 import type { Logger } from "../log.js";
+import { RateLimitedLog } from "../log-limit.js";
 import type { BytesMessage, StringMessage } from "../protocol/messages.js";
-import type { Session } from "../server/session.js";
 import { GroupCommitter } from "../store/group-commit.js";
 import type { PublishRecord, PublishResult } from "../store/messages.js";
+import { DEFAULT_PUBLISH_LIMITS, type PublishLimits } from "./limits.js";
+import { type ItemOutcome, writeSplitting } from "./split-write.js";
 import { type NormalisedHeader, validatePublish } from "./validate.js";
+
+/** What the publisher needs of a client connection (a Session). */
+export interface PublishSession {
+  readonly id: string;
+  readonly log: Logger;
+  /** The group it authenticated as. */
+  readonly groupId: string | undefined;
+  sendStoreAck(opaque: number, messageId: string, status: boolean, feedback: string): void;
+}
+
+/** Options of a Publisher. */
+export interface PublisherOptions {
+  maxBatch: number;
+  concurrency: number;
+  windowMs?: number;
+  /** What a header may hold; default DEFAULT_PUBLISH_LIMITS. */
+  limits?: PublishLimits;
+  /** Secrets configured: a publish's header groupId must be the session's group. */
+  ownGroupOnly?: boolean;
+}
 
 /** What the publisher needs from the rest of the broker. */
 export interface PublishHooks {
@@ -45,31 +69,48 @@ export interface PublishCounters {
 
 /** Validates, batches and acknowledges publishes. */
 export class Publisher {
-  readonly counters: PublishCounters = { accepted: 0, refused: 0, failed: 0, fly: 0, duplicates: 0 };
-  private readonly committer: GroupCommitter<PublishRecord, PublishResult>;
+  readonly counters: PublishCounters = {
+    accepted: 0,
+    refused: 0,
+    failed: 0,
+    fly: 0,
+    duplicates: 0,
+  };
+  /** Batches retried in halves after a data error (each split counts once). */
+  splits = 0;
+  private readonly committer: GroupCommitter<PublishRecord, ItemOutcome<PublishResult>>;
+  private readonly limits: PublishLimits;
+  private readonly ownGroupOnly: boolean;
+  /** Per-message error lines, rate-limited (a database that is down fails every publish). */
+  private readonly limitedLog: RateLimitedLog;
   private acceptingWork = true;
 
   constructor(
     private readonly hooks: PublishHooks,
     write: PublishWriter,
-    options: { maxBatch: number; concurrency: number; windowMs?: number },
+    options: PublisherOptions,
     private readonly log: Logger,
   ) {
-    this.committer = new GroupCommitter<PublishRecord, PublishResult>({
+    this.limits = options.limits ?? DEFAULT_PUBLISH_LIMITS;
+    this.ownGroupOnly = options.ownGroupOnly === true;
+    this.limitedLog = new RateLimitedLog(log);
+    this.committer = new GroupCommitter<PublishRecord, ItemOutcome<PublishResult>>({
       maxBatch: options.maxBatch,
       concurrency: options.concurrency,
       windowMs: options.windowMs,
-      write: async (records) => {
-        let results: PublishResult[];
-        try {
-          results = await write(records);
-        } catch (err) {
-          this.hooks.afterWrite(records, undefined);
-          throw err;
-        }
-        this.hooks.afterWrite(records, results);
-        return results;
-      },
+      write: (records) =>
+        writeSplitting(records, write, {
+          splittable: isDataError,
+          onWritten: (items, results) => this.hooks.afterWrite(items, results),
+          onSplit: (items, err) => {
+            this.splits++;
+            this.limitedLog.warn(
+              "publish batch split",
+              { code: ErrorCode.StoreFailed, sqlState: sqlState(err), batch: items.length },
+              "publish batch failed on its data; writing it in halves to refuse only the bad messages",
+            );
+          },
+        }),
     });
   }
 
@@ -79,15 +120,30 @@ export class Publisher {
   }
 
   /** Handle one published message from `session` (answers it, always). */
-  publish(session: Session, opaque: number, message: BytesMessage | StringMessage, isString: boolean): void {
+  publish(
+    session: PublishSession,
+    opaque: number,
+    message: BytesMessage | StringMessage,
+    isString: boolean,
+  ): void {
     const messageId = message.header.messageId;
     if (!this.acceptingWork) {
       this.refuse(session, opaque, messageId, ErrorCode.ShuttingDown, "broker shutting down");
       return;
     }
-    const result = validatePublish(message.header, this.hooks.servesTopic, Date.now());
+    const result = validatePublish(message.header, this.hooks.servesTopic, Date.now(), this.limits);
     if (!result.ok) {
       this.refuse(session, opaque, messageId, ErrorCode.MessageInvalid, result.reason);
+      return;
+    }
+    if (this.ownGroupOnly && result.header.groupId !== session.groupId) {
+      this.refuse(
+        session,
+        opaque,
+        messageId,
+        ErrorCode.Forbidden,
+        `invalid groupId "${result.header.groupId}": this connection authenticated as group "${session.groupId ?? ""}" and may publish only as that group`,
+      );
       return;
     }
     if (!this.hooks.admit()) {
@@ -138,31 +194,42 @@ export class Publisher {
       body: Buffer.from(body),
       deliveries: header.commit ? this.hooks.planDeliveries(header) : [],
     };
-    this.committer.submit(record).then(
-      (r) => {
+    this.committer.enqueue(record, (err, outcome) => {
+      if (err === undefined && outcome?.ok === true) {
+        const r = outcome.result;
         this.counters.accepted++;
         if (r.duplicate) this.counters.duplicates++;
         session.sendStoreAck(opaque, messageId, true, r.duplicate ? "duplicate: already stored" : "stored");
-      },
-      (err: unknown) => {
-        this.counters.failed++;
-        const e = toKiteqError(err, { connection: session.id, messageId }, ErrorCode.StoreFailed);
-        this.log.error(
-          { code: e.code, connection: session.id, messageId, err: e.message },
-          "publish not stored",
-        );
-        session.sendStoreAck(opaque, messageId, false, `store failed: ${e.message}`);
-      },
-    );
+        return;
+      }
+      this.counters.failed++;
+      const cause = err ?? (outcome?.ok === false ? outcome.error : undefined);
+      const e = toKiteqError(cause, { connection: session.id, messageId }, ErrorCode.StoreFailed);
+      const state = sqlState(cause);
+      this.limitedLog.error(
+        `publish not stored ${e.code} ${state ?? ""}`,
+        { code: e.code, sqlState: state, connection: session.id, messageId, err: e.message },
+        "publish not stored",
+      );
+      const sqlstate = state === undefined ? "" : ` (SQLSTATE ${state})`;
+      session.sendStoreAck(opaque, messageId, false, `store failed: ${e.message}${sqlstate}`);
+    });
   }
 
   /** Stop taking publishes and wait until every accepted one is written and answered. */
   async drain(): Promise<void> {
     this.acceptingWork = false;
     await this.committer.drain();
+    this.limitedLog.close();
   }
 
-  private refuse(session: Session, opaque: number, messageId: string, code: string, reason: string): void {
+  private refuse(
+    session: PublishSession,
+    opaque: number,
+    messageId: string,
+    code: string,
+    reason: string,
+  ): void {
     this.counters.refused++;
     session.log.debug({ code, messageId, reason }, "publish refused");
     session.sendStoreAck(opaque, messageId, false, reason);

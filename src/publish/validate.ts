@@ -1,8 +1,16 @@
 /**
- * KiteQ's publish rules (kiteq-wire.md, "Validation KiteQ applies on publish"). Pure: time and
- * the served topics are parameters.
+ * KiteQ's publish rules (kiteq-wire.md, "Validation KiteQ applies on publish"), and the limits
+ * that keep one client's bad input from failing a batch of others (src/publish/limits.ts): no
+ * NUL and no broken UTF-8 in any string, bounded names and properties, times in range. Pure:
+ * time, the served topics and the limits are parameters.
  */
 import type { Header } from "../protocol/messages.js";
+import {
+  DEFAULT_PUBLISH_LIMITS,
+  MAX_CREATE_TIME_AHEAD_SECONDS,
+  MIN_CREATE_TIME_SECONDS,
+  type PublishLimits,
+} from "./limits.js";
 
 const MESSAGE_ID = /^[0-9a-fA-F]{32}$/;
 const MAX_DELIVER_LIMIT = 100;
@@ -23,41 +31,70 @@ export interface NormalisedHeader {
   snappy: boolean;
 }
 
-/** Either the normalised header or the reason the publish is refused (sent as feedback). */
-export type ValidationResult = { ok: true; header: NormalisedHeader } | { ok: false; reason: string };
+/**
+ * Either the normalised header or the reason the publish is refused (sent as feedback), with
+ * the header field it is about.
+ */
+export type ValidationResult =
+  | { ok: true; header: NormalisedHeader }
+  | { ok: false; reason: string; field: string };
 
 /**
- * Apply KiteQ's rules to a published header. `servesTopic` says whether this broker serves the
- * topic; `nowMs` is the current time.
+ * Apply KiteQ's rules and the limits to a published header. `servesTopic` says whether this
+ * broker serves the topic; `nowMs` is the current time.
  */
 export function validatePublish(
   header: Header,
   servesTopic: (topic: string) => boolean,
   nowMs: number,
+  limits: PublishLimits = DEFAULT_PUBLISH_LIMITS,
 ): ValidationResult {
   if (!MESSAGE_ID.test(header.messageId)) {
-    return {
-      ok: false,
-      reason: `invalid messageId "${truncate(header.messageId)}": 32 hexadecimal characters expected`,
-    };
+    return refuse(
+      "messageId",
+      `invalid messageId "${truncate(header.messageId)}": 32 hexadecimal characters expected`,
+    );
+  }
+  for (const field of ["topic", "messageType", "groupId"] as const) {
+    const bad = checkText(field, header[field], limits.maxNameBytes);
+    if (bad !== undefined) return refuse(field, bad);
   }
   if (header.topic === "" || !servesTopic(header.topic)) {
-    return { ok: false, reason: `unsupported topic "${truncate(header.topic)}"` };
+    return refuse("topic", `unsupported topic "${truncate(header.topic)}"`);
   }
-  if (header.messageType === "") return { ok: false, reason: "empty messageType" };
-  if (header.groupId === "") return { ok: false, reason: "empty groupId" };
+  if (header.messageType === "") return refuse("messageType", "empty messageType");
+  if (header.groupId === "") return refuse("groupId", "empty groupId");
+  const badProperties = checkProperties(header.properties, limits);
+  if (badProperties !== undefined) return badProperties;
   const nowSec = Math.floor(nowMs / 1000);
+  if (!Number.isSafeInteger(header.createTime)) {
+    return refuse("createTime", `invalid createTime ${header.createTime}: unix seconds expected`);
+  }
+  if (header.createTime < 0 || (header.createTime > 0 && header.createTime < MIN_CREATE_TIME_SECONDS)) {
+    return refuse(
+      "createTime",
+      `invalid createTime ${header.createTime}: unix seconds from ${MIN_CREATE_TIME_SECONDS} (2000-01-01) expected, or 0`,
+    );
+  }
+  if (header.createTime > nowSec + MAX_CREATE_TIME_AHEAD_SECONDS) {
+    return refuse(
+      "createTime",
+      `invalid createTime ${header.createTime}: more than ${MAX_CREATE_TIME_AHEAD_SECONDS} s ahead of the broker's clock (${nowSec}); unix seconds expected`,
+    );
+  }
+  if (!Number.isSafeInteger(header.expiredTime)) {
+    return refuse("expiredTime", `invalid expiredTime ${header.expiredTime}: unix seconds expected`);
+  }
   let expiredSec = header.expiredTime;
   if (expiredSec > 0 && expiredSec < nowSec) {
-    return { ok: false, reason: `expired message (expiredTime ${expiredSec} < now ${nowSec})` };
+    return refuse("expiredTime", `expired message (expiredTime ${expiredSec} < now ${nowSec})`);
   }
   if (expiredSec <= 0 || expiredSec > nowSec + MAX_EXPIRY_SECONDS) expiredSec = nowSec + MAX_EXPIRY_SECONDS;
   const deliverLimit =
     header.deliverLimit <= 0 || header.deliverLimit > MAX_DELIVER_LIMIT
       ? MAX_DELIVER_LIMIT
       : header.deliverLimit;
-  const createdAt =
-    header.createTime !== undefined && header.createTime > 0 ? header.createTime * 1000 : nowMs;
+  const createdAt = header.createTime > 0 ? header.createTime * 1000 : nowMs;
   return {
     ok: true,
     header: {
@@ -74,6 +111,55 @@ export function validatePublish(
       snappy: header.snappy === true,
     },
   };
+}
+
+function refuse(field: string, reason: string): { ok: false; reason: string; field: string } {
+  return { ok: false, reason, field };
+}
+
+/** A lone UTF-16 surrogate: the client sent bytes that are not UTF-8 (PostgreSQL refuses them). */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/** Why `value` of header field `field` is refused, or undefined: NUL, broken UTF-8, too long. */
+function checkText(field: string, value: string, maxBytes: number): string | undefined {
+  if (value.includes("\u0000")) return `invalid ${field}: contains a NUL byte`;
+  if (LONE_SURROGATE.test(value)) return `invalid ${field}: not valid UTF-8`;
+  // Cheap first: a string is at most 3 UTF-8 bytes per UTF-16 unit.
+  if (value.length * 3 > maxBytes) {
+    const bytes = Buffer.byteLength(value, "utf8");
+    if (bytes > maxBytes) return `invalid ${field}: ${bytes} bytes, at most ${maxBytes} allowed`;
+  }
+  return undefined;
+}
+
+function checkProperties(
+  properties: readonly { key: string; value: string }[],
+  limits: PublishLimits,
+): { ok: false; reason: string; field: string } | undefined {
+  if (properties.length > limits.maxProperties) {
+    return refuse(
+      "properties",
+      `invalid properties: ${properties.length} properties, at most ${limits.maxProperties} allowed`,
+    );
+  }
+  let total = 0;
+  for (let i = 0; i < properties.length; i++) {
+    const { key, value } = properties[i]!;
+    const keyField = `properties[${i}].key`;
+    const badKey = checkText(keyField, key, Number.POSITIVE_INFINITY);
+    if (badKey !== undefined) return refuse(keyField, badKey);
+    const valueField = `properties[${JSON.stringify(truncate(key))}].value`;
+    const badValue = checkText(valueField, value, Number.POSITIVE_INFINITY);
+    if (badValue !== undefined) return refuse(valueField, badValue);
+    total += Buffer.byteLength(key, "utf8") + Buffer.byteLength(value, "utf8");
+  }
+  if (total > limits.maxPropertiesBytes) {
+    return refuse(
+      "properties",
+      `invalid properties: ${total} bytes of keys and values, at most ${limits.maxPropertiesBytes} allowed`,
+    );
+  }
+  return undefined;
 }
 
 function truncate(s: string): string {

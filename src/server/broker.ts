@@ -21,6 +21,7 @@ import { insertPublishBatch } from "../store/messages.js";
 import { heartbeatNode, markNodeStopped, registerNode } from "../store/nodes.js";
 import { listenForWakeups, type WakeSource } from "../store/notifications.js";
 import { createTransactions, type Transactions } from "../tx/transactions.js";
+import { secretChecker } from "./auth.js";
 import { missingNodeFlags } from "./node-flags.js";
 import { ProtocolServer } from "./server.js";
 import type { SessionHandler } from "./session.js";
@@ -318,20 +319,18 @@ export class Broker {
         maxBatch: config.batch.maxMessages,
         concurrency: PUBLISH_CONCURRENCY,
         windowMs: config.batch.windowMs,
+        limits: config.publishLimits,
+        ownGroupOnly: config.secrets.size > 0,
       },
       this.log.child({ component: "publish" }),
     );
   }
 
   private sessionHandler(): SessionHandler {
-    const secrets = this.config.secrets;
+    // Constant-time, one refusal text for every failure (src/server/auth.ts).
+    const checkSecret = secretChecker(this.config.secrets);
     return {
-      authenticate(meta) {
-        if (secrets.size === 0) return null;
-        const expected = secrets.get(meta.groupId);
-        if (expected === undefined) return `no secret configured for group "${meta.groupId}"`;
-        return expected === meta.secretKey ? null : `wrong secret for group "${meta.groupId}"`;
-      },
+      authenticate: (meta) => checkSecret(meta.groupId, meta.secretKey),
       onAuthenticated: (s) => {
         this.dispatcher.addSession(s);
         this.transactions.onSession(s);

@@ -42,12 +42,19 @@ export interface TxAnswer {
   detail: string;
   /** The check this answers (history `attempt`), or null for a producer's own TX_ACK. */
   check: number | null;
+  /**
+   * The group of the session that answered, when only the publishing group may decide (secrets
+   * configured): an answer for another group's message changes nothing (wrongGroup).
+   */
+  fromGroup?: string;
 }
 
 /** What happened to one TxAnswer. */
 export interface TxAnswerResult {
-  /** false: the message is not pending (unknown, or already committed or rolled back). */
+  /** false: the message is not pending (unknown, or already committed or rolled back), or wrongGroup. */
   applied: boolean;
+  /** The message is pending but was published by another group than TxAnswer.fromGroup. */
+  wrongGroup: boolean;
   /** The message, when applied. */
   message: CommittableMessage | undefined;
   /** Deliveries created (committed only). */
@@ -167,11 +174,15 @@ export async function applyTxAnswers(
   };
   const results: TxAnswerResult[] = [];
   for (const a of answers) {
-    const result: TxAnswerResult = { applied: false, message: undefined, deliveries: [] };
+    const result: TxAnswerResult = { applied: false, wrongGroup: false, message: undefined, deliveries: [] };
     results.push(result);
     // Normally one row; a reused messageId with another createTime is decided with it.
     for (const m of byId.get(a.messageId) ?? []) {
       if (decided.has(m.messagePk)) continue;
+      if (a.fromGroup !== undefined && a.fromGroup !== m.groupId) {
+        result.wrongGroup = true;
+        continue;
+      }
       if (a.kind !== "tx_checked") decided.add(m.messagePk);
       input.pk.push(m.messagePk);
       input.kind.push(a.kind);

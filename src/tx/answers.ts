@@ -8,7 +8,8 @@
  * memory after the commit via Dispatcher.afterCommit; the others inserted unclaimed, with one
  * NOTIFY kiteq_due per transaction, for whichever node has a consumer of the group.
  */
-import { toKiteqError } from "../errors.js";
+import { ErrorCode, toKiteqError } from "../errors.js";
+import { RateLimitedLog } from "../log-limit.js";
 import { type TxACKPacket, TxStatus } from "../protocol/messages.js";
 import type { NormalisedHeader } from "../publish/validate.js";
 import type { Session } from "../server/session.js";
@@ -32,19 +33,34 @@ export interface TxAnswerCounters {
   unknown: number;
   /** TX_ACKs for messages not pending (already decided, or never uncommitted). */
   ignored: number;
+  /** TX_ACKs from a session of another group than the message's publisher (secrets configured). */
+  refused: number;
   failed: number;
 }
 
 /** Applies producers' TX_ACKs (see module comment). */
 export class TxAnswerApplier {
-  readonly counters: TxAnswerCounters = { committed: 0, rolledBack: 0, unknown: 0, ignored: 0, failed: 0 };
+  readonly counters: TxAnswerCounters = {
+    committed: 0,
+    rolledBack: 0,
+    unknown: 0,
+    ignored: 0,
+    refused: 0,
+    failed: 0,
+  };
   private readonly committer: GroupCommitter<TxAnswer, TxAnswerResult>;
   private stopped = false;
+  /** Per-answer error lines, rate-limited (a database that is down fails every answer). */
+  private readonly limitedLog: RateLimitedLog;
+  /** With secrets configured, a TX_ACK decides only messages of the answering session's group. */
+  private readonly ownGroupOnly: boolean;
 
   constructor(
     private readonly deps: TransactionDeps,
     private readonly producers: ProducerSessions,
   ) {
+    this.limitedLog = new RateLimitedLog(deps.log);
+    this.ownGroupOnly = deps.config.secrets.size > 0;
     this.committer = new GroupCommitter<TxAnswer, TxAnswerResult>({
       maxBatch: deps.config.batch.maxMessages,
       concurrency: 1,
@@ -61,7 +77,11 @@ export class TxAnswerApplier {
       return;
     }
     if (!MESSAGE_ID.test(messageId)) {
-      log.warn({ code: "KQ_MESSAGE_INVALID" }, "TX_ACK with an invalid messageId, ignored");
+      this.limitedLog.warn(
+        "TX_ACK invalid messageId",
+        { code: ErrorCode.MessageInvalid, connection: session.id, peer: session.peer },
+        "TX_ACK with an invalid messageId, ignored",
+      );
       return;
     }
     const sent = this.producers.takeCheck(session, opaque, messageId);
@@ -82,11 +102,25 @@ export class TxAnswerApplier {
         answer = { messageId, kind: "tx_checked", detail: "unknown", check: sent.check };
         break;
       default:
-        log.warn({ code: "KQ_BODY_INVALID" }, "TX_ACK with an unknown status, ignored");
+        this.limitedLog.warn(
+          "TX_ACK unknown status",
+          { code: ErrorCode.BodyInvalid, connection: session.id, messageId, status: tx.status },
+          "TX_ACK with an unknown status, ignored",
+        );
         return;
     }
+    if (this.ownGroupOnly) answer.fromGroup = session.groupId ?? "";
     this.committer.submit(answer).then(
       (r) => {
+        if (r.wrongGroup) {
+          this.counters.refused++;
+          this.limitedLog.warn(
+            "TX_ACK of another group",
+            { code: ErrorCode.Forbidden, connection: session.id, groupId: session.groupId, messageId },
+            "TX_ACK for a message another group published, not applied: only the publishing group decides",
+          );
+          return;
+        }
         if (!r.applied) {
           this.counters.ignored++;
           log.debug("TX_ACK for a message not pending (already committed or rolled back?): nothing changed");
@@ -100,7 +134,11 @@ export class TxAnswerApplier {
       (err: unknown) => {
         this.counters.failed++;
         const e = toKiteqError(err, { connection: session.id, messageId });
-        log.error({ code: e.code, err: e.message }, "TX_ACK not applied; the checker will ask again");
+        this.limitedLog.error(
+          `TX_ACK not applied ${e.code}`,
+          { code: e.code, connection: session.id, messageId, err: e.message },
+          "TX_ACK not applied; the checker will ask again",
+        );
       },
     );
   }
@@ -108,7 +146,7 @@ export class TxAnswerApplier {
   /** Take no more TX_ACKs; wait until every one received is applied (or failed). */
   drain(): Promise<void> {
     this.stopped = true;
-    return this.committer.drain();
+    return this.committer.drain().finally(() => this.limitedLog.close());
   }
 
   private async write(answers: TxAnswer[]): Promise<TxAnswerResult[]> {

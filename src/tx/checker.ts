@@ -10,6 +10,7 @@
  */
 import { txCheckDelaySeconds } from "../config/schedule.js";
 import { ErrorCode, toKiteqError } from "../errors.js";
+import { RateLimitedLog } from "../log-limit.js";
 import { CommandType } from "../protocol/commands.js";
 import { encodeTxACKPacket, type Header, TxStatus } from "../protocol/messages.js";
 import {
@@ -46,10 +47,15 @@ export class TxChecker {
   private again = false;
   private stopped = true;
 
+  /** The pass fails every second while the database is down: a few lines, then summaries. */
+  private readonly failLog: RateLimitedLog;
+
   constructor(
     private readonly deps: TransactionDeps,
     private readonly producers: ProducerSessions,
-  ) {}
+  ) {
+    this.failLog = new RateLimitedLog(deps.log, { first: 3, intervalMs: 60_000 });
+  }
 
   /** Release this node's earlier runs' claims, then check now and on every poll. */
   async start(): Promise<void> {
@@ -81,6 +87,7 @@ export class TxChecker {
     clearInterval(this.poll);
     clearTimeout(this.wakeTimer);
     await this.running;
+    this.failLog.close();
   }
 
   private async loop(): Promise<void> {
@@ -91,7 +98,11 @@ export class TxChecker {
       } while (this.again && !this.stopped);
     } catch (err) {
       const e = toKiteqError(err, {}, ErrorCode.StoreFailed);
-      this.deps.log.error({ code: e.code, err: e.message }, "transaction check pass failed, retrying");
+      this.failLog.error(
+        `check pass failed ${e.code}`,
+        { code: e.code, err: e.message },
+        "transaction check pass failed, retrying",
+      );
       this.scheduleWake(Date.now() + 1000);
     }
   }
