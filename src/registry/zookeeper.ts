@@ -3,11 +3,9 @@
  *
  * - `/kiteq/server/{topic}/{ip:port}` ephemeral, one per served topic;
  * - `/kiteq/alive_servers/{ip:port}` ephemeral; `/kiteq/all_servers/{ip:port}` persistent;
- * - `/kiteq/pub/{topic}/{groupId}/{ip:port}` for publisherConnected: ephemeral, owned by this
- *   broker's session. KiteQ clients create the same node for their own address (ephemeral, in
- *   their session); when it already exists it is left alone. Ephemeral rather than persistent
- *   because the Registry interface has no "publisher gone": a persistent node would claim the
- *   producer forever, an ephemeral one at most as long as this broker lives;
+ * - nothing under `/kiteq/pub`: that path belongs to the producers (kiteq-client-go's
+ *   PublishTopics writes `/kiteq/pub/{topic}/{groupId}/{host}` itself). What the broker needs
+ *   about its connected producers (2PC check-backs) it keeps in memory (src/tx/producers.ts);
  * - watches `/kiteq/sub/{topic}` (children `{groupId}-bind`, data a JSON array of bindings) for
  *   every served topic, and `/kiteq/alive_servers` (zk-watch.ts). start() reports what is
  *   already there as events too (bindings, other live brokers); this node itself is never
@@ -48,7 +46,6 @@ import {
   allServerPath,
   groupOfBindNode,
   isServerAddress,
-  publisherPath,
   SUB_ROOT_PATH,
   serverPath,
   subTopicPath,
@@ -96,7 +93,6 @@ export class ZooKeeperRegistry implements Registry {
   private topics: readonly string[] = [];
   private events: RegistryEvents | undefined;
   private watches: ZkWatches | undefined;
-  private readonly publishers = new Set<string>();
 
   private started = false;
   private stopping = false;
@@ -162,22 +158,6 @@ export class ZooKeeperRegistry implements Registry {
       { topics: this.topics, sessionTimeoutMs: client.getSessionTimeout() },
       "registered in ZooKeeper",
     );
-  }
-
-  async publisherConnected(topic: string, groupId: string, address: string): Promise<void> {
-    const path = publisherPath(topic, groupId, address);
-    this.publishers.add(path);
-    const client = this.client;
-    if (!this.registered || client === undefined) return; // created on re-registration
-    try {
-      await zkCreate(client, path, { ephemeral: true, ...this.op });
-    } catch (err) {
-      // Kept in the set: re-registration after the outage creates it.
-      this.logger.debug(
-        { path, err: String(err) },
-        "publisher node not created now; will be on re-registration",
-      );
-    }
   }
 
   async listBindings(): Promise<Binding[]> {
@@ -385,7 +365,6 @@ export class ZooKeeperRegistry implements Registry {
       await this.ensureOwnEphemeral(client, serverPath(topic, this.address));
     }
     await this.ensureOwnEphemeral(client, aliveServerPath(this.address));
-    for (const path of this.publishers) await zkCreate(client, path, { ephemeral: true, ...this.op });
   }
 
   /** Ephemeral node at `path` owned by `client`'s session, replacing one owned by anyone else. */

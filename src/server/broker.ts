@@ -278,7 +278,6 @@ export class Broker {
       onAuthenticated: (s) => {
         this.dispatcher.addSession(s);
         this.transactions.onSession(s);
-        this.cluster?.onSession(s);
       },
       onPublish: (s, opaque, msg, isString) => this.publisher.publish(s, opaque, msg, isString),
       onDeliverAck: (s, opaque, ack) => this.dispatcher.onDeliverAck(s, opaque, ack),

@@ -2,7 +2,7 @@
  * startCluster in ZooKeeper mode against a real ZooKeeper and a real PostgreSQL, with a
  * recording stand-in for the dispatcher: bindings mirrored into the table (at start and on
  * change), a gone node's claims and transactions released, claims paused during an outage,
- * producers recorded under /kiteq/pub, and a bounded failure when ZooKeeper does not answer.
+ * nothing written under /kiteq/pub (the producers' path), and a bounded failure when ZooKeeper does not answer.
  */
 import type { Client } from "node-zookeeper-client";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -15,7 +15,6 @@ import { advertisedAddress } from "../../../src/registry/zk-cluster.js";
 import { closeZooKeeper, connectZooKeeper } from "../../../src/registry/zk-connect.js";
 import { zkCreate, zkExists, zkGetChildren, zkRemove, zkSetData } from "../../../src/registry/zk-ops.js";
 import { ZooKeeperRegistry } from "../../../src/registry/zookeeper.js";
-import type { Session } from "../../../src/server/session.js";
 import { listBindings } from "../../../src/store/bindings.js";
 import { createTestDatabase, type TestDatabase } from "../../support/db.js";
 import { freePort, startZooKeeper, type TestZooKeeper, waitFor } from "../../support/zookeeper.js";
@@ -150,23 +149,17 @@ describe("startCluster (ZooKeeper)", () => {
     expect(await zkExists(raw, `/kiteq/server/order/127.0.0.1:${port}`)).toBeDefined();
   });
 
-  it("records a producer group once per group and topic, under the first connection's address", async () => {
+  it("writes nothing under /kiteq/pub: that path belongs to the producers, as in KiteQ", async () => {
     const c = await cluster(await freePort());
-    const session = (peer: string, groupId: string) => ({ peer, groupId }) as unknown as Session;
-    c.onSession(session("::ffff:10.1.2.3:5000", "pg-a"));
-    c.onSession(session("10.1.2.3:5001", "pg-a"));
-    c.onSession(session("10.1.2.4:6000", "pg-b"));
-    await waitFor(
-      async () => (await zkExists(raw, "/kiteq/pub/order/pg-b/10.1.2.4:6000")) !== undefined,
-      5_000,
-      "pub",
-    );
-    await waitFor(
-      async () => (await zkExists(raw, "/kiteq/pub/trade/pg-a/10.1.2.3:5000")) !== undefined,
-      5_000,
-      "pub",
-    );
-    expect(await zkGetChildren(raw, "/kiteq/pub/trade/pg-a")).toEqual(["10.1.2.3:5000"]);
+    // A producer registered by its own client (kiteq-client-go's PublishTopics) is left alone.
+    await zkCreate(raw, "/kiteq/pub/trade/pg-own/10.1.2.9:7000", { ephemeral: true });
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await zkGetChildren(raw, "/kiteq/pub/trade")).toEqual(["pg-own"]);
+    expect(await zkGetChildren(raw, "/kiteq/pub/trade/pg-own")).toEqual(["10.1.2.9:7000"]);
+    expect(await zkExists(raw, "/kiteq/pub/order")).toBeUndefined();
+    await c.stop();
+    expect(await zkGetChildren(raw, "/kiteq/pub/trade/pg-own")).toEqual(["10.1.2.9:7000"]);
+    await zkRemove(raw, "/kiteq/pub/trade/pg-own/10.1.2.9:7000");
   });
 
   it("pauses claims while ZooKeeper is down and resumes once registered again", async () => {
