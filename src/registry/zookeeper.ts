@@ -25,7 +25,7 @@
  */
 import zookeeper, { type Client } from "node-zookeeper-client";
 import type { Binding } from "../binding/binding.js";
-import { parseBindingsJson } from "../binding/binding.js";
+import { parseBindingsJson, type RefusedPattern } from "../binding/binding.js";
 import { ErrorCode, KiteqError, toKiteqError } from "../errors.js";
 import { type Logger, silentLogger } from "../log.js";
 import type { Registry, RegistryEvents } from "./registry.js";
@@ -50,7 +50,7 @@ import {
   serverPath,
   subTopicPath,
 } from "./zk-paths.js";
-import { ZkWatches } from "./zk-watch.js";
+import { logRefusedPatterns, ZkWatches } from "./zk-watch.js";
 
 export { parseZkUrl, type ZkUrl } from "./zk-connect.js";
 
@@ -173,9 +173,11 @@ export class ZooKeeperRegistry implements Registry {
             const node = await zkGetData(client, `${subTopicPath(topic)}/${name}`, undefined, this.op);
             if (node === undefined) return [];
             try {
-              return parseBindingsJson(node.data.toString("utf8")).filter(
-                (b) => b.groupId === groupId && b.topic === topic,
-              );
+              const refused: RefusedPattern[] = [];
+              const path = `${subTopicPath(topic)}/${name}`;
+              const parsed = parseBindingsJson(node.data.toString("utf8"), refused);
+              logRefusedPatterns(this.logger, path, refused);
+              return parsed.filter((b) => b.groupId === groupId && b.topic === topic);
             } catch (err) {
               this.logger.warn(
                 { topic, groupId, err: String(err) },

@@ -5,11 +5,12 @@
  * nothing written under /kiteq/pub (the producers' path), and a bounded failure when ZooKeeper does not answer.
  */
 import type { Client } from "node-zookeeper-client";
+import { pino } from "pino";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { bindingsToJson, directBinding, fanoutBinding } from "../../../src/binding/binding.js";
 import { loadConfig } from "../../../src/config/index.js";
 import { ErrorCode, KiteqError } from "../../../src/errors.js";
-import { silentLogger } from "../../../src/log.js";
+import { type Logger, silentLogger } from "../../../src/log.js";
 import { type ClusterDeps, type ClusterMembership, startCluster } from "../../../src/registry/cluster.js";
 import { advertisedAddress } from "../../../src/registry/zk-cluster.js";
 import { closeZooKeeper, connectZooKeeper } from "../../../src/registry/zk-connect.js";
@@ -33,7 +34,11 @@ interface Calls {
   releasedTx: string[];
 }
 
-async function cluster(port: number, zkConnect = zk.connectString): Promise<ClusterMembership & Calls> {
+async function cluster(
+  port: number,
+  zkConnect = zk.connectString,
+  log: Logger = silentLogger,
+): Promise<ClusterMembership & Calls> {
   const { config } = loadConfig(
     ["--bind", `127.0.0.1:${port}`, "--registry", `zk://${zkConnect}?timeout=4s`, "--topics", "trade,order"],
     {},
@@ -52,7 +57,7 @@ async function cluster(port: number, zkConnect = zk.connectString): Promise<Clus
       },
     },
     releaseTransactionsOfNode: async (id) => void calls.releasedTx.push(id),
-    log: silentLogger,
+    log,
   };
   const membership = await startCluster(deps);
   running.push(membership);
@@ -127,6 +132,35 @@ describe("startCluster (ZooKeeper)", () => {
     expect((await listBindings(db.pool)).map((b) => b.groupId).sort()).toEqual(["g2", "g9"]);
     await zkRemove(raw, "/kiteq/sub/order/g2-bind");
     await zkRemove(raw, "/kiteq/sub/other/g9-bind");
+  });
+
+  it("refuses a Regx binding with a pattern Go refuses, alone: the group's other bindings and other groups stay", async () => {
+    const bad = (pattern: string) =>
+      `{"groupId":"gr","topic":"trade","messageType":${JSON.stringify(pattern)},"bindType":1,"version":"1.0.0","watermark":10,"persistent":true}`;
+    const good = (type: string) =>
+      `{"groupId":"gr","topic":"trade","messageType":"${type}","bindType":0,"version":"1.0.0","watermark":10,"persistent":true}`;
+    await zkCreate(raw, "/kiteq/sub/trade/gr-bind", { data: `[${good("pay")},${bad("(?=lookahead)")}]` });
+    await zkCreate(raw, "/kiteq/sub/trade/gk-bind", {
+      data: bindingsToJson([directBinding("gk", "trade", "keep", 10, true)]),
+    });
+    const lines: Record<string, unknown>[] = [];
+    const log = pino({ level: "warn" }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+    await cluster(await freePort(), zk.connectString, log);
+    // At start (listBindings): the good binding of the same node stays, the bad one is named.
+    expect(await zkRows()).toEqual(["gk/trade/keep", "gr/trade/pay"]);
+    const refusals = () => lines.filter((l) => String(l.msg).startsWith("Regx binding refused"));
+    expect(refusals()[0]).toMatchObject({ groupId: "gr", topic: "trade", pattern: "(?=lookahead)" });
+    // On change (watch): a catastrophic but valid pattern is accepted, an invalid one refused alone.
+    await zkSetData(raw, "/kiteq/sub/trade/gr-bind", `[${bad("(a+)+$")},${bad("a{1001}")}]`);
+    await waitFor(
+      async () => (await zkRows()).includes("gr/trade/(a+)+$"),
+      5_000,
+      "changed bindings mirrored",
+    );
+    expect(await zkRows()).toEqual(["gk/trade/keep", "gr/trade/(a+)+$"]);
+    await waitFor(() => refusals().some((l) => l.pattern === "a{1001}"), 5_000, "refusal logged");
+    await zkRemove(raw, "/kiteq/sub/trade/gr-bind");
+    await zkRemove(raw, "/kiteq/sub/trade/gk-bind");
   });
 
   it("releases the claims and transactions of a node that leaves the live set", async () => {
