@@ -72,6 +72,10 @@ export class Broker {
     });
     this.server = new ProtocolServer(this.sessionHandler(), {
       idleTimeoutMs: config.idleTimeoutSeconds * 1000,
+      handshakeTimeoutMs: config.connections.handshakeTimeoutSeconds * 1000,
+      maxConnections: config.connections.maxConnections,
+      maxConnectionsPerAddress: config.connections.maxConnectionsPerAddress,
+      maxWriteBufferBytes: config.connections.maxWriteBufferBytes,
       logger: log,
     });
   }
