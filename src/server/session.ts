@@ -39,7 +39,10 @@ export interface SessionOptions {
   idleTimeoutMs: number;
   /** Close a connection whose handshake is not done this long after connect (0: never). */
   handshakeTimeoutMs?: number;
-  /** Close a connection holding more unsent bytes than this (a peer that stopped reading); 0: no bound. */
+  /**
+   * Close a connection holding more unsent bytes than this while its peer takes nothing for a
+   * second (a peer that stopped reading); 0: no bound.
+   */
   maxWriteBufferBytes?: number;
   logger: Logger;
   /** Where warnings a peer can repeat at will (handshake timeouts) go, rate-limited. */
@@ -103,6 +106,7 @@ export class Session {
     socket.on("error", (err) => this.log.info({ err: err.message }, "connection error"));
     socket.on("close", () => {
       clearTimeout(this.handshakeTimer);
+      this.out.dispose();
       this.closed = true;
       this.log.info({ groupId: this.groupId }, "connection closed");
       this.handler.onClose(this);
@@ -267,7 +271,8 @@ export class Session {
 
   /**
    * The peer stopped reading and its unsent bytes passed the bound: drop them and close now (once,
-   * logged once). The 'close' event then hands its unacked pushes back for redelivery.
+   * logged once). The 'close' event then hands its unacked pushes back for redelivery (the
+   * handler's onClose, i.e. the dispatcher's removeSession).
    */
   private onSlowReader(unsentBytes: number, maxUnsentBytes: number): void {
     if (this.closed) return;

@@ -1,74 +1,95 @@
 /** PacketBatcher's bound on unsent bytes (a peer that stopped reading). */
-import { describe, expect, it } from "vitest";
-import { PacketBatcher, type PacketSink } from "../../../src/protocol/packet-batcher.js";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { CHUNK_BYTES, PacketBatcher, type PacketSink } from "../../../src/protocol/packet-batcher.js";
 
-/** A sink that never drains: what it was given stays in writableLength, like a socket whose peer does not read. */
-function stuckSink(highWaterMark = 16) {
+/**
+ * A sink whose kernel takes `take()` bytes per call of `drain()` (0 = a peer that never reads):
+ * what it was given and the kernel did not take stays in writableLength.
+ */
+function sink() {
+  const pending: { data: Buffer; done?: (err?: Error | null) => void }[] = [];
+  const writes: Buffer[] = [];
   const s = {
     destroyed: false,
     writableLength: 0,
-    write(data: Buffer): boolean {
+    write(data: Buffer, done?: (err?: Error | null) => void): boolean {
+      writes.push(data);
+      pending.push({ data, done });
       s.writableLength += data.length;
-      return s.writableLength < highWaterMark;
+      return s.writableLength < 16;
     },
-  } satisfies PacketSink;
-  return s;
+    /** The kernel takes the oldest pending chunk. */
+    drainOne(): void {
+      const p = pending.shift();
+      if (p === undefined) return;
+      s.writableLength -= p.data.length;
+      p.done?.(null);
+    },
+  } satisfies PacketSink & Record<string, unknown>;
+  return { s, writes };
 }
-const turn = () => new Promise((r) => setImmediate(r));
+
+afterEach(() => {
+  vi.useRealTimers();
+});
 
 describe("PacketBatcher bound", () => {
-  it("calls onOverflow once when queued plus buffered bytes pass the bound, then drops everything", async () => {
-    const s = stuckSink();
+  it("closes (onOverflow, once) a peer past the bound that takes nothing for stallMs, and writes nothing more", async () => {
+    vi.useFakeTimers();
+    const { s, writes } = sink();
     const overflows: number[] = [];
     let full = 0;
     const b = new PacketBatcher(s, () => full++, {
       maxUnsentBytes: 100,
+      stallMs: 1_000,
       onOverflow: (n) => overflows.push(n),
     });
-    b.push(Buffer.alloc(40));
-    await turn();
-    expect(s.writableLength).toBe(40);
-    expect(b.unsentBytes).toBe(40);
-    expect(full).toBe(1);
-    b.push(Buffer.alloc(40));
-    expect(overflows).toEqual([]);
-    b.push(Buffer.alloc(40)); // 40 in the sink + 80 queued
-    expect(overflows).toEqual([120]);
-    b.push(Buffer.alloc(40));
-    await turn();
+    b.push(Buffer.alloc(60));
     b.flush();
+    expect(b.unsentBytes).toBe(60);
+    expect(full).toBe(1);
+    b.push(Buffer.alloc(60));
+    b.flush();
+    expect(b.unsentBytes).toBe(120);
+    vi.advanceTimersByTime(999);
+    expect(overflows).toEqual([]);
+    vi.advanceTimersByTime(1);
     expect(overflows).toEqual([120]);
-    expect(s.writableLength).toBe(40); // nothing more written after the overflow
-    expect(b.unsentBytes).toBe(40);
+    b.push(Buffer.alloc(60));
+    b.flush();
+    vi.advanceTimersByTime(5_000);
+    expect(overflows).toEqual([120]);
+    expect(writes).toHaveLength(2);
   });
 
-  it("notices growth in the sink at a write, not only at a push", async () => {
-    const s = stuckSink(1);
+  it("keeps a reader that is past the bound but draining (a burst), then stops watching below it", () => {
+    vi.useFakeTimers();
+    const { s } = sink();
     const overflows: number[] = [];
     const b = new PacketBatcher(s, () => undefined, {
-      maxUnsentBytes: 50,
+      maxUnsentBytes: 100,
+      stallMs: 1_000,
       onOverflow: (n) => overflows.push(n),
     });
+    // One large burst in one turn: written in chunks, so progress shows as it drains.
+    b.push(Buffer.alloc(3 * CHUNK_BYTES));
+    b.flush();
+    expect(b.unsentBytes).toBe(3 * CHUNK_BYTES);
     for (let i = 0; i < 3; i++) {
-      b.push(Buffer.alloc(20));
-      await turn();
+      vi.advanceTimersByTime(900);
+      s.drainOne();
+      vi.advanceTimersByTime(100);
     }
-    expect(overflows).toEqual([60]);
+    expect(b.unsentBytes).toBe(0);
+    vi.advanceTimersByTime(10_000);
+    expect(overflows).toEqual([]);
   });
 
-  it("never overflows while the sink takes what it is given", async () => {
-    const writes: Buffer[] = [];
-    const sink: PacketSink = { destroyed: false, writableLength: 0, write: (d) => writes.push(d) > 0 };
-    const overflows: number[] = [];
-    const b = new PacketBatcher(sink, () => undefined, {
-      maxUnsentBytes: 50,
-      onOverflow: (n) => overflows.push(n),
-    });
-    for (let i = 0; i < 10; i++) {
-      b.push(Buffer.alloc(30));
-      await turn();
-    }
-    expect(writes).toHaveLength(10);
-    expect(overflows).toEqual([]);
+  it("never splits nor watches writes without a bound", () => {
+    const { s, writes } = sink();
+    const b = new PacketBatcher(s);
+    b.push(Buffer.alloc(3 * CHUNK_BYTES));
+    b.flush();
+    expect(writes).toHaveLength(1);
   });
 });
