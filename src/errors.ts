@@ -35,6 +35,12 @@ export const ErrorCode = {
   Timeout: "KQ_TIMEOUT",
   /** Connection closed while a request was outstanding. */
   ConnectionClosed: "KQ_CONNECTION_CLOSED",
+  /** A connection did not complete its handshake within the deadline (closed). */
+  HandshakeTimeout: "KQ_HANDSHAKE_TIMEOUT",
+  /** A connection refused at once: too many on the node or from its remote address. */
+  ConnectionLimit: "KQ_CONNECTION_LIMIT",
+  /** A peer stopped reading and its unsent bytes passed the write buffer bound (closed). */
+  SlowConsumer: "KQ_SLOW_CONSUMER",
   /** Anything not classified above. */
   Internal: "KQ_INTERNAL",
 } as const;

@@ -3,7 +3,7 @@
  * own JSON format (the data of ZooKeeper's `/kiteq/sub/{topic}/{groupId}-bind` nodes).
  */
 import { ErrorCode, KiteqError } from "../errors.js";
-import { compileGoRegexp } from "./go-regexp.js";
+import { compileGoRegexp, type GoRegexp } from "./go-regexp.js";
 
 /** How a binding selects the message types of its topic (KiteQ's numbers, kept on the wire). */
 export const BindType = {
@@ -124,8 +124,10 @@ export function fanoutBinding(
  * `null` are no bindings (KiteQ treats an empty node so). Unknown keys are ignored. Defaults:
  * version "", watermark DEFAULT_WATERMARK, persistent DEFAULT_PERSISTENT. Throws BindingInvalid
  * naming the element and field, e.g. `bindings[1].watermark: must be an integer, got "x"`.
+ * With `refused`, a Regx binding whose pattern Go refuses is left out and described there
+ * instead of failing the whole node (the other bindings stay).
  */
-export function parseBindingsJson(text: string): Binding[] {
+export function parseBindingsJson(text: string, refused?: RefusedPattern[]): Binding[] {
   if (text.trim() === "") return [];
   let value: unknown;
   try {
@@ -142,15 +144,43 @@ export function parseBindingsJson(text: string): Binding[] {
   if (!Array.isArray(value)) {
     throw new KiteqError(ErrorCode.BindingInvalid, `bindings: expected a JSON array, got ${describe(value)}`);
   }
-  return value.map((item: unknown, i) => {
+  const bindings: Binding[] = [];
+  value.forEach((item: unknown, i) => {
     const label = `bindings[${i}]`;
     if (!isRecord(item)) {
       throw new KiteqError(ErrorCode.BindingInvalid, `${label}: expected an object, got ${describe(item)}`, {
         index: i,
       });
     }
-    return bindingFromRecord(item, label, { index: i });
+    try {
+      bindings.push(bindingFromRecord(item, label, { index: i }));
+    } catch (err) {
+      const r = refused === undefined ? undefined : refusedPattern(err);
+      if (r === undefined) throw err;
+      refused?.push(r);
+    }
   });
+  return bindings;
+}
+
+/** A Regx binding refused for its pattern alone (Go's regexp would not compile it). */
+export interface RefusedPattern {
+  readonly groupId: string | undefined;
+  readonly topic: string | undefined;
+  readonly pattern: string;
+  /** The whole refusal, e.g. `bindings[1].messageType: invalid regular expression "(" ...`. */
+  readonly error: KiteqError;
+}
+
+/**
+ * The refused pattern when `err` is createBinding's refusal of a Regx pattern (and nothing
+ * else), else undefined: registries skip such a binding and keep the others.
+ */
+export function refusedPattern(err: unknown): RefusedPattern | undefined {
+  if (!(err instanceof KiteqError) || err.code !== ErrorCode.BindingInvalid) return undefined;
+  const { pattern, groupId, topic } = err.context;
+  if (typeof pattern !== "string") return undefined;
+  return { groupId, topic, pattern, error: err };
 }
 
 /**
@@ -177,10 +207,11 @@ export function bindTypeName(bindType: BindType): "direct" | "regx" | "fanout" {
 }
 
 /**
- * The compiled form of a Regx binding's pattern (Go semantics, see go-regexp.ts). Compiled once
- * per distinct pattern and cached; the returned RegExp has no `g`/`y` flag, so `test` is pure.
+ * The compiled form of a Regx binding's pattern (Go's syntax and semantics in linear time, see
+ * go-regexp.ts). Compiled once per distinct pattern and cached; `test` has no state. Throws
+ * GoRegexpSyntaxError for a pattern Go refuses.
  */
-export function messageTypeRegex(pattern: string): RegExp {
+export function messageTypeRegex(pattern: string): GoRegexp {
   let re = regexCache.get(pattern);
   if (re === undefined) {
     re = compileGoRegexp(pattern);
@@ -206,7 +237,7 @@ export function bindingMatches(binding: Binding, topic: string, messageType: str
 }
 
 const REGEX_CACHE_LIMIT = 1024;
-const regexCache = new Map<string, RegExp>();
+const regexCache = new Map<string, GoRegexp>();
 
 /** Field parsing shared with the YAML registry, which is more lenient about scalar types. */
 export interface FieldOptions {
@@ -260,9 +291,19 @@ export function bindingFromRecord(
       try {
         messageTypeRegex(messageType);
       } catch (err) {
-        fail(
-          "messageType",
-          `invalid regular expression ${JSON.stringify(messageType)}: ${(err as Error).message}`,
+        // context.pattern marks a refused Regx pattern: registries skip that binding alone.
+        throw new KiteqError(
+          ErrorCode.BindingInvalid,
+          `${label}.messageType: invalid regular expression ${JSON.stringify(messageType)} (Go/RE2 syntax): ${(err as Error).message}`,
+          {
+            ...context,
+            ...options.context,
+            field: "messageType",
+            groupId: typeof record.groupId === "string" ? record.groupId : undefined,
+            topic: typeof record.topic === "string" ? record.topic : undefined,
+            pattern: messageType,
+          },
+          { cause: err },
         );
       }
     }

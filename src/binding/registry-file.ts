@@ -18,7 +18,16 @@
 import { readFile } from "node:fs/promises";
 import { parse as parseYaml } from "yaml";
 import { ErrorCode, KiteqError } from "../errors.js";
-import { BIND_VERSION, type Binding, BindType, bindingFromRecord, describe, isRecord } from "./binding.js";
+import {
+  BIND_VERSION,
+  type Binding,
+  BindType,
+  bindingFromRecord,
+  describe,
+  isRecord,
+  type RefusedPattern,
+  refusedPattern,
+} from "./binding.js";
 import { conflictError, findBindingConflict } from "./matcher.js";
 
 /** A broker node of the file registry. */
@@ -34,12 +43,15 @@ export interface RegistryBroker {
 export interface RegistryFile {
   brokers: RegistryBroker[];
   bindings: Binding[];
+  /** Regx bindings left out because Go's regexp refuses their pattern (the others stay). */
+  refused: RefusedPattern[];
 }
 
 /**
  * Parse a registry file. YAML errors and broker errors are ConfigInvalid; binding errors
  * (including two entries binding a group to the same topic and messageType differently) are
- * BindingInvalid. Messages name the entry, e.g. `bindings[2].groupIds[1]: is required`.
+ * BindingInvalid, except a Regx pattern Go refuses: that binding alone is left out and listed
+ * in `refused` (to be logged), so one bad pattern does not cost every other group its bindings. Messages name the entry, e.g. `bindings[2].groupIds[1]: is required`.
  * File bindings get version "1.0.0", like KiteQ's file registry.
  */
 export function parseRegistryFile(text: string): RegistryFile {
@@ -54,7 +66,7 @@ export function parseRegistryFile(text: string): RegistryFile {
       { cause: err },
     );
   }
-  if (doc === null || doc === undefined) return { brokers: [], bindings: [] };
+  if (doc === null || doc === undefined) return { brokers: [], bindings: [], refused: [] };
   if (!isRecord(doc)) {
     throw new KiteqError(
       ErrorCode.ConfigInvalid,
@@ -76,15 +88,16 @@ export function parseRegistryFile(text: string): RegistryFile {
 
   const bindings: Binding[] = [];
   const labels: string[] = [];
+  const refused: RefusedPattern[] = [];
   listOf(doc.bindings, "bindings").forEach((entry, i) => {
-    for (const [label, binding] of parseFileBinding(entry, i)) {
+    for (const [label, binding] of parseFileBinding(entry, i, refused)) {
       bindings.push(binding);
       labels.push(label);
     }
   });
   const conflict = findBindingConflict(bindings);
   if (conflict !== undefined) throw conflictError(bindings, conflict, (k) => labels[k] as string);
-  return { brokers, bindings };
+  return { brokers, bindings, refused };
 }
 
 /** Read and parse a registry file; an unreadable file is ConfigInvalid with the path. */
@@ -134,7 +147,7 @@ function parseBroker(entry: unknown, i: number): RegistryBroker {
   return broker;
 }
 
-function parseFileBinding(entry: unknown, i: number): [string, Binding][] {
+function parseFileBinding(entry: unknown, i: number, refused: RefusedPattern[]): [string, Binding][] {
   const label = `bindings[${i}]`;
   const fail = (field: string, message: string) =>
     new KiteqError(ErrorCode.BindingInvalid, `${field}: ${message}`, { index: i });
@@ -143,19 +156,27 @@ function parseFileBinding(entry: unknown, i: number): [string, Binding][] {
   const field = entry.groupIds !== undefined ? "groupIds" : "groupId";
   const groupIds = [...new Set(stringList(rawGroups, `${label}.${field}`, fail))];
   if (groupIds.length === 0) throw fail(`${label}.groupIds`, "is required (a list of consumer groups)");
-  return groupIds.map((groupId) => {
-    const binding = bindingFromRecord(
-      { ...entry, groupId },
-      label,
-      { index: i },
-      {
-        lenientScalars: true,
-        defaultVersion: BIND_VERSION,
-        defaultBindType: BindType.Direct,
-      },
-    );
-    return [`${label} (group ${JSON.stringify(groupId)})`, binding];
-  });
+  const parsed: [string, Binding][] = [];
+  for (const groupId of groupIds) {
+    try {
+      const binding = bindingFromRecord(
+        { ...entry, groupId },
+        label,
+        { index: i },
+        {
+          lenientScalars: true,
+          defaultVersion: BIND_VERSION,
+          defaultBindType: BindType.Direct,
+        },
+      );
+      parsed.push([`${label} (group ${JSON.stringify(groupId)})`, binding]);
+    } catch (err) {
+      const r = refusedPattern(err);
+      if (r === undefined) throw err;
+      refused.push(r);
+    }
+  }
+  return parsed;
 }
 
 /** A YAML list; a missing key is an empty list. */

@@ -11,6 +11,7 @@ import {
   createBinding,
   DEFAULT_WATERMARK,
   MAX_WATERMARK,
+  refusedPattern,
 } from "../binding/binding.js";
 import { ErrorCode, KiteqError } from "../errors.js";
 import { listBindings, removeBindings, upsertBinding } from "../store/bindings.js";
@@ -52,6 +53,13 @@ export const bindAddCommand: Command = {
         persistent: args.bool("persistent", true),
       });
     } catch (err) {
+      const refused = refusedPattern(err);
+      if (refused !== undefined) {
+        // Refused before anything is written: the table (and every other binding) is unchanged.
+        throw new UsageError(
+          `${args.command}: group ${refused.groupId} topic ${refused.topic}: Regx pattern ${JSON.stringify(refused.pattern)} refused: ${refused.error.message}`,
+        );
+      }
       if (err instanceof KiteqError && err.code === ErrorCode.BindingInvalid) {
         throw new UsageError(`${args.command}: ${err.message}`);
       }

@@ -3,11 +3,12 @@ export { configEnvNames } from "./env.js";
 export { configFlagNames, type ParsedFlags, parseFlags } from "./flags.js";
 export { CONFIG_ERROR_EXIT_CODE, formatAddress, formatConfigError, loadConfig } from "./load.js";
 export { txCheckDelaySeconds } from "./schedule.js";
-export { DEFAULT_REDELIVERY } from "./settings.js";
+export { DEFAULT_CONNECTION_LIMITS, DEFAULT_REDELIVERY } from "./settings.js";
 export type {
   BatchConfig,
   BindAddress,
   BrokerConfig,
+  ConnectionLimits,
   LoadedConfig,
   LogLevel,
   PublishLimits,

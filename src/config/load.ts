@@ -107,6 +107,12 @@ function build(
       "retentionDays",
     );
   }
+  if (v.maxConnections > 0 && v.maxConnectionsPerAddress > v.maxConnections) {
+    warnings.push(
+      `maxConnectionsPerAddress (${v.maxConnectionsPerAddress}) is above maxConnections (${v.maxConnections}): ` +
+        "one address can take every connection of the node",
+    );
+  }
   if (v.leaseSeconds <= v.deliverySeconds) {
     warnings.push(
       `leaseSeconds (${v.leaseSeconds}) is not above deliverySeconds (${v.deliverySeconds}): ` +
@@ -127,6 +133,12 @@ function build(
     batch: Object.freeze({ maxMessages: v.batchMaxMessages, windowMs: v.batchWindowMs }),
     leaseSeconds: v.leaseSeconds,
     idleTimeoutSeconds: v.idleTimeoutSeconds,
+    connections: Object.freeze({
+      handshakeTimeoutSeconds: v.handshakeTimeoutSeconds,
+      maxConnections: v.maxConnections,
+      maxConnectionsPerAddress: v.maxConnectionsPerAddress,
+      maxWriteBufferBytes: v.maxWriteBufferBytes,
+    }),
     redelivery: Object.freeze(v.redelivery.map((s) => Object.freeze({ ...s }))),
     txCheck: Object.freeze({
       firstCheckSeconds: v.txCheckSeconds,

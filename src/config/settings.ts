@@ -28,6 +28,7 @@ import {
   secretList,
   timerSeconds,
   topicList,
+  writeBufferBytes,
 } from "./values.js";
 
 /** Every setting, flat, as the sources give it; load.ts turns it into a BrokerConfig. */
@@ -48,6 +49,10 @@ export interface Settings {
   batchWindowMs: number;
   leaseSeconds: number;
   idleTimeoutSeconds: number;
+  handshakeTimeoutSeconds: number;
+  maxConnections: number;
+  maxConnectionsPerAddress: number;
+  maxWriteBufferBytes: number;
   redelivery: RedeliveryStep[];
   txCheckSeconds: number;
   txCheckMaxSeconds: number;
@@ -124,6 +129,10 @@ export const SETTINGS: { readonly [K in SettingKey]: SettingSpec<Settings[K]> } 
   batchWindowMs: setting("batchWindowMs", nonNegativeInt),
   leaseSeconds: setting("leaseSeconds", timerSeconds),
   idleTimeoutSeconds: setting("idleTimeoutSeconds", timerSeconds),
+  handshakeTimeoutSeconds: setting("handshakeTimeoutSeconds", timerSeconds),
+  maxConnections: setting("maxConnections", nonNegativeInt),
+  maxConnectionsPerAddress: setting("maxConnectionsPerAddress", nonNegativeInt),
+  maxWriteBufferBytes: setting("maxWriteBufferBytes", writeBufferBytes),
   redelivery: setting("redelivery", redeliverySchedule),
   txCheckSeconds: setting("txCheckSeconds", timerSeconds),
   txCheckMaxSeconds: setting("txCheckMaxSeconds", timerSeconds),
@@ -163,6 +172,26 @@ const DEFAULT_PUBLISH_LIMITS_SETTINGS = {
 /** KiteQ's redelivery delays (defined with the schedule logic in src/delivery/schedule.ts). */
 export const DEFAULT_REDELIVERY: readonly RedeliveryStep[] = DEFAULT_REDELIVERY_SCHEDULE;
 
+/**
+ * Connection limits (README, "Connection limits", says why these values):
+ * - handshake 10 s: a KiteQ client sends CONN_META right after connecting, so even a slow
+ *   network completes it in well under a second; 10 s leaves room for a paused client and frees
+ *   a stalled socket quickly. It counts from connect and is not restarted by bytes.
+ * - 10,000 connections per node: KiteQ clients hold one connection per broker and process, so
+ *   this is thousands of applications, and stays under a raised file-descriptor limit.
+ * - 500 per remote address: a host (or a NAT gateway) running dozens of client processes is
+ *   far below it; one misbehaving host can take at most 5% of the node.
+ * - 16 MiB of unsent bytes per connection: 8 frames of the largest size (2 MiB), or thousands of
+ *   ordinary pushes; a consumer that reads at all never gets near it, one that stopped reading
+ *   is cut off before it holds much of the broker's memory (10,000 x 16 MiB is the worst case).
+ */
+export const DEFAULT_CONNECTION_LIMITS = {
+  handshakeTimeoutSeconds: 10,
+  maxConnections: 10_000,
+  maxConnectionsPerAddress: 500,
+  maxWriteBufferBytes: 16 * 1024 * 1024,
+} as const;
+
 /** Settings without a default: absent unless a source gives them. */
 type Optional = "clusterName" | "configPath" | "databaseUrl" | "registryFile" | "nodeId";
 
@@ -180,6 +209,7 @@ export function defaultSettings(): Omit<Settings, Optional> {
     batchWindowMs: 0,
     leaseSeconds: 30,
     idleTimeoutSeconds: 60,
+    ...DEFAULT_CONNECTION_LIMITS,
     redelivery: DEFAULT_REDELIVERY.map((s) => ({ ...s })),
     txCheckSeconds: 5,
     txCheckMaxSeconds: 60,

@@ -61,6 +61,17 @@ export interface BatchConfig {
 export type { PublishLimits } from "../publish/limits.js";
 
 import type { PublishLimits } from "../publish/limits.js";
+/** Per-connection and per-node connection limits (README, "Connection limits"). */
+export interface ConnectionLimits {
+  /** A connection that has not completed its handshake this long after connect is closed; default 10. */
+  readonly handshakeTimeoutSeconds: number;
+  /** Connections open at once on this node; more are closed at once; 0 = no limit; default 10,000. */
+  readonly maxConnections: number;
+  /** Connections open at once from one remote address; 0 = no limit; default 500. */
+  readonly maxConnectionsPerAddress: number;
+  /** Unsent bytes a connection may hold (a consumer that stopped reading); past it it is closed; default 16 MiB. */
+  readonly maxWriteBufferBytes: number;
+}
 
 /** The validated configuration of one broker node. */
 export interface BrokerConfig {
@@ -102,6 +113,8 @@ export interface BrokerConfig {
   readonly leaseSeconds: number;
   /** A client connection silent for this long is closed; default 60 s. */
   readonly idleTimeoutSeconds: number;
+  /** Limits that keep one client from holding the node's resources (see ConnectionLimits). */
+  readonly connections: ConnectionLimits;
   /** Redelivery delays by attempt number; default KiteQ's (see DEFAULT_REDELIVERY). */
   readonly redelivery: readonly RedeliveryStep[];
   /** Two-phase commit check-back policy; default first after 5 s, x2, at most 60 s, give up after 24 h. */

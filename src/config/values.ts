@@ -54,6 +54,14 @@ export const positiveInt = integer(1, Number.MAX_SAFE_INTEGER, "a positive integ
 export const nonNegativeInt = integer(0, Number.MAX_SAFE_INTEGER, "a non-negative integer");
 /** Seconds that become a timer: 1 up to about 24.8 days. */
 export const timerSeconds = integer(1, MAX_TIMER_SECONDS, "a positive integer");
+/** Smallest write buffer bound: a few ordinary frames (a bound below one push would close every consumer). */
+export const MIN_WRITE_BUFFER_BYTES = 64 * 1024;
+/** A byte count of at least MIN_WRITE_BUFFER_BYTES (the slow-reader bound). */
+export const writeBufferBytes = integer(
+  MIN_WRITE_BUFFER_BYTES,
+  Number.MAX_SAFE_INTEGER,
+  `a number of bytes, at least ${MIN_WRITE_BUFFER_BYTES}`,
+);
 const HOUR = "an hour, an integer from 0 to 23";
 export const hourOfDay = integer(0, 23, HOUR, HOUR);
 

@@ -7,7 +7,6 @@ import type pg from "pg";
 import type { BrokerConfig } from "../config/types.js";
 import type { Dispatcher } from "../delivery/dispatcher.js";
 import type { Logger } from "../log.js";
-import type { Session } from "../server/session.js";
 import { syncRegistryFile } from "./static-registry.js";
 import { startZooKeeperCluster } from "./zk-cluster.js";
 
@@ -34,8 +33,6 @@ export interface ClusterDeps {
 
 /** The broker's view of its registry. */
 export interface ClusterMembership {
-  /** A connection finished its handshake (producers are recorded under /kiteq/pub). */
-  onSession(session: Session): void;
   stop(): Promise<void>;
 }
 
@@ -52,7 +49,6 @@ export async function startCluster(deps: ClusterDeps): Promise<ClusterMembership
     unwatch = await syncRegistryFile(pool, config.registry.file, log);
   }
   return {
-    onSession: () => undefined,
     stop: async () => unwatch?.(),
   };
 }

@@ -20,8 +20,6 @@ export interface RegistryEvents {
 export interface Registry {
   /** Announce this node (address ip:port) serving `topics`; resolves once registered. */
   start(address: string, topics: readonly string[], events: RegistryEvents): Promise<void>;
-  /** Record a producer group connected to this node for a topic (KiteQ's /kiteq/pub). */
-  publisherConnected(topic: string, groupId: string, address: string): Promise<void>;
   /** All current bindings known to the registry (used at start to fill the bindings table). */
   listBindings(): Promise<Binding[]>;
   /** Live broker addresses (ip:port). */

@@ -13,6 +13,19 @@ import { replaceSourceBindings } from "../store/bindings.js";
 export async function syncRegistryFile(pool: pg.Pool, file: string, log: Logger): Promise<() => void> {
   const load = async () => {
     const parsed = await loadRegistryFile(file);
+    for (const r of parsed.refused) {
+      log.warn(
+        {
+          code: r.error.code,
+          file,
+          groupId: r.groupId,
+          topic: r.topic,
+          pattern: r.pattern,
+          err: r.error.message,
+        },
+        "Regx binding refused: invalid pattern (Go/RE2 syntax); the other bindings are loaded",
+      );
+    }
     await replaceSourceBindings(pool, "static", parsed.bindings, new Date());
     log.info({ file, bindings: parsed.bindings.length }, "registry file loaded");
   };

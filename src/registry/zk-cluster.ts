@@ -10,10 +10,10 @@
  *   invariant 6, keeps a node that is in fact alive from undoing the takeover);
  * - while this node's own session is lost, it claims nothing new (others may be taking its work
  *   over); what it already holds is still pushed;
- * - records producer groups under `/kiteq/pub/{topic}/{groupId}/{ip:port}`, once per group.
+ * - writes nothing under `/kiteq/pub`: producers register themselves there, as with KiteQ
+ *   (the broker's own record of connected producers, for 2PC check-backs, is src/tx/producers.ts).
  */
 import { ErrorCode, KiteqError, toKiteqError } from "../errors.js";
-import type { Session } from "../server/session.js";
 import { BindingMirror } from "./binding-mirror.js";
 import type { ClusterDeps, ClusterMembership } from "./cluster.js";
 import { isServerAddress } from "./zk-paths.js";
@@ -150,20 +150,7 @@ export async function startZooKeeperCluster(
     );
   }
 
-  /** Producer groups already recorded (one node per group and topic, first connection's address). */
-  const publishers = new Set<string>();
   return {
-    onSession(session: Session): void {
-      const groupId = session.groupId;
-      if (stopping || groupId === undefined || publishers.has(groupId)) return;
-      publishers.add(groupId);
-      const peer = session.peer.replace(/^::ffff:/, "");
-      for (const topic of config.topics) {
-        registry.publisherConnected(topic, groupId, peer).catch((err: unknown) => {
-          log.debug({ topic, groupId, err: toKiteqError(err).message }, "producer not recorded in ZooKeeper");
-        });
-      }
-    },
     async stop(): Promise<void> {
       if (stopping) return;
       stopping = true;

@@ -33,7 +33,7 @@ export function allServerPath(address: string): string {
   return `${ALL_SERVERS_PATH}/${segment(address, "address")}`;
 }
 
-/** `/kiteq/pub/{topic}/{groupId}/{ip:port}`. */
+/** `/kiteq/pub/{topic}/{groupId}/{ip:port}`: written by producers (KiteQ clients), never by the broker. */
 export function publisherPath(topic: string, groupId: string, address: string): string {
   return `${KITEQ_ROOT}/pub/${segment(topic, "topic")}/${segment(groupId, "groupId")}/${segment(address, "address")}`;
 }

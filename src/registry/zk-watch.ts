@@ -10,7 +10,7 @@
  */
 import type { Client, Watcher } from "node-zookeeper-client";
 import zookeeper from "node-zookeeper-client";
-import { type Binding, bindingsToJson, parseBindingsJson } from "../binding/binding.js";
+import { type Binding, bindingsToJson, parseBindingsJson, type RefusedPattern } from "../binding/binding.js";
 import type { Logger } from "../log.js";
 import type { RegistryEvents } from "./registry.js";
 import { isSessionExpired, type ZkOpOptions, zkExists, zkGetChildren, zkGetData } from "./zk-ops.js";
@@ -96,8 +96,10 @@ export class ZkWatches {
       return;
     }
     let bindings: Binding[];
+    const refused: RefusedPattern[] = [];
     try {
-      bindings = parseBindingsJson(node.data.toString("utf8"));
+      bindings = parseBindingsJson(node.data.toString("utf8"), refused);
+      logRefusedPatterns(this.logger, path, refused);
     } catch (err) {
       // Keep what was last reported; the next write of the node is re-read.
       this.logger.warn(
@@ -223,5 +225,25 @@ export class ZkWatches {
         if (epoch === this.epoch) this.schedule(key, fn);
       }, RETRY_MS).unref();
     }
+  }
+}
+
+/**
+ * One warning per Regx binding of a `-bind` node left out for its pattern (Go's regexp refuses
+ * it); the node's other bindings, and every other group's, stay.
+ */
+export function logRefusedPatterns(logger: Logger, path: string, refused: readonly RefusedPattern[]): void {
+  for (const r of refused) {
+    logger.warn(
+      {
+        code: r.error.code,
+        path,
+        groupId: r.groupId,
+        topic: r.topic,
+        pattern: r.pattern,
+        err: r.error.message,
+      },
+      "Regx binding refused: invalid pattern (Go/RE2 syntax); the other bindings stay",
+    );
   }
 }

@@ -3,11 +3,9 @@
  *
  * - `/kiteq/server/{topic}/{ip:port}` ephemeral, one per served topic;
  * - `/kiteq/alive_servers/{ip:port}` ephemeral; `/kiteq/all_servers/{ip:port}` persistent;
- * - `/kiteq/pub/{topic}/{groupId}/{ip:port}` for publisherConnected: ephemeral, owned by this
- *   broker's session. KiteQ clients create the same node for their own address (ephemeral, in
- *   their session); when it already exists it is left alone. Ephemeral rather than persistent
- *   because the Registry interface has no "publisher gone": a persistent node would claim the
- *   producer forever, an ephemeral one at most as long as this broker lives;
+ * - nothing under `/kiteq/pub`: that path belongs to the producers (kiteq-client-go's
+ *   PublishTopics writes `/kiteq/pub/{topic}/{groupId}/{host}` itself). What the broker needs
+ *   about its connected producers (2PC check-backs) it keeps in memory (src/tx/producers.ts);
  * - watches `/kiteq/sub/{topic}` (children `{groupId}-bind`, data a JSON array of bindings) for
  *   every served topic, and `/kiteq/alive_servers` (zk-watch.ts). start() reports what is
  *   already there as events too (bindings, other live brokers); this node itself is never
@@ -27,7 +25,7 @@
  */
 import zookeeper, { type Client } from "node-zookeeper-client";
 import type { Binding } from "../binding/binding.js";
-import { parseBindingsJson } from "../binding/binding.js";
+import { parseBindingsJson, type RefusedPattern } from "../binding/binding.js";
 import { ErrorCode, KiteqError, toKiteqError } from "../errors.js";
 import { type Logger, silentLogger } from "../log.js";
 import type { Registry, RegistryEvents } from "./registry.js";
@@ -48,12 +46,11 @@ import {
   allServerPath,
   groupOfBindNode,
   isServerAddress,
-  publisherPath,
   SUB_ROOT_PATH,
   serverPath,
   subTopicPath,
 } from "./zk-paths.js";
-import { ZkWatches } from "./zk-watch.js";
+import { logRefusedPatterns, ZkWatches } from "./zk-watch.js";
 
 export { parseZkUrl, type ZkUrl } from "./zk-connect.js";
 
@@ -96,7 +93,6 @@ export class ZooKeeperRegistry implements Registry {
   private topics: readonly string[] = [];
   private events: RegistryEvents | undefined;
   private watches: ZkWatches | undefined;
-  private readonly publishers = new Set<string>();
 
   private started = false;
   private stopping = false;
@@ -164,22 +160,6 @@ export class ZooKeeperRegistry implements Registry {
     );
   }
 
-  async publisherConnected(topic: string, groupId: string, address: string): Promise<void> {
-    const path = publisherPath(topic, groupId, address);
-    this.publishers.add(path);
-    const client = this.client;
-    if (!this.registered || client === undefined) return; // created on re-registration
-    try {
-      await zkCreate(client, path, { ephemeral: true, ...this.op });
-    } catch (err) {
-      // Kept in the set: re-registration after the outage creates it.
-      this.logger.debug(
-        { path, err: String(err) },
-        "publisher node not created now; will be on re-registration",
-      );
-    }
-  }
-
   async listBindings(): Promise<Binding[]> {
     const client = this.requireClient();
     const topics = (await zkGetChildren(client, SUB_ROOT_PATH, undefined, this.op)) ?? [];
@@ -193,9 +173,11 @@ export class ZooKeeperRegistry implements Registry {
             const node = await zkGetData(client, `${subTopicPath(topic)}/${name}`, undefined, this.op);
             if (node === undefined) return [];
             try {
-              return parseBindingsJson(node.data.toString("utf8")).filter(
-                (b) => b.groupId === groupId && b.topic === topic,
-              );
+              const refused: RefusedPattern[] = [];
+              const path = `${subTopicPath(topic)}/${name}`;
+              const parsed = parseBindingsJson(node.data.toString("utf8"), refused);
+              logRefusedPatterns(this.logger, path, refused);
+              return parsed.filter((b) => b.groupId === groupId && b.topic === topic);
             } catch (err) {
               this.logger.warn(
                 { topic, groupId, err: String(err) },
@@ -385,7 +367,6 @@ export class ZooKeeperRegistry implements Registry {
       await this.ensureOwnEphemeral(client, serverPath(topic, this.address));
     }
     await this.ensureOwnEphemeral(client, aliveServerPath(this.address));
-    for (const path of this.publishers) await zkCreate(client, path, { ephemeral: true, ...this.op });
   }
 
   /** Ephemeral node at `path` owned by `client`'s session, replacing one owned by anyone else. */

@@ -88,6 +88,10 @@ export class Broker {
     });
     this.server = new ProtocolServer(this.sessionHandler(), {
       idleTimeoutMs: config.idleTimeoutSeconds * 1000,
+      handshakeTimeoutMs: config.connections.handshakeTimeoutSeconds * 1000,
+      maxConnections: config.connections.maxConnections,
+      maxConnectionsPerAddress: config.connections.maxConnectionsPerAddress,
+      maxWriteBufferBytes: config.connections.maxWriteBufferBytes,
       logger: log,
     });
   }
@@ -334,7 +338,6 @@ export class Broker {
       onAuthenticated: (s) => {
         this.dispatcher.addSession(s);
         this.transactions.onSession(s);
-        this.cluster?.onSession(s);
       },
       onPublish: (s, opaque, msg, isString) => this.publisher.publish(s, opaque, msg, isString),
       onDeliverAck: (s, opaque, ack) => this.dispatcher.onDeliverAck(s, opaque, ack),

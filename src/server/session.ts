@@ -20,6 +20,7 @@ import {
   type TxACKPacket,
 } from "../protocol/messages.js";
 import { PacketBatcher } from "../protocol/packet-batcher.js";
+import type { RefusalLog } from "./refusal-log.js";
 
 /** What the broker does with a session's requests. */
 export interface SessionHandler {
@@ -36,7 +37,16 @@ export interface SessionHandler {
 export interface SessionOptions {
   /** Close a connection that sent nothing for this long (0: never). */
   idleTimeoutMs: number;
+  /** Close a connection whose handshake is not done this long after connect (0: never). */
+  handshakeTimeoutMs?: number;
+  /**
+   * Close a connection holding more unsent bytes than this while its peer takes nothing for a
+   * second (a peer that stopped reading); 0: no bound.
+   */
+  maxWriteBufferBytes?: number;
   logger: Logger;
+  /** Where warnings a peer can repeat at will (handshake timeouts) go, rate-limited. */
+  refusals?: RefusalLog;
 }
 
 let nextSessionId = 1;
@@ -57,6 +67,7 @@ export class Session {
   private nextOpaque = 1;
   /** Protocol errors seen; only the first few are logged one by one (a broken client floods). */
   private protocolErrors = 0;
+  private handshakeTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly socket: net.Socket,
@@ -67,7 +78,24 @@ export class Session {
     this.peer = `${socket.remoteAddress ?? "?"}:${socket.remotePort ?? "?"}`;
     this.log = options.logger.child({ connection: this.id, peer: this.peer });
     socket.setNoDelay(true);
-    this.out = new PacketBatcher(socket, () => socket.pause());
+    const maxUnsent = options.maxWriteBufferBytes ?? 0;
+    this.out = new PacketBatcher(
+      socket,
+      () => socket.pause(),
+      maxUnsent > 0
+        ? { maxUnsentBytes: maxUnsent, onOverflow: (unsent) => this.onSlowReader(unsent, maxUnsent) }
+        : undefined,
+    );
+    // From connect, not restarted by bytes (the idle timer is): a peer that trickles one byte a
+    // second never finishes its handshake and is closed all the same.
+    const handshakeMs = options.handshakeTimeoutMs ?? 0;
+    if (handshakeMs > 0) {
+      this.handshakeTimer = setTimeout(
+        () => this.onHandshakeTimeout(handshakeMs, options.refusals),
+        handshakeMs,
+      );
+      this.handshakeTimer.unref();
+    }
     if (options.idleTimeoutMs > 0) {
       socket.setTimeout(options.idleTimeoutMs, () => {
         this.log.info({ code: "KQ_IDLE" }, "closing idle connection");
@@ -77,6 +105,8 @@ export class Session {
     socket.on("data", (chunk: Buffer) => this.onData(chunk));
     socket.on("error", (err) => this.log.info({ err: err.message }, "connection error"));
     socket.on("close", () => {
+      clearTimeout(this.handshakeTimer);
+      this.out.dispose();
       this.closed = true;
       this.log.info({ groupId: this.groupId }, "connection closed");
       this.handler.onClose(this);
@@ -214,11 +244,44 @@ export class Session {
       this.close();
       return;
     }
+    clearTimeout(this.handshakeTimer);
+    this.handshakeTimer = undefined;
     this.groupId = meta.groupId;
     this.warmingupSec = Math.max(0, meta.warmingupSec);
     this.send(CommandType.CONN_AUTH, opaque, encodeConnAuthAck({ status: true, feedback: "authenticated" }));
     this.log.info({ groupId: meta.groupId, warmingupSec: this.warmingupSec }, "handshake accepted");
     this.handler.onAuthenticated(this);
+  }
+
+  /** Bytes queued for this peer that the kernel has not taken yet. */
+  get unsentBytes(): number {
+    return this.out.unsentBytes;
+  }
+
+  /** The handshake deadline passed: close at once (nothing to flush before a handshake). */
+  private onHandshakeTimeout(deadlineMs: number, refusals: RefusalLog | undefined): void {
+    if (this.closed || this.isAuthenticated) return;
+    const fields = { code: ErrorCode.HandshakeTimeout, peer: this.peer, connection: this.id, deadlineMs };
+    const msg = "no handshake within the deadline, closing connection";
+    if (refusals !== undefined) refusals.warn(ErrorCode.HandshakeTimeout, fields, msg);
+    else this.log.warn(fields, msg);
+    this.closed = true;
+    this.socket.destroy();
+  }
+
+  /**
+   * The peer stopped reading and its unsent bytes passed the bound: drop them and close now (once,
+   * logged once). The 'close' event then hands its unacked pushes back for redelivery (the
+   * handler's onClose, i.e. the dispatcher's removeSession).
+   */
+  private onSlowReader(unsentBytes: number, maxUnsentBytes: number): void {
+    if (this.closed) return;
+    this.log.warn(
+      { code: ErrorCode.SlowConsumer, groupId: this.groupId, unsentBytes, maxUnsentBytes },
+      "peer is not reading: unsent bytes passed the write buffer bound, closing connection",
+    );
+    this.closed = true;
+    this.socket.destroy();
   }
 
   /** Log a protocol error: the first 10 of a connection, then one line per 1,000. */

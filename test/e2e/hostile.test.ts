@@ -1,1 +1,2 @@
 import "./hostile/publish.js";
+import "./hostile/connections.js";

@@ -2,20 +2,20 @@
  * startCluster in ZooKeeper mode against a real ZooKeeper and a real PostgreSQL, with a
  * recording stand-in for the dispatcher: bindings mirrored into the table (at start and on
  * change), a gone node's claims and transactions released, claims paused during an outage,
- * producers recorded under /kiteq/pub, and a bounded failure when ZooKeeper does not answer.
+ * nothing written under /kiteq/pub (the producers' path), and a bounded failure when ZooKeeper does not answer.
  */
 import type { Client } from "node-zookeeper-client";
+import { pino } from "pino";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { bindingsToJson, directBinding, fanoutBinding } from "../../../src/binding/binding.js";
 import { loadConfig } from "../../../src/config/index.js";
 import { ErrorCode, KiteqError } from "../../../src/errors.js";
-import { silentLogger } from "../../../src/log.js";
+import { type Logger, silentLogger } from "../../../src/log.js";
 import { type ClusterDeps, type ClusterMembership, startCluster } from "../../../src/registry/cluster.js";
 import { advertisedAddress } from "../../../src/registry/zk-cluster.js";
 import { closeZooKeeper, connectZooKeeper } from "../../../src/registry/zk-connect.js";
 import { zkCreate, zkExists, zkGetChildren, zkRemove, zkSetData } from "../../../src/registry/zk-ops.js";
 import { ZooKeeperRegistry } from "../../../src/registry/zookeeper.js";
-import type { Session } from "../../../src/server/session.js";
 import { listBindings } from "../../../src/store/bindings.js";
 import { createTestDatabase, type TestDatabase } from "../../support/db.js";
 import { freePort, startZooKeeper, type TestZooKeeper, waitFor } from "../../support/zookeeper.js";
@@ -34,7 +34,11 @@ interface Calls {
   releasedTx: string[];
 }
 
-async function cluster(port: number, zkConnect = zk.connectString): Promise<ClusterMembership & Calls> {
+async function cluster(
+  port: number,
+  zkConnect = zk.connectString,
+  log: Logger = silentLogger,
+): Promise<ClusterMembership & Calls> {
   const { config } = loadConfig(
     ["--bind", `127.0.0.1:${port}`, "--registry", `zk://${zkConnect}?timeout=4s`, "--topics", "trade,order"],
     {},
@@ -53,7 +57,7 @@ async function cluster(port: number, zkConnect = zk.connectString): Promise<Clus
       },
     },
     releaseTransactionsOfNode: async (id) => void calls.releasedTx.push(id),
-    log: silentLogger,
+    log,
   };
   const membership = await startCluster(deps);
   running.push(membership);
@@ -130,6 +134,35 @@ describe("startCluster (ZooKeeper)", () => {
     await zkRemove(raw, "/kiteq/sub/other/g9-bind");
   });
 
+  it("refuses a Regx binding with a pattern Go refuses, alone: the group's other bindings and other groups stay", async () => {
+    const bad = (pattern: string) =>
+      `{"groupId":"gr","topic":"trade","messageType":${JSON.stringify(pattern)},"bindType":1,"version":"1.0.0","watermark":10,"persistent":true}`;
+    const good = (type: string) =>
+      `{"groupId":"gr","topic":"trade","messageType":"${type}","bindType":0,"version":"1.0.0","watermark":10,"persistent":true}`;
+    await zkCreate(raw, "/kiteq/sub/trade/gr-bind", { data: `[${good("pay")},${bad("(?=lookahead)")}]` });
+    await zkCreate(raw, "/kiteq/sub/trade/gk-bind", {
+      data: bindingsToJson([directBinding("gk", "trade", "keep", 10, true)]),
+    });
+    const lines: Record<string, unknown>[] = [];
+    const log = pino({ level: "warn" }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+    await cluster(await freePort(), zk.connectString, log);
+    // At start (listBindings): the good binding of the same node stays, the bad one is named.
+    expect(await zkRows()).toEqual(["gk/trade/keep", "gr/trade/pay"]);
+    const refusals = () => lines.filter((l) => String(l.msg).startsWith("Regx binding refused"));
+    expect(refusals()[0]).toMatchObject({ groupId: "gr", topic: "trade", pattern: "(?=lookahead)" });
+    // On change (watch): a catastrophic but valid pattern is accepted, an invalid one refused alone.
+    await zkSetData(raw, "/kiteq/sub/trade/gr-bind", `[${bad("(a+)+$")},${bad("a{1001}")}]`);
+    await waitFor(
+      async () => (await zkRows()).includes("gr/trade/(a+)+$"),
+      5_000,
+      "changed bindings mirrored",
+    );
+    expect(await zkRows()).toEqual(["gk/trade/keep", "gr/trade/(a+)+$"]);
+    await waitFor(() => refusals().some((l) => l.pattern === "a{1001}"), 5_000, "refusal logged");
+    await zkRemove(raw, "/kiteq/sub/trade/gr-bind");
+    await zkRemove(raw, "/kiteq/sub/trade/gk-bind");
+  });
+
   it("releases the claims and transactions of a node that leaves the live set", async () => {
     const port = await freePort();
     const c = await cluster(port);
@@ -150,23 +183,17 @@ describe("startCluster (ZooKeeper)", () => {
     expect(await zkExists(raw, `/kiteq/server/order/127.0.0.1:${port}`)).toBeDefined();
   });
 
-  it("records a producer group once per group and topic, under the first connection's address", async () => {
+  it("writes nothing under /kiteq/pub: that path belongs to the producers, as in KiteQ", async () => {
     const c = await cluster(await freePort());
-    const session = (peer: string, groupId: string) => ({ peer, groupId }) as unknown as Session;
-    c.onSession(session("::ffff:10.1.2.3:5000", "pg-a"));
-    c.onSession(session("10.1.2.3:5001", "pg-a"));
-    c.onSession(session("10.1.2.4:6000", "pg-b"));
-    await waitFor(
-      async () => (await zkExists(raw, "/kiteq/pub/order/pg-b/10.1.2.4:6000")) !== undefined,
-      5_000,
-      "pub",
-    );
-    await waitFor(
-      async () => (await zkExists(raw, "/kiteq/pub/trade/pg-a/10.1.2.3:5000")) !== undefined,
-      5_000,
-      "pub",
-    );
-    expect(await zkGetChildren(raw, "/kiteq/pub/trade/pg-a")).toEqual(["10.1.2.3:5000"]);
+    // A producer registered by its own client (kiteq-client-go's PublishTopics) is left alone.
+    await zkCreate(raw, "/kiteq/pub/trade/pg-own/10.1.2.9:7000", { ephemeral: true });
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await zkGetChildren(raw, "/kiteq/pub/trade")).toEqual(["pg-own"]);
+    expect(await zkGetChildren(raw, "/kiteq/pub/trade/pg-own")).toEqual(["10.1.2.9:7000"]);
+    expect(await zkExists(raw, "/kiteq/pub/order")).toBeUndefined();
+    await c.stop();
+    expect(await zkGetChildren(raw, "/kiteq/pub/trade/pg-own")).toEqual(["10.1.2.9:7000"]);
+    await zkRemove(raw, "/kiteq/pub/trade/pg-own/10.1.2.9:7000");
   });
 
   it("pauses claims while ZooKeeper is down and resumes once registered again", async () => {

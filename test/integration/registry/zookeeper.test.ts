@@ -104,8 +104,8 @@ describe("ZooKeeperRegistry", () => {
     expect(all?.ephemeralOwner.equals(Buffer.alloc(8))).toBe(true); // persistent
     expect(await r.liveServers()).toContain("127.0.0.1:13801");
 
-    await r.publisherConnected("trade", "pg1", "10.0.0.5:40000");
-    expect(await isOwnedEphemeral(raw, "/kiteq/pub/trade/pg1/10.0.0.5:40000")).toBe(true);
+    // /kiteq/pub belongs to the producers (kiteq-client-go's PublishTopics): the broker writes nothing there.
+    expect(await zkExists(raw, "/kiteq/pub")).toBeUndefined();
 
     await r.stop();
     expect(r.isRegistered()).toBe(false);
@@ -240,7 +240,6 @@ describe("ZooKeeperRegistry", () => {
     await other.start("127.0.0.1:13842", ["trade"], recorder().events);
     const r = registry();
     await r.start("127.0.0.1:13841", ["trade"], events);
-    await r.publisherConnected("trade", "pg1", "10.0.0.6:40000");
     const outages = () => log.filter((e) => e.kind === "outage").map((e) => (e as { down: boolean }).down);
 
     const t0 = Date.now();
@@ -257,7 +256,7 @@ describe("ZooKeeperRegistry", () => {
       expect(await isOwnedEphemeral(check, "/kiteq/alive_servers/127.0.0.1:13841")).toBe(true);
       expect(await isOwnedEphemeral(check, "/kiteq/server/trade/127.0.0.1:13841")).toBe(true);
       expect(await zkExists(check, "/kiteq/all_servers/127.0.0.1:13841")).toBeDefined();
-      expect(await zkExists(check, "/kiteq/pub/trade/pg1/10.0.0.6:40000")).toBeDefined();
+      expect(await zkExists(check, "/kiteq/pub")).toBeUndefined(); // never the broker's to re-create
       expect((await zkGetChildren(check, "/kiteq/alive_servers"))?.sort()).toEqual([
         "127.0.0.1:13841",
         "127.0.0.1:13842",

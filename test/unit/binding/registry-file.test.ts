@@ -113,9 +113,9 @@ bindings:
   });
 
   it("treats an empty file or missing sections as empty", () => {
-    expect(parseRegistryFile("")).toEqual({ brokers: [], bindings: [] });
-    expect(parseRegistryFile("# nothing\n")).toEqual({ brokers: [], bindings: [] });
-    expect(parseRegistryFile("brokers: []\n")).toEqual({ brokers: [], bindings: [] });
+    expect(parseRegistryFile("")).toEqual({ brokers: [], bindings: [], refused: [] });
+    expect(parseRegistryFile("# nothing\n")).toEqual({ brokers: [], bindings: [], refused: [] });
+    expect(parseRegistryFile("brokers: []\n")).toEqual({ brokers: [], bindings: [], refused: [] });
   });
 
   it.each([
@@ -170,11 +170,6 @@ bindings:
       /bindings\[0\]\.bindType: must be/,
     ],
     [
-      "bindings: [{groupIds: [a], topic: t, messageType: '(', bindType: regx}]",
-      ErrorCode.BindingInvalid,
-      /bindings\[0\]\.messageType: invalid regular expression/,
-    ],
-    [
       "bindings: [{groupIds: [a], topic: t, messageType: m, watermark: lots}]",
       ErrorCode.BindingInvalid,
       /bindings\[0\]\.watermark: must be an integer/,
@@ -188,6 +183,25 @@ bindings:
     const err = failure(text);
     expect(err.code).toBe(code);
     expect(err.message).toMatch(message);
+  });
+
+  it("leaves out a Regx binding whose pattern Go refuses, names it, and keeps the others", () => {
+    const parsed = parseRegistryFile(`
+bindings:
+  - {groupIds: [a], topic: t, messageType: m}
+  - {groupIds: [b, c], topic: t, messageType: '(', bindType: regx}
+  - {groupIds: [d], topic: t, messageType: '(?<=x)y', bindType: regx}
+  - {groupIds: [e], topic: t, messageType: '^pay-(succ|fail)$', bindType: regx}
+`);
+    expect(parsed.bindings.map((b) => b.groupId)).toEqual(["a", "e"]);
+    expect(parsed.refused.map((r) => [r.groupId, r.topic, r.pattern])).toEqual([
+      ["b", "t", "("],
+      ["c", "t", "("],
+      ["d", "t", "(?<=x)y"],
+    ]);
+    const first = parsed.refused[0]?.error;
+    expect(first?.code).toBe(ErrorCode.BindingInvalid);
+    expect(first?.message).toMatch(/bindings\[1\]\.messageType: invalid regular expression "\("/);
   });
 
   it("reports conflicting entries with both entry indexes and the group", () => {

@@ -20,6 +20,12 @@ describe("loadConfig defaults", () => {
       batch: { maxMessages: 1000, windowMs: 0 },
       leaseSeconds: 30,
       idleTimeoutSeconds: 60,
+      connections: {
+        handshakeTimeoutSeconds: 10,
+        maxConnections: 10_000,
+        maxConnectionsPerAddress: 500,
+        maxWriteBufferBytes: 16 * 1024 * 1024,
+      },
       redelivery: [
         { fromAttempt: 1, delaySeconds: 0 },
         { fromAttempt: 4, delaySeconds: 5 },
