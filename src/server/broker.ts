@@ -81,7 +81,11 @@ export class Broker {
     let embedded: EmbeddedPostgresServer | undefined;
     let url = config.databaseUrl;
     if (url === null) {
-      embedded = await startEmbeddedPostgres({ dataDir: path.join(config.dataDir, "pg"), logger: log });
+      embedded = await startEmbeddedPostgres({
+        dataDir: path.join(config.dataDir, "pg"),
+        port: config.pgPort,
+        logger: log,
+      });
       url = embedded.url("kiteq");
     }
     const pool = createPool(url, { max: 10, name: `kiteq-pg ${config.nodeId}` });
@@ -151,6 +155,7 @@ export class Broker {
       const admin = await startAdminServer({
         host: config.admin.host,
         port: config.admin.port,
+        token: config.adminToken,
         pool,
         log: log.child({ component: "admin" }),
         metrics: {
