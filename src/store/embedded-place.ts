@@ -3,7 +3,8 @@
  * root, so it runs as the `postgres` user, who must reach its binaries and its data directory.
  * In a clone inside a 0700 folder (as /root is) it reaches neither: the binaries are then copied
  * once to /var/lib/kiteq-pg/postgres-<version>, and a new data directory is made under
- * /var/lib/kiteq-pg/data and linked from where it was asked for. Every move is logged.
+ * /var/lib/kiteq-pg/data and linked from where it was asked for (with a `.link` note beside it
+ * naming that path). Every move is logged.
  */
 import { execFileSync, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -32,6 +33,9 @@ export const POSTGRES_USER = "postgres";
 
 /** Where root keeps what the postgres user must reach (root-owned, 0755). */
 export const RUNTIME_BASE = "/var/lib/kiteq-pg";
+
+/** A placed data directory `<dir>` has a note `<dir>.link` naming the path linked to it. */
+export const LINK_NOTE_SUFFIX = ".link";
 
 /** uid/gid to run PostgreSQL as: empty unless the broker is root. */
 export interface PostgresIds {
@@ -216,6 +220,8 @@ export async function placeDataDir(requested: string, ids: PostgresIds, logger: 
   await chown(target, ids.uid, ids.gid);
   if (!postgresCanReach(target, ids, true)) throw unreachable("its data directory", target);
   await symlink(target, requested);
+  // Beside it (initdb wants an empty directory): which path it serves, for operators and clean-ups.
+  await writeFile(`${target}${LINK_NOTE_SUFFIX}`, `${requested}\n`);
   logger.warn(
     { dataDir: requested, placedAt: target },
     `the postgres user cannot reach ${parent} (a folder above it is 0700): the embedded PostgreSQL's data is in ${target}, linked from ${requested}`,
