@@ -190,6 +190,9 @@ export async function placeDataDir(requested: string, ids: PostgresIds, logger: 
     await mkdir(requested, { recursive: true, mode: 0o700 });
     return realpath(requested);
   }
+  await mkdir(parent, { recursive: true });
+  // The parent (./data, ours) must be traversable by the postgres user: a 0700 one is opened.
+  await chmod(parent, 0o755).catch(() => undefined);
   let real: string | undefined;
   try {
     real = await realpath(requested);
@@ -205,9 +208,6 @@ export async function placeDataDir(requested: string, ids: PostgresIds, logger: 
     if ((await readdir(real)).length > 0) throw unreachable("its data directory", real);
     await rmdir(real);
   }
-  await mkdir(parent, { recursive: true });
-  // The parent must be traversable by the postgres user (a 0700 ./data breaks it).
-  await chmod(parent, 0o755).catch(() => undefined);
   if (postgresCanReach(parent, ids)) {
     await mkdir(requested, { recursive: true, mode: 0o700 });
     await chown(requested, ids.uid, ids.gid);

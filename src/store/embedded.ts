@@ -11,7 +11,7 @@
  */
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { chown, lstat, mkdtemp, readFile, rm, symlink } from "node:fs/promises";
+import { chown, lstat, mkdtemp, readFile, realpath, rm, symlink } from "node:fs/promises";
 import { createRequire } from "node:module";
 import net from "node:net";
 import path from "node:path";
@@ -91,13 +91,16 @@ const DEFAULT_SETTINGS: Record<string, string> = {
 /** Start (initialising if needed) the embedded PostgreSQL in `dataDir`, or attach to it (attachIfRunning). */
 export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<EmbeddedPostgresServer> {
   const { logger } = options;
-  await hydrateBinarySymlinks();
-  const ids = postgresUserIds(logger);
-  const dataDir = await placeDataDir(path.resolve(options.dataDir), ids, logger);
+  const requested = path.resolve(options.dataDir);
   if (options.attachIfRunning === true) {
-    const attached = await attachToRunning(dataDir);
+    // Attaching changes nothing on disk: only postmaster.pid and the password file are read.
+    const existing = await realpath(requested).catch(() => undefined);
+    const attached = existing === undefined ? undefined : await attachToRunning(existing);
     if (attached !== undefined) return attached;
   }
+  await hydrateBinarySymlinks();
+  const ids = postgresUserIds(logger);
+  const dataDir = await placeDataDir(requested, ids, logger);
   const nativeDir = await placeBinaries(await nativeBuildDir(), ids, logger);
   if (!existsSync(path.join(dataDir, "PG_VERSION"))) {
     logger.info({ dataDir }, "initialising embedded PostgreSQL");
