@@ -1,6 +1,11 @@
 # kiteq-pg broker image (used by compose.yaml). Build: docker build -t kiteq-pg .
 # Run: docker run kiteq-pg serve --db postgres://... --registry zk://host:2181 --topics a,b
 # Without --db the node would start an embedded PostgreSQL; this image is meant for an external one.
+# The admin HTTP (/metrics, /messages/:id) listens on 127.0.0.1:13801 inside the container by
+# default. To reach it from outside, it must listen on 0.0.0.0 and then needs a token:
+#   docker run -e KITEQ_ADMIN_TOKEN=$(openssl rand -hex 24) -p 13801:13801 kiteq-pg \
+#     serve --bind 0.0.0.0:13800 --admin 0.0.0.0:13801 --db postgres://...
+# (without the token a non-loopback admin address refuses to start; /healthz stays open).
 
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
@@ -24,4 +29,6 @@ USER node
 EXPOSE 13800
 # V8 heap flags: see src/server/node-flags.ts (fewer major GCs, lower tail latency).
 ENTRYPOINT ["node", "--initial-old-space-size=128", "--max-semi-space-size=32", "dist/cli/main.js"]
+# The admin server stays on the container's loopback (its default) unless KITEQ_ADMIN_TOKEN and
+# --admin / KITEQ_ADMIN say otherwise.
 CMD ["serve", "--bind", "0.0.0.0:13800"]

@@ -6,4 +6,4 @@ export {
   type MetricsSource,
   OWED_CACHE_MS,
 } from "./metrics.js";
-export { type AdminServer, type AdminServerOptions, startAdminServer } from "./server.js";
+export { type AdminServer, type AdminServerOptions, bearerCheck, startAdminServer } from "./server.js";

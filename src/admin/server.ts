@@ -1,12 +1,17 @@
 /**
  * The admin HTTP server (node:http): GET /healthz, GET /metrics (Prometheus text format) and
  * GET /messages/:id (a message's history as JSON). Read-only; bind it to a private address.
+ *
+ * With a token, every path but /healthz needs `Authorization: Bearer <token>` (401 otherwise).
+ * /healthz stays open for load balancers and orchestrator probes, which rarely can send a header:
+ * without the token it says only ok / unavailable (no error text, no message data).
  */
+import { createHash, timingSafeEqual } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import type pg from "pg";
 import type { Registry } from "prom-client";
-import { toKiteqError } from "../errors.js";
+import { ErrorCode, toKiteqError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { pingStore } from "../store/db.js";
 import { messageHistory } from "../store/history.js";
@@ -19,6 +24,8 @@ export interface AdminServerOptions {
   port: number;
   /** The node's pool: health check, history lookups, pool gauges, owed deliveries. */
   pool: pg.Pool;
+  /** Bearer token required on everything but /healthz; undefined or null = no authentication. */
+  token?: string | null;
   /** The node's counters. */
   metrics: MetricsSource;
   log: Logger;
@@ -51,8 +58,9 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     owedCacheMs: options.owedCacheMs,
     processMetrics: options.processMetrics,
   });
+  const authorized = bearerCheck(options.token ?? null);
   const server = http.createServer((req, res) => {
-    route(req, res, options, registry).catch((err: unknown) => {
+    route(req, res, options, registry, authorized).catch((err: unknown) => {
       const e = toKiteqError(err);
       log.error({ code: e.code, err: e.message, path: req.url }, "admin request failed");
       if (!res.headersSent) sendJson(res, 500, { error: e.message, code: e.code });
@@ -88,15 +96,28 @@ async function route(
   res: http.ServerResponse,
   options: AdminServerOptions,
   registry: Registry,
+  authorized: (header: string | undefined) => boolean,
 ): Promise<void> {
   const path = new URL(req.url ?? "/", "http://admin").pathname;
+  const allowed = authorized(req.headers.authorization);
+  if (path === "/healthz" && (req.method === "GET" || req.method === "HEAD")) {
+    return health(res, options, allowed);
+  }
+  // Before routing: without the token, nothing says which paths exist.
+  if (!allowed) {
+    res.setHeader("WWW-Authenticate", 'Bearer realm="kiteq-pg admin"');
+    return sendJson(res, 401, {
+      error: "missing or wrong admin token: send Authorization: Bearer <token>",
+      code: ErrorCode.AuthRefused,
+    });
+  }
   const known = path === "/healthz" || path === "/metrics" || MESSAGE_PATH.test(path);
   if (!known) return sendJson(res, 404, { error: `no such resource: ${path}` });
   if (req.method !== "GET" && req.method !== "HEAD") {
     res.setHeader("Allow", "GET, HEAD");
     return sendJson(res, 405, { error: `method ${req.method} not allowed` });
   }
-  if (path === "/healthz") return health(res, options);
+  if (path === "/healthz") return health(res, options, true);
   if (path === "/metrics") {
     const text = await registry.metrics();
     res.writeHead(200, { "Content-Type": registry.contentType });
@@ -114,7 +135,28 @@ async function route(
   sendJson(res, 200, history);
 }
 
-async function health(res: http.ServerResponse, options: AdminServerOptions): Promise<void> {
+/**
+ * The Authorization header check: true for every request when there is no token, else only for
+ * `Bearer <token>`. Both sides are hashed first, so the comparison is constant-time whatever
+ * the lengths.
+ */
+export function bearerCheck(token: string | null): (header: string | undefined) => boolean {
+  if (token === null) return () => true;
+  const expected = createHash("sha256").update(token, "utf8").digest();
+  return (header) => {
+    const m = /^Bearer[ ]+(\S+)\s*$/i.exec(header ?? "");
+    const given = createHash("sha256")
+      .update(m?.[1] ?? "", "utf8")
+      .digest();
+    return timingSafeEqual(given, expected) && m !== null;
+  };
+}
+
+async function health(
+  res: http.ServerResponse,
+  options: AdminServerOptions,
+  detailed: boolean,
+): Promise<void> {
   const timeoutMs = options.healthTimeoutMs ?? 2000;
   let timer: NodeJS.Timeout | undefined;
   try {
@@ -126,7 +168,11 @@ async function health(res: http.ServerResponse, options: AdminServerOptions): Pr
     ]);
     sendJson(res, 200, { status: "ok" });
   } catch (err) {
-    sendJson(res, 503, { status: "unavailable", error: toKiteqError(err).message });
+    sendJson(
+      res,
+      503,
+      detailed ? { status: "unavailable", error: toKiteqError(err).message } : { status: "unavailable" },
+    );
   } finally {
     clearTimeout(timer);
   }

@@ -10,6 +10,7 @@ import type pg from "pg";
 import { silentLogger } from "../log.js";
 import { createPool, ensurePartitions, runMigrations } from "../store/db.js";
 import { type EmbeddedPostgresServer, startEmbeddedPostgres } from "../store/embedded.js";
+import { LINK_NOTE_SUFFIX, RUNTIME_BASE } from "../store/embedded-place.js";
 
 /** The repository root (src/bench/../..). */
 export const ROOT = path.resolve(import.meta.dirname, "../..");
@@ -126,6 +127,11 @@ export class BenchEnv {
         }
       }
       await this.pg.stop().catch((err: Error) => console.error(`bench: stopping PostgreSQL: ${err.message}`));
+      // As root in a 0700 folder the data dir was placed under /var/lib/kiteq-pg: remove it too.
+      if (this.pg.dataDir.startsWith(`${RUNTIME_BASE}${path.sep}`)) {
+        await rm(this.pg.dataDir, { recursive: true, force: true });
+        await rm(`${this.pg.dataDir}${LINK_NOTE_SUFFIX}`, { force: true });
+      }
       await rm(this.dir, { recursive: true, force: true });
     })();
     return this.closingPromise;

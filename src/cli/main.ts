@@ -14,6 +14,7 @@ import { CommandArgs, KNOWN_EXTRA, USAGE_EXIT_CODE, UsageError } from "./args.js
 import { bindAddCommand, bindListCommand, bindRemoveCommand } from "./bind.js";
 import { consumeCommand, sendCommand } from "./client.js";
 import type { Command } from "./command.js";
+import { dbUrlCommand } from "./db-url.js";
 import { historyCommand } from "./history.js";
 import { processOutput } from "./output.js";
 import { redriveCommand } from "./redrive.js";
@@ -32,6 +33,7 @@ const COMMANDS: readonly Command[] = [
   replayCommand,
   sendCommand,
   consumeCommand,
+  dbUrlCommand,
 ];
 
 /** Commands named by two words (`bind add`): their first words. */
@@ -39,7 +41,7 @@ const GROUPS = new Set(COMMANDS.filter((c) => c.name.includes(" ")).map((c) => c
 
 const CONFIG_FLAGS = `config flags (every command): --db postgres://...  --data-dir DIR (embedded PostgreSQL, default ./data)
   -bind host:port  -clusterName NAME  -configPath FILE  --registry static|zk://host:port  --topics a,b
-  --admin host:port|-1  --log-level LEVEL  ... (see README)`;
+  --admin host:port|-1  --admin-token TOKEN (KITEQ_ADMIN_TOKEN)  --pg-port PORT  --log-level LEVEL  ... (see README)`;
 
 function globalUsage(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));

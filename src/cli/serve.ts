@@ -57,7 +57,8 @@ export const migrateCommand: Command = {
         ? await startEmbeddedPostgres({
             dataDir: path.join(config.dataDir, "pg"),
             logger: log,
-            refuseIfRunning: true,
+            port: config.pgPort,
+            attachIfRunning: true,
           })
         : undefined;
     const pool = createPool(config.databaseUrl ?? embedded!.url("kiteq"), { max: 2 });

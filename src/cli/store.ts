@@ -1,7 +1,7 @@
 /**
  * The store as the CLI's one-shot commands open it: `--db` if given, otherwise the embedded
- * PostgreSQL under --data-dir, started only if no broker runs on it (one postmaster per data
- * directory: stopping a live broker's PostgreSQL is never an option).
+ * PostgreSQL under --data-dir: the running broker's (found by its postmaster.pid, logged in with
+ * the password file), or one started for the command when no broker runs on it.
  */
 import path from "node:path";
 import type pg from "pg";
@@ -28,8 +28,9 @@ export async function withStore<T>(
   if (config.databaseUrl === null) {
     embedded = await startEmbeddedPostgres({
       dataDir: path.join(config.dataDir, "pg"),
+      port: config.pgPort,
       logger: log,
-      refuseIfRunning: true,
+      attachIfRunning: true,
     });
   }
   const pool = createPool(config.databaseUrl ?? embedded!.url("kiteq"), {

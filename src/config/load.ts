@@ -67,6 +67,14 @@ function build(
     );
   }
 
+  if (admin !== null && v.adminToken === undefined && !isLoopbackHost(admin.host)) {
+    throw configError(
+      `admin address ${formatAddress(admin)} (${from("admin")}) is not a loopback address and no admin token is set: ` +
+        "set KITEQ_ADMIN_TOKEN (or --admin-token) or serve admin on 127.0.0.1",
+      "adminToken",
+    );
+  }
+
   let registry: RegistryConfig;
   if (v.registry.kind === "static") {
     if (v.registry.file !== null && v.registryFile !== undefined && v.registryFile !== v.registry.file) {
@@ -123,9 +131,11 @@ function build(
   return {
     bind,
     admin,
+    adminToken: v.adminToken ?? null,
     nodeId: v.nodeId ?? defaultNodeId(bind),
     databaseUrl: v.databaseUrl ?? null,
     dataDir: v.dataDir,
+    pgPort: v.pgPort,
     registry,
     logLevel: v.logLevel,
     topics: Object.freeze([...v.topics]),
@@ -164,6 +174,12 @@ function build(
 /** `host:port`, with brackets around an IPv6 host. */
 export function formatAddress(addr: BindAddress): string {
   return addr.host.includes(":") ? `[${addr.host}]:${addr.port}` : `${addr.host}:${addr.port}`;
+}
+
+/** True for a host that only this machine reaches: 127.0.0.0/8, ::1, localhost. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.toLowerCase();
+  return h === "localhost" || h === "::1" || h === "::ffff:127.0.0.1" || /^127(\.\d{1,3}){3}$/.test(h);
 }
 
 /** host:port of the bind address; a wildcard host (0.0.0.0, ::) is replaced by the machine's name. */

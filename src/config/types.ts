@@ -82,6 +82,11 @@ export interface BrokerConfig {
    * 127.0.0.1:13801; null = disabled (`-pport=-1`, KiteQ's default, or `0`).
    */
   readonly admin: BindAddress | null;
+  /**
+   * Bearer token the admin server requires (`--admin-token`, KITEQ_ADMIN_TOKEN) on everything
+   * but /healthz; null = none, allowed only on a loopback admin address.
+   */
+  readonly adminToken: string | null;
   /** This node's id (claims, leases, logs); default `host:port` of bind, wildcard host -> hostname. */
   readonly nodeId: string;
   /** The `[clusters.X]` used from the config file, or null when there was none. */
@@ -92,6 +97,8 @@ export interface BrokerConfig {
   readonly databaseUrl: string | null;
   /** Directory of the embedded PostgreSQL's data, relative to the working directory; "./data". */
   readonly dataDir: string;
+  /** Port of the embedded PostgreSQL on 127.0.0.1 (`--pg-port`); 0 (default) = a free port. */
+  readonly pgPort: number;
   /** Registry mode: static (default) or ZooKeeper. */
   readonly registry: RegistryConfig;
   /** Root log level; default "info". */

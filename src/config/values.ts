@@ -73,6 +73,21 @@ export const hourOfDay = integer(0, 23, HOUR, HOUR);
 export const nameBytesLimit = integer(1, MAX_NAME_BYTES, "a positive integer (bytes)");
 export const propertiesLimit = integer(0, 10_000, "a non-negative integer");
 export const propertiesBytesLimit = integer(0, 1024 * 1024, "a non-negative integer (bytes)");
+/** A TCP port; 0 = a free port chosen at start. */
+export const port = integer(0, 65535, "a port, 0 to 65535 (0 = any free port)");
+
+/** Shortest admin token accepted: a guessable token is no protection. */
+export const MIN_ADMIN_TOKEN_LENGTH = 16;
+
+/** The admin HTTP bearer token: printable ASCII, no spaces, at least 16 characters. Never shown. */
+export const adminToken: Parser<string> = (raw) => {
+  const expected = `at least ${MIN_ADMIN_TOKEN_LENGTH} printable ASCII characters without spaces`;
+  if (typeof raw !== "string") throw new Invalid(expected, "(not shown)");
+  if (raw.length < MIN_ADMIN_TOKEN_LENGTH || !/^[\x21-\x7e]+$/.test(raw)) {
+    throw new Invalid(expected, "(not shown)");
+  }
+  return raw;
+};
 
 /** A finite number >= 1 (a backoff factor). */
 export const factor: Parser<number> = (raw, text) => {

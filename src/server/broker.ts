@@ -101,7 +101,11 @@ export class Broker {
     let embedded: EmbeddedPostgresServer | undefined;
     let url = config.databaseUrl;
     if (url === null) {
-      embedded = await startEmbeddedPostgres({ dataDir: path.join(config.dataDir, "pg"), logger: log });
+      embedded = await startEmbeddedPostgres({
+        dataDir: path.join(config.dataDir, "pg"),
+        port: config.pgPort,
+        logger: log,
+      });
       url = embedded.url("kiteq");
     }
     const names = poolNames(config.nodeId);
@@ -166,6 +170,7 @@ export class Broker {
       const admin = await startAdminServer({
         host: config.admin.host,
         port: config.admin.port,
+        token: config.adminToken,
         pool,
         log: log.child({ component: "admin" }),
         metrics: {

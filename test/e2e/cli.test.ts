@@ -344,6 +344,8 @@ describe("e2e: the kiteq-pg CLI", () => {
     expect(again.stdout).toContain("0 message(s) of topic dlq replayed to group rp");
   });
 
+  // Changed with issue 12: the CLI now uses a running broker's embedded server (password file);
+  // a running postmaster it cannot log in to (here: a fake one, no password file) is still refused.
   it("refuses to start the embedded PostgreSQL of a data dir that a running process holds", async () => {
     const base = path.join(ROOT, ".tmp");
     await mkdir(base, { recursive: true });
@@ -359,7 +361,8 @@ describe("e2e: the kiteq-pg CLI", () => {
       expect(r.code).toBe(1);
       expect(lines(r.stderr)).toHaveLength(1);
       expect(r.stderr).toContain("already running");
-      expect(r.stderr).toContain("--db postgres://postgres:postgres@127.0.0.1:5999/kiteq");
+      expect(r.stderr).toContain("no password file");
+      expect(r.stderr).toContain("--db postgres://");
       expect(r.stderr).toContain("stop the broker");
       expect(existsSync(path.join(dir, "pg", "PG_VERSION"))).toBe(false);
     } finally {

@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import path from "node:path";
 import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
@@ -57,7 +57,8 @@ describe("e2e: acked publishes survive kill -9 (embedded PostgreSQL)", () => {
       host: "127.0.0.1",
       port: second.embeddedPgPort,
       user: "postgres",
-      password: "postgres",
+      // The embedded server's random password, from the 0600 file in its data directory.
+      password: (await readFile(path.join(dir, "pg", "kiteq-password"), "utf8")).trim(),
       database: "kiteq",
     });
     await client.connect();

@@ -1,2 +1,3 @@
 import "./hostile/publish.js";
 import "./hostile/connections.js";
+import "./hostile/operator.js";

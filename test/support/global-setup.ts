@@ -8,6 +8,7 @@ import type { TestProject } from "vitest/node";
 import { silentLogger } from "../../src/log.js";
 import { createPool, runMigrations } from "../../src/store/db.js";
 import { type EmbeddedPostgresServer, startEmbeddedPostgres } from "../../src/store/embedded.js";
+import { removePlacedDataDir, removePlacedDataDirs } from "./placed-dirs.js";
 
 let server: EmbeddedPostgresServer | undefined;
 let dir: string | undefined;
@@ -22,7 +23,8 @@ declare module "vitest" {
 }
 
 export async function setup(project: TestProject): Promise<void> {
-  // Not under os.tmpdir(): a 0700 parent would lock the postgres user out of the data dir.
+  // Not under os.tmpdir(): a 0700 parent would lock the postgres user out of the data dir. (As
+  // root in a clone inside a 0700 folder, the data dir is placed under /var/lib/kiteq-pg.)
   const base = path.resolve(".tmp");
   const { mkdir } = await import("node:fs/promises");
   await mkdir(base, { recursive: true });
@@ -45,5 +47,8 @@ export async function setup(project: TestProject): Promise<void> {
 
 export async function teardown(): Promise<void> {
   await server?.stop();
+  if (server && dir) await removePlacedDataDir(server.dataDir, dir);
   if (dir) await rm(dir, { recursive: true, force: true });
+  // Brokers started by e2e tests with a --data-dir under .tmp may have been placed too.
+  await removePlacedDataDirs(`${path.resolve(".tmp")}${path.sep}`);
 }

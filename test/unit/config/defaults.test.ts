@@ -8,11 +8,13 @@ describe("loadConfig defaults", () => {
     expect({ ...config, secrets: [...config.secrets] }).toEqual({
       bind: { host: "127.0.0.1", port: 13800 },
       admin: { host: "127.0.0.1", port: 13801 },
+      adminToken: null,
       nodeId: "127.0.0.1:13800",
       clusterName: null,
       configPath: null,
       databaseUrl: null,
       dataDir: "./data",
+      pgPort: 0,
       registry: { kind: "static", file: null },
       logLevel: "info",
       topics: [],

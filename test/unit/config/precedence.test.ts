@@ -125,7 +125,9 @@ describe("flag forms", () => {
   });
 
   it("serves admin on bind's host when -pport is a bare port, as KiteQ's pprof port", () => {
-    expect(loadConfig(["-bind", "10.0.0.5:13800", "-pport", "13900"], {}).config.admin).toEqual({
+    // A non-loopback admin address needs a token (issue 12).
+    const env = { KITEQ_ADMIN_TOKEN: "0123456789abcdef" };
+    expect(loadConfig(["-bind", "10.0.0.5:13800", "-pport", "13900"], env).config.admin).toEqual({
       host: "10.0.0.5",
       port: 13900,
     });
