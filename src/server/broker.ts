@@ -315,14 +315,26 @@ export class Broker {
         deliverFly: (h, body, isString) => dispatcher.deliverFly(h, body, isString),
         afterWrite: (records, results) => dispatcher.afterWrite(records, results),
       },
-      (records) => {
-        const now = new Date();
-        return insertPublishBatch(publishPool, records, {
-          now,
-          nodeId: config.nodeId,
-          leaseUntil: new Date(now.getTime() + config.leaseSeconds * 1000),
-          firstTxCheckAt: new Date(now.getTime() + config.txCheck.firstCheckSeconds * 1000),
-        });
+      async (records) => {
+        const write = () => {
+          const now = new Date();
+          return insertPublishBatch(publishPool, records, {
+            now,
+            nodeId: config.nodeId,
+            leaseUntil: new Date(now.getTime() + config.leaseSeconds * 1000),
+            firstTxCheckAt: new Date(now.getTime() + config.txCheck.firstCheckSeconds * 1000),
+          });
+        };
+        try {
+          return await write();
+        } catch (err) {
+          // No partition for today (upkeep has not run for a week, or the clock jumped): create
+          // the days and write again, rather than let the batch be split message by message.
+          if (!isMissingPartition(err)) throw err;
+          this.log.warn("no history partition for the receive time: creating the partitions now");
+          await ensurePartitions(this.pool, new Date());
+          return await write();
+        }
       },
       {
         maxBatch: config.batch.maxMessages,
@@ -373,4 +385,12 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
       timer = setTimeout(() => reject(new Error(`not done within ${ms} ms`)), ms);
     }),
   ]);
+}
+
+/**
+ * "no partition of relation ... found for row": the tables the publish statement writes have no
+ * CHECK constraint, so check_violation (23514) can only come from tuple routing.
+ */
+function isMissingPartition(err: unknown): boolean {
+  return (err as { code?: unknown }).code === "23514";
 }
