@@ -14,7 +14,7 @@ export interface BacklogFixture {
   producerGroup: string;
   topic: string;
   owed: number;
-  /** Claimer id holding the first `claimedByGone` owed rows under a live lease (a "gone" node). */
+  /** Claimer id holding the first `claimedByGone` owed rows, its lease run out (a node that is gone). */
   goneClaimer: string;
   claimedByGone: number;
   /** Receive time of the first and last message written. */
@@ -55,7 +55,7 @@ WITH g AS (
   INSERT INTO deliveries (message_pk, group_id, message_stored_at, topic, next_attempt_at, expires_at, deliver_limit,
                           claimed_by, lease_until, claim_epoch)
   SELECT id, $8, t, $7, t, t + interval '6 days', 100,
-         CASE WHEN i < $10 THEN $11 END, CASE WHEN i < $10 THEN $4::timestamptz + interval '1 day' END,
+         CASE WHEN i < $10 THEN $11 END, CASE WHEN i < $10 THEN $4::timestamptz - interval '1 minute' END,
          CASE WHEN i < $10 THEN 1 ELSE 0 END
     FROM g WHERE $3 = 'owed'
 ), tx AS (
