@@ -32,8 +32,9 @@ export const MAX_NAME_BYTES = 1024;
 
 /**
  * createTime (unix seconds) accepted: 0 (unset: the broker's receive time) or from 2000-01-01
- * up to one day ahead of the broker's clock. Earlier is a wrong unit or garbage; further ahead
- * is milliseconds sent as seconds (1.7e12) or a broken clock. One day of skew is generous.
+ * up to a year ahead of the broker's clock. Earlier is a wrong unit or garbage; further ahead is
+ * milliseconds sent as seconds (1.7e12). Within that range a producer's clock may be as wrong as
+ * it likes: createTime is data, the history is partitioned by the broker's receive time.
  */
 export const MIN_CREATE_TIME_SECONDS = 946_684_800;
-export const MAX_CREATE_TIME_AHEAD_SECONDS = 86_400;
+export const MAX_CREATE_TIME_AHEAD_SECONDS = 366 * 86_400;

@@ -99,7 +99,12 @@ describe("e2e: takeover and the maintenance node", () => {
     // A consumer on A that never answers holds the deliveries in flight there.
     const onA = await recordingConsumer(a.port, "slow", () => "ignore");
     conns.push(onA.conn);
-    const producer = await KiteqConnection.connect({ host: a.host, port: a.port, groupId: "p", heartbeatMs: 0 });
+    const producer = await KiteqConnection.connect({
+      host: a.host,
+      port: a.port,
+      groupId: "p",
+      heartbeatMs: 0,
+    });
     conns.push(producer);
     const ids: string[] = [];
     for (let i = 0; i < 50; i++) {
@@ -138,7 +143,12 @@ describe("e2e: takeover and the maintenance node", () => {
       return gate;
     });
     conns.push(onA.conn);
-    const producer = await KiteqConnection.connect({ host: a.host, port: a.port, groupId: "p", heartbeatMs: 0 });
+    const producer = await KiteqConnection.connect({
+      host: a.host,
+      port: a.port,
+      groupId: "p",
+      heartbeatMs: 0,
+    });
     conns.push(producer);
     for (let i = 0; i < 20; i++) {
       const h = buildHeader({ topic: "pt", messageType: "m", groupId: "p" });
@@ -165,7 +175,9 @@ describe("e2e: takeover and the maintenance node", () => {
       "node A's acks written after SIGCONT",
     );
     expect(onB.received).toHaveLength(0);
-    expect(b.logs.some((l) => l.code === "KQ_TAKEOVER" && String(l.claimer).startsWith("stop-a/"))).toBe(false);
+    expect(b.logs.some((l) => l.code === "KQ_TAKEOVER" && String(l.claimer).startsWith("stop-a/"))).toBe(
+      false,
+    );
     await a.stop();
     await b.stop();
   });
@@ -203,12 +215,17 @@ describe("e2e: PostgreSQL restarted under two nodes", () => {
       // Node A holds deliveries in flight (its consumer never answers) across the restart.
       const onA = await recordingConsumer(a.port, "rs", () => "ignore");
       conns.push(onA.conn);
-      const producer = await KiteqConnection.connect({ host: a.host, port: a.port, groupId: "p", heartbeatMs: 0 });
+      const producer = await KiteqConnection.connect({
+        host: a.host,
+        port: a.port,
+        groupId: "p",
+        heartbeatMs: 0,
+      });
       conns.push(producer);
       for (let i = 0; i < 10; i++) {
-        expect((await producer.publish(buildHeader({ topic: "rt", messageType: "m", groupId: "p" }), "x")).status).toBe(
-          true,
-        );
+        expect(
+          (await producer.publish(buildHeader({ topic: "rt", messageType: "m", groupId: "p" }), "x")).status,
+        ).toBe(true);
       }
       await waitFor(() => onA.received.length === 10, 10_000, "10 pushes on node A");
       await pg.stop();
