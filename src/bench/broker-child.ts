@@ -19,6 +19,8 @@ export interface BrokerChild {
   nodeId: string | undefined;
   /** VmHWM of the broker process, in kB (while it runs). */
   peakRssKb(): number | undefined;
+  /** kill -9, resolved once it exited. */
+  kill(): Promise<void>;
   /** SIGTERM (graceful stop) and wait; SIGKILL after `graceMs`. Resolves with the exit code (null: killed). */
   stop(graceMs?: number): Promise<number | null>;
 }
@@ -124,6 +126,11 @@ export async function startBrokerChild(options: {
     pid,
     nodeId: options.nodeId,
     peakRssKb: () => peakRssKb(pid),
+    async kill() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill("SIGKILL");
+      await exited;
+    },
     async stop(graceMs = 20_000) {
       if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
       child.kill("SIGTERM");

@@ -11,8 +11,9 @@ import { e2eSuite } from "./e2e.js";
 import { describeFlags, UsageError } from "./flags.js";
 import { publishSuite } from "./publish.js";
 import type { Suite } from "./suite.js";
+import { takeoverSuite } from "./takeover.js";
 
-const SUITES: readonly Suite[] = [publishSuite, e2eSuite, comparePeersSuite, backlogSuite];
+const SUITES: readonly Suite[] = [publishSuite, e2eSuite, comparePeersSuite, backlogSuite, takeoverSuite];
 
 function usage(): string {
   const lines = [
