@@ -13,6 +13,7 @@
 import pg from "pg";
 import { ErrorCode, toKiteqError } from "../errors.js";
 import type { Logger } from "../log.js";
+import { RateLimitedLog } from "../log-limit.js";
 import { dropPartitionsBefore, ensurePartitions } from "../store/db.js";
 import { expireDeliveries } from "../store/deliveries.js";
 import {
@@ -83,12 +84,15 @@ export class Maintenance {
   /** When each claimer's lock was last seen held (its last sign of life). */
   private readonly lastSeenAlive = new Map<string, number>();
   private readonly log: Logger;
+  /** Jobs run every 250 ms: while PostgreSQL is down their failures are summarised, not repeated. */
+  private readonly failLog: RateLimitedLog;
 
   constructor(private readonly o: MaintenanceOptions) {
     this.log = o.log;
+    this.failLog = new RateLimitedLog(o.log, { first: 3, intervalMs: 30_000 });
     const onError = (what: string) => (err: unknown) => {
       const e = toKiteqError(err, {}, ErrorCode.StoreFailed);
-      this.log.error({ code: e.code, err: e.message, job: what }, `${what} failed; retrying at its next run`);
+      this.failLog.error(what, { code: e.code, err: e.message, job: what }, `${what} failed; retrying at its next run`);
     };
     this.expiry = new PeriodicJob(
       "expiry sweep",
@@ -139,6 +143,7 @@ export class Maintenance {
     await stopping;
     this.leader = false;
     await this.closeSession();
+    this.failLog.close();
   }
 
   /** Open the node's session connection and take its liveness lock on it. */
