@@ -65,6 +65,8 @@ interface SizeResult {
   shutdownExitCode: number | null;
   drainPerSecond: number;
   drained: number;
+  /** The drain was stopped by --drain-seconds before the backlog was empty (the rate still counts). */
+  drainCutOff: boolean;
   databaseBytes: number;
   messages: number;
 }
@@ -120,7 +122,9 @@ async function measureSize(
   const fx = await buildBacklog(pool, {
     owed,
     now: new Date(),
-    onProgress: (n) => process.stderr.write(`\rbacklog ${fmt(owed)}: building ... ${fmt(n)} messages`),
+    onProgress: (n) => {
+      if (process.stderr.isTTY) process.stderr.write(`\rbacklog ${fmt(owed)}: building ... ${fmt(n)} messages`);
+    },
   });
   const buildSeconds = (performance.now() - t0) / 1000;
   process.stderr.write(`\rbacklog ${fmt(owed)}: built in ${buildSeconds.toFixed(1)} s${" ".repeat(20)}\n`);
@@ -180,7 +184,7 @@ async function measureSize(
   while (performance.now() < deadline) {
     await sleep(1000);
     owedNow = (await countOwedDeliveries(pool)).get(fx.group) ?? 0;
-    process.stderr.write(`\rbacklog ${fmt(owed)}: draining ... ${fmt(owed - owedNow)} acked`);
+    if (process.stderr.isTTY) process.stderr.write(`\rbacklog ${fmt(owed)}: draining ... ${fmt(owed - owedNow)} acked`);
     if (owedNow === 0) break;
   }
   process.stderr.write("\n");
@@ -196,6 +200,7 @@ async function measureSize(
     shutdownExitCode: exitCode,
     drainPerSecond,
     drained: owed - owedNow,
+    drainCutOff: owedNow > 0,
     databaseBytes,
     messages,
   };
@@ -261,7 +266,7 @@ async function report(
         `shutdown at ${fmt(s.owed)}: ${s.shutdownSeconds.toFixed(1)} s, exit ${s.shutdownExitCode}`,
       );
   }
-  const drainOk = largest.drainPerSecond >= 5000 && largest.drained === largest.owed;
+  const drainOk = largest.drainPerSecond >= 5000 && (largest.drained === largest.owed || largest.drainCutOff);
   if (!drainOk)
     failures.push(
       `drain at ${fmt(largest.owed)}: ${fmt(largest.drainPerSecond)} msg/s, ${fmt(largest.drained)} drained`,
@@ -283,7 +288,7 @@ async function report(
       `${s.shutdownSeconds.toFixed(2)} ${verdict(shutdownOk(s))}`,
       String(s.shutdownExitCode),
       s === largest ? `${fmt(s.drainPerSecond)} ${verdict(drainOk)}` : fmt(s.drainPerSecond),
-      s.drained,
+      s.drainCutOff ? `${fmt(s.drained)} (cut off by --drain-seconds)` : s.drained,
       (s.databaseBytes / 1024 / 1024 / s.messages) * 1_000_000,
     ]),
   );
