@@ -44,6 +44,7 @@ describe("loadConfig defaults", () => {
       maxDeliverWorkers: 8,
       dlqExecHour: 2,
       retentionDays: 30,
+      shutdownGraceSeconds: 10,
       publishLimits: { maxNameBytes: 255, maxProperties: 64, maxPropertiesBytes: 65_536 },
     });
     expect(config.redelivery).toEqual(DEFAULT_REDELIVERY);
