@@ -51,8 +51,8 @@ SELECT m.id, k.kind::message_event_kind, m.stored_at + k.off,
          AS k(kind, off)`;
 
 const INSERT_OWED = `
-INSERT INTO deliveries (message_pk, group_id, message_created_at, topic, next_attempt_at, expires_at, deliver_limit)
-SELECT id, $1, created_at, topic, $2::timestamptz - interval '1 hour' + id * interval '1 microsecond',
+INSERT INTO deliveries (message_pk, group_id, message_stored_at, topic, next_attempt_at, expires_at, deliver_limit)
+SELECT id, $1, stored_at, topic, $2::timestamptz - interval '1 hour' + id * interval '1 microsecond',
        expires_at, deliver_limit
   FROM messages WHERE id >= $3 AND id < $4
 ON CONFLICT DO NOTHING`;
