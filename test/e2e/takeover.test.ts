@@ -113,6 +113,15 @@ describe("e2e: takeover and the maintenance node", () => {
       ids.push(h.messageId);
     }
     await waitFor(() => onA.received.length === 50, 10_000, "50 pushes on node A");
+    // And a 2PC message whose check node A holds claimed (as in the middle of a check pass).
+    const tx = buildHeader({ topic: "kt", messageType: "m", groupId: "p", commit: false });
+    expect((await producer.publish(tx, "tx")).status).toBe(true);
+    const { rowCount } = await db.pool.query(
+      `UPDATE pending_transactions SET claimed_by = (SELECT claimer FROM nodes WHERE node_id = 'kill-a'),
+              lease_until = now() + interval '1 hour' WHERE message_id = $1`,
+      [tx.messageId],
+    );
+    expect(rowCount).toBe(1);
     const onB = await recordingConsumer(b.port, "slow", () => true);
     conns.push(onB.conn);
     await a.kill();
@@ -125,6 +134,12 @@ describe("e2e: takeover and the maintenance node", () => {
     expect(firstAfterMs).toBeLessThan(3000);
     const takeover = b.logs.find((l) => l.code === "KQ_TAKEOVER");
     expect(takeover?.deliveries).toBe(50);
+    expect(takeover?.checks).toBe(1);
+    const { rows: pending } = await db.pool.query(
+      "SELECT claimed_by FROM pending_transactions WHERE message_id = $1",
+      [tx.messageId],
+    );
+    expect(pending[0].claimed_by).toBeNull();
     console.log(`kill -9 -> first redelivery on the other node: ${firstAfterMs} ms`);
     await b.stop();
   });
