@@ -20,6 +20,7 @@ import {
   cancelStatementsOf,
   claimerLiveness,
   releaseClaimer,
+  releaseMaintenanceLock,
   takeLivenessLock,
   tryMaintenanceLock,
 } from "../store/liveness.js";
@@ -92,7 +93,11 @@ export class Maintenance {
     this.failLog = new RateLimitedLog(o.log, { first: 3, intervalMs: 30_000 });
     const onError = (what: string) => (err: unknown) => {
       const e = toKiteqError(err, {}, ErrorCode.StoreFailed);
-      this.failLog.error(what, { code: e.code, err: e.message, job: what }, `${what} failed; retrying at its next run`);
+      this.failLog.error(
+        what,
+        { code: e.code, err: e.message, job: what },
+        `${what} failed; retrying at its next run`,
+      );
     };
     this.expiry = new PeriodicJob(
       "expiry sweep",
@@ -132,16 +137,29 @@ export class Maintenance {
     await this.leadership.trigger();
   }
 
-  /** Stop every job, cancel their statements in flight, and let go of the locks. */
-  async stop(): Promise<void> {
+  /**
+   * Stop every job (cancelling their statements in flight) and give up the maintenance lock, so
+   * another node leads at once. The liveness lock stays held until stop(): a node that is still
+   * releasing its claims must not look dead to the others.
+   */
+  async stopJobs(): Promise<void> {
     this.stopped = true;
     const jobs = [this.leadership, this.expiry, this.upkeep, this.takeover];
     const stopping = Promise.all(jobs.map((j) => j.stop()));
-    if (jobs.some((j) => j.busy)) {
-      await cancelStatementsOf(this.o.pool, [this.o.poolName]).catch(() => 0);
+    // Cancelled from the session connection: the jobs' pool may have no connection free.
+    if (jobs.some((j) => j.busy) && this.session !== undefined) {
+      await cancelStatementsOf(this.session, [this.o.poolName]).catch(() => 0);
     }
     await stopping;
+    if (this.leader && this.session !== undefined) {
+      await releaseMaintenanceLock(this.session).catch(() => undefined);
+    }
     this.leader = false;
+  }
+
+  /** stopJobs(), then close the session connection: the liveness lock goes with it. */
+  async stop(): Promise<void> {
+    await this.stopJobs();
     await this.closeSession();
     this.failLog.close();
   }

@@ -277,11 +277,13 @@ export class Broker {
     const accepting = this.server.stopAccepting();
     await this.publisher.drain();
     // Background jobs first: they hold pool connections and must not start new batches.
-    await this.maintenance.stop();
-    // Release our claims first, then leave the registry: other nodes release what a departed
-    // node held, which must not happen while this node is still pushing it.
+    await this.maintenance.stopJobs();
+    // Release our claims first, then give up the liveness lock and leave the registry: other
+    // nodes release what a departed node held, which must not happen while this node is still
+    // pushing it.
     await this.transactions.stop();
     await this.dispatcher.stop();
+    await this.maintenance.stop();
     await this.cluster?.stop();
     this.server.closeSessions();
     await accepting;

@@ -48,6 +48,11 @@ export async function tryMaintenanceLock(client: pg.Client): Promise<boolean> {
   return rows[0]?.ok === true;
 }
 
+/** Give up the maintenance lock (a node stopping: another leads at once). */
+export async function releaseMaintenanceLock(client: pg.Client): Promise<void> {
+  await client.query({ text: "SELECT pg_advisory_unlock($1, 0)", values: [MAINTENANCE_LOCK_CLASS] });
+}
+
 /** A claimer that holds deliveries or check claims, and whether its node is alive by its lock. */
 export interface ClaimerLiveness {
   claimer: string;

@@ -144,6 +144,29 @@ describe("e2e: takeover and the maintenance node", () => {
     await b.stop();
   });
 
+  it("SIGTERM of a node holding deliveries: it releases them itself; nobody takes it for dead", async () => {
+    await upsertBinding(db.pool, binding("calm", "ct"), "cli", new Date());
+    // B first: it is the maintenance node watching A's lock while A stops.
+    const b = await start("term-b", ["--lease-seconds", "30", "--delivery-seconds", "20"]);
+    const a = await start("term-a", ["--lease-seconds", "30", "--delivery-seconds", "20"]);
+    const onA = await recordingConsumer(a.port, "calm", () => "ignore");
+    conns.push(onA.conn);
+    const producer = await KiteqConnection.connect({ host: a.host, port: a.port, groupId: "p", heartbeatMs: 0 });
+    conns.push(producer);
+    for (let i = 0; i < 30; i++) {
+      expect((await producer.publish(buildHeader({ topic: "ct", messageType: "m", groupId: "p" }), "x")).status).toBe(
+        true,
+      );
+    }
+    await waitFor(() => onA.received.length === 30, 10_000, "30 pushes on node A");
+    const onB = await recordingConsumer(b.port, "calm", () => true);
+    conns.push(onB.conn);
+    expect(await a.stop()).toBe(0);
+    await waitFor(() => new Set(onB.ids()).size === 30, 10_000, "the 30 delivered by node B");
+    expect(b.logs.some((l) => l.code === "KQ_TAKEOVER")).toBe(false);
+    await b.stop();
+  });
+
   it("SIGSTOP for 5 s: its claims stay its own, and it carries on after SIGCONT", async () => {
     await upsertBinding(db.pool, binding("paused", "pt"), "cli", new Date());
     const a = await start("stop-a", ["--lease-seconds", "30", "--delivery-seconds", "20"]);
