@@ -128,6 +128,13 @@ CREATE TRIGGER "deliveries_owed_added" AFTER INSERT ON "deliveries"
 	REFERENCING NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION "kiteq_owed_added"();--> statement-breakpoint
 CREATE TRIGGER "deliveries_owed_removed" AFTER DELETE ON "deliveries"
 	REFERENCING OLD TABLE AS removed FOR EACH STATEMENT EXECUTE FUNCTION "kiteq_owed_removed"();--> statement-breakpoint
+CREATE FUNCTION "kiteq_owed_truncated"() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	DELETE FROM owed_counts;
+	RETURN NULL;
+END $$;--> statement-breakpoint
+CREATE TRIGGER "deliveries_owed_truncated" AFTER TRUNCATE ON "deliveries"
+	FOR EACH STATEMENT EXECUTE FUNCTION "kiteq_owed_truncated"();--> statement-breakpoint
 INSERT INTO "owed_counts" (group_id, slot, owed) SELECT group_id, 0, count(*) FROM "deliveries" GROUP BY group_id;
 --> statement-breakpoint
 -- 7. Liveness (issue 13): each running node holds a session-level advisory lock keyed by its

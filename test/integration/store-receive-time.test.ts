@@ -202,3 +202,28 @@ describe("migration 0004 carries a 0003 database over", () => {
     }
   });
 });
+
+describe("owed counts kept by triggers", () => {
+  let db: TestDatabase;
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    await ensurePartitions(db.pool, now);
+  });
+  afterAll(async () => db.drop());
+
+  it("follow inserts, deletes and TRUNCATE of deliveries, from several connections", async () => {
+    const recs = Array.from({ length: 40 }, (_, i) =>
+      publishRecord(now, i % 2 === 0 ? ["oa", "ob"] : ["oa"]),
+    );
+    await Promise.all(
+      [0, 1, 2, 3].map((k) => insertPublishBatch(db.pool, recs.slice(k * 10, k * 10 + 10), opts)),
+    );
+    expect(Object.fromEntries(await countOwedDeliveries(db.pool))).toEqual({ oa: 40, ob: 20 });
+    await db.pool.query(
+      "DELETE FROM deliveries WHERE group_id = 'ob' AND message_pk IN (SELECT message_pk FROM deliveries WHERE group_id = 'ob' LIMIT 5)",
+    );
+    expect(Object.fromEntries(await countOwedDeliveries(db.pool))).toEqual({ oa: 40, ob: 15 });
+    await db.pool.query("TRUNCATE deliveries");
+    expect(Object.fromEntries(await countOwedDeliveries(db.pool))).toEqual({});
+  });
+});
