@@ -6,7 +6,7 @@
 import net from "node:net";
 import { ErrorCode } from "../errors.js";
 import type { Logger } from "../log.js";
-import { RefusalLog } from "./refusal-log.js";
+import { RateLimitedLog } from "../log-limit.js";
 import { Session, type SessionHandler } from "./session.js";
 
 /** Options of a ProtocolServer (0 disables a limit or timer). */
@@ -36,14 +36,14 @@ export class ProtocolServer {
   private readonly server: net.Server;
   /** Open connections per remote address (entries removed at zero). */
   private readonly perAddress = new Map<string, number>();
-  private readonly refusals: RefusalLog;
+  private readonly refusals: RateLimitedLog;
   private refused = 0;
 
   constructor(
     private readonly handler: SessionHandler,
     private readonly options: ProtocolServerOptions,
   ) {
-    this.refusals = new RefusalLog(options.logger);
+    this.refusals = new RateLimitedLog(options.logger);
     this.server = net.createServer((socket) => this.accept(socket));
     this.server.on("error", (err) => this.options.logger.error({ err: err.message }, "listener error"));
   }
@@ -75,7 +75,7 @@ export class ProtocolServer {
   /** Close every session (flushing what each has queued). */
   closeSessions(): void {
     for (const s of this.sessions) s.close();
-    this.refusals.stop();
+    this.refusals.close();
   }
 
   private accept(socket: net.Socket): void {

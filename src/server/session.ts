@@ -6,6 +6,7 @@
 import type net from "node:net";
 import { ErrorCode, type KiteqError, toKiteqError } from "../errors.js";
 import type { Logger } from "../log.js";
+import type { RateLimitedLog } from "../log-limit.js";
 import { decodeBody } from "../protocol/body.js";
 import { CommandType, commandName } from "../protocol/commands.js";
 import { encodePacket, FrameDecoder, type Packet } from "../protocol/frame.js";
@@ -20,7 +21,6 @@ import {
   type TxACKPacket,
 } from "../protocol/messages.js";
 import { PacketBatcher } from "../protocol/packet-batcher.js";
-import type { RefusalLog } from "./refusal-log.js";
 
 /** What the broker does with a session's requests. */
 export interface SessionHandler {
@@ -46,7 +46,7 @@ export interface SessionOptions {
   maxWriteBufferBytes?: number;
   logger: Logger;
   /** Where warnings a peer can repeat at will (handshake timeouts) go, rate-limited. */
-  refusals?: RefusalLog;
+  refusals?: RateLimitedLog;
 }
 
 let nextSessionId = 1;
@@ -259,7 +259,7 @@ export class Session {
   }
 
   /** The handshake deadline passed: close at once (nothing to flush before a handshake). */
-  private onHandshakeTimeout(deadlineMs: number, refusals: RefusalLog | undefined): void {
+  private onHandshakeTimeout(deadlineMs: number, refusals: RateLimitedLog | undefined): void {
     if (this.closed || this.isAuthenticated) return;
     const fields = { code: ErrorCode.HandshakeTimeout, peer: this.peer, connection: this.id, deadlineMs };
     const msg = "no handshake within the deadline, closing connection";
