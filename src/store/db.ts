@@ -92,7 +92,7 @@ export async function runMigrations(pool: pg.Pool, logger: Logger): Promise<void
  * How long partition upkeep waits for the history tables' locks: creating or dropping a partition
  * queues behind every statement reading the table, and every publish would queue behind it.
  */
-const UPKEEP_LOCK_TIMEOUT = "5s";
+const UPKEEP_LOCK_TIMEOUT = "2s";
 
 /** Run `fn` in a transaction on one connection whose lock waits are bounded by UPKEEP_LOCK_TIMEOUT. */
 async function withUpkeepLock<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
