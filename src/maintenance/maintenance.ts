@@ -170,7 +170,7 @@ export class Maintenance {
       connectionString: this.o.url,
       application_name: `kiteq-pg ${this.o.nodeId} liveness`,
       connectionTimeoutMillis: 10_000,
-      options: "-c timezone=UTC -c statement_timeout=10000",
+      options: "-c timezone=UTC -c statement_timeout=10000 -c jit=off",
     });
     const lost = (err?: Error) => {
       if (this.session !== client) return;

@@ -22,10 +22,14 @@ export const BACKGROUND_STATEMENT_TIMEOUT_MS = 30_000;
  * Session settings of every pool the broker runs statements on. Every statement of the broker has
  * an index path; with sequential scans priced out, a planner working from stale statistics (a
  * table analysed when it was empty, then filled with a million rows) still takes it (issue 11).
+ * JIT off: before PostgreSQL 18 a disabled scan adds 1e10 to a plan's cost, which crosses
+ * jit_above_cost, and compiling a short statement took 300-450 ms (measured on Debian's
+ * PostgreSQL 15, where JIT is on); none of the broker's statements gains from JIT.
  */
 export const BROKER_POOL_SETTINGS: Readonly<Record<string, string>> = {
   statement_timeout: String(BACKGROUND_STATEMENT_TIMEOUT_MS),
   enable_seqscan: "off",
+  jit: "off",
 };
 
 /** Lock id under which migrations run, so nodes starting together migrate once. */
