@@ -20,6 +20,7 @@ import {
   redriveDelivery,
   renewLeases,
 } from "./deliveries.js";
+import { explainMessage } from "./explain.js";
 import { deadLetters, groupHistory, messageHistory } from "./history.js";
 import { claimerLiveness, RELEASE_CLAIMER_BATCH } from "./liveness.js";
 import { claimDueTxChecks, giveUpTransactions, nextTxCheckTime, releaseTxClaimsOf } from "./transactions.js";
@@ -172,6 +173,7 @@ export function statementCatalog(fx: BacklogFixture, sample: CatalogSample): Cat
     },
     { name: "owed-per-group gauge", run: (db) => countOwedDeliveries(db) },
     { name: "history by message id", run: (db) => messageHistory(db, sample.messageId) },
+    { name: "explain of one message", run: (db) => explainMessage(db, sample.messageId, now) },
     {
       name: "history by group + time (first 1,000 rows)",
       run: (db) => groupHistory(db, fx.group, fx.from, now, 1000),
