@@ -151,12 +151,17 @@ describe("e2e: takeover and the maintenance node", () => {
     const a = await start("term-a", ["--lease-seconds", "30", "--delivery-seconds", "20"]);
     const onA = await recordingConsumer(a.port, "calm", () => "ignore");
     conns.push(onA.conn);
-    const producer = await KiteqConnection.connect({ host: a.host, port: a.port, groupId: "p", heartbeatMs: 0 });
+    const producer = await KiteqConnection.connect({
+      host: a.host,
+      port: a.port,
+      groupId: "p",
+      heartbeatMs: 0,
+    });
     conns.push(producer);
     for (let i = 0; i < 30; i++) {
-      expect((await producer.publish(buildHeader({ topic: "ct", messageType: "m", groupId: "p" }), "x")).status).toBe(
-        true,
-      );
+      expect(
+        (await producer.publish(buildHeader({ topic: "ct", messageType: "m", groupId: "p" }), "x")).status,
+      ).toBe(true);
     }
     await waitFor(() => onA.received.length === 30, 10_000, "30 pushes on node A");
     const onB = await recordingConsumer(b.port, "calm", () => true);
