@@ -6,6 +6,7 @@
 import type pg from "pg";
 import { Counter, collectDefaultMetrics, Gauge, Registry, Summary } from "prom-client";
 import type { DeliveryCounters } from "../delivery/dispatcher.js";
+import type { GroupDeliveryCounters } from "../delivery/group-counters.js";
 import { toKiteqError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { MaintenanceCounters } from "../maintenance/maintenance.js";
@@ -31,6 +32,8 @@ export interface MetricsSource {
   sessionsConnected(): number;
   /** The node's maintenance (expiry sweep, takeovers) while it was the maintenance node. */
   maintenanceCounters?(): Readonly<MaintenanceCounters>;
+  /** The dispatcher's per-group counters (Dispatcher.groupCounters.all()). */
+  groupCounters?(): ReadonlyMap<string, Readonly<GroupDeliveryCounters>>;
 }
 
 /** What each publish counter counts (a new counter fails to compile until described here). */

@@ -15,7 +15,9 @@ import { ErrorCode, toKiteqError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { pingStore } from "../store/db.js";
 import { messageHistory } from "../store/history.js";
+import { type ApiContext, ApiError, type ApiSource, handleApi, isApiPath } from "./api.js";
 import { createMetrics, type MetricsSource } from "./metrics.js";
+import { Sampler } from "./sampler.js";
 
 /** Options of startAdminServer. */
 export interface AdminServerOptions {
@@ -35,6 +37,10 @@ export interface AdminServerOptions {
   owedCacheMs?: number;
   /** Node.js process metrics in /metrics; default true. */
   processMetrics?: boolean;
+  /** The node behind the JSON API (/api/...); without it the API answers for an anonymous node. */
+  api?: ApiSource;
+  /** Minimum time between two backlog samples (ms); default 5000. */
+  sampleIntervalMs?: number;
 }
 
 /** A running admin server. */
@@ -59,8 +65,34 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     processMetrics: options.processMetrics,
   });
   const authorized = bearerCheck(options.token ?? null);
+  const sampler = new Sampler({
+    pool: options.pool,
+    log,
+    intervalMs: options.sampleIntervalMs,
+    source: {
+      published: () => options.metrics.publishCounters().accepted,
+      pushed: () => options.metrics.deliveryCounters().pushed,
+      groupCounters: () => options.metrics.groupCounters?.() ?? new Map(),
+    },
+  });
+  sampler.start();
+  const api: ApiContext = {
+    pool: options.pool,
+    sampler,
+    source: options.api ?? {
+      nodeId: "?",
+      version: "?",
+      startedAt: new Date(),
+      consumers: () => new Map(),
+      topics: [],
+    },
+  };
   const server = http.createServer((req, res) => {
-    route(req, res, options, registry, authorized).catch((err: unknown) => {
+    route(req, res, options, registry, authorized, api).catch((err: unknown) => {
+      if (err instanceof ApiError) {
+        if (!res.headersSent) sendJson(res, err.status, { error: err.message });
+        return;
+      }
       const e = toKiteqError(err);
       log.error({ code: e.code, err: e.message, path: req.url }, "admin request failed");
       if (!res.headersSent) sendJson(res, 500, { error: e.message, code: e.code });
@@ -82,6 +114,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
   return {
     address: { host: addr.address, port: addr.port },
     close() {
+      sampler.stop();
       closing ??= new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
@@ -97,8 +130,10 @@ async function route(
   options: AdminServerOptions,
   registry: Registry,
   authorized: (header: string | undefined) => boolean,
+  api: ApiContext,
 ): Promise<void> {
-  const path = new URL(req.url ?? "/", "http://admin").pathname;
+  const url = new URL(req.url ?? "/", "http://admin");
+  const path = url.pathname;
   const allowed = authorized(req.headers.authorization);
   if (path === "/healthz" && (req.method === "GET" || req.method === "HEAD")) {
     return health(res, options, allowed);
@@ -110,6 +145,10 @@ async function route(
       error: "missing or wrong admin token: send Authorization: Bearer <token>",
       code: ErrorCode.AuthRefused,
     });
+  }
+  if (isApiPath(path)) {
+    const { status, body } = await handleApi(req, url, api);
+    return sendJson(res, status, body);
   }
   const known = path === "/healthz" || path === "/metrics" || MESSAGE_PATH.test(path);
   if (!known) return sendJson(res, 404, { error: `no such resource: ${path}` });

@@ -21,6 +21,7 @@ import type { Session } from "../server/session.js";
 import { claimDueDeliveries, releaseClaimsOf, renewLeases } from "../store/deliveries.js";
 import type { PublishRecord, PublishResult } from "../store/messages.js";
 import type { WakeSource } from "../store/notifications.js";
+import { GroupCounters } from "./group-counters.js";
 import { type DeliveryJob, jobFromClaim, jobKey, jobsFromPublish, type WireCache } from "./job.js";
 import { LocalGroup } from "./local-group.js";
 import { OutcomeWriter } from "./outcomes.js";
@@ -78,6 +79,15 @@ export interface DeliveryCounters {
 
 /** Delivery engine of one node (see module comment). */
 export class Dispatcher {
+  /** Per-group counters (metrics and the admin API's rates). */
+  readonly groupCounters = new GroupCounters();
+
+  /** Consumer connections of this node per group (the admin API). */
+  consumerCounts(): Map<string, number> {
+    const m = new Map<string, number>();
+    for (const g of this.groups.values()) if (g.sessions.length > 0) m.set(g.id, g.sessions.length);
+    return m;
+  }
   readonly counters: DeliveryCounters = {
     pushed: 0,
     acked: 0,
@@ -267,6 +277,7 @@ export class Dispatcher {
         // the delivery — the group did process the message — whoever holds it now.
         this.timedOut.delete(timedOutKey(session, opaque));
         this.counters.acked++;
+        this.groupCounters.of(late.job.groupId).acked++;
         this.outcomes.ack(
           {
             messagePk: late.job.messagePk,
@@ -287,6 +298,7 @@ export class Dispatcher {
     f.group.inFlight--;
     if (ack.status) {
       this.counters.acked++;
+      this.groupCounters.of(f.job.groupId).acked++;
       const job = f.job;
       this.outcomes.ack(
         {
@@ -449,6 +461,9 @@ export class Dispatcher {
     const opaque = session.allocateOpaque();
     this.send(session, job.header, job.body, job.isString, opaque, job.wire);
     this.counters.pushed++;
+    const gc = this.groupCounters.of(job.groupId);
+    gc.pushed++;
+    if (job.attempts > 0) gc.redelivered++;
     g.inFlight++;
     this.inFlight
       .get(session)
@@ -508,6 +523,8 @@ export class Dispatcher {
     const next = now + redeliveryDelayMs(attempt, this.o.redelivery);
     if (deadLetter) this.counters.deadLettered++;
     else this.counters.nacked++;
+    if (deadLetter) this.groupCounters.of(job.groupId).deadLettered++;
+    else this.groupCounters.of(job.groupId).nacked++;
     this.outcomes.nack(
       {
         messagePk: job.messagePk,

@@ -21,6 +21,7 @@ import {
   renewLeases,
 } from "./deliveries.js";
 import { explainMessage } from "./explain.js";
+import { deadLetterPage, groupBacklogs } from "./groups.js";
 import { deadLetters, groupHistory, messageHistory } from "./history.js";
 import { claimerLiveness, RELEASE_CLAIMER_BATCH } from "./liveness.js";
 import { claimDueTxChecks, giveUpTransactions, nextTxCheckTime, releaseTxClaimsOf } from "./transactions.js";
@@ -174,6 +175,20 @@ export function statementCatalog(fx: BacklogFixture, sample: CatalogSample): Cat
     { name: "owed-per-group gauge", run: (db) => countOwedDeliveries(db) },
     { name: "history by message id", run: (db) => messageHistory(db, sample.messageId) },
     { name: "explain of one message", run: (db) => explainMessage(db, sample.messageId, now) },
+    {
+      name: "group backlogs (owed, oldest due, in flight)",
+      run: (db) => groupBacklogs(db, [fx.group, "an-idle-group"], now),
+    },
+    {
+      name: "dead letters of a group, filtered, one page after a cursor",
+      run: (db) =>
+        deadLetterPage(
+          db,
+          { groupId: fx.group, since: fx.from, until: now, topic: fx.topic, error: "timeout" },
+          { at: fx.from.toISOString(), messagePk: 0 },
+          100,
+        ),
+    },
     {
       name: "history by group + time (first 1,000 rows)",
       run: (db) => groupHistory(db, fx.group, fx.from, now, 1000),
