@@ -13,7 +13,7 @@ import { listBindings } from "../store/bindings.js";
 import { redriveDelivery } from "../store/deliveries.js";
 import { explainMessage } from "../store/explain.js";
 import { type DeadLetterCursor, type DeadLetterFilter, deadLetterPage, listNodes } from "../store/groups.js";
-import type { GroupRates, Sample, Sampler } from "./sampler.js";
+import { type GroupRates, livenessOf, type Sample, type Sampler } from "./sampler.js";
 
 /** What the API knows about the node serving it. */
 export interface ApiSource {
@@ -42,9 +42,6 @@ export class ApiError extends Error {
     super(message);
   }
 }
-
-/** A heartbeat older than this marks a node unresponsive (nodes heartbeat every 10 s). */
-export const HEARTBEAT_STALE_MS = 30_000;
 
 const GROUP_PATH = /^\/api\/groups\/([^/]+)(\/dead-letters|\/redrive)?$/;
 const EXPLAIN_PATH = /^\/api\/messages\/([^/]+)\/explain$/;
@@ -162,14 +159,6 @@ async function knownGroup(ctx: ApiContext, groupId: string): Promise<void> {
     throw new ApiError(404, `no group ${groupId}: not bound, nothing owed`);
 }
 
-function liveness(
-  n: { heartbeatAt: Date; stoppedAt: Date | null },
-  now: number,
-): "alive" | "unresponsive" | "stopped" {
-  if (n.stoppedAt !== null) return "stopped";
-  return now - n.heartbeatAt.getTime() > HEARTBEAT_STALE_MS ? "unresponsive" : "alive";
-}
-
 async function overview(ctx: ApiContext) {
   const [sample, nodes, bindings] = await Promise.all([
     ctx.sampler.latest(),
@@ -185,13 +174,14 @@ async function overview(ctx: ApiContext) {
     node: { nodeId: ctx.source.nodeId, version: ctx.source.version, startedAt: ctx.source.startedAt },
     nodes: nodes.map((n) => ({
       ...n,
-      liveness: liveness(n, now),
+      liveness: livenessOf(n, now),
       self: n.nodeId === ctx.source.nodeId,
       version: n.nodeId === ctx.source.nodeId ? ctx.source.version : null,
     })),
     topics,
     groups: sample.groups.size,
     owed,
+    pendingTransactions: sample.pendingTransactions,
     rates: { ...rates.node, scope: "this node" },
     sampledAt: new Date(sample.at),
   };
@@ -221,6 +211,7 @@ function groupJson(
     owed: g?.owed ?? 0,
     inFlight: g?.inFlight ?? 0,
     oldestOwedAgeSeconds: g?.oldestOwedAgeSeconds ?? 0,
+    deadLetters: g?.deadLetters ?? 0,
     rates: rates.get(groupId) ?? { delivered: 0, acked: 0, nacked: 0, deadLettered: 0, redelivered: 0 },
     consumers: { [ctx.source.nodeId]: ctx.source.consumers().get(groupId) ?? 0 },
   };

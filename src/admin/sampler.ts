@@ -9,7 +9,7 @@ import type { GroupDeliveryCounters } from "../delivery/group-counters.js";
 import { toKiteqError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { listBindings } from "../store/bindings.js";
-import { groupBacklogs } from "../store/groups.js";
+import { countDeadLetters, countPendingTransactions, groupBacklogs, listNodes } from "../store/groups.js";
 
 /** One group in one sample. */
 export interface GroupSample {
@@ -24,6 +24,20 @@ export interface GroupSample {
   acked: number;
   nacked: number;
   deadLettered: number;
+  /** Messages still dead for the group (capped at DEAD_LETTER_COUNT_CAP; refreshed every minute). */
+  deadLetters: number;
+}
+
+/** Node liveness as the nodes table says (a node heartbeats every 10 s). */
+export type Liveness = "alive" | "unresponsive" | "stopped";
+
+/** A heartbeat older than this marks a node unresponsive. */
+export const HEARTBEAT_STALE_MS = 30_000;
+
+/** A node's liveness at `now` (epoch ms). */
+export function livenessOf(n: { heartbeatAt: Date; stoppedAt: Date | null }, now: number): Liveness {
+  if (n.stoppedAt !== null) return "stopped";
+  return now - n.heartbeatAt.getTime() > HEARTBEAT_STALE_MS ? "unresponsive" : "alive";
 }
 
 /** One sample. */
@@ -34,6 +48,10 @@ export interface Sample {
   published: number;
   pushed: number;
   groups: Map<string, GroupSample>;
+  /** 2PC messages waiting for their commit (capped). */
+  pendingTransactions: number;
+  /** Nodes per liveness. */
+  nodes: Record<Liveness, number>;
 }
 
 /** What the sampler reads from the node. */
@@ -50,6 +68,8 @@ export interface SamplerOptions {
   log: Logger;
   /** Minimum time between two samples (ms); default 5000. */
   intervalMs?: number;
+  /** Minimum time between two dead-letter counts (ms); default 60,000. */
+  deadLetterIntervalMs?: number;
   /** How long samples are kept (ms); default one hour. */
   keepMs?: number;
 }
@@ -78,16 +98,20 @@ export class Sampler {
   private timer: NodeJS.Timeout | undefined;
   private readonly intervalMs: number;
   private readonly keepMs: number;
+  private deadLetters = new Map<string, number>();
+  private deadLettersAt = Number.NEGATIVE_INFINITY;
+  private readonly deadLettersMs: number;
 
   constructor(private readonly o: SamplerOptions) {
     this.intervalMs = o.intervalMs ?? 5000;
     this.keepMs = o.keepMs ?? 3_600_000;
+    this.deadLettersMs = o.deadLetterIntervalMs ?? 60_000;
   }
 
   /** Sample every interval in the background (for the charts) until stop(). */
   start(): void {
     this.timer ??= setInterval(() => {
-      this.latest().catch(() => undefined);
+      this.refresh().catch(() => undefined);
     }, this.intervalMs);
     this.timer.unref();
   }
@@ -97,10 +121,23 @@ export class Sampler {
     this.timer = undefined;
   }
 
-  /** The newest sample, taken now when the newest is older than the interval. */
+  /**
+   * The newest sample. The background timer refreshes it every interval, so a reader (a scrape)
+   * normally gets it from memory; it waits for a new one only when the newest is older than
+   * three intervals (or there is none yet).
+   */
   latest(): Promise<Sample> {
     const last = this.ring[this.ring.length - 1];
-    if (last !== undefined && Date.now() - last.at < this.intervalMs) return Promise.resolve(last);
+    if (last !== undefined && Date.now() - last.at < 3 * this.intervalMs) return Promise.resolve(last);
+    return this.refresh();
+  }
+
+  /** Take a sample, unless one is being taken (then wait for that one). */
+  private refresh(): Promise<Sample> {
+    const last = this.ring[this.ring.length - 1];
+    if (last !== undefined && this.pending === undefined && Date.now() - last.at < this.intervalMs / 2) {
+      return Promise.resolve(last);
+    }
     this.pending ??= this.take().finally(() => {
       this.pending = undefined;
     });
@@ -143,7 +180,19 @@ export class Sampler {
       const bindings = await listBindings(this.o.pool);
       const counters = this.o.source.groupCounters();
       const named = new Set([...bindings.map((b) => b.groupId), ...counters.keys()]);
-      const backlog = await groupBacklogs(this.o.pool, [...named], new Date(now));
+      const [backlog, pendingTransactions, nodes] = await Promise.all([
+        groupBacklogs(this.o.pool, [...named], new Date(now)),
+        countPendingTransactions(this.o.pool),
+        listNodes(this.o.pool),
+      ]);
+      if (now - this.deadLettersAt >= this.deadLettersMs) {
+        this.deadLetters = await countDeadLetters(this.o.pool, [
+          ...new Set([...named, ...backlog.map((b) => b.groupId)]),
+        ]);
+        this.deadLettersAt = now;
+      }
+      const liveness: Record<Liveness, number> = { alive: 0, unresponsive: 0, stopped: 0 };
+      for (const n of nodes) liveness[livenessOf(n, now)]++;
       const groups = new Map<string, GroupSample>();
       for (const b of backlog) {
         const c = counters.get(b.groupId) ?? ZERO;
@@ -156,6 +205,7 @@ export class Sampler {
           acked: c.acked,
           nacked: c.nacked,
           deadLettered: c.deadLettered,
+          deadLetters: this.deadLetters.get(b.groupId) ?? 0,
         });
       }
       const sample: Sample = {
@@ -163,6 +213,8 @@ export class Sampler {
         published: this.o.source.published(),
         pushed: this.o.source.pushed(),
         groups,
+        pendingTransactions,
+        nodes: liveness,
       };
       this.ring.push(sample);
       while (this.ring.length > 0 && this.ring[0]!.at < now - this.keepMs) this.ring.shift();

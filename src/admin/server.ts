@@ -41,6 +41,8 @@ export interface AdminServerOptions {
   api?: ApiSource;
   /** Minimum time between two backlog samples (ms); default 5000. */
   sampleIntervalMs?: number;
+  /** Minimum time between two dead-letter counts (ms); default 60,000. */
+  deadLetterIntervalMs?: number;
 }
 
 /** A running admin server. */
@@ -57,18 +59,11 @@ const MESSAGE_ID = /^[0-9a-fA-F]{32}$/;
 /** Start the admin server; resolves once it listens. */
 export async function startAdminServer(options: AdminServerOptions): Promise<AdminServer> {
   const log = options.log;
-  const registry = createMetrics({
-    source: options.metrics,
-    pool: options.pool,
-    log,
-    owedCacheMs: options.owedCacheMs,
-    processMetrics: options.processMetrics,
-  });
-  const authorized = bearerCheck(options.token ?? null);
   const sampler = new Sampler({
     pool: options.pool,
     log,
     intervalMs: options.sampleIntervalMs,
+    deadLetterIntervalMs: options.deadLetterIntervalMs,
     source: {
       published: () => options.metrics.publishCounters().accepted,
       pushed: () => options.metrics.deliveryCounters().pushed,
@@ -76,6 +71,15 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     },
   });
   sampler.start();
+  const registry = createMetrics({
+    source: options.metrics,
+    pool: options.pool,
+    log,
+    owedCacheMs: options.owedCacheMs,
+    processMetrics: options.processMetrics,
+    sampler,
+  });
+  const authorized = bearerCheck(options.token ?? null);
   const api: ApiContext = {
     pool: options.pool,
     sampler,

@@ -8,6 +8,7 @@ import type pg from "pg";
 import type { Binding } from "../binding/binding.js";
 import { BindingMatcher } from "../binding/matcher.js";
 import { ErrorCode, toKiteqError } from "../errors.js";
+import { LatencyHistogram } from "../latency.js";
 import type { Logger } from "../log.js";
 import { CommandType } from "../protocol/commands.js";
 import {
@@ -81,6 +82,8 @@ export interface DeliveryCounters {
 export class Dispatcher {
   /** Per-group counters (metrics and the admin API's rates). */
   readonly groupCounters = new GroupCounters();
+  /** Claim statement time, and store (fast path) or createTime (claimed) to first push. */
+  readonly latency = { claim: new LatencyHistogram(), publishToDeliver: new LatencyHistogram() };
 
   /** Consumer connections of this node per group (the admin API). */
   consumerCounts(): Map<string, number> {
@@ -379,6 +382,7 @@ export class Dispatcher {
         }
         if (groups.length === 0) break;
         const now = Date.now();
+        const claimStart = performance.now();
         const rows = await claimDueDeliveries(this.o.pool, {
           groups,
           limits,
@@ -387,6 +391,7 @@ export class Dispatcher {
           leaseUntil: new Date(now + this.o.leaseMs),
           nodeId: this.o.nodeId,
         });
+        this.latency.claim.since(claimStart, performance.now());
         this.counters.claimed += rows.length;
         const got = new Map<string, number>();
         for (const row of rows) {
@@ -464,6 +469,7 @@ export class Dispatcher {
     const gc = this.groupCounters.of(job.groupId);
     gc.pushed++;
     if (job.attempts > 0) gc.redelivered++;
+    else this.latency.publishToDeliver.since(job.storedAtMs ?? job.header.createTime * 1000, now);
     g.inFlight++;
     this.inFlight
       .get(session)

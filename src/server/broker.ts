@@ -181,6 +181,12 @@ export class Broker {
           sessionsConnected: () => this.server.sessions.size,
           maintenanceCounters: () => this.maintenance.counters,
           groupCounters: () => this.dispatcher.groupCounters.all(),
+          txCounters: () => this.transactions.counters(),
+          latencies: () => ({
+            publishStore: this.publisher.storeLatency,
+            publishToDeliver: this.dispatcher.latency.publishToDeliver,
+            claim: this.dispatcher.latency.claim,
+          }),
         },
         api: {
           nodeId: config.nodeId,

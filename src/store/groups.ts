@@ -191,3 +191,48 @@ export async function deadLetterPage(
     next: more && last !== undefined ? { at: last.at_exact, messagePk: Number(last.message_pk) } : null,
   };
 }
+
+/** At most this many dead letters are counted per group (the gauge reads "this many or more"). */
+export const DEAD_LETTER_COUNT_CAP = 1000;
+
+/**
+ * Per group of $1, how many of its messages are still dead, counted up to $2 (a walk of
+ * message_events_dead_idx with the same probes as DEAD_LETTER_PAGE_SQL, stopped at the cap).
+ */
+export const COUNT_DEAD_LETTERS_SQL = `
+SELECT g.group_id, c.n
+  FROM unnest($1::text[]) AS g(group_id)
+  CROSS JOIN LATERAL (
+    SELECT count(*)::int8 AS n FROM (
+      SELECT 1 FROM message_events e
+       WHERE e.group_id = g.group_id AND e.kind = 'dead_lettered'
+         AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_pk = e.message_pk AND d.group_id = g.group_id)
+         AND NOT EXISTS (SELECT 1 FROM message_events a
+                          WHERE a.message_pk = e.message_pk AND a.group_id = g.group_id
+                            AND (a.kind = 'acked' OR (a.kind = 'dead_lettered' AND a.at > e.at)))
+       LIMIT $2
+    ) x
+  ) c`;
+
+/** Dead letters per group, capped at `cap` (see COUNT_DEAD_LETTERS_SQL). */
+export async function countDeadLetters(
+  db: Queryable,
+  groups: readonly string[],
+  cap = DEAD_LETTER_COUNT_CAP,
+): Promise<Map<string, number>> {
+  const { rows } = await db.query({ text: COUNT_DEAD_LETTERS_SQL, values: [groups, cap] });
+  return new Map(rows.map((r) => [r.group_id as string, Number(r.n)]));
+}
+
+/** At most this many pending 2PC messages are counted (the gauge reads "this many or more"). */
+export const PENDING_COUNT_CAP = 100_000;
+
+/** Uncommitted messages, counted up to $1 along pending_transactions_stored_idx. */
+export const COUNT_PENDING_SQL = `
+SELECT count(*)::int8 AS n FROM (SELECT 1 FROM pending_transactions ORDER BY stored_at LIMIT $1) p`;
+
+/** How many 2PC messages wait for their commit (capped, see COUNT_PENDING_SQL). */
+export async function countPendingTransactions(db: Queryable, cap = PENDING_COUNT_CAP): Promise<number> {
+  const { rows } = await db.query({ text: COUNT_PENDING_SQL, values: [cap] });
+  return Number(rows[0]?.n ?? 0);
+}

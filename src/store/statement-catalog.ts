@@ -21,7 +21,7 @@ import {
   renewLeases,
 } from "./deliveries.js";
 import { explainMessage } from "./explain.js";
-import { deadLetterPage, groupBacklogs } from "./groups.js";
+import { countDeadLetters, countPendingTransactions, deadLetterPage, groupBacklogs } from "./groups.js";
 import { deadLetters, groupHistory, messageHistory } from "./history.js";
 import { claimerLiveness, RELEASE_CLAIMER_BATCH } from "./liveness.js";
 import { claimDueTxChecks, giveUpTransactions, nextTxCheckTime, releaseTxClaimsOf } from "./transactions.js";
@@ -179,6 +179,11 @@ export function statementCatalog(fx: BacklogFixture, sample: CatalogSample): Cat
       name: "group backlogs (owed, oldest due, in flight)",
       run: (db) => groupBacklogs(db, [fx.group, "an-idle-group"], now),
     },
+    {
+      name: "dead letters per group (capped count)",
+      run: (db) => countDeadLetters(db, [fx.group, fx.producerGroup]),
+    },
+    { name: "pending 2PC messages (capped count)", run: (db) => countPendingTransactions(db) },
     {
       name: "dead letters of a group, filtered, one page after a cursor",
       run: (db) =>

@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type AdminServer, type MetricsSource, startAdminServer } from "../../src/admin/index.js";
 import { GroupCounters } from "../../src/delivery/group-counters.js";
+import { LatencyHistogram } from "../../src/latency.js";
 import { silentLogger } from "../../src/log.js";
 import { upsertBinding } from "../../src/store/bindings.js";
 import { ensurePartitions } from "../../src/store/db.js";
@@ -20,6 +21,7 @@ describe("e2e: admin JSON API", () => {
   let admin: AdminServer;
   let base: string;
   const counters = new GroupCounters();
+  const storeLatency = new LatencyHistogram();
   const source: MetricsSource = {
     publishCounters: () => ({ accepted: 0, refused: 0, failed: 0, fly: 0, duplicates: 0 }),
     deliveryCounters: () => ({
@@ -35,6 +37,12 @@ describe("e2e: admin JSON API", () => {
     batchStats: () => ({ batches: 0, items: 0, failures: 0 }),
     sessionsConnected: () => 0,
     groupCounters: () => counters.all(),
+    txCounters: () => ({ checksSent: 4, gaveUp: 1, committed: 2, rolledBack: 3 }),
+    latencies: () => ({
+      publishStore: storeLatency,
+      publishToDeliver: new LatencyHistogram(),
+      claim: new LatencyHistogram(),
+    }),
   };
   const api = (path: string, init: RequestInit = {}) =>
     fetch(`${base}${path}`, {
@@ -131,6 +139,7 @@ describe("e2e: admin JSON API", () => {
       log: silentLogger,
       processMetrics: false,
       sampleIntervalMs: 0,
+      deadLetterIntervalMs: 0,
       api: {
         nodeId: "self",
         version: "9.9.9",
@@ -307,6 +316,38 @@ describe("e2e: admin JSON API", () => {
     expect(notJson.status).toBe(400);
     expect((await json("/api/groups/dl/redrive")).status).toBe(405);
     expect((await post("/api/groups/nobody/redrive", {})).status).toBe(404);
+  });
+
+  it("GET /metrics: per-group gauges and counters, 2PC, node liveness, latency histograms", async () => {
+    storeLatency.observe(0.003);
+    storeLatency.observe(0.2);
+    counters.of("lagging").acked = 4;
+    const res = await api("/metrics");
+    expect(res.status).toBe(200);
+    const text = await res.text();
+    const value = (series: string) => {
+      const line = text.split("\n").find((l) => l.startsWith(`${series} `));
+      return line === undefined ? undefined : Number(line.slice(series.length + 1));
+    };
+    expect(value('kiteq_group_owed{group="lagging"}')).toBe(3);
+    expect(value('kiteq_group_oldest_owed_age_seconds{group="lagging"}')).toBeGreaterThan(100);
+    expect(value('kiteq_group_in_flight{group="lagging"}')).toBe(0);
+    expect(value('kiteq_group_dead_letters{group="dl"}')).toBeGreaterThanOrEqual(2);
+    expect(value('kiteq_group_delivered_total{group="lagging"}')).toBe(5);
+    expect(value('kiteq_group_acked_total{group="lagging"}')).toBe(4);
+    expect(value("kiteq_tx_pending")).toBe(0);
+    expect(value("kiteq_tx_checks_total")).toBe(4);
+    expect(value("kiteq_tx_give_ups_total")).toBe(1);
+    expect(value('kiteq_nodes{liveness="alive"}')).toBe(1);
+    expect(value('kiteq_nodes{liveness="stopped"}')).toBe(1);
+    expect(value('kiteq_nodes{liveness="unresponsive"}')).toBe(1);
+    expect(value('kiteq_publish_store_seconds_bucket{le="0.005"}')).toBe(1);
+    expect(value('kiteq_publish_store_seconds_bucket{le="0.25"}')).toBe(2);
+    expect(value('kiteq_publish_store_seconds_bucket{le="+Inf"}')).toBe(2);
+    expect(value("kiteq_publish_store_seconds_count")).toBe(2);
+    expect(value("kiteq_claim_seconds_count")).toBe(0);
+    // Bounded labels: groups and liveness, never a message id.
+    expect(text).not.toMatch(/[0-9a-f]{32}/);
   });
 
   it("GET /api/messages/:id/explain: the explanation; 400 for a bad id, 404 for an unknown one", async () => {
