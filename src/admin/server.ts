@@ -16,6 +16,7 @@ import type { Logger } from "../log.js";
 import { pingStore } from "../store/db.js";
 import { messageHistory } from "../store/history.js";
 import { type ApiContext, ApiError, type ApiSource, handleApi, isApiPath } from "./api.js";
+import { isConsolePath, serveConsole } from "./console.js";
 import { createMetrics, type MetricsSource } from "./metrics.js";
 import { Sampler } from "./sampler.js";
 
@@ -141,6 +142,10 @@ async function route(
   const allowed = authorized(req.headers.authorization);
   if (path === "/healthz" && (req.method === "GET" || req.method === "HEAD")) {
     return health(res, options, allowed);
+  }
+  // The console's static files hold no data: the page asks for the token itself.
+  if (isConsolePath(path) && (req.method === "GET" || req.method === "HEAD")) {
+    return serveConsole(path, req, res);
   }
   // Before routing: without the token, nothing says which paths exist.
   if (!allowed) {
