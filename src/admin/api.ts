@@ -31,6 +31,8 @@ export interface ApiContext {
   pool: pg.Pool;
   sampler: Sampler;
   source: ApiSource;
+  /** A re-drive is running (one at a time per server). */
+  redriving: boolean;
 }
 
 /** An error answered as `{ error }` with its status. */
@@ -331,8 +333,8 @@ async function deadLetters(ctx: ApiContext, groupId: string, q: Record<string, u
   return { items: page.items, nextCursor: page.next === null ? null : encodeCursor(page.next) };
 }
 
-/** One re-drive at a time per node: a second one is refused (409) while the first runs. */
-let redriving = false;
+/** A re-drive must be able to finish within this (max / ratePerSecond), so the request ends. */
+export const MAX_REDRIVE_SECONDS = 600;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -343,8 +345,15 @@ async function redrive(ctx: ApiContext, groupId: string, q: Record<string, unkno
   const rate = int(q, "ratePerSecond", 100, 1, 1000);
   const reason = str(q, "reason", 200) ?? "re-drive from the admin API";
   const expiresIn = int(q, "expiresInSeconds", 86_400, 1, 30 * 86_400);
-  if (redriving) throw new ApiError(409, "a re-drive is already running on this node");
-  redriving = true;
+  if (max / rate > MAX_REDRIVE_SECONDS) {
+    throw new ApiError(
+      400,
+      `max / ratePerSecond must be at most ${MAX_REDRIVE_SECONDS} s: raise the rate or lower max`,
+    );
+  }
+  // One at a time per server: a second one is refused while the first runs.
+  if (ctx.redriving) throw new ApiError(409, "a re-drive is already running on this node");
+  ctx.redriving = true;
   try {
     const started = Date.now();
     const ids: string[] = [];
@@ -383,6 +392,6 @@ async function redrive(ctx: ApiContext, groupId: string, q: Record<string, unkno
       limitReached: matched >= max,
     };
   } finally {
-    redriving = false;
+    ctx.redriving = false;
   }
 }

@@ -99,6 +99,8 @@ export class Sampler {
   private readonly intervalMs: number;
   private readonly keepMs: number;
   private deadLetters = new Map<string, number>();
+  /** Failing since the last success: logged once when it starts and once when it ends. */
+  private failing = false;
   private deadLettersAt = Number.NEGATIVE_INFINITY;
   private readonly deadLettersMs: number;
 
@@ -217,11 +219,15 @@ export class Sampler {
         nodes: liveness,
       };
       this.ring.push(sample);
+      if (this.failing) this.o.log.info("sampling the group backlog works again");
+      this.failing = false;
       while (this.ring.length > 0 && this.ring[0]!.at < now - this.keepMs) this.ring.shift();
       return sample;
     } catch (err) {
       const e = toKiteqError(err);
-      this.o.log.warn({ code: e.code, err: e.message }, "sampling the group backlog failed");
+      if (!this.failing)
+        this.o.log.warn({ code: e.code, err: e.message }, "sampling the group backlog failed");
+      this.failing = true;
       throw e;
     }
   }

@@ -84,6 +84,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
   const api: ApiContext = {
     pool: options.pool,
     sampler,
+    redriving: false,
     source: options.api ?? {
       nodeId: "?",
       version: "?",

@@ -308,6 +308,7 @@ describe("e2e: admin JSON API", () => {
       { max: -1 },
       { since: "never" },
       { topic: 5 },
+      { max: 10_000, ratePerSecond: 1 },
     ]) {
       const r = await post("/api/groups/dl/redrive", bad);
       expect(r.status, JSON.stringify(bad)).toBe(400);
