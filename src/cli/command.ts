@@ -13,6 +13,8 @@ export interface CommandContext {
   readonly log: Logger;
   readonly args: CommandArgs;
   readonly out: Output;
+  /** The command's one positional argument, when it takes one (Command.argument). */
+  readonly argument?: string;
 }
 
 /** One command of `kiteq-pg`. */
@@ -27,5 +29,7 @@ export interface Command {
   readonly flags: readonly CliFlag[];
   /** Logs to stdout as JSON lines (serve); the others log to stderr, warnings only by default. */
   readonly logsToStdout?: boolean;
+  /** Name of the one positional argument it takes (`explain <messageId>`), if any. */
+  readonly argument?: string;
   run(ctx: CommandContext): Promise<number>;
 }

@@ -15,6 +15,7 @@ import { bindAddCommand, bindListCommand, bindRemoveCommand } from "./bind.js";
 import { consumeCommand, sendCommand } from "./client.js";
 import type { Command } from "./command.js";
 import { dbUrlCommand } from "./db-url.js";
+import { explainCommand } from "./explain.js";
 import { historyCommand } from "./history.js";
 import { processOutput } from "./output.js";
 import { redriveCommand } from "./redrive.js";
@@ -29,6 +30,7 @@ const COMMANDS: readonly Command[] = [
   bindRemoveCommand,
   bindListCommand,
   historyCommand,
+  explainCommand,
   redriveCommand,
   replayCommand,
   sendCommand,
@@ -114,6 +116,7 @@ async function main(argv: string[]): Promise<number> {
   let config: BrokerConfig;
   let warnings: string[];
   let levelGiven: boolean;
+  let argument: string | undefined;
   try {
     const parsed = parseFlags(argv, KNOWN_EXTRA);
     if (parsed.flags.help !== undefined || parsed.flags.h !== undefined) {
@@ -122,7 +125,8 @@ async function main(argv: string[]): Promise<number> {
     }
     const found = findCommand(parsed.positionals);
     command = found.command;
-    const extra = parsed.positionals[found.words];
+    argument = command.argument === undefined ? undefined : parsed.positionals[found.words];
+    const extra = parsed.positionals[found.words + (argument === undefined ? 0 : 1)];
     if (extra !== undefined) throw new UsageError(`${command.name}: unexpected argument "${extra}"`);
     args = new CommandArgs(command.name, parsed.flags, command.flags);
     ({ config, warnings } = loadConfig(parsed.configArgs, process.env));
@@ -138,7 +142,7 @@ async function main(argv: string[]): Promise<number> {
   const log = commandLogger(command, config, levelGiven);
   for (const w of warnings) log.warn({ code: ErrorCode.ConfigInvalid }, w);
   try {
-    return await command.run({ config, log, args, out: processOutput });
+    return await command.run({ config, log, args, out: processOutput, argument });
   } catch (err) {
     if (err instanceof UsageError) {
       processOutput.err(`kiteq-pg: ${err.message}`);

@@ -8,6 +8,7 @@ import type pg from "pg";
 import type { Binding } from "../binding/binding.js";
 import { BindingMatcher } from "../binding/matcher.js";
 import { ErrorCode, toKiteqError } from "../errors.js";
+import { LatencyHistogram } from "../latency.js";
 import type { Logger } from "../log.js";
 import { CommandType } from "../protocol/commands.js";
 import {
@@ -21,6 +22,7 @@ import type { Session } from "../server/session.js";
 import { claimDueDeliveries, releaseClaimsOf, renewLeases } from "../store/deliveries.js";
 import type { PublishRecord, PublishResult } from "../store/messages.js";
 import type { WakeSource } from "../store/notifications.js";
+import { GroupCounters } from "./group-counters.js";
 import { type DeliveryJob, jobFromClaim, jobKey, jobsFromPublish, type WireCache } from "./job.js";
 import { LocalGroup } from "./local-group.js";
 import { OutcomeWriter } from "./outcomes.js";
@@ -78,6 +80,17 @@ export interface DeliveryCounters {
 
 /** Delivery engine of one node (see module comment). */
 export class Dispatcher {
+  /** Per-group counters (metrics and the admin API's rates). */
+  readonly groupCounters = new GroupCounters();
+  /** Claim statement time, and store (fast path) or createTime (claimed) to first push. */
+  readonly latency = { claim: new LatencyHistogram(), publishToDeliver: new LatencyHistogram() };
+
+  /** Consumer connections of this node per group (the admin API). */
+  consumerCounts(): Map<string, number> {
+    const m = new Map<string, number>();
+    for (const g of this.groups.values()) if (g.sessions.length > 0) m.set(g.id, g.sessions.length);
+    return m;
+  }
   readonly counters: DeliveryCounters = {
     pushed: 0,
     acked: 0,
@@ -267,6 +280,7 @@ export class Dispatcher {
         // the delivery — the group did process the message — whoever holds it now.
         this.timedOut.delete(timedOutKey(session, opaque));
         this.counters.acked++;
+        this.groupCounters.of(late.job.groupId).acked++;
         this.outcomes.ack(
           {
             messagePk: late.job.messagePk,
@@ -287,6 +301,7 @@ export class Dispatcher {
     f.group.inFlight--;
     if (ack.status) {
       this.counters.acked++;
+      this.groupCounters.of(f.job.groupId).acked++;
       const job = f.job;
       this.outcomes.ack(
         {
@@ -367,6 +382,7 @@ export class Dispatcher {
         }
         if (groups.length === 0) break;
         const now = Date.now();
+        const claimStart = performance.now();
         const rows = await claimDueDeliveries(this.o.pool, {
           groups,
           limits,
@@ -375,6 +391,7 @@ export class Dispatcher {
           leaseUntil: new Date(now + this.o.leaseMs),
           nodeId: this.o.nodeId,
         });
+        this.latency.claim.since(claimStart, performance.now());
         this.counters.claimed += rows.length;
         const got = new Map<string, number>();
         for (const row of rows) {
@@ -449,6 +466,10 @@ export class Dispatcher {
     const opaque = session.allocateOpaque();
     this.send(session, job.header, job.body, job.isString, opaque, job.wire);
     this.counters.pushed++;
+    const gc = this.groupCounters.of(job.groupId);
+    gc.pushed++;
+    if (job.attempts > 0) gc.redelivered++;
+    else this.latency.publishToDeliver.since(job.storedAtMs ?? job.header.createTime * 1000, now);
     g.inFlight++;
     this.inFlight
       .get(session)
@@ -508,6 +529,8 @@ export class Dispatcher {
     const next = now + redeliveryDelayMs(attempt, this.o.redelivery);
     if (deadLetter) this.counters.deadLettered++;
     else this.counters.nacked++;
+    if (deadLetter) this.groupCounters.of(job.groupId).deadLettered++;
+    else this.groupCounters.of(job.groupId).nacked++;
     this.outcomes.nack(
       {
         messagePk: job.messagePk,

@@ -21,6 +21,8 @@ export interface DeliveryJob {
   readonly isString: boolean;
   /** The encoded BYTES/STRING_MESSAGE body, shared by the jobs of one message (one encode per message, not per group). */
   readonly wire: WireCache;
+  /** When the message was stored (fast-path jobs only; claimed ones do not carry it). */
+  readonly storedAtMs?: number;
 }
 
 /** The protobuf encoding of a message as pushed, filled on first push. */
@@ -44,6 +46,8 @@ export function jobsFromPublish(
 ): DeliveryJob[] {
   const header = publishedHeader(record);
   const wire: WireCache = {};
+  // Called once the publish committed: close enough to its store time.
+  const storedAtMs = Date.now();
   return groupIds.map((groupId) => ({
     messagePk: pk,
     groupId,
@@ -55,6 +59,7 @@ export function jobsFromPublish(
     body: record.body,
     isString: record.bodyIsString,
     wire,
+    storedAtMs,
   }));
 }
 

@@ -5,7 +5,9 @@
  * the transaction that holds it committed (false with the reason on any failure). A batch that
  * fails on its data is split until only the bad messages are refused (split-write.ts).
  */
+
 import { ErrorCode, isDataError, sqlState, toKiteqError } from "../errors.js";
+import { LatencyHistogram } from "../latency.js";
 import type { Logger } from "../log.js";
 import { RateLimitedLog } from "../log-limit.js";
 import type { BytesMessage, StringMessage } from "../protocol/messages.js";
@@ -69,6 +71,8 @@ export interface PublishCounters {
 
 /** Validates, batches and acknowledges publishes. */
 export class Publisher {
+  /** From a validated publish to its store acknowledgement (batch wait + transaction). */
+  readonly storeLatency = new LatencyHistogram();
   readonly counters: PublishCounters = {
     accepted: 0,
     refused: 0,
@@ -194,10 +198,12 @@ export class Publisher {
       body: Buffer.from(body),
       deliveries: header.commit ? this.hooks.planDeliveries(header) : [],
     };
+    const enqueuedAt = performance.now();
     this.committer.enqueue(record, (err, outcome) => {
       if (err === undefined && outcome?.ok === true) {
         const r = outcome.result;
         this.counters.accepted++;
+        this.storeLatency.since(enqueuedAt, performance.now());
         if (r.duplicate) this.counters.duplicates++;
         session.sendStoreAck(opaque, messageId, true, r.duplicate ? "duplicate: already stored" : "stored");
         return;

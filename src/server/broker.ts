@@ -5,6 +5,7 @@
 import path from "node:path";
 import type pg from "pg";
 import { type AdminServer, startAdminServer } from "../admin/index.js";
+import { BROKER_VERSION } from "../admin/version.js";
 import type { BrokerConfig } from "../config/types.js";
 import { Dispatcher } from "../delivery/dispatcher.js";
 import { TokenBucket } from "../delivery/token-bucket.js";
@@ -179,6 +180,20 @@ export class Broker {
           batchStats: () => this.publisher.batchStats,
           sessionsConnected: () => this.server.sessions.size,
           maintenanceCounters: () => this.maintenance.counters,
+          groupCounters: () => this.dispatcher.groupCounters.all(),
+          txCounters: () => this.transactions.counters(),
+          latencies: () => ({
+            publishStore: this.publisher.storeLatency,
+            publishToDeliver: this.dispatcher.latency.publishToDeliver,
+            claim: this.dispatcher.latency.claim,
+          }),
+        },
+        api: {
+          nodeId: config.nodeId,
+          version: BROKER_VERSION,
+          startedAt: new Date(),
+          consumers: () => this.dispatcher.consumerCounts(),
+          topics: config.topics,
         },
       });
       this.admin = admin;

@@ -20,6 +20,8 @@ import {
   redriveDelivery,
   renewLeases,
 } from "./deliveries.js";
+import { explainMessage } from "./explain.js";
+import { countDeadLetters, countPendingTransactions, deadLetterPage, groupBacklogs } from "./groups.js";
 import { deadLetters, groupHistory, messageHistory } from "./history.js";
 import { claimerLiveness, RELEASE_CLAIMER_BATCH } from "./liveness.js";
 import { claimDueTxChecks, giveUpTransactions, nextTxCheckTime, releaseTxClaimsOf } from "./transactions.js";
@@ -172,6 +174,26 @@ export function statementCatalog(fx: BacklogFixture, sample: CatalogSample): Cat
     },
     { name: "owed-per-group gauge", run: (db) => countOwedDeliveries(db) },
     { name: "history by message id", run: (db) => messageHistory(db, sample.messageId) },
+    { name: "explain of one message", run: (db) => explainMessage(db, sample.messageId, now) },
+    {
+      name: "group backlogs (owed, oldest due, in flight)",
+      run: (db) => groupBacklogs(db, [fx.group, "an-idle-group"], now),
+    },
+    {
+      name: "dead letters per group (capped count)",
+      run: (db) => countDeadLetters(db, [fx.group, fx.producerGroup]),
+    },
+    { name: "pending 2PC messages (capped count)", run: (db) => countPendingTransactions(db) },
+    {
+      name: "dead letters of a group, filtered, one page after a cursor",
+      run: (db) =>
+        deadLetterPage(
+          db,
+          { groupId: fx.group, since: fx.from, until: now, topic: fx.topic, error: "timeout" },
+          { at: fx.from.toISOString(), messagePk: 0 },
+          100,
+        ),
+    },
     {
       name: "history by group + time (first 1,000 rows)",
       run: (db) => groupHistory(db, fx.group, fx.from, now, 1000),

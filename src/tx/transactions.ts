@@ -39,6 +39,16 @@ export interface Transactions {
   wake(): void;
   start(): Promise<void>;
   stop(): Promise<void>;
+  /** Checks sent and give-ups (checker), producers' decisions (answers), since start. */
+  counters(): TxCounters;
+}
+
+/** 2PC counters of one node (metrics). */
+export interface TxCounters {
+  checksSent: number;
+  gaveUp: number;
+  committed: number;
+  rolledBack: number;
 }
 
 /** Create the transaction module. */
@@ -59,6 +69,12 @@ export function createTransactions(deps: TransactionDeps): Transactions {
       return n;
     },
     wake: () => checker.wake(),
+    counters: () => ({
+      checksSent: checker.counters.checksSent,
+      gaveUp: checker.counters.gaveUp,
+      committed: answers.counters.committed,
+      rolledBack: answers.counters.rolledBack,
+    }),
     start: () => checker.start(),
     stop: async () => {
       await checker.stop();

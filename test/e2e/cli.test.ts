@@ -301,6 +301,24 @@ describe("e2e: the kiteq-pg CLI", () => {
     }
   });
 
+  it("explain <messageId>: each group's state in words, as text and --json; exit 1 when unknown", async () => {
+    const id = await deadLetter("xg");
+    const text = await withDb("explain", id.toUpperCase());
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout).toContain(`message ${id}: topic dlq`);
+    expect(text.stdout).toMatch(/group xg: dead-lettered at \S+ after 1 attempts; last nack: /);
+    const json = await withDb("explain", "--message-id", id, "--json");
+    const parsed = JSON.parse(json.stdout) as { groups: { groupId: string; state: string }[] };
+    expect(parsed.groups.map((g) => [g.groupId, g.state])).toEqual([["xg", "dead_lettered"]]);
+    const none = await withDb("explain", randomBytes(16).toString("hex"));
+    expect(none.code).toBe(1);
+    expect(none.stderr).toContain("in the history");
+    const bad = await withDb("explain", "nothex");
+    expect(bad.code).toBe(2);
+    const two = await withDb("explain", id, "extra");
+    expect(two.code).toBe(2);
+  });
+
   it("redrive one dead-lettered message by id, and a group's dead letters of a time range", async () => {
     const id = await deadLetter("dg");
     const one = await withDb("redrive", "--message-id", id.toUpperCase(), "--group", "dg");

@@ -1,0 +1,397 @@
+/**
+ * The admin JSON API (/api/...), served by the admin server behind its token. Reads come from
+ * the Sampler (backlog and rates, refreshed at most every few seconds) and from index-path store
+ * statements; the one write is the re-drive of dead letters, paced by a rate limit and recorded
+ * as `redriven` rows saying who asked and why. Routes and shapes are documented in the README.
+ */
+import type http from "node:http";
+import type pg from "pg";
+import type { Binding } from "../binding/binding.js";
+import { bindTypeName } from "../binding/binding.js";
+import { parseTime } from "../cli/args.js";
+import { listBindings } from "../store/bindings.js";
+import { redriveDelivery } from "../store/deliveries.js";
+import { explainMessage } from "../store/explain.js";
+import { type DeadLetterCursor, type DeadLetterFilter, deadLetterPage, listNodes } from "../store/groups.js";
+import { type GroupRates, livenessOf, type Sample, type Sampler } from "./sampler.js";
+
+/** What the API knows about the node serving it. */
+export interface ApiSource {
+  nodeId: string;
+  version: string;
+  startedAt: Date;
+  /** Consumer connections of this node per group (other nodes' sessions are not visible here). */
+  consumers(): ReadonlyMap<string, number>;
+  /** Topics this node was configured with (empty: any topic). */
+  topics: readonly string[];
+}
+
+/** Everything a request handler needs. */
+export interface ApiContext {
+  pool: pg.Pool;
+  sampler: Sampler;
+  source: ApiSource;
+  /** A re-drive is running (one at a time per server). */
+  redriving: boolean;
+}
+
+/** An error answered as `{ error }` with its status. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const GROUP_PATH = /^\/api\/groups\/([^/]+)(\/dead-letters|\/redrive)?$/;
+const EXPLAIN_PATH = /^\/api\/messages\/([^/]+)\/explain$/;
+const MAX_BODY = 64 * 1024;
+
+/** Whether `path` is an API route (any method). */
+export function isApiPath(path: string): boolean {
+  return (
+    path === "/api/overview" || path === "/api/groups" || GROUP_PATH.test(path) || EXPLAIN_PATH.test(path)
+  );
+}
+
+/** Handle one API request; resolves with the status and JSON body to send. */
+export async function handleApi(
+  req: http.IncomingMessage,
+  url: URL,
+  ctx: ApiContext,
+): Promise<{ status: number; body: unknown }> {
+  const path = url.pathname;
+  const method = req.method ?? "GET";
+  const get = method === "GET" || method === "HEAD";
+  if (path === "/api/overview") return ok(get, () => overview(ctx));
+  if (path === "/api/groups") return ok(get, () => groups(ctx));
+  const explain = EXPLAIN_PATH.exec(path);
+  if (explain !== null) {
+    return ok(get, async () => {
+      const id = decode(explain[1] ?? "");
+      if (!/^[0-9a-fA-F]{32}$/.test(id)) {
+        throw new ApiError(
+          400,
+          `invalid message id "${id.slice(0, 64)}": 32 hexadecimal characters expected`,
+        );
+      }
+      const e = await explainMessage(ctx.pool, id);
+      if (e === null) throw new ApiError(404, `no message ${id.toLowerCase()} in the history`);
+      return e;
+    });
+  }
+  const g = GROUP_PATH.exec(path);
+  if (g === null) throw new ApiError(404, `no such resource: ${path}`);
+  const groupId = decode(g[1] ?? "");
+  if (groupId === "" || groupId.length > 256) throw new ApiError(400, "invalid group id");
+  if (g[2] === "/redrive") {
+    if (method !== "POST") throw new ApiError(405, `method ${method} not allowed (POST)`);
+    const body = await readJson(req);
+    await knownGroup(ctx, groupId);
+    return {
+      status: 200,
+      body: await redrive(ctx, groupId, { ...queryObject(url), ...body }, who(req, body)),
+    };
+  }
+  if (g[2] === "/dead-letters") {
+    return ok(get, async () => {
+      await knownGroup(ctx, groupId);
+      return deadLetters(ctx, groupId, queryObject(url));
+    });
+  }
+  return ok(get, async () => {
+    await knownGroup(ctx, groupId);
+    return groupDetail(ctx, groupId);
+  });
+}
+
+async function ok(get: boolean, fn: () => Promise<unknown>): Promise<{ status: number; body: unknown }> {
+  if (!get) throw new ApiError(405, "method not allowed (GET)");
+  return { status: 200, body: await fn() };
+}
+
+function decode(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    throw new ApiError(400, "invalid percent-encoding in the path");
+  }
+}
+
+function queryObject(url: URL): Record<string, unknown> {
+  const o: Record<string, unknown> = {};
+  for (const [k, v] of url.searchParams) o[k] = v;
+  return o;
+}
+
+async function readJson(req: http.IncomingMessage): Promise<Record<string, unknown>> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BODY) throw new ApiError(413, `request body over ${MAX_BODY} bytes`);
+    chunks.push(chunk as Buffer);
+  }
+  const text = Buffer.concat(chunks).toString("utf8").trim();
+  if (text === "") return {};
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    throw new ApiError(400, "request body is not valid JSON");
+  }
+  if (typeof v !== "object" || v === null || Array.isArray(v))
+    throw new ApiError(400, "request body must be a JSON object");
+  return v as Record<string, unknown>;
+}
+
+function who(req: http.IncomingMessage, body: Record<string, unknown>): string {
+  const by =
+    typeof body.by === "string" && body.by.trim() !== "" ? body.by.trim().slice(0, 100) : "admin api";
+  return `${by} from ${req.socket.remoteAddress ?? "?"}`;
+}
+
+async function knownGroup(ctx: ApiContext, groupId: string): Promise<void> {
+  const sample = await ctx.sampler.latest();
+  if (sample.groups.has(groupId)) return;
+  const bindings = await listBindings(ctx.pool);
+  if (!bindings.some((b) => b.groupId === groupId))
+    throw new ApiError(404, `no group ${groupId}: not bound, nothing owed`);
+}
+
+async function overview(ctx: ApiContext) {
+  const [sample, nodes, bindings] = await Promise.all([
+    ctx.sampler.latest(),
+    listNodes(ctx.pool),
+    listBindings(ctx.pool),
+  ]);
+  const now = Date.now();
+  const rates = ctx.sampler.rates(sample);
+  const topics = [...new Set([...ctx.source.topics, ...bindings.map((b) => b.topic)])].sort();
+  let owed = 0;
+  for (const g of sample.groups.values()) owed += g.owed;
+  return {
+    node: { nodeId: ctx.source.nodeId, version: ctx.source.version, startedAt: ctx.source.startedAt },
+    nodes: nodes.map((n) => ({
+      ...n,
+      liveness: livenessOf(n, now),
+      self: n.nodeId === ctx.source.nodeId,
+      version: n.nodeId === ctx.source.nodeId ? ctx.source.version : null,
+    })),
+    topics,
+    groups: sample.groups.size,
+    owed,
+    pendingTransactions: sample.pendingTransactions,
+    rates: { ...rates.node, scope: "this node" },
+    sampledAt: new Date(sample.at),
+  };
+}
+
+function bindingJson(b: Binding) {
+  return {
+    topic: b.topic,
+    messageType: b.messageType,
+    bindType: bindTypeName(b.bindType),
+    watermark: b.watermark,
+    persistent: b.persistent,
+  };
+}
+
+function groupJson(
+  groupId: string,
+  sample: Sample,
+  rates: Map<string, GroupRates>,
+  bindings: readonly Binding[],
+  ctx: ApiContext,
+) {
+  const g = sample.groups.get(groupId);
+  return {
+    groupId,
+    bindings: bindings.filter((b) => b.groupId === groupId).map(bindingJson),
+    owed: g?.owed ?? 0,
+    inFlight: g?.inFlight ?? 0,
+    oldestOwedAgeSeconds: g?.oldestOwedAgeSeconds ?? 0,
+    deadLetters: g?.deadLetters ?? 0,
+    rates: rates.get(groupId) ?? { delivered: 0, acked: 0, nacked: 0, deadLettered: 0, redelivered: 0 },
+    consumers: { [ctx.source.nodeId]: ctx.source.consumers().get(groupId) ?? 0 },
+  };
+}
+
+async function groups(ctx: ApiContext) {
+  const [sample, bindings] = await Promise.all([ctx.sampler.latest(), listBindings(ctx.pool)]);
+  const { groups: rates } = ctx.sampler.rates(sample);
+  const ids = [...new Set([...sample.groups.keys(), ...bindings.map((b) => b.groupId)])];
+  const list = ids.map((id) => groupJson(id, sample, rates, bindings, ctx));
+  list.sort((a, b) => b.oldestOwedAgeSeconds - a.oldestOwedAgeSeconds || a.groupId.localeCompare(b.groupId));
+  return {
+    sampledAt: new Date(sample.at),
+    ratesScope: "this node",
+    consumersScope: "this node",
+    groups: list,
+  };
+}
+
+async function groupDetail(ctx: ApiContext, groupId: string) {
+  const [sample, bindings] = await Promise.all([ctx.sampler.latest(), listBindings(ctx.pool)]);
+  const { groups: rates } = ctx.sampler.rates(sample);
+  const history = ctx.sampler.history();
+  const series = history.map((s, i) => {
+    const g = s.groups.get(groupId);
+    const prev = i > 0 ? history[i - 1]?.groups.get(groupId) : undefined;
+    const secs = i > 0 ? (s.at - (history[i - 1]?.at ?? s.at)) / 1000 : 0;
+    const rate = (a?: number, b?: number) =>
+      secs > 0 && a !== undefined ? Math.max(0, a - (b ?? 0)) / secs : 0;
+    return {
+      at: s.at,
+      owed: g?.owed ?? 0,
+      oldestOwedAgeSeconds: g?.oldestOwedAgeSeconds ?? 0,
+      inFlight: g?.inFlight ?? 0,
+      delivered: rate(g?.pushed, prev?.pushed),
+      acked: rate(g?.acked, prev?.acked),
+    };
+  });
+  return { ...groupJson(groupId, sample, rates, bindings, ctx), sampledAt: new Date(sample.at), series };
+}
+
+function str(q: Record<string, unknown>, name: string, max = 256): string | undefined {
+  const v = q[name];
+  if (v === undefined || v === null || v === "") return undefined;
+  if (typeof v !== "string" || v.length > max)
+    throw new ApiError(400, `${name} must be a string of at most ${max} characters`);
+  return v;
+}
+
+function time(q: Record<string, unknown>, name: string, now: Date, fallback: Date): Date {
+  const v = str(q, name, 64);
+  if (v === undefined) return fallback;
+  const t = parseTime(v, now);
+  if (t === undefined) {
+    throw new ApiError(
+      400,
+      `${name} must be an ISO 8601 time, "now", or a duration ago (90s, 15m, 2h, 7d), got "${v}"`,
+    );
+  }
+  return t;
+}
+
+function int(q: Record<string, unknown>, name: string, fallback: number, min: number, max: number): number {
+  const v = q[name];
+  if (v === undefined || v === null || v === "") return fallback;
+  const n = typeof v === "number" ? v : typeof v === "string" && /^\d+$/.test(v) ? Number(v) : Number.NaN;
+  if (!Number.isSafeInteger(n) || n < min || n > max) {
+    throw new ApiError(400, `${name} must be an integer from ${min} to ${max}`);
+  }
+  return n;
+}
+
+function bool(q: Record<string, unknown>, name: string): boolean {
+  const v = q[name];
+  if (v === undefined || v === null || v === "") return false;
+  if (v === true || v === "true" || v === "1") return true;
+  if (v === false || v === "false" || v === "0") return false;
+  throw new ApiError(400, `${name} must be true or false`);
+}
+
+function filterOf(groupId: string, q: Record<string, unknown>): DeadLetterFilter {
+  const now = new Date();
+  const since = time(q, "since", now, new Date(0));
+  const until = time(q, "until", now, new Date(now.getTime() + 1000));
+  if (since >= until) throw new ApiError(400, "since must be before until");
+  return {
+    groupId,
+    since,
+    until,
+    topic: str(q, "topic"),
+    messageType: str(q, "messageType"),
+    error: str(q, "error"),
+  };
+}
+
+function encodeCursor(c: DeadLetterCursor): string {
+  return Buffer.from(JSON.stringify([c.at, c.messagePk])).toString("base64url");
+}
+
+function decodeCursor(s: string): DeadLetterCursor {
+  try {
+    const [at, pk] = JSON.parse(Buffer.from(s, "base64url").toString("utf8")) as [unknown, unknown];
+    if (typeof at === "string" && !Number.isNaN(Date.parse(at)) && Number.isSafeInteger(pk)) {
+      return { at, messagePk: pk as number };
+    }
+  } catch {
+    // answered below
+  }
+  throw new ApiError(400, "invalid cursor (use the nextCursor of the previous page)");
+}
+
+async function deadLetters(ctx: ApiContext, groupId: string, q: Record<string, unknown>) {
+  const filter = filterOf(groupId, q);
+  const limit = int(q, "limit", 100, 1, 1000);
+  const c = str(q, "cursor", 512);
+  const page = await deadLetterPage(ctx.pool, filter, c === undefined ? null : decodeCursor(c), limit);
+  return { items: page.items, nextCursor: page.next === null ? null : encodeCursor(page.next) };
+}
+
+/** A re-drive must be able to finish within this (max / ratePerSecond), so the request ends. */
+export const MAX_REDRIVE_SECONDS = 600;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function redrive(ctx: ApiContext, groupId: string, q: Record<string, unknown>, by: string) {
+  const filter = filterOf(groupId, q);
+  const dryRun = bool(q, "dryRun");
+  const max = int(q, "max", 1000, 1, 10_000);
+  const rate = int(q, "ratePerSecond", 100, 1, 1000);
+  const reason = str(q, "reason", 200) ?? "re-drive from the admin API";
+  const expiresIn = int(q, "expiresInSeconds", 86_400, 1, 30 * 86_400);
+  if (max / rate > MAX_REDRIVE_SECONDS) {
+    throw new ApiError(
+      400,
+      `max / ratePerSecond must be at most ${MAX_REDRIVE_SECONDS} s: raise the rate or lower max`,
+    );
+  }
+  // One at a time per server: a second one is refused while the first runs.
+  if (ctx.redriving) throw new ApiError(409, "a re-drive is already running on this node");
+  ctx.redriving = true;
+  try {
+    const started = Date.now();
+    const ids: string[] = [];
+    let matched = 0;
+    let redriven = 0;
+    let cursor: DeadLetterCursor | null = null;
+    while (matched < max) {
+      const page = await deadLetterPage(ctx.pool, filter, cursor, Math.min(100, max - matched));
+      for (const item of page.items) {
+        matched++;
+        if (ids.length < 100) ids.push(item.messageId);
+        if (dryRun) continue;
+        // Pace: the n-th re-drive starts no sooner than n / rate seconds after the first.
+        const wait = started + (redriven * 1000) / rate - Date.now();
+        if (wait > 0) await sleep(wait);
+        const now = new Date();
+        const done = await redriveDelivery(ctx.pool, {
+          messageId: item.messageId,
+          groupId,
+          now,
+          expiresAt: new Date(now.getTime() + expiresIn * 1000),
+          nodeId: ctx.source.nodeId,
+          reason: `redriven by ${by}: ${reason}`,
+        });
+        if (done) redriven++;
+      }
+      if (page.next === null) break;
+      cursor = page.next;
+    }
+    return {
+      dryRun,
+      matched,
+      redriven,
+      messageIds: ids,
+      truncated: matched > ids.length,
+      limitReached: matched >= max,
+    };
+  } finally {
+    ctx.redriving = false;
+  }
+}

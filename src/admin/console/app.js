@@ -1,0 +1,324 @@
+// kiteq-pg console: a small static page over the admin JSON API (/api/...). No build step, no
+// dependencies, works offline. The admin token (when one is set) is asked once and kept in
+// sessionStorage, sent as a bearer header.
+const main = document.getElementById("main");
+const statusLine = document.getElementById("status");
+let refreshTimer;
+
+function esc(v) {
+  return String(v ?? "").replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+function fmtAge(seconds) {
+  const s = Math.round(seconds);
+  if (s < 90) return `${s} s`;
+  if (s < 5400) return `${Math.round(s / 60)} min`;
+  if (s < 172800) return `${(s / 3600).toFixed(1)} h`;
+  return `${(s / 86400).toFixed(1)} d`;
+}
+
+function fmtRate(r) {
+  return r >= 10 ? r.toFixed(0) : r.toFixed(2);
+}
+
+function fmtTime(t) {
+  return t === null || t === undefined ? "-" : new Date(t).toISOString().replace("T", " ").replace("Z", "");
+}
+
+class Unauthorized extends Error {}
+
+async function api(path, init) {
+  const headers = { "Content-Type": "application/json" };
+  const token = sessionStorage.getItem("kiteq-admin-token");
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const res = await fetch(path, { ...init, headers });
+  if (res.status === 401) throw new Unauthorized("token needed");
+  const body = await res.json();
+  if (!res.ok) throw new Error(body.error || `HTTP ${res.status}`);
+  return body;
+}
+
+function askToken() {
+  const dialog = document.getElementById("token-dialog");
+  if (!dialog.open) dialog.showModal();
+  document.getElementById("token-input").focus();
+}
+
+document.getElementById("token-form").addEventListener("submit", () => {
+  sessionStorage.setItem("kiteq-admin-token", document.getElementById("token-input").value.trim());
+  route();
+});
+
+document.getElementById("search").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const id = document.getElementById("search-id").value.trim();
+  if (id !== "") location.hash = `#/messages/${encodeURIComponent(id)}`;
+});
+
+window.addEventListener("hashchange", () => route());
+
+async function route() {
+  clearTimeout(refreshTimer);
+  const hash = location.hash.replace(/^#/, "") || "/";
+  const group = /^\/groups\/([^/]+)$/.exec(hash);
+  const message = /^\/messages\/([^/]+)$/.exec(hash);
+  try {
+    if (group) await groupPage(decodeURIComponent(group[1]));
+    else if (message) await messagePage(decodeURIComponent(message[1]));
+    else await overviewPage();
+    statusLine.textContent = `updated ${new Date().toLocaleTimeString()}`;
+  } catch (err) {
+    if (err instanceof Unauthorized) {
+      askToken();
+      return;
+    }
+    main.innerHTML = `<p class="error" data-testid="error">${esc(err.message)}</p>`;
+  }
+}
+
+function card(k, v, testid) {
+  return `<div class="card"><div class="v" data-testid="${esc(testid)}">${esc(v)}</div><div class="k">${esc(k)}</div></div>`;
+}
+
+async function overviewPage() {
+  const [o, g] = await Promise.all([api("/api/overview"), api("/api/groups")]);
+  if (location.hash.replace(/^#/, "") !== "" && location.hash !== "#/") return;
+  const nodes = o.nodes
+    .map(
+      (n) =>
+        `<tr><td>${esc(n.nodeId)}${n.self ? " (this node)" : ""}</td><td class="mono">${esc(n.address)}</td>` +
+        `<td class="${esc(n.liveness)}">${esc(n.liveness)}</td><td>${esc(n.version ?? "-")}</td>` +
+        `<td>${fmtTime(n.heartbeatAt)}</td><td>${fmtTime(n.startedAt)}</td></tr>`,
+    )
+    .join("");
+  const groups = g.groups
+    .map(
+      (x) =>
+        `<tr data-testid="group-row" data-group="${esc(x.groupId)}"><td><a href="#/groups/${encodeURIComponent(x.groupId)}">${esc(x.groupId)}</a></td>` +
+        `<td class="n" data-testid="owed">${x.owed}</td><td class="n" data-testid="age">${fmtAge(x.oldestOwedAgeSeconds)}</td>` +
+        `<td class="n">${x.inFlight}</td><td class="n" data-testid="dead">${x.deadLetters}</td>` +
+        `<td class="n">${fmtRate(x.rates.delivered)}</td><td class="n">${fmtRate(x.rates.acked)}</td>` +
+        `<td class="n">${fmtRate(x.rates.nacked)}</td><td class="n">${Object.values(x.consumers).reduce((a, b) => a + b, 0)}</td>` +
+        `<td>${esc(x.bindings.map((b) => `${b.topic}/${b.messageType}`).join(", "))}</td></tr>`,
+    )
+    .join("");
+  main.innerHTML =
+    `<h1>Overview</h1><section class="cards">` +
+    card(
+      "nodes alive",
+      `${o.nodes.filter((n) => n.liveness === "alive").length} / ${o.nodes.length}`,
+      "nodes-alive",
+    ) +
+    card("owed (all groups)", o.owed, "total-owed") +
+    card("publishes/s (this node)", fmtRate(o.rates.publishPerSecond), "publish-rate") +
+    card("pushes/s (this node)", fmtRate(o.rates.pushPerSecond), "push-rate") +
+    card("2PC pending", o.pendingTransactions, "tx-pending") +
+    card("topics", o.topics.length, "topics") +
+    `</section><h2>Groups, most behind first</h2>` +
+    `<table data-testid="groups"><thead><tr><th>group</th><th>owed</th><th>oldest owed</th><th>in flight</th><th>dead letters</th>` +
+    `<th>delivered/s</th><th>acked/s</th><th>nacked/s</th><th>consumers here</th><th>bindings</th></tr></thead><tbody>${groups}</tbody></table>` +
+    `<p class="note">Owed, age and in flight are cluster-wide (sampled every 5 s); rates and consumers are this node's.</p>` +
+    `<h2>Nodes</h2><table data-testid="nodes"><thead><tr><th>node</th><th>address</th><th>liveness</th><th>version</th><th>heartbeat</th><th>started</th></tr></thead><tbody>${nodes}</tbody></table>` +
+    `<h2>Topics</h2><p>${o.topics.map((t) => `<code>${esc(t)}</code>`).join(" ") || "none"}</p>`;
+  refreshTimer = setTimeout(route, 5000);
+}
+
+function chart(title, series, keys, colors, unit) {
+  const w = 600;
+  const h = 140;
+  if (series.length < 2) {
+    return `<div class="chart"><div>${esc(title)}</div><p class="note">collecting samples (one every 5 s)…</p></div>`;
+  }
+  const t0 = series[0].at;
+  const t1 = series[series.length - 1].at;
+  let max = 0;
+  for (const s of series) for (const k of keys) max = Math.max(max, s[k]);
+  if (max === 0) max = 1;
+  const lines = keys
+    .map((k, i) => {
+      const pts = series
+        .map(
+          (s) =>
+            `${(((s.at - t0) / Math.max(1, t1 - t0)) * (w - 4) + 2).toFixed(1)},${(h - 4 - (s[k] / max) * (h - 8)).toFixed(1)}`,
+        )
+        .join(" ");
+      return `<polyline fill="none" stroke="${colors[i]}" stroke-width="2" points="${pts}"/>`;
+    })
+    .join("");
+  const legend = keys.map((k, i) => `<span style="color:${colors[i]}">■</span> ${esc(k)}`).join(" &nbsp; ");
+  return (
+    `<div class="chart"><div>${esc(title)} <span class="note">(max ${esc(unit(max))}, last ${fmtAge((t1 - t0) / 1000)})</span></div>` +
+    `<svg viewBox="0 0 ${w} ${h}" preserveAspectRatio="none" role="img" aria-label="${esc(title)}">` +
+    `<line x1="0" y1="${h - 2}" x2="${w}" y2="${h - 2}" stroke="#d8dee6"/>${lines}</svg><div class="legend">${legend}</div></div>`
+  );
+}
+
+let dlCursor = null;
+let dlFilters = {};
+
+function filterQuery(f) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(f)) if (v) q.set(k, v);
+  return q;
+}
+
+async function groupPage(groupId) {
+  const g = await api(`/api/groups/${encodeURIComponent(groupId)}`);
+  const bindings = g.bindings
+    .map(
+      (b) =>
+        `<tr><td>${esc(b.topic)}</td><td class="mono">${esc(b.messageType)}</td><td>${esc(b.bindType)}</td><td class="n">${b.watermark}</td><td>${b.persistent}</td></tr>`,
+    )
+    .join("");
+  main.innerHTML =
+    `<h1>Group <span data-testid="group-id">${esc(groupId)}</span></h1><section class="cards">` +
+    card("owed", g.owed, "group-owed") +
+    card("oldest owed", fmtAge(g.oldestOwedAgeSeconds), "group-age") +
+    card("in flight", g.inFlight, "group-inflight") +
+    card("dead letters", g.deadLetters, "group-dead") +
+    card("delivered/s (this node)", fmtRate(g.rates.delivered), "group-delivered-rate") +
+    card("acked/s (this node)", fmtRate(g.rates.acked), "group-acked-rate") +
+    `</section><h2>Last hour</h2><div class="charts">` +
+    chart("Owed and in flight", g.series, ["owed", "inFlight"], ["#1f6feb", "#b26a00"], (v) =>
+      String(Math.round(v)),
+    ) +
+    chart("Oldest owed age (s)", g.series, ["oldestOwedAgeSeconds"], ["#c62828"], (v) => fmtAge(v)) +
+    chart(
+      "Delivered and acked per second",
+      g.series,
+      ["delivered", "acked"],
+      ["#1f6feb", "#2e7d32"],
+      (v) => `${fmtRate(v)}/s`,
+    ) +
+    `</div><h2>Bindings</h2><table><thead><tr><th>topic</th><th>message type</th><th>type</th><th>watermark</th><th>persistent</th></tr></thead><tbody>${bindings}</tbody></table>` +
+    `<h2>Dead letters</h2>` +
+    `<form class="filters" id="dl-filters">` +
+    ["topic", "messageType", "since", "until", "error"]
+      .map(
+        (k) =>
+          `<label>${k}<input name="${k}" value="${esc(dlFilters[k] ?? "")}" size="14" placeholder="${k === "since" || k === "until" ? "2h, ISO time" : ""}"></label>`,
+      )
+      .join("") +
+    `<button type="submit">Filter</button></form>` +
+    `<div id="dl-list"></div>` +
+    `<h2>Re-drive</h2><form class="filters" id="redrive-form">` +
+    `<label>by<input name="by" size="12" placeholder="your name"></label>` +
+    `<label>reason<input name="reason" size="30" placeholder="why"></label>` +
+    `<label>max<input name="max" size="6" value="1000"></label>` +
+    `<label>per second<input name="ratePerSecond" size="5" value="100"></label>` +
+    `<button type="button" id="redrive-dry" data-testid="redrive-dry">Preview (dry run)</button>` +
+    `<button type="button" class="danger" id="redrive-run" data-testid="redrive-run">Re-drive</button></form>` +
+    `<p class="note">Re-drives the dead letters matching the filters above, paced at the given rate; each gets a <code>redriven</code> history row saying who and why.</p>` +
+    `<div id="redrive-result" data-testid="redrive-result"></div>`;
+  document.getElementById("dl-filters").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    dlFilters = Object.fromEntries(new FormData(ev.target).entries());
+    dlCursor = null;
+    loadDeadLetters(groupId).catch(showError);
+  });
+  document
+    .getElementById("redrive-dry")
+    .addEventListener("click", () => redrive(groupId, true).catch(showError));
+  document
+    .getElementById("redrive-run")
+    .addEventListener("click", () => redrive(groupId, false).catch(showError));
+  dlCursor = null;
+  await loadDeadLetters(groupId);
+}
+
+function showError(err) {
+  if (err instanceof Unauthorized) return askToken();
+  document.getElementById("redrive-result").innerHTML = `<p class="error">${esc(err.message)}</p>`;
+}
+
+async function loadDeadLetters(groupId, append) {
+  const q = filterQuery(dlFilters);
+  q.set("limit", "50");
+  if (append && dlCursor) q.set("cursor", dlCursor);
+  const page = await api(`/api/groups/${encodeURIComponent(groupId)}/dead-letters?${q}`);
+  dlCursor = page.nextCursor;
+  const rows = page.items
+    .map(
+      (d) =>
+        `<tr data-testid="dead-letter"><td class="mono"><a href="#/messages/${esc(d.messageId)}">${esc(d.messageId)}</a></td>` +
+        `<td>${esc(d.topic)}</td><td>${esc(d.messageType)}</td><td>${fmtTime(d.at)}</td><td class="n">${esc(d.attempt ?? "-")}</td><td>${esc(d.lastError ?? "-")}</td></tr>`,
+    )
+    .join("");
+  const list = document.getElementById("dl-list");
+  const body = list.querySelector("tbody");
+  if (append && body) body.insertAdjacentHTML("beforeend", rows);
+  else {
+    list.innerHTML =
+      `<table><thead><tr><th>messageId</th><th>topic</th><th>message type</th><th>dead-lettered</th><th>attempts</th><th>last error</th></tr></thead><tbody>${rows}</tbody></table>` +
+      `<p class="note" id="dl-empty">${page.items.length === 0 ? "No dead letters match." : ""}</p>` +
+      `<button type="button" id="dl-more" hidden>More</button>`;
+    document
+      .getElementById("dl-more")
+      .addEventListener("click", () => loadDeadLetters(groupId, true).catch(showError));
+  }
+  document.getElementById("dl-more").hidden = dlCursor === null;
+}
+
+async function redrive(groupId, dryRun) {
+  const form = Object.fromEntries(new FormData(document.getElementById("redrive-form")).entries());
+  const body = { ...dlFilters, dryRun };
+  for (const k of ["by", "reason"]) if (form[k]) body[k] = form[k];
+  for (const k of ["max", "ratePerSecond"]) if (form[k]) body[k] = Number(form[k]);
+  if (!dryRun && !confirm(`Re-drive the dead letters of ${groupId} matching the filters?`)) return;
+  const out = document.getElementById("redrive-result");
+  out.innerHTML = `<p class="note">${dryRun ? "previewing" : "re-driving"}…</p>`;
+  const r = await api(`/api/groups/${encodeURIComponent(groupId)}/redrive`, {
+    method: "POST",
+    body: JSON.stringify(body),
+  });
+  out.innerHTML =
+    `<div class="result">` +
+    (r.dryRun
+      ? `Dry run: <strong data-testid="redrive-matched">${r.matched}</strong> dead letter(s) would be re-driven.`
+      : `Re-driven: <strong data-testid="redrive-count">${r.redriven}</strong> of ${r.matched} matched.`) +
+    (r.limitReached ? " (stopped at max)" : "") +
+    `<div class="mono note">${r.messageIds.map(esc).join(" ")}${r.truncated ? " …" : ""}</div></div>`;
+  if (!r.dryRun) {
+    dlCursor = null;
+    await loadDeadLetters(groupId);
+  }
+}
+
+async function messagePage(messageId) {
+  const e = await api(`/api/messages/${encodeURIComponent(messageId)}/explain`);
+  const m = e.message;
+  const groups = e.groups
+    .map(
+      (g) =>
+        `<div class="group-block" data-testid="explain-group" data-group="${esc(g.groupId)}"><div><a href="#/groups/${encodeURIComponent(g.groupId)}"><strong>${esc(g.groupId)}</strong></a>: ` +
+        `<span class="state state-${esc(g.state)}" data-testid="explain-state">${esc(g.state.replace("_", " "))}</span> — <span data-testid="explain-description">${esc(g.description)}</span></div>` +
+        (g.timeline.length === 0
+          ? ""
+          : `<table><thead><tr><th>at</th><th>kind</th><th>attempt</th><th>node</th><th>detail</th></tr></thead><tbody>` +
+            g.timeline
+              .map(
+                (t) =>
+                  `<tr><td>${fmtTime(t.at)}</td><td>${esc(t.kind)}</td><td class="n">${esc(t.attempt ?? "-")}</td><td>${esc(t.nodeId ?? "-")}</td><td>${esc(t.detail ?? "")}</td></tr>`,
+              )
+              .join("") +
+            `</tbody></table>`) +
+        `</div>`,
+    )
+    .join("");
+  const events = e.messageEvents
+    .map(
+      (t) =>
+        `<tr><td>${fmtTime(t.at)}</td><td>${esc(t.kind)}</td><td class="n">${esc(t.attempt ?? "-")}</td><td>${esc(t.nodeId ?? "-")}</td><td>${esc(t.detail ?? "")}</td></tr>`,
+    )
+    .join("");
+  main.innerHTML =
+    `<h1>Message <span class="mono" data-testid="message-id">${esc(m.messageId)}</span></h1>` +
+    `<section class="cards">${card("topic", m.topic, "message-topic")}${card("message type", m.messageType, "message-type")}` +
+    `${card("from group", m.publisherGroupId, "message-publisher")}${card("transaction", e.transaction, "message-tx")}` +
+    `${card("deliver limit", m.deliverLimit, "message-limit")}${card("body", `${m.bodySize} bytes`, "message-size")}</section>` +
+    `<p class="note">stored ${fmtTime(m.storedAt)} · created ${fmtTime(m.createdAt)} · expires ${fmtTime(m.expiresAt)}</p>` +
+    `<h2>Per group</h2>${groups || "<p>No group is bound to it or was ever owed it.</p>"}` +
+    `<h2>Message events</h2><table><thead><tr><th>at</th><th>kind</th><th>attempt</th><th>node</th><th>detail</th></tr></thead><tbody>${events}</tbody></table>`;
+}
+
+route();

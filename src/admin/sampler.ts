@@ -1,0 +1,234 @@
+/**
+ * The admin server's view of the cluster over time: every few seconds (never more often, however
+ * many scrapes and console pages ask) one sample of each group's backlog from the store (two
+ * index-path statements) and of this node's counters, kept in a ring covering the last hour.
+ * Rates are differences between samples; /metrics, /api and the console all read the ring.
+ */
+import type pg from "pg";
+import type { GroupDeliveryCounters } from "../delivery/group-counters.js";
+import { toKiteqError } from "../errors.js";
+import type { Logger } from "../log.js";
+import { listBindings } from "../store/bindings.js";
+import { countDeadLetters, countPendingTransactions, groupBacklogs, listNodes } from "../store/groups.js";
+
+/** One group in one sample. */
+export interface GroupSample {
+  owed: number;
+  /** Seconds since the earliest due time of its owed deliveries (0 when none is due yet). */
+  oldestOwedAgeSeconds: number;
+  /** Owed rows held by a node under a live lease (all nodes). */
+  inFlight: number;
+  /** This node's cumulative counters for the group. */
+  pushed: number;
+  redelivered: number;
+  acked: number;
+  nacked: number;
+  deadLettered: number;
+  /** Messages still dead for the group (capped at DEAD_LETTER_COUNT_CAP; refreshed every minute). */
+  deadLetters: number;
+}
+
+/** Node liveness as the nodes table says (a node heartbeats every 10 s). */
+export type Liveness = "alive" | "unresponsive" | "stopped";
+
+/** A heartbeat older than this marks a node unresponsive. */
+export const HEARTBEAT_STALE_MS = 30_000;
+
+/** A node's liveness at `now` (epoch ms). */
+export function livenessOf(n: { heartbeatAt: Date; stoppedAt: Date | null }, now: number): Liveness {
+  if (n.stoppedAt !== null) return "stopped";
+  return now - n.heartbeatAt.getTime() > HEARTBEAT_STALE_MS ? "unresponsive" : "alive";
+}
+
+/** One sample. */
+export interface Sample {
+  /** Epoch ms. */
+  at: number;
+  /** This node's cumulative publishes stored (accepted) and pushes. */
+  published: number;
+  pushed: number;
+  groups: Map<string, GroupSample>;
+  /** 2PC messages waiting for their commit (capped). */
+  pendingTransactions: number;
+  /** Nodes per liveness. */
+  nodes: Record<Liveness, number>;
+}
+
+/** What the sampler reads from the node. */
+export interface SamplerSource {
+  published(): number;
+  pushed(): number;
+  groupCounters(): ReadonlyMap<string, Readonly<GroupDeliveryCounters>>;
+}
+
+/** Options of Sampler. */
+export interface SamplerOptions {
+  pool: pg.Pool;
+  source: SamplerSource;
+  log: Logger;
+  /** Minimum time between two samples (ms); default 5000. */
+  intervalMs?: number;
+  /** Minimum time between two dead-letter counts (ms); default 60,000. */
+  deadLetterIntervalMs?: number;
+  /** How long samples are kept (ms); default one hour. */
+  keepMs?: number;
+}
+
+/** Per-second rates between two samples. */
+export interface Rates {
+  publishPerSecond: number;
+  pushPerSecond: number;
+}
+
+/** Per-second rates of one group. */
+export interface GroupRates {
+  delivered: number;
+  acked: number;
+  nacked: number;
+  deadLettered: number;
+  redelivered: number;
+}
+
+const ZERO: GroupDeliveryCounters = { pushed: 0, redelivered: 0, acked: 0, nacked: 0, deadLettered: 0 };
+
+/** Samples the backlog and counters at most once per interval; see the module comment. */
+export class Sampler {
+  private readonly ring: Sample[] = [];
+  private pending: Promise<Sample> | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly intervalMs: number;
+  private readonly keepMs: number;
+  private deadLetters = new Map<string, number>();
+  /** Failing since the last success: logged once when it starts and once when it ends. */
+  private failing = false;
+  private deadLettersAt = Number.NEGATIVE_INFINITY;
+  private readonly deadLettersMs: number;
+
+  constructor(private readonly o: SamplerOptions) {
+    this.intervalMs = o.intervalMs ?? 5000;
+    this.keepMs = o.keepMs ?? 3_600_000;
+    this.deadLettersMs = o.deadLetterIntervalMs ?? 60_000;
+  }
+
+  /** Sample every interval in the background (for the charts) until stop(). */
+  start(): void {
+    this.timer ??= setInterval(() => {
+      this.refresh().catch(() => undefined);
+    }, this.intervalMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  /**
+   * The newest sample. The background timer refreshes it every interval, so a reader (a scrape)
+   * normally gets it from memory; it waits for a new one only when the newest is older than
+   * three intervals (or there is none yet).
+   */
+  latest(): Promise<Sample> {
+    const last = this.ring[this.ring.length - 1];
+    if (last !== undefined && Date.now() - last.at < 3 * this.intervalMs) return Promise.resolve(last);
+    return this.refresh();
+  }
+
+  /** Take a sample, unless one is being taken (then wait for that one). */
+  private refresh(): Promise<Sample> {
+    const last = this.ring[this.ring.length - 1];
+    if (last !== undefined && this.pending === undefined && Date.now() - last.at < this.intervalMs / 2) {
+      return Promise.resolve(last);
+    }
+    this.pending ??= this.take().finally(() => {
+      this.pending = undefined;
+    });
+    return this.pending;
+  }
+
+  /** Every sample kept, oldest first. */
+  history(): readonly Sample[] {
+    return this.ring;
+  }
+
+  /** Rates over the last `windowMs` (default 60 s) of samples ending at `last`. */
+  rates(last: Sample, windowMs = 60_000): { node: Rates; groups: Map<string, GroupRates> } {
+    const first = this.ring.find((s) => s.at >= last.at - windowMs && s.at < last.at) ?? last;
+    const secs = (last.at - first.at) / 1000;
+    const per = (a: number, b: number) => (secs > 0 ? Math.max(0, a - b) / secs : 0);
+    const groups = new Map<string, GroupRates>();
+    for (const [id, g] of last.groups) {
+      const f = first.groups.get(id) ?? { ...ZERO };
+      groups.set(id, {
+        delivered: per(g.pushed, f.pushed),
+        acked: per(g.acked, f.acked),
+        nacked: per(g.nacked, f.nacked),
+        deadLettered: per(g.deadLettered, f.deadLettered),
+        redelivered: per(g.redelivered, f.redelivered),
+      });
+    }
+    return {
+      node: {
+        publishPerSecond: per(last.published, first.published),
+        pushPerSecond: per(last.pushed, first.pushed),
+      },
+      groups,
+    };
+  }
+
+  private async take(): Promise<Sample> {
+    const now = Date.now();
+    try {
+      const bindings = await listBindings(this.o.pool);
+      const counters = this.o.source.groupCounters();
+      const named = new Set([...bindings.map((b) => b.groupId), ...counters.keys()]);
+      const [backlog, pendingTransactions, nodes] = await Promise.all([
+        groupBacklogs(this.o.pool, [...named], new Date(now)),
+        countPendingTransactions(this.o.pool),
+        listNodes(this.o.pool),
+      ]);
+      if (now - this.deadLettersAt >= this.deadLettersMs) {
+        this.deadLetters = await countDeadLetters(this.o.pool, [
+          ...new Set([...named, ...backlog.map((b) => b.groupId)]),
+        ]);
+        this.deadLettersAt = now;
+      }
+      const liveness: Record<Liveness, number> = { alive: 0, unresponsive: 0, stopped: 0 };
+      for (const n of nodes) liveness[livenessOf(n, now)]++;
+      const groups = new Map<string, GroupSample>();
+      for (const b of backlog) {
+        const c = counters.get(b.groupId) ?? ZERO;
+        groups.set(b.groupId, {
+          owed: b.owed,
+          oldestOwedAgeSeconds: b.oldestDue === null ? 0 : Math.max(0, (now - b.oldestDue.getTime()) / 1000),
+          inFlight: b.held,
+          pushed: c.pushed,
+          redelivered: c.redelivered,
+          acked: c.acked,
+          nacked: c.nacked,
+          deadLettered: c.deadLettered,
+          deadLetters: this.deadLetters.get(b.groupId) ?? 0,
+        });
+      }
+      const sample: Sample = {
+        at: now,
+        published: this.o.source.published(),
+        pushed: this.o.source.pushed(),
+        groups,
+        pendingTransactions,
+        nodes: liveness,
+      };
+      this.ring.push(sample);
+      if (this.failing) this.o.log.info("sampling the group backlog works again");
+      this.failing = false;
+      while (this.ring.length > 0 && this.ring[0]!.at < now - this.keepMs) this.ring.shift();
+      return sample;
+    } catch (err) {
+      const e = toKiteqError(err);
+      if (!this.failing)
+        this.o.log.warn({ code: e.code, err: e.message }, "sampling the group backlog failed");
+      this.failing = true;
+      throw e;
+    }
+  }
+}

@@ -1,0 +1,71 @@
+/**
+ * `kiteq-pg explain <messageId>`: per group, the message's history and its state in words
+ * (src/store/explain.ts derives it).
+ */
+import { explainMessage, type MessageExplanation } from "../store/explain.js";
+import { isMessageId, UsageError } from "./args.js";
+import type { Command } from "./command.js";
+import { formatJson, formatTable, type Output } from "./output.js";
+import { withStore } from "./store.js";
+
+/** `explain`: why a message is (not) delivered, group by group. */
+export const explainCommand: Command = {
+  name: "explain",
+  summary: "the state of a message for every group, in words, with its history",
+  usage: ["explain <messageId> [--json]   (or --message-id ID)"],
+  flags: ["message-id", "json"],
+  argument: "messageId",
+  async run({ config, log, args, out, argument }) {
+    if (argument !== undefined && args.has("message-id")) {
+      throw new UsageError("explain: give the message id once (argument or --message-id)");
+    }
+    const raw = argument ?? args.required("message-id");
+    if (!isMessageId(raw.trim())) {
+      throw new UsageError(`explain: the message id must be 32 hexadecimal characters, got "${raw}"`);
+    }
+    const messageId = raw.trim().toLowerCase();
+    const explanation = await withStore(config, log, (pool) => explainMessage(pool, messageId));
+    if (explanation === null) {
+      out.err(`kiteq-pg: no message ${messageId} in the history`);
+      return 1;
+    }
+    if (args.has("json")) out.out(formatJson(explanation));
+    else printExplanation(explanation, out);
+    return 0;
+  },
+};
+
+/** The explanation as text: the message, then each group's state and timeline. */
+export function printExplanation(e: MessageExplanation, out: Output): void {
+  const m = e.message;
+  out.out(
+    `message ${m.messageId}: topic ${m.topic}, message type ${m.messageType}, from group ${m.publisherGroupId}` +
+      `${m.commit ? "" : " (two-phase commit)"}, ${m.bodySize} bytes`,
+  );
+  out.out(
+    `stored ${m.storedAt.toISOString()}, expires ${m.expiresAt.toISOString()}, deliver limit ${m.deliverLimit}` +
+      (e.transaction === "none" ? "" : `, transaction: ${e.transaction.replace("_", " ")}`),
+  );
+  if (e.groups.length === 0) out.out("\nno group is bound to it or was ever owed it");
+  for (const g of e.groups) {
+    out.out("");
+    out.out(`group ${g.groupId}: ${g.description}`);
+    if (g.timeline.length > 0) {
+      out.out(
+        formatTable(
+          ["  AT", "KIND", "ATTEMPT", "NODE", "DETAIL"],
+          g.timeline.map((t) => [`  ${t.at.toISOString()}`, t.kind, t.attempt, t.nodeId, t.detail]),
+        ),
+      );
+    }
+  }
+  if (e.messageEvents.length > 0) {
+    out.out("");
+    out.out(
+      formatTable(
+        ["MESSAGE EVENTS AT", "KIND", "ATTEMPT", "NODE", "DETAIL"],
+        e.messageEvents.map((t) => [t.at, t.kind, t.attempt, t.nodeId, t.detail]),
+      ),
+    );
+  }
+}

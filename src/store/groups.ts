@@ -1,0 +1,238 @@
+/**
+ * Operator reads for the admin API and console: the nodes, each group's backlog (owed from the
+ * trigger-kept counts, oldest due delivery by one index probe per group, rows held by nodes from
+ * the partial claimed_by index), and a group's dead letters paged by keyset with filters. Every
+ * statement has an index path (they are in the plan catalogue).
+ */
+import type pg from "pg";
+
+type Queryable = pg.Pool | pg.PoolClient;
+
+/** Every node that ever ran on this database. */
+export const LIST_NODES_SQL = `
+SELECT node_id, address, started_at, heartbeat_at, stopped_at FROM nodes ORDER BY node_id`;
+
+/** A node as the nodes table knows it. */
+export interface NodeRow {
+  nodeId: string;
+  address: string;
+  startedAt: Date;
+  heartbeatAt: Date;
+  stoppedAt: Date | null;
+}
+
+/** The nodes table. */
+export async function listNodes(db: Queryable): Promise<NodeRow[]> {
+  const { rows } = await db.query(LIST_NODES_SQL);
+  return rows.map((r) => ({
+    nodeId: r.node_id,
+    address: r.address,
+    startedAt: r.started_at,
+    heartbeatAt: r.heartbeat_at,
+    stoppedAt: r.stopped_at,
+  }));
+}
+
+/**
+ * Per group with anything owed (or named in $1): the owed count (owed_counts), the earliest
+ * next_attempt_at (one index-ordered probe of deliveries_due_idx per group) and how many of its
+ * rows a node holds under a live lease (the partial claimed_by index: bounded by what is in flight).
+ */
+export const GROUP_BACKLOG_SQL = `
+WITH g AS (
+  SELECT group_id, sum(owed)::int8 AS owed FROM owed_counts GROUP BY group_id
+  UNION ALL
+  SELECT x, 0 FROM unnest($1::text[]) AS x
+), groups AS (
+  SELECT group_id, sum(owed)::int8 AS owed FROM g GROUP BY group_id
+), held AS (
+  SELECT group_id, count(*)::int8 AS n FROM deliveries
+   WHERE claimed_by IS NOT NULL AND lease_until > $2
+   GROUP BY group_id
+)
+SELECT groups.group_id, groups.owed, o.next_attempt_at AS oldest_due, coalesce(held.n, 0)::int8 AS held
+  FROM groups
+  LEFT JOIN LATERAL (
+    SELECT next_attempt_at FROM deliveries d WHERE d.group_id = groups.group_id
+     ORDER BY d.next_attempt_at LIMIT 1
+  ) o ON true
+  LEFT JOIN held ON held.group_id = groups.group_id
+ ORDER BY groups.group_id`;
+
+/** One group's backlog. */
+export interface GroupBacklog {
+  groupId: string;
+  /** Deliveries owed (all nodes). */
+  owed: number;
+  /** The earliest next_attempt_at of its owed deliveries (null when nothing is owed). */
+  oldestDue: Date | null;
+  /** Owed rows held by a node under a live lease (in flight). */
+  held: number;
+}
+
+/**
+ * Backlog of every group owed something, plus `groups` (bound groups with nothing owed), at `now`
+ * (see GROUP_BACKLOG_SQL).
+ */
+export async function groupBacklogs(
+  db: Queryable,
+  groups: readonly string[],
+  now: Date,
+): Promise<GroupBacklog[]> {
+  const { rows } = await db.query({ text: GROUP_BACKLOG_SQL, values: [groups, now] });
+  return rows.map((r) => ({
+    groupId: r.group_id,
+    owed: Number(r.owed),
+    oldestDue: r.oldest_due,
+    held: Number(r.held),
+  }));
+}
+
+/** Filters of a dead-letter listing (and of a re-drive by filter). */
+export interface DeadLetterFilter {
+  groupId: string;
+  /** Dead-lettered in [since, until). */
+  since: Date;
+  until: Date;
+  topic?: string | undefined;
+  messageType?: string | undefined;
+  /** Case-insensitive substring of the last nack's reason. */
+  error?: string | undefined;
+}
+
+/** Where a page ends: the (at, message_pk) of its last row. */
+export interface DeadLetterCursor {
+  /** ISO 8601 with microseconds (history times have them; a Date would round them off). */
+  at: string;
+  messagePk: number;
+}
+
+/**
+ * A group's messages still dead (their latest dead-lettering for the group, not owed again,
+ * never acked) dead-lettered in [$2, $3), filtered, after the cursor ($7, $8), in (at, pk)
+ * order: a walk of message_events_dead_idx (group_id, at) that stops at the LIMIT, with index
+ * probes per row (messages by id, the last nack by message_events_message_idx).
+ */
+export const DEAD_LETTER_PAGE_SQL = `
+SELECT e.message_pk, m.message_id, m.topic, m.message_type, e.at, e.attempt, n.detail AS last_error,
+       to_char(e.at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at_exact
+  FROM message_events e
+  CROSS JOIN LATERAL (
+    SELECT message_id, topic, message_type FROM messages WHERE id = e.message_pk LIMIT 1
+  ) m
+  LEFT JOIN LATERAL (
+    SELECT x.detail FROM message_events x
+     WHERE x.message_pk = e.message_pk AND x.group_id = $1 AND x.kind = 'nacked'
+     ORDER BY x.at DESC LIMIT 1
+  ) n ON true
+ WHERE e.group_id = $1 AND e.kind = 'dead_lettered' AND e.at >= $2 AND e.at < $3
+   AND ($7::timestamptz IS NULL OR e.at > $7 OR (e.at = $7 AND e.message_pk > $8))
+   AND ($4::text IS NULL OR m.topic = $4)
+   AND ($5::text IS NULL OR m.message_type = $5)
+   AND ($6::text IS NULL OR strpos(lower(coalesce(n.detail, '')), lower($6)) > 0)
+   AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_pk = e.message_pk AND d.group_id = $1)
+   AND NOT EXISTS (SELECT 1 FROM message_events a
+                    WHERE a.message_pk = e.message_pk AND a.group_id = $1
+                      AND (a.kind = 'acked' OR (a.kind = 'dead_lettered' AND a.at > e.at)))
+ ORDER BY e.at, e.message_pk
+ LIMIT $9`;
+
+/** A dead letter of a page. */
+export interface DeadLetterRow {
+  messageId: string;
+  topic: string;
+  messageType: string;
+  /** When it was (last) dead-lettered. */
+  at: Date;
+  attempt: number | null;
+  /** The reason of its last nack. */
+  lastError: string | null;
+}
+
+/** One page of dead letters and the cursor of the next (null at the end). */
+export interface DeadLetterPage {
+  items: DeadLetterRow[];
+  next: DeadLetterCursor | null;
+}
+
+/** Up to `limit` dead letters matching `filter`, after `cursor` (see DEAD_LETTER_PAGE_SQL). */
+export async function deadLetterPage(
+  db: Queryable,
+  filter: DeadLetterFilter,
+  cursor: DeadLetterCursor | null,
+  limit: number,
+): Promise<DeadLetterPage> {
+  const { rows } = await db.query({
+    text: DEAD_LETTER_PAGE_SQL,
+    values: [
+      filter.groupId,
+      filter.since,
+      filter.until,
+      filter.topic ?? null,
+      filter.messageType ?? null,
+      filter.error ?? null,
+      cursor?.at ?? null,
+      cursor?.messagePk ?? 0,
+      limit + 1,
+    ],
+  });
+  const more = rows.length > limit;
+  const page = more ? rows.slice(0, limit) : rows;
+  const last = page[page.length - 1];
+  return {
+    items: page.map((r) => ({
+      messageId: r.message_id,
+      topic: r.topic,
+      messageType: r.message_type,
+      at: r.at,
+      attempt: r.attempt,
+      lastError: r.last_error,
+    })),
+    next: more && last !== undefined ? { at: last.at_exact, messagePk: Number(last.message_pk) } : null,
+  };
+}
+
+/** At most this many dead letters are counted per group (the gauge reads "this many or more"). */
+export const DEAD_LETTER_COUNT_CAP = 1000;
+
+/**
+ * Per group of $1, how many of its messages are still dead, counted up to $2 (a walk of
+ * message_events_dead_idx with the same probes as DEAD_LETTER_PAGE_SQL, stopped at the cap).
+ */
+export const COUNT_DEAD_LETTERS_SQL = `
+SELECT g.group_id, c.n
+  FROM unnest($1::text[]) AS g(group_id)
+  CROSS JOIN LATERAL (
+    SELECT count(*)::int8 AS n FROM (
+      SELECT 1 FROM message_events e
+       WHERE e.group_id = g.group_id AND e.kind = 'dead_lettered'
+         AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_pk = e.message_pk AND d.group_id = g.group_id)
+         AND NOT EXISTS (SELECT 1 FROM message_events a
+                          WHERE a.message_pk = e.message_pk AND a.group_id = g.group_id
+                            AND (a.kind = 'acked' OR (a.kind = 'dead_lettered' AND a.at > e.at)))
+       LIMIT $2
+    ) x
+  ) c`;
+
+/** Dead letters per group, capped at `cap` (see COUNT_DEAD_LETTERS_SQL). */
+export async function countDeadLetters(
+  db: Queryable,
+  groups: readonly string[],
+  cap = DEAD_LETTER_COUNT_CAP,
+): Promise<Map<string, number>> {
+  const { rows } = await db.query({ text: COUNT_DEAD_LETTERS_SQL, values: [groups, cap] });
+  return new Map(rows.map((r) => [r.group_id as string, Number(r.n)]));
+}
+
+/** At most this many pending 2PC messages are counted (the gauge reads "this many or more"). */
+export const PENDING_COUNT_CAP = 100_000;
+
+/** Uncommitted messages, counted up to $1 along pending_transactions_stored_idx. */
+export const COUNT_PENDING_SQL = `
+SELECT count(*)::int8 AS n FROM (SELECT 1 FROM pending_transactions ORDER BY stored_at LIMIT $1) p`;
+
+/** How many 2PC messages wait for their commit (capped, see COUNT_PENDING_SQL). */
+export async function countPendingTransactions(db: Queryable, cap = PENDING_COUNT_CAP): Promise<number> {
+  const { rows } = await db.query({ text: COUNT_PENDING_SQL, values: [cap] });
+  return Number(rows[0]?.n ?? 0);
+}
