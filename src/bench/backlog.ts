@@ -123,7 +123,8 @@ async function measureSize(
     owed,
     now: new Date(),
     onProgress: (n) => {
-      if (process.stderr.isTTY) process.stderr.write(`\rbacklog ${fmt(owed)}: building ... ${fmt(n)} messages`);
+      if (process.stderr.isTTY)
+        process.stderr.write(`\rbacklog ${fmt(owed)}: building ... ${fmt(n)} messages`);
     },
   });
   const buildSeconds = (performance.now() - t0) / 1000;
@@ -184,7 +185,8 @@ async function measureSize(
   while (performance.now() < deadline) {
     await sleep(1000);
     owedNow = (await countOwedDeliveries(pool)).get(fx.group) ?? 0;
-    if (process.stderr.isTTY) process.stderr.write(`\rbacklog ${fmt(owed)}: draining ... ${fmt(owed - owedNow)} acked`);
+    if (process.stderr.isTTY)
+      process.stderr.write(`\rbacklog ${fmt(owed)}: draining ... ${fmt(owed - owedNow)} acked`);
     if (owedNow === 0) break;
   }
   process.stderr.write("\n");

@@ -92,7 +92,11 @@ export class Maintenance {
     this.failLog = new RateLimitedLog(o.log, { first: 3, intervalMs: 30_000 });
     const onError = (what: string) => (err: unknown) => {
       const e = toKiteqError(err, {}, ErrorCode.StoreFailed);
-      this.failLog.error(what, { code: e.code, err: e.message, job: what }, `${what} failed; retrying at its next run`);
+      this.failLog.error(
+        what,
+        { code: e.code, err: e.message, job: what },
+        `${what} failed; retrying at its next run`,
+      );
     };
     this.expiry = new PeriodicJob(
       "expiry sweep",
