@@ -1,0 +1,127 @@
+/**
+ * SDK failover: two broker nodes on one database and a real ZooKeeper (4 s sessions). An SDK
+ * consumer binds through ZooKeeper; an SDK producer sends continuously (32 sends in flight);
+ * the node that is storing the producer's sends is killed with kill -9. Every send that resolved
+ * is delivered (0 lost), no send outlives its bound, and the consumer keeps receiving within the
+ * session timeout + 1 s. Duplicates are counted and printed.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type Consumer, createConsumer, createProducer, type Producer } from "../../src/client/index.js";
+import { type BrokerProcess, startBrokerProcess } from "../support/broker-process.js";
+import { waitFor } from "../support/consumers.js";
+import { createTestDatabase, type TestDatabase } from "../support/db.js";
+import { startZooKeeper, type TestZooKeeper } from "../support/zookeeper.js";
+
+const SESSION_MS = 4_000;
+const SEND_TIMEOUT_MS = 10_000;
+
+describe("e2e: SDK failover on ZooKeeper", () => {
+  let zk: TestZooKeeper;
+  let db: TestDatabase;
+  let brokers: BrokerProcess[] = [];
+  let producer: Producer | undefined;
+  let consumer: Consumer | undefined;
+
+  beforeAll(async () => {
+    [zk, db] = await Promise.all([startZooKeeper(), createTestDatabase()]);
+    const args = [
+      "--db",
+      db.url,
+      "--registry",
+      `zk://${zk.connectString}?timeout=4s`,
+      "--topics",
+      "trade",
+      "--recover-seconds",
+      "1",
+      "--lease-seconds",
+      "30",
+      "--recieve-permits-per-second",
+      "0",
+    ];
+    const first = await startBrokerProcess(args);
+    brokers = [first, await startBrokerProcess(args)];
+  });
+
+  afterAll(async () => {
+    await producer?.close().catch(() => undefined);
+    await consumer?.close().catch(() => undefined);
+    await Promise.all(brokers.map((b) => b.kill()));
+    await zk?.stop();
+    await db?.drop();
+  });
+
+  it("kill -9 of the producer's node: 0 lost, no send hangs, the consumer keeps receiving", async () => {
+    const registry = `zk://${zk.connectString}?timeout=4s`;
+    const received = new Map<string, number>();
+    const arrivals: number[] = [];
+    consumer = await createConsumer({
+      registry,
+      groupId: "g-fo",
+      bindings: [{ topic: "trade", messageType: "pay", watermark: 6000 }],
+      concurrency: 32,
+      handler: (m) => {
+        received.set(m.messageId, (received.get(m.messageId) ?? 0) + 1);
+        arrivals.push(Date.now());
+        return true;
+      },
+    });
+    await waitFor(
+      async () =>
+        (await db.pool.query("SELECT 1 FROM bindings WHERE group_id = 'g-fo' AND source = 'zk'")).rowCount ===
+        1,
+      10_000,
+      "binding mirrored",
+    );
+    await new Promise((r) => setTimeout(r, 1_000));
+    producer = await createProducer({
+      registry,
+      groupId: "p-fo",
+      topics: ["trade"],
+      sendTimeoutMs: SEND_TIMEOUT_MS,
+      requestTimeoutMs: 2_000,
+    });
+    const p = producer;
+
+    const stored: string[] = [];
+    let failed = 0;
+    let longest = 0;
+    let stop = false;
+    const loops = Array.from({ length: 32 }, async () => {
+      while (!stop) {
+        const started = Date.now();
+        try {
+          const r = await p.send({ topic: "trade", messageType: "pay", body: `t${started}` });
+          stored.push(r.messageId);
+        } catch {
+          failed++;
+        }
+        longest = Math.max(longest, Date.now() - started);
+      }
+    });
+    await waitFor(() => stored.length >= 2_000, 20_000, "sending under way");
+    // Kill the node whose own producer sessions have publishes in flight: the first one.
+    const victim = brokers[0]!;
+    const killedAt = Date.now();
+    const storedBeforeKill = stored.length;
+    await victim.kill();
+    await new Promise((r) => setTimeout(r, SESSION_MS + 3_000));
+    stop = true;
+    await Promise.all(loops);
+    const storedAfterKill = stored.length - storedBeforeKill;
+
+    // 0 lost: every send that resolved is delivered.
+    await waitFor(() => stored.every((id) => received.has(id)), 30_000, "every stored message delivered");
+    const duplicates = [...received.values()].reduce((n, c) => n + (c - 1), 0);
+    const after = arrivals.filter((t) => t >= killedAt);
+    let gap = after.length > 0 ? after[0]! - killedAt : Number.POSITIVE_INFINITY;
+    for (let i = 1; i < after.length; i++) gap = Math.max(gap, after[i]! - after[i - 1]!);
+    console.log(
+      `failover: ${stored.length} stored (${storedAfterKill} after the kill), ${failed} sends rejected, ` +
+        `longest send ${longest} ms, 0 lost, ${duplicates} duplicate deliveries, longest consumer gap after kill ${gap} ms`,
+    );
+    expect(storedAfterKill).toBeGreaterThan(0);
+    expect(longest).toBeLessThanOrEqual(SEND_TIMEOUT_MS + 500);
+    expect(gap).toBeLessThanOrEqual(SESSION_MS + 1_000);
+    brokers = brokers.slice(1);
+  });
+});
