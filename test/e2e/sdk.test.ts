@@ -97,6 +97,33 @@ describe("e2e: SDK on one broker", () => {
     await waitFor(async () => (await kinds(db, sent[2]!.messageId)).includes("g-sdk:acked"), 5_000, "acked");
   });
 
+  it("iterator form: a nacked message comes back, an acked one does not; the loop ends at close()", async () => {
+    await bind(db, "g-iter", "iter");
+    await new Promise((r) => setTimeout(r, 1_500));
+    const consumer = await createConsumer({
+      registry,
+      groupId: "g-iter",
+      bindings: [{ topic: "iter" }],
+      concurrency: 2,
+    });
+    const producer = await createProducer({ registry, groupId: "p-iter", topics: ["iter"] });
+    const { messageId } = await producer.send({ topic: "iter", messageType: "m", body: "again" });
+    const seen: string[] = [];
+    for await (const m of consumer) {
+      seen.push(m.messageId);
+      if (seen.length === 1) m.nack();
+      else {
+        m.ack();
+        break;
+      }
+    }
+    expect(seen).toEqual([messageId, messageId]);
+    await consumer.close();
+    await producer.close();
+    await waitFor(async () => (await kinds(db, messageId)).includes("g-iter:acked"), 5_000, "acked");
+    expect((await kinds(db, messageId)).filter((k) => k === "g-iter:nacked").length).toBe(1);
+  });
+
   it("no broker: createProducer rejects with KQ_NO_BROKER within its connect timeout", async () => {
     const started = Date.now();
     const err = await createProducer({
