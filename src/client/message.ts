@@ -4,14 +4,12 @@
  */
 import { ErrorCode, KiteqError } from "../errors.js";
 import type { Entry, Header } from "../protocol/messages.js";
+import { DELIVER_AT_PROPERTY } from "../publish/deliver-at.js";
 import { buildHeader, newMessageId } from "./connection.js";
 import { compressBody, decompressBody } from "./snappy.js";
 
-/**
- * The message property that delays delivery: unix milliseconds (decimal) before which the broker
- * pushes the message to no group. Any KiteQ client can set it as a plain header property.
- */
-export const DELIVER_AT_PROPERTY = "kiteq.deliverAt";
+/** The message property that delays delivery (unix ms; see src/publish/deliver-at.ts). */
+export { DELIVER_AT_PROPERTY };
 
 /** A message to publish. */
 export interface OutgoingMessage {
