@@ -43,6 +43,11 @@ export interface ConsumerOptions {
   registry: RegistrySpec;
   groupId: string;
   secretKey?: string;
+  /**
+   * The group's subscriptions: published under /kiteq/sub with a ZooKeeper registry, and the
+   * topics whose brokers are found. With an address list or a YAML file they may be empty (the
+   * broker's own bindings apply; every listed broker is connected).
+   */
   bindings: readonly BindingSpec[];
   /** Handlers (or un-answered messages of the iterator form) at once; default 16. */
   concurrency?: number;
@@ -264,10 +269,14 @@ export function toBinding(groupId: string, spec: BindingSpec): Binding {
  * KQ_NO_BROKER after connectTimeoutMs).
  */
 export async function createConsumer(options: ConsumerOptions): Promise<Consumer> {
-  if (options.bindings.length === 0) {
-    throw new KiteqError(ErrorCode.ConfigInvalid, "createConsumer: bindings must hold at least one binding", {
-      key: "bindings",
-    });
+  const zk = typeof options.registry === "string" && options.registry.trim().startsWith("zk://");
+  if (options.bindings.length === 0 && zk) {
+    // Without bindings there is no topic to find brokers by (and nothing to publish).
+    throw new KiteqError(
+      ErrorCode.ConfigInvalid,
+      "createConsumer: bindings must hold at least one binding with a ZooKeeper registry",
+      { key: "bindings" },
+    );
   }
   const bindings = options.bindings.map((b) => toBinding(options.groupId, b));
   const logger = (options.logger ?? silentLogger).child({ groupId: options.groupId, role: "consumer" });

@@ -95,7 +95,8 @@ class StaticDirectory implements BrokerDirectory {
     this.addresses = checkAddresses(addresses, "the address list");
   }
   async start(topics: readonly string[], onChange: (brokers: TopicBrokers) => void): Promise<void> {
-    onChange(new Map(topics.map((t) => [t, this.addresses])));
+    // No topic (a consumer of bindings kept by the broker): connect to every address anyway.
+    onChange(new Map(topics.length === 0 ? [["", this.addresses]] : topics.map((t) => [t, this.addresses])));
   }
   async publishBindings(): Promise<void> {}
   async close(): Promise<void> {}

@@ -5,6 +5,9 @@
  * is delivered (0 lost), no send outlives its bound, and the consumer keeps receiving within the
  * session timeout + 1 s. Duplicates are counted and printed.
  */
+import { execFile } from "node:child_process";
+import path from "node:path";
+import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Consumer, createConsumer, createProducer, type Producer } from "../../src/client/index.js";
 import { type BrokerProcess, startBrokerProcess } from "../support/broker-process.js";
@@ -13,6 +16,22 @@ import { createTestDatabase, type TestDatabase } from "../support/db.js";
 import { startZooKeeper, type TestZooKeeper } from "../support/zookeeper.js";
 
 const SESSION_MS = 4_000;
+const ROOT = path.resolve(import.meta.dirname, "../..");
+const run = promisify(execFile);
+
+/** `kiteq-pg ...args` as a child process; resolves with stdout (rejects on a non-zero exit). */
+async function cli(args: string[]): Promise<string> {
+  const { stdout } = await run(
+    process.execPath,
+    ["--import", "tsx", path.join(ROOT, "src/cli/main.ts"), ...args],
+    {
+      cwd: ROOT,
+      timeout: 60_000,
+      env: { ...process.env, VITEST: undefined, KITEQ_LOG_LEVEL: undefined },
+    },
+  );
+  return stdout;
+}
 const SEND_TIMEOUT_MS = 10_000;
 
 describe("e2e: SDK failover on ZooKeeper", () => {
@@ -48,6 +67,64 @@ describe("e2e: SDK failover on ZooKeeper", () => {
     await Promise.all(brokers.map((b) => b.kill()));
     await zk?.stop();
     await db?.drop();
+  });
+
+  it("CLI over ZooKeeper: consume --json binds the group and prints JSON lines of what send published", async () => {
+    const registry = `zk://${zk.connectString}?timeout=4s`;
+    const consuming = cli([
+      "consume",
+      "--registry",
+      registry,
+      "--topics",
+      "trade",
+      "--group",
+      "g-cli",
+      "--topic",
+      "trade",
+      "--message-type",
+      "cli",
+      "--count",
+      "3",
+      "--timeout",
+      "40",
+      "--json",
+    ]);
+    await waitFor(
+      async () =>
+        (await db.pool.query("SELECT 1 FROM bindings WHERE group_id = 'g-cli' AND source = 'zk'"))
+          .rowCount === 1,
+      20_000,
+      "binding of the CLI consumer mirrored",
+    );
+    await new Promise((r) => setTimeout(r, 1_000));
+    const sent = await cli([
+      "send",
+      "--registry",
+      registry,
+      "--topics",
+      "trade",
+      "--topic",
+      "trade",
+      "--message-type",
+      "cli",
+      "--group",
+      "p-cli",
+      "--count",
+      "3",
+      "--json",
+    ]);
+    const ids = sent
+      .trim()
+      .split("\n")
+      .map((l) => (JSON.parse(l) as { messageId: string; status: boolean }).messageId)
+      .sort();
+    const got = (await consuming)
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { messageId: string; topic: string; body: string });
+    expect(got.map((g) => g.messageId).sort()).toEqual(ids);
+    expect(got[0]!.topic).toBe("trade");
+    expect(got[0]!.body).toMatch(/^kiteq-pg send #\d$/);
   });
 
   it("kill -9 of the producer's node: 0 lost, no send hangs, the consumer keeps receiving", async () => {
