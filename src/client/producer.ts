@@ -137,6 +137,14 @@ class SdkProducer implements Producer {
 
   private prepare(message: OutgoingMessage): ReturnType<typeof toWire> {
     if (this.closed) throw new KiteqError(ErrorCode.ClientClosed, "producer closed");
+    if (!this.options.topics.includes(message.topic)) {
+      // Brokers are discovered per topic: one not listed would wait for sendTimeoutMs for nothing.
+      throw new KiteqError(
+        ErrorCode.ConfigInvalid,
+        `topic "${message.topic}" is not among the producer's topics (${this.options.topics.join(", ")})`,
+        { topic: message.topic, key: "topics" },
+      );
+    }
     return toWire(message, this.options.groupId, this.compressAboveBytes);
   }
 

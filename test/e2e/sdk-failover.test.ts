@@ -8,6 +8,7 @@
 import { execFile } from "node:child_process";
 import path from "node:path";
 import { promisify } from "node:util";
+import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Consumer, createConsumer, createProducer, type Producer } from "../../src/client/index.js";
 import { type BrokerProcess, startBrokerProcess } from "../support/broker-process.js";
@@ -150,8 +151,19 @@ describe("e2e: SDK failover on ZooKeeper", () => {
       "binding mirrored",
     );
     await new Promise((r) => setTimeout(r, 1_000));
+    // Count the producer's retries (its debug log says "send attempt failed" for each).
+    let retries = 0;
+    const logger = pino(
+      { level: "debug" },
+      {
+        write: (line: string) => {
+          if (line.includes('"send attempt failed"')) retries++;
+        },
+      },
+    );
     producer = await createProducer({
       registry,
+      logger,
       groupId: "p-fo",
       topics: ["trade"],
       sendTimeoutMs: SEND_TIMEOUT_MS,
@@ -193,10 +205,12 @@ describe("e2e: SDK failover on ZooKeeper", () => {
     let gap = after.length > 0 ? after[0]! - killedAt : Number.POSITIVE_INFINITY;
     for (let i = 1; i < after.length; i++) gap = Math.max(gap, after[i]! - after[i - 1]!);
     console.log(
-      `failover: ${stored.length} stored (${storedAfterKill} after the kill), ${failed} sends rejected, ` +
+      `failover: ${stored.length} stored (${storedAfterKill} after the kill), ${failed} sends rejected, ${retries} attempts retried on another broker, ` +
         `longest send ${longest} ms, 0 lost, ${duplicates} duplicate deliveries, longest consumer gap after kill ${gap} ms`,
     );
     expect(storedAfterKill).toBeGreaterThan(0);
+    // Sends were in flight on the killed node, and were retried rather than lost or left hanging.
+    expect(retries).toBeGreaterThan(0);
     expect(longest).toBeLessThanOrEqual(SEND_TIMEOUT_MS + 500);
     expect(gap).toBeLessThanOrEqual(SESSION_MS + 1_000);
     brokers = brokers.slice(1);

@@ -92,7 +92,16 @@ describe("e2e: SDK on one broker", () => {
       .catch((e: unknown) => e);
     expect(refused).toBeInstanceOf(KiteqError);
     expect((refused as KiteqError).code).toBe(ErrorCode.SendRefused);
+    // A topic the producer was not created for fails at once (no broker was looked up for it).
+    const unlisted = await producer
+      .send({ topic: "elsewhere", messageType: "a", body: "x" })
+      .catch((e: unknown) => e);
+    expect((unlisted as KiteqError).code).toBe(ErrorCode.ConfigInvalid);
     await producer.close();
+    const closed = await producer
+      .send({ topic: "sdk", messageType: "a", body: "x" })
+      .catch((e: unknown) => e);
+    expect((closed as KiteqError).code).toBe(ErrorCode.ClientClosed);
     await consumer.close();
     await waitFor(async () => (await kinds(db, sent[2]!.messageId)).includes("g-sdk:acked"), 5_000, "acked");
   });
