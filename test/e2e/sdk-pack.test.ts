@@ -4,6 +4,7 @@
  * `kiteq-pg/client` sends and consumes through a running broker.
  */
 import { execFile } from "node:child_process";
+import { existsSync } from "node:fs";
 import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -19,6 +20,7 @@ const ROOT = path.resolve(import.meta.dirname, "../..");
 
 const SCRIPT = `
 import { createConsumer, createProducer } from "kiteq-pg/client";
+import { publishInTransaction } from "kiteq-pg/sql";
 const registry = process.argv[2];
 const got = new Set();
 const consumer = await createConsumer({
@@ -31,7 +33,7 @@ const deadline = Date.now() + 10000;
 while (got.size < 10 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
 await producer.close();
 await consumer.close();
-console.log(JSON.stringify({ received: got.size }));
+console.log(JSON.stringify({ received: got.size, sql: typeof publishInTransaction }));
 `;
 
 describe("e2e: npm pack, install, use kiteq-pg/client", () => {
@@ -76,6 +78,10 @@ describe("e2e: npm pack, install, use kiteq-pg/client", () => {
       cwd: app,
       timeout: 30_000,
     });
-    expect(JSON.parse(stdout.trim())).toEqual({ received: 10 });
+    expect(JSON.parse(stdout.trim())).toEqual({ received: 10, sql: "function" });
+    // Types ship with it, for both entry points.
+    for (const entry of ["client", "sql"]) {
+      expect(existsSync(path.join(app, "node_modules/kiteq-pg/dist", entry, "index.d.ts"))).toBe(true);
+    }
   }, 360_000);
 });
