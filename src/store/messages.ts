@@ -49,8 +49,8 @@ export interface PublishBatchOptions {
  * nothing), messages rows in the partition of the broker's receive time ($14), their
  * received/uncommitted history rows, the deliveries of committed messages (pre-claimed ones
  * included), the pending_transactions rows of uncommitted ones, and one NOTIFY if any delivery
- * is left for other nodes to claim. A delayed message ($22: deliverAt, epoch seconds or NULL) gets
- * deliveries due at that time (never pre-claimed: planDeliveries leaves them to the claim path)
+ * is left for other nodes to claim. A delayed message ($22 per message, $23 per delivery:
+ * deliverAt, epoch seconds or NULL) gets deliveries due at that time (never pre-claimed: planDeliveries leaves them to the claim path)
  * and a `received` row saying when it is due. The ids of a batch are distinct (insertPublishBatch
  * sends the first of two equal ids only).
  */
@@ -84,13 +84,12 @@ WITH m AS (
 ), dl AS (
   INSERT INTO deliveries (message_pk, group_id, message_stored_at, topic, next_attempt_at, expires_at,
                           deliver_limit, claimed_by, lease_until, claim_epoch)
-  SELECT ins.id, d.group_id, $14, ins.topic, COALESCE(to_timestamp(m.deliver_at), $14), ins.expires_at,
+  SELECT ins.id, d.group_id, $14, ins.topic, COALESCE(to_timestamp(d.deliver_at), $14), ins.expires_at,
          ins.deliver_limit, d.claimed_by,
          CASE WHEN d.claimed_by IS NULL THEN NULL ELSE $16::timestamptz END,
          CASE WHEN d.claimed_by IS NULL THEN 0 ELSE 1 END
-    FROM unnest($13::text[], $18::text[], $19::text[]) AS d(message_id, group_id, claimed_by)
+    FROM unnest($13::text[], $18::text[], $19::text[], $23::float8[]) AS d(message_id, group_id, claimed_by, deliver_at)
     JOIN ins ON ins.message_id = d.message_id AND ins."commit"
-    JOIN m ON m.message_id = d.message_id
   RETURNING claimed_by
 ), tx AS (
   INSERT INTO pending_transactions (message_pk, message_stored_at, message_id, topic, group_id, next_check_at, stored_at)
@@ -136,6 +135,7 @@ export async function insertPublishBatch(
   const dMessageIds: string[] = [];
   const dGroupIds: string[] = [];
   const dClaimedBy: (string | null)[] = [];
+  const dDeliverAt: (number | null)[] = [];
   for (let i = 0; i < n; i++) {
     const r = records[i]!;
     cols.messageId[i] = r.messageId;
@@ -159,6 +159,7 @@ export async function insertPublishBatch(
         dMessageIds.push(r.messageId);
         dGroupIds.push(d.groupId);
         dClaimedBy.push(d.claimedBy);
+        dDeliverAt.push(cols.deliverAt[i] ?? null);
       }
     }
   }
@@ -188,6 +189,7 @@ export async function insertPublishBatch(
       Buffer.concat(bodies, offset),
       numberArray(cols.bodyLength),
       nullableNumberArray(cols.deliverAt),
+      nullableNumberArray(dDeliverAt),
     ],
   });
   const pkById = new Map<string, number>();
