@@ -107,12 +107,17 @@ class FileDirectory implements BrokerDirectory {
   constructor(private readonly path: string) {}
   async start(topics: readonly string[], onChange: (brokers: TopicBrokers) => void): Promise<void> {
     const file = await loadRegistryFile(this.path);
-    checkAddresses(
+    const all = checkAddresses(
       file.brokers.map((b) => b.address),
       this.path,
     );
+    // No topic (a consumer of bindings kept by the broker): connect to every broker of the file.
     onChange(
-      new Map(topics.map((t) => [t, file.brokers.filter((b) => b.topics.includes(t)).map((b) => b.address)])),
+      new Map(
+        topics.length === 0
+          ? [["", all]]
+          : topics.map((t) => [t, file.brokers.filter((b) => b.topics.includes(t)).map((b) => b.address)]),
+      ),
     );
   }
   async publishBindings(): Promise<void> {}

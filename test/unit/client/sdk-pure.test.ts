@@ -1,4 +1,7 @@
 /** Pure parts of the SDK: wire conversion, snappy, registry parsing, bindings. */
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { BindType } from "../../../src/binding/binding.js";
 import { toBinding } from "../../../src/client/consumer.js";
@@ -80,6 +83,36 @@ describe("SDK registry and bindings", () => {
     });
     expect(seen?.get("b")).toEqual(["127.0.0.1:13800", "127.0.0.1:13801"]);
     expect(() => createDirectory("nonsense", silentLogger)).toThrow(KiteqError);
+  });
+
+  it("a KiteQ registry YAML file: each topic's brokers are those listing it", async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), "kiteq-sdk-"));
+    try {
+      const file = path.join(dir, "registry.yaml");
+      await writeFile(
+        file,
+        [
+          "brokers:",
+          '  - address: "127.0.0.1:13800"',
+          '    topics: ["trade", "user"]',
+          '  - address: "127.0.0.1:13801"',
+          '    topics: ["trade"]',
+          "",
+        ].join("\n"),
+      );
+      let seen: ReadonlyMap<string, readonly string[]> | undefined;
+      await createDirectory(file, silentLogger).start(["trade", "user"], (m) => {
+        seen = m;
+      });
+      expect(seen?.get("trade")).toEqual(["127.0.0.1:13800", "127.0.0.1:13801"]);
+      expect(seen?.get("user")).toEqual(["127.0.0.1:13800"]);
+      await createDirectory(`file://${file}`, silentLogger).start([], (m) => {
+        seen = m;
+      });
+      expect(seen?.get("")).toEqual(["127.0.0.1:13800", "127.0.0.1:13801"]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it("binding specs become KiteQ bindings", () => {
