@@ -104,6 +104,8 @@ export class Dispatcher {
   private wakeAt = Number.POSITIVE_INFINITY;
   private probeTimer: NodeJS.Timeout | undefined;
   private lastProbeAt = 0;
+  /** The `now` of the last claim query: what falls due after it is the probe's business. */
+  private lastClaimNow = 0;
   private probing = false;
   private claiming = false;
   private claimAgain = false;
@@ -374,6 +376,7 @@ export class Dispatcher {
         }
         if (groups.length === 0) break;
         const now = Date.now();
+        this.lastClaimNow = now;
         const rows = await claimDueDeliveries(this.o.pool, {
           groups,
           limits,
@@ -575,7 +578,9 @@ export class Dispatcher {
     if (groups.length === 0) return;
     this.lastProbeAt = Date.now();
     this.probing = true;
-    nextDueAfter(this.o.pool, groups, new Date(this.lastProbeAt))
+    // After the last claim's own `now`, not the probe's: a delivery that fell due in between (the
+    // probe may run up to NEXT_DUE_PROBE_MS later) is found too, and claimed at once.
+    nextDueAfter(this.o.pool, groups, new Date(this.lastClaimNow > 0 ? this.lastClaimNow : this.lastProbeAt))
       .then(
         (at) => {
           if (at !== undefined) this.scheduleWake(at.getTime());
