@@ -36,6 +36,8 @@ class Link {
   conn: KiteqConnection | undefined;
   failures = 0;
   missed = 0;
+  /** Until then, pick() prefers other brokers (see BrokerPool.suspect). */
+  suspectUntil = 0;
   private timer: NodeJS.Timeout | undefined;
   private ping: NodeJS.Timeout | undefined;
   private connecting = false;
@@ -178,15 +180,27 @@ export class BrokerPool {
    */
   pick(topic: string, avoid: ReadonlySet<string>): { address: string; conn: KiteqConnection } | undefined {
     const addresses = this.byTopic.get(topic) ?? [];
+    const now = Date.now();
     const ready = addresses.flatMap((a) => {
       const l = this.links.get(a);
       return l?.ready === true && l.conn !== undefined ? [{ address: a, conn: l.conn }] : [];
     });
-    const fresh = ready.filter((r) => !avoid.has(r.address));
+    const fresh = ready.filter(
+      (r) => !avoid.has(r.address) && (this.links.get(r.address)?.suspectUntil ?? 0) <= now,
+    );
     const from = fresh.length > 0 ? fresh : ready;
     if (from.length === 0) return undefined;
     this.rr = (this.rr + 1) % 1_000_000;
     return from[this.rr % from.length];
+  }
+
+  /**
+   * A request on `address` timed out (the broker may be frozen or overloaded): prefer the other
+   * brokers for `ms` (its connection stays; heartbeats close it if it stays silent).
+   */
+  suspect(address: string, ms: number): void {
+    const link = this.links.get(address);
+    if (link !== undefined) link.suspectUntil = Date.now() + ms;
   }
 
   /** Resolves at the next change of the link set (a connect, a loss) or after `ms`. */

@@ -227,6 +227,9 @@ class SdkProducer implements Producer {
       } catch (err) {
         if (err instanceof KiteqError && err.code === ErrorCode.SendRefused) throw err;
         lastError = toKiteqError(err, { ...context, broker: target.address });
+        if (lastError instanceof KiteqError && lastError.code === ErrorCode.Timeout) {
+          this.pool.suspect(target.address, 2 * this.pool.options.requestTimeoutMs);
+        }
       }
       avoid.add(target.address);
       this.logger.debug(

@@ -42,6 +42,21 @@ describe("e2e: SDK failover on ZooKeeper", () => {
   let producer: Producer | undefined;
   let consumer: Consumer | undefined;
 
+  const brokerArgs = () => [
+    "--db",
+    db.url,
+    "--registry",
+    `zk://${zk.connectString}?timeout=4s`,
+    "--topics",
+    "trade",
+    "--recover-seconds",
+    "1",
+    "--lease-seconds",
+    "30",
+    "--recieve-permits-per-second",
+    "0",
+  ];
+
   beforeAll(async () => {
     [zk, db] = await Promise.all([startZooKeeper(), createTestDatabase()]);
     const args = [
@@ -214,5 +229,56 @@ describe("e2e: SDK failover on ZooKeeper", () => {
     expect(longest).toBeLessThanOrEqual(SEND_TIMEOUT_MS + 500);
     expect(gap).toBeLessThanOrEqual(SESSION_MS + 1_000);
     brokers = brokers.slice(1);
+  });
+
+  it("SIGSTOP of a node (frozen, connections open): sends time out there and are stored by another; none hangs", async () => {
+    const p = producer!;
+    // A second node again; the producer finds it under /kiteq/server/trade.
+    brokers.push(await startBrokerProcess(brokerArgs()));
+    await new Promise((r) => setTimeout(r, 3_000));
+    const received = new Set<string>();
+    await consumer!.close();
+    consumer = await createConsumer({
+      registry: `zk://${zk.connectString}?timeout=4s`,
+      groupId: "g-fo",
+      bindings: [{ topic: "trade", messageType: "pay", watermark: 6000 }],
+      concurrency: 32,
+      handler: (m) => {
+        received.add(m.messageId);
+        return true;
+      },
+    });
+    const stored: string[] = [];
+    let failed = 0;
+    let longest = 0;
+    let stop = false;
+    const loops = Array.from({ length: 16 }, async () => {
+      while (!stop) {
+        const started = Date.now();
+        try {
+          stored.push((await p.send({ topic: "trade", messageType: "pay", body: "f" })).messageId);
+        } catch {
+          failed++;
+        }
+        longest = Math.max(longest, Date.now() - started);
+      }
+    });
+    await waitFor(() => stored.length >= 500, 20_000, "sending under way");
+    const frozen = brokers[0]!;
+    frozen.child.kill("SIGSTOP");
+    const storedBeforeFreeze = stored.length;
+    await new Promise((r) => setTimeout(r, 3_500)); // under the 4 s session: its registration stays
+    const storedDuringFreeze = stored.length - storedBeforeFreeze;
+    frozen.child.kill("SIGCONT");
+    await new Promise((r) => setTimeout(r, 1_000));
+    stop = true;
+    await Promise.all(loops);
+    await waitFor(() => stored.every((id) => received.has(id)), 40_000, "every stored message delivered");
+    console.log(
+      `freeze: ${stored.length} stored, ${storedDuringFreeze} during the 3.5 s freeze, ${failed} rejected, longest send ${longest} ms (request timeout 2,000 ms)`,
+    );
+    expect(storedDuringFreeze).toBeGreaterThan(100);
+    expect(failed).toBe(0);
+    expect(longest).toBeLessThanOrEqual(SEND_TIMEOUT_MS + 500);
   });
 });
