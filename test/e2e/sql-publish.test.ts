@@ -134,6 +134,27 @@ describe("e2e: publishInTransaction", () => {
     expect((bad as KiteqError).code).toBe(ErrorCode.MessageInvalid);
   });
 
+  it("Regx bindings use PostgreSQL's regular expressions; a pattern it cannot compile matches nothing (no error)", async () => {
+    const bind = (groupId: string, pattern: string) =>
+      upsertBinding(
+        db.pool,
+        createBinding({ groupId, topic: "rx", messageType: pattern, bindType: BindType.Regx }),
+        "cli",
+        new Date(),
+      );
+    await bind("g-rx-ok", "^pay-(succ|fail)$");
+    await bind("g-rx-go-only", "(?P<kind>pay)"); // RE2 named group: not PostgreSQL syntax
+    const r = await publishInTransaction(app, { topic: "rx", messageType: "pay-succ", body: "x" });
+    expect(r.owedGroups).toBe(1);
+    const { rows } = await db.pool.query<{ group_id: string }>(
+      "SELECT d.group_id FROM deliveries d JOIN message_ids i ON i.message_pk = d.message_pk WHERE i.message_id = $1",
+      [r.messageId],
+    );
+    expect(rows.map((x) => x.group_id)).toEqual(["g-rx-ok"]);
+    const none = await publishInTransaction(app, { topic: "rx", messageType: "pay-later", body: "x" });
+    expect(none.owedGroups).toBe(0);
+  });
+
   it("10,000 in-transaction publishes from 16 connections are all delivered", async () => {
     const N = 10_000;
     const CONNECTIONS = 16;
