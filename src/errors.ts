@@ -41,6 +41,12 @@ export const ErrorCode = {
   ConnectionLimit: "KQ_CONNECTION_LIMIT",
   /** A peer stopped reading and its unsent bytes passed the write buffer bound (closed). */
   SlowConsumer: "KQ_SLOW_CONSUMER",
+  /** SDK: the broker refused a publish for good (its feedback is the message); retrying will not help. */
+  SendRefused: "KQ_SEND_REFUSED",
+  /** SDK: no broker serving the topic could be reached before the send or connect deadline. */
+  NoBroker: "KQ_NO_BROKER",
+  /** SDK: the producer or consumer was closed; the call was not (or no longer) attempted. */
+  ClientClosed: "KQ_CLIENT_CLOSED",
   /** Anything not classified above. */
   Internal: "KQ_INTERNAL",
 } as const;

@@ -10,10 +10,18 @@ import { comparePeersSuite } from "./compare.js";
 import { e2eSuite } from "./e2e.js";
 import { describeFlags, UsageError } from "./flags.js";
 import { publishSuite } from "./publish.js";
+import { sdkSuite } from "./sdk.js";
 import type { Suite } from "./suite.js";
 import { takeoverSuite } from "./takeover.js";
 
-const SUITES: readonly Suite[] = [publishSuite, e2eSuite, comparePeersSuite, backlogSuite, takeoverSuite];
+const SUITES: readonly Suite[] = [
+  publishSuite,
+  e2eSuite,
+  comparePeersSuite,
+  backlogSuite,
+  takeoverSuite,
+  sdkSuite,
+];
 
 function usage(): string {
   const lines = [

@@ -29,6 +29,8 @@ export const VALUE_FLAGS = [
   "host",
   "port",
   "timeout",
+  "brokers",
+  "deliver-in",
 ] as const;
 
 /** Flags without a value. */

@@ -1,129 +1,191 @@
 /**
- * `kiteq-pg send` and `kiteq-pg consume`: a producer and a consumer over the KiteQ protocol
- * (src/client), against a running broker (--host/--port, default the configured bind address).
+ * `kiteq-pg send` and `kiteq-pg consume`, on the SDK (`kiteq-pg/client`): brokers found through
+ * the configured registry (`--registry zk://...`: ZooKeeper, as KiteQ clients do), or the
+ * addresses given by `--brokers h:p,h:p`, else `--host/--port` (default the configured bind
+ * address). Long runs show progress on stderr when it is a terminal.
  */
-import { buildHeader, KiteqConnection, type PushedMessage } from "../client/connection.js";
+import { createConsumer } from "../client/consumer.js";
+import type { ConsumedMessage } from "../client/message.js";
+import { createProducer } from "../client/producer.js";
 import type { BrokerConfig } from "../config/types.js";
+import { KiteqError } from "../errors.js";
 import type { CommandArgs } from "./args.js";
+import { UsageError } from "./args.js";
 import type { Command } from "./command.js";
 
 /** Publishes in flight at once by `send`. */
 const SEND_WINDOW = 64;
-/** How long `consume` lets its last acks leave before closing the connection. */
-const ACK_FLUSH_MS = 200;
+/** Progress line refresh on a terminal. */
+const PROGRESS_MS = 500;
 
-function brokerAddress(config: BrokerConfig, args: CommandArgs): { host: string; port: number } {
+/** The SDK registry: `--brokers`, else ZooKeeper when configured, else `--host/--port`. */
+function registryOf(config: BrokerConfig, args: CommandArgs): { registry: string | string[]; zk: boolean } {
+  const brokers = args.optional("brokers");
+  if (brokers !== undefined) return { registry: brokers.split(",").map((b) => b.trim()), zk: false };
+  if (config.registry.kind === "zookeeper" && !args.has("host") && !args.has("port")) {
+    return {
+      registry: `zk://${config.registry.hosts.join(",")}?timeout=${config.registry.sessionTimeoutMs}ms`,
+      zk: true,
+    };
+  }
   const wildcard = config.bind.host === "0.0.0.0" || config.bind.host === "::";
+  const host = args.optional("host") ?? (wildcard ? "127.0.0.1" : config.bind.host);
+  const port = args.int("port", config.bind.port, 1, 65535);
+  return { registry: [`${host.includes(":") ? `[${host}]` : host}:${port}`], zk: false };
+}
+
+/** A progress line on stderr, only when it is a terminal. */
+function progress(label: () => string): { stop(): void } {
+  if (!process.stderr.isTTY) return { stop: () => undefined };
+  const timer = setInterval(() => process.stderr.write(`\r${label()}\u001b[K`), PROGRESS_MS);
   return {
-    host: args.optional("host") ?? (wildcard ? "127.0.0.1" : config.bind.host),
-    port: args.int("port", config.bind.port, 1, 65535),
+    stop() {
+      clearInterval(timer);
+      process.stderr.write(`\r${label()}\u001b[K\n`);
+    },
   };
 }
 
 /** `send`: publish N messages and print each store ack. */
 export const sendCommand: Command = {
   name: "send",
-  summary: "publish messages to a broker and print the store acks",
+  summary: "publish messages through the SDK and print the store acks",
   usage: [
-    "send --topic T --message-type M --group G [--body TEXT] [--count N] [--host H] [--port P] [--json]",
+    "send --topic T --message-type M --group G [--body TEXT] [--count N] [--deliver-in SECONDS]",
+    "     [--brokers H:P,H:P | --host H --port P | --registry zk://H:P] [--json]",
     "  G is the producer group; the body defaults to 'kiteq-pg send #i'; --count defaults to 1",
   ],
-  flags: ["topic", "message-type", "group", "body", "count", "host", "port", "json"],
+  flags: ["topic", "message-type", "group", "body", "count", "host", "port", "brokers", "deliver-in", "json"],
   async run({ config, args, out }) {
     const topic = args.required("topic");
     const messageType = args.required("message-type");
     const groupId = args.required("group");
     const body = args.optional("body");
     const count = args.int("count", 1, 1);
+    const deliverIn = args.int("deliver-in", 0, 0, 7 * 86_400);
     const json = args.has("json");
-    const { host, port } = brokerAddress(config, args);
-    const conn = await KiteqConnection.connect({ host, port, groupId, heartbeatMs: 0 });
+    const { registry } = registryOf(config, args);
+    const producer = await createProducer({ registry, groupId, topics: [topic] });
     let refused = 0;
+    let done = 0;
+    const started = Date.now();
+    const bar = progress(
+      () => `send: ${done}/${count} (${Math.round((done * 1000) / (Date.now() - started + 1))}/s)`,
+    );
     try {
       let next = 0;
       const worker = async () => {
         while (next < count) {
           const i = ++next;
-          const header = buildHeader({ topic, messageType, groupId });
-          const ack = await conn.publish(header, body ?? `kiteq-pg send #${i}`);
-          if (!ack.status) refused++;
+          let line: { messageId: string; status: boolean; feedback: string };
+          try {
+            const r = await producer.send({
+              topic,
+              messageType,
+              body: body ?? `kiteq-pg send #${i}`,
+              deliverAt: deliverIn > 0 ? Date.now() + deliverIn * 1000 : undefined,
+            });
+            line = { messageId: r.messageId, status: true, feedback: "stored" };
+          } catch (err) {
+            refused++;
+            const e = err instanceof KiteqError ? err : undefined;
+            line = {
+              messageId: e?.context.messageId ?? "-",
+              status: false,
+              feedback: e?.describe() ?? String(err),
+            };
+          }
+          done++;
           out.out(
             json
-              ? JSON.stringify({ messageId: ack.messageId, status: ack.status, feedback: ack.feedback })
-              : `${ack.messageId}  ${ack.status ? "stored " : "REFUSED"}  ${ack.feedback}`,
+              ? JSON.stringify(line)
+              : `${line.messageId}  ${line.status ? "stored " : "REFUSED"}  ${line.feedback}`,
           );
         }
       };
       await Promise.all(Array.from({ length: Math.min(SEND_WINDOW, count) }, worker));
     } finally {
-      conn.close();
+      bar.stop();
+      await producer.close();
     }
     if (refused > 0) out.err(`kiteq-pg: ${refused} of ${count} message(s) refused`);
     return refused > 0 ? 1 : 0;
   },
 };
 
-function bodyText(m: PushedMessage): string {
-  return typeof m.body === "string" ? m.body : m.body.toString("utf8");
+function bodyText(m: ConsumedMessage): string {
+  return m.text();
 }
 
 /** `consume`: receive as a consumer of a group, print each message, ack true. */
 export const consumeCommand: Command = {
   name: "consume",
-  summary: "receive messages as a consumer of a group, print them, ack true",
+  summary: "receive messages through the SDK as a consumer of a group, print them, ack true",
   usage: [
-    "consume --group G [--count N] [--timeout SECONDS] [--host H] [--port P] [--json]",
-    "  stops after N messages (default: on Ctrl-C); --timeout: exit 1 if N did not arrive in time",
+    "consume --group G [--topic T [--message-type M]] [--count N] [--timeout SECONDS]",
+    "        [--brokers H:P,H:P | --host H --port P | --registry zk://H:P] [--json]",
+    "  stops after N messages (default: on Ctrl-C); --timeout: exit 1 if N did not arrive in time;",
+    "  --topic binds the group (required with ZooKeeper, where the binding is published);",
+    "  --json prints one JSON object per message (a JSON line)",
   ],
-  flags: ["group", "count", "timeout", "host", "port", "json"],
+  flags: ["group", "topic", "message-type", "count", "timeout", "host", "port", "brokers", "json"],
   async run({ config, args, out }) {
     const groupId = args.required("group");
+    const topic = args.optional("topic");
+    const messageType = args.optional("message-type");
     const count = args.has("count") ? args.int("count", 1, 1) : Number.POSITIVE_INFINITY;
     const timeoutSec = args.int("timeout", 0, 0);
     const json = args.has("json");
-    const { host, port } = brokerAddress(config, args);
-    const conn = await KiteqConnection.connect({ host, port, groupId, heartbeatMs: 5000 });
+    const { registry, zk } = registryOf(config, args);
+    if (zk && topic === undefined)
+      throw new UsageError("consume: --topic is required with a ZooKeeper registry");
     let received = 0;
-    const code = await new Promise<number>((resolve) => {
-      let done = false;
-      const finish = (c: number) => {
-        if (done) return;
-        done = true;
-        clearTimeout(timer);
-        process.off("SIGINT", onSignal);
-        process.off("SIGTERM", onSignal);
-        resolve(c);
-      };
-      const onSignal = () => finish(0);
-      process.on("SIGINT", onSignal);
-      process.on("SIGTERM", onSignal);
-      const timer =
-        timeoutSec > 0
-          ? setTimeout(() => {
-              out.err(`kiteq-pg: received ${received} of ${count} message(s) within ${timeoutSec} s`);
-              finish(1);
-            }, timeoutSec * 1000)
-          : undefined;
-      conn.onClose(() => {
-        if (done) return;
-        out.err("kiteq-pg: connection to the broker closed");
-        finish(1);
-      });
-      conn.onMessage((m) => {
+    let finish: (code: number) => void = () => undefined;
+    const finished = new Promise<number>((resolve) => {
+      finish = resolve;
+    });
+    let done = false;
+    const consumer = await createConsumer({
+      registry,
+      groupId,
+      bindings: topic === undefined ? [] : [{ topic, messageType }],
+      concurrency: 1,
+      handler: (m) => {
         // Pushed after the last wanted one: refuse it, so the broker redelivers it to someone else.
         if (done || received >= count) return false;
         received++;
         const h = m.header;
         out.out(
           json
-            ? JSON.stringify({ ...h, body: bodyText(m), isString: m.isString })
+            ? JSON.stringify({ ...h, body: bodyText(m), isString: typeof m.body === "string" })
             : `${h.messageId}  ${h.topic}  ${h.messageType}  ${JSON.stringify(bodyText(m))}`,
         );
-        if (received >= count) setTimeout(() => finish(0), ACK_FLUSH_MS);
+        if (received >= count) finish(0);
         return true;
-      });
+      },
     });
-    conn.close();
+    const started = Date.now();
+    const bar = progress(
+      () => `consume: ${received} received (${Math.round((received * 1000) / (Date.now() - started + 1))}/s)`,
+    );
+    const onSignal = () => finish(0);
+    process.on("SIGINT", onSignal);
+    process.on("SIGTERM", onSignal);
+    const timer =
+      timeoutSec > 0
+        ? setTimeout(() => {
+            out.err(`kiteq-pg: received ${received} of ${count} message(s) within ${timeoutSec} s`);
+            finish(1);
+          }, timeoutSec * 1000)
+        : undefined;
+    const code = await finished;
+    done = true;
+    clearTimeout(timer);
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+    bar.stop();
+    // close() lets the last handlers' acks leave before disconnecting.
+    await consumer.close();
     return code;
   },
 };

@@ -12,14 +12,15 @@ export const dbUrlCommand: Command = {
   name: "db-url",
   summary: "print the URL of the broker's database (for a second node's --db, or psql)",
   usage: [
-    "db-url [--data-dir DIR] [--pg-port PORT]",
+    "db-url [--data-dir DIR] [--pg-port PORT] [--json]",
     "  the embedded PostgreSQL's URL with its password (the running broker's port, else --pg-port);",
     "  with --db, that URL as given",
   ],
-  flags: [],
-  async run({ config, out }) {
+  flags: ["json"],
+  async run({ config, args, out }) {
+    const json = args.has("json");
     if (config.databaseUrl !== null) {
-      out.out(config.databaseUrl);
+      out.out(json ? JSON.stringify({ url: config.databaseUrl, embedded: false }) : config.databaseUrl);
       return 0;
     }
     const { url, running } = await embeddedDatabaseUrl(
@@ -27,8 +28,8 @@ export const dbUrlCommand: Command = {
       "kiteq",
       config.pgPort,
     );
-    out.out(url);
-    if (!running)
+    out.out(json ? JSON.stringify({ url, embedded: true, running }) : url);
+    if (!running && !json)
       out.err(
         "kiteq-pg: note: the embedded PostgreSQL is not running now; the broker listens there once started",
       );

@@ -19,7 +19,7 @@ import {
 } from "../protocol/messages.js";
 import type { NormalisedHeader } from "../publish/validate.js";
 import type { Session } from "../server/session.js";
-import { claimDueDeliveries, releaseClaimsOf, renewLeases } from "../store/deliveries.js";
+import { claimDueDeliveries, nextDueAfter, releaseClaimsOf, renewLeases } from "../store/deliveries.js";
 import type { PublishRecord, PublishResult } from "../store/messages.js";
 import type { WakeSource } from "../store/notifications.js";
 import { GroupCounters } from "./group-counters.js";
@@ -59,6 +59,8 @@ interface InFlight {
 }
 
 const CLAIM_BATCH = 1000;
+/** At most one probe for the next due delivery (delayed messages, retries) per this many ms. */
+const NEXT_DUE_PROBE_MS = 100;
 /** A late ack is honoured for this many delivery timeouts after the push timed out. */
 const LATE_ACK_WINDOW_FACTOR = 6;
 
@@ -113,6 +115,11 @@ export class Dispatcher {
   private readonly timers: NodeJS.Timeout[] = [];
   private wakeTimer: NodeJS.Timeout | undefined;
   private wakeAt = Number.POSITIVE_INFINITY;
+  private probeTimer: NodeJS.Timeout | undefined;
+  private lastProbeAt = 0;
+  /** The `now` of the last claim query: what falls due after it is the probe's business. */
+  private lastClaimNow = 0;
+  private probing = false;
   private claiming = false;
   private claimAgain = false;
   private stopped = false;
@@ -207,7 +214,8 @@ export class Dispatcher {
       if (!b.persistent && !online && this.o.nonPersistentNeedsLocalConsumer) continue;
       // Room is checked, not reserved: a batch may overshoot the prefetch bound by what is
       // planned before its commit, which keeps planning free of bookkeeping that could leak.
-      const local = online && !this.stopped && g.hasRoom();
+      // A delayed message is never pre-claimed: its deliveries wait in the table until due.
+      const local = online && !this.stopped && header.deliverAt === null && g.hasRoom();
       plan.push({ groupId: b.groupId, claimedBy: local ? this.o.claimer : null });
     }
     return plan;
@@ -357,6 +365,7 @@ export class Dispatcher {
     this.stopped = true;
     for (const t of this.timers) clearInterval(t);
     clearTimeout(this.wakeTimer);
+    clearTimeout(this.probeTimer);
     await this.wake?.close().catch(() => undefined);
     while (this.claiming) await new Promise((r) => setTimeout(r, 10));
     for (const flights of this.inFlight.values()) flights.clear();
@@ -383,6 +392,7 @@ export class Dispatcher {
         if (groups.length === 0) break;
         const now = Date.now();
         const claimStart = performance.now();
+        this.lastClaimNow = now;
         const rows = await claimDueDeliveries(this.o.pool, {
           groups,
           limits,
@@ -411,6 +421,7 @@ export class Dispatcher {
           this.claimAgain = true;
         }
       } while (this.claimAgain && !this.stopped);
+      this.probeNextDue();
     } catch (err) {
       const e = toKiteqError(err, {}, ErrorCode.StoreFailed);
       this.o.log.error({ code: e.code, err: e.message }, "claiming deliveries failed, retrying");
@@ -564,6 +575,44 @@ export class Dispatcher {
   private unhold(job: DeliveryJob): void {
     const key = jobKey(job.messagePk, job.groupId);
     if (this.held.get(key) === job) this.held.delete(key);
+  }
+
+  /**
+   * Ask the table when the next delivery of the groups consuming here falls due (a delayed
+   * message, a scheduled retry) and wake the claim loop then: a delayed delivery is claimed
+   * within milliseconds of its time, not at the next poll. Rate-limited; a probe asked for
+   * meanwhile runs once the interval has passed.
+   */
+  private probeNextDue(): void {
+    if (this.stopped || this.probing || this.probeTimer !== undefined) return;
+    const wait = this.lastProbeAt + NEXT_DUE_PROBE_MS - Date.now();
+    if (wait > 0) {
+      this.probeTimer = setTimeout(() => {
+        this.probeTimer = undefined;
+        this.probeNextDue();
+      }, wait);
+      this.probeTimer.unref();
+      return;
+    }
+    const groups: string[] = [];
+    for (const g of this.groups.values()) {
+      if (g.sessions.length > 0 && this.boundGroups.has(g.id)) groups.push(g.id);
+    }
+    if (groups.length === 0) return;
+    this.lastProbeAt = Date.now();
+    this.probing = true;
+    // After the last claim's own `now`, not the probe's: a delivery that fell due in between (the
+    // probe may run up to NEXT_DUE_PROBE_MS later) is found too, and claimed at once.
+    nextDueAfter(this.o.pool, groups, new Date(this.lastClaimNow > 0 ? this.lastClaimNow : this.lastProbeAt))
+      .then(
+        (at) => {
+          if (at !== undefined) this.scheduleWake(at.getTime());
+        },
+        (err: unknown) => this.o.log.debug({ err: String(err) }, "next-due probe failed"),
+      )
+      .finally(() => {
+        this.probing = false;
+      });
   }
 
   /** Wake the claim loop at `at` (earliest wins). */

@@ -193,6 +193,7 @@ export class Publisher {
       createdAt: header.createdAt,
       properties: header.properties,
       snappy: header.snappy,
+      deliverAt: header.deliverAt,
       bodyIsString: isString,
       // A view into the read buffer would pin it until the batch is written: copy small bodies.
       body: Buffer.from(body),

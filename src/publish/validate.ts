@@ -5,6 +5,7 @@
  * time, the served topics and the limits are parameters.
  */
 import type { Header } from "../protocol/messages.js";
+import { DELIVER_AT_PROPERTY } from "./deliver-at.js";
 import {
   DEFAULT_PUBLISH_LIMITS,
   MAX_CREATE_TIME_AHEAD_SECONDS,
@@ -29,6 +30,8 @@ export interface NormalisedHeader {
   createdAt: Date;
   properties: { key: string; value: string }[];
   snappy: boolean;
+  /** `kiteq.deliverAt` when it is in the future: push to no group before it; else null. */
+  deliverAt: Date | null;
 }
 
 /**
@@ -95,6 +98,8 @@ export function validatePublish(
       ? MAX_DELIVER_LIMIT
       : header.deliverLimit;
   const createdAt = header.createTime > 0 ? header.createTime * 1000 : nowMs;
+  const delay = checkDeliverAt(header, expiredSec * 1000, nowMs);
+  if (!delay.ok) return delay;
   return {
     ok: true,
     header: {
@@ -109,8 +114,48 @@ export function validatePublish(
       createdAt: new Date(createdAt),
       properties: header.properties.map((p) => ({ key: p.key, value: p.value })),
       snappy: header.snappy === true,
+      deliverAt: delay.deliverAt,
     },
   };
+}
+
+const DELIVER_AT_FIELD = `properties[${JSON.stringify(DELIVER_AT_PROPERTY)}].value`;
+
+/**
+ * The `kiteq.deliverAt` property: decimal unix milliseconds, at most the message's expiry; a time
+ * already past means "now". Refused on fly messages (never stored) and on uncommitted (2PC)
+ * messages (their deliveries are made at the commit; not supported yet).
+ */
+function checkDeliverAt(
+  header: Header,
+  expiresAtMs: number,
+  nowMs: number,
+): { ok: true; deliverAt: Date | null } | { ok: false; reason: string; field: string } {
+  let raw: string | undefined;
+  for (const p of header.properties) if (p.key === DELIVER_AT_PROPERTY) raw = p.value;
+  if (raw === undefined) return { ok: true, deliverAt: null };
+  if (!/^[0-9]{1,15}$/.test(raw)) {
+    return refuse(
+      DELIVER_AT_FIELD,
+      `invalid ${DELIVER_AT_PROPERTY} "${truncate(raw)}": unix milliseconds (decimal digits) expected`,
+    );
+  }
+  const at = Number(raw);
+  if (at > expiresAtMs) {
+    return refuse(
+      DELIVER_AT_FIELD,
+      `invalid ${DELIVER_AT_PROPERTY} ${at}: after the message's expiry (${expiresAtMs} ms)`,
+    );
+  }
+  if (header.fly)
+    return refuse(DELIVER_AT_FIELD, `invalid ${DELIVER_AT_PROPERTY}: a fly message is never stored`);
+  if (!header.commit) {
+    return refuse(
+      DELIVER_AT_FIELD,
+      `invalid ${DELIVER_AT_PROPERTY}: not supported on uncommitted (two-phase) messages`,
+    );
+  }
+  return { ok: true, deliverAt: at > nowMs ? new Date(at) : null };
 }
 
 function refuse(field: string, reason: string): { ok: false; reason: string; field: string } {

@@ -68,6 +68,32 @@ SELECT c.message_pk, c.group_id, c.claim_epoch, c.attempts, c.deliver_limit, c.e
   ) m ON true
  ORDER BY c.next_attempt_at`;
 
+/**
+ * The earliest next attempt after $2 among `groups` (delayed deliveries, scheduled retries): one
+ * descent of deliveries_due_idx per group, so the claim loop can wake exactly then instead of at
+ * its next poll.
+ */
+const NEXT_DUE_AFTER = `
+SELECT min(d.next_attempt_at) AS at
+  FROM unnest($1::text[]) AS g(group_id)
+  CROSS JOIN LATERAL (
+    SELECT next_attempt_at FROM deliveries
+     WHERE group_id = g.group_id AND next_attempt_at > $2
+     ORDER BY next_attempt_at
+     LIMIT 1
+  ) d`;
+
+/** When the next delivery of `groups` falls due after `now` (see NEXT_DUE_AFTER); undefined: none. */
+export async function nextDueAfter(
+  db: Queryable,
+  groups: readonly string[],
+  now: Date,
+): Promise<Date | undefined> {
+  if (groups.length === 0) return undefined;
+  const { rows } = await db.query<{ at: Date | null }>({ text: NEXT_DUE_AFTER, values: [groups, now] });
+  return rows[0]?.at ?? undefined;
+}
+
 /** Claim due deliveries (see CLAIM_DUE_DELIVERIES). */
 export async function claimDueDeliveries(
   db: Queryable,

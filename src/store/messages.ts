@@ -2,7 +2,7 @@
  * Statements on the messages table (and what is written with a message in its transaction).
  */
 import type pg from "pg";
-import { boolArray, numberArray, textArray } from "./pg-arrays.js";
+import { boolArray, nullableNumberArray, numberArray, textArray } from "./pg-arrays.js";
 
 /** A message to store, already validated and normalised (KiteQ's rules applied). */
 export interface PublishRecord {
@@ -19,6 +19,8 @@ export interface PublishRecord {
   snappy: boolean;
   bodyIsString: boolean;
   body: Buffer;
+  /** Delayed delivery (`kiteq.deliverAt`): no delivery is due before it; absent or null: due now. */
+  deliverAt?: Date | null;
   /** Groups owed a delivery (committed messages only), and the node pre-claiming it, if any. */
   deliveries: { groupId: string; claimedBy: string | null }[];
 }
@@ -47,16 +49,18 @@ export interface PublishBatchOptions {
  * nothing), messages rows in the partition of the broker's receive time ($14), their
  * received/uncommitted history rows, the deliveries of committed messages (pre-claimed ones
  * included), the pending_transactions rows of uncommitted ones, and one NOTIFY if any delivery
- * is left for other nodes to claim. The ids of a batch are distinct (insertPublishBatch sends
- * the first of two equal ids only).
+ * is left for other nodes to claim. A delayed message ($22 per message, $23 per delivery:
+ * deliverAt, epoch seconds or NULL) gets deliveries due at that time (never pre-claimed: planDeliveries leaves them to the claim path)
+ * and a `received` row saying when it is due. The ids of a batch are distinct (insertPublishBatch
+ * sends the first of two equal ids only).
  */
 const INSERT_PUBLISH_BATCH = `
 WITH m AS (
   SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[], $6::float8[], $7::int2[],
-                       $8::float8[], $9::text[], $10::bool[], $11::bool[], $12::int[], $21::int[])
+                       $8::float8[], $9::text[], $10::bool[], $11::bool[], $12::int[], $21::int[], $22::float8[])
     WITH ORDINALITY
     AS m(message_id, topic, message_type, group_id, cmt, expires_at, deliver_limit, created_at,
-         properties, snappy, body_is_string, body_at, body_len, ord)
+         properties, snappy, body_is_string, body_at, body_len, deliver_at, ord)
 ), ids AS (
   INSERT INTO message_ids (message_id, message_pk, stored_at)
   SELECT message_id, nextval('messages_id_seq'), $14 FROM m
@@ -71,17 +75,20 @@ WITH m AS (
     FROM m JOIN ids ON ids.message_id = m.message_id
   RETURNING id, message_id, topic, "commit", expires_at, deliver_limit, group_id
 ), ev AS (
-  INSERT INTO message_events (message_pk, kind, at, node_id)
-  SELECT id, CASE WHEN "commit" THEN 'received'::message_event_kind ELSE 'uncommitted'::message_event_kind END,
-         $14, $15
-    FROM ins
+  INSERT INTO message_events (message_pk, kind, at, node_id, detail)
+  SELECT ins.id, CASE WHEN ins."commit" THEN 'received'::message_event_kind ELSE 'uncommitted'::message_event_kind END,
+         $14, $15,
+         CASE WHEN m.deliver_at IS NOT NULL
+              THEN 'due at ' || to_char(to_timestamp(m.deliver_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') END
+    FROM ins JOIN m ON m.message_id = ins.message_id
 ), dl AS (
   INSERT INTO deliveries (message_pk, group_id, message_stored_at, topic, next_attempt_at, expires_at,
                           deliver_limit, claimed_by, lease_until, claim_epoch)
-  SELECT ins.id, d.group_id, $14, ins.topic, $14, ins.expires_at, ins.deliver_limit, d.claimed_by,
+  SELECT ins.id, d.group_id, $14, ins.topic, COALESCE(to_timestamp(d.deliver_at), $14), ins.expires_at,
+         ins.deliver_limit, d.claimed_by,
          CASE WHEN d.claimed_by IS NULL THEN NULL ELSE $16::timestamptz END,
          CASE WHEN d.claimed_by IS NULL THEN 0 ELSE 1 END
-    FROM unnest($13::text[], $18::text[], $19::text[]) AS d(message_id, group_id, claimed_by)
+    FROM unnest($13::text[], $18::text[], $19::text[], $23::float8[]) AS d(message_id, group_id, claimed_by, deliver_at)
     JOIN ins ON ins.message_id = d.message_id AND ins."commit"
   RETURNING claimed_by
 ), tx AS (
@@ -119,6 +126,7 @@ export async function insertPublishBatch(
     bodyIsString: new Array<boolean>(n),
     bodyAt: new Array<number>(n),
     bodyLength: new Array<number>(n),
+    deliverAt: new Array<number | null>(n),
   };
   // Timestamps go as epoch seconds and bodies as one binary parameter with offsets: formatting
   // Dates and hex-escaping bytea arrays was a visible share of the broker's CPU.
@@ -127,6 +135,7 @@ export async function insertPublishBatch(
   const dMessageIds: string[] = [];
   const dGroupIds: string[] = [];
   const dClaimedBy: (string | null)[] = [];
+  const dDeliverAt: (number | null)[] = [];
   for (let i = 0; i < n; i++) {
     const r = records[i]!;
     cols.messageId[i] = r.messageId;
@@ -143,12 +152,14 @@ export async function insertPublishBatch(
     bodies[i] = r.body;
     cols.bodyAt[i] = offset;
     cols.bodyLength[i] = r.body.length;
+    cols.deliverAt[i] = r.deliverAt == null ? null : r.deliverAt.getTime() / 1000;
     offset += r.body.length;
     if (r.commit) {
       for (const d of r.deliveries) {
         dMessageIds.push(r.messageId);
         dGroupIds.push(d.groupId);
         dClaimedBy.push(d.claimedBy);
+        dDeliverAt.push(cols.deliverAt[i] ?? null);
       }
     }
   }
@@ -177,6 +188,8 @@ export async function insertPublishBatch(
       textArray(dClaimedBy),
       Buffer.concat(bodies, offset),
       numberArray(cols.bodyLength),
+      nullableNumberArray(cols.deliverAt),
+      nullableNumberArray(dDeliverAt),
     ],
   });
   const pkById = new Map<string, number>();

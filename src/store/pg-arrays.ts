@@ -16,6 +16,18 @@ export function numberArray(values: readonly number[]): string {
   return `{${values.join(",")}}`;
 }
 
+/** `{1,NULL,3}` for float8[] with NULLs; every other value must be a finite number. */
+export function nullableNumberArray(values: readonly (number | null)[]): string {
+  const parts = new Array<string>(values.length);
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (v === null || v === undefined) parts[i] = "NULL";
+    else if (!Number.isFinite(v)) throw new TypeError(`not a finite number in an array parameter: ${v}`);
+    else parts[i] = String(v);
+  }
+  return `{${parts.join(",")}}`;
+}
+
 /** `{t,f}` for bool[]. */
 export function boolArray(values: readonly boolean[]): string {
   let out = "{";

@@ -14,6 +14,7 @@ import {
   countOwedDeliveries,
   expireDeliveries,
   nackDeliveries,
+  nextDueAfter,
   prefixUpperBound,
   RELEASE_CLAIMS_OF,
   REPLAY_BATCH,
@@ -61,6 +62,10 @@ export function statementCatalog(fx: BacklogFixture, sample: CatalogSample): Cat
           claimer: "bench/1",
           leaseUntil: lease,
         }),
+    },
+    {
+      name: "next due delivery (delayed messages, retries)",
+      run: (db) => nextDueAfter(db, [fx.group], new Date(fx.from.getTime() - MINUTE)),
     },
     {
       name: "expiry sweep (1,000 expired, oldest first)",

@@ -182,6 +182,8 @@ export function normalisedHeader(m: CommittableMessage): NormalisedHeader {
     createdAt: m.createdAt,
     properties: m.properties,
     snappy: m.snappy,
+    // Uncommitted messages cannot carry kiteq.deliverAt (refused at publish): due at the commit.
+    deliverAt: null,
   };
 }
 

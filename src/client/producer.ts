@@ -1,0 +1,302 @@
+/**
+ * The SDK producer: publishes to any broker serving the topic, retries a send whose broker
+ * failed on another one with the same header (messageId and createTime unchanged, so the
+ * broker's idempotency stores it once), and settles every send within `sendTimeoutMs`.
+ */
+import { ErrorCode, KiteqError, toKiteqError } from "../errors.js";
+import { type Logger, silentLogger } from "../log.js";
+import { type Header, TxStatus } from "../protocol/messages.js";
+import { type BrokerDirectory, createDirectory, type RegistrySpec } from "./directory.js";
+import { type OutgoingMessage, type SendResult, toWire } from "./message.js";
+import { BrokerPool } from "./pool.js";
+
+/** A local transaction's or a check-back's verdict. */
+export type TxOutcome = "commit" | "rollback";
+/** A check-back answer: "unknown" makes the broker ask again later. */
+export type TxCheckAnswer = TxOutcome | "unknown";
+
+/** Options of {@link createProducer}. */
+export interface ProducerOptions {
+  /** `zk://host:port[,host:port][?timeout=4s]`, a KiteQ registry YAML file, or `host:port` addresses. */
+  registry: RegistrySpec;
+  /** The publishing group (header.groupId; the broker asks this group's producers about 2PC messages). */
+  groupId: string;
+  secretKey?: string;
+  /** Topics this producer publishes to (brokers are discovered per topic). */
+  topics: readonly string[];
+  /** Every send resolves or rejects within this bound (default 15,000 ms). */
+  sendTimeoutMs?: number;
+  /** Bound of one connect or one publish attempt on one broker (default 5,000 ms). */
+  requestTimeoutMs?: number;
+  /** Heartbeat interval per connection (default 3,000 ms; 3 misses drop the connection). */
+  heartbeatMs?: number;
+  /** Snappy-compress bodies of at least this many bytes (default 0: never). */
+  compressAboveBytes?: number;
+  /** How long createProducer waits for a first broker connection (default 10,000 ms). */
+  connectTimeoutMs?: number;
+  /** ZooKeeper session timeout (default: the registry's `?timeout=`, else 10 s). */
+  zkSessionTimeoutMs?: number;
+  /** A pino logger (default: silent). */
+  logger?: Logger;
+}
+
+/** A producer; see {@link createProducer}. */
+export interface Producer {
+  /** Publish; resolves once the broker stored it (stored means durable: the broker's ack after commit). */
+  send(message: OutgoingMessage): Promise<SendResult>;
+  /**
+   * Two-phase commit: store `message` uncommitted, run `localTransaction`, then tell the broker
+   * to commit or roll back. A throw of the local transaction rolls back and is rethrown. Should
+   * the verdict be lost, the broker asks again (answered from memory, else by onTxCheck).
+   */
+  sendTx(
+    message: OutgoingMessage,
+    localTransaction: () => Promise<TxOutcome> | TxOutcome,
+  ): Promise<SendResult & { outcome: TxOutcome }>;
+  /** Answer the broker's check-backs about uncommitted messages of this group. */
+  onTxCheck(handler: (header: Readonly<Header>) => Promise<TxCheckAnswer> | TxCheckAnswer): void;
+  /** Wait for sends in flight to settle (bounded by sendTimeoutMs), then close every connection. */
+  close(): Promise<void>;
+}
+
+/** Verdicts remembered to answer check-backs whose TX_ACK was lost. */
+const REMEMBERED_VERDICTS = 10_000;
+
+/** Feedback texts of a store ack false that another attempt (or broker) may turn into success. */
+const RETRYABLE_FEEDBACK = /shutting down|retry later|store failed|busy/i;
+
+class SdkProducer implements Producer {
+  private readonly inFlight = new Set<Promise<unknown>>();
+  private readonly verdicts = new Map<string, TxOutcome>();
+  private checkHandler: ((header: Readonly<Header>) => Promise<TxCheckAnswer> | TxCheckAnswer) | undefined;
+  private closed = false;
+  readonly pool: BrokerPool;
+  private readonly sendTimeoutMs: number;
+  private readonly compressAboveBytes: number;
+
+  constructor(
+    private readonly options: ProducerOptions,
+    private readonly directory: BrokerDirectory,
+    private readonly logger: Logger,
+  ) {
+    this.sendTimeoutMs = options.sendTimeoutMs ?? 15_000;
+    this.compressAboveBytes = options.compressAboveBytes ?? 0;
+    this.pool = new BrokerPool({
+      groupId: options.groupId,
+      secretKey: options.secretKey,
+      logger,
+      heartbeatMs: options.heartbeatMs ?? 3_000,
+      requestTimeoutMs: options.requestTimeoutMs ?? 5_000,
+      reconnectMinMs: 100,
+      reconnectMaxMs: 5_000,
+      onTxCheck: (header) => this.answerCheck(header),
+    });
+  }
+
+  send(message: OutgoingMessage): Promise<SendResult> {
+    return this.track(async () => {
+      const { header, body } = this.prepare(message);
+      await this.publish(header, body);
+      return { messageId: header.messageId, createTime: header.createTime };
+    });
+  }
+
+  sendTx(
+    message: OutgoingMessage,
+    localTransaction: () => Promise<TxOutcome> | TxOutcome,
+  ): Promise<SendResult & { outcome: TxOutcome }> {
+    return this.track(async () => {
+      const { header, body } = this.prepare(message);
+      header.commit = false;
+      await this.publish(header, body);
+      let outcome: TxOutcome;
+      try {
+        outcome = (await localTransaction()) === "commit" ? "commit" : "rollback";
+      } catch (err) {
+        this.verdict(header, "rollback");
+        throw err;
+      }
+      this.verdict(header, outcome);
+      return { messageId: header.messageId, createTime: header.createTime, outcome };
+    });
+  }
+
+  onTxCheck(handler: (header: Readonly<Header>) => Promise<TxCheckAnswer> | TxCheckAnswer): void {
+    this.checkHandler = handler;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.allSettled([...this.inFlight]);
+    // TX_ACKs written in the last turn leave with the next flush.
+    await new Promise((r) => setTimeout(r, 20));
+    this.pool.close();
+    await this.directory.close();
+  }
+
+  private prepare(message: OutgoingMessage): ReturnType<typeof toWire> {
+    if (this.closed) throw new KiteqError(ErrorCode.ClientClosed, "producer closed");
+    if (!this.options.topics.includes(message.topic)) {
+      // Brokers are discovered per topic: one not listed would wait for sendTimeoutMs for nothing.
+      throw new KiteqError(
+        ErrorCode.ConfigInvalid,
+        `topic "${message.topic}" is not among the producer's topics (${this.options.topics.join(", ")})`,
+        { topic: message.topic, key: "topics" },
+      );
+    }
+    return toWire(message, this.options.groupId, this.compressAboveBytes);
+  }
+
+  private track<T>(work: () => Promise<T>): Promise<T> {
+    const p = work();
+    this.inFlight.add(p);
+    const forget = () => this.inFlight.delete(p);
+    p.then(forget, forget);
+    return p;
+  }
+
+  /** Remember the verdict and send it (TX_ACK) to a broker of the topic; a lost one is asked again. */
+  private verdict(header: Header, outcome: TxOutcome): void {
+    this.verdicts.set(header.messageId, outcome);
+    if (this.verdicts.size > REMEMBERED_VERDICTS) {
+      const oldest = this.verdicts.keys().next().value;
+      if (oldest !== undefined) this.verdicts.delete(oldest);
+    }
+    const target = this.pool.pick(header.topic, new Set());
+    const status = outcome === "commit" ? TxStatus.COMMIT : TxStatus.ROLLBACK;
+    target?.conn.sendTxAck(
+      header,
+      status,
+      `local transaction ${outcome === "commit" ? "committed" : "rolled back"}`,
+    );
+  }
+
+  private async answerCheck(header: Header): Promise<number> {
+    const known = this.verdicts.get(header.messageId);
+    let answer: TxCheckAnswer = known ?? "unknown";
+    if (known === undefined && this.checkHandler !== undefined) {
+      try {
+        answer = await this.checkHandler(header);
+      } catch (err) {
+        this.logger.warn({ messageId: header.messageId, err: String(err) }, "tx check handler failed");
+        answer = "unknown";
+      }
+    }
+    return answer === "commit"
+      ? TxStatus.COMMIT
+      : answer === "rollback"
+        ? TxStatus.ROLLBACK
+        : TxStatus.UNKNOWN;
+  }
+
+  /** Publish `header` on some broker of its topic until stored, refused for good, or out of time. */
+  private async publish(header: Header, body: Buffer | string): Promise<void> {
+    const started = Date.now();
+    const deadline = started + this.sendTimeoutMs;
+    const context = { messageId: header.messageId, topic: header.topic };
+    const avoid = new Set<string>();
+    let lastError: unknown;
+    let attempts = 0;
+    for (;;) {
+      const remaining = deadline - Date.now();
+      if (remaining <= 0) {
+        throw new KiteqError(
+          lastError === undefined ? ErrorCode.NoBroker : ErrorCode.Timeout,
+          lastError === undefined
+            ? `no broker of topic "${header.topic}" reachable within ${this.sendTimeoutMs} ms`
+            : `not stored within ${this.sendTimeoutMs} ms after ${attempts} attempt(s): ${String(lastError)}`,
+          { ...context, attempts },
+          { cause: lastError },
+        );
+      }
+      if (this.pool.isClosed) throw new KiteqError(ErrorCode.ClientClosed, "producer closed", context);
+      const target = this.pool.pick(header.topic, avoid);
+      if (target === undefined) {
+        await this.pool.waitChange(Math.min(remaining, 250));
+        continue;
+      }
+      attempts++;
+      try {
+        const ack = await withDeadline(target.conn.publish(header, body), remaining);
+        if (ack.status) return;
+        if (!RETRYABLE_FEEDBACK.test(ack.feedback)) {
+          throw new KiteqError(ErrorCode.SendRefused, ack.feedback, { ...context, broker: target.address });
+        }
+        lastError = new Error(`refused: ${ack.feedback}`);
+      } catch (err) {
+        if (err instanceof KiteqError && err.code === ErrorCode.SendRefused) throw err;
+        lastError = toKiteqError(err, { ...context, broker: target.address });
+        if (lastError instanceof KiteqError && lastError.code === ErrorCode.Timeout) {
+          this.pool.suspect(target.address, 2 * this.pool.options.requestTimeoutMs);
+        }
+      }
+      avoid.add(target.address);
+      this.logger.debug(
+        { ...context, broker: target.address, err: String(lastError) },
+        "send attempt failed",
+      );
+      await sleep(Math.min(50 * attempts, 500) * (0.5 + Math.random()));
+    }
+  }
+}
+
+function withDeadline<T>(p: Promise<T>, ms: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new KiteqError(ErrorCode.Timeout, `no store ack within ${ms} ms`)),
+      ms,
+    );
+    p.then(
+      (v) => {
+        clearTimeout(timer);
+        resolve(v);
+      },
+      (e: unknown) => {
+        clearTimeout(timer);
+        reject(e);
+      },
+    );
+  });
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/**
+ * Create a producer: discover the brokers of `topics` through `registry`, connect, and resolve
+ * once at least one broker is connected (else reject with KQ_NO_BROKER after connectTimeoutMs).
+ */
+export async function createProducer(options: ProducerOptions): Promise<Producer> {
+  if (options.topics.length === 0) {
+    throw new KiteqError(ErrorCode.ConfigInvalid, "createProducer: topics must name at least one topic", {
+      key: "topics",
+    });
+  }
+  const logger = (options.logger ?? silentLogger).child({ groupId: options.groupId, role: "producer" });
+  const directory = createDirectory(options.registry, logger, {
+    sessionTimeoutMs: options.zkSessionTimeoutMs,
+  });
+  const producer = new SdkProducer(options, directory, logger);
+  try {
+    await directory.start(options.topics, (brokers) => producer.pool.update(brokers));
+    await waitConnected(producer.pool, options.connectTimeoutMs ?? 10_000);
+  } catch (err) {
+    await producer.close().catch(() => undefined);
+    throw err;
+  }
+  return producer;
+}
+
+/** Resolve once `pool` has a connection, else reject with KQ_NO_BROKER after `ms`. */
+export async function waitConnected(pool: BrokerPool, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (pool.connections().length === 0) {
+    const remaining = deadline - Date.now();
+    if (remaining <= 0) {
+      throw new KiteqError(ErrorCode.NoBroker, `no broker connected within ${ms} ms`);
+    }
+    await pool.waitChange(Math.min(remaining, 250));
+  }
+}

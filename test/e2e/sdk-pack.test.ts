@@ -1,0 +1,87 @@
+/**
+ * The published package works: `npm pack` (prepack builds dist/), the tarball installed into an
+ * empty folder (from the npm cache: --prefer-offline), and a plain Node script there importing
+ * `kiteq-pg/client` sends and consumes through a running broker.
+ */
+import { execFile } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { BindType, createBinding } from "../../src/binding/binding.js";
+import { upsertBinding } from "../../src/store/bindings.js";
+import { type BrokerProcess, startBrokerProcess } from "../support/broker-process.js";
+import { createTestDatabase, type TestDatabase } from "../support/db.js";
+
+const run = promisify(execFile);
+const ROOT = path.resolve(import.meta.dirname, "../..");
+
+const SCRIPT = `
+import { createConsumer, createProducer } from "kiteq-pg/client";
+import { publishInTransaction } from "kiteq-pg/sql";
+const registry = process.argv[2];
+const got = new Set();
+const consumer = await createConsumer({
+  registry, groupId: "g-pack", bindings: [{ topic: "pack" }],
+  handler: (m) => { got.add(m.text()); return true; },
+});
+const producer = await createProducer({ registry, groupId: "p-pack", topics: ["pack"] });
+for (let i = 0; i < 10; i++) await producer.send({ topic: "pack", messageType: "m", body: "n" + i });
+const deadline = Date.now() + 10000;
+while (got.size < 10 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+await producer.close();
+await consumer.close();
+console.log(JSON.stringify({ received: got.size, sql: typeof publishInTransaction }));
+`;
+
+describe("e2e: npm pack, install, use kiteq-pg/client", () => {
+  let db: TestDatabase;
+  let broker: BrokerProcess;
+  let dir: string;
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    await upsertBinding(
+      db.pool,
+      createBinding({ groupId: "g-pack", topic: "pack", messageType: "*", bindType: BindType.Fanout }),
+      "cli",
+      new Date(),
+    );
+    broker = await startBrokerProcess(["--db", db.url, "--recieve-permits-per-second", "0"]);
+    dir = await mkdtemp(path.join(os.tmpdir(), "kiteq-pack-"));
+  });
+  afterAll(async () => {
+    await broker?.stop();
+    await db?.drop();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it("a script in an empty folder imports kiteq-pg/client from the packed tarball and round-trips 10 messages", async () => {
+    await run("npm", ["pack", "--pack-destination", dir], { cwd: ROOT, timeout: 120_000 });
+    const tarball = (await readdir(dir)).find((f) => f.endsWith(".tgz"));
+    expect(tarball).toBeDefined();
+    const app = path.join(dir, "app");
+    await run("mkdir", ["-p", app]);
+    await writeFile(
+      path.join(app, "package.json"),
+      JSON.stringify({ name: "app", private: true, type: "module" }),
+    );
+    await run(
+      "npm",
+      ["install", path.join(dir, tarball!), "--no-audit", "--no-fund", "--prefer-offline", "--omit=optional"],
+      { cwd: app, timeout: 180_000 },
+    );
+    await writeFile(path.join(app, "use.mjs"), SCRIPT);
+    const { stdout } = await run(process.execPath, ["use.mjs", `${broker.host}:${broker.port}`], {
+      cwd: app,
+      timeout: 30_000,
+    });
+    expect(JSON.parse(stdout.trim())).toEqual({ received: 10, sql: "function" });
+    // Types ship with it, for both entry points.
+    for (const entry of ["client", "sql"]) {
+      expect(existsSync(path.join(app, "node_modules/kiteq-pg/dist", entry, "index.d.ts"))).toBe(true);
+    }
+  }, 360_000);
+});

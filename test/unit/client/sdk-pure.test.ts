@@ -1,0 +1,130 @@
+/** Pure parts of the SDK: wire conversion, snappy, registry parsing, bindings. */
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { describe, expect, it } from "vitest";
+import { BindType } from "../../../src/binding/binding.js";
+import { toBinding } from "../../../src/client/consumer.js";
+import { createDirectory, parseZkRegistry } from "../../../src/client/directory.js";
+import { DELIVER_AT_PROPERTY, fromWire, toWire } from "../../../src/client/message.js";
+import { compressBody, decompressBody } from "../../../src/client/snappy.js";
+import { ErrorCode, KiteqError } from "../../../src/errors.js";
+import { silentLogger } from "../../../src/log.js";
+
+describe("SDK wire conversion", () => {
+  it("toWire: defaults, properties, deliverAt, expiredTime as Date", () => {
+    const at = new Date("2030-01-01T00:00:00Z");
+    const { header, body } = toWire(
+      { topic: "t", messageType: "m", body: "hi", properties: { a: "1" }, deliverAt: at, expiredTime: at },
+      "g",
+      0,
+    );
+    expect(header.messageId).toMatch(/^[0-9a-f]{32}$/);
+    expect(header.groupId).toBe("g");
+    expect(header.commit).toBe(true);
+    expect(header.snappy).toBe(false);
+    expect(header.expiredTime).toBe(at.getTime() / 1000);
+    expect(header.properties).toEqual([
+      { key: "a", value: "1" },
+      { key: DELIVER_AT_PROPERTY, value: String(at.getTime()) },
+    ]);
+    expect(body).toBe("hi");
+  });
+
+  it("toWire refuses a bad deliverAt with a typed error naming the field", () => {
+    const err = (() => {
+      try {
+        toWire({ topic: "t", messageType: "m", body: "x", deliverAt: Number.NaN }, "g", 0);
+      } catch (e) {
+        return e;
+      }
+    })();
+    expect(err).toBeInstanceOf(KiteqError);
+    expect((err as KiteqError).code).toBe(ErrorCode.MessageInvalid);
+    expect((err as KiteqError).context.key).toBe("deliverAt");
+  });
+
+  it("snappy both ways: strings as base64, bytes as bytes; compressed at the threshold only", () => {
+    const text = "abc".repeat(1000);
+    const small = toWire({ topic: "t", messageType: "m", body: "short" }, "g", 100);
+    expect(small.header.snappy).toBe(false);
+    const big = toWire({ topic: "t", messageType: "m", body: text }, "g", 100);
+    expect(big.header.snappy).toBe(true);
+    expect(typeof big.body).toBe("string");
+    expect((big.body as string).length).toBeLessThan(text.length);
+    let answered: boolean | undefined;
+    const m = fromWire(big.header, big.body, (ok) => {
+      answered = ok;
+    });
+    expect(m.text()).toBe(text);
+    m.nack();
+    expect(answered).toBe(false);
+    const bytes = Buffer.alloc(4096, 1);
+    expect(Buffer.compare(decompressBody(compressBody(bytes)) as Buffer, bytes)).toBe(0);
+    expect(() => decompressBody(Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f, 1]))).toThrow(KiteqError);
+  });
+});
+
+describe("SDK registry and bindings", () => {
+  it("parses zk:// with a session timeout", () => {
+    expect(parseZkRegistry("zk://127.0.0.1:2181,h2:2182?timeout=4s")).toEqual({
+      connectString: "127.0.0.1:2181,h2:2182",
+      sessionTimeoutMs: 4000,
+    });
+    expect(parseZkRegistry("zk://h?sessionTimeout=500ms").sessionTimeoutMs).toBe(500);
+    expect(() => parseZkRegistry("zk://h?bogus=1")).toThrow(KiteqError);
+  });
+
+  it("an address list serves every topic; a bad address is ConfigInvalid", async () => {
+    const d = createDirectory(["127.0.0.1:13800", "127.0.0.1:13801"], silentLogger);
+    let seen: ReadonlyMap<string, readonly string[]> | undefined;
+    await d.start(["a", "b"], (m) => {
+      seen = m;
+    });
+    expect(seen?.get("b")).toEqual(["127.0.0.1:13800", "127.0.0.1:13801"]);
+    expect(() => createDirectory("nonsense", silentLogger)).toThrow(KiteqError);
+  });
+
+  it("a KiteQ registry YAML file: each topic's brokers are those listing it", async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), "kiteq-sdk-"));
+    try {
+      const file = path.join(dir, "registry.yaml");
+      await writeFile(
+        file,
+        [
+          "brokers:",
+          '  - address: "127.0.0.1:13800"',
+          '    topics: ["trade", "user"]',
+          '  - address: "127.0.0.1:13801"',
+          '    topics: ["trade"]',
+          "",
+        ].join("\n"),
+      );
+      let seen: ReadonlyMap<string, readonly string[]> | undefined;
+      await createDirectory(file, silentLogger).start(["trade", "user"], (m) => {
+        seen = m;
+      });
+      expect(seen?.get("trade")).toEqual(["127.0.0.1:13800", "127.0.0.1:13801"]);
+      expect(seen?.get("user")).toEqual(["127.0.0.1:13800"]);
+      await createDirectory(`file://${file}`, silentLogger).start([], (m) => {
+        seen = m;
+      });
+      expect(seen?.get("")).toEqual(["127.0.0.1:13800", "127.0.0.1:13801"]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("binding specs become KiteQ bindings", () => {
+    expect(toBinding("g", { topic: "t" })).toMatchObject({
+      bindType: BindType.Fanout,
+      messageType: "*",
+      persistent: true,
+      watermark: 6000,
+    });
+    expect(toBinding("g", { topic: "t", messageType: "pay" }).bindType).toBe(BindType.Direct);
+    expect(toBinding("g", { topic: "t", messageType: "pay-.*", bindType: "regx" }).bindType).toBe(
+      BindType.Regx,
+    );
+  });
+});
