@@ -39,7 +39,10 @@ function connect(port: number): { socket: net.Socket; closed: Promise<number> } 
   socket.on("error", () => undefined);
   sockets.push(socket);
   const t0 = Date.now();
-  return { socket, closed: once(socket, "close").then(() => Date.now() - t0) };
+  // Not events.once: it rejects on 'error', and a peer reset (ECONNRESET after the server's
+  // destroy) is a close too.
+  const closed = new Promise<number>((resolve) => socket.once("close", () => resolve(Date.now() - t0)));
+  return { socket, closed };
 }
 
 const handshake = (groupId: string) =>
