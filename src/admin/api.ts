@@ -13,6 +13,7 @@ import { listBindings } from "../store/bindings.js";
 import { redriveDelivery } from "../store/deliveries.js";
 import { explainMessage } from "../store/explain.js";
 import { type DeadLetterCursor, type DeadLetterFilter, deadLetterPage, listNodes } from "../store/groups.js";
+import { DEFAULT_HISTORY_LIMIT, groupHistory } from "../store/history.js";
 import { type GroupRates, livenessOf, type Sample, type Sampler } from "./sampler.js";
 
 /** What the API knows about the node serving it. */
@@ -45,14 +46,18 @@ export class ApiError extends Error {
   }
 }
 
-const GROUP_PATH = /^\/api\/groups\/([^/]+)(\/dead-letters|\/redrive)?$/;
+const GROUP_PATH = /^\/api\/groups\/([^/]+)(\/dead-letters|\/redrive|\/history)?$/;
 const EXPLAIN_PATH = /^\/api\/messages\/([^/]+)\/explain$/;
 const MAX_BODY = 64 * 1024;
 
 /** Whether `path` is an API route (any method). */
 export function isApiPath(path: string): boolean {
   return (
-    path === "/api/overview" || path === "/api/groups" || GROUP_PATH.test(path) || EXPLAIN_PATH.test(path)
+    path === "/api/overview" ||
+    path === "/api/groups" ||
+    path === "/api/bindings" ||
+    GROUP_PATH.test(path) ||
+    EXPLAIN_PATH.test(path)
   );
 }
 
@@ -67,6 +72,7 @@ export async function handleApi(
   const get = method === "GET" || method === "HEAD";
   if (path === "/api/overview") return ok(get, () => overview(ctx));
   if (path === "/api/groups") return ok(get, () => groups(ctx));
+  if (path === "/api/bindings") return ok(get, async () => (await listBindings(ctx.pool)).map(bindingRow));
   const explain = EXPLAIN_PATH.exec(path);
   if (explain !== null) {
     return ok(get, async () => {
@@ -94,6 +100,10 @@ export async function handleApi(
       status: 200,
       body: await redrive(ctx, groupId, { ...queryObject(url), ...body }, who(req, body)),
     };
+  }
+  if (g[2] === "/history") {
+    // Any group id: a group no longer bound still has its history.
+    return ok(get, () => history(groupId, queryObject(url), ctx));
   }
   if (g[2] === "/dead-letters") {
     return ok(get, async () => {
@@ -187,6 +197,32 @@ async function overview(ctx: ApiContext) {
     rates: { ...rates.node, scope: "this node" },
     sampledAt: new Date(sample.at),
   };
+}
+
+/** A binding as stored (bindType as KiteQ's number), for `GET /api/bindings` and `bind list`. */
+function bindingRow(b: Binding) {
+  return {
+    groupId: b.groupId,
+    topic: b.topic,
+    messageType: b.messageType,
+    bindType: b.bindType,
+    version: b.version,
+    watermark: b.watermark,
+    persistent: b.persistent,
+  };
+}
+
+/** Most rows one `GET /api/groups/:group/history` returns (the CLI reads more from the database). */
+export const MAX_API_HISTORY_LIMIT = 100_000;
+
+async function history(groupId: string, q: Record<string, unknown>, ctx: ApiContext) {
+  const now = new Date();
+  if (str(q, "since", 64) === undefined) throw new ApiError(400, "since is required");
+  const since = time(q, "since", now, now);
+  const until = time(q, "until", now, now);
+  if (since >= until) throw new ApiError(400, "since must be before until");
+  const limit = int(q, "limit", DEFAULT_HISTORY_LIMIT, 1, MAX_API_HISTORY_LIMIT);
+  return groupHistory(ctx.pool, groupId, since, until, limit);
 }
 
 function bindingJson(b: Binding) {
