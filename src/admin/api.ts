@@ -12,9 +12,16 @@ import { parseTime } from "../cli/args.js";
 import { listBindings } from "../store/bindings.js";
 import { redriveDelivery } from "../store/deliveries.js";
 import { explainMessage } from "../store/explain.js";
-import { type DeadLetterCursor, type DeadLetterFilter, deadLetterPage, listNodes } from "../store/groups.js";
+import {
+  type DeadLetterCursor,
+  type DeadLetterFilter,
+  deadLetterPage,
+  listNodes,
+  type NodeRow,
+} from "../store/groups.js";
 import { DEFAULT_HISTORY_LIMIT, groupHistory } from "../store/history.js";
-import { type GroupRates, livenessOf, type Sample, type Sampler } from "./sampler.js";
+import { type ClusterView, clusterView } from "./cluster.js";
+import { livenessOf, type Sample, type Sampler } from "./sampler.js";
 
 /** What the API knows about the node serving it. */
 export interface ApiSource {
@@ -171,30 +178,47 @@ async function knownGroup(ctx: ApiContext, groupId: string): Promise<void> {
     throw new ApiError(404, `no group ${groupId}: not bound, nothing owed`);
 }
 
+/** The cluster view (see cluster.ts) at the sample's rates. */
+async function cluster(ctx: ApiContext, sample: Sample): Promise<{ view: ClusterView; rows: NodeRow[] }> {
+  const rows = await listNodes(ctx.pool);
+  const view = clusterView(
+    rows,
+    {
+      nodeId: ctx.source.nodeId,
+      version: ctx.source.version,
+      consumers: ctx.source.consumers(),
+      rates: ctx.sampler.rates(sample),
+    },
+    Date.now(),
+  );
+  return { view, rows };
+}
+
 async function overview(ctx: ApiContext) {
-  const [sample, nodes, bindings] = await Promise.all([
-    ctx.sampler.latest(),
-    listNodes(ctx.pool),
-    listBindings(ctx.pool),
-  ]);
+  const [sample, bindings] = await Promise.all([ctx.sampler.latest(), listBindings(ctx.pool)]);
+  const { view, rows } = await cluster(ctx, sample);
   const now = Date.now();
-  const rates = ctx.sampler.rates(sample);
   const topics = [...new Set([...ctx.source.topics, ...bindings.map((b) => b.topic)])].sort();
   let owed = 0;
   for (const g of sample.groups.values()) owed += g.owed;
   return {
     node: { nodeId: ctx.source.nodeId, version: ctx.source.version, startedAt: ctx.source.startedAt },
-    nodes: nodes.map((n) => ({
-      ...n,
+    nodes: rows.map((n) => ({
+      nodeId: n.nodeId,
+      address: n.address,
+      startedAt: n.startedAt,
+      heartbeatAt: n.heartbeatAt,
+      stoppedAt: n.stoppedAt,
       liveness: livenessOf(n, now),
       self: n.nodeId === ctx.source.nodeId,
-      version: n.nodeId === ctx.source.nodeId ? ctx.source.version : null,
+      version: view.versions.get(n.nodeId) ?? null,
+      rates: view.nodes.get(n.nodeId)?.rates ?? null,
     })),
     topics,
     groups: sample.groups.size,
     owed,
     pendingTransactions: sample.pendingTransactions,
-    rates: { ...rates.node, scope: "this node" },
+    rates: { ...view.rates, scope: "cluster" },
     sampledAt: new Date(sample.at),
   };
 }
@@ -238,7 +262,7 @@ function bindingJson(b: Binding) {
 function groupJson(
   groupId: string,
   sample: Sample,
-  rates: Map<string, GroupRates>,
+  view: ClusterView,
   bindings: readonly Binding[],
   ctx: ApiContext,
 ) {
@@ -250,28 +274,34 @@ function groupJson(
     inFlight: g?.inFlight ?? 0,
     oldestOwedAgeSeconds: g?.oldestOwedAgeSeconds ?? 0,
     deadLetters: g?.deadLetters ?? 0,
-    rates: rates.get(groupId) ?? { delivered: 0, acked: 0, nacked: 0, deadLettered: 0, redelivered: 0 },
-    consumers: { [ctx.source.nodeId]: ctx.source.consumers().get(groupId) ?? 0 },
+    rates: view.groupRates.get(groupId) ?? {
+      delivered: 0,
+      acked: 0,
+      nacked: 0,
+      deadLettered: 0,
+      redelivered: 0,
+    },
+    consumers: { [ctx.source.nodeId]: 0, ...view.consumers.get(groupId) },
   };
 }
 
 async function groups(ctx: ApiContext) {
   const [sample, bindings] = await Promise.all([ctx.sampler.latest(), listBindings(ctx.pool)]);
-  const { groups: rates } = ctx.sampler.rates(sample);
+  const { view } = await cluster(ctx, sample);
   const ids = [...new Set([...sample.groups.keys(), ...bindings.map((b) => b.groupId)])];
-  const list = ids.map((id) => groupJson(id, sample, rates, bindings, ctx));
+  const list = ids.map((id) => groupJson(id, sample, view, bindings, ctx));
   list.sort((a, b) => b.oldestOwedAgeSeconds - a.oldestOwedAgeSeconds || a.groupId.localeCompare(b.groupId));
   return {
     sampledAt: new Date(sample.at),
-    ratesScope: "this node",
-    consumersScope: "this node",
+    ratesScope: "cluster",
+    consumersScope: "cluster",
     groups: list,
   };
 }
 
 async function groupDetail(ctx: ApiContext, groupId: string) {
   const [sample, bindings] = await Promise.all([ctx.sampler.latest(), listBindings(ctx.pool)]);
-  const { groups: rates } = ctx.sampler.rates(sample);
+  const { view } = await cluster(ctx, sample);
   const history = ctx.sampler.history();
   const series = history.map((s, i) => {
     const g = s.groups.get(groupId);
@@ -288,7 +318,7 @@ async function groupDetail(ctx: ApiContext, groupId: string) {
       acked: rate(g?.acked, prev?.acked),
     };
   });
-  return { ...groupJson(groupId, sample, rates, bindings, ctx), sampledAt: new Date(sample.at), series };
+  return { ...groupJson(groupId, sample, view, bindings, ctx), sampledAt: new Date(sample.at), series };
 }
 
 function str(q: Record<string, unknown>, name: string, max = 256): string | undefined {

@@ -182,7 +182,7 @@ describe("e2e: admin JSON API", () => {
     ]);
     expect(body.topics).toEqual(["audit", "orders", "payments"]);
     expect(body.owed).toBe(3);
-    expect(body.rates).toMatchObject({ publishPerSecond: 0, pushPerSecond: 0, scope: "this node" });
+    expect(body.rates).toMatchObject({ publishPerSecond: 0, pushPerSecond: 0, scope: "cluster" });
   });
 
   it("GET /api/groups: owed, in flight, oldest owed age, bindings, consumers; the most behind first", async () => {
