@@ -99,7 +99,7 @@ export const bindRemoveCommand: Command = {
 export const bindListCommand: Command = {
   name: "bind list",
   summary: "list the bindings (--json: KiteQ's binding JSON)",
-  usage: ["bind list [--json]"],
+  usage: ["bind list [--json] [--verbose]"],
   flags: ["json"],
   async run(ctx) {
     const { args, out } = ctx;

@@ -12,7 +12,11 @@ import { formatJson, formatTable, type Output } from "./output.js";
 export const explainCommand: Command = {
   name: "explain",
   summary: "the state of a message for every group, in words, with its history",
-  usage: ["explain <messageId> [--json]   (or --message-id ID)"],
+  usage: [
+    "explain <messageId> [--json] [--verbose]   (or --message-id ID)",
+    "  read through the running broker's admin API (--admin, --admin-token) when it answers, else the database;",
+    "  --verbose says which on stderr",
+  ],
   flags: ["message-id", "json"],
   argument: "messageId",
   async run(ctx) {

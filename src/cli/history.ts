@@ -21,10 +21,11 @@ export const historyCommand: Command = {
   name: "history",
   summary: "every event of a message, or what a group received between two times",
   usage: [
-    "history --message-id ID [--json]",
-    "history --group G --since T [--until T] [--limit N] [--json]",
+    "history --message-id ID [--json] [--verbose]",
+    "history --group G --since T [--until T] [--limit N] [--json] [--verbose]",
     "  T: ISO 8601 (2026-05-01T12:00:00Z), now, or a duration ago (90s, 15m, 2h, 7d); --until defaults to now;",
-    "  the range is [since, until)",
+    "  the range is [since, until); read through the running broker's admin API (--admin, --admin-token)",
+    "  when it answers, else the database; --verbose says which on stderr",
   ],
   flags: ["message-id", "group", "since", "until", "limit", "json"],
   async run(ctx) {
