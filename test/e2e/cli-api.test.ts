@@ -167,6 +167,22 @@ describe("e2e: CLI read commands through the admin API", () => {
     expect(strip(a.stdout)).toMatchObject({ groups: [{ groupId: group, state: "dead_lettered" }] });
   });
 
+  it("through the API the database is not needed at all", async () => {
+    const r = await cli(
+      [
+        "explain",
+        messageId,
+        "--db",
+        "postgres://nobody:x@127.0.0.1:1/none",
+        "--admin",
+        `127.0.0.1:${adminPort}`,
+      ],
+      { KITEQ_ADMIN_TOKEN: TOKEN },
+    );
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain(`group ${group}:`);
+  });
+
   it("an unknown message: exit 1 and one line, through the API too", async () => {
     const unknown = "0".repeat(32);
     const a = await viaApi("explain", unknown);
@@ -198,5 +214,9 @@ describe("e2e: CLI read commands through the admin API", () => {
     expect(r.code).toBe(0);
     expect(r.stderr).toContain("read from the database");
     expect(r.stdout).toContain(group);
+    const disabled = await cli(["bind", "list", "--db", db.url, "--admin", "0", "--verbose"]);
+    expect(disabled.code).toBe(0);
+    expect(disabled.stderr).toContain("read from the database");
+    expect(disabled.stdout).toBe(r.stdout);
   });
 });
