@@ -12,8 +12,16 @@ import { parseTime } from "../cli/args.js";
 import { listBindings } from "../store/bindings.js";
 import { redriveDelivery } from "../store/deliveries.js";
 import { explainMessage } from "../store/explain.js";
-import { type DeadLetterCursor, type DeadLetterFilter, deadLetterPage, listNodes } from "../store/groups.js";
-import { type GroupRates, livenessOf, type Sample, type Sampler } from "./sampler.js";
+import {
+  type DeadLetterCursor,
+  type DeadLetterFilter,
+  deadLetterPage,
+  listNodes,
+  type NodeRow,
+} from "../store/groups.js";
+import { DEFAULT_HISTORY_LIMIT, groupHistory } from "../store/history.js";
+import { type ClusterView, clusterView } from "./cluster.js";
+import { livenessOf, type Sample, type Sampler } from "./sampler.js";
 
 /** What the API knows about the node serving it. */
 export interface ApiSource {
@@ -45,14 +53,18 @@ export class ApiError extends Error {
   }
 }
 
-const GROUP_PATH = /^\/api\/groups\/([^/]+)(\/dead-letters|\/redrive)?$/;
+const GROUP_PATH = /^\/api\/groups\/([^/]+)(\/dead-letters|\/redrive|\/history)?$/;
 const EXPLAIN_PATH = /^\/api\/messages\/([^/]+)\/explain$/;
 const MAX_BODY = 64 * 1024;
 
 /** Whether `path` is an API route (any method). */
 export function isApiPath(path: string): boolean {
   return (
-    path === "/api/overview" || path === "/api/groups" || GROUP_PATH.test(path) || EXPLAIN_PATH.test(path)
+    path === "/api/overview" ||
+    path === "/api/groups" ||
+    path === "/api/bindings" ||
+    GROUP_PATH.test(path) ||
+    EXPLAIN_PATH.test(path)
   );
 }
 
@@ -67,6 +79,7 @@ export async function handleApi(
   const get = method === "GET" || method === "HEAD";
   if (path === "/api/overview") return ok(get, () => overview(ctx));
   if (path === "/api/groups") return ok(get, () => groups(ctx));
+  if (path === "/api/bindings") return ok(get, async () => (await listBindings(ctx.pool)).map(bindingRow));
   const explain = EXPLAIN_PATH.exec(path);
   if (explain !== null) {
     return ok(get, async () => {
@@ -94,6 +107,10 @@ export async function handleApi(
       status: 200,
       body: await redrive(ctx, groupId, { ...queryObject(url), ...body }, who(req, body)),
     };
+  }
+  if (g[2] === "/history") {
+    // Any group id: a group no longer bound still has its history.
+    return ok(get, () => history(groupId, queryObject(url), ctx));
   }
   if (g[2] === "/dead-letters") {
     return ok(get, async () => {
@@ -161,32 +178,75 @@ async function knownGroup(ctx: ApiContext, groupId: string): Promise<void> {
     throw new ApiError(404, `no group ${groupId}: not bound, nothing owed`);
 }
 
+/** The cluster view (see cluster.ts) at the sample's rates. */
+async function cluster(ctx: ApiContext, sample: Sample): Promise<{ view: ClusterView; rows: NodeRow[] }> {
+  const rows = await listNodes(ctx.pool);
+  const view = clusterView(
+    rows,
+    {
+      nodeId: ctx.source.nodeId,
+      version: ctx.source.version,
+      consumers: ctx.source.consumers(),
+      rates: ctx.sampler.rates(sample),
+    },
+    Date.now(),
+  );
+  return { view, rows };
+}
+
 async function overview(ctx: ApiContext) {
-  const [sample, nodes, bindings] = await Promise.all([
-    ctx.sampler.latest(),
-    listNodes(ctx.pool),
-    listBindings(ctx.pool),
-  ]);
+  const [sample, bindings] = await Promise.all([ctx.sampler.latest(), listBindings(ctx.pool)]);
+  const { view, rows } = await cluster(ctx, sample);
   const now = Date.now();
-  const rates = ctx.sampler.rates(sample);
   const topics = [...new Set([...ctx.source.topics, ...bindings.map((b) => b.topic)])].sort();
   let owed = 0;
   for (const g of sample.groups.values()) owed += g.owed;
   return {
     node: { nodeId: ctx.source.nodeId, version: ctx.source.version, startedAt: ctx.source.startedAt },
-    nodes: nodes.map((n) => ({
-      ...n,
+    nodes: rows.map((n) => ({
+      nodeId: n.nodeId,
+      address: n.address,
+      startedAt: n.startedAt,
+      heartbeatAt: n.heartbeatAt,
+      stoppedAt: n.stoppedAt,
       liveness: livenessOf(n, now),
       self: n.nodeId === ctx.source.nodeId,
-      version: n.nodeId === ctx.source.nodeId ? ctx.source.version : null,
+      version: view.versions.get(n.nodeId) ?? null,
+      rates: view.nodes.get(n.nodeId)?.rates ?? null,
     })),
     topics,
     groups: sample.groups.size,
     owed,
     pendingTransactions: sample.pendingTransactions,
-    rates: { ...rates.node, scope: "this node" },
+    rates: { ...view.rates, scope: "cluster" },
     sampledAt: new Date(sample.at),
   };
+}
+
+/** A binding as stored (bindType as KiteQ's number), for `GET /api/bindings` and `bind list`. */
+function bindingRow(b: Binding) {
+  return {
+    groupId: b.groupId,
+    topic: b.topic,
+    messageType: b.messageType,
+    bindType: b.bindType,
+    version: b.version,
+    watermark: b.watermark,
+    persistent: b.persistent,
+  };
+}
+
+/** Most rows one `GET /api/groups/:group/history` returns (the CLI reads more from the database). */
+export const MAX_API_HISTORY_LIMIT = 100_000;
+
+async function history(groupId: string, q: Record<string, unknown>, ctx: ApiContext) {
+  const now = new Date();
+  if (str(q, "since", 64) === undefined) throw new ApiError(400, "since is required");
+  const since = time(q, "since", now, now);
+  const until = time(q, "until", now, now);
+  if (since >= until) throw new ApiError(400, "since must be before until");
+  const limit = int(q, "limit", DEFAULT_HISTORY_LIMIT, 1, MAX_API_HISTORY_LIMIT);
+  return groupHistory(ctx.pool, groupId, since, until, limit);
 }
 
 function bindingJson(b: Binding) {
@@ -202,7 +262,7 @@ function bindingJson(b: Binding) {
 function groupJson(
   groupId: string,
   sample: Sample,
-  rates: Map<string, GroupRates>,
+  view: ClusterView,
   bindings: readonly Binding[],
   ctx: ApiContext,
 ) {
@@ -214,28 +274,34 @@ function groupJson(
     inFlight: g?.inFlight ?? 0,
     oldestOwedAgeSeconds: g?.oldestOwedAgeSeconds ?? 0,
     deadLetters: g?.deadLetters ?? 0,
-    rates: rates.get(groupId) ?? { delivered: 0, acked: 0, nacked: 0, deadLettered: 0, redelivered: 0 },
-    consumers: { [ctx.source.nodeId]: ctx.source.consumers().get(groupId) ?? 0 },
+    rates: view.groupRates.get(groupId) ?? {
+      delivered: 0,
+      acked: 0,
+      nacked: 0,
+      deadLettered: 0,
+      redelivered: 0,
+    },
+    consumers: { [ctx.source.nodeId]: 0, ...view.consumers.get(groupId) },
   };
 }
 
 async function groups(ctx: ApiContext) {
   const [sample, bindings] = await Promise.all([ctx.sampler.latest(), listBindings(ctx.pool)]);
-  const { groups: rates } = ctx.sampler.rates(sample);
+  const { view } = await cluster(ctx, sample);
   const ids = [...new Set([...sample.groups.keys(), ...bindings.map((b) => b.groupId)])];
-  const list = ids.map((id) => groupJson(id, sample, rates, bindings, ctx));
+  const list = ids.map((id) => groupJson(id, sample, view, bindings, ctx));
   list.sort((a, b) => b.oldestOwedAgeSeconds - a.oldestOwedAgeSeconds || a.groupId.localeCompare(b.groupId));
   return {
     sampledAt: new Date(sample.at),
-    ratesScope: "this node",
-    consumersScope: "this node",
+    ratesScope: "cluster",
+    consumersScope: "cluster",
     groups: list,
   };
 }
 
 async function groupDetail(ctx: ApiContext, groupId: string) {
   const [sample, bindings] = await Promise.all([ctx.sampler.latest(), listBindings(ctx.pool)]);
-  const { groups: rates } = ctx.sampler.rates(sample);
+  const { view } = await cluster(ctx, sample);
   const history = ctx.sampler.history();
   const series = history.map((s, i) => {
     const g = s.groups.get(groupId);
@@ -252,7 +318,7 @@ async function groupDetail(ctx: ApiContext, groupId: string) {
       acked: rate(g?.acked, prev?.acked),
     };
   });
-  return { ...groupJson(groupId, sample, rates, bindings, ctx), sampledAt: new Date(sample.at), series };
+  return { ...groupJson(groupId, sample, view, bindings, ctx), sampledAt: new Date(sample.at), series };
 }
 
 function str(q: Record<string, unknown>, name: string, max = 256): string | undefined {

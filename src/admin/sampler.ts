@@ -28,7 +28,7 @@ export interface GroupSample {
   deadLetters: number;
 }
 
-/** Node liveness as the nodes table says (a node heartbeats every 10 s). */
+/** Node liveness as the nodes table says (a node heartbeats every 5 s, HEARTBEAT_INTERVAL_MS). */
 export type Liveness = "alive" | "unresponsive" | "stopped";
 
 /** A heartbeat older than this marks a node unresponsive. */

@@ -15,6 +15,7 @@ import {
 } from "../binding/binding.js";
 import { ErrorCode, KiteqError } from "../errors.js";
 import { listBindings, removeBindings, upsertBinding } from "../store/bindings.js";
+import { readThrough } from "./admin-client.js";
 import { UsageError } from "./args.js";
 import type { Command } from "./command.js";
 import { formatTable } from "./output.js";
@@ -98,10 +99,15 @@ export const bindRemoveCommand: Command = {
 export const bindListCommand: Command = {
   name: "bind list",
   summary: "list the bindings (--json: KiteQ's binding JSON)",
-  usage: ["bind list [--json]"],
+  usage: ["bind list [--json] [--verbose]"],
   flags: ["json"],
-  async run({ config, log, args, out }) {
-    const bindings = await withStore(config, log, (pool) => listBindings(pool));
+  async run(ctx) {
+    const { args, out } = ctx;
+    const bindings = await readThrough(
+      ctx,
+      async (api) => (await api.get<Binding[]>("/api/bindings")) ?? [],
+      (pool) => listBindings(pool),
+    );
     if (args.has("json")) {
       out.out(bindingsToJson(bindings));
       return 0;

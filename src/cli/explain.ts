@@ -3,19 +3,24 @@
  * (src/store/explain.ts derives it).
  */
 import { explainMessage, type MessageExplanation } from "../store/explain.js";
+import { readThrough } from "./admin-client.js";
 import { isMessageId, UsageError } from "./args.js";
 import type { Command } from "./command.js";
 import { formatJson, formatTable, type Output } from "./output.js";
-import { withStore } from "./store.js";
 
 /** `explain`: why a message is (not) delivered, group by group. */
 export const explainCommand: Command = {
   name: "explain",
   summary: "the state of a message for every group, in words, with its history",
-  usage: ["explain <messageId> [--json]   (or --message-id ID)"],
+  usage: [
+    "explain <messageId> [--json] [--verbose]   (or --message-id ID)",
+    "  read through the running broker's admin API (--admin, --admin-token) when it answers, else the database;",
+    "  --verbose says which on stderr",
+  ],
   flags: ["message-id", "json"],
   argument: "messageId",
-  async run({ config, log, args, out, argument }) {
+  async run(ctx) {
+    const { args, out, argument } = ctx;
     if (argument !== undefined && args.has("message-id")) {
       throw new UsageError("explain: give the message id once (argument or --message-id)");
     }
@@ -24,7 +29,11 @@ export const explainCommand: Command = {
       throw new UsageError(`explain: the message id must be 32 hexadecimal characters, got "${raw}"`);
     }
     const messageId = raw.trim().toLowerCase();
-    const explanation = await withStore(config, log, (pool) => explainMessage(pool, messageId));
+    const explanation = await readThrough(
+      ctx,
+      (api) => api.get<MessageExplanation>(`/api/messages/${messageId}/explain`),
+      (pool) => explainMessage(pool, messageId),
+    );
     if (explanation === null) {
       out.err(`kiteq-pg: no message ${messageId} in the history`);
       return 1;

@@ -2,36 +2,45 @@
  * `kiteq-pg history`: what happened to one message, or what one group received in a time range,
  * read from the history tables (src/store/history.ts holds the two queries).
  */
+
+import { MAX_API_HISTORY_LIMIT } from "../admin/api.js";
 import {
   DEFAULT_HISTORY_LIMIT,
+  type GroupEvent,
   groupHistory,
   type MessageHistory,
   messageHistory,
 } from "../store/history.js";
+import { readThrough } from "./admin-client.js";
 import { UsageError } from "./args.js";
 import type { Command } from "./command.js";
 import { formatJson, formatTable, type Output } from "./output.js";
-import { withStore } from "./store.js";
 
 /** `history`: by message id, or by group and time range. */
 export const historyCommand: Command = {
   name: "history",
   summary: "every event of a message, or what a group received between two times",
   usage: [
-    "history --message-id ID [--json]",
-    "history --group G --since T [--until T] [--limit N] [--json]",
+    "history --message-id ID [--json] [--verbose]",
+    "history --group G --since T [--until T] [--limit N] [--json] [--verbose]",
     "  T: ISO 8601 (2026-05-01T12:00:00Z), now, or a duration ago (90s, 15m, 2h, 7d); --until defaults to now;",
-    "  the range is [since, until)",
+    "  the range is [since, until); read through the running broker's admin API (--admin, --admin-token)",
+    "  when it answers, else the database; --verbose says which on stderr",
   ],
   flags: ["message-id", "group", "since", "until", "limit", "json"],
-  async run({ config, log, args, out }) {
+  async run(ctx) {
+    const { args, out } = ctx;
     const json = args.has("json");
     if (args.has("message-id")) {
       if (args.has("group") || args.has("since") || args.has("until")) {
         throw new UsageError("history: give either --message-id or --group with --since, not both");
       }
       const messageId = args.messageId();
-      const history = await withStore(config, log, (pool) => messageHistory(pool, messageId));
+      const history = await readThrough(
+        ctx,
+        (api) => api.get<MessageHistory>(`/messages/${messageId}`),
+        (pool) => messageHistory(pool, messageId),
+      );
       if (history === null) {
         out.err(`kiteq-pg: no message ${messageId} in the history`);
         return 1;
@@ -46,7 +55,20 @@ export const historyCommand: Command = {
     const until = args.time("until", now, now);
     const limit = args.int("limit", DEFAULT_HISTORY_LIMIT, 1);
     if (since >= until) throw new UsageError("history: --since must be before --until");
-    const rows = await withStore(config, log, (pool) => groupHistory(pool, groupId, since, until, limit));
+    const query = new URLSearchParams({
+      since: since.toISOString(),
+      until: until.toISOString(),
+      limit: String(limit),
+    });
+    const rows = await readThrough(
+      ctx,
+      limit > MAX_API_HISTORY_LIMIT
+        ? null
+        : async (api) =>
+            (await api.get<GroupEvent[]>(`/api/groups/${encodeURIComponent(groupId)}/history?${query}`)) ??
+            [],
+      (pool) => groupHistory(pool, groupId, since, until, limit),
+    );
     if (json) {
       out.out(formatJson(rows));
     } else if (rows.length === 0) {

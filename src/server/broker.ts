@@ -4,6 +4,7 @@
  */
 import path from "node:path";
 import type pg from "pg";
+import { buildNodeStats } from "../admin/cluster.js";
 import { type AdminServer, startAdminServer } from "../admin/index.js";
 import { BROKER_VERSION } from "../admin/version.js";
 import type { BrokerConfig } from "../config/types.js";
@@ -19,7 +20,7 @@ import { BROKER_POOL_SETTINGS, createPool, ensurePartitions, runMigrations } fro
 import { type EmbeddedPostgresServer, startEmbeddedPostgres } from "../store/embedded.js";
 import { cancelStatementsOf } from "../store/liveness.js";
 import { insertPublishBatch } from "../store/messages.js";
-import { heartbeatNode, markNodeStopped, registerNode } from "../store/nodes.js";
+import { HEARTBEAT_INTERVAL_MS, heartbeatNode, markNodeStopped, registerNode } from "../store/nodes.js";
 import { listenForWakeups, type WakeSource } from "../store/notifications.js";
 import { createTransactions, type Transactions } from "../tx/transactions.js";
 import { secretChecker } from "./auth.js";
@@ -157,11 +158,26 @@ export class Broker {
     const address = await this.server.listen(config.bind.host, config.bind.port);
     Object.assign(this.address, address);
     await registerNode(pool, config.nodeId, `${address.host}:${address.port}`, new Date());
-    const heartbeat = setInterval(() => {
-      heartbeatNode(pool, config.nodeId, new Date()).catch((err: Error) =>
+    // Every heartbeat carries the node's stats snapshot (version, consumers and counters per
+    // group): the admin API of any node shows the whole cluster from them (admin/cluster.ts).
+    const beat = () =>
+      heartbeatNode(
+        pool,
+        config.nodeId,
+        new Date(),
+        buildNodeStats({
+          at: Date.now(),
+          version: BROKER_VERSION,
+          published: this.publisher.counters.accepted,
+          pushed: this.dispatcher.counters.pushed,
+          counters: this.dispatcher.groupCounters.all(),
+          consumers: this.dispatcher.consumerCounts(),
+        }),
+      ).catch((err: Error) =>
         log.warn({ err: err.message, code: "KQ_STORE_FAILED" }, "node heartbeat not written"),
       );
-    }, 10_000);
+    await beat();
+    const heartbeat = setInterval(() => void beat(), HEARTBEAT_INTERVAL_MS);
     heartbeat.unref();
     this.cleanups.unshift(async () => {
       clearInterval(heartbeat);

@@ -5,12 +5,13 @@
  * statement has an index path (they are in the plan catalogue).
  */
 import type pg from "pg";
+import type { NodeStatsPair } from "./nodes.js";
 
 type Queryable = pg.Pool | pg.PoolClient;
 
 /** Every node that ever ran on this database. */
 export const LIST_NODES_SQL = `
-SELECT node_id, address, started_at, heartbeat_at, stopped_at FROM nodes ORDER BY node_id`;
+SELECT node_id, address, started_at, heartbeat_at, stopped_at, stats FROM nodes ORDER BY node_id`;
 
 /** A node as the nodes table knows it. */
 export interface NodeRow {
@@ -19,6 +20,8 @@ export interface NodeRow {
   startedAt: Date;
   heartbeatAt: Date;
   stoppedAt: Date | null;
+  /** Its last two heartbeat snapshots (null before its first heartbeat with stats). */
+  stats: NodeStatsPair | null;
 }
 
 /** The nodes table. */
@@ -30,6 +33,7 @@ export async function listNodes(db: Queryable): Promise<NodeRow[]> {
     startedAt: r.started_at,
     heartbeatAt: r.heartbeat_at,
     stoppedAt: r.stopped_at,
+    stats: r.stats ?? null,
   }));
 }
 

@@ -10,6 +10,7 @@ import {
   boolean,
   index,
   integer,
+  jsonb,
   pgEnum,
   pgTable,
   primaryKey,
@@ -93,6 +94,8 @@ export const nodes = pgTable("nodes", {
   claimer: text("claimer"),
   /** pg_postmaster_start_time() when the node took its liveness lock. */
   lockEpoch: tz("lock_epoch"),
+  /** Its last two heartbeat snapshots (version, consumers and counters per group; see store/nodes.ts). */
+  stats: jsonb("stats"),
 });
 
 /**

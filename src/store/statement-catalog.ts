@@ -22,9 +22,16 @@ import {
   renewLeases,
 } from "./deliveries.js";
 import { explainMessage } from "./explain.js";
-import { countDeadLetters, countPendingTransactions, deadLetterPage, groupBacklogs } from "./groups.js";
+import {
+  countDeadLetters,
+  countPendingTransactions,
+  deadLetterPage,
+  groupBacklogs,
+  listNodes,
+} from "./groups.js";
 import { deadLetters, groupHistory, messageHistory } from "./history.js";
 import { claimerLiveness, RELEASE_CLAIMER_BATCH } from "./liveness.js";
+import { heartbeatNode } from "./nodes.js";
 import { claimDueTxChecks, giveUpTransactions, nextTxCheckTime, releaseTxClaimsOf } from "./transactions.js";
 
 /** Rows sampled from the backlog for the statements (see sampleBacklog). */
@@ -207,6 +214,20 @@ export function statementCatalog(fx: BacklogFixture, sample: CatalogSample): Cat
       name: "dead letters of a group (first 1,000)",
       run: (db) => deadLetters(db, fx.group, fx.from, now, 1000),
     },
+    {
+      name: "node heartbeat with its stats snapshot (primary key; nodes is tiny)",
+      run: (db) =>
+        heartbeatNode(db, "bench", now, {
+          at: now.getTime(),
+          version: "bench",
+          published: 1,
+          pushed: 1,
+          groups: {
+            [fx.group]: { consumers: 1, pushed: 1, redelivered: 0, acked: 1, nacked: 0, deadLettered: 0 },
+          },
+        }),
+    },
+    { name: "nodes with their stats (admin API; nodes is tiny)", run: (db) => listNodes(db) },
   ];
 }
 

@@ -182,7 +182,7 @@ describe("e2e: admin JSON API", () => {
     ]);
     expect(body.topics).toEqual(["audit", "orders", "payments"]);
     expect(body.owed).toBe(3);
-    expect(body.rates).toMatchObject({ publishPerSecond: 0, pushPerSecond: 0, scope: "this node" });
+    expect(body.rates).toMatchObject({ publishPerSecond: 0, pushPerSecond: 0, scope: "cluster" });
   });
 
   it("GET /api/groups: owed, in flight, oldest owed age, bindings, consumers; the most behind first", async () => {
@@ -359,5 +359,37 @@ describe("e2e: admin JSON API", () => {
     expect(groups.find((g) => g.groupId === "dx")).toMatchObject({ state: "dead_lettered" });
     expect((await json("/api/messages/xyz/explain")).status).toBe(400);
     expect((await json(`/api/messages/${"0".repeat(32)}/explain`)).status).toBe(404);
+  });
+
+  it("GET /api/groups/:group/history: a group's events in [since, until), limited; 400 for bad input", async () => {
+    const ids = await deadLetter("hx", "orders", 2, "nope");
+    const res = await api("/api/groups/hx/history?since=1h&limit=100");
+    expect(res.status).toBe(200);
+    const rows = (await res.json()) as { messageId: string; kind: string; at: string }[];
+    expect(new Set(rows.map((r) => r.messageId))).toEqual(new Set(ids));
+    expect(rows.map((r) => r.kind)).toContain("dead_lettered");
+    const one = (await (await api("/api/groups/hx/history?since=1h&limit=1")).json()) as unknown[];
+    expect(one).toHaveLength(1);
+    expect((await json("/api/groups/hx/history")).status).toBe(400);
+    expect((await json("/api/groups/hx/history?since=yesterday")).status).toBe(400);
+    expect((await json("/api/groups/hx/history?since=2h&until=3h")).status).toBe(400);
+    expect((await json("/api/groups/hx/history?since=1h&limit=0")).status).toBe(400);
+    expect((await json("/api/groups/hx/history?since=1h", { method: "POST" })).status).toBe(405);
+  });
+
+  it("GET /api/bindings: every binding as stored", async () => {
+    const res = await api("/api/bindings");
+    expect(res.status).toBe(200);
+    const rows = (await res.json()) as Record<string, unknown>[];
+    expect(rows).toContainEqual({
+      groupId: "dl",
+      topic: "payments",
+      messageType: "pay",
+      bindType: 0,
+      version: "1.0.0",
+      watermark: 100,
+      persistent: true,
+    });
+    expect((await fetch(`${base}/api/bindings`)).status).toBe(401);
   });
 });

@@ -110,14 +110,14 @@ async function overviewPage() {
       "nodes-alive",
     ) +
     card("owed (all groups)", o.owed, "total-owed") +
-    card("publishes/s (this node)", fmtRate(o.rates.publishPerSecond), "publish-rate") +
-    card("pushes/s (this node)", fmtRate(o.rates.pushPerSecond), "push-rate") +
+    card("publishes/s (cluster)", fmtRate(o.rates.publishPerSecond), "publish-rate") +
+    card("pushes/s (cluster)", fmtRate(o.rates.pushPerSecond), "push-rate") +
     card("2PC pending", o.pendingTransactions, "tx-pending") +
     card("topics", o.topics.length, "topics") +
     `</section><h2>Groups, most behind first</h2>` +
     `<table data-testid="groups"><thead><tr><th>group</th><th>owed</th><th>oldest owed</th><th>in flight</th><th>dead letters</th>` +
-    `<th>delivered/s</th><th>acked/s</th><th>nacked/s</th><th>consumers here</th><th>bindings</th></tr></thead><tbody>${groups}</tbody></table>` +
-    `<p class="note">Owed, age and in flight are cluster-wide (sampled every 5 s); rates and consumers are this node's.</p>` +
+    `<th>delivered/s</th><th>acked/s</th><th>nacked/s</th><th>consumers</th><th>bindings</th></tr></thead><tbody>${groups}</tbody></table>` +
+    `<p class="note">Owed, age and in flight are cluster-wide (sampled every 5 s); rates and consumers are summed over the live nodes (from their heartbeats, every 5 s).</p>` +
     `<h2>Nodes</h2><table data-testid="nodes"><thead><tr><th>node</th><th>address</th><th>liveness</th><th>version</th><th>heartbeat</th><th>started</th></tr></thead><tbody>${nodes}</tbody></table>` +
     `<h2>Topics</h2><p>${o.topics.map((t) => `<code>${esc(t)}</code>`).join(" ") || "none"}</p>`;
   refreshTimer = setTimeout(route, 5000);
@@ -176,8 +176,8 @@ async function groupPage(groupId) {
     card("oldest owed", fmtAge(g.oldestOwedAgeSeconds), "group-age") +
     card("in flight", g.inFlight, "group-inflight") +
     card("dead letters", g.deadLetters, "group-dead") +
-    card("delivered/s (this node)", fmtRate(g.rates.delivered), "group-delivered-rate") +
-    card("acked/s (this node)", fmtRate(g.rates.acked), "group-acked-rate") +
+    card("delivered/s (cluster)", fmtRate(g.rates.delivered), "group-delivered-rate") +
+    card("acked/s (cluster)", fmtRate(g.rates.acked), "group-acked-rate") +
     `</section><h2>Last hour</h2><div class="charts">` +
     chart("Owed and in flight", g.series, ["owed", "inFlight"], ["#1f6feb", "#b26a00"], (v) =>
       String(Math.round(v)),

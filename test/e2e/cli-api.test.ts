@@ -1,0 +1,222 @@
+/**
+ * The CLI's read commands through a running broker's admin API: the same output as from the
+ * database, the database when the admin server is disabled, one clear line for a wrong token.
+ */
+import { execFile } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { BindType, createBinding } from "../../src/binding/binding.js";
+import { upsertBinding } from "../../src/store/bindings.js";
+import { ensurePartitions } from "../../src/store/db.js";
+import { claimDueDeliveries, nackDeliveries } from "../../src/store/deliveries.js";
+import { freePort } from "../../src/store/embedded.js";
+import { insertPublishBatch } from "../../src/store/messages.js";
+import { type BrokerProcess, startBrokerProcess } from "../support/broker-process.js";
+import { createTestDatabase, type TestDatabase } from "../support/db.js";
+
+const ROOT = path.resolve(import.meta.dirname, "../..");
+const TOKEN = "cli-api-token-0123456789";
+
+interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      ["--import", "tsx", path.join(ROOT, "src/cli/main.ts"), ...args],
+      {
+        cwd: ROOT,
+        timeout: 60_000,
+        env: {
+          ...process.env,
+          VITEST: undefined,
+          KITEQ_LOG_LEVEL: undefined,
+          KITEQ_ADMIN_TOKEN: undefined,
+          ...env,
+        },
+      },
+      (err, stdout, stderr) => {
+        const code = err === null ? 0 : typeof err.code === "number" ? err.code : null;
+        resolve({ code, stdout, stderr });
+      },
+    );
+  });
+}
+
+describe("e2e: CLI read commands through the admin API", () => {
+  let db: TestDatabase;
+  let broker: BrokerProcess;
+  let adminPort: number;
+  let messageId: string;
+  const group = "g-cli-api";
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    await ensurePartitions(db.pool, new Date());
+    await upsertBinding(
+      db.pool,
+      createBinding({ groupId: group, topic: "dlq", messageType: "d", bindType: BindType.Direct }),
+      "cli",
+      new Date(),
+    );
+    messageId = randomBytes(16).toString("hex");
+    const now = new Date();
+    await insertPublishBatch(
+      db.pool,
+      [
+        {
+          messageId,
+          topic: "dlq",
+          messageType: "d",
+          groupId: "producer",
+          commit: true,
+          expiresAt: new Date(now.getTime() + 3600_000),
+          deliverLimit: 1,
+          createdAt: now,
+          properties: [],
+          snappy: false,
+          bodyIsString: true,
+          body: Buffer.from("dead"),
+          deliveries: [{ groupId: group, claimedBy: null }],
+        },
+      ],
+      { now, nodeId: "test", leaseUntil: now, firstTxCheckAt: now },
+    );
+    const [c] = await claimDueDeliveries(db.pool, {
+      groups: [group],
+      limits: [1],
+      now: new Date(now.getTime() + 1),
+      claimer: "test/1",
+      leaseUntil: new Date(now.getTime() + 30_000),
+    });
+    await nackDeliveries(
+      db.pool,
+      [
+        {
+          messagePk: c!.messagePk,
+          groupId: group,
+          claimEpoch: c!.claimEpoch,
+          attempt: 1,
+          pushedAt: now,
+          failedAt: new Date(now.getTime() + 2),
+          nextAttemptAt: now,
+          deadLetter: true,
+          reason: "false",
+        },
+      ],
+      "test",
+    );
+    adminPort = await freePort();
+    broker = await startBrokerProcess([
+      "--db",
+      db.url,
+      "--admin",
+      `127.0.0.1:${adminPort}`,
+      "--admin-token",
+      TOKEN,
+    ]);
+  }, 90_000);
+  afterAll(async () => {
+    await broker?.stop();
+    await db?.drop();
+  });
+
+  const viaApi = (...args: string[]) =>
+    cli([...args, "--db", db.url, "--admin", `127.0.0.1:${adminPort}`, "--verbose"], {
+      KITEQ_ADMIN_TOKEN: TOKEN,
+    });
+  const viaDb = (...args: string[]) => cli([...args, "--db", db.url, "--admin", "-1", "--verbose"]);
+
+  const commands: string[][] = [
+    ["history", "--message-id", "MSG"],
+    ["history", "--message-id", "MSG", "--json"],
+    ["history", "--group", group, "--since", "1h"],
+    ["history", "--group", group, "--since", "1h", "--json"],
+    ["explain", "MSG"],
+    ["bind", "list"],
+    ["bind", "list", "--json"],
+  ];
+
+  it("every read command prints through the API what it prints from the database", async () => {
+    for (const command of commands) {
+      const args = command.map((a) => (a === "MSG" ? messageId : a));
+      const [a, d] = await Promise.all([viaApi(...args), viaDb(...args)]);
+      expect(a.code, `${args.join(" ")}: ${a.stderr}`).toBe(0);
+      expect(d.code, `${args.join(" ")}: ${d.stderr}`).toBe(0);
+      expect(a.stderr).toContain(`read through the admin API at http://127.0.0.1:${adminPort}`);
+      expect(d.stderr).toContain("read from the database");
+      expect(a.stdout.length).toBeGreaterThan(0);
+      expect(a.stdout, args.join(" ")).toBe(d.stdout);
+    }
+  }, 120_000);
+
+  it("explain --json: the same explanation but for the time it was computed", async () => {
+    const [a, d] = await Promise.all([
+      viaApi("explain", messageId, "--json"),
+      viaDb("explain", messageId, "--json"),
+    ]);
+    expect(a.code).toBe(0);
+    expect(a.stderr).toContain("admin API");
+    const strip = (s: string) => ({ ...(JSON.parse(s) as Record<string, unknown>), now: null });
+    expect(strip(a.stdout)).toEqual(strip(d.stdout));
+    expect(strip(a.stdout)).toMatchObject({ groups: [{ groupId: group, state: "dead_lettered" }] });
+  });
+
+  it("through the API the database is not needed at all", async () => {
+    const r = await cli(
+      [
+        "explain",
+        messageId,
+        "--db",
+        "postgres://nobody:x@127.0.0.1:1/none",
+        "--admin",
+        `127.0.0.1:${adminPort}`,
+      ],
+      { KITEQ_ADMIN_TOKEN: TOKEN },
+    );
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain(`group ${group}:`);
+  });
+
+  it("an unknown message: exit 1 and one line, through the API too", async () => {
+    const unknown = "0".repeat(32);
+    const a = await viaApi("explain", unknown);
+    expect(a.code).toBe(1);
+    expect(a.stderr.trim().split("\n").at(-1)).toBe(`kiteq-pg: no message ${unknown} in the history`);
+  });
+
+  it("a wrong token: one clear line, exit 1, no stack trace", async () => {
+    const r = await cli([
+      "bind",
+      "list",
+      "--db",
+      db.url,
+      "--admin",
+      `127.0.0.1:${adminPort}`,
+      "--admin-token",
+      "wrong-token-0123456789",
+    ]);
+    expect(r.code).toBe(1);
+    const lines = r.stderr.split("\n").filter((l) => l.trim() !== "");
+    expect(lines).toEqual([
+      expect.stringMatching(/^kiteq-pg: KQ_AUTH_REFUSED: the admin API at .* refused the admin token/),
+    ]);
+  });
+
+  it("with no broker on the admin address the database answers", async () => {
+    const port = await freePort();
+    const r = await cli(["bind", "list", "--db", db.url, "--admin", `127.0.0.1:${port}`, "--verbose"]);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain("read from the database");
+    expect(r.stdout).toContain(group);
+    const disabled = await cli(["bind", "list", "--db", db.url, "--admin", "0", "--verbose"]);
+    expect(disabled.code).toBe(0);
+    expect(disabled.stderr).toContain("read from the database");
+    expect(disabled.stdout).toBe(r.stdout);
+  });
+});
