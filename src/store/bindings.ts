@@ -4,6 +4,7 @@
  */
 import type pg from "pg";
 import { type Binding, type BindType, createBinding } from "../binding/binding.js";
+import { inTransaction } from "./db.js";
 
 type Queryable = pg.Pool | pg.PoolClient;
 
@@ -115,18 +116,3 @@ async function insertBindings(c: pg.PoolClient, list: readonly Binding[], source
   );
 }
 
-/** Run `fn` in a transaction on one pooled client. */
-export async function inTransaction<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
-  const c = await pool.connect();
-  try {
-    await c.query("BEGIN");
-    const result = await fn(c);
-    await c.query("COMMIT");
-    return result;
-  } catch (err) {
-    await c.query("ROLLBACK").catch(() => undefined);
-    throw err;
-  } finally {
-    c.release();
-  }
-}

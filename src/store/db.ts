@@ -98,21 +98,28 @@ export async function runMigrations(pool: pg.Pool, logger: Logger): Promise<void
  */
 const UPKEEP_LOCK_TIMEOUT = "2s";
 
-/** Run `fn` in a transaction on one connection whose lock waits are bounded by UPKEEP_LOCK_TIMEOUT. */
-async function withUpkeepLock<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
+/** Run `fn` in a transaction on one pooled client. */
+export async function inTransaction<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+  const c = await pool.connect();
   try {
-    await client.query("BEGIN");
-    await client.query(`SET LOCAL lock_timeout = '${UPKEEP_LOCK_TIMEOUT}'`);
-    const result = await fn(client);
-    await client.query("COMMIT");
+    await c.query("BEGIN");
+    const result = await fn(c);
+    await c.query("COMMIT");
     return result;
   } catch (err) {
-    await client.query("ROLLBACK").catch(() => undefined);
+    await c.query("ROLLBACK").catch(() => undefined);
     throw err;
   } finally {
-    client.release();
+    c.release();
   }
+}
+
+/** Run `fn` in a transaction whose lock waits are bounded by UPKEEP_LOCK_TIMEOUT. */
+function withUpkeepLock<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  return inTransaction(pool, async (client) => {
+    await client.query(`SET LOCAL lock_timeout = '${UPKEEP_LOCK_TIMEOUT}'`);
+    return fn(client);
+  });
 }
 
 /**
