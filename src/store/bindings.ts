@@ -115,4 +115,3 @@ async function insertBindings(c: pg.PoolClient, list: readonly Binding[], source
     ],
   );
 }
-
