@@ -7,7 +7,7 @@
 import type http from "node:http";
 import type pg from "pg";
 import type { Binding } from "../binding/binding.js";
-import { bindTypeName } from "../binding/binding.js";
+import { bindingRecord, bindTypeName } from "../binding/binding.js";
 import { parseTime } from "../cli/args.js";
 import { listBindings } from "../store/bindings.js";
 import { redriveDelivery } from "../store/deliveries.js";
@@ -79,7 +79,7 @@ export async function handleApi(
   const get = method === "GET" || method === "HEAD";
   if (path === "/api/overview") return ok(get, () => overview(ctx));
   if (path === "/api/groups") return ok(get, () => groups(ctx));
-  if (path === "/api/bindings") return ok(get, async () => (await listBindings(ctx.pool)).map(bindingRow));
+  if (path === "/api/bindings") return ok(get, async () => (await listBindings(ctx.pool)).map(bindingRecord));
   const explain = EXPLAIN_PATH.exec(path);
   if (explain !== null) {
     return ok(get, async () => {
@@ -220,19 +220,6 @@ async function overview(ctx: ApiContext) {
     pendingTransactions: sample.pendingTransactions,
     rates: { ...view.rates, scope: "cluster" },
     sampledAt: new Date(sample.at),
-  };
-}
-
-/** A binding as stored (bindType as KiteQ's number), for `GET /api/bindings` and `bind list`. */
-function bindingRow(b: Binding) {
-  return {
-    groupId: b.groupId,
-    topic: b.topic,
-    messageType: b.messageType,
-    bindType: b.bindType,
-    version: b.version,
-    watermark: b.watermark,
-    persistent: b.persistent,
   };
 }
 

@@ -188,17 +188,28 @@ export function refusedPattern(err: unknown): RefusedPattern | undefined {
  * keys in the order groupId, topic, messageType, bindType, version, watermark, persistent.
  */
 export function bindingsToJson(bindings: readonly Binding[]): string {
-  return JSON.stringify(
-    bindings.map((b) => ({
-      groupId: b.groupId,
-      topic: b.topic,
-      messageType: b.messageType,
-      bindType: b.bindType,
-      version: b.version,
-      watermark: b.watermark,
-      persistent: b.persistent,
-    })),
-  );
+  return JSON.stringify(bindings.map(bindingRecord));
+}
+
+/** A binding as KiteQ's JSON holds it (bindType as KiteQ's number), keys in KiteQ's order. */
+export function bindingRecord(b: Binding): {
+  groupId: string;
+  topic: string;
+  messageType: string;
+  bindType: number;
+  version: string;
+  watermark: number;
+  persistent: boolean;
+} {
+  return {
+    groupId: b.groupId,
+    topic: b.topic,
+    messageType: b.messageType,
+    bindType: b.bindType,
+    version: b.version,
+    watermark: b.watermark,
+    persistent: b.persistent,
+  };
 }
 
 /** The name of a bind type as KiteQ's file registry writes it: "direct", "regx" or "fanout". */
