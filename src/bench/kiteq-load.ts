@@ -4,7 +4,7 @@
  */
 
 import type pg from "pg";
-import { BindType, createBinding, MAX_WATERMARK } from "../binding/binding.js";
+import { BindType, createBinding, KITEQ_MAX_WATERMARK } from "../binding/binding.js";
 import { buildHeader, KiteqConnection } from "../client/connection.js";
 import type { Header } from "../protocol/messages.js";
 import { upsertBinding } from "../store/bindings.js";
@@ -76,8 +76,16 @@ export async function publishBench(
   if (!ack.status) throw new Error(`publish refused: ${ack.feedback}`);
 }
 
-/** Bind persistent `groupId` to every bench message of `topic`, at the highest watermark. */
-export async function bindBenchGroup(pool: pg.Pool, groupId: string, topic: string): Promise<void> {
+/**
+ * Bind persistent `groupId` to every bench message of `topic`, at KiteQ's highest watermark
+ * (6,000/s) unless told otherwise (a higher one needs the broker's --max-watermark 0).
+ */
+export async function bindBenchGroup(
+  pool: pg.Pool,
+  groupId: string,
+  topic: string,
+  watermark: number = KITEQ_MAX_WATERMARK,
+): Promise<void> {
   await upsertBinding(
     pool,
     createBinding({
@@ -85,7 +93,7 @@ export async function bindBenchGroup(pool: pg.Pool, groupId: string, topic: stri
       topic,
       messageType: MESSAGE_TYPE,
       bindType: BindType.Direct,
-      watermark: MAX_WATERMARK,
+      watermark,
       persistent: true,
     }),
     "cli",

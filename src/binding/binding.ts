@@ -24,7 +24,10 @@ export interface Binding {
   readonly messageType: string;
   readonly bindType: BindType;
   readonly version: string;
-  /** The group's delivery rate limit in messages per second, 1..MAX_WATERMARK. */
+  /**
+   * The group's delivery rate limit in messages per second (at least 1). The broker applies at
+   * most its --max-watermark (KiteQ's 6,000 by default) of it.
+   */
   readonly watermark: number;
   /** Keep receiving (stored for later) while no consumer of the group is online. */
   readonly persistent: boolean;
@@ -32,8 +35,10 @@ export interface Binding {
 
 /** Watermark used when a binding gives none (or 0 or less, which is what Go decodes "none" to). */
 export const DEFAULT_WATERMARK = 6000;
-/** Largest watermark; bigger values are clamped to it. */
-export const MAX_WATERMARK = 6000;
+/** KiteQ's cap on a group's watermark: the default of the broker's --max-watermark. */
+export const KITEQ_MAX_WATERMARK = 6000;
+/** Largest watermark a binding may carry (Go's int32, as KiteQ's binding JSON decodes it). */
+export const MAX_BINDING_WATERMARK = 2_147_483_647;
 /**
  * `persistent` when a binding omits it: false, as in KiteQ (Go decodes a missing bool as false).
  * KiteQ clients always write the field, so this only matters for hand-written JSON or YAML.
@@ -53,7 +58,7 @@ export interface BindingInput {
   bindType: BindType;
   /** Default "". */
   version?: string;
-  /** Default DEFAULT_WATERMARK; 0 or less means the default; clamped to MAX_WATERMARK. */
+  /** Default DEFAULT_WATERMARK; 0 or less means the default; the broker caps it (--max-watermark). */
   watermark?: number;
   /** Default DEFAULT_PERSISTENT. */
   persistent?: boolean;
@@ -370,7 +375,8 @@ function parseWatermark(value: unknown, lenient: boolean, fail: Fail): number {
     fail("watermark", `must be an integer, got ${describe(value)}`);
   const w = n as number;
   if (w <= 0) return DEFAULT_WATERMARK;
-  return Math.min(w, MAX_WATERMARK);
+  if (w > MAX_BINDING_WATERMARK) fail("watermark", `must be at most ${MAX_BINDING_WATERMARK}, got ${w}`);
+  return w;
 }
 
 function parsePersistent(value: unknown, lenient: boolean, fail: Fail): boolean {

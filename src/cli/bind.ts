@@ -10,7 +10,7 @@ import {
   bindTypeName,
   createBinding,
   DEFAULT_WATERMARK,
-  MAX_WATERMARK,
+  MAX_BINDING_WATERMARK,
   refusedPattern,
 } from "../binding/binding.js";
 import { ErrorCode, KiteqError } from "../errors.js";
@@ -36,7 +36,7 @@ export const bindAddCommand: Command = {
   usage: [
     "bind add --group G --topic T --message-type M [--type direct|regx|fanout] [--watermark N] [--persistent true|false]",
     "  --type defaults to direct (regx: M is a Go regular expression; fanout: every type, M not needed);",
-    `  --watermark is the group's delivery rate per second (default and maximum ${MAX_WATERMARK}); --persistent defaults to true`,
+    `  --watermark is the group's delivery rate per second (default 6000; the broker applies at most its --max-watermark, 6000 unless raised); --persistent defaults to true`,
   ],
   flags: ["group", "topic", "message-type", "type", "watermark", "persistent"],
   async run({ config, log, args, out }) {
@@ -50,7 +50,7 @@ export const bindAddCommand: Command = {
         messageType: type === "fanout" ? undefined : args.required("message-type"),
         bindType,
         version: BIND_VERSION,
-        watermark: args.int("watermark", DEFAULT_WATERMARK, 1, MAX_WATERMARK),
+        watermark: args.int("watermark", DEFAULT_WATERMARK, 1, MAX_BINDING_WATERMARK),
         persistent: args.bool("persistent", true),
       });
     } catch (err) {

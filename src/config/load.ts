@@ -159,6 +159,7 @@ function build(
     deliverySeconds: v.deliverySeconds,
     recoverSeconds: v.recoverSeconds,
     receivePermitsPerSecond: v.receivePermitsPerSecond,
+    maxWatermark: v.maxWatermark,
     maxDeliverWorkers: v.maxDeliverWorkers,
     dlqExecHour: v.dlqExecHour,
     retentionDays: v.retentionDays,

@@ -3,6 +3,7 @@
  * (flags, KITEQ_* environment variables, keys of a `[clusters.X]` table in cluster.toml).
  * Flags, env.ts and toml.ts read this table; nothing else lists setting names.
  */
+import { KITEQ_MAX_WATERMARK } from "../binding/binding.js";
 import { DEFAULT_REDELIVERY_SCHEDULE } from "../delivery/schedule.js";
 import { DEFAULT_PUBLISH_LIMITS } from "../publish/limits.js";
 import type { BindAddress, LogLevel, RedeliveryStep } from "./types.js";
@@ -65,6 +66,7 @@ export interface Settings {
   deliverySeconds: number;
   recoverSeconds: number;
   receivePermitsPerSecond: number;
+  maxWatermark: number;
   maxDeliverWorkers: number;
   dlqExecHour: number;
   retentionDays: number;
@@ -158,6 +160,7 @@ export const SETTINGS: { readonly [K in SettingKey]: SettingSpec<Settings[K]> } 
     env: ["KITEQ_RECIEVE_PERMITS_PER_SECOND", "KITEQ_RECEIVE_PERMITS_PER_SECOND"],
     toml: ["recievePermitsPerSecond", "receivePermitsPerSecond"],
   }),
+  maxWatermark: setting("maxWatermark", nonNegativeInt),
   maxDeliverWorkers: setting("maxDeliverWorkers", positiveInt),
   dlqExecHour: setting("dlqExecHour", hourOfDay),
   retentionDays: setting("retentionDays", nonNegativeInt),
@@ -226,6 +229,7 @@ export function defaultSettings(): Omit<Settings, Optional> {
     deliverySeconds: 5,
     recoverSeconds: 10,
     receivePermitsPerSecond: 8000,
+    maxWatermark: KITEQ_MAX_WATERMARK,
     maxDeliverWorkers: 8,
     dlqExecHour: 2,
     retentionDays: 30,

@@ -132,6 +132,11 @@ export interface BrokerConfig {
   readonly recoverSeconds: number;
   /** KiteQ recievePermitsPerSecond (sic): publishes accepted per second; 0 = unlimited; default 8000. */
   readonly receivePermitsPerSecond: number;
+  /**
+   * Cap on a group's watermark (deliveries per second): KiteQ's 6,000 by default; 0 = no cap, so
+   * a binding's watermark above 6,000 takes effect.
+   */
+  readonly maxWatermark: number;
   /** KiteQ maxDeliverWorkers: pushes in flight per node; default 8. */
   readonly maxDeliverWorkers: number;
   /** KiteQ dlqExecHour: hour of day (0-23, local time) of the dead-letter job; default 2. */

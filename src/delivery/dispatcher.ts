@@ -5,7 +5,7 @@
  * timeouts into acks and nacks (redelivery schedule, dead letter at the deliver limit).
  */
 import type pg from "pg";
-import type { Binding } from "../binding/binding.js";
+import { type Binding, KITEQ_MAX_WATERMARK } from "../binding/binding.js";
 import { BindingMatcher } from "../binding/matcher.js";
 import { ErrorCode, toKiteqError } from "../errors.js";
 import { LatencyHistogram } from "../latency.js";
@@ -24,7 +24,7 @@ import type { PublishRecord, PublishResult } from "../store/messages.js";
 import type { WakeSource } from "../store/notifications.js";
 import { GroupCounters } from "./group-counters.js";
 import { type DeliveryJob, jobFromClaim, jobKey, jobsFromPublish, type WireCache } from "./job.js";
-import { LocalGroup } from "./local-group.js";
+import { effectiveWatermark, LocalGroup } from "./local-group.js";
 import { OutcomeWriter } from "./outcomes.js";
 import { type RedeliveryStep, redeliveryDelayMs } from "./schedule.js";
 import { pickConnection, warmupWeight } from "./warmup.js";
@@ -48,6 +48,8 @@ export interface DispatcherOptions {
    * connected here. (With ZooKeeper the binding itself disappears with the consumer.)
    */
   nonPersistentNeedsLocalConsumer: boolean;
+  /** Cap on a group's watermark (KiteQ's 6,000 by default); 0 = none. */
+  maxWatermark?: number;
 }
 
 interface InFlight {
@@ -652,8 +654,6 @@ export class Dispatcher {
   }
 
   private watermarkOf(groupId: string): number {
-    let w = 0;
-    for (const b of this.matcher.bindings) if (b.groupId === groupId) w = Math.max(w, b.watermark);
-    return w > 0 ? w : 6000;
+    return effectiveWatermark(this.matcher.bindings, groupId, this.o.maxWatermark ?? KITEQ_MAX_WATERMARK);
   }
 }

@@ -3,6 +3,7 @@
  * pushes in flight, and its flow control (watermark: rate in messages per second, burst half of
  * it, and at most `watermark` pushes in flight).
  */
+import { type Binding, DEFAULT_WATERMARK } from "../binding/binding.js";
 import type { Session } from "../server/session.js";
 import type { DeliveryJob } from "./job.js";
 import { TokenBucket } from "./token-bucket.js";
@@ -92,4 +93,19 @@ export class LocalGroup {
       Math.max(1, Math.ceil(ms)),
     );
   }
+}
+
+/**
+ * A group's delivery rate: the highest watermark among its bindings (the default when it has
+ * none), capped at `maxWatermark` (the broker's --max-watermark; 0 = no cap).
+ */
+export function effectiveWatermark(
+  bindings: readonly Pick<Binding, "groupId" | "watermark">[],
+  groupId: string,
+  maxWatermark: number,
+): number {
+  let w = 0;
+  for (const b of bindings) if (b.groupId === groupId) w = Math.max(w, b.watermark);
+  if (w <= 0) w = DEFAULT_WATERMARK;
+  return maxWatermark > 0 ? Math.min(w, maxWatermark) : w;
 }

@@ -78,6 +78,7 @@ export class Broker {
       pollMs: config.recoverSeconds * 1000,
       redelivery: config.redelivery,
       nonPersistentNeedsLocalConsumer: config.registry.kind === "static",
+      maxWatermark: config.maxWatermark,
     });
     this.publisher = this.createPublisher();
     this.transactions = createTransactions({

@@ -12,7 +12,7 @@ import {
   directBinding,
   FANOUT_MESSAGE_TYPE,
   fanoutBinding,
-  MAX_WATERMARK,
+  MAX_BINDING_WATERMARK,
   parseBindingsJson,
   regxBinding,
 } from "../../../src/binding/binding.js";
@@ -72,12 +72,14 @@ describe("KiteQ binding JSON", () => {
     expect(DEFAULT_PERSISTENT).toBe(false);
   });
 
-  it("clamps the watermark to 6000 and treats 0 or less as the default", () => {
+  it("keeps a watermark above 6000 (the broker caps it) and treats 0 or less as the default", () => {
     const parse = (w: number) =>
       parseBindingsJson(`[{"groupId":"g","topic":"t","messageType":"m","bindType":0,"watermark":${w}}]`)[0]
         ?.watermark;
-    expect(parse(6001)).toBe(MAX_WATERMARK);
-    expect(parse(100000)).toBe(6000);
+    expect(parse(6001)).toBe(6001);
+    expect(parse(100000)).toBe(100000);
+    expect(parse(MAX_BINDING_WATERMARK)).toBe(MAX_BINDING_WATERMARK);
+    expect(() => parse(MAX_BINDING_WATERMARK + 1)).toThrow(/watermark: must be at most 2147483647/);
     expect(parse(6000)).toBe(6000);
     expect(parse(1)).toBe(1);
     expect(parse(0)).toBe(DEFAULT_WATERMARK);

@@ -41,6 +41,7 @@ describe("loadConfig defaults", () => {
       deliverySeconds: 5,
       recoverSeconds: 10,
       receivePermitsPerSecond: 8000,
+      maxWatermark: 6000,
       maxDeliverWorkers: 8,
       dlqExecHour: 2,
       retentionDays: 30,
