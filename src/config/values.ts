@@ -221,6 +221,16 @@ export const postgresUrl: Parser<string> = (raw) => {
   return raw;
 };
 
+/**
+ * One PostgreSQL URL or several (the shards, in order): separated by whitespace in one value, or
+ * given as an array (cluster.toml). Never split on commas: one URL may name several hosts.
+ */
+export const postgresUrlList: Parser<string[]> = (raw, text) => {
+  const items = Array.isArray(raw) ? raw : typeof raw === "string" ? raw.split(/\s+/).filter((u) => u !== "") : [raw];
+  if (items.length === 0) throw new Invalid("one or more postgres:// URLs separated by spaces");
+  return items.map((u) => postgresUrl(u, text));
+};
+
 /** The URL with its password replaced by ***, for messages and logs. */
 export function redactUrl(s: string): string {
   return s.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@]*):[^@/]*@/i, "$1:***@");
