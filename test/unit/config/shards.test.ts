@@ -3,7 +3,7 @@ import { loadConfig } from "../../../src/config/index.js";
 
 describe("--db with several URLs (shards)", () => {
   it("takes URLs separated by whitespace, or --db repeated, in order; commas stay inside a URL", () => {
-    const a = "postgres://u:p@h1:5432,h2:5432/kq";
+    const a = "postgres://u:p@h1:5432/kq?application_name=a,b";
     const b = "postgres://u:p@h3/kq";
     const c = "postgresql://h4/kq";
     expect(loadConfig(["--db", `${a}  ${b}\n${c}`], {}).config.databaseUrls).toEqual([a, b, c]);
