@@ -11,7 +11,6 @@ import { bindingRecord, bindTypeName } from "../binding/binding.js";
 import { parseTime } from "../cli/args.js";
 import { listBindings } from "../store/bindings.js";
 import { redriveDelivery } from "../store/deliveries.js";
-import { explainMessage } from "../store/explain.js";
 import {
   type DeadLetterCursor,
   type DeadLetterFilter,
@@ -19,7 +18,8 @@ import {
   listNodes,
   type NodeRow,
 } from "../store/groups.js";
-import { DEFAULT_HISTORY_LIMIT, groupHistory } from "../store/history.js";
+import { DEFAULT_HISTORY_LIMIT } from "../store/history.js";
+import { poolOfMessage, shardedExplain, shardedGroupHistory } from "../store/sharded-history.js";
 import { type ClusterView, clusterView } from "./cluster.js";
 import { livenessOf, type Sample, type Sampler } from "./sampler.js";
 
@@ -36,7 +36,10 @@ export interface ApiSource {
 
 /** Everything a request handler needs. */
 export interface ApiContext {
+  /** Shard 0: bindings, nodes. */
   pool: pg.Pool;
+  /** Every shard's pool, shard 0 first (one database: [pool]). */
+  pools: readonly pg.Pool[];
   sampler: Sampler;
   source: ApiSource;
   /** A re-drive is running (one at a time per server). */
@@ -90,7 +93,7 @@ export async function handleApi(
           `invalid message id "${id.slice(0, 64)}": 32 hexadecimal characters expected`,
         );
       }
-      const e = await explainMessage(ctx.pool, id);
+      const e = await shardedExplain(ctx.pools, id);
       if (e === null) throw new ApiError(404, `no message ${id.toLowerCase()} in the history`);
       return e;
     });
@@ -233,7 +236,7 @@ async function history(groupId: string, q: Record<string, unknown>, ctx: ApiCont
   const until = time(q, "until", now, now);
   if (since >= until) throw new ApiError(400, "since must be before until");
   const limit = int(q, "limit", DEFAULT_HISTORY_LIMIT, 1, MAX_API_HISTORY_LIMIT);
-  return groupHistory(ctx.pool, groupId, since, until, limit);
+  return shardedGroupHistory(ctx.pools, groupId, since, until, limit);
 }
 
 function bindingJson(b: Binding) {
@@ -423,7 +426,7 @@ async function redrive(ctx: ApiContext, groupId: string, q: Record<string, unkno
         const wait = started + (redriven * 1000) / rate - Date.now();
         if (wait > 0) await sleep(wait);
         const now = new Date();
-        const done = await redriveDelivery(ctx.pool, {
+        const done = await redriveDelivery(poolOfMessage(ctx.pools, item.messageId), {
           messageId: item.messageId,
           groupId,
           now,

@@ -226,7 +226,11 @@ export const postgresUrl: Parser<string> = (raw) => {
  * given as an array (cluster.toml). Never split on commas: one URL may name several hosts.
  */
 export const postgresUrlList: Parser<string[]> = (raw, text) => {
-  const items = Array.isArray(raw) ? raw : typeof raw === "string" ? raw.split(/\s+/).filter((u) => u !== "") : [raw];
+  const items = Array.isArray(raw)
+    ? raw
+    : typeof raw === "string"
+      ? raw.split(/\s+/).filter((u) => u !== "")
+      : [raw];
   if (items.length === 0) throw new Invalid("one or more postgres:// URLs separated by spaces");
   return items.map((u) => postgresUrl(u, text));
 };

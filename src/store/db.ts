@@ -47,7 +47,7 @@ const types = {
 /** A pool on `url` with the settings every broker statement expects (UTC). */
 export function createPool(
   url: string,
-  options: { max?: number; name?: string; settings?: Record<string, string> } = {},
+  options: { max?: number; name?: string; settings?: Record<string, string>; connectTimeoutMs?: number } = {},
 ): pg.Pool {
   const extra = Object.entries(options.settings ?? {})
     .map(([k, v]) => ` -c ${k}=${v}`)
@@ -56,7 +56,7 @@ export function createPool(
     connectionString: url,
     max: options.max ?? 8,
     idleTimeoutMillis: 30_000,
-    connectionTimeoutMillis: 10_000,
+    connectionTimeoutMillis: options.connectTimeoutMs ?? 10_000,
     application_name: options.name ?? "kiteq-pg",
     options: `-c timezone=UTC${extra}`,
     types,

@@ -33,8 +33,19 @@ SELECT m.message_id, m.topic, m.message_type, m.group_id AS publisher_group_id, 
  * "What did group G receive between T1 and T2": the group's rows (delivered, acked, nacked,
  * expired, dead_lettered, redriven) with at in [T1, T2), oldest first, at most $4 rows.
  */
-export const GROUP_HISTORY_SQL = `
-SELECT e.at, e.kind, m.message_id, m.topic, m.message_type, e.attempt, e.node_id, e.detail
+export const GROUP_HISTORY_SQL = groupHistorySql("");
+
+/**
+ * GROUP_HISTORY_SQL with its sort key as columns (microseconds since the epoch, the same-instant
+ * rank), for merging the answers of several shards in exactly the order one database gives.
+ */
+export const GROUP_HISTORY_SORTED_SQL = groupHistorySql(
+  `,\n       (extract(epoch FROM e.at) * 1000000)::bigint AS at_us, ${SAME_INSTANT_ORDER} AS same_instant`,
+);
+
+function groupHistorySql(sortKey: string): string {
+  return `
+SELECT e.at, e.kind, m.message_id, m.topic, m.message_type, e.attempt, e.node_id, e.detail${sortKey}
   FROM message_events e
   -- An index probe per row (the message's day is not known here): never a scan of messages.
   CROSS JOIN LATERAL (
@@ -43,6 +54,7 @@ SELECT e.at, e.kind, m.message_id, m.topic, m.message_type, e.attempt, e.node_id
  WHERE e.group_id = $1 AND e.at >= $2 AND e.at < $3
  ORDER BY e.at, ${SAME_INSTANT_ORDER}, m.message_id
  LIMIT $4`;
+}
 
 /**
  * The group's messages dead-lettered in [T1, T2) that are still dead: not owed to the group
