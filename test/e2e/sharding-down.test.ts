@@ -1,0 +1,163 @@
+/**
+ * One shard stopped for 10 s under load: shards 0 and 1 are databases on the shared test server,
+ * shard 2 a PostgreSQL server of its own that the test stops and starts again. Only messages
+ * hashed to shard 2 are refused while it is down, fast and with a reason naming it; every other
+ * publish is acked; once it is back its publishes are acked again and every acked message is
+ * delivered.
+ */
+import { mkdtemp, rm } from "node:fs/promises";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createBinding } from "../../src/binding/binding.js";
+import { buildHeader, KiteqConnection } from "../../src/client/connection.js";
+import { silentLogger } from "../../src/log.js";
+import { upsertBinding } from "../../src/store/bindings.js";
+import { type EmbeddedPostgresServer, freePort, startEmbeddedPostgres } from "../../src/store/embedded.js";
+import { shardOf } from "../../src/store/shard-hash.js";
+import { type BrokerProcess, startBrokerProcess } from "../support/broker-process.js";
+import { recordingConsumer, waitFor } from "../support/consumers.js";
+import { createTestDatabase, type TestDatabase } from "../support/db.js";
+import { removePlacedDataDir } from "../support/placed-dirs.js";
+
+const DOWN_MS = 10_000;
+
+describe("e2e: one shard of three stopped for 10 s under load", () => {
+  const shards: TestDatabase[] = [];
+  let dir: string;
+  let own: EmbeddedPostgresServer | undefined;
+  let ownPort: number;
+  let broker: BrokerProcess | undefined;
+  const conns: KiteqConnection[] = [];
+
+  const startOwn = async () => {
+    own = await startEmbeddedPostgres({ dataDir: path.join(dir, "pg"), port: ownPort, logger: silentLogger });
+  };
+
+  beforeAll(async () => {
+    for (let i = 0; i < 2; i++) shards.push(await createTestDatabase());
+    await upsertBinding(
+      shards[0]!.pool,
+      createBinding({
+        groupId: "g",
+        topic: "t",
+        messageType: "m",
+        bindType: 0,
+        watermark: 6000,
+        persistent: true,
+      }),
+      "cli",
+      new Date(),
+    );
+    await import("node:fs/promises").then((fs) => fs.mkdir(path.resolve(".tmp"), { recursive: true }));
+    dir = await mkdtemp(path.resolve(".tmp", "shard-down-"));
+    ownPort = await freePort();
+    await startOwn();
+  });
+  afterAll(async () => {
+    for (const c of conns) c.close();
+    await broker?.kill();
+    for (const s of shards) await s.drop();
+    if (own !== undefined) {
+      await own.stop().catch(() => undefined);
+      await removePlacedDataDir(own.dataDir, dir).catch(() => undefined);
+    }
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("refuses only shard 2's publishes while it is down, and delivers every acked message after", async () => {
+    // Over TCP with a fixed port: the URL stays the same when the server comes back.
+    const urls = [shards[0]!.url, shards[1]!.url, own!.tcpUrl("kiteq")];
+    broker = await startBrokerProcess([
+      "--db",
+      urls.join(" "),
+      "--node-id",
+      "node-a",
+      "--lease-seconds",
+      "3",
+      "--recover-seconds",
+      "1",
+      "--delivery-seconds",
+      "2",
+      "--recieve-permits-per-second",
+      "0",
+    ]);
+    const consumer = await recordingConsumer(broker.port, "g");
+    const producer = await KiteqConnection.connect({
+      host: broker.host,
+      port: broker.port,
+      groupId: "p",
+      heartbeatMs: 0,
+    });
+    conns.push(consumer.conn, producer);
+
+    const acked = new Set<string>();
+    const refused: { id: string; feedback: string; ms: number; phase: string }[] = [];
+    let phase = "before";
+    let stop = false;
+    const worker = async () => {
+      while (!stop) {
+        const h = buildHeader({ topic: "t", messageType: "m", groupId: "p" });
+        const t = Date.now();
+        const ack = await producer.publish(h, "x");
+        if (ack.status) acked.add(h.messageId);
+        else refused.push({ id: h.messageId, feedback: ack.feedback, ms: Date.now() - t, phase });
+        // ~ a few hundred publishes per second per worker: load, not a flood.
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    };
+    const workers = Array.from({ length: 8 }, () => worker());
+    await new Promise((r) => setTimeout(r, 2000));
+    phase = "down";
+    await own!.stop();
+    const downAt = Date.now();
+    await new Promise((r) => setTimeout(r, DOWN_MS));
+    phase = "restarting";
+    await startOwn();
+    const upAt = Date.now();
+    phase = "after";
+    // Publishes to shard 2 are acked again within a few seconds of its return.
+    await waitFor(
+      async () => {
+        const n = [...acked].filter((id) => shardOf(id, 3) === 2).length;
+        await new Promise((r) => setTimeout(r, 1000));
+        return [...acked].filter((id) => shardOf(id, 3) === 2).length > n;
+      },
+      15_000,
+      "publishes to shard 2 acked again",
+    );
+    stop = true;
+    await Promise.all(workers);
+
+    // Only shard 2's messages were refused, each naming shard 2, none slow.
+    expect(refused.length).toBeGreaterThan(0);
+    for (const r of refused) {
+      expect(shardOf(r.id, 3)).toBe(2);
+      expect(r.feedback).toMatch(/shard 2 \(127\.0\.0\.1:\d+\/kiteq\)/);
+      expect(r.feedback).not.toMatch(/password|postgres:\/\//);
+    }
+    const slowest = Math.max(...refused.map((r) => r.ms));
+    const perShard = [0, 1, 2].map((s) => [...acked].filter((id) => shardOf(id, 3) === s).length);
+    expect(perShard[0]).toBeGreaterThan(100);
+    expect(perShard[1]).toBeGreaterThan(100);
+    expect(perShard[2]).toBeGreaterThan(0);
+
+    // Every acked message is delivered, shard 2's included.
+    await waitFor(
+      () => {
+        const got = new Set(consumer.ids());
+        for (const id of acked) if (!got.has(id)) return false;
+        return true;
+      },
+      30_000,
+      "every acked message delivered",
+    );
+    const received = consumer.ids();
+    console.log(
+      `shard 2 down ${upAt - downAt} ms: acked per shard ${perShard.join(" / ")}, ` +
+        `refused ${refused.length} (all shard 2; slowest refusal ${slowest} ms), ` +
+        `delivered ${new Set(received).size} (${received.length - new Set(received).size} duplicates)`,
+    );
+    // Refused fast (a connection refused, or the shard marked down), never after a long hang.
+    expect(slowest).toBeLessThan(5000);
+  }, 60_000);
+});
