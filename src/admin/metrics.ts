@@ -12,7 +12,7 @@ import { LATENCY_BUCKETS, type LatencyHistogram } from "../latency.js";
 import type { Logger } from "../log.js";
 import type { MaintenanceCounters } from "../maintenance/maintenance.js";
 import type { PublishCounters } from "../publish/publisher.js";
-import { countOwedDeliveries } from "../store/deliveries.js";
+import { shardedCountOwed } from "../store/sharded-history.js";
 import type { TxCounters } from "../tx/transactions.js";
 import type { GroupSample, Sample, Sampler } from "./sampler.js";
 
@@ -84,7 +84,7 @@ class OwedDeliveries {
   private pending: Promise<Map<string, number>> | undefined;
 
   constructor(
-    private readonly pool: pg.Pool,
+    private readonly pools: readonly pg.Pool[],
     private readonly log: Logger,
     private readonly ttlMs: number,
   ) {}
@@ -92,7 +92,7 @@ class OwedDeliveries {
   /** The cached figures, refreshed first when older than the TTL; throws when the query fails. */
   get(): Promise<Map<string, number>> {
     if (Date.now() - this.fetchedAt < this.ttlMs) return Promise.resolve(this.value);
-    this.pending ??= countOwedDeliveries(this.pool)
+    this.pending ??= shardedCountOwed(this.pools)
       .then(
         (v) => {
           this.value = v;
@@ -117,6 +117,8 @@ export interface MetricsOptions {
   source: MetricsSource;
   /** The node's pool: its gauges, and the owed-deliveries query. */
   pool: pg.Pool;
+  /** Every shard's pool when the store is sharded (owed deliveries are summed over them). */
+  pools?: readonly pg.Pool[];
   log: Logger;
   /** Cache of the owed-deliveries query; default OWED_CACHE_MS. */
   owedCacheMs?: number;
@@ -354,7 +356,7 @@ export function createMetrics(options: MetricsOptions): Registry {
     );
   }
 
-  const owed = new OwedDeliveries(pool, options.log, options.owedCacheMs ?? OWED_CACHE_MS);
+  const owed = new OwedDeliveries(options.pools ?? [pool], options.log, options.owedCacheMs ?? OWED_CACHE_MS);
   new Gauge({
     name: "kiteq_deliveries_owed",
     help: `Deliveries still owed per subscriber group, all nodes (refreshed every ${(options.owedCacheMs ?? OWED_CACHE_MS) / 1000} s).`,

@@ -67,6 +67,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
   const log = options.log;
   const sampler = new Sampler({
     pool: options.pool,
+    pools: options.shardPools,
     log,
     intervalMs: options.sampleIntervalMs,
     deadLetterIntervalMs: options.deadLetterIntervalMs,
@@ -80,6 +81,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
   const registry = createMetrics({
     source: options.metrics,
     pool: options.pool,
+    pools: options.shardPools,
     log,
     owedCacheMs: options.owedCacheMs,
     processMetrics: options.processMetrics,

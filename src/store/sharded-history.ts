@@ -1,13 +1,18 @@
 /**
- * The history over several shards: a message's history is read from its own shard; a group's
- * history is read from every shard and merged in the order one database gives (time to the
- * microsecond, then the same-instant rank, then messageId), with the same limit, so the answers
- * are the same with one shard and with three. With one shard these are the plain queries.
+ * Reads over several shards: a message's history is read from its own shard; a group's history is
+ * read from every shard and merged in the order one database gives (time to the microsecond, then
+ * the same-instant rank, then messageId), with the same limit, so the answers are the same with
+ * one shard and with three; the admin server's counts (owed, backlogs, pending transactions, dead
+ * letters) are summed over the shards. With one shard these are the plain queries.
  */
 import type pg from "pg";
+import { countOwedDeliveries } from "./deliveries.js";
 import { type ExplainOptions, explainMessage, type MessageExplanation } from "./explain.js";
+import { countDeadLetters, countPendingTransactions, type GroupBacklog, groupBacklogs } from "./groups.js";
 import {
   DEFAULT_HISTORY_LIMIT,
+  type DeadLetter,
+  deadLetters,
   GROUP_HISTORY_SORTED_SQL,
   type GroupEvent,
   groupHistory,
@@ -74,4 +79,74 @@ export async function shardedGroupHistory(
     nodeId: r.node_id as string | null,
     detail: r.detail as string | null,
   }));
+}
+
+/** countOwedDeliveries summed over the shards. */
+export async function shardedCountOwed(pools: readonly pg.Pool[]): Promise<Map<string, number>> {
+  if (pools.length === 1) return countOwedDeliveries(pools[0]!);
+  const sum = new Map<string, number>();
+  for (const m of await Promise.all(pools.map((p) => countOwedDeliveries(p)))) {
+    for (const [g, n] of m) sum.set(g, (sum.get(g) ?? 0) + n);
+  }
+  return sum;
+}
+
+/** groupBacklogs over the shards: owed and held summed, the oldest due the earliest; by group id. */
+export async function shardedGroupBacklogs(
+  pools: readonly pg.Pool[],
+  groups: readonly string[],
+  now: Date,
+): Promise<GroupBacklog[]> {
+  if (pools.length === 1) return groupBacklogs(pools[0]!, groups, now);
+  const merged = new Map<string, GroupBacklog>();
+  for (const list of await Promise.all(pools.map((p) => groupBacklogs(p, groups, now)))) {
+    for (const b of list) {
+      const m = merged.get(b.groupId);
+      if (m === undefined) {
+        merged.set(b.groupId, { ...b });
+        continue;
+      }
+      m.owed += b.owed;
+      m.held += b.held;
+      if (b.oldestDue !== null && (m.oldestDue === null || b.oldestDue < m.oldestDue))
+        m.oldestDue = b.oldestDue;
+    }
+  }
+  return [...merged.values()].sort((a, b) => (a.groupId < b.groupId ? -1 : a.groupId > b.groupId ? 1 : 0));
+}
+
+/** countPendingTransactions summed over the shards. */
+export async function shardedCountPending(pools: readonly pg.Pool[]): Promise<number> {
+  const counts = await Promise.all(pools.map((p) => countPendingTransactions(p)));
+  return counts.reduce((a, b) => a + b, 0);
+}
+
+/** countDeadLetters summed over the shards. */
+export async function shardedCountDeadLetters(
+  pools: readonly pg.Pool[],
+  groups: readonly string[],
+): Promise<Map<string, number>> {
+  if (pools.length === 1) return countDeadLetters(pools[0]!, groups);
+  const sum = new Map<string, number>();
+  for (const m of await Promise.all(pools.map((p) => countDeadLetters(p, groups)))) {
+    for (const [g, n] of m) sum.set(g, (sum.get(g) ?? 0) + n);
+  }
+  return sum;
+}
+
+/** deadLetters over the shards, merged in DEAD_LETTERS_SQL's order (at, messageId), same limit. */
+export async function shardedDeadLetters(
+  pools: readonly pg.Pool[],
+  groupId: string,
+  since: Date,
+  until: Date,
+  limit = DEFAULT_HISTORY_LIMIT,
+): Promise<DeadLetter[]> {
+  if (pools.length === 1) return deadLetters(pools[0]!, groupId, since, until, limit);
+  const all = (await Promise.all(pools.map((p) => deadLetters(p, groupId, since, until, limit)))).flat();
+  all.sort(
+    (a, b) =>
+      a.at.getTime() - b.at.getTime() || (a.messageId < b.messageId ? -1 : a.messageId > b.messageId ? 1 : 0),
+  );
+  return all.slice(0, limit);
 }
