@@ -296,7 +296,8 @@ export class Dispatcher {
             messagePk: late.job.messagePk,
             groupId: late.job.groupId,
             attempt: late.job.attempts + 1,
-            pushedAt: new Date(late.pushedAt),
+            // The timeout's nack already wrote this push's `delivered` row.
+            pushedAt: null,
             ackedAt: new Date(),
           },
           () => undefined,
