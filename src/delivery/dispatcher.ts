@@ -23,7 +23,7 @@ import { claimDueDeliveries, nextDueAfter, releaseClaimsOf, renewLeases } from "
 import type { PublishRecord, PublishResult } from "../store/messages.js";
 import type { WakeSource } from "../store/notifications.js";
 import { GroupCounters } from "./group-counters.js";
-import { type DeliveryJob, jobFromClaim, jobKey, jobsFromPublish, type WireCache } from "./job.js";
+import { type DeliveryJob, HeldJobs, jobFromClaim, jobsFromPublish, type WireCache } from "./job.js";
 import { effectiveWatermark, LocalGroup } from "./local-group.js";
 import { OutcomeWriter } from "./outcomes.js";
 import { type RedeliveryStep, redeliveryDelayMs } from "./schedule.js";
@@ -110,7 +110,7 @@ export class Dispatcher {
   private readonly groups = new Map<string, LocalGroup>();
   private readonly inFlight = new Map<Session, Map<number, InFlight>>();
   /** Everything this node holds a claim on, for lease renewal and release. */
-  private readonly held = new Map<string, DeliveryJob>();
+  private readonly held = new HeldJobs();
   /** Pushes that timed out recently, by session and opaque, for late acks. */
   private readonly timedOut = new Map<string, { job: DeliveryJob; pushedAt: number; forgetAt: number }>();
   private readonly outcomes: OutcomeWriter;
@@ -572,12 +572,11 @@ export class Dispatcher {
   }
 
   private hold(job: DeliveryJob): void {
-    this.held.set(jobKey(job.messagePk, job.groupId), job);
+    this.held.add(job);
   }
 
   private unhold(job: DeliveryJob): void {
-    const key = jobKey(job.messagePk, job.groupId);
-    if (this.held.get(key) === job) this.held.delete(key);
+    this.held.remove(job);
   }
 
   /**
