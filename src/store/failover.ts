@@ -173,11 +173,13 @@ export function failoverClientClass(selector: HostSelector): typeof BrokerClient
         if (!this.closing && this.hostIndex !== undefined)
           selector.invalidate(this.hostIndex, "connection lost");
       });
+      // Heard before the statement's caller hears the error (pg's own listener is added at connect).
       this.connection.on("errorMessage", (msg: { code?: string }) => {
         if (writable && msg.code === NOT_WRITABLE_SQLSTATE && this.hostIndex !== undefined) {
           selector.invalidate(this.hostIndex, "a statement was refused: read-only server (SQLSTATE 25006)");
-          // The pool drops a client that is ending when it is released.
-          setImmediate(() => void this.end().catch(() => undefined));
+          // Ending now: the statement still gets its error, and the pool drops a client that is
+          // ending when it is released, so no one is handed this connection again.
+          void this.end().catch(() => undefined);
         }
       });
     }
