@@ -11,6 +11,7 @@ import {
   boolean,
   configError,
   isGroupId,
+  KEYWORD_FORM,
   parseAt,
   postgresUrl,
   redactUrl,
@@ -178,7 +179,7 @@ function readRegistry(layer: Layer, registries: Table, env: unknown, path: strin
 /** `db`: a PostgreSQL URL is used; another store's URL (rocksdb://, mysql://, file://) is ignored. */
 function readDb(layer: Layer, raw: unknown, path: string, warnings: string[]): void {
   const site = { key: "databaseUrl", name: "db", file: path };
-  if (typeof raw === "string" && /^postgres(ql)?:\/\//i.test(raw)) {
+  if (typeof raw === "string" && (/^postgres(ql)?:\/\//i.test(raw) || KEYWORD_FORM.test(raw))) {
     layer.values.databaseUrl = parseAt(postgresUrl, raw, false, site);
     layer.origin.databaseUrl = `db in ${path}`;
   } else if (typeof raw === "string" && /^[a-z][a-z0-9+.-]*:\/\//i.test(raw)) {

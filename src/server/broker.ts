@@ -116,15 +116,17 @@ export class Broker {
     // wrong would keep running for minutes fails instead, and its job retries in bounded batches)
     // and with sequential scans priced out (see BROKER_POOL_SETTINGS).
     const timeout = BROKER_POOL_SETTINGS;
-    const pool = createPool(url, { max: 10, name: names.main, settings: timeout });
+    // A multi-host URL: every pool's new connections go to the current primary (store/failover.ts).
+    const pool = createPool(url, { max: 10, name: names.main, settings: timeout, log });
     // Publishes get connections of their own (one per concurrent batch) with generic plans: the
     // batch insert's plan never depends on its values, and planning it each time cost ~20%.
     const publishPool = createPool(url, {
       max: PUBLISH_CONCURRENCY,
       name: names.publish,
       settings: { plan_cache_mode: "force_generic_plan", ...timeout },
+      log,
     });
-    const maintenancePool = createPool(url, { max: 2, name: names.maintenance, settings: timeout });
+    const maintenancePool = createPool(url, { max: 2, name: names.maintenance, settings: timeout, log });
     const broker = new Broker(config, log, pool, url, publishPool, maintenancePool);
     broker.cleanups.push(
       () => pool.end(),
