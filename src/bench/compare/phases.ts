@@ -155,7 +155,12 @@ export async function runPhases(
       o.producers,
       `${o.producers} producers x 1 awaited enqueue`,
     );
-    r.flatPipelined = await flat(ctx, "flat pipelined", o.pipeline, `${o.pipeline} enqueues in flight`);
+    r.flatPipelined = await flat(
+      ctx,
+      `flat ${o.pipeline} in flight`,
+      o.pipeline,
+      `${o.pipeline} enqueues in flight`,
+    );
     r.steady = await steadySweep(ctx, steadyRate(r.flatAwaited, o.steady));
   } catch (err) {
     r.failures.push(`error: ${err instanceof Error ? err.message : String(err)}`);

@@ -127,14 +127,15 @@ export function acceptanceChecks(
       (w, q) => (w === undefined || q.r < w.r ? q : w),
       undefined,
     );
+    const phase = `flat ${base.flatAwaited?.inFlight ?? 16}x1`;
     out.push({
-      check: `flat 16x1: ${name} handled/s >= ${t.flatAwaitedRatio}x every peer row`,
+      check: `${phase}: ${name} handled/s >= ${t.flatAwaitedRatio}x every peer row`,
       value: worst === undefined ? "-" : `lowest ${x(worst.r)} (${worst.peer})`,
       ok: worst === undefined || known.length < ratios.length ? null : worst.r >= t.flatAwaitedRatio,
     });
     const p99 = base.flatAwaited?.latencyMs.count ? base.flatAwaited.latencyMs.p99 : null;
     out.push({
-      check: `flat 16x1: ${name} publish-to-handler p99 <= ${t.flatAwaitedP99Ms} ms`,
+      check: `${phase}: ${name} publish-to-handler p99 <= ${t.flatAwaitedP99Ms} ms`,
       value: p99 === null ? "-" : `${fmt(p99)} ms`,
       ok: p99 === null ? null : p99 <= t.flatAwaitedP99Ms,
     });
