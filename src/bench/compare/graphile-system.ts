@@ -5,6 +5,7 @@
  * queue, batched completion). It deletes a job once it completed.
  */
 import { Logger, makeWorkerUtils, type WorkerUtils } from "graphile-worker";
+import pg from "pg";
 import type { BenchEnv } from "../environment.js";
 import type { GraphileSettings } from "./consumer-child.js";
 import { ConsumerProcess } from "./consumer-process.js";
@@ -30,6 +31,7 @@ export class GraphileSystem implements SystemUnderTest {
   readonly database = "bench_graphile_worker";
   readonly settings: Record<string, string | number | boolean>;
   private utils: WorkerUtils | undefined;
+  private pool: pg.Pool | undefined;
   private child: ConsumerProcess | undefined;
 
   constructor(
@@ -38,7 +40,7 @@ export class GraphileSystem implements SystemUnderTest {
     private readonly runner: GraphileSettings,
   ) {
     this.caps =
-      `woken by LISTEN/NOTIFY (built in); concurrency ${runner.concurrency}, ` +
+      `every enqueue sends a NOTIFY that wakes the runner (built in); concurrency ${runner.concurrency}, ` +
       `local queue ${runner.localQueueSize}, runner pool ${runner.maxPoolSize}; producer pool ${o.peerProducerPool}`;
     this.settings = {
       producer: `WorkerUtils.addJob() per job, addJobs() for the burn-down fill, pool max ${o.peerProducerPool}`,
@@ -54,11 +56,15 @@ export class GraphileSystem implements SystemUnderTest {
 
   async setup(): Promise<void> {
     const url = await this.env.freshDatabase(this.database);
-    this.utils = await makeWorkerUtils({
-      connectionString: url,
-      maxPoolSize: this.o.peerProducerPool,
-      logger: new Logger(() => () => undefined),
-    });
+    // Our own pool, ended (and awaited) in teardown: WorkerUtils.release() ends a pool it made
+    // without waiting, after removing its error handlers, so stopping PostgreSQL right after could
+    // crash the bench with an unhandled "terminating connection" error.
+    const pool = new pg.Pool({ connectionString: url, max: this.o.peerProducerPool });
+    const onError = (err: Error) => console.error(`bench: graphile-worker producer pool: ${err.message}`);
+    pool.on("error", onError);
+    pool.on("connect", (client) => client.on("error", onError));
+    this.pool = pool;
+    this.utils = await makeWorkerUtils({ pgPool: pool, logger: new Logger(() => () => undefined) });
     await this.utils.migrate();
     this.child = await ConsumerProcess.spawn({
       system: "graphile-worker",
@@ -100,5 +106,7 @@ export class GraphileSystem implements SystemUnderTest {
     this.child = undefined;
     await this.utils?.release();
     this.utils = undefined;
+    await this.pool?.end();
+    this.pool = undefined;
   }
 }

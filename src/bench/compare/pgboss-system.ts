@@ -46,8 +46,8 @@ export class PgBossSystem implements SystemUnderTest {
     this.name = listenNotify ? "pg-boss (NOTIFY)" : `pg-boss (poll ${consumer.pollingIntervalSeconds} s)`;
     this.database = listenNotify ? "bench_pg_boss_notify" : "bench_pg_boss_poll";
     const wake = listenNotify
-      ? "woken by LISTEN/NOTIFY (polling as backstop)"
-      : `polls every ${consumer.pollingIntervalSeconds} s`;
+      ? "every enqueue sends a NOTIFY that wakes the workers (polling as backstop)"
+      : `no NOTIFY, workers poll every ${consumer.pollingIntervalSeconds} s`;
     this.caps =
       `${wake}; ${consumer.workers} workers x batch ${consumer.batchSize}, ` +
       `consumer pool ${consumer.poolSize}; producer pool ${o.peerProducerPool}`;
