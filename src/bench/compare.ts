@@ -1,38 +1,70 @@
 /**
  * `bench compare` (issue 7): kiteq-pg, pg-boss and graphile-worker on one embedded PostgreSQL
- * (fsync on, same settings for all), each on a fresh database, running the same three workloads
- * (compare/phases.ts). Prints tables with each peer's ratio to kiteq-pg, writes JSON and an SVG
- * chart under bench-results/, and exits non-zero when a system lost or duplicated a message.
+ * (fsync on, same settings for all), each row on a fresh database, running the same workloads
+ * (compare/phases.ts). Rows: kiteq-pg with KiteQ's defaults (6,000/s watermark cap per group),
+ * kiteq-pg uncapped, pg-boss woken by NOTIFY and polling, graphile-worker; the peers' releases are
+ * read from their installed package.json. Prints tables with every cap stated and kiteq-pg's
+ * advantage over each peer, writes JSON and an SVG chart under bench-results/, and exits non-zero
+ * when a row lost or duplicated a message in any phase.
  */
 import path from "node:path";
 import { GraphileSystem } from "./compare/graphile-system.js";
-import { KiteqSystem } from "./compare/kiteq-system.js";
-import { PgBossSystem } from "./compare/pgboss-system.js";
-import { runPhases, type SystemResult } from "./compare/phases.js";
-import { chartOf, printCompare, ratiosToBaseline } from "./compare/report.js";
+import { KITEQ_DEFAULTS, KITEQ_UNCAPPED, KiteqSystem } from "./compare/kiteq-system.js";
+import { type PgBossSettings, PgBossSystem } from "./compare/pgboss-system.js";
+import { type PhaseOptions, runPhases, type SystemResult } from "./compare/phases.js";
+import { acceptanceChecks, advantageTables } from "./compare/ratios.js";
+import { chartOf, type PhaseLabels, printCompare } from "./compare/report.js";
 import type { SystemOptions, SystemUnderTest } from "./compare/system.js";
+import { enginesCaveat, installedPackage } from "./compare/versions.js";
 import { type BenchEnv, withEnv } from "./environment.js";
 import { parseSuiteFlags, UsageError } from "./flags.js";
-import { machineInfo, Progress, resultPath, timestamp, writeResult } from "./output.js";
+import { fmt, machineInfo, Progress, resultPath, timestamp, writeResult } from "./output.js";
 import { peakRssKb } from "./stats.js";
 import { COMMON_FLAGS, type Suite } from "./suite.js";
 
-const ALL_SYSTEMS = ["kiteq-pg", "pg-boss", "graphile-worker"] as const;
+/** Row keys for --systems, in the default order. */
+const ALL_SYSTEMS = [
+  "kiteq-pg-uncapped",
+  "kiteq-pg",
+  "pg-boss-notify",
+  "pg-boss-poll",
+  "graphile-worker",
+] as const;
+
+/** The peer packages whose release and engines range are reported. */
+const PEER_PACKAGES = ["pg-boss", "graphile-worker"] as const;
 
 const FLAGS = {
-  systems: { default: ALL_SYSTEMS.join(","), help: "systems to run, in order" },
+  systems: { default: ALL_SYSTEMS.join(","), help: "rows to run, in order" },
   messages: { default: 20_000, help: "burn-down: messages enqueued before the consumer starts" },
-  rate: { default: 1000, help: "steady: offered messages per second" },
+  "fill-batch": { default: 1000, help: "burn-down, pg-boss/graphile-worker: jobs per batch call" },
+  "fill-calls": { default: 4, help: "burn-down, pg-boss/graphile-worker: batch calls in flight" },
+  producers: {
+    default: 16,
+    help: "flat out awaited: producers, each awaiting one enqueue (kiteq-pg: one connection each)",
+  },
+  pipeline: { default: 64, help: "flat out pipelined (and kiteq-pg's burn-down fill): enqueues in flight" },
+  "flat-seconds": { default: 10, help: "flat out: seconds of producing, each form" },
   "steady-seconds": { default: 10, help: "steady: seconds of offered load" },
-  "flat-seconds": { default: 10, help: "flat out: seconds of producing" },
+  "steady-fraction": {
+    default: 0.5,
+    help: "steady: offered rate as a fraction of the row's flat-out awaited rate",
+  },
+  rate: { default: 0, help: "steady: offer this rate to every row instead, once (0: --steady-fraction)" },
+  "steady-attempts": {
+    default: 3,
+    help: "steady: attempts at most, each at half the rate while the row did not carry it",
+  },
   "warmup-seconds": { default: 1, help: "steady and flat out: first seconds left out of the figures" },
-  connections: { default: 4, help: "kiteq-pg: producer connections" },
-  "peer-pool": { default: 10, help: "pg-boss, graphile-worker: producer pool size (their default)" },
-  window: { default: 16, help: "enqueues in flight per connection; connections x window for every system" },
   "drain-seconds": { default: 120, help: "longest wait for the consumer to catch up after a phase" },
-  "pgboss-workers": { default: 4, help: "pg-boss: work() workers in the consumer" },
+  "peer-pool": {
+    default: 64,
+    help: "pg-boss, graphile-worker: producer pool size (one connection per enqueue in flight)",
+  },
+  "pgboss-workers": { default: 4, help: "pg-boss: work() localConcurrency in the consumer" },
   "pgboss-batch": { default: 100, help: "pg-boss: batchSize of each worker" },
   "pgboss-pool": { default: 10, help: "pg-boss: consumer pool size" },
+  "pgboss-poll-seconds": { default: 0.5, help: "pg-boss: pollingIntervalSeconds (0.5 is its minimum)" },
   "graphile-concurrency": { default: 24, help: "graphile-worker: concurrency (concurrentJobs)" },
   "graphile-pool": { default: 25, help: "graphile-worker: maxPoolSize" },
   "graphile-local-queue": { default: 500, help: "graphile-worker: localQueue.size" },
@@ -45,22 +77,27 @@ const FLAGS = {
 
 type CompareFlags = ReturnType<typeof parseSuiteFlags<typeof FLAGS>>;
 
-function makeSystem(name: string, env: BenchEnv, f: CompareFlags): SystemUnderTest {
+function makeSystem(key: string, env: BenchEnv, f: CompareFlags): SystemUnderTest {
   const o: SystemOptions = {
-    producerConnections: f.connections,
+    producers: f.producers,
     peerProducerPool: f["peer-pool"],
     bodySize: f["body-size"],
   };
-  switch (name) {
+  const boss: PgBossSettings = {
+    workers: f["pgboss-workers"],
+    batchSize: f["pgboss-batch"],
+    pollingIntervalSeconds: f["pgboss-poll-seconds"],
+    poolSize: f["pgboss-pool"],
+  };
+  switch (key) {
     case "kiteq-pg":
-      return new KiteqSystem(env, o);
-    case "pg-boss":
-      return new PgBossSystem(env, o, {
-        workers: f["pgboss-workers"],
-        batchSize: f["pgboss-batch"],
-        pollingIntervalSeconds: 0.5,
-        poolSize: f["pgboss-pool"],
-      });
+      return new KiteqSystem(env, o, KITEQ_DEFAULTS);
+    case "kiteq-pg-uncapped":
+      return new KiteqSystem(env, o, KITEQ_UNCAPPED);
+    case "pg-boss-notify":
+      return new PgBossSystem(env, o, boss, true);
+    case "pg-boss-poll":
+      return new PgBossSystem(env, o, boss, false);
     case "graphile-worker":
       return new GraphileSystem(env, o, {
         concurrency: f["graphile-concurrency"],
@@ -70,58 +107,93 @@ function makeSystem(name: string, env: BenchEnv, f: CompareFlags): SystemUnderTe
         pollInterval: 2000,
       });
     default:
-      throw new UsageError(`--systems: unknown system "${name}" (known: ${ALL_SYSTEMS.join(", ")})`);
+      throw new UsageError(`--systems: unknown row "${key}" (known: ${ALL_SYSTEMS.join(", ")})`);
   }
+}
+
+function parseSystems(raw: string): string[] {
+  const keys = raw
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s !== "");
+  for (const k of keys) {
+    if (!(ALL_SYSTEMS as readonly string[]).includes(k)) {
+      throw new UsageError(`--systems: unknown row "${k}" (known: ${ALL_SYSTEMS.join(", ")})`);
+    }
+  }
+  if (keys.length === 0) throw new UsageError("--systems: no rows");
+  return keys;
+}
+
+function phaseOptions(f: CompareFlags): PhaseOptions {
+  for (const k of ["messages", "fill-batch", "fill-calls", "producers", "pipeline"] as const) {
+    if (!Number.isInteger(f[k]) || f[k] < 1) throw new UsageError(`--${k} must be an integer >= 1`);
+  }
+  if (f["flat-seconds"] <= 0 || f["steady-seconds"] <= 0 || f["drain-seconds"] <= 0) {
+    throw new UsageError("--flat-seconds, --steady-seconds and --drain-seconds must be > 0");
+  }
+  if (f.rate === 0 && (f["steady-fraction"] <= 0 || f["steady-fraction"] > 1)) {
+    throw new UsageError("--steady-fraction must be in (0, 1]");
+  }
+  if (f["pgboss-poll-seconds"] < 0.5) throw new UsageError("--pgboss-poll-seconds: pg-boss requires >= 0.5");
+  return {
+    messages: f.messages,
+    fillBatch: f["fill-batch"],
+    fillCalls: f["fill-calls"],
+    producers: f.producers,
+    pipeline: f.pipeline,
+    steadyAttempts: f.rate > 0 ? 1 : Math.max(1, f["steady-attempts"]),
+    flatSeconds: f["flat-seconds"],
+    steadySeconds: f["steady-seconds"],
+    warmupSeconds: f["warmup-seconds"],
+    drainSeconds: f["drain-seconds"],
+    steady: { fixedRate: f.rate, fraction: f["steady-fraction"], minRate: 50 },
+  };
 }
 
 export const comparePeersSuite: Suite = {
   name: "compare",
-  summary: "kiteq-pg vs pg-boss vs graphile-worker: burn-down, steady rate, flat out (issue 7)",
+  summary:
+    "kiteq-pg (KiteQ defaults, uncapped) vs pg-boss (NOTIFY, polling) vs graphile-worker: burn-down, flat out, steady",
   flags: FLAGS,
   async run(argv) {
     const f = parseSuiteFlags(argv, FLAGS);
-    const names = f.systems
-      .split(",")
-      .map((s) => s.trim())
-      .filter((s) => s !== "");
-    for (const n of names) {
-      if (!(ALL_SYSTEMS as readonly string[]).includes(n)) {
-        throw new UsageError(`--systems: unknown system "${n}" (known: ${ALL_SYSTEMS.join(", ")})`);
-      }
-    }
-    if (f.messages < 1 || f.rate <= 0 || f["steady-seconds"] <= 0 || f["flat-seconds"] <= 0) {
-      throw new UsageError("--messages, --rate, --steady-seconds and --flat-seconds must be > 0");
-    }
+    const keys = parseSystems(f.systems);
+    const phases = phaseOptions(f);
+    const labels: PhaseLabels = { awaited: `${f.producers}x1`, pipelined: `${f.pipeline} in flight` };
+    const peers = PEER_PACKAGES.map((n) => installedPackage(n));
+    const caveats = peers.flatMap((p) => enginesCaveat(p, process.version) ?? []);
+    console.error(
+      `bench: peers ${peers.map((p) => `${p.name} ${p.version}`).join(", ")}; Node.js ${process.version}`,
+    );
+    for (const c of caveats) console.error(`bench: ${c}`);
     const progress = new Progress();
     return withEnv("compare", async (env) => {
       const results: SystemResult[] = [];
-      for (const name of names) {
-        results.push(
-          await runPhases(
-            makeSystem(name, env, f),
-            env,
-            {
-              messages: f.messages,
-              rate: f.rate,
-              steadySeconds: f["steady-seconds"],
-              flatSeconds: f["flat-seconds"],
-              warmupSeconds: f["warmup-seconds"],
-              loops: f.connections * f.window,
-              drainSeconds: f["drain-seconds"],
-            },
-            progress,
-          ),
-        );
-      }
+      for (const key of keys) results.push(await runPhases(makeSystem(key, env, f), env, phases, progress));
       progress.end();
-      const ratios = ratiosToBaseline(results);
-      printCompare(results, ratios, f.rate);
+      const advantages = advantageTables(results);
+      const acceptance = acceptanceChecks(results);
+      printCompare(results, advantages, acceptance, labels, caveats);
       const machine = await machineInfo();
       const stamp = timestamp();
+      const steadyRule =
+        f.rate > 0
+          ? `${fmt(f.rate)}/s for every row`
+          : `${Math.round(f["steady-fraction"] * 100)}% of the row's ${labels.awaited} rate`;
       const subtitle =
-        `${new Date().toISOString().slice(0, 16)}Z, ${machine.cpus} CPU, PostgreSQL fsync on; burn-down ${f.messages}, ` +
-        `steady ${f.rate}/s x ${f["steady-seconds"]}s, flat out ${f["flat-seconds"]}s, ` +
-        `${f.connections}x${f.window} in flight, body ${f["body-size"]} B`;
+        `${new Date().toISOString().slice(0, 16)}Z, ${machine.cpus} CPU, Node.js ${process.version}, PostgreSQL fsync on; ` +
+        `burn-down ${fmt(f.messages)}, flat ${labels.awaited} and ${labels.pipelined} ${f["flat-seconds"]} s each, ` +
+        `steady ${f["steady-seconds"]} s at ${steadyRule}, body ${f["body-size"]} B`;
+      const notes = [
+        `burn-down fill: peers through their batch APIs (${f["fill-batch"]} per call, ${f["fill-calls"]} calls in flight); ` +
+          `kiteq-pg has no batch publish on the wire: pipelined single publishes, ${f.pipeline} in flight`,
+        `flat ${labels.awaited}: ${f.producers} producers each awaiting one enqueue (kiteq-pg: a connection each; ` +
+          `peers: a pool of ${f["peer-pool"]}, one connection per enqueue in flight)`,
+        "latency: from the start of the enqueue call (steady: its scheduled time) to the handler call; " +
+          "exactly-once checked in every phase of every row",
+        ...caveats,
+      ];
       const json = await writeResult(
         resultPath(f.out, "compare", stamp, "json"),
         `${JSON.stringify(
@@ -130,16 +202,21 @@ export const comparePeersSuite: Suite = {
             at: new Date().toISOString(),
             machine,
             postgres: await env.describeSettings(),
+            peers: peers.map((p) => ({ ...p, caveat: enginesCaveat(p, process.version) ?? null })),
             flags: f,
             results,
-            ratiosToKiteqPg: ratios,
+            advantages,
+            acceptance,
             benchProcessPeakRssKb: peakRssKb(process.pid) ?? null,
           },
           null,
           2,
         )}\n`,
       );
-      const svg = await writeResult(resultPath(f.out, "compare", stamp, "svg"), chartOf(results, subtitle));
+      const svg = await writeResult(
+        resultPath(f.out, "compare", stamp, "svg"),
+        chartOf(results, labels, subtitle, notes),
+      );
       console.log(
         `\nresults: ${path.relative(process.cwd(), json)}\nchart:   ${path.relative(process.cwd(), svg)}`,
       );

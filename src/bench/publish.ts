@@ -4,9 +4,17 @@
  * publishes each, then a fixed offered rate paced on a timer (latency from the scheduled send time).
  * With `--nodes 1,2,3` all of it runs once per node count, N brokers on the same PostgreSQL and
  * the connections spread round-robin over them (nodes.ts).
+ *
+ * The reference: the same flat-out shapes with no broker at all ("database only"), the publish
+ * statement (INSERT_PUBLISH_BATCH) run straight from N PostgreSQL connections, each awaiting a
+ * batch of `window` messages, so the same number of messages is in flight. What the broker adds
+ * (protocol, validation, batching, acks over TCP) is the gap between the two rows.
  */
+import { randomBytes } from "node:crypto";
 import path from "node:path";
 import type { KiteqConnection } from "../client/connection.js";
+import { BROKER_POOL_SETTINGS, createPool } from "../store/db.js";
+import { insertPublishBatch, type PublishRecord } from "../store/messages.js";
 import { flatOut, paced } from "./drivers.js";
 import { withEnv } from "./environment.js";
 import { intList, parseSuiteFlags } from "./flags.js";
@@ -29,6 +37,7 @@ const FLAGS = {
   seconds: { default: 10, help: "measured seconds of each run" },
   "warmup-seconds": { default: 2, help: "unmeasured seconds before each run" },
   rate: { default: 5000, help: "offered publishes per second of the fixed-rate run (0 skips it)" },
+  "db-only": { default: 1, help: "1 also runs the database-only reference (no broker), 0 skips it" },
   "rate-connections": { default: 16, help: "connections of the fixed-rate run" },
   ...NODES_FLAG,
   ...COMMON_FLAGS,
@@ -53,6 +62,15 @@ interface FlatFigures {
 }
 
 type FixedFigures = Awaited<ReturnType<typeof fixedRateRun>>;
+
+interface DbOnlyFigures {
+  connections: number;
+  /** Messages per statement (one transaction each). */
+  batch: number;
+  messagesPerSec: number;
+  /** Latency of each batch's statement, i.e. of each message in it, ms. */
+  latencyMs: LatencySummary;
+}
 
 export const publishSuite: Suite = {
   name: "publish",
@@ -95,17 +113,41 @@ export const publishSuite: Suite = {
         rss.push(...cluster.peakRss());
         await cluster.stop();
       }
+      const dbOnly: DbOnlyFigures[] = [];
+      if (f["db-only"] === 1) {
+        for (const n of connectionCounts) {
+          if (env.interrupted) break;
+          progress.timed(`database only, ${n} connection(s) x ${f.window}`, warmupMs + durationMs);
+          try {
+            dbOnly.push(await dbOnlyRun(url, n, f.window, warmupMs, durationMs, f["body-size"]));
+          } finally {
+            progress.end();
+          }
+        }
+      }
       // Interrupted: the figures are cut short, nothing is reported.
       if (env.interrupted) return INTERRUPTED;
 
       printTable(
         "publish, flat out (acked publishes per second; ack latency in ms)",
-        ["nodes", "connections", "window", "acked/s", "p50 ms", "p99 ms", "max ms", "failed", "target"],
+        [
+          "nodes",
+          "connections",
+          "window",
+          "acked/s",
+          "of db-only",
+          "p50 ms",
+          "p99 ms",
+          "max ms",
+          "failed",
+          "target",
+        ],
         flat.map((r) => [
           r.nodes,
           r.connections,
           r.window,
           r.ackedPerSec,
+          ofDbOnly(r, dbOnly),
           r.latencyMs.p50,
           r.latencyMs.p99,
           r.latencyMs.max,
@@ -115,6 +157,20 @@ export const publishSuite: Suite = {
             : "",
         ]),
       );
+      if (dbOnly.length > 0) {
+        printTable(
+          "database only: the publish statement from N connections, each awaiting a batch of `window` messages (no broker)",
+          ["connections", "batch", "messages/s", "p50 ms", "p99 ms", "max ms"],
+          dbOnly.map((d) => [
+            d.connections,
+            d.batch,
+            d.messagesPerSec,
+            d.latencyMs.p50,
+            d.latencyMs.p99,
+            d.latencyMs.max,
+          ]),
+        );
+      }
       if (fixed.length > 0) {
         printTable(
           "publish, fixed offered rate (latency from the scheduled send time, ms)",
@@ -147,6 +203,7 @@ export const publishSuite: Suite = {
             targets: { ackedPerSecAt16: TARGET_ACKED_PER_SEC_16, p99MsAtRate: TARGET_P99_MS_AT_RATE },
             nodeCounts: counts,
             flat,
+            databaseOnly: dbOnly,
             // One entry per node count (empty with --rate 0).
             fixedRate: fixed,
             brokers: rss,
@@ -236,4 +293,81 @@ async function fixedRateRun(
     progress.end();
     closeAll(conns);
   }
+}
+
+/** "63%": the broker's rate as a share of the database-only rate of the same shape (1 node). */
+function ofDbOnly(r: FlatFigures, dbOnly: readonly DbOnlyFigures[]): string {
+  const d = dbOnly.find((x) => x.connections === r.connections && x.batch === r.window);
+  if (d === undefined || d.messagesPerSec === 0 || r.nodes !== 1) return "";
+  return `${Math.round((100 * r.ackedPerSec) / d.messagesPerSec)}%`;
+}
+
+/**
+ * Database only: `connections` PostgreSQL connections (the broker's publish pool settings), each
+ * running INSERT_PUBLISH_BATCH with `batch` fresh messages and awaiting it, in a loop.
+ */
+async function dbOnlyRun(
+  url: string,
+  connections: number,
+  batch: number,
+  warmupMs: number,
+  durationMs: number,
+  bodySize: number,
+): Promise<DbOnlyFigures> {
+  const pool = createPool(url, {
+    max: connections,
+    name: "kiteq-bench db-only",
+    settings: { plan_cache_mode: "force_generic_plan", ...BROKER_POOL_SETTINGS },
+  });
+  try {
+    const from = nowMs() + warmupMs;
+    const to = from + durationMs;
+    const latency = new Samples();
+    let messages = 0;
+    const body = Buffer.alloc(bodySize, 120);
+    await flatOut(connections, to, async () => {
+      const now = new Date();
+      const records: PublishRecord[] = [];
+      for (let i = 0; i < batch; i++) records.push(dbOnlyRecord(now, body));
+      const sentAt = nowMs();
+      await insertPublishBatch(pool, records, {
+        now,
+        nodeId: "bench-db-only",
+        leaseUntil: new Date(now.getTime() + 30_000),
+        firstTxCheckAt: now,
+      });
+      const at = nowMs();
+      if (at >= from && at <= to) {
+        messages += batch;
+        for (let i = 0; i < batch; i++) latency.add(at - sentAt);
+      }
+    });
+    return {
+      connections,
+      batch,
+      messagesPerSec: round(messages / (durationMs / 1000), 0),
+      latencyMs: latency.summary(),
+    };
+  } finally {
+    await pool.end();
+  }
+}
+
+/** A message like the bench's (no bound group: nothing owed), with a fresh id. */
+function dbOnlyRecord(now: Date, body: Buffer): PublishRecord {
+  return {
+    messageId: randomBytes(16).toString("hex"),
+    topic: TOPIC,
+    messageType: "bench",
+    groupId: "bench-db-only",
+    commit: true,
+    expiresAt: new Date(now.getTime() + 3600_000),
+    deliverLimit: 100,
+    createdAt: now,
+    properties: [],
+    snappy: false,
+    bodyIsString: false,
+    body,
+    deliveries: [],
+  };
 }

@@ -11,6 +11,7 @@ import {
   boolean,
   configError,
   isGroupId,
+  KEYWORD_FORM,
   parseAt,
   postgresUrl,
   postgresUrlList,
@@ -179,7 +180,10 @@ function readRegistry(layer: Layer, registries: Table, env: unknown, path: strin
 /** `db`: a PostgreSQL URL is used; another store's URL (rocksdb://, mysql://, file://) is ignored. */
 function readDb(layer: Layer, raw: unknown, path: string, warnings: string[]): void {
   const site = { key: "databaseUrl", name: "db", file: path };
-  if (Array.isArray(raw) || (typeof raw === "string" && /^postgres(ql)?:\/\//i.test(raw))) {
+  if (
+    Array.isArray(raw) ||
+    (typeof raw === "string" && (/^\s*postgres(ql)?:\/\//i.test(raw) || KEYWORD_FORM.test(raw)))
+  ) {
     // Several URLs (an array, or one string separated by spaces): the shards, in order.
     layer.values.databaseUrl = parseAt(postgresUrlList, raw, false, site);
     layer.origin.databaseUrl = `db in ${path}`;

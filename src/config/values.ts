@@ -5,6 +5,7 @@
  */
 import { ErrorCode, KiteqError } from "../errors.js";
 import { MAX_NAME_BYTES } from "../publish/limits.js";
+import { ConnectionTargetError, parseConnectionTarget } from "../store/hosts.js";
 import { type BindAddress, LOG_LEVELS, type LogLevel, type RedeliveryStep } from "./types.js";
 
 /** A value parser's refusal: what was expected (and, for secrets, how to show the bad value). */
@@ -205,39 +206,52 @@ export const adminAddress: Parser<AdminSpec> = (raw, text) => {
   return addr;
 };
 
-/** A PostgreSQL URL: postgres:// or postgresql://, with a host or a socket path. */
+/**
+ * One PostgreSQL target: a postgres:// or postgresql:// URL (or libpq's keyword=value form) that
+ * may name several hosts with target_session_attrs (store/hosts.ts parses it; a list of targets,
+ * one per shard, must be split on whitespace, never on commas).
+ */
 export const postgresUrl: Parser<string> = (raw) => {
-  const expected = "a postgres:// or postgresql:// URL";
+  const expected =
+    "a postgres:// or postgresql:// URL (several hosts for failover: " +
+    "postgresql://user:pw@hostA:5432,hostB:5432/db?target_session_attrs=read-write)";
   if (typeof raw !== "string") throw new Invalid(expected);
-  let url: URL;
+  const shown = JSON.stringify(redactUrl(raw));
+  if (!/^postgres(ql)?:\/\//i.test(raw) && !KEYWORD_FORM.test(raw)) throw new Invalid(expected, shown);
   try {
-    url = new URL(raw);
-  } catch {
-    throw new Invalid(expected, JSON.stringify(redactUrl(raw)));
-  }
-  if (url.protocol !== "postgres:" && url.protocol !== "postgresql:") {
-    throw new Invalid(expected, JSON.stringify(redactUrl(raw)));
+    parseConnectionTarget(raw);
+  } catch (err) {
+    if (!(err instanceof ConnectionTargetError)) throw err;
+    throw new Invalid(`a postgres:// or postgresql:// URL: ${err.message}`, shown);
   }
   return raw;
 };
 
 /**
- * One PostgreSQL URL or several (the shards, in order): separated by whitespace in one value, or
- * given as an array (cluster.toml). Never split on commas: one URL may name several hosts.
+ * One PostgreSQL target or several (the shards, in order): given as an array (cluster.toml), or
+ * in one value separated by whitespace when every part is a postgres:// URL. Never split on
+ * commas: one URL may name several hosts. A value in libpq's keyword=value form (`host=a,b
+ * dbname=kiteq`, itself separated by spaces) is one target: give several by repeating --db.
  */
 export const postgresUrlList: Parser<string[]> = (raw, text) => {
-  const items = Array.isArray(raw)
-    ? raw
-    : typeof raw === "string"
-      ? raw.split(/\s+/).filter((u) => u !== "")
-      : [raw];
+  let items: unknown[];
+  if (Array.isArray(raw)) items = raw;
+  else if (typeof raw === "string") {
+    const parts = raw.split(/\s+/).filter((u) => u !== "");
+    items = parts.length > 1 && parts.every((u) => /^postgres(ql)?:\/\//i.test(u)) ? parts : [raw.trim()];
+  } else items = [raw];
   if (items.length === 0) throw new Invalid("one or more postgres:// URLs separated by spaces");
   return items.map((u) => postgresUrl(u, text));
 };
 
-/** The URL with its password replaced by ***, for messages and logs. */
+/** libpq's keyword=value form (`host=a,b dbname=kiteq ...`), also accepted as a database URL. */
+export const KEYWORD_FORM = /^\s*[A-Za-z_]+\s*=/;
+
+/** The URL (or keyword=value string) with its password replaced by ***, for messages and logs. */
 export function redactUrl(s: string): string {
-  return s.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@]*):[^@/]*@/i, "$1:***@");
+  return s
+    .replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@]*):[^@/]*@/i, "$1:***@")
+    .replace(/(^|\s|[?&])password(\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&']*)/g, "$1password$2***");
 }
 
 /** `static`, `file://path/registry.yaml` (static with KiteQ's YAML file) or `zk://h:p[,h:p][?timeout=30s]`. */

@@ -24,7 +24,7 @@ import { claimDueDeliveries, nextDueAfter, releaseClaimsOf, renewLeases } from "
 import type { PublishRecord, PublishResult } from "../store/messages.js";
 import type { WakeSource } from "../store/notifications.js";
 import { GroupCounters } from "./group-counters.js";
-import { type DeliveryJob, jobFromClaim, jobKey, jobsFromPublish, type WireCache } from "./job.js";
+import { type DeliveryJob, HeldJobs, jobFromClaim, jobsFromPublish, type WireCache } from "./job.js";
 import { effectiveWatermark, LocalGroup } from "./local-group.js";
 import { OutcomeWriter } from "./outcomes.js";
 import { type RedeliveryStep, redeliveryDelayMs } from "./schedule.js";
@@ -115,8 +115,8 @@ export class Dispatcher {
   private boundGroups = new Set<string>();
   private readonly groups = new Map<string, LocalGroup>();
   private readonly inFlight = new Map<Session, Map<number, InFlight>>();
-  /** Everything this node holds a claim on, for lease renewal and release. */
-  private readonly held = new Map<string, DeliveryJob>();
+  /** Everything this node holds a claim on, per shard (a messagePk is unique only within a shard). */
+  private readonly held: HeldJobs[];
   /** Pushes that timed out recently, by session and opaque, for late acks. */
   private readonly timedOut = new Map<string, { job: DeliveryJob; pushedAt: number; forgetAt: number }>();
   /** One outcome writer per shard (each batches its own shard's acks, nacks and releases). */
@@ -146,6 +146,7 @@ export class Dispatcher {
     this.pools = o.pools ?? [o.pool];
     this.outcomes = this.pools.map((p) => new OutcomeWriter(p, o.nodeId, o.log));
     this.claimDownUntil = this.pools.map(() => 0);
+    this.held = this.pools.map(() => new HeldJobs());
     this.shardLog = new RateLimitedLog(o.log, { first: 3, intervalMs: 30_000 });
   }
 
@@ -320,7 +321,8 @@ export class Dispatcher {
             messagePk: late.job.messagePk,
             groupId: late.job.groupId,
             attempt: late.job.attempts + 1,
-            pushedAt: new Date(late.pushedAt),
+            // The timeout's nack already wrote this push's `delivered` row.
+            pushedAt: null,
             ackedAt: new Date(),
           },
           () => undefined,
@@ -412,7 +414,7 @@ export class Dispatcher {
     await this.wake?.close().catch(() => undefined);
     while (this.claiming) await new Promise((r) => setTimeout(r, 10));
     for (const flights of this.inFlight.values()) flights.clear();
-    const releasing = [...this.held.values()];
+    const releasing = this.held.flatMap((h) => [...h.values()]);
     for (const job of releasing) this.release(job);
     await Promise.all(this.outcomes.map((o) => o.drain()));
     this.shardLog.close();
@@ -654,12 +656,11 @@ export class Dispatcher {
   }
 
   private hold(job: DeliveryJob): void {
-    this.held.set(jobKey(job.messagePk, job.groupId, job.shard), job);
+    this.held[job.shard]!.add(job);
   }
 
   private unhold(job: DeliveryJob): void {
-    const key = jobKey(job.messagePk, job.groupId, job.shard);
-    if (this.held.get(key) === job) this.held.delete(key);
+    this.held[job.shard]!.remove(job);
   }
 
   /**
@@ -736,12 +737,10 @@ export class Dispatcher {
   }
 
   private async renewLeases(): Promise<void> {
-    if (this.held.size === 0 || this.stopped) return;
+    if (this.stopped || this.held.every((h) => h.size === 0)) return;
     const leaseUntil = new Date(Date.now() + this.o.leaseMs);
     // Each shard its own jobs (one statement per shard); a shard that is down fails alone.
-    const byShard: DeliveryJob[][] = this.pools.map(() => []);
-    if (this.pools.length === 1) byShard[0] = [...this.held.values()];
-    else for (const job of this.held.values()) byShard[job.shard]!.push(job);
+    const byShard = this.held.map((h) => [...h.values()]);
     await Promise.all(
       byShard.map(async (jobs, shard) => {
         if (jobs.length === 0) return;

@@ -10,12 +10,13 @@
  * Every job is single-flight (PeriodicJob), works in bounded batches, and runs on the maintenance
  * pool, whose statements have a statement_timeout. stop() cancels what is in flight.
  */
-import pg from "pg";
+import type pg from "pg";
 import { ErrorCode, toKiteqError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { RateLimitedLog } from "../log-limit.js";
 import { dropPartitionsBefore, ensurePartitions } from "../store/db.js";
 import { expireDeliveries } from "../store/deliveries.js";
+import { createClient } from "../store/failover.js";
 import {
   cancelStatementsOf,
   claimerLiveness,
@@ -166,12 +167,16 @@ export class Maintenance {
 
   /** Open the node's session connection and take its liveness lock on it. */
   private async openSession(): Promise<void> {
-    const client = new pg.Client({
-      connectionString: this.o.url,
-      application_name: `kiteq-pg ${this.o.nodeId} liveness`,
-      connectionTimeoutMillis: 10_000,
-      options: "-c timezone=UTC -c statement_timeout=10000 -c jit=off",
-    });
+    // A multi-host URL: the session reconnects to whichever server is the primary now.
+    const client = createClient(
+      this.o.url,
+      {
+        application_name: `kiteq-pg ${this.o.nodeId} liveness`,
+        connectionTimeoutMillis: 10_000,
+        options: "-c timezone=UTC -c statement_timeout=10000 -c jit=off",
+      },
+      this.log,
+    );
     const lost = (err?: Error) => {
       if (this.session !== client) return;
       this.session = undefined;

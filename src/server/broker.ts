@@ -165,11 +165,13 @@ export class Broker {
     const connectTimeoutMs = sharded ? SHARD_CONNECT_TIMEOUT_MS : undefined;
     const shards: ShardPools[] = urls.map((url, index) => {
       const names = poolNames(config.nodeId);
+      // A multi-host URL: every pool's new connections go to the current primary (store/failover.ts).
+      const plog = sharded ? log.child({ shard: index }) : log;
       return {
         index,
         label: shardLabel(url),
         url,
-        pool: createPool(url, { max: 10, name: names.main, settings: timeout, connectTimeoutMs }),
+        pool: createPool(url, { max: 10, name: names.main, settings: timeout, connectTimeoutMs, log: plog }),
         // Publishes get connections of their own (one per concurrent batch) with generic plans: the
         // batch insert's plan never depends on its values, and planning it each time cost ~20%.
         publishPool: createPool(url, {
@@ -177,12 +179,14 @@ export class Broker {
           name: names.publish,
           settings: { plan_cache_mode: "force_generic_plan", ...timeout },
           connectTimeoutMs,
+          log: plog,
         }),
         maintenancePool: createPool(url, {
           max: 2,
           name: names.maintenance,
           settings: timeout,
           connectTimeoutMs,
+          log: plog,
         }),
         health: new ShardHealth(index, shardLabel(url)),
       };

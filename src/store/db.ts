@@ -8,6 +8,7 @@ import { migrate } from "drizzle-orm/node-postgres/migrator";
 import pg from "pg";
 import { ErrorCode, KiteqError } from "../errors.js";
 import type { Logger } from "../log.js";
+import { clientSetup } from "./failover.js";
 
 /** migrations/ beside src/ (and beside dist/ once built). */
 export const MIGRATIONS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../migrations");
@@ -44,16 +45,29 @@ const types = {
       : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
 };
 
-/** A pool on `url` with the settings every broker statement expects (UTC). */
+/**
+ * A pool on `url` with the settings every broker statement expects (UTC). `url` may name several
+ * hosts with a target_session_attrs (libpq's forms, store/hosts.ts): each new connection then
+ * goes to the server chosen among them, and after a failover to the promoted one
+ * (store/failover.ts). `log` hears of host changes. Throws KQ_CONFIG_INVALID for a malformed URL.
+ */
 export function createPool(
   url: string,
-  options: { max?: number; name?: string; settings?: Record<string, string>; connectTimeoutMs?: number } = {},
+  options: {
+    max?: number;
+    name?: string;
+    settings?: Record<string, string>;
+    log?: Logger;
+    connectTimeoutMs?: number;
+  } = {},
 ): pg.Pool {
   const extra = Object.entries(options.settings ?? {})
     .map(([k, v]) => ` -c ${k}=${v}`)
     .join("");
+  const { Client, connectionString } = clientSetup(url, options.log);
   const pool = new pg.Pool({
-    connectionString: url,
+    Client,
+    connectionString,
     max: options.max ?? 8,
     idleTimeoutMillis: 30_000,
     connectionTimeoutMillis: options.connectTimeoutMs ?? 10_000,

@@ -3,7 +3,8 @@
  * written with each change. Time is always a parameter.
  */
 import type pg from "pg";
-import { numberArray, textArray } from "./pg-arrays.js";
+import { ACK_WITH_PUSH_WINDOW_SECONDS } from "./event-kinds.js";
+import { nullableNumberArray, numberArray, textArray } from "./pg-arrays.js";
 
 type Queryable = pg.Pool | pg.PoolClient;
 
@@ -172,13 +173,19 @@ export interface AckRecord {
   messagePk: number;
   groupId: string;
   attempt: number;
-  pushedAt: Date;
+  /**
+   * When the acked push went out; null when its `delivered` row is already written (a late ack
+   * of a push that timed out: the nack wrote it).
+   */
+  pushedAt: Date | null;
   ackedAt: Date;
 }
 
 /**
- * Acks: delete the deliveries and append `delivered` (at push time) and `acked` rows for each one
- * that was still owed; an ack for a delivery already gone writes nothing.
+ * Acks: delete the deliveries and append the history of each one that was still owed; an ack
+ * for a delivery already gone writes nothing. An ack within ACK_WITH_PUSH_WINDOW_SECONDS of its
+ * push is one `acked` row carrying the push time (delivered_at): the `delivered` state change
+ * is kept, in half the rows and index entries. A slower one gets its own `delivered` row.
  */
 const ACK_DELIVERIES = `
 WITH gone AS (
@@ -187,12 +194,18 @@ WITH gone AS (
          AS a(message_pk, group_id, attempt, pushed_at, acked_at)
    WHERE d.message_pk = a.message_pk AND d.group_id = a.group_id
   RETURNING a.message_pk, a.group_id, a.attempt, to_timestamp(a.pushed_at) AS pushed_at,
-            to_timestamp(a.acked_at) AS acked_at
+            to_timestamp(a.acked_at) AS acked_at,
+            coalesce(a.acked_at - a.pushed_at <= ${ACK_WITH_PUSH_WINDOW_SECONDS}, false) AS merged
+), ev AS (
+  INSERT INTO message_events (message_pk, kind, at, group_id, node_id, attempt, delivered_at)
+  SELECT message_pk, 'delivered'::message_event_kind, pushed_at, group_id, $6, attempt, NULL
+    FROM gone WHERE NOT merged AND pushed_at IS NOT NULL
+  UNION ALL
+  SELECT message_pk, 'acked'::message_event_kind, acked_at, group_id, $6, attempt,
+         CASE WHEN merged THEN pushed_at END
+    FROM gone
 )
-INSERT INTO message_events (message_pk, kind, at, group_id, node_id, attempt)
-SELECT message_pk, 'delivered'::message_event_kind, pushed_at, group_id, $6, attempt FROM gone
-UNION ALL
-SELECT message_pk, 'acked'::message_event_kind, acked_at, group_id, $6, attempt FROM gone`;
+SELECT count(*)::int AS ended FROM gone`;
 
 /** Apply a batch of acks (see ACK_DELIVERIES); returns how many deliveries ended. */
 export async function ackDeliveries(
@@ -201,19 +214,19 @@ export async function ackDeliveries(
   nodeId: string,
 ): Promise<number> {
   if (acks.length === 0) return 0;
-  const { rowCount } = await db.query({
+  const { rows } = await db.query<{ ended: number }>({
     text: ACK_DELIVERIES,
     values: [
       numberArray(acks.map((a) => a.messagePk)),
       textArray(acks.map((a) => a.groupId)),
       numberArray(acks.map((a) => a.attempt)),
       // Epoch seconds: formatting Dates for array parameters costs more than the statement.
-      numberArray(acks.map((a) => a.pushedAt.getTime() / 1000)),
+      nullableNumberArray(acks.map((a) => (a.pushedAt === null ? null : a.pushedAt.getTime() / 1000))),
       numberArray(acks.map((a) => a.ackedAt.getTime() / 1000)),
       nodeId,
     ],
   });
-  return (rowCount ?? 0) / 2;
+  return rows[0]?.ended ?? 0;
 }
 
 /** A failed push (DELIVER_ACK false or no answer in time). */

@@ -28,5 +28,13 @@ export const EVENT_KINDS = [
   "redriven",
 ] as const;
 
+/**
+ * An ack within this many seconds of its push is stored as one `acked` row whose delivered_at
+ * holds the push time (migration 0007); the history queries show it as its `delivered` and
+ * `acked` state changes. A slower ack keeps its own `delivered` row, so a time-range query needs
+ * to look only this far past either end of its range.
+ */
+export const ACK_WITH_PUSH_WINDOW_SECONDS = 1;
+
 /** One kind of history row. */
 export type EventKind = (typeof EVENT_KINDS)[number];

@@ -5,7 +5,7 @@
  * probes the admin server needs (store ping, deliveries owed per group).
  */
 import type pg from "pg";
-import type { EventKind } from "./event-kinds.js";
+import { ACK_WITH_PUSH_WINDOW_SECONDS, type EventKind } from "./event-kinds.js";
 
 type Queryable = pg.Pool | pg.PoolClient;
 
@@ -13,25 +13,41 @@ type Queryable = pg.Pool | pg.PoolClient;
  * Tie-break for rows with the same timestamp (a push answered within the same millisecond):
  * what makes a delivery owed, then the push, then its outcome. Explicit, not the enum's order.
  */
-const SAME_INSTANT_ORDER = `CASE e.kind
+const SAME_INSTANT_ORDER = `CASE x.kind
     WHEN 'received' THEN 0 WHEN 'uncommitted' THEN 0 WHEN 'tx_checked' THEN 1 WHEN 'committed' THEN 2
     WHEN 'redriven' THEN 2 WHEN 'delivered' THEN 3 ELSE 4 END`;
+
+/**
+ * The state changes a history row `e` stands for, as `x(at, kind, detail)`: itself, and before
+ * it the `delivered` change an `acked` row carries in delivered_at (migration 0007).
+ */
+const STATE_CHANGES_OF_ROW = `CROSS JOIN LATERAL (
+    SELECT e.at, e.kind, e.detail
+    UNION ALL
+    SELECT e.delivered_at, 'delivered'::message_event_kind, NULL WHERE e.delivered_at IS NOT NULL
+  ) x(at, kind, detail)`;
 
 /** "What happened to message X": every history row of the message, oldest first. */
 export const MESSAGE_HISTORY_SQL = `
 SELECT m.message_id, m.topic, m.message_type, m.group_id AS publisher_group_id, m."commit",
        m.created_at, m.stored_at, m.expires_at, m.deliver_limit, m.properties,
        octet_length(m.body) AS body_size,
-       e.at, e.kind, e.group_id, e.attempt, e.node_id, e.detail
+       x.at, x.kind, e.group_id, e.attempt, e.node_id, x.detail
   FROM message_ids i
   JOIN messages m ON m.id = i.message_pk AND m.stored_at = i.stored_at
   JOIN message_events e ON e.message_pk = m.id
+  ${STATE_CHANGES_OF_ROW}
  WHERE i.message_id = $1
- ORDER BY e.at, ${SAME_INSTANT_ORDER}`;
+ ORDER BY x.at, ${SAME_INSTANT_ORDER}`;
 
 /**
- * "What did group G receive between T1 and T2": the group's rows (delivered, acked, nacked,
- * expired, dead_lettered, redriven) with at in [T1, T2), oldest first, at most $4 rows.
+ * "What did group G receive between T1 and T2": the group's state changes (delivered, acked,
+ * nacked, expired, dead_lettered, redriven) with a time in [T1, T2), oldest first, at most $4.
+ *
+ * A merged `acked` row (see STATE_CHANGES_OF_ROW) lies at most W = ACK_WITH_PUSH_WINDOW_SECONDS
+ * after the push it carries, so rows up to T2 + W are read for pushes before T2. And the $4-th
+ * row from T1 bounds the read: each row holds a change at its own time, so the first $4 changes
+ * are no later than that row's time, and no row more than W after it holds one of them.
  */
 export const GROUP_HISTORY_SQL = groupHistorySql("");
 
@@ -40,19 +56,27 @@ export const GROUP_HISTORY_SQL = groupHistorySql("");
  * rank), for merging the answers of several shards in exactly the order one database gives.
  */
 export const GROUP_HISTORY_SORTED_SQL = groupHistorySql(
-  `,\n       (extract(epoch FROM e.at) * 1000000)::bigint AS at_us, ${SAME_INSTANT_ORDER} AS same_instant`,
+  `,\n       (extract(epoch FROM x.at) * 1000000)::bigint AS at_us, ${SAME_INSTANT_ORDER} AS same_instant`,
 );
 
 function groupHistorySql(sortKey: string): string {
   return `
-SELECT e.at, e.kind, m.message_id, m.topic, m.message_type, e.attempt, e.node_id, e.detail${sortKey}
+WITH bound AS (
+  SELECT e.at + interval '${ACK_WITH_PUSH_WINDOW_SECONDS} second' AS upto FROM message_events e
+   WHERE e.group_id = $1 AND e.at >= $2 AND e.at < $3
+   ORDER BY e.at OFFSET $4 - 1 LIMIT 1
+)
+SELECT x.at, x.kind, m.message_id, m.topic, m.message_type, e.attempt, e.node_id, x.detail${sortKey}
   FROM message_events e
+  ${STATE_CHANGES_OF_ROW}
   -- An index probe per row (the message's day is not known here): never a scan of messages.
   CROSS JOIN LATERAL (
     SELECT message_id, topic, message_type FROM messages WHERE id = e.message_pk LIMIT 1
   ) m
- WHERE e.group_id = $1 AND e.at >= $2 AND e.at < $3
- ORDER BY e.at, ${SAME_INSTANT_ORDER}, m.message_id
+ WHERE e.group_id = $1 AND e.at >= $2
+   AND e.at <= coalesce((SELECT upto FROM bound), $3 + interval '${ACK_WITH_PUSH_WINDOW_SECONDS} second')
+   AND x.at >= $2 AND x.at < $3
+ ORDER BY x.at, ${SAME_INSTANT_ORDER}, m.message_id
  LIMIT $4`;
 }
 

@@ -100,7 +100,7 @@ export const nodes = pgTable("nodes", {
 });
 
 /**
- * This database's place in the store (migration 0007): one row, written when the store was first
+ * This database's place in the store (migration 0008): one row, written when the store was first
  * opened. `shard_id` is this database's own identity (a random uuid: it survives password changes
  * and failover host lists, which a URL would not), `shard_index` its place in the list, and
  * `shard_ids` the whole ordered list of shard uuids as recorded at creation (the same in every

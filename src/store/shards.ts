@@ -6,7 +6,7 @@
  *   `fnv1a32(messageId) % count` (shard-hash.ts);
  * - bindings and the node list live in shard 0 and are read from there;
  * - every shard records, once, its own uuid, its index and the ordered list of every shard's
- *   uuid (shard_identity, migration 0007). A node given another list (another count, another
+ *   uuid (shard_identity, migration 0008). A node given another list (another count, another
  *   order, a database of another store) refuses to start with one line naming the shard.
  *
  * With one URL the store is one shard: the same tables and statements as ever, plus the one-row

@@ -232,10 +232,12 @@ describe("e2e: delivery over TCP", () => {
   async function history(messageId: string, groupId?: string) {
     // The README's history query.
     const { rows } = await db.pool.query<{ kind: string; group_id: string | null; detail: string | null }>(
-      `SELECT e.at, e.kind, e.group_id, e.attempt, e.node_id, e.detail
+      `SELECT x.at, x.kind, e.group_id, e.attempt, e.node_id, x.detail
          FROM messages m JOIN message_events e ON e.message_pk = m.id
+         CROSS JOIN LATERAL (SELECT e.at, e.kind, e.detail UNION ALL
+                             SELECT e.delivered_at, 'delivered', NULL WHERE e.delivered_at IS NOT NULL) x
         WHERE m.message_id = $1 AND ($2::text IS NULL OR e.group_id = $2 OR e.group_id IS NULL)
-        ORDER BY e.at, e.kind`,
+        ORDER BY x.at, x.kind`,
       [messageId, groupId ?? null],
     );
     return rows;

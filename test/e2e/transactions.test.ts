@@ -29,9 +29,12 @@ interface Event {
 /** The history of one message: messages JOIN message_events, in order. */
 async function history(db: TestDatabase, messageId: string): Promise<Event[]> {
   const { rows } = await db.pool.query<Event>(
-    `SELECT e.kind, e.group_id, e.attempt, e.node_id, e.detail, e.at
+    // The README's history query: an acked row may also stand for its push (delivered_at).
+    `SELECT x.kind, e.group_id, e.attempt, e.node_id, x.detail, x.at
        FROM messages m JOIN message_events e ON e.message_pk = m.id
-      WHERE m.message_id = $1 ORDER BY e.at, e.kind`,
+       CROSS JOIN LATERAL (SELECT e.at, e.kind, e.detail UNION ALL
+                           SELECT e.delivered_at, 'delivered', NULL WHERE e.delivered_at IS NOT NULL) x
+      WHERE m.message_id = $1 ORDER BY x.at, x.kind`,
     [messageId],
   );
   return rows;

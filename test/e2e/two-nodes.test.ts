@@ -140,8 +140,10 @@ describe("e2e: two nodes, one database", () => {
     // The killed node never wrote the outcome of its last pushes; node B's first push of one of
     // them is the takeover.
     const { rows: firstRedelivery } = await db.pool.query<{ at: Date }>(
-      `SELECT min(e.at) AS at FROM message_events e JOIN messages m ON m.id = e.message_pk
-        WHERE e.kind = 'delivered' AND e.node_id = 'node-b' AND m.message_id = ANY($1)`,
+      // A push is a delivered row, or the delivered_at of the acked row that carries it.
+      `SELECT min(coalesce(e.delivered_at, e.at)) AS at FROM message_events e JOIN messages m ON m.id = e.message_pk
+        WHERE (e.kind = 'delivered' OR e.delivered_at IS NOT NULL) AND e.node_id = 'node-b'
+          AND m.message_id = ANY($1)`,
       [redelivered.map((m) => m.header.messageId)],
     );
     const takeoverMs = firstRedelivery[0]?.at ? firstRedelivery[0].at.getTime() - killedAt : Number.NaN;

@@ -147,6 +147,61 @@ describe("store: history queries", () => {
     expect(await groupHistory(db.pool, g, at(1000), at(2000))).toEqual([]);
   });
 
+  it("an ack within a second of its push is one row that still reads as delivered + acked", async () => {
+    const g = `gm-${randomBytes(3).toString("hex")}`;
+    const quick = record([g]);
+    const slow = record([g]);
+    const late = record([g]);
+    const pkQuick = await publish(quick);
+    const pkSlow = await publish(slow);
+    const pkLate = await publish(late);
+    const ended = await ackDeliveries(
+      db.pool,
+      [
+        // Pushed before 2000, acked after: the push is in [1000, 2000), the ack is not.
+        { messagePk: pkQuick, groupId: g, attempt: 1, pushedAt: at(1900), ackedAt: at(2300) },
+        { messagePk: pkSlow, groupId: g, attempt: 1, pushedAt: at(1000), ackedAt: at(2500) },
+        // A late ack: its push's delivered row was written with the timeout's nack.
+        { messagePk: pkLate, groupId: g, attempt: 1, pushedAt: null, ackedAt: at(1500) },
+      ],
+      "n1",
+    );
+    expect(ended).toBe(3);
+    const { rows } = await db.pool.query(
+      `SELECT m.message_id, e.kind, e.at, e.delivered_at FROM message_events e JOIN messages m ON m.id = e.message_pk
+        WHERE e.group_id = $1 ORDER BY e.at`,
+      [g],
+    );
+    expect(rows.map((r) => [r.message_id, r.kind, r.delivered_at?.toISOString() ?? null])).toEqual([
+      [slow.messageId, "delivered", null],
+      [late.messageId, "acked", null],
+      [quick.messageId, "acked", at(1900).toISOString()],
+      [slow.messageId, "acked", null],
+    ]);
+    const changes = (since: number, until: number, limit?: number) =>
+      groupHistory(db.pool, g, at(since), at(until), limit).then((es) =>
+        es.map((e) => [e.kind, e.messageId, e.at.getTime() - t0.getTime()]),
+      );
+    expect(await changes(1000, 2000)).toEqual([
+      ["delivered", slow.messageId, 1000],
+      ["acked", late.messageId, 1500],
+      ["delivered", quick.messageId, 1900],
+    ]);
+    expect(await changes(2000, 3000)).toEqual([
+      ["acked", quick.messageId, 2300],
+      ["acked", slow.messageId, 2500],
+    ]);
+    // The limit counts state changes, in time order, across a merged row.
+    expect(await changes(1000, 3000, 3)).toEqual(await changes(1000, 2000));
+    expect(await changes(1600, 3000, 1)).toEqual([["delivered", quick.messageId, 1900]]);
+    const h = await messageHistory(db.pool, quick.messageId);
+    expect(h!.events.map((e) => [e.kind, e.groupId, e.at.getTime() - t0.getTime()])).toEqual([
+      ["received", null, 0],
+      ["delivered", g, 1900],
+      ["acked", g, 2300],
+    ]);
+  });
+
   it("deadLetters: dead-lettered in range and still dead; redriven or acked ones left out", async () => {
     const g = `gd-${randomBytes(3).toString("hex")}`;
     const early = record([g], { deliverLimit: 1 });

@@ -1,6 +1,7 @@
 /**
  * A hand-written SVG of the compare results: throughput per phase (linear scale) and latency
- * percentiles (log scale), one bar colour per system. Opens in any browser.
+ * percentiles (log scale), one bar colour per row, a legend line per row with its caps. Opens in
+ * any browser.
  */
 
 /** One system's bars, in the order of the panel's groups. */
@@ -103,21 +104,34 @@ function panel(p: Panel, x0: number, y0: number): string {
   return out.join("\n");
 }
 
-/** The whole chart: title, subtitle, legend, throughput and latency panels. */
+/** The whole chart: title, subtitle, throughput and latency panels, a legend line per series, notes. */
 export function compareChart(options: {
   title: string;
   subtitle: string;
+  /** One line per series, in series order (name and caps). */
+  legend: string[];
+  /** Lines under the legend (how the phases were run). */
+  notes: string[];
   throughput: { groups: string[]; series: Series[] };
   latency: { groups: string[]; series: Series[] };
 }): string {
   const width = PANEL_W * 2 + 40;
-  const height = PANEL_H + 110;
-  const names = options.throughput.series.map((s) => s.name);
-  const legend = names
+  const legendTop = PANEL_H + 80;
+  const lineH = 18;
+  const height = legendTop + (options.legend.length + options.notes.length) * lineH + 20;
+  const legend = options.legend
+    .map((text, i) => {
+      const y = legendTop + i * lineH;
+      return (
+        `<rect x="20" y="${y - 11}" width="12" height="12" fill="${COLORS[i % COLORS.length]}"/>` +
+        `<text x="38" y="${y}" font-size="12">${esc(text)}</text>`
+      );
+    })
+    .join("\n");
+  const notes = options.notes
     .map(
-      (n, i) =>
-        `<rect x="${20 + i * 180}" y="${height - 30}" width="14" height="14" fill="${COLORS[i % COLORS.length]}"/>` +
-        `<text x="${40 + i * 180}" y="${height - 18}" font-size="13">${esc(n)}</text>`,
+      (text, i) =>
+        `<text x="20" y="${legendTop + (options.legend.length + i) * lineH + 6}" font-size="11" fill="#555">${esc(text)}</text>`,
     )
     .join("\n");
   return [
@@ -127,11 +141,12 @@ export function compareChart(options: {
     `<text x="20" y="48" font-size="12" fill="#555">${esc(options.subtitle)}</text>`,
     panel({ title: "Throughput", unit: "messages/s", log: false, ...options.throughput }, 10, 60),
     panel(
-      { title: "Enqueue-to-handler latency", unit: "ms", log: true, ...options.latency },
+      { title: "Enqueue-call-to-handler latency", unit: "ms", log: true, ...options.latency },
       PANEL_W + 30,
       60,
     ),
     legend,
+    notes,
     "</svg>",
     "",
   ].join("\n");

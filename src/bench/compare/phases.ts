@@ -1,72 +1,120 @@
 /**
- * The three workloads every compare system runs, in order, on its own fresh database:
- * burn-down (enqueue N with no consumer, then consume them all), steady (a fixed offered rate
- * with the consumer running) and flat out (producers and consumer as fast as they go).
- * Burn-down must hand every message to the handler exactly once; the later phases must lose none.
+ * The workloads every compare row runs, in order, on its own fresh database:
+ *
+ * 1. burn-down: fill N messages with no consumer (the system's batch API where it has one), then
+ *    start the consumer and time how long it takes to handle them all;
+ * 2. flat out, awaited: P producers, each awaiting one enqueue before the next (16x1);
+ * 3. flat out, pipelined: the same producers with W enqueues in flight in all (64);
+ * 4. steady: an offered rate the row can carry (steady-rate.ts), open loop.
+ *
+ * Latency is from the start of the enqueue call (steady: its scheduled time) to the handler call.
+ * Exactly-once is checked for every phase at the end of the row, once the consumer has stopped and
+ * reported every handler call, so a late duplicate counts against the phase that sent the message.
  */
 import { flatOut, paced } from "../drivers.js";
 import type { BenchEnv } from "../environment.js";
-import type { Progress } from "../output.js";
+import { fmt, type Progress } from "../output.js";
 import { type LatencySummary, nowMs, peakRssKb, round, sleep } from "../stats.js";
+import { carried, lowerRate, type SteadyRateOptions, steadyRate } from "./steady-rate.js";
 import type { SystemUnderTest } from "./system.js";
-import { PhaseRouter, type PhaseTracker } from "./tracker.js";
+import { type Counts, countsOf, exactlyOnceProblems, PhaseRouter, type PhaseTracker } from "./tracker.js";
 
 /** Sizes of the workloads. */
 export interface PhaseOptions {
+  /** burn-down: messages enqueued before the consumer starts. */
   messages: number;
-  rate: number;
-  steadySeconds: number;
+  /** burn-down, systems with a batch API: messages per call, and calls in flight. */
+  fillBatch: number;
+  fillCalls: number;
+  /** Producers of the awaited flat-out phase (one enqueue in flight each). */
+  producers: number;
+  /** Enqueues in flight in the pipelined flat-out phase (and kiteq-pg's burn-down fill). */
+  pipeline: number;
+  /** Steady attempts at most (each after the first at half the rate). */
+  steadyAttempts: number;
   flatSeconds: number;
+  steadySeconds: number;
   warmupSeconds: number;
-  /** Concurrent enqueues (connections x window) for fill and flat out. */
-  loops: number;
   drainSeconds: number;
+  steady: SteadyRateOptions;
 }
 
-/** Delivery counts of a phase. */
-export interface Counts {
-  sent: number;
-  enqueueFailed: number;
-  handled: number;
-  duplicates: number;
-  missing: number;
+/** Burn-down figures. */
+export interface BurnDownResult {
+  fill: string;
+  fillSeconds: number;
+  fillPerSec: number;
+  consumeSeconds: number;
+  throughputPerSec: number;
+  counts: Counts;
 }
 
-/** Everything measured for one system. */
+/** Flat-out figures (one of the two forms). */
+export interface FlatResult {
+  load: string;
+  inFlight: number;
+  enqueuedPerSec: number;
+  throughputPerSec: number;
+  latencyMs: LatencySummary;
+  backlogAtEnd: number;
+  drainSeconds: number;
+  counts: Counts;
+}
+
+/** Steady figures (of the attempt at the rate the row carried, or the last one). */
+export interface SteadyResult {
+  rule: string;
+  /** Whether the row carried the reported rate (steady-rate.ts CARRIED). */
+  carried: boolean;
+  /** Earlier attempts at higher rates the row did not carry. */
+  notCarried: { offeredPerSec: number; throughputPerSec: number; drainSeconds: number }[];
+  offeredPerSec: number;
+  throughputPerSec: number;
+  latencyMs: LatencySummary;
+  drainSeconds: number;
+  maxTimerLagMs: number;
+  counts: Counts;
+}
+
+/** Database size and peak RSS, with what each covers. */
+export interface Footprint {
+  databaseBytes: number | null;
+  retention: string;
+  rssOf: string;
+  processes: { role: string; peakRssKb: number | null }[];
+  /** Sum of the processes' peaks (null if any is unknown). */
+  peakRssKb: number | null;
+}
+
+/** Everything measured for one row. */
 export interface SystemResult {
   name: string;
+  version: string;
+  caps: string;
   settings: Record<string, string | number | boolean>;
-  rssOf: string;
-  burnDown: {
-    fillSeconds: number;
-    fillPerSec: number;
-    consumeSeconds: number;
-    throughputPerSec: number;
-    counts: Counts;
-  } | null;
-  steady: {
-    offeredPerSec: number;
-    throughputPerSec: number;
-    latencyMs: LatencySummary;
-    drainSeconds: number;
-    counts: Counts;
-  } | null;
-  flat: {
-    enqueuedPerSec: number;
-    throughputPerSec: number;
-    latencyMs: LatencySummary;
-    backlogAtEnd: number;
-    drainSeconds: number;
-    counts: Counts;
-  } | null;
-  databaseBytes: number | null;
-  peakRssKb: number | null;
+  burnDown: BurnDownResult | null;
+  flatAwaited: FlatResult | null;
+  flatPipelined: FlatResult | null;
+  steady: SteadyResult | null;
+  footprint: Footprint;
+  /** Exactly-once over the whole row: duplicate handler calls and lost messages, all phases. */
+  duplicates: number;
+  missing: number;
   strays: number;
-  /** Correctness failures (lost, duplicated, refused); empty when all is well. */
+  /** Correctness failures (lost, duplicated, refused, stalled); empty when all is well. */
   failures: string[];
 }
 
-/** Run the three phases on `sys`; never throws (an error becomes a failure). */
+/** A phase whose exactly-once counts are taken at the end of the row. */
+interface Check {
+  phase: string;
+  tracker: PhaseTracker;
+  failed: () => number;
+  firstError: () => string | undefined;
+  result: { counts: Counts };
+}
+
+/** Run the phases on `sys`; never throws (an error becomes a failure). */
 export async function runPhases(
   sys: SystemUnderTest,
   env: BenchEnv,
@@ -75,171 +123,303 @@ export async function runPhases(
 ): Promise<SystemResult> {
   const r: SystemResult = {
     name: sys.name,
+    version: sys.version,
+    caps: sys.caps,
     settings: sys.settings,
-    rssOf: sys.rssOf,
     burnDown: null,
+    flatAwaited: null,
+    flatPipelined: null,
     steady: null,
-    flat: null,
-    databaseBytes: null,
-    peakRssKb: null,
+    footprint: {
+      databaseBytes: null,
+      retention: sys.retention,
+      rssOf: sys.rssOf,
+      processes: [],
+      peakRssKb: null,
+    },
+    duplicates: 0,
+    missing: 0,
     strays: 0,
     failures: [],
   };
   const router = new PhaseRouter();
+  const checks: Check[] = [];
+  const ctx = { sys, router, o, progress, checks };
   try {
     progress.note(`${sys.name}: setting up`);
     await sys.setup();
-    r.burnDown = await burnDown(sys, router, o, progress, r.failures);
-    r.steady = await steady(sys, router, o, progress, r.failures);
-    r.flat = await flat(sys, router, o, progress, r.failures);
-    r.databaseBytes = await env.databaseSize(sys.database);
-    r.peakRssKb = peakRssKb(sys.rssPid()) ?? null;
+    r.burnDown = await burnDown(ctx);
+    r.flatAwaited = await flat(
+      ctx,
+      `flat ${o.producers}x1`,
+      o.producers,
+      `${o.producers} producers x 1 awaited enqueue`,
+    );
+    r.flatPipelined = await flat(
+      ctx,
+      `flat ${o.pipeline} in flight`,
+      o.pipeline,
+      `${o.pipeline} enqueues in flight`,
+    );
+    r.steady = await steadySweep(ctx, steadyRate(r.flatAwaited, o.steady));
   } catch (err) {
     r.failures.push(`error: ${err instanceof Error ? err.message : String(err)}`);
-  } finally {
-    progress.end();
-    await sys.teardown().catch((err: Error) => r.failures.push(`teardown: ${err.message}`));
   }
+  try {
+    r.footprint = await footprint(sys, env);
+    // Late duplicates would arrive shortly after the last first sighting; stopping the consumer
+    // reports every handler call made before it stopped.
+    await sleep(300);
+    await sys.stopConsumer();
+  } catch (err) {
+    r.failures.push(`stopping: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  progress.end();
+  for (const c of checks) {
+    c.result.counts = countsOf(c.tracker, c.failed());
+    r.duplicates += c.result.counts.duplicates;
+    r.missing += c.result.counts.missing;
+    const first = c.firstError();
+    for (const x of exactlyOnceProblems(c.result.counts)) {
+      r.failures.push(`${c.phase}: ${x}${x.includes("enqueue") && first ? ` (${first})` : ""}`);
+    }
+  }
+  await sys.teardown().catch((err: Error) => r.failures.push(`teardown: ${err.message}`));
   r.strays = router.strays;
   if (router.strays > 0) r.failures.push(`${router.strays} handler call(s) for messages no phase sent`);
   return r;
 }
 
-async function burnDown(
-  sys: SystemUnderTest,
-  router: PhaseRouter,
-  o: PhaseOptions,
-  progress: Progress,
-  failures: string[],
-) {
-  const p = router.begin("burn-down");
-  let filled = 0;
-  progress.track(`${sys.name}: burn-down, enqueue`, o.messages, () => filled);
-  const fillStart = nowMs();
-  const fill = await flatOut(
-    o.loops,
-    Number.POSITIVE_INFINITY,
-    async (_k, i) => {
-      await sys.enqueue(router.seq(i), nowMs());
-      filled++;
-    },
-    o.messages,
-  );
-  const fillSeconds = (nowMs() - fillStart) / 1000;
-  router.close(p, fill.started);
-  progress.track(`${sys.name}: burn-down, consume`, o.messages, () => p.unique);
-  const consumeStart = nowMs();
-  await sys.startConsumer(router.seen);
-  await drain(p, fill.failed, o.drainSeconds);
-  // Late duplicates would arrive shortly after the last first sighting.
-  await sleep(200);
-  progress.end();
-  const consumeSeconds = (p.lastSeenAt - consumeStart) / 1000;
-  const counts = countsOf(p, fill.failed);
-  const problems: string[] = [];
-  if (fill.failed > 0) problems.push(`${fill.failed} enqueue(s) failed (${fill.firstError})`);
-  if (counts.missing > 0) problems.push(`${counts.missing} of ${o.messages} never handled`);
-  if (counts.duplicates > 0) problems.push(`${counts.duplicates} handled more than once`);
-  if (p.beyond() > 0) problems.push(`${p.beyond()} unexpected handler call(s)`);
-  for (const x of problems) failures.push(`burn-down: ${x}`);
-  return {
-    fillSeconds: round(fillSeconds, 2),
-    fillPerSec: round(fill.started / fillSeconds, 0),
-    consumeSeconds: round(consumeSeconds, 2),
-    throughputPerSec: counts.handled > 0 ? round(counts.handled / consumeSeconds, 0) : 0,
-    counts,
-  };
+interface Ctx {
+  sys: SystemUnderTest;
+  router: PhaseRouter;
+  o: PhaseOptions;
+  progress: Progress;
+  checks: Check[];
 }
 
-async function steady(
-  sys: SystemUnderTest,
-  router: PhaseRouter,
-  o: PhaseOptions,
-  progress: Progress,
-  failures: string[],
-) {
-  const p = router.begin("steady");
-  const start = nowMs();
-  const warmupMs = Math.min(o.warmupSeconds * 1000, (o.steadySeconds * 1000) / 2);
-  p.latencyFor = { from: start + warmupMs, to: Number.POSITIVE_INFINITY };
-  p.window = { from: start + warmupMs, to: start + o.steadySeconds * 1000 };
-  progress.timed(`${sys.name}: steady ${o.rate}/s`, o.steadySeconds * 1000);
-  const run = await paced(o.rate, o.steadySeconds * 1000, (i, at) => sys.enqueue(router.seq(i), at));
-  router.close(p, run.started);
-  progress.track(`${sys.name}: steady, drain`, run.started, () => p.unique);
-  const drainSeconds = await drain(p, run.failed, o.drainSeconds);
+const noCounts = (): Counts => ({
+  sent: 0,
+  enqueueFailed: 0,
+  handled: 0,
+  duplicates: 0,
+  missing: 0,
+  beyond: 0,
+});
+
+async function burnDown({ sys, router, o, progress, checks }: Ctx): Promise<BurnDownResult> {
+  const p = router.begin("burn-down");
+  let filled = 0;
+  let failedMessages = 0;
+  progress.track(`${sys.name}: burn-down, enqueue`, o.messages, () => filled);
+  const fillStart = nowMs();
+  let fill: string;
+  let started: number;
+  let firstError: string | undefined;
+  const batch = sys.enqueueBatch?.bind(sys);
+  if (batch !== undefined) {
+    fill = `${sys.fillMethod} of ${o.fillBatch}, ${o.fillCalls} calls in flight`;
+    const run = await flatOut(
+      o.fillCalls,
+      Number.POSITIVE_INFINITY,
+      async (_k, b) => {
+        const first = b * o.fillBatch;
+        const n = Math.min(o.fillBatch, o.messages - first);
+        const seqs = Array.from({ length: n }, (_, j) => router.seq(first + j));
+        try {
+          await batch(seqs, nowMs());
+        } catch (err) {
+          failedMessages += n;
+          throw err;
+        }
+        filled += n;
+      },
+      Math.ceil(o.messages / o.fillBatch),
+    );
+    started = Math.min(o.messages, run.started * o.fillBatch);
+    firstError = run.firstError;
+  } else {
+    fill = `${sys.fillMethod}, ${o.pipeline} in flight`;
+    const run = await flatOut(
+      o.pipeline,
+      Number.POSITIVE_INFINITY,
+      async (k, i) => {
+        await sys.enqueue(k % o.producers, router.seq(i), nowMs());
+        filled++;
+      },
+      o.messages,
+    );
+    started = run.started;
+    failedMessages = run.failed;
+    firstError = run.firstError;
+  }
+  const fillSeconds = (nowMs() - fillStart) / 1000;
+  router.close(p, started);
+  progress.track(`${sys.name}: burn-down, consume`, started, () => p.unique);
+  const consumeStart = nowMs();
+  await sys.startConsumer(router.seen);
+  await drainOrThrow(p, failedMessages, o.drainSeconds, "burn-down");
   progress.end();
-  const counts = countsOf(p, run.failed);
-  if (run.failed > 0) failures.push(`steady: ${run.failed} enqueue(s) failed (${run.firstError})`);
-  if (counts.missing > 0) failures.push(`steady: ${counts.missing} never handled`);
-  const windowSeconds = (p.window.to - p.window.from) / 1000;
-  return {
-    offeredPerSec: o.rate,
-    throughputPerSec: round(p.inWindow / windowSeconds, 0),
-    latencyMs: p.latencySummary(),
-    drainSeconds,
-    counts,
+  const consumeSeconds = (p.lastSeenAt - consumeStart) / 1000;
+  const result: BurnDownResult = {
+    fill,
+    fillSeconds: round(fillSeconds, 2),
+    fillPerSec: round((started - failedMessages) / fillSeconds, 0),
+    consumeSeconds: round(consumeSeconds, 2),
+    throughputPerSec: p.unique > 0 ? round(p.unique / consumeSeconds, 0) : 0,
+    counts: noCounts(),
   };
+  checks.push({
+    phase: "burn-down",
+    tracker: p,
+    failed: () => failedMessages,
+    firstError: () => firstError,
+    result,
+  });
+  return result;
 }
 
 async function flat(
-  sys: SystemUnderTest,
-  router: PhaseRouter,
-  o: PhaseOptions,
-  progress: Progress,
-  failures: string[],
-) {
-  const p = router.begin("flat");
+  { sys, router, o, progress, checks }: Ctx,
+  phase: string,
+  loops: number,
+  load: string,
+): Promise<FlatResult> {
+  const p = router.begin(phase);
   const warmupMs = Math.min(o.warmupSeconds * 1000, (o.flatSeconds * 1000) / 2);
   const from = nowMs() + warmupMs;
   const to = nowMs() + o.flatSeconds * 1000;
   p.window = { from, to };
   p.latencyFor = { from, to };
   let enqueued = 0;
-  progress.timed(`${sys.name}: flat out`, o.flatSeconds * 1000);
-  const run = await flatOut(o.loops, to, async (_k, i) => {
-    await sys.enqueue(router.seq(i), nowMs());
+  progress.timed(`${sys.name}: ${phase}`, o.flatSeconds * 1000);
+  const run = await flatOut(loops, to, async (k, i) => {
+    // Producer k % producers: 16x1 gives each producer one loop, pipelined several.
+    await sys.enqueue(k % o.producers, router.seq(i), nowMs());
     const at = nowMs();
     if (at >= from && at <= to) enqueued++;
   });
   router.close(p, run.started);
   const backlogAtEnd = run.started - p.unique;
-  progress.track(`${sys.name}: flat out, drain`, run.started, () => p.unique);
-  const drainSeconds = await drain(p, run.failed, o.drainSeconds);
-  progress.end();
-  const counts = countsOf(p, run.failed);
-  if (run.failed > 0) failures.push(`flat out: ${run.failed} enqueue(s) failed (${run.firstError})`);
-  if (counts.missing > 0) failures.push(`flat out: ${counts.missing} never handled`);
-  const seconds = (to - from) / 1000;
-  return {
-    enqueuedPerSec: round(enqueued / seconds, 0),
-    throughputPerSec: round(p.inWindow / seconds, 0),
+  const result: FlatResult = {
+    load,
+    inFlight: loops,
+    enqueuedPerSec: 0,
+    throughputPerSec: 0,
     latencyMs: p.latencySummary(),
     backlogAtEnd,
-    drainSeconds,
-    counts,
+    drainSeconds: 0,
+    counts: noCounts(),
+  };
+  checks.push({ phase, tracker: p, failed: () => run.failed, firstError: () => run.firstError, result });
+  progress.track(`${sys.name}: ${phase}, drain`, run.started, () => p.unique);
+  result.drainSeconds = await drainOrThrow(p, run.failed, o.drainSeconds, phase);
+  progress.end();
+  const seconds = (to - from) / 1000;
+  result.enqueuedPerSec = round(enqueued / seconds, 0);
+  result.throughputPerSec = round(p.inWindow / seconds, 0);
+  result.latencyMs = p.latencySummary();
+  return result;
+}
+
+/** Steady at `rate`; again at half the rate while the row did not carry it. */
+async function steadySweep(ctx: Ctx, rate: { perSec: number; rule: string }): Promise<SteadyResult> {
+  const notCarried: SteadyResult["notCarried"] = [];
+  let perSec = rate.perSec;
+  for (let attempt = 1; ; attempt++) {
+    const r = await steady(ctx, attempt === 1 ? "steady" : `steady (${attempt})`, perSec, rate.rule);
+    const next = lowerRate(perSec, ctx.o.steady.minRate);
+    if (r.carried || attempt >= ctx.o.steadyAttempts || next === undefined) {
+      r.notCarried = notCarried;
+      if (notCarried.length > 0) {
+        const tried = notCarried.map(
+          (a) => `${fmt(a.offeredPerSec)}/s (handled ${fmt(a.throughputPerSec)}/s)`,
+        );
+        r.rule = `${rate.rule}, halved after ${tried.join(", ")} was not carried`;
+      }
+      return r;
+    }
+    notCarried.push({
+      offeredPerSec: r.offeredPerSec,
+      throughputPerSec: r.throughputPerSec,
+      drainSeconds: r.drainSeconds,
+    });
+    ctx.progress.note(`${ctx.sys.name}: ${fmt(perSec)}/s not carried, trying ${fmt(next)}/s`);
+    perSec = next;
+  }
+}
+
+async function steady(
+  { sys, router, o, progress, checks }: Ctx,
+  phase: string,
+  perSec: number,
+  rule: string,
+): Promise<SteadyResult> {
+  const p = router.begin(phase);
+  const start = nowMs();
+  const warmupMs = Math.min(o.warmupSeconds * 1000, (o.steadySeconds * 1000) / 2);
+  p.latencyFor = { from: start + warmupMs, to: Number.POSITIVE_INFINITY };
+  p.window = { from: start + warmupMs, to: start + o.steadySeconds * 1000 };
+  progress.timed(`${sys.name}: ${phase} ${perSec}/s`, o.steadySeconds * 1000);
+  const run = await paced(perSec, o.steadySeconds * 1000, (i, at) =>
+    sys.enqueue(i % o.producers, router.seq(i), at),
+  );
+  router.close(p, run.started);
+  const result: SteadyResult = {
+    rule,
+    carried: false,
+    notCarried: [],
+    offeredPerSec: perSec,
+    throughputPerSec: 0,
+    latencyMs: p.latencySummary(),
+    drainSeconds: 0,
+    maxTimerLagMs: round(run.maxTimerLagMs, 1),
+    counts: noCounts(),
+  };
+  checks.push({
+    phase,
+    tracker: p,
+    failed: () => run.failed,
+    firstError: () => run.firstError,
+    result,
+  });
+  progress.track(`${sys.name}: ${phase}, drain`, run.started, () => p.unique);
+  result.drainSeconds = await drainOrThrow(p, run.failed, o.drainSeconds, phase);
+  progress.end();
+  result.throughputPerSec = round(p.inWindow / ((p.window.to - p.window.from) / 1000), 0);
+  result.latencyMs = p.latencySummary();
+  result.carried = carried(result);
+  return result;
+}
+
+async function footprint(sys: SystemUnderTest, env: BenchEnv): Promise<Footprint> {
+  const processes = sys
+    .measuredProcesses()
+    .map((m) => ({ role: m.role, peakRssKb: peakRssKb(m.pid) ?? null }));
+  const known = processes.every((x) => x.peakRssKb !== null) && processes.length > 0;
+  return {
+    databaseBytes: await env.databaseSize(sys.database).catch(() => null),
+    retention: sys.retention,
+    rssOf: sys.rssOf,
+    processes,
+    peakRssKb: known ? processes.reduce((s, x) => s + x.peakRssKb!, 0) : null,
   };
 }
 
-/** Wait until every successfully enqueued message was handled; seconds waited, -1 on timeout. */
-async function drain(p: PhaseTracker, failed: number, limitSeconds: number): Promise<number> {
+/**
+ * Wait until every successfully enqueued message was handled; seconds waited. Throws when that
+ * takes longer than `limitSeconds`: the next phase would measure this one's backlog.
+ */
+async function drainOrThrow(p: PhaseTracker, failed: number, limitSeconds: number, phase: string) {
   const start = nowMs();
   const deadline = start + limitSeconds * 1000;
   while (p.unique < p.started - failed) {
-    if (nowMs() > deadline) return -1;
+    if (nowMs() > deadline) {
+      throw new Error(
+        `${phase}: ${p.started - failed - p.unique} message(s) not handled within ${limitSeconds} s`,
+      );
+    }
     await sleep(20);
   }
   return round((nowMs() - start) / 1000, 2);
-}
-
-function countsOf(p: PhaseTracker, failed: number): Counts {
-  const missing = p.missing();
-  return {
-    sent: p.started,
-    enqueueFailed: failed,
-    handled: p.unique,
-    duplicates: p.duplicates,
-    // A failed enqueue that was never handled is counted as failed, not as lost.
-    missing: Math.max(0, missing - failed),
-  };
 }

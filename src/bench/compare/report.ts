@@ -1,115 +1,164 @@
 /**
- * The compare suite's output: tables with each peer's ratio to kiteq-pg, the JSON document and
- * the SVG chart.
+ * The compare suite's output on the terminal (tables: rows and their caps, throughput, latency,
+ * exactly-once per phase, footprint with what each figure covers, kiteq-pg's advantage over each
+ * peer, the acceptance checks) and the data of its SVG chart.
  */
-import { fmt, mib, printTable } from "../output.js";
-import { round } from "../stats.js";
+import { fmt, mib, printTable, verdict } from "../output.js";
 import { compareChart } from "./chart.js";
 import type { SystemResult } from "./phases.js";
+import type { AcceptanceCheck, Advantage, AdvantageTable } from "./ratios.js";
+import { countsCell } from "./tracker.js";
 
-const BASELINE = "kiteq-pg";
-
-/** Peer / kiteq-pg for each headline figure (null when either is missing). */
-export type Ratios = Record<string, number | null>;
-
-function ratio(a: number | null | undefined, b: number | null | undefined): number | null {
-  if (a === null || a === undefined || b === null || b === undefined || b === 0) return null;
-  return round(a / b, 2);
+/** Column labels of the two flat-out forms ("16x1", "64 in flight"). */
+export interface PhaseLabels {
+  awaited: string;
+  pipelined: string;
 }
 
-/** Each system's headline figures over kiteq-pg's. */
-export function ratiosToBaseline(results: SystemResult[]): Record<string, Ratios> {
-  const base = results.find((r) => r.name === BASELINE);
-  const out: Record<string, Ratios> = {};
-  if (!base) return out;
-  for (const r of results) {
-    if (r === base) continue;
-    out[r.name] = {
-      burnDownThroughput: ratio(r.burnDown?.throughputPerSec, base.burnDown?.throughputPerSec),
-      flatThroughput: ratio(r.flat?.throughputPerSec, base.flat?.throughputPerSec),
-      steadyP50: ratio(r.steady?.latencyMs.p50, base.steady?.latencyMs.p50),
-      steadyP99: ratio(r.steady?.latencyMs.p99, base.steady?.latencyMs.p99),
-      flatP99: ratio(r.flat?.latencyMs.p99, base.flat?.latencyMs.p99),
-      databaseBytes: ratio(r.databaseBytes, base.databaseBytes),
-      peakRss: ratio(r.peakRssKb, base.peakRssKb),
-    };
-  }
-  return out;
+/** A figure for a table cell: "-" when missing; numbers are formatted (and right-aligned) by printTable. */
+const dash = (v: number | null | undefined, f?: (n: number) => string): string | number =>
+  v === null || v === undefined ? "-" : f ? f(v) : v;
+
+const times = (v: number | null) => (v === null ? "-" : `${v}x`);
+
+/** "broker 121 + consumer 58". */
+function rssParts(r: SystemResult): string {
+  return r.footprint.processes
+    .map((p) => `${p.role} ${p.peakRssKb === null ? "?" : fmt(Math.round(p.peakRssKb / 1024))}`)
+    .join(" + ");
 }
 
-const dash = (v: number | null | undefined, f: (n: number) => string | number = (n) => n) =>
-  v === null || v === undefined ? "-" : f(v);
-
-/** Print the result tables. */
-export function printCompare(results: SystemResult[], ratios: Record<string, Ratios>, rate: number): void {
+/** Print every table; `caveats` are the engines lines. */
+export function printCompare(
+  results: readonly SystemResult[],
+  advantages: readonly AdvantageTable[],
+  acceptance: readonly AcceptanceCheck[],
+  labels: PhaseLabels,
+  caveats: readonly string[],
+): void {
   printTable(
-    "compare: throughput (messages handled per second)",
+    "compare: rows, the release each runs and every cap it runs under",
+    ["system", "release", "caps"],
+    results.map((r) => [r.name, r.version, r.caps]),
+  );
+  for (const c of caveats) console.log(c);
+
+  printTable(
+    "compare: throughput, messages/s (flat and steady: handled within the measuring window)",
     [
       "system",
-      "burn-down fill/s",
-      "burn-down consume/s",
-      "steady handled/s",
-      "flat enqueued/s",
-      "flat handled/s",
-      "flat backlog",
+      "burn-down fill",
+      "burn-down consume",
+      `${labels.awaited} enqueued`,
+      `${labels.awaited} handled`,
+      `${labels.pipelined} enqueued`,
+      `${labels.pipelined} handled`,
+      "steady offered",
+      "steady handled",
+      "steady carried",
     ],
     results.map((r) => [
       r.name,
-      dash(r.burnDown?.fillPerSec, fmt),
-      dash(r.burnDown?.throughputPerSec, fmt),
-      dash(r.steady?.throughputPerSec, fmt),
-      dash(r.flat?.enqueuedPerSec, fmt),
-      dash(r.flat?.throughputPerSec, fmt),
-      dash(r.flat?.backlogAtEnd, fmt),
+      dash(r.burnDown?.fillPerSec),
+      dash(r.burnDown?.throughputPerSec),
+      dash(r.flatAwaited?.enqueuedPerSec),
+      dash(r.flatAwaited?.throughputPerSec),
+      dash(r.flatPipelined?.enqueuedPerSec),
+      dash(r.flatPipelined?.throughputPerSec),
+      dash(r.steady?.offeredPerSec),
+      dash(r.steady?.throughputPerSec),
+      r.steady ? (r.steady.carried ? "yes" : "NO") : "-",
     ]),
   );
+  for (const r of results) {
+    if (r.burnDown) console.log(`  burn-down fill, ${r.name}: ${r.burnDown.fill}`);
+  }
+  for (const r of results) {
+    if (r.steady)
+      console.log(`  steady rate, ${r.name}: ${fmt(r.steady.offeredPerSec)}/s = ${r.steady.rule}`);
+  }
+
   printTable(
-    `compare: enqueue-to-handler latency, ms (steady: ${rate}/s offered, from the scheduled send time)`,
-    ["system", "steady p50", "steady p95", "steady p99", "flat p50", "flat p95", "flat p99"],
+    "compare: latency, ms, from the start of the enqueue call (steady: its scheduled time) to the handler call",
+    [
+      "system",
+      `${labels.awaited} p50`,
+      `${labels.awaited} p99`,
+      `${labels.pipelined} p50`,
+      `${labels.pipelined} p99`,
+      "steady p50",
+      "steady p95",
+      "steady p99",
+    ],
     results.map((r) => [
       r.name,
-      dash(r.steady?.latencyMs.p50, fmt),
-      dash(r.steady?.latencyMs.p95, fmt),
-      dash(r.steady?.latencyMs.p99, fmt),
-      dash(r.flat?.latencyMs.p50, fmt),
-      dash(r.flat?.latencyMs.p95, fmt),
-      dash(r.flat?.latencyMs.p99, fmt),
+      dash(r.flatAwaited?.latencyMs.p50),
+      dash(r.flatAwaited?.latencyMs.p99),
+      dash(r.flatPipelined?.latencyMs.p50),
+      dash(r.flatPipelined?.latencyMs.p99),
+      dash(r.steady?.latencyMs.p50),
+      dash(r.steady?.latencyMs.p95),
+      dash(r.steady?.latencyMs.p99),
     ]),
   );
+
   printTable(
-    "compare: footprint after the run",
-    ["system", "database MiB", "peak RSS MiB", "RSS of", "exactly once (burn-down)"],
+    "compare: exactly once, every phase (handled/sent; duplicates and losses are failures)",
+    ["system", "burn-down", labels.awaited, labels.pipelined, "steady", "duplicates", "lost"],
     results.map((r) => [
       r.name,
-      dash(r.databaseBytes, (b) => fmt(mib(b))),
-      dash(r.peakRssKb, (k) => fmt(Math.round(k / 1024))),
-      r.rssOf,
-      r.burnDown === null
-        ? "-"
-        : `${r.burnDown.counts.handled}/${r.burnDown.counts.sent} handled, ${r.burnDown.counts.duplicates} dup`,
+      r.burnDown ? countsCell(r.burnDown.counts) : "-",
+      r.flatAwaited ? countsCell(r.flatAwaited.counts) : "-",
+      r.flatPipelined ? countsCell(r.flatPipelined.counts) : "-",
+      r.steady ? countsCell(r.steady.counts) : "-",
+      r.duplicates,
+      r.missing,
     ]),
   );
-  const names = Object.keys(ratios);
-  if (names.length > 0) {
+
+  printTable(
+    "compare: footprint after the run (RSS: peak of the processes each system adds beside PostgreSQL " +
+      "and the producing application, whose producers run in the bench process for every row)",
+    ["system", "database MiB", "what the database keeps", "peak RSS MiB", "RSS of (MiB)"],
+    results.map((r) => [
+      r.name,
+      dash(r.footprint.databaseBytes === null ? null : mib(r.footprint.databaseBytes)),
+      r.footprint.retention,
+      dash(r.footprint.peakRssKb === null ? null : Math.round(r.footprint.peakRssKb / 1024)),
+      `${r.footprint.rssOf}: ${rssParts(r)}`,
+    ]),
+  );
+
+  for (const t of advantages) {
     printTable(
-      `compare: ratio to ${BASELINE} (peer / ${BASELINE}; throughput > 1 = peer faster, latency/size/RSS > 1 = peer larger)`,
-      ["system", "burn-down", "flat", "steady p50", "steady p99", "flat p99", "database", "peak RSS"],
-      names.map((n) => {
-        const x = ratios[n]!;
-        const c = (v: number | null) => (v === null ? "-" : `${v}x`);
-        return [
-          n,
-          c(x.burnDownThroughput!),
-          c(x.flatThroughput!),
-          c(x.steadyP50!),
-          c(x.steadyP99!),
-          c(x.flatP99!),
-          c(x.databaseBytes!),
-          c(x.peakRss!),
-        ];
-      }),
+      `compare: ${t.baseline} (${t.caps}) vs each peer, times better ` +
+        "(> 1 = kiteq-pg better; throughput: its / the peer's; latency, database, RSS: the peer's / its)",
+      [
+        "peer",
+        "burn-down",
+        labels.awaited,
+        `${labels.awaited} p99`,
+        labels.pipelined,
+        `${labels.pipelined} p99`,
+        "steady p50*",
+        "steady p99*",
+        "database**",
+        "RSS",
+      ],
+      t.peers.map((p) => advantageRow(p.name, p.advantage)),
     );
   }
+  if (advantages.length > 0) {
+    console.log("  * steady: each row at its own rate (see 'steady rate' above), not one common rate");
+    console.log("  ** database: different retention models (see 'what the database keeps')");
+  }
+
+  printTable(
+    "compare: acceptance",
+    ["check", "measured", "verdict"],
+    acceptance.map((a) => [a.check, a.value, a.ok === null ? "not measured" : verdict(a.ok)]),
+  );
+
   console.log("\nsettings:");
   for (const r of results) {
     console.log(
@@ -120,28 +169,66 @@ export function printCompare(results: SystemResult[], ratios: Record<string, Rat
   }
 }
 
-/** The SVG chart of the results. */
-export function chartOf(results: SystemResult[], subtitle: string): string {
+function advantageRow(name: string, a: Advantage): (string | number)[] {
+  return [
+    name,
+    times(a.burnDown),
+    times(a.flatAwaited),
+    times(a.flatAwaitedP99),
+    times(a.flatPipelined),
+    times(a.flatPipelinedP99),
+    times(a.steadyP50),
+    times(a.steadyP99),
+    times(a.databaseBytes),
+    times(a.peakRss),
+  ];
+}
+
+/** The SVG chart of the results; the legend gives each row's caps, `notes` go under it. */
+export function chartOf(
+  results: readonly SystemResult[],
+  labels: PhaseLabels,
+  subtitle: string,
+  notes: readonly string[],
+): string {
   return compareChart({
-    title: "kiteq-pg vs pg-boss vs graphile-worker (same PostgreSQL)",
+    title: "kiteq-pg vs pg-boss vs graphile-worker (same PostgreSQL, exactly-once checked in every phase)",
     subtitle,
+    legend: results.map((r) => `${r.name} (${r.version}): ${r.caps}`),
+    notes: [...notes],
     throughput: {
-      groups: ["burn-down consume", "flat out handled"],
-      series: results.map((r) => ({
-        name: r.name,
-        values: [r.burnDown?.throughputPerSec ?? null, r.flat?.throughputPerSec ?? null],
-      })),
-    },
-    latency: {
-      groups: ["steady p50", "steady p95", "steady p99", "flat p50", "flat p99"],
+      groups: [
+        "burn-down consume",
+        `flat ${labels.awaited}`,
+        `flat ${labels.pipelined}`,
+        "steady (own rate)",
+      ],
       series: results.map((r) => ({
         name: r.name,
         values: [
+          r.burnDown?.throughputPerSec ?? null,
+          r.flatAwaited?.throughputPerSec ?? null,
+          r.flatPipelined?.throughputPerSec ?? null,
+          r.steady?.throughputPerSec ?? null,
+        ],
+      })),
+    },
+    latency: {
+      groups: [
+        `${labels.awaited} p50`,
+        `${labels.awaited} p99`,
+        `${labels.pipelined} p99`,
+        "steady p50",
+        "steady p99",
+      ],
+      series: results.map((r) => ({
+        name: r.name,
+        values: [
+          r.flatAwaited?.latencyMs.p50 ?? null,
+          r.flatAwaited?.latencyMs.p99 ?? null,
+          r.flatPipelined?.latencyMs.p99 ?? null,
           r.steady?.latencyMs.p50 ?? null,
-          r.steady?.latencyMs.p95 ?? null,
           r.steady?.latencyMs.p99 ?? null,
-          r.flat?.latencyMs.p50 ?? null,
-          r.flat?.latencyMs.p99 ?? null,
         ],
       })),
     },

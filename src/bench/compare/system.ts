@@ -1,28 +1,54 @@
 /**
- * What the compare suite needs from each system under test, and the message payload the peers
- * carry (kiteq-pg carries the same fields in its body, see kiteq-load.ts).
+ * What the compare suite needs from each system under test (one table row), and the message
+ * payload the peers carry (kiteq-pg carries the same fields in its body, see kiteq-load.ts).
  */
 
 /** A handler call: which message (sequence number), its send time and when the handler saw it. */
 export type SeenCallback = (seq: number, sentAt: number, seenAt: number) => void;
 
-/** One system under test (kiteq-pg, pg-boss, graphile-worker). */
+/** A process whose peak RSS (VmHWM) counts towards a row's footprint. */
+export interface MeasuredProcess {
+  /** "broker", "consumer". */
+  role: string;
+  pid: number;
+}
+
+/** One row of the comparison: a system in one configuration. */
 export interface SystemUnderTest {
+  /** Row name, e.g. "kiteq-pg-uncapped", "pg-boss (NOTIFY)". */
   readonly name: string;
+  /** The release run, read from the installed package.json ("pg-boss 12.38.0"). */
+  readonly version: string;
+  /** Every cap or limit this row runs under, in one line (tables and the SVG legend). */
+  readonly caps: string;
+  /** What its database keeps after a message was handled (labels the database size). */
+  readonly retention: string;
+  /** How burn-down fills its backlog (the system's batch API, or pipelined single enqueues). */
+  readonly fillMethod: string;
+  /** What the RSS figure covers. */
+  readonly rssOf: string;
   /** Database it runs on (measured with pg_database_size). */
   readonly database: string;
   /** The settings it runs with, as printed and written to the JSON. */
   readonly settings: Record<string, string | number | boolean>;
-  /** What the peak RSS figure is the peak of. */
-  readonly rssOf: string;
-  /** Fresh database, schema, server side and producers; no consumer yet. */
+  /** Fresh database, schema, server side, producers and a consumer process not yet consuming. */
   setup(): Promise<void>;
-  /** Enqueue one message through the system's client; resolves once it is durably stored. */
-  enqueue(seq: number, sentAt: number): Promise<void>;
-  /** Start the consumer (no-op handler); every handler call is reported through `onSeen`. */
+  /**
+   * Enqueue one message through the system's client as producer `producer` (kiteq-pg: that
+   * producer's connection; peers: their pooled client); resolves once it is durably stored.
+   */
+  enqueue(producer: number, seq: number, sentAt: number): Promise<void>;
+  /**
+   * Enqueue messages `seqs` in one call of the system's batch API; absent when it has none (then
+   * burn-down fills with pipelined single enqueues).
+   */
+  enqueueBatch?(seqs: readonly number[], sentAt: number): Promise<void>;
+  /** Start consuming (no-op handler); every handler call is reported through `onSeen`. */
   startConsumer(onSeen: SeenCallback): Promise<void>;
-  /** pid of the process whose VmHWM is reported. */
-  rssPid(): number;
+  /** Stop consuming; resolves after every handler call was reported. */
+  stopConsumer(): Promise<void>;
+  /** The processes (beside PostgreSQL and the producing bench process) whose RSS is reported. */
+  measuredProcesses(): MeasuredProcess[];
   /** Stop everything it started (idempotent). */
   teardown(): Promise<void>;
 }
@@ -41,9 +67,9 @@ export function peerPayload(seq: number, sentAt: number, bodySize: number): Peer
 
 /** Settings shared by the systems' constructors. */
 export interface SystemOptions {
-  /** Producer connections of kiteq-pg. */
-  producerConnections: number;
-  /** Producer pool size of the peers (their client's pg pool). */
+  /** Producers: kiteq-pg opens one connection each. */
+  producers: number;
+  /** Producer pool size of the peers (their client's pg pool): one connection per enqueue in flight. */
   peerProducerPool: number;
   bodySize: number;
 }

@@ -1,7 +1,7 @@
 /**
  * Bookkeeping of the compare suite: which message of which phase each handler call was, so the
- * bench can tell lost, duplicated and stray deliveries apart, and the phase figures (window
- * counts, latency from the send time carried in the message).
+ * bench can tell lost, duplicated and stray deliveries apart in every phase, and the phase figures
+ * (window counts, latency from the send time carried in the message).
  */
 import { type LatencySummary, Samples } from "../stats.js";
 
@@ -108,4 +108,50 @@ export class PhaseRouter {
     }
     this.strays++;
   };
+}
+
+/** Delivery counts of a phase: the exactly-once check. */
+export interface Counts {
+  /** Enqueues started (messages). */
+  sent: number;
+  /** Of those, enqueues whose call failed (not counted as lost unless handled). */
+  enqueueFailed: number;
+  /** Distinct messages handled. */
+  handled: number;
+  /** Handler calls beyond the first, per message, summed. */
+  duplicates: number;
+  /** Successfully enqueued messages never handled. */
+  missing: number;
+  /** Handler calls for sequence numbers the phase never sent. */
+  beyond: number;
+}
+
+/** The counts of `p` now; `failed` enqueues failed. */
+export function countsOf(p: PhaseTracker, failed: number): Counts {
+  return {
+    sent: p.started,
+    enqueueFailed: failed,
+    handled: p.unique,
+    duplicates: p.duplicates,
+    // A failed enqueue that was never handled is counted as failed, not as lost.
+    missing: Math.max(0, p.missing() - failed),
+    beyond: p.beyond(),
+  };
+}
+
+/** What breaks exactly-once in `c` (empty: every message handled once), one line each. */
+export function exactlyOnceProblems(c: Counts): string[] {
+  const out: string[] = [];
+  if (c.enqueueFailed > 0) out.push(`${c.enqueueFailed} enqueue(s) failed`);
+  if (c.missing > 0) out.push(`${c.missing} of ${c.sent - c.enqueueFailed} never handled`);
+  if (c.duplicates > 0) out.push(`${c.duplicates} duplicate handler call(s)`);
+  if (c.beyond > 0) out.push(`${c.beyond} handler call(s) for messages never sent`);
+  return out;
+}
+
+/** A table cell for `c`: "20,000/20,000 once" or what went wrong. */
+export function countsCell(c: Counts): string {
+  const problems = exactlyOnceProblems(c);
+  const handled = `${c.handled.toLocaleString("en-US")}/${c.sent.toLocaleString("en-US")}`;
+  return problems.length === 0 ? `${handled} once` : `${handled}, ${problems.join(", ")}`;
 }

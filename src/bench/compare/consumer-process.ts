@@ -1,15 +1,15 @@
 /**
- * Parent side of peer-child.ts: spawn it, start and stop its consumer, and pass its handler calls
- * on to the bench's bookkeeping.
+ * Parent side of consumer-child.ts: spawn it, start and stop its consumer, and pass its handler
+ * calls on to the bench's bookkeeping.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import path from "node:path";
 import { ROOT } from "../environment.js";
-import type { FromChild, PeerChildConfig, ToChild } from "./peer-child.js";
+import type { ConsumerChildConfig, FromChild, ToChild } from "./consumer-child.js";
 import type { SeenCallback } from "./system.js";
 
-/** A running peer consumer process. */
-export class PeerProcess {
+/** A running consumer process. */
+export class ConsumerProcess {
   private onSeen: SeenCallback | undefined;
   private waiters: { type: FromChild["type"]; resolve(): void; reject(e: Error): void }[] = [];
   private errors: string[] = [];
@@ -20,24 +20,24 @@ export class PeerProcess {
     child.on("message", (m: FromChild) => this.onMessage(m));
     void this.exited.then(() => {
       const err = new Error(
-        `peer process exited (${child.exitCode ?? child.signalCode}) ${this.errors.join("; ")}`,
+        `consumer process exited (${child.exitCode ?? child.signalCode}) ${this.errors.join("; ")}`,
       );
       for (const w of this.waiters.splice(0)) w.reject(err);
     });
   }
 
   /** Spawn the child and wait until its consumer is prepared (connected, not yet working). */
-  static async spawn(config: PeerChildConfig): Promise<PeerProcess> {
+  static async spawn(config: ConsumerChildConfig): Promise<ConsumerProcess> {
     const child = spawn(
       process.execPath,
-      ["--import", "tsx", path.join(ROOT, "src/bench/compare/peer-child.ts")],
+      ["--import", "tsx", path.join(ROOT, "src/bench/compare/consumer-child.ts")],
       {
         cwd: ROOT,
-        env: { ...process.env, BENCH_PEER_CONFIG: JSON.stringify(config) },
+        env: { ...process.env, BENCH_CONSUMER_CONFIG: JSON.stringify(config) },
         stdio: ["ignore", "inherit", "inherit", "ipc"],
       },
     );
-    const p = new PeerProcess(child);
+    const p = new ConsumerProcess(child);
     try {
       await p.waitFor("ready");
     } catch (err) {
@@ -74,7 +74,7 @@ export class PeerProcess {
       await Promise.race([
         stopped,
         new Promise<void>((_, reject) => {
-          timer = setTimeout(() => reject(new Error("peer process did not stop in time")), timeoutMs);
+          timer = setTimeout(() => reject(new Error("consumer process did not stop in time")), timeoutMs);
         }),
       ]);
     } finally {
