@@ -16,6 +16,7 @@ import { randomUUID } from "node:crypto";
 import type pg from "pg";
 import { redactUrl } from "../config/values.js";
 import { ErrorCode, KiteqError, sqlState } from "../errors.js";
+import { hostLabel, parseConnectionTarget } from "./hosts.js";
 import { shardOf } from "./shard-hash.js";
 
 /** Advisory lock under which a node reads and (at creation) writes the shard records, in shard 0. */
@@ -27,8 +28,15 @@ const SHARD_LIST_LOCK_ID = 0x6b71736c; // "kqsl"
  */
 export function shardLabel(url: string): string {
   const m = /^[a-z][a-z0-9+.-]*:\/\/(?:[^@/]*@)?([^/?#]*)(\/[^?#]*)?/i.exec(url);
-  if (m === null) return redactUrl(url);
-  return `${m[1] ?? ""}${m[2] ?? ""}`;
+  if (m !== null) return `${m[1] ?? ""}${m[2] ?? ""}`;
+  // libpq's keyword=value form: its hosts and dbname.
+  try {
+    const hosts = parseConnectionTarget(url).hosts.map(hostLabel).join(",");
+    const db = /(?:^|\s)dbname\s*=\s*'?([^\s']+)/.exec(url)?.[1];
+    return db === undefined ? hosts : `${hosts}/${db}`;
+  } catch {
+    return redactUrl(url);
+  }
 }
 
 /** One shard's record (shard_identity). */

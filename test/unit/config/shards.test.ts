@@ -18,3 +18,24 @@ describe("--db with several URLs (shards)", () => {
     expect(() => loadConfig(["--db", "postgres://h/kq mysql://h/kq"], {})).toThrow(/postgres/);
   });
 });
+
+describe("shard labels and keyword-form targets", () => {
+  it("labels a shard by hosts and database, never its credentials", async () => {
+    const { shardLabel } = await import("../../../src/store/shards.js");
+    expect(shardLabel("postgres://u:secret@h1:5432,h2:5433/kq?target_session_attrs=read-write")).toBe(
+      "h1:5432,h2:5433/kq",
+    );
+    expect(shardLabel("host=db1,db2 port=5432 dbname=kiteq user=u password=secret")).toBe(
+      "db1:5432,db2:5432/kiteq",
+    );
+  });
+
+  it("takes a keyword-form value as one target (several: repeat --db)", () => {
+    const k = "host=db1,db2 port=5432 dbname=kiteq user=u";
+    expect(loadConfig(["--db", k], {}).config.databaseUrls).toEqual([k]);
+    expect(loadConfig(["--db", k, "--db", "postgres://h/kq"], {}).config.databaseUrls).toEqual([
+      k,
+      "postgres://h/kq",
+    ]);
+  });
+});
