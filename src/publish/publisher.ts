@@ -194,7 +194,8 @@ export class Publisher {
       );
       return;
     }
-    const shard = this.shardOf === undefined ? 0 : this.shardOf(messageId);
+    // The stored (lower-case) id decides the shard, as history lookups and TX_ACKs hash it.
+    const shard = this.shardOf === undefined ? 0 : this.shardOf(result.header.messageId);
     const committer = this.committers[shard]!;
     // Back-pressure when the store falls behind (slow disk, database restarting): a bounded queue
     // and a clear refusal, never unbounded memory.

@@ -145,6 +145,25 @@ describe("e2e: two nodes, three shards", () => {
     expect(redelivered.length).toBeGreaterThan(0);
   }, 60_000);
 
+  it("an upper-case messageId is stored in the shard of its lower-case form (as history reads it)", async () => {
+    const b =
+      brokers.find((x) => x.child.exitCode === null && x.child.signalCode === null) ??
+      (await start("node-c"));
+    const conn = await KiteqConnection.connect({ host: b.host, port: b.port, groupId: "p", heartbeatMs: 0 });
+    conns.push(conn);
+    for (let i = 0; i < 6; i++) {
+      const h = buildHeader({ topic: "t", messageType: "m", groupId: "p" });
+      const upper = { ...h, messageId: h.messageId.toUpperCase() };
+      const ack = await conn.publish(upper, "x");
+      expect(ack.status).toBe(true);
+      const home = shardOf(h.messageId, 3);
+      for (const [i, s] of shards.entries()) {
+        const { rows } = await s.pool.query("SELECT 1 FROM message_ids WHERE message_id = $1", [h.messageId]);
+        expect(rows.length).toBe(i === home ? 1 : 0);
+      }
+    }
+  }, 30_000);
+
   it("a node given the shards in another order refuses to start: one line, exit code 2", async () => {
     const urls = shards.map((s) => s.url);
     const err = await start("node-x", [urls[0]!, urls[2]!, urls[1]!]).then(
