@@ -43,7 +43,7 @@ SELECT
   ) AS bindings`;
 
 /** The bindings of a topic, as EXPLAIN_WORKING_SQL gives them (shard 0 of a sharded store). */
-const TOPIC_BINDINGS_SQL = `
+export const TOPIC_BINDINGS_SQL = `
 SELECT coalesce(json_agg(json_build_object(
          'group_id', b.group_id, 'topic', b.topic, 'message_type', b.message_type, 'bind_type', b.bind_type,
          'version', b.version, 'watermark', b.watermark, 'persistent', b.persistent)), '[]'::json) AS bindings
