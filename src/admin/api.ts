@@ -14,12 +14,19 @@ import { redriveDelivery } from "../store/deliveries.js";
 import {
   type DeadLetterCursor,
   type DeadLetterFilter,
+  type DeadLetterRow,
   deadLetterPage,
   listNodes,
   type NodeRow,
 } from "../store/groups.js";
 import { DEFAULT_HISTORY_LIMIT } from "../store/history.js";
-import { poolOfMessage, shardedExplain, shardedGroupHistory } from "../store/sharded-history.js";
+import {
+  poolOfMessage,
+  type ShardedDeadLetterCursor,
+  shardedDeadLetterPage,
+  shardedExplain,
+  shardedGroupHistory,
+} from "../store/sharded-history.js";
 import { type ClusterView, clusterView } from "./cluster.js";
 import { livenessOf, type Sample, type Sampler } from "./sampler.js";
 
@@ -381,12 +388,54 @@ function decodeCursor(s: string): DeadLetterCursor {
   throw new ApiError(400, "invalid cursor (use the nextCursor of the previous page)");
 }
 
+/** A sharded walk's cursor: where each shard stands ([at, pk], null: not started, 0: done). */
+function encodeShardedCursor(c: ShardedDeadLetterCursor): string {
+  const parts = c.map((x) => (x === null ? null : x === "end" ? 0 : [x.at, x.messagePk]));
+  return Buffer.from(JSON.stringify({ shards: parts })).toString("base64url");
+}
+
+function decodeShardedCursor(s: string, shards: number): ShardedDeadLetterCursor {
+  try {
+    const { shards: parts } = JSON.parse(Buffer.from(s, "base64url").toString("utf8")) as { shards: unknown };
+    if (Array.isArray(parts) && parts.length === shards) {
+      return parts.map((x) => {
+        if (x === null) return null;
+        if (x === 0) return "end";
+        const [at, pk] = x as [unknown, unknown];
+        if (typeof at === "string" && !Number.isNaN(Date.parse(at)) && Number.isSafeInteger(pk)) {
+          return { at, messagePk: pk as number };
+        }
+        throw new Error("bad cursor");
+      });
+    }
+  } catch {
+    // answered below
+  }
+  throw new ApiError(400, "invalid cursor (use the nextCursor of the previous page)");
+}
+
+/** One page of the group's dead letters after the (opaque) cursor: one shard or all of them. */
+async function deadLetterPageOf(
+  ctx: ApiContext,
+  filter: DeadLetterFilter,
+  cursor: string | null,
+  limit: number,
+): Promise<{ items: DeadLetterRow[]; next: string | null }> {
+  if (ctx.pools.length === 1) {
+    const page = await deadLetterPage(ctx.pool, filter, cursor === null ? null : decodeCursor(cursor), limit);
+    return { items: page.items, next: page.next === null ? null : encodeCursor(page.next) };
+  }
+  const c = cursor === null ? null : decodeShardedCursor(cursor, ctx.pools.length);
+  const page = await shardedDeadLetterPage(ctx.pools, filter, c, limit);
+  return { items: page.items, next: page.next === null ? null : encodeShardedCursor(page.next) };
+}
+
 async function deadLetters(ctx: ApiContext, groupId: string, q: Record<string, unknown>) {
   const filter = filterOf(groupId, q);
   const limit = int(q, "limit", 100, 1, 1000);
   const c = str(q, "cursor", 512);
-  const page = await deadLetterPage(ctx.pool, filter, c === undefined ? null : decodeCursor(c), limit);
-  return { items: page.items, nextCursor: page.next === null ? null : encodeCursor(page.next) };
+  const page = await deadLetterPageOf(ctx, filter, c ?? null, limit);
+  return { items: page.items, nextCursor: page.next };
 }
 
 /** A re-drive must be able to finish within this (max / ratePerSecond), so the request ends. */
@@ -415,9 +464,9 @@ async function redrive(ctx: ApiContext, groupId: string, q: Record<string, unkno
     const ids: string[] = [];
     let matched = 0;
     let redriven = 0;
-    let cursor: DeadLetterCursor | null = null;
+    let cursor: string | null = null;
     while (matched < max) {
-      const page = await deadLetterPage(ctx.pool, filter, cursor, Math.min(100, max - matched));
+      const page = await deadLetterPageOf(ctx, filter, cursor, Math.min(100, max - matched));
       for (const item of page.items) {
         matched++;
         if (ids.length < 100) ids.push(item.messageId);

@@ -8,7 +8,16 @@
 import type pg from "pg";
 import { countOwedDeliveries } from "./deliveries.js";
 import { type ExplainOptions, explainMessage, type MessageExplanation } from "./explain.js";
-import { countDeadLetters, countPendingTransactions, type GroupBacklog, groupBacklogs } from "./groups.js";
+import {
+  countDeadLetters,
+  countPendingTransactions,
+  type DeadLetterCursor,
+  type DeadLetterFilter,
+  type DeadLetterRow,
+  deadLetterPage,
+  type GroupBacklog,
+  groupBacklogs,
+} from "./groups.js";
 import {
   DEFAULT_HISTORY_LIMIT,
   type DeadLetter,
@@ -149,4 +158,45 @@ export async function shardedDeadLetters(
       a.at.getTime() - b.at.getTime() || (a.messageId < b.messageId ? -1 : a.messageId > b.messageId ? 1 : 0),
   );
   return all.slice(0, limit);
+}
+
+/** Where a sharded dead-letter walk stands in each shard: not started, after a row, or done. */
+export type ShardedDeadLetterCursor = (DeadLetterCursor | null | "end")[];
+
+/**
+ * One page of dead letters over the shards: each shard's next rows after its own cursor, merged by
+ * time (ties in shard order), the first `limit` taken; the returned cursor says where each shard
+ * stands (null at the end of every shard). A shard whose rows were only partly taken is asked
+ * once more for the cursor after the last row taken.
+ */
+export async function shardedDeadLetterPage(
+  pools: readonly pg.Pool[],
+  filter: DeadLetterFilter,
+  cursor: ShardedDeadLetterCursor | null,
+  limit: number,
+): Promise<{ items: DeadLetterRow[]; next: ShardedDeadLetterCursor | null }> {
+  const at = (i: number) => cursor?.[i] ?? null;
+  const pages = await Promise.all(
+    pools.map((p, i) => {
+      const c = at(i);
+      return c === "end" ? Promise.resolve({ items: [], next: null }) : deadLetterPage(p, filter, c, limit);
+    }),
+  );
+  const all = pages.flatMap((page, shard) => page.items.map((item) => ({ item, shard })));
+  all.sort((a, b) => a.item.at.getTime() - b.item.at.getTime() || a.shard - b.shard);
+  const taken = all.slice(0, limit);
+  const counts = pools.map((_, i) => taken.filter((t) => t.shard === i).length);
+  const next: ShardedDeadLetterCursor = await Promise.all(
+    pools.map(async (p, i) => {
+      const c = at(i);
+      const page = pages[i]!;
+      if (c === "end") return "end" as const;
+      if (counts[i] === page.items.length) return page.next ?? ("end" as const);
+      if (counts[i] === 0) return c;
+      // Partly taken: the cursor after the last row taken.
+      const part = await deadLetterPage(p, filter, c, counts[i]!);
+      return part.next ?? ("end" as const);
+    }),
+  );
+  return { items: taken.map((t) => t.item), next: next.every((c) => c === "end") ? null : next };
 }

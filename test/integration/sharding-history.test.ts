@@ -7,10 +7,15 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensurePartitions } from "../../src/store/db.js";
 import { ackDeliveries, claimDueDeliveries, nackDeliveries } from "../../src/store/deliveries.js";
+import { deadLetterPage } from "../../src/store/groups.js";
 import { groupHistory, messageHistory } from "../../src/store/history.js";
 import { insertPublishBatch, type PublishRecord } from "../../src/store/messages.js";
 import { shardOf } from "../../src/store/shard-hash.js";
-import { shardedGroupHistory, shardedMessageHistory } from "../../src/store/sharded-history.js";
+import {
+  shardedDeadLetterPage,
+  shardedGroupHistory,
+  shardedMessageHistory,
+} from "../../src/store/sharded-history.js";
 import { ShardListMismatch, shardLabel, splitByShard, verifyShardList } from "../../src/store/shards.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
 import { publishRecord } from "../support/records.js";
@@ -168,6 +173,28 @@ describe("sharding: history with one shard and with three", () => {
         }
       }
     }
+    // Dead letters: walked page by page over the shards, the same set as one database's walk.
+    const filter = { groupId: "g", since: at(0), until: at(10_000) };
+    const walk = async (
+      page: (c: unknown) => Promise<{ items: { messageId: string; at: Date }[]; next: unknown }>,
+    ) => {
+      const seen: { messageId: string; at: Date }[] = [];
+      let c: unknown = null;
+      for (let i = 0; i < 100; i++) {
+        const p = await page(c);
+        seen.push(...p.items);
+        if (p.next === null) break;
+        c = p.next;
+      }
+      return seen;
+    };
+    const one = await walk((c) => deadLetterPage(single.pool, filter, c as never, 4));
+    const three = await walk((c) => shardedDeadLetterPage(pools(), filter, c as never, 4));
+    expect(one.length).toBeGreaterThan(4);
+    expect(three.map((d) => d.messageId).sort()).toEqual(one.map((d) => d.messageId).sort());
+    expect(new Set(three.map((d) => d.messageId)).size).toBe(three.length);
+    for (let i = 1; i < three.length; i++) expect(three[i]!.at >= three[i - 1]!.at).toBe(true);
+
     // The comparison is not vacuous: group g has acked, nacked and dead-lettered rows.
     const kinds = new Set((await groupHistory(single.pool, "g", at(0), at(10_000))).map((e) => e.kind));
     expect([...kinds].sort()).toEqual(["acked", "dead_lettered", "delivered", "nacked"]);
