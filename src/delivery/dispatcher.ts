@@ -423,10 +423,10 @@ export class Dispatcher {
 
   /**
    * Claim passes until no group with room has a backlog. Each pass claims from every shard in turn
-   * (round robin: the pass starts one shard further each time, so a busy shard cannot keep the
-   * room of the groups to itself), each with the room left after the shards before it, skipping a
-   * shard that failed on its connection in the last second. Flow control (room, watermark) stays
-   * per group and node across all shards.
+   * (round robin: the pass starts one shard further each time), the k-th of n taking at most
+   * 1/(n-k) of a group's room left, so busy shards share the room equally and none can keep it to
+   * itself; a shard that failed on its connection in the last second is skipped. Flow control
+   * (room, watermark) stays per group and node across all shards.
    */
   private async claimLoop(): Promise<void> {
     try {
@@ -443,10 +443,13 @@ export class Dispatcher {
           if (n > 1 && this.claimDownUntil[shard]! > Date.now()) continue;
           const groups: string[] = [];
           const limits: number[] = [];
+          // The k-th shard of a pass may take 1/(n-k) of the room left: shares of a busy pass are
+          // equal, and a shard with nothing due leaves its share to the next (one shard: all of it).
+          const share = n - k;
           for (const g of this.groups.values()) {
             // Only groups that have a consumer here and are bound to something can be owed anything.
             if (g.sessions.length === 0 || !this.boundGroups.has(g.id)) continue;
-            const room = Math.min(g.room(), CLAIM_BATCH);
+            const room = Math.min(share === 1 ? g.room() : Math.ceil(g.room() / share), CLAIM_BATCH);
             if (room <= 0) continue;
             groups.push(g.id);
             limits.push(room);
