@@ -1,5 +1,6 @@
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../../../src/config/index.js";
+import { tempDir } from "./helpers.js";
 
 describe("--db with several URLs (shards)", () => {
   it("takes URLs separated by whitespace, or --db repeated, in order; commas stay inside a URL", () => {
@@ -37,5 +38,20 @@ describe("shard labels and keyword-form targets", () => {
       k,
       "postgres://h/kq",
     ]);
+  });
+});
+
+describe("db in cluster.toml: several URLs (shards)", () => {
+  const dir = tempDir();
+  afterAll(() => dir.cleanup());
+
+  it("takes an array, or one string separated by spaces, in order", () => {
+    const urls = ["postgres://a/kq", "postgres://b/kq", "postgresql://c:5433/kq"];
+    const asArray = dir.write("array.toml", `[clusters.c]\ndb = ${JSON.stringify(urls)}\n`);
+    expect(loadConfig(["--config", asArray], {}).config.databaseUrls).toEqual(urls);
+    const asString = dir.write("string.toml", `[clusters.c]\ndb = "${urls.join(" ")}"\n`);
+    expect(loadConfig(["--config", asString], {}).config.databaseUrls).toEqual(urls);
+    const bad = dir.write("bad.toml", `[clusters.c]\ndb = ["postgres://a/kq", "mysql://b/kq"]\n`);
+    expect(() => loadConfig(["--config", bad], {})).toThrow(/db/);
   });
 });
