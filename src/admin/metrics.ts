@@ -41,6 +41,8 @@ export interface MetricsSource {
   txCounters?(): Readonly<TxCounters>;
   /** The hot paths' latency histograms. */
   latencies?(): Readonly<Record<LatencyName, LatencyHistogram>>;
+  /** A sharded store: whether each shard answers, as this node's publishes last found it. */
+  shardsUp?(): readonly boolean[];
 }
 
 /** What each publish counter counts (a new counter fails to compile until described here). */
@@ -276,6 +278,19 @@ export function createMetrics(options: MetricsOptions): Registry {
       collect() {
         this.reset();
         for (const [group, c] of groupCounters?.() ?? []) this.inc({ group }, c[key]);
+      },
+    });
+  }
+  const shardsUp = source.shardsUp;
+  if (shardsUp !== undefined) {
+    new Gauge({
+      name: "kiteq_shard_up",
+      help: "1 while the shard answers this node's publishes, 0 while it is taken for down (label: shard index).",
+      labelNames: ["shard"],
+      registers: [registry],
+      collect() {
+        this.reset();
+        shardsUp().forEach((up, shard) => this.set({ shard: String(shard) }, up ? 1 : 0));
       },
     });
   }

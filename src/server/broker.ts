@@ -280,6 +280,7 @@ export class Broker {
           batchStats: () => this.publisher.batchStats,
           sessionsConnected: () => this.server.sessions.size,
           maintenanceCounters: () => this.maintenanceCounters(),
+          ...(this.shards.length > 1 ? { shardsUp: () => this.shards.map((s) => !s.health.unhealthy) } : {}),
           groupCounters: () => this.dispatcher.groupCounters.all(),
           txCounters: () => this.transactions.counters(),
           latencies: () => ({

@@ -67,7 +67,14 @@ describe("e2e: one shard of three stopped for 10 s under load", () => {
   it("refuses only shard 2's publishes while it is down, and delivers every acked message after", async () => {
     // Over TCP with a fixed port: the URL stays the same when the server comes back.
     const urls = [shards[0]!.url, shards[1]!.url, own!.tcpUrl("kiteq")];
+    const adminPort = await freePort();
+    const shardUp = async () => {
+      const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+      return [0, 1, 2].map((i) => new RegExp(`^kiteq_shard_up\\{shard="${i}"\\} (\\d)`, "m").exec(text)?.[1]);
+    };
     broker = await startBrokerProcess([
+      "--admin",
+      `127.0.0.1:${adminPort}`,
       "--db",
       urls.join(" "),
       "--node-id",
@@ -110,7 +117,10 @@ describe("e2e: one shard of three stopped for 10 s under load", () => {
     phase = "down";
     await own!.stop();
     const downAt = Date.now();
-    await new Promise((r) => setTimeout(r, DOWN_MS));
+    await new Promise((r) => setTimeout(r, DOWN_MS / 2));
+    // /metrics says which shard is down.
+    expect(await shardUp()).toEqual(["1", "1", "0"]);
+    await new Promise((r) => setTimeout(r, DOWN_MS / 2));
     phase = "restarting";
     await startOwn();
     const upAt = Date.now();
@@ -151,6 +161,7 @@ describe("e2e: one shard of three stopped for 10 s under load", () => {
       30_000,
       "every acked message delivered",
     );
+    expect(await shardUp()).toEqual(["1", "1", "1"]);
     const received = consumer.ids();
     console.log(
       `shard 2 down ${upAt - downAt} ms: acked per shard ${perShard.join(" / ")}, ` +
