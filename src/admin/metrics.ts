@@ -290,7 +290,7 @@ export function createMetrics(options: MetricsOptions): Registry {
       registers: [registry],
       collect() {
         this.reset();
-        shardsUp().forEach((up, shard) => this.set({ shard: String(shard) }, up ? 1 : 0));
+        for (const [shard, up] of shardsUp().entries()) this.set({ shard: String(shard) }, up ? 1 : 0);
       },
     });
   }

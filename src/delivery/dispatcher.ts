@@ -20,7 +20,13 @@ import {
 } from "../protocol/messages.js";
 import type { NormalisedHeader } from "../publish/validate.js";
 import type { Session } from "../server/session.js";
-import { claimDueDeliveries, nextDueAfter, releaseClaimsOf, renewLeases } from "../store/deliveries.js";
+import {
+  type ClaimedDelivery,
+  claimDueDeliveries,
+  nextDueAfter,
+  releaseClaimsOf,
+  renewLeases,
+} from "../store/deliveries.js";
 import type { PublishRecord, PublishResult } from "../store/messages.js";
 import type { WakeSource } from "../store/notifications.js";
 import { GroupCounters } from "./group-counters.js";
@@ -67,6 +73,25 @@ interface InFlight {
 }
 
 const CLAIM_BATCH = 1000;
+/**
+ * With several shards, how long a claim (or next-due probe) may take before the claim loop goes on
+ * to the other shards and takes the shard for down for a second (its late answer is still used).
+ */
+const SHARD_ANSWER_MS = 2000;
+
+/** A promise that did not settle in time (withDeadline). */
+class DeadlineExceeded extends Error {}
+
+/** `p`, or a DeadlineExceeded rejection after `ms` (p goes on; its outcome is the caller's). */
+function withDeadline<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p.finally(() => clearTimeout(timer)),
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new DeadlineExceeded(`no answer within ${ms} ms`)), ms);
+    }),
+  ]);
+}
 /** At most one probe for the next due delivery (delayed messages, retries) per this many ms. */
 const NEXT_DUE_PROBE_MS = 100;
 /** A late ack is honoured for this many delivery timeouts after the push timed out. */
@@ -458,33 +483,37 @@ export class Dispatcher {
           const now = Date.now();
           const claimStart = performance.now();
           this.lastClaimNow = now;
-          let rows: Awaited<ReturnType<typeof claimDueDeliveries>>;
+          let rows: ClaimedDelivery[];
+          const claim = claimDueDeliveries(this.pools[shard]!, {
+            groups,
+            limits,
+            now: new Date(now),
+            claimer: this.o.claimer,
+            leaseUntil: new Date(now + this.o.leaseMs),
+            nodeId: this.o.nodeId,
+          });
           try {
-            rows = await claimDueDeliveries(this.pools[shard]!, {
-              groups,
-              limits,
-              now: new Date(now),
-              claimer: this.o.claimer,
-              leaseUntil: new Date(now + this.o.leaseMs),
-              nodeId: this.o.nodeId,
-            });
+            rows = n === 1 ? await claim : await withDeadline(claim, SHARD_ANSWER_MS);
           } catch (err) {
             if (n === 1) throw err;
+            if (err instanceof DeadlineExceeded) {
+              // A shard that hangs (its server paused, a network that drops packets) must not hold
+              // up the others: go on, and take what it claimed whenever it answers.
+              claim.then(
+                (late) => {
+                  this.takeClaimed(late, shard);
+                  for (const g of this.groups.values()) this.pump(g);
+                },
+                () => undefined,
+              );
+            }
             this.shardClaimFailed(shard, err);
             continue;
           }
           this.latency.claim.since(claimStart, performance.now());
           this.counters.claimed += rows.length;
           if (rows.length > 0) claimedAny = true;
-          const got = new Map<string, number>();
-          for (const row of rows) {
-            const job = jobFromClaim(row, shard);
-            got.set(job.groupId, (got.get(job.groupId) ?? 0) + 1);
-            this.hold(job);
-            const g = this.groups.get(job.groupId);
-            if (g === undefined || g.sessions.length === 0) this.release(job);
-            else g.enqueue(job);
-          }
+          const got = this.takeClaimed(rows, shard);
           groups.forEach((id, i) => {
             asked.add(id);
             if ((got.get(id) ?? 0) >= limits[i]!) full.add(id);
@@ -507,6 +536,20 @@ export class Dispatcher {
     } finally {
       this.claiming = false;
     }
+  }
+
+  /** Hold and queue what was claimed in `shard` (released at once for a group gone from here). */
+  private takeClaimed(rows: readonly ClaimedDelivery[], shard: number): Map<string, number> {
+    const got = new Map<string, number>();
+    for (const row of rows) {
+      const job = jobFromClaim(row, shard);
+      got.set(job.groupId, (got.get(job.groupId) ?? 0) + 1);
+      this.hold(job);
+      const g = this.groups.get(job.groupId);
+      if (g === undefined || g.sessions.length === 0 || this.stopped) this.release(job);
+      else g.enqueue(job);
+    }
+    return got;
   }
 
   /** A claim on one shard failed: skip it for a second (rate-limited line), the others go on. */
@@ -697,7 +740,9 @@ export class Dispatcher {
       this.pools.length === 1
         ? nextDueAfter(this.o.pool, groups, after)
         : // The earliest over the shards; a shard that is down is asked again at the next probe.
-          Promise.allSettled(this.pools.map((p) => nextDueAfter(p, groups, after))).then((all) => {
+          Promise.allSettled(
+            this.pools.map((p) => withDeadline(nextDueAfter(p, groups, after), SHARD_ANSWER_MS)),
+          ).then((all) => {
             let at: Date | undefined;
             for (const r of all) {
               if (r.status === "fulfilled" && r.value !== undefined && (at === undefined || r.value < at)) {

@@ -22,7 +22,7 @@ import { cancelStatementsOf } from "../store/liveness.js";
 import { insertPublishBatch, type PublishRecord, type PublishResult } from "../store/messages.js";
 import { HEARTBEAT_INTERVAL_MS, heartbeatNode, markNodeStopped, registerNode } from "../store/nodes.js";
 import { listenForWakeupsOnShards, type WakeSource } from "../store/notifications.js";
-import { ShardHealth, shardLabel, shardRouter, verifyShardList } from "../store/shards.js";
+import { SHARD_DOWN_MS, ShardHealth, shardLabel, shardRouter, verifyShardList } from "../store/shards.js";
 import { createTransactions, type Transactions } from "../tx/transactions.js";
 import { secretChecker } from "./auth.js";
 import { missingNodeFlags } from "./node-flags.js";
@@ -37,6 +37,12 @@ const PUBLISH_CONCURRENCY = 2;
  * must cost its own publishes a few seconds at most, never the 10 s of the single-database default.
  */
 const SHARD_CONNECT_TIMEOUT_MS = 3000;
+
+/**
+ * With several shards, a publish batch whose shard has not answered in this long is answered
+ * false (a server that hangs must not hold its producers for ever; see shardWriter).
+ */
+const SHARD_WRITE_DEADLINE_MS = 5000;
 
 /** One shard of the store as a node uses it: its pools and its health. */
 export interface ShardPools {
@@ -522,8 +528,20 @@ export class Broker {
     const { health } = shard;
     return async (records) => {
       if (health.isDown()) throw new KiteqError(ErrorCode.StoreFailed, health.refusal());
+      // A shard that hangs (no error, no answer): while this write waits longer than
+      // SHARD_CONNECT_TIMEOUT_MS, new publishes to it are refused at once rather than queued.
+      const started = Date.now();
+      const slow = setInterval(() => {
+        if (Date.now() - started < SHARD_CONNECT_TIMEOUT_MS) return;
+        health.failed(new Error(`no answer within ${SHARD_CONNECT_TIMEOUT_MS / 1000} s`));
+      }, SHARD_DOWN_MS / 2);
       try {
-        const results = await write(records);
+        const results = await answerWithin(write(records), SHARD_WRITE_DEADLINE_MS, () => {
+          health.failed(new Error(`no answer within ${SHARD_WRITE_DEADLINE_MS / 1000} s`));
+          // The batch may still commit: its producers are told false and re-send, and a re-sent
+          // messageId is acked again and stored once (publishing is idempotent).
+          return new KiteqError(ErrorCode.StoreFailed, health.refusal());
+        });
         if (health.unhealthy) {
           this.log.info(
             { shard: shard.index, label: shard.label },
@@ -535,6 +553,8 @@ export class Broker {
       } catch (err) {
         if (!health.failed(err)) throw err;
         throw new KiteqError(ErrorCode.StoreFailed, health.refusal(), {}, { cause: err });
+      } finally {
+        clearInterval(slow);
       }
     };
   }
@@ -567,6 +587,18 @@ function poolNames(nodeId: string): { main: string; publish: string; maintenance
     publish: `kiteq-pg ${nodeId} publish`,
     maintenance: `kiteq-pg ${nodeId} maintenance`,
   };
+}
+
+/** `p`, or a rejection with `late()` after `ms` (p goes on; a late rejection of it is ignored). */
+function answerWithin<T>(p: Promise<T>, ms: number, late: () => Error): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  p.catch(() => undefined);
+  return Promise.race([
+    p.finally(() => clearTimeout(timer)),
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(late()), ms);
+    }),
+  ]);
 }
 
 /** `p`, or a rejection after `ms`. */

@@ -5,6 +5,7 @@
  * publish is acked; once it is back its publishes are acked again and every acked message is
  * delivered.
  */
+import { readdirSync, readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -28,6 +29,8 @@ describe("e2e: one shard of three stopped for 10 s under load", () => {
   let ownPort: number;
   let broker: BrokerProcess | undefined;
   const conns: KiteqConnection[] = [];
+  let consumer: Awaited<ReturnType<typeof recordingConsumer>>;
+  let producer: KiteqConnection;
 
   const startOwn = async () => {
     own = await startEmbeddedPostgres({ dataDir: path.join(dir, "pg"), port: ownPort, logger: silentLogger });
@@ -88,8 +91,8 @@ describe("e2e: one shard of three stopped for 10 s under load", () => {
       "--recieve-permits-per-second",
       "0",
     ]);
-    const consumer = await recordingConsumer(broker.port, "g");
-    const producer = await KiteqConnection.connect({
+    consumer = await recordingConsumer(broker.port, "g");
+    producer = await KiteqConnection.connect({
       host: broker.host,
       port: broker.port,
       groupId: "p",
@@ -170,5 +173,90 @@ describe("e2e: one shard of three stopped for 10 s under load", () => {
     );
     // Refused fast (a connection refused, or the shard marked down), never after a long hang.
     expect(slowest).toBeLessThan(5000);
+  }, 60_000);
+
+  it("a shard whose server hangs (SIGSTOP) holds up only its own publishes and claims", async () => {
+    // The postmaster and its backends: frozen, connections open, nothing answered.
+    const postmaster = Number(readFileSync(path.join(own!.dataDir, "postmaster.pid"), "utf8").split("\n")[0]);
+    const serverPids = () => [
+      postmaster,
+      ...readdirSync("/proc")
+        .filter((d) => /^[0-9]+$/.test(d))
+        .filter((d) => {
+          try {
+            const stat = readFileSync(`/proc/${d}/stat`, "utf8");
+            return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) === postmaster;
+          } catch {
+            return false;
+          }
+        })
+        .map(Number),
+    ];
+    const sent = new Map<string, { at: number; acked: boolean; ms: number; feedback: string }>();
+    const pending: Promise<void>[] = [];
+    let stop = false;
+    // Open loop: a publish every 2 ms whatever the answers (a publish to the frozen shard waits,
+    // the others must not wait with it).
+    const sender = (async () => {
+      while (!stop) {
+        const h = buildHeader({ topic: "t", messageType: "m", groupId: "p" });
+        const at = Date.now();
+        pending.push(
+          producer.publish(h, "x").then((ack) => {
+            sent.set(h.messageId, { at, acked: ack.status, ms: Date.now() - at, feedback: ack.feedback });
+          }),
+        );
+        await new Promise((r) => setTimeout(r, 2));
+      }
+    })();
+    await new Promise((r) => setTimeout(r, 1000));
+    const pids = serverPids();
+    for (const pid of pids) process.kill(pid, "SIGSTOP");
+    const pausedAt = Date.now();
+    let resumedAt = 0;
+    try {
+      await new Promise((r) => setTimeout(r, 6000));
+    } finally {
+      for (const pid of pids) process.kill(pid, "SIGCONT");
+      resumedAt = Date.now();
+    }
+    await new Promise((r) => setTimeout(r, 3000));
+    stop = true;
+    await sender;
+    await Promise.all(pending);
+
+    const during = [...sent.entries()].filter(([, s]) => s.at >= pausedAt + 500 && s.at < resumedAt - 500);
+    const others = during.filter(([id]) => shardOf(id, 3) !== 2);
+    const frozen = during.filter(([id]) => shardOf(id, 3) === 2);
+    // Shards 0 and 1 kept taking publishes, quickly, and delivering them while shard 2 hung.
+    expect(others.length).toBeGreaterThan(200);
+    for (const [, s] of others) expect(s.acked).toBe(true);
+    const slowest = Math.max(...others.map(([, s]) => s.ms));
+    expect(slowest).toBeLessThan(1500);
+    const got = new Set(consumer.ids());
+    const deliveredDuring = others.filter(([id]) => got.has(id)).length;
+    // Shard 2's publishes: after ~3 s without an answer they are refused at once, naming it.
+    const refused = frozen.filter(([, s]) => !s.acked);
+    expect(refused.length).toBeGreaterThan(0);
+    for (const [, s] of refused)
+      expect(s.feedback).toMatch(/shard 2 \(127\.0\.0\.1:\d+\/kiteq\) is down: no answer within/);
+    // Those sent once it was taken for down were refused at once.
+    const fast = refused.filter(([, s]) => s.ms < 100).length;
+    expect(fast).toBeGreaterThan(0);
+    // Every acked message is delivered once the server runs again.
+    await waitFor(
+      () => {
+        const ids = new Set(consumer.ids());
+        for (const [id, s] of sent) if (s.acked && !ids.has(id)) return false;
+        return true;
+      },
+      30_000,
+      "every acked message delivered after the pause",
+    );
+    console.log(
+      `shard 2 paused ${resumedAt - pausedAt} ms: shards 0/1 took ${others.length} publishes meanwhile ` +
+        `(slowest ack ${slowest} ms, ${deliveredDuring} already delivered at the end of the run); ` +
+        `shard 2: ${frozen.length} sent, ${refused.length} refused (${fast} at once, slowest ${Math.max(...refused.map(([, s]) => s.ms))} ms)`,
+    );
   }, 60_000);
 });
