@@ -4,6 +4,8 @@
  * every message's history and the group's history (several ranges and limits) compared. Also the
  * shard list record: created once, checked at every start, a different list refused in one line.
  */
+import { execFile } from "node:child_process";
+import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensurePartitions } from "../../src/store/db.js";
 import { ackDeliveries, claimDueDeliveries, nackDeliveries } from "../../src/store/deliveries.js";
@@ -20,6 +22,7 @@ import { ShardListMismatch, shardLabel, splitByShard, verifyShardList } from "..
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
 import { publishRecord } from "../support/records.js";
 
+const ROOT = path.resolve(import.meta.dirname, "../..");
 const t0 = new Date("2026-11-26T10:00:00.000Z");
 const at = (ms: number) => new Date(t0.getTime() + ms);
 
@@ -199,4 +202,43 @@ describe("sharding: history with one shard and with three", () => {
     const kinds = new Set((await groupHistory(single.pool, "g", at(0), at(10_000))).map((e) => e.kind));
     expect([...kinds].sort()).toEqual(["acked", "dead_lettered", "delivered", "nacked"]);
   });
+
+  it("the history CLI answers the same with one shard and with three", async () => {
+    const cli = (args: string[]) =>
+      new Promise<{ code: number | null; stdout: string }>((resolve) => {
+        execFile(
+          process.execPath,
+          [
+            "--import",
+            "tsx",
+            path.join(ROOT, "src/cli/main.ts"),
+            "history",
+            ...args,
+            "--admin",
+            "0",
+            "--json",
+          ],
+          {
+            cwd: ROOT,
+            timeout: 60_000,
+            env: { ...process.env, VITEST: undefined, KITEQ_LOG_LEVEL: undefined },
+          },
+          (err, stdout) => resolve({ code: err === null ? 0 : ((err.code as number) ?? null), stdout }),
+        );
+      });
+    const one = ["--db", single.url];
+    const three = ["--db", shards.map((s) => s.url).join(" ")];
+    for (const id of [ids[0]!, ids[1]!, ids[3]!]) {
+      const a = await cli(["--message-id", id, ...one]);
+      expect(a.code).toBe(0);
+      expect(await cli(["--message-id", id, ...three])).toEqual(a);
+    }
+    const range = ["--group", "g", "--since", at(0).toISOString(), "--until", at(10_000).toISOString()];
+    for (const limit of ["5", "100"]) {
+      const a = await cli([...range, "--limit", limit, ...one]);
+      expect(a.code).toBe(0);
+      expect(JSON.parse(a.stdout).length).toBe(Number(limit) === 5 ? 5 : 100);
+      expect(await cli([...range, "--limit", limit, ...three])).toEqual(a);
+    }
+  }, 90_000);
 });
