@@ -11,15 +11,22 @@ import { bindingRecord, bindTypeName } from "../binding/binding.js";
 import { parseTime } from "../cli/args.js";
 import { listBindings } from "../store/bindings.js";
 import { redriveDelivery } from "../store/deliveries.js";
-import { explainMessage } from "../store/explain.js";
 import {
   type DeadLetterCursor,
   type DeadLetterFilter,
+  type DeadLetterRow,
   deadLetterPage,
   listNodes,
   type NodeRow,
 } from "../store/groups.js";
-import { DEFAULT_HISTORY_LIMIT, groupHistory } from "../store/history.js";
+import { DEFAULT_HISTORY_LIMIT } from "../store/history.js";
+import {
+  poolOfMessage,
+  type ShardedDeadLetterCursor,
+  shardedDeadLetterPage,
+  shardedExplain,
+  shardedGroupHistory,
+} from "../store/sharded-history.js";
 import { type ClusterView, clusterView } from "./cluster.js";
 import { livenessOf, type Sample, type Sampler } from "./sampler.js";
 
@@ -36,7 +43,10 @@ export interface ApiSource {
 
 /** Everything a request handler needs. */
 export interface ApiContext {
+  /** Shard 0: bindings, nodes. */
   pool: pg.Pool;
+  /** Every shard's pool, shard 0 first (one database: [pool]). */
+  pools: readonly pg.Pool[];
   sampler: Sampler;
   source: ApiSource;
   /** A re-drive is running (one at a time per server). */
@@ -90,7 +100,7 @@ export async function handleApi(
           `invalid message id "${id.slice(0, 64)}": 32 hexadecimal characters expected`,
         );
       }
-      const e = await explainMessage(ctx.pool, id);
+      const e = await shardedExplain(ctx.pools, id);
       if (e === null) throw new ApiError(404, `no message ${id.toLowerCase()} in the history`);
       return e;
     });
@@ -233,7 +243,7 @@ async function history(groupId: string, q: Record<string, unknown>, ctx: ApiCont
   const until = time(q, "until", now, now);
   if (since >= until) throw new ApiError(400, "since must be before until");
   const limit = int(q, "limit", DEFAULT_HISTORY_LIMIT, 1, MAX_API_HISTORY_LIMIT);
-  return groupHistory(ctx.pool, groupId, since, until, limit);
+  return shardedGroupHistory(ctx.pools, groupId, since, until, limit);
 }
 
 function bindingJson(b: Binding) {
@@ -378,12 +388,54 @@ function decodeCursor(s: string): DeadLetterCursor {
   throw new ApiError(400, "invalid cursor (use the nextCursor of the previous page)");
 }
 
+/** A sharded walk's cursor: where each shard stands ([at, pk], null: not started, 0: done). */
+function encodeShardedCursor(c: ShardedDeadLetterCursor): string {
+  const parts = c.map((x) => (x === null ? null : x === "end" ? 0 : [x.at, x.messagePk]));
+  return Buffer.from(JSON.stringify({ shards: parts })).toString("base64url");
+}
+
+function decodeShardedCursor(s: string, shards: number): ShardedDeadLetterCursor {
+  try {
+    const { shards: parts } = JSON.parse(Buffer.from(s, "base64url").toString("utf8")) as { shards: unknown };
+    if (Array.isArray(parts) && parts.length === shards) {
+      return parts.map((x) => {
+        if (x === null) return null;
+        if (x === 0) return "end";
+        const [at, pk] = x as [unknown, unknown];
+        if (typeof at === "string" && !Number.isNaN(Date.parse(at)) && Number.isSafeInteger(pk)) {
+          return { at, messagePk: pk as number };
+        }
+        throw new Error("bad cursor");
+      });
+    }
+  } catch {
+    // answered below
+  }
+  throw new ApiError(400, "invalid cursor (use the nextCursor of the previous page)");
+}
+
+/** One page of the group's dead letters after the (opaque) cursor: one shard or all of them. */
+async function deadLetterPageOf(
+  ctx: ApiContext,
+  filter: DeadLetterFilter,
+  cursor: string | null,
+  limit: number,
+): Promise<{ items: DeadLetterRow[]; next: string | null }> {
+  if (ctx.pools.length === 1) {
+    const page = await deadLetterPage(ctx.pool, filter, cursor === null ? null : decodeCursor(cursor), limit);
+    return { items: page.items, next: page.next === null ? null : encodeCursor(page.next) };
+  }
+  const c = cursor === null ? null : decodeShardedCursor(cursor, ctx.pools.length);
+  const page = await shardedDeadLetterPage(ctx.pools, filter, c, limit);
+  return { items: page.items, next: page.next === null ? null : encodeShardedCursor(page.next) };
+}
+
 async function deadLetters(ctx: ApiContext, groupId: string, q: Record<string, unknown>) {
   const filter = filterOf(groupId, q);
   const limit = int(q, "limit", 100, 1, 1000);
   const c = str(q, "cursor", 512);
-  const page = await deadLetterPage(ctx.pool, filter, c === undefined ? null : decodeCursor(c), limit);
-  return { items: page.items, nextCursor: page.next === null ? null : encodeCursor(page.next) };
+  const page = await deadLetterPageOf(ctx, filter, c ?? null, limit);
+  return { items: page.items, nextCursor: page.next };
 }
 
 /** A re-drive must be able to finish within this (max / ratePerSecond), so the request ends. */
@@ -412,9 +464,9 @@ async function redrive(ctx: ApiContext, groupId: string, q: Record<string, unkno
     const ids: string[] = [];
     let matched = 0;
     let redriven = 0;
-    let cursor: DeadLetterCursor | null = null;
+    let cursor: string | null = null;
     while (matched < max) {
-      const page = await deadLetterPage(ctx.pool, filter, cursor, Math.min(100, max - matched));
+      const page = await deadLetterPageOf(ctx, filter, cursor, Math.min(100, max - matched));
       for (const item of page.items) {
         matched++;
         if (ids.length < 100) ids.push(item.messageId);
@@ -423,7 +475,7 @@ async function redrive(ctx: ApiContext, groupId: string, q: Record<string, unkno
         const wait = started + (redriven * 1000) / rate - Date.now();
         if (wait > 0) await sleep(wait);
         const now = new Date();
-        const done = await redriveDelivery(ctx.pool, {
+        const done = await redriveDelivery(poolOfMessage(ctx.pools, item.messageId), {
           messageId: item.messageId,
           groupId,
           now,

@@ -12,7 +12,7 @@ import { LATENCY_BUCKETS, type LatencyHistogram } from "../latency.js";
 import type { Logger } from "../log.js";
 import type { MaintenanceCounters } from "../maintenance/maintenance.js";
 import type { PublishCounters } from "../publish/publisher.js";
-import { countOwedDeliveries } from "../store/deliveries.js";
+import { shardedCountOwed } from "../store/sharded-history.js";
 import type { TxCounters } from "../tx/transactions.js";
 import type { GroupSample, Sample, Sampler } from "./sampler.js";
 
@@ -41,6 +41,8 @@ export interface MetricsSource {
   txCounters?(): Readonly<TxCounters>;
   /** The hot paths' latency histograms. */
   latencies?(): Readonly<Record<LatencyName, LatencyHistogram>>;
+  /** A sharded store: whether each shard answers, as this node's publishes last found it. */
+  shardsUp?(): readonly boolean[];
 }
 
 /** What each publish counter counts (a new counter fails to compile until described here). */
@@ -84,7 +86,7 @@ class OwedDeliveries {
   private pending: Promise<Map<string, number>> | undefined;
 
   constructor(
-    private readonly pool: pg.Pool,
+    private readonly pools: readonly pg.Pool[],
     private readonly log: Logger,
     private readonly ttlMs: number,
   ) {}
@@ -92,7 +94,7 @@ class OwedDeliveries {
   /** The cached figures, refreshed first when older than the TTL; throws when the query fails. */
   get(): Promise<Map<string, number>> {
     if (Date.now() - this.fetchedAt < this.ttlMs) return Promise.resolve(this.value);
-    this.pending ??= countOwedDeliveries(this.pool)
+    this.pending ??= shardedCountOwed(this.pools)
       .then(
         (v) => {
           this.value = v;
@@ -117,6 +119,8 @@ export interface MetricsOptions {
   source: MetricsSource;
   /** The node's pool: its gauges, and the owed-deliveries query. */
   pool: pg.Pool;
+  /** Every shard's pool when the store is sharded (owed deliveries are summed over them). */
+  pools?: readonly pg.Pool[];
   log: Logger;
   /** Cache of the owed-deliveries query; default OWED_CACHE_MS. */
   owedCacheMs?: number;
@@ -277,6 +281,19 @@ export function createMetrics(options: MetricsOptions): Registry {
       },
     });
   }
+  const shardsUp = source.shardsUp;
+  if (shardsUp !== undefined) {
+    new Gauge({
+      name: "kiteq_shard_up",
+      help: "1 while the shard answers this node's publishes, 0 while it is taken for down (label: shard index).",
+      labelNames: ["shard"],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [shard, up] of shardsUp().entries()) this.set({ shard: String(shard) }, up ? 1 : 0);
+      },
+    });
+  }
   const tx = source.txCounters;
   if (tx !== undefined) {
     counter("kiteq_tx_checks_total", "2PC check-backs sent to producers.", () => tx().checksSent);
@@ -354,7 +371,7 @@ export function createMetrics(options: MetricsOptions): Registry {
     );
   }
 
-  const owed = new OwedDeliveries(pool, options.log, options.owedCacheMs ?? OWED_CACHE_MS);
+  const owed = new OwedDeliveries(options.pools ?? [pool], options.log, options.owedCacheMs ?? OWED_CACHE_MS);
   new Gauge({
     name: "kiteq_deliveries_owed",
     help: `Deliveries still owed per subscriber group, all nodes (refreshed every ${(options.owedCacheMs ?? OWED_CACHE_MS) / 1000} s).`,

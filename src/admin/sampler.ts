@@ -9,7 +9,12 @@ import type { GroupDeliveryCounters } from "../delivery/group-counters.js";
 import { toKiteqError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { listBindings } from "../store/bindings.js";
-import { countDeadLetters, countPendingTransactions, groupBacklogs, listNodes } from "../store/groups.js";
+import { listNodes } from "../store/groups.js";
+import {
+  shardedCountDeadLetters,
+  shardedCountPending,
+  shardedGroupBacklogs,
+} from "../store/sharded-history.js";
 
 /** One group in one sample. */
 export interface GroupSample {
@@ -63,7 +68,10 @@ export interface SamplerSource {
 
 /** Options of Sampler. */
 export interface SamplerOptions {
+  /** Shard 0: bindings and nodes. */
   pool: pg.Pool;
+  /** Every shard's pool when the store is sharded (backlogs and counts summed over them). */
+  pools?: readonly pg.Pool[];
   source: SamplerSource;
   log: Logger;
   /** Minimum time between two samples (ms); default 5000. */
@@ -183,12 +191,12 @@ export class Sampler {
       const counters = this.o.source.groupCounters();
       const named = new Set([...bindings.map((b) => b.groupId), ...counters.keys()]);
       const [backlog, pendingTransactions, nodes] = await Promise.all([
-        groupBacklogs(this.o.pool, [...named], new Date(now)),
-        countPendingTransactions(this.o.pool),
+        shardedGroupBacklogs(this.o.pools ?? [this.o.pool], [...named], new Date(now)),
+        shardedCountPending(this.o.pools ?? [this.o.pool]),
         listNodes(this.o.pool),
       ]);
       if (now - this.deadLettersAt >= this.deadLettersMs) {
-        this.deadLetters = await countDeadLetters(this.o.pool, [
+        this.deadLetters = await shardedCountDeadLetters(this.o.pools ?? [this.o.pool], [
           ...new Set([...named, ...backlog.map((b) => b.groupId)]),
         ]);
         this.deadLettersAt = now;

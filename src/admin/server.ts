@@ -14,7 +14,7 @@ import type { Registry } from "prom-client";
 import { ErrorCode, toKiteqError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { pingStore } from "../store/db.js";
-import { messageHistory } from "../store/history.js";
+import { shardedMessageHistory } from "../store/sharded-history.js";
 import { type ApiContext, ApiError, type ApiSource, handleApi, isApiPath } from "./api.js";
 import { isConsolePath, serveConsole } from "./console.js";
 import { createMetrics, type MetricsSource } from "./metrics.js";
@@ -27,6 +27,11 @@ export interface AdminServerOptions {
   port: number;
   /** The node's pool: health check, history lookups, pool gauges, owed deliveries. */
   pool: pg.Pool;
+  /**
+   * Every shard's pool, shard 0 (= pool) first, when the store is sharded: history and explain
+   * read a message from its shard and a group's history from all of them.
+   */
+  shardPools?: readonly pg.Pool[];
   /** Bearer token required on everything but /healthz; undefined or null = no authentication. */
   token?: string | null;
   /** The node's counters. */
@@ -62,6 +67,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
   const log = options.log;
   const sampler = new Sampler({
     pool: options.pool,
+    pools: options.shardPools,
     log,
     intervalMs: options.sampleIntervalMs,
     deadLetterIntervalMs: options.deadLetterIntervalMs,
@@ -75,6 +81,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
   const registry = createMetrics({
     source: options.metrics,
     pool: options.pool,
+    pools: options.shardPools,
     log,
     owedCacheMs: options.owedCacheMs,
     processMetrics: options.processMetrics,
@@ -83,6 +90,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
   const authorized = bearerCheck(options.token ?? null);
   const api: ApiContext = {
     pool: options.pool,
+    pools: options.shardPools ?? [options.pool],
     sampler,
     redriving: false,
     source: options.api ?? {
@@ -179,7 +187,7 @@ async function route(
       error: `invalid message id "${id.slice(0, 64)}": 32 hexadecimal characters expected`,
     });
   }
-  const history = await messageHistory(options.pool, id.toLowerCase());
+  const history = await shardedMessageHistory(options.shardPools ?? [options.pool], id.toLowerCase());
   if (history === null) return sendJson(res, 404, { error: `no message ${id.toLowerCase()} in the history` });
   sendJson(res, 200, history);
 }

@@ -8,15 +8,20 @@
  * time over a large history (claim.ts). With `--nodes 1,2,3` the flat-out and fixed-rate runs go
  * once per node count: N brokers on the same PostgreSQL (nodes.ts), producers spread round-robin
  * over them and every group with one consumer connection on each node, so every node publishes
- * and delivers.
+ * and delivers. With `--shards 1,2,4` every run goes once per shard count: that many embedded
+ * PostgreSQL servers, the store sharded over them (one database each), the same load; the report
+ * gives the throughput per shard count and where the CPU went (each broker, each PostgreSQL
+ * server, the load generator) during the flat-out runs.
  */
 import path from "node:path";
 import type pg from "pg";
 import type { KiteqConnection } from "../client/connection.js";
+import type { EmbeddedPostgresServer } from "../store/embedded.js";
 import { measureClaim } from "./claim.js";
+import { CpuMeter, postmasterPid, processCpuSeconds, serverCpuSeconds } from "./cpu.js";
 import { flatOut, paced } from "./drivers.js";
 import { withEnv } from "./environment.js";
-import { intList, parseSuiteFlags } from "./flags.js";
+import { intList, parseSuiteFlags, UsageError } from "./flags.js";
 import { benchConsumer, bindBenchGroup, closeAll, connectSpread, publishBench } from "./kiteq-load.js";
 import {
   maxPeakRssKb,
@@ -52,9 +57,16 @@ const FLAGS = {
   owed: { default: "1000,100000", help: "deliveries owed during the claim measure" },
   "claim-batch": { default: 500, help: "claim batch size" },
   "claim-repeats": { default: 40, help: "claims timed per owed size" },
+  shards: {
+    default: "",
+    help: "shard counts, e.g. 1,2,4: a run per count on that many embedded PostgreSQL servers (default: one database, unsharded)",
+  },
   ...NODES_FLAG,
   ...COMMON_FLAGS,
 } as const;
+
+/** Most shards one run starts (each an embedded PostgreSQL server). */
+const MAX_SHARDS = 8;
 
 const TARGET_FLAT_PER_SEC = 25_000;
 const TARGET_P99_MS = 15;
@@ -115,6 +127,8 @@ class Seen {
 }
 
 interface GroupRun {
+  /** PostgreSQL servers the store was sharded over (1: one database). */
+  shards: number;
   nodes: number;
   groups: number;
   /** Consumer connections of each group (one per node). */
@@ -134,6 +148,8 @@ interface GroupRun {
     /** Deliveries of a message its group had already seen. */
     duplicates: number;
     failed: number;
+    /** CPU seconds per process (broker-N, pg-N, bench) over the flat-out run (warm-up included). */
+    cpu: { wallSeconds: number; cpuSeconds: Record<string, number> } | null;
   } | null;
   fixedRate: {
     offeredPerSec: number;
@@ -167,40 +183,82 @@ export const e2eSuite: Suite = {
         `no fixed-rate run for ${stray.join(",")} group(s): --rate-groups must be among --groups (${groupCounts.join(",")})`,
       );
     }
+    const shardCounts = f.shards === "" ? null : intList("shards", f.shards);
+    if (shardCounts?.some((n) => n > MAX_SHARDS)) {
+      throw new UsageError(`--shards: at most ${MAX_SHARDS} shards`);
+    }
     return withEnv("e2e", async (env) => {
-      const { url, pool } = await env.kiteqDatabase("bench_e2e");
-      for (const g of groupCounts)
-        for (let j = 0; j < g; j++) await bindBenchGroup(pool, groupId(g, j), topic(g));
       const runs: GroupRun[] = [];
       const rss: NodeRss[] = [];
-      for (const nodes of counts) {
+      const extraServers: EmbeddedPostgresServer[] = [];
+      for (const shards of shardCounts ?? [1]) {
         if (env.interrupted) return INTERRUPTED;
-        const cluster = await startBrokerNodes(env, { dbUrl: url, count: nodes, label: "broker" });
-        progress.note(
-          `${nodes} broker node(s): pid ${cluster.brokers.map((b) => b.pid).join(", ")} on 127.0.0.1:${cluster.ports.join(", ")}`,
-        );
-        if (f.connections < nodes) {
+        // The store: one database (no --shards, as before), or one database on each of `shards`
+        // servers (the first is the environment's).
+        const dbs: { url: string; pool: pg.Pool }[] = [];
+        let servers: EmbeddedPostgresServer[] = [env.pg];
+        if (shardCounts === null) {
+          dbs.push(await env.kiteqDatabase("bench_e2e"));
+        } else {
+          while (extraServers.length < shards - 1) {
+            extraServers.push(await env.extraServer(`shard${extraServers.length + 1}`));
+          }
+          servers = [env.pg, ...extraServers].slice(0, shards);
+          for (const server of servers) dbs.push(await env.kiteqDatabase(`bench_e2e_s${shards}`, server));
+          progress.note(`${shards} shard(s): PostgreSQL on port(s) ${servers.map((x) => x.port).join(", ")}`);
+        }
+        const pools = dbs.map((d) => d.pool);
+        // Bindings live in shard 0.
+        for (const g of groupCounts)
+          for (let j = 0; j < g; j++) await bindBenchGroup(pools[0]!, groupId(g, j), topic(g));
+        for (const nodes of counts) {
+          if (env.interrupted) return INTERRUPTED;
+          const cluster = await startBrokerNodes(env, {
+            // Several URLs: one value separated by spaces (commas may be inside a URL).
+            dbUrl: dbs.map((d) => d.url).join(" "),
+            count: nodes,
+            label: `broker-s${shards}`,
+          });
           progress.note(
-            `${f.connections} producer connection(s) on ${nodes} nodes: some nodes get no publishes`,
+            `${nodes} broker node(s): pid ${cluster.brokers.map((b) => b.pid).join(", ")} on 127.0.0.1:${cluster.ports.join(", ")}`,
           );
+          if (f.connections < nodes) {
+            progress.note(
+              `${f.connections} producer connection(s) on ${nodes} nodes: some nodes get no publishes`,
+            );
+          }
+          const sources = new Map<string, () => number>();
+          for (const [i, b] of cluster.brokers.entries()) {
+            sources.set(`broker-${i + 1}`, () => processCpuSeconds(b.pid));
+          }
+          servers.forEach((server, i) => {
+            const pid = postmasterPid(server.dataDir);
+            if (pid !== undefined) sources.set(`pg-${i}`, () => serverCpuSeconds(pid));
+          });
+          sources.set("bench", () => {
+            const u = process.cpuUsage();
+            return (u.user + u.system) / 1e6;
+          });
+          const cpu = new CpuMeter(sources);
+          // Every fixed-rate (latency) run first, on a system in steady state; then the flat-out
+          // runs. A flat-out run leaves a backlog that the database goes on vacuuming for a while,
+          // which is not what a steady producer at the fixed rate would see.
+          const rated = new Map<number, GroupRun>();
+          for (const g of groupCounts) {
+            if (env.interrupted || f.rate <= 0 || !rateGroups.includes(g)) continue;
+            rated.set(g, await runGroups(cluster.ports, pools, g, f, "rate", progress, cpu));
+          }
+          for (const g of groupCounts) {
+            if (env.interrupted) break;
+            const flat =
+              f.flat > 0 ? await runGroups(cluster.ports, pools, g, f, "flat", progress, cpu) : undefined;
+            const rate = rated.get(g);
+            if (flat !== undefined) runs.push({ ...flat, fixedRate: rate?.fixedRate ?? null });
+            else if (rate !== undefined) runs.push(rate);
+          }
+          rss.push(...cluster.peakRss());
+          await cluster.stop();
         }
-        // Every fixed-rate (latency) run first, on a system in steady state; then the flat-out
-        // runs. A flat-out run leaves a backlog that the database goes on vacuuming for a while,
-        // which is not what a steady producer at the fixed rate would see.
-        const rated = new Map<number, GroupRun>();
-        for (const g of groupCounts) {
-          if (env.interrupted || f.rate <= 0 || !rateGroups.includes(g)) continue;
-          rated.set(g, await runGroups(cluster.ports, pool, g, f, "rate", progress));
-        }
-        for (const g of groupCounts) {
-          if (env.interrupted) break;
-          const flat = f.flat > 0 ? await runGroups(cluster.ports, pool, g, f, "flat", progress) : undefined;
-          const rate = rated.get(g);
-          if (flat !== undefined) runs.push({ ...flat, fixedRate: rate?.fixedRate ?? null });
-          else if (rate !== undefined) runs.push(rate);
-        }
-        rss.push(...cluster.peakRss());
-        await cluster.stop();
       }
       // Interrupted: the figures are cut short, nothing is reported.
       if (env.interrupted) return INTERRUPTED;
@@ -220,6 +278,7 @@ export const e2eSuite: Suite = {
           : null;
       if (env.interrupted) return INTERRUPTED;
       printReport(runs, claim);
+      if (shardCounts !== null) printShardReport(runs);
       console.log("");
       printPeakRss(rss);
       const file = await writeResult(
@@ -233,6 +292,7 @@ export const e2eSuite: Suite = {
             flags: f,
             targets: { flatDeliveriesAckedPerSec: TARGET_FLAT_PER_SEC, p99MsAtRate: TARGET_P99_MS },
             nodeCounts: counts,
+            shardCounts: shardCounts ?? [1],
             runs,
             claim,
             brokers: rss,
@@ -256,14 +316,16 @@ type E2eFlags = ReturnType<typeof parseSuiteFlags<typeof FLAGS>>;
 
 async function runGroups(
   ports: readonly number[],
-  pool: pg.Pool,
+  pools: readonly pg.Pool[],
   g: number,
   f: E2eFlags,
   phase: "rate" | "flat",
   progress: Progress,
+  cpu: CpuMeter,
 ): Promise<GroupRun> {
   const nodes = ports.length;
-  const label = `e2e ${nodes} node(s), ${g} group(s)`;
+  const shards = pools.length;
+  const label = `e2e ${shards > 1 ? `${shards} shards, ` : ""}${nodes} node(s), ${g} group(s)`;
   let seen = new Seen(g, nodes, { from: 0, to: 0 });
   const consumers: KiteqConnection[] = [];
   try {
@@ -295,7 +357,7 @@ async function runGroups(
         progress.end();
         closeAll(rateProducers);
       });
-      const rateDrain = await drain(pool, seen, sent, f["drain-seconds"], progress, label);
+      const rateDrain = await drain(pools, seen, sent, f["drain-seconds"], progress, label);
       fixedRate = {
         offeredPerSec: f.rate,
         deliverLatencyMs: seen.latency.summary(),
@@ -308,7 +370,8 @@ async function runGroups(
       };
     }
 
-    if (phase === "rate") return { nodes, groups: g, consumersPerGroup: nodes, flat: null, fixedRate };
+    if (phase === "rate")
+      return { shards, nodes, groups: g, consumersPerGroup: nodes, flat: null, fixedRate };
     // Flat out.
     const from = nowMs() + warmupMs;
     const window = { from, to: from + durationMs };
@@ -318,6 +381,7 @@ async function runGroups(
     let publishedInWindow = 0;
     const publishedByNode = new Array<number>(nodes).fill(0);
     progress.timed(`${label}, flat out`, warmupMs + durationMs);
+    cpu.begin();
     const flat = await flatOut(f.connections * f.window, window.to, async (k, i) => {
       // Producer connection c is on node c mod nodes (connectSpread).
       await publishBench(producers[k % producers.length]!, topic(g), f["body-size"], nowMs(), i);
@@ -331,8 +395,9 @@ async function runGroups(
       progress.end();
       closeAll(producers);
     });
-    const owedAtEnd = await owedDeliveries(pool);
-    const flatDrain = await drain(pool, seen, published, f["drain-seconds"], progress, label);
+    const cpuUsed = cpu.end();
+    const owedAtEnd = await owedDeliveries(pools);
+    const flatDrain = await drain(pools, seen, published, f["drain-seconds"], progress, label);
     const perGroup = seen.inWindow.map((n) => round(n / (durationMs / 1000), 0));
     const flatFigures = {
       publishedPerSec: round(publishedInWindow / (durationMs / 1000), 0),
@@ -345,8 +410,9 @@ async function runGroups(
       deliveredByNode: [...seen.byNode],
       duplicates: seen.duplicates,
       failed: flat.failed + (flatDrain < 0 ? 1 : 0),
+      cpu: cpuUsed,
     };
-    return { nodes, groups: g, consumersPerGroup: nodes, flat: flatFigures, fixedRate };
+    return { shards, nodes, groups: g, consumersPerGroup: nodes, flat: flatFigures, fixedRate };
   } finally {
     closeAll(consumers);
   }
@@ -357,7 +423,7 @@ async function runGroups(
  * its history rows written); seconds waited, or -1 after `limitSeconds`.
  */
 async function drain(
-  pool: pg.Pool,
+  pools: readonly pg.Pool[],
   seen: Seen,
   published: number,
   limitSeconds: number,
@@ -370,7 +436,7 @@ async function drain(
   try {
     while (nowMs() < deadline) {
       if (seen.total.every((n) => n >= published)) {
-        if ((await owedDeliveries(pool)) === 0) return round((nowMs() - start) / 1000, 2);
+        if ((await owedDeliveries(pools)) === 0) return round((nowMs() - start) / 1000, 2);
       }
       await sleep(50);
     }
@@ -383,10 +449,61 @@ async function drain(
   return -1;
 }
 
-/** Rows in deliveries: what is still owed to some group (bench fixture query). */
-async function owedDeliveries(pool: pg.Pool): Promise<number> {
-  const { rows } = await pool.query<{ owed: number }>("SELECT count(*)::int AS owed FROM deliveries");
-  return rows[0]?.owed ?? 0;
+/** Rows in deliveries, over every shard: what is still owed to some group (bench fixture query). */
+async function owedDeliveries(pools: readonly pg.Pool[]): Promise<number> {
+  let owed = 0;
+  for (const pool of pools) {
+    const { rows } = await pool.query<{ owed: number }>("SELECT count(*)::int AS owed FROM deliveries");
+    owed += rows[0]?.owed ?? 0;
+  }
+  return owed;
+}
+
+/** Throughput per shard count, and the CPU seconds of each process over each flat-out run. */
+function printShardReport(runs: GroupRun[]): void {
+  const flatRuns = runs.flatMap((r) => (r.flat ? [{ ...r, flat: r.flat }] : []));
+  if (flatRuns.length === 0) return;
+  printTable(
+    "e2e by shard count, flat out (deliveries acked per second; CPU: share of one core over the run, warm-up included)",
+    [
+      "shards",
+      "nodes",
+      "groups",
+      "published/s",
+      "deliveries acked/s",
+      "brokers",
+      "postgres (each)",
+      "bench",
+      "total",
+    ],
+    flatRuns.map((r) => {
+      const c = r.flat.cpu;
+      const share = (k: string) =>
+        c === null ? "?" : `${Math.round(((c.cpuSeconds[k] ?? 0) / c.wallSeconds) * 100)}%`;
+      const keys = c === null ? [] : Object.keys(c.cpuSeconds);
+      const total =
+        c === null
+          ? "?"
+          : `${Math.round((Object.values(c.cpuSeconds).reduce((a, b) => a + b, 0) / c.wallSeconds) * 100)}%`;
+      return [
+        r.shards,
+        r.nodes,
+        r.groups,
+        r.flat.publishedPerSec,
+        r.flat.deliveriesAckedPerSec,
+        keys
+          .filter((k) => k.startsWith("broker-"))
+          .map(share)
+          .join(" + "),
+        keys
+          .filter((k) => k.startsWith("pg-"))
+          .map(share)
+          .join(" + "),
+        share("bench"),
+        total,
+      ];
+    }),
+  );
 }
 
 function printReport(runs: GroupRun[], claim: Awaited<ReturnType<typeof measureClaim>> | null): void {

@@ -59,21 +59,45 @@ export class BenchEnv {
     this.cleanups.push(fn);
   }
 
-  /** A fresh, empty database (dropped first if it exists); returns its URL. */
-  async freshDatabase(name: string): Promise<string> {
-    const admin = createPool(this.pg.url("postgres"), { max: 1, name: "kiteq-bench" });
+  /**
+   * Another embedded PostgreSQL in the environment's temp dir (same settings as the first), for
+   * suites that need several servers (`e2e --shards`): stopped and removed by close().
+   */
+  async extraServer(label: string, settings: Record<string, string> = {}): Promise<EmbeddedPostgresServer> {
+    const dataDir = path.join(this.dir, `pg-${label}`);
+    const server = await startEmbeddedPostgres({
+      dataDir,
+      logger: silentLogger,
+      settings: { max_connections: "300", ...settings },
+    });
+    this.defer(async () => {
+      await server.stop().catch((err: Error) => console.error(`bench: stopping PostgreSQL: ${err.message}`));
+      if (server.dataDir.startsWith(`${RUNTIME_BASE}${path.sep}`)) {
+        await rm(server.dataDir, { recursive: true, force: true });
+        await rm(`${server.dataDir}${LINK_NOTE_SUFFIX}`, { force: true });
+      }
+    });
+    return server;
+  }
+
+  /** A fresh, empty database (dropped first if it exists) on `server` (default: the first); returns its URL. */
+  async freshDatabase(name: string, server: EmbeddedPostgresServer = this.pg): Promise<string> {
+    const admin = createPool(server.url("postgres"), { max: 1, name: "kiteq-bench" });
     try {
       await admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
       await admin.query(`CREATE DATABASE "${name}"`);
     } finally {
       await admin.end();
     }
-    return this.pg.url(name);
+    return server.url(name);
   }
 
   /** A fresh database with kiteq-pg's schema, and a small pool on it (closed by close()). */
-  async kiteqDatabase(name: string): Promise<{ url: string; pool: pg.Pool }> {
-    const url = await this.freshDatabase(name);
+  async kiteqDatabase(
+    name: string,
+    server: EmbeddedPostgresServer = this.pg,
+  ): Promise<{ url: string; pool: pg.Pool }> {
+    const url = await this.freshDatabase(name, server);
     const pool = createPool(url, { max: 4, name: "kiteq-bench" });
     this.defer(() => pool.end());
     await runMigrations(pool, silentLogger);

@@ -101,7 +101,7 @@ export async function findAdminApi(ctx: Pick<CommandContext, "config">): Promise
 export async function readThrough<T>(
   ctx: Pick<CommandContext, "config" | "log" | "args" | "out">,
   viaApi: ((api: AdminApi) => Promise<T>) | null,
-  viaDb: (pool: pg.Pool) => Promise<T>,
+  viaDb: (pool: pg.Pool, shards: readonly pg.Pool[]) => Promise<T>,
 ): Promise<T> {
   const api = viaApi === null ? null : await findAdminApi(ctx);
   const verbose = ctx.args.has("verbose");

@@ -2,7 +2,8 @@
  * `kiteq-pg explain <messageId>`: per group, the message's history and its state in words
  * (src/store/explain.ts derives it).
  */
-import { explainMessage, type MessageExplanation } from "../store/explain.js";
+import type { MessageExplanation } from "../store/explain.js";
+import { shardedExplain } from "../store/sharded-history.js";
 import { readThrough } from "./admin-client.js";
 import { isMessageId, UsageError } from "./args.js";
 import type { Command } from "./command.js";
@@ -32,7 +33,7 @@ export const explainCommand: Command = {
     const explanation = await readThrough(
       ctx,
       (api) => api.get<MessageExplanation>(`/api/messages/${messageId}/explain`),
-      (pool) => explainMessage(pool, messageId),
+      (_pool, shards) => shardedExplain(shards, messageId),
     );
     if (explanation === null) {
       out.err(`kiteq-pg: no message ${messageId} in the history`);

@@ -4,13 +4,8 @@
  */
 
 import { MAX_API_HISTORY_LIMIT } from "../admin/api.js";
-import {
-  DEFAULT_HISTORY_LIMIT,
-  type GroupEvent,
-  groupHistory,
-  type MessageHistory,
-  messageHistory,
-} from "../store/history.js";
+import { DEFAULT_HISTORY_LIMIT, type GroupEvent, type MessageHistory } from "../store/history.js";
+import { shardedGroupHistory, shardedMessageHistory } from "../store/sharded-history.js";
 import { readThrough } from "./admin-client.js";
 import { UsageError } from "./args.js";
 import type { Command } from "./command.js";
@@ -39,7 +34,7 @@ export const historyCommand: Command = {
       const history = await readThrough(
         ctx,
         (api) => api.get<MessageHistory>(`/messages/${messageId}`),
-        (pool) => messageHistory(pool, messageId),
+        (_pool, shards) => shardedMessageHistory(shards, messageId),
       );
       if (history === null) {
         out.err(`kiteq-pg: no message ${messageId} in the history`);
@@ -67,7 +62,7 @@ export const historyCommand: Command = {
         : async (api) =>
             (await api.get<GroupEvent[]>(`/api/groups/${encodeURIComponent(groupId)}/history?${query}`)) ??
             [],
-      (pool) => groupHistory(pool, groupId, since, until, limit),
+      (_pool, shards) => shardedGroupHistory(shards, groupId, since, until, limit),
     );
     if (json) {
       out.out(formatJson(rows));

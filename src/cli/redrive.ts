@@ -5,7 +5,8 @@
 import { hostname } from "node:os";
 import type pg from "pg";
 import { redriveDelivery } from "../store/deliveries.js";
-import { DEFAULT_HISTORY_LIMIT, deadLetters, messageHistory } from "../store/history.js";
+import { DEFAULT_HISTORY_LIMIT, messageHistory } from "../store/history.js";
+import { poolOfMessage, shardedDeadLetters } from "../store/sharded-history.js";
 import { UsageError } from "./args.js";
 import type { Command } from "./command.js";
 import { withStore } from "./store.js";
@@ -43,7 +44,9 @@ export const redriveCommand: Command = {
         throw new UsageError("redrive: give either --message-id or --since, not both");
       }
       const messageId = args.messageId();
-      return withStore(config, log, async (pool) => {
+      return withStore(config, log, async (_pool, shards) => {
+        // The message's own shard (one database: the only one).
+        const pool = poolOfMessage(shards, messageId);
         if (await redrive(pool, messageId)) {
           out.out(`redriven ${messageId} to group ${groupId}`);
           return 0;
@@ -57,10 +60,11 @@ export const redriveCommand: Command = {
     const until = args.time("until", now, now);
     const limit = args.int("limit", DEFAULT_HISTORY_LIMIT, 1);
     if (since >= until) throw new UsageError("redrive: --since must be before --until");
-    return withStore(config, log, async (pool) => {
-      const dead = await deadLetters(pool, groupId, since, until, limit);
+    return withStore(config, log, async (_pool, shards) => {
+      const dead = await shardedDeadLetters(shards, groupId, since, until, limit);
       let done = 0;
       for (const d of dead) {
+        const pool = poolOfMessage(shards, d.messageId);
         if (await redrive(pool, d.messageId)) {
           done++;
           out.out(

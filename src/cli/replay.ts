@@ -30,17 +30,21 @@ export const replayCommand: Command = {
     const until = args.time("until", now, now);
     if (since >= until) throw new UsageError("replay: --since must be before --until");
     const expiresIn = args.int("expires-in", DEFAULT_EXPIRES_IN_SECONDS, 1);
-    return withStore(config, log, async (pool) => {
-      const n = await replayRange(pool, {
-        topic,
-        groupId,
-        since,
-        until,
-        now,
-        expiresAt: new Date(now.getTime() + expiresIn * 1000),
-        nodeId: `cli@${hostname()}`,
-        reason: `kiteq-pg replay [${since.toISOString()}, ${until.toISOString()})`,
-      });
+    return withStore(config, log, async (_pool, shards) => {
+      let n = 0;
+      // Every shard holds some of the topic's messages: each replays its own.
+      for (const pool of shards) {
+        n += await replayRange(pool, {
+          topic,
+          groupId,
+          since,
+          until,
+          now,
+          expiresAt: new Date(now.getTime() + expiresIn * 1000),
+          nodeId: `cli@${hostname()}`,
+          reason: `kiteq-pg replay [${since.toISOString()}, ${until.toISOString()})`,
+        });
+      }
       out.out(`${n} message(s) of topic ${topic} replayed to group ${groupId}`);
       return 0;
     });

@@ -3,10 +3,12 @@
  */
 import path from "node:path";
 import v8 from "node:v8";
+import { CONFIG_ERROR_EXIT_CODE } from "../config/load.js";
 import { toKiteqError } from "../errors.js";
 import { Broker } from "../server/broker.js";
 import { createPool, ensurePartitions, runMigrations } from "../store/db.js";
 import { startEmbeddedPostgres } from "../store/embedded.js";
+import { ShardListMismatch } from "../store/shards.js";
 import type { Command } from "./command.js";
 
 /** `serve`: a broker node until SIGINT/SIGTERM (a second signal exits at once). */
@@ -16,11 +18,22 @@ export const serveCommand: Command = {
   usage: ["serve [config flags]"],
   flags: [],
   logsToStdout: true,
-  async run({ config, log }) {
+  async run({ config, log, out }) {
     // A broker allocates many short-lived objects per message: a larger young generation keeps
     // them out of the old generation, whose collections are the long pauses.
     v8.setFlagsFromString("--max-semi-space-size=64");
-    const broker = await Broker.start(config, log);
+    let broker: Broker;
+    try {
+      broker = await Broker.start(config, log);
+    } catch (err) {
+      // The shard list differs from the store's: one line saying why, exit 2 (a config error).
+      if (err instanceof ShardListMismatch) {
+        log.error({ code: err.code }, err.message);
+        out.err(`kiteq-pg: ${err.message}`);
+        return CONFIG_ERROR_EXIT_CODE;
+      }
+      throw err;
+    }
     return new Promise<number>((resolve) => {
       let signals = 0;
       const onSignal = (signal: NodeJS.Signals) => {
@@ -61,14 +74,18 @@ export const migrateCommand: Command = {
             attachIfRunning: true,
           })
         : undefined;
-    const pool = createPool(config.databaseUrl ?? embedded!.url("kiteq"), { max: 2 });
+    // Every shard gets the same schema.
+    const urls = config.databaseUrls.length > 0 ? config.databaseUrls : [embedded!.url("kiteq")];
+    const pools = urls.map((url) => createPool(url, { max: 2 }));
     try {
-      await runMigrations(pool, log);
-      await ensurePartitions(pool, new Date());
-      log.info("migrations applied");
+      for (const pool of pools) {
+        await runMigrations(pool, log);
+        await ensurePartitions(pool, new Date());
+      }
+      log.info({ shards: pools.length }, "migrations applied");
       return 0;
     } finally {
-      await pool.end();
+      await Promise.all(pools.map((p) => p.end()));
       await embedded?.stop();
     }
   },

@@ -22,7 +22,7 @@ const UNDEFINED_TABLE = "42P01";
 export async function withStore<T>(
   config: BrokerConfig,
   log: Logger,
-  fn: (pool: pg.Pool) => Promise<T>,
+  fn: (pool: pg.Pool, shards: readonly pg.Pool[]) => Promise<T>,
 ): Promise<T> {
   let embedded: EmbeddedPostgresServer | undefined;
   if (config.databaseUrl === null) {
@@ -33,17 +33,18 @@ export async function withStore<T>(
       attachIfRunning: true,
     });
   }
-  const pool = createPool(config.databaseUrl ?? embedded!.url("kiteq"), {
-    max: 2,
-    name: "kiteq-pg cli",
-    settings: BROKER_POOL_SETTINGS,
-  });
+  // Several URLs: the shards, in order (`fn` gets shard 0's pool and all of them).
+  const urls = config.databaseUrls.length > 0 ? config.databaseUrls : [embedded!.url("kiteq")];
+  const pools = urls.map((url) =>
+    createPool(url, { max: 2, name: "kiteq-pg cli", settings: BROKER_POOL_SETTINGS }),
+  );
+  const pool = pools[0]!;
   try {
     if (embedded !== undefined) {
       await runMigrations(pool, log);
       await ensurePartitions(pool, new Date());
     }
-    return await fn(pool);
+    return await fn(pool, pools);
   } catch (err) {
     if (sqlState(err) === UNDEFINED_TABLE) {
       throw new KiteqError(
@@ -55,7 +56,7 @@ export async function withStore<T>(
     }
     throw err;
   } finally {
-    await pool.end();
+    await Promise.all(pools.map((p) => p.end()));
     await embedded?.stop();
   }
 }

@@ -103,6 +103,14 @@ export function readFlags(argv: readonly string[]): Layer {
 }
 
 function read<K extends SettingKey>(layer: Layer, key: K, hit: Hit): void {
-  layer.values[key] = parseAt(SETTINGS[key].parse, hit.value, true, { key, name: hit.flag });
+  const value = parseAt(SETTINGS[key].parse, hit.value, true, { key, name: hit.flag });
+  // `--db` repeated adds shards (in order); every other flag: the last one wins.
+  const before = layer.values.databaseUrl;
+  if (key === "databaseUrl" && before !== undefined) {
+    layer.values.databaseUrl = [...before, ...(value as string[])];
+    layer.origin.databaseUrl = `flag ${hit.flag}`;
+    return;
+  }
+  layer.values[key] = value;
   layer.origin[key] = `flag ${hit.flag}`;
 }

@@ -22,7 +22,7 @@ import {
   type Parser,
   port,
   positiveInt,
-  postgresUrl,
+  postgresUrlList,
   propertiesBytesLimit,
   propertiesLimit,
   type RegistrySpec,
@@ -41,7 +41,8 @@ export interface Settings {
   adminToken: string;
   clusterName: string;
   configPath: string;
-  databaseUrl: string;
+  /** The PostgreSQL URLs: one, or several shards in order (empty: the embedded PostgreSQL). */
+  databaseUrl: string[];
   dataDir: string;
   pgPort: number;
   registry: RegistrySpec;
@@ -123,7 +124,7 @@ export const SETTINGS: { readonly [K in SettingKey]: SettingSpec<Settings[K]> } 
     toml: [],
   }),
   // In the file, `db` may hold another store's URL (ignored with a warning): toml.ts reads it.
-  databaseUrl: setting("databaseUrl", postgresUrl, { flags: ["db"], env: ["KITEQ_DB_URL"], toml: [] }),
+  databaseUrl: setting("databaseUrl", postgresUrlList, { flags: ["db"], env: ["KITEQ_DB_URL"], toml: [] }),
   dataDir: setting("dataDir", nonEmptyString),
   pgPort: setting("pgPort", port),
   // In the file, the registry comes from [registry.{env}].hosts: toml.ts reads it.

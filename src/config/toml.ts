@@ -14,6 +14,7 @@ import {
   KEYWORD_FORM,
   parseAt,
   postgresUrl,
+  postgresUrlList,
   redactUrl,
   registry,
   show,
@@ -179,8 +180,12 @@ function readRegistry(layer: Layer, registries: Table, env: unknown, path: strin
 /** `db`: a PostgreSQL URL is used; another store's URL (rocksdb://, mysql://, file://) is ignored. */
 function readDb(layer: Layer, raw: unknown, path: string, warnings: string[]): void {
   const site = { key: "databaseUrl", name: "db", file: path };
-  if (typeof raw === "string" && (/^postgres(ql)?:\/\//i.test(raw) || KEYWORD_FORM.test(raw))) {
-    layer.values.databaseUrl = parseAt(postgresUrl, raw, false, site);
+  if (
+    Array.isArray(raw) ||
+    (typeof raw === "string" && (/^\s*postgres(ql)?:\/\//i.test(raw) || KEYWORD_FORM.test(raw)))
+  ) {
+    // Several URLs (an array, or one string separated by spaces): the shards, in order.
+    layer.values.databaseUrl = parseAt(postgresUrlList, raw, false, site);
     layer.origin.databaseUrl = `db in ${path}`;
   } else if (typeof raw === "string" && /^[a-z][a-z0-9+.-]*:\/\//i.test(raw)) {
     warnings.push(

@@ -95,6 +95,12 @@ export interface BrokerConfig {
   readonly configPath: string | null;
   /** PostgreSQL URL (postgres:// or postgresql://), or null = embedded PostgreSQL under dataDir. */
   readonly databaseUrl: string | null;
+  /**
+   * Every PostgreSQL URL given, in order: one, or the shards of the store (a message lives in
+   * shard fnv1a32(messageId) % count, store/shard-hash.ts). Empty = embedded PostgreSQL.
+   * databaseUrl is the first of them (shard 0: bindings and the node list).
+   */
+  readonly databaseUrls: readonly string[];
   /** Directory of the embedded PostgreSQL's data, relative to the working directory; "./data". */
   readonly dataDir: string;
   /** Port of the embedded PostgreSQL on 127.0.0.1 (`--pg-port`); 0 (default) = a free port. */

@@ -227,6 +227,23 @@ export const postgresUrl: Parser<string> = (raw) => {
   return raw;
 };
 
+/**
+ * One PostgreSQL target or several (the shards, in order): given as an array (cluster.toml), or
+ * in one value separated by whitespace when every part is a postgres:// URL. Never split on
+ * commas: one URL may name several hosts. A value in libpq's keyword=value form (`host=a,b
+ * dbname=kiteq`, itself separated by spaces) is one target: give several by repeating --db.
+ */
+export const postgresUrlList: Parser<string[]> = (raw, text) => {
+  let items: unknown[];
+  if (Array.isArray(raw)) items = raw;
+  else if (typeof raw === "string") {
+    const parts = raw.split(/\s+/).filter((u) => u !== "");
+    items = parts.length > 1 && parts.every((u) => /^postgres(ql)?:\/\//i.test(u)) ? parts : [raw.trim()];
+  } else items = [raw];
+  if (items.length === 0) throw new Invalid("one or more postgres:// URLs separated by spaces");
+  return items.map((u) => postgresUrl(u, text));
+};
+
 /** libpq's keyword=value form (`host=a,b dbname=kiteq ...`), also accepted as a database URL. */
 export const KEYWORD_FORM = /^\s*[A-Za-z_]+\s*=/;
 

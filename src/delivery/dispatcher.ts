@@ -10,6 +10,7 @@ import { BindingMatcher } from "../binding/matcher.js";
 import { ErrorCode, toKiteqError } from "../errors.js";
 import { LatencyHistogram } from "../latency.js";
 import type { Logger } from "../log.js";
+import { RateLimitedLog } from "../log-limit.js";
 import { CommandType } from "../protocol/commands.js";
 import {
   type DeliverAck,
@@ -19,7 +20,13 @@ import {
 } from "../protocol/messages.js";
 import type { NormalisedHeader } from "../publish/validate.js";
 import type { Session } from "../server/session.js";
-import { claimDueDeliveries, nextDueAfter, releaseClaimsOf, renewLeases } from "../store/deliveries.js";
+import {
+  type ClaimedDelivery,
+  claimDueDeliveries,
+  nextDueAfter,
+  releaseClaimsOf,
+  renewLeases,
+} from "../store/deliveries.js";
 import type { PublishRecord, PublishResult } from "../store/messages.js";
 import type { WakeSource } from "../store/notifications.js";
 import { GroupCounters } from "./group-counters.js";
@@ -32,6 +39,11 @@ import { pickConnection, warmupWeight } from "./warmup.js";
 /** Settings of a Dispatcher. */
 export interface DispatcherOptions {
   pool: pg.Pool;
+  /**
+   * The shards' pools, shard 0 first (absent: `pool` is the only shard). Claims rotate over them;
+   * a job's outcome, lease renewal and release go to its own shard.
+   */
+  pools?: readonly pg.Pool[];
   /** Node id (history rows, logs). */
   nodeId: string;
   /** Claimer id of this incarnation: `${nodeId}/${startTime}`. */
@@ -61,6 +73,25 @@ interface InFlight {
 }
 
 const CLAIM_BATCH = 1000;
+/**
+ * With several shards, how long a claim (or next-due probe) may take before the claim loop goes on
+ * to the other shards and takes the shard for down for a second (its late answer is still used).
+ */
+const SHARD_ANSWER_MS = 2000;
+
+/** A promise that did not settle in time (withDeadline). */
+class DeadlineExceeded extends Error {}
+
+/** `p`, or a DeadlineExceeded rejection after `ms` (p goes on; its outcome is the caller's). */
+function withDeadline<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p.finally(() => clearTimeout(timer)),
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new DeadlineExceeded(`no answer within ${ms} ms`)), ms);
+    }),
+  ]);
+}
 /** At most one probe for the next due delivery (delayed messages, retries) per this many ms. */
 const NEXT_DUE_PROBE_MS = 100;
 /** A late ack is honoured for this many delivery timeouts after the push timed out. */
@@ -109,11 +140,19 @@ export class Dispatcher {
   private boundGroups = new Set<string>();
   private readonly groups = new Map<string, LocalGroup>();
   private readonly inFlight = new Map<Session, Map<number, InFlight>>();
-  /** Everything this node holds a claim on, for lease renewal and release. */
-  private readonly held = new HeldJobs();
+  /** Everything this node holds a claim on, per shard (a messagePk is unique only within a shard). */
+  private readonly held: HeldJobs[];
   /** Pushes that timed out recently, by session and opaque, for late acks. */
   private readonly timedOut = new Map<string, { job: DeliveryJob; pushedAt: number; forgetAt: number }>();
-  private readonly outcomes: OutcomeWriter;
+  /** One outcome writer per shard (each batches its own shard's acks, nacks and releases). */
+  private readonly outcomes: OutcomeWriter[];
+  private readonly pools: readonly pg.Pool[];
+  /** Claims skip a shard that failed on its connection until then (epoch ms), per shard. */
+  private readonly claimDownUntil: number[];
+  /** The shard the next claim pass starts with (round robin). */
+  private claimTurn = 0;
+  /** A shard that is down fails every claim pass: a few lines, then summaries. */
+  private readonly shardLog: RateLimitedLog;
   private readonly timers: NodeJS.Timeout[] = [];
   private wakeTimer: NodeJS.Timeout | undefined;
   private wakeAt = Number.POSITIVE_INFINITY;
@@ -129,7 +168,11 @@ export class Dispatcher {
   private wake: WakeSource | undefined;
 
   constructor(private readonly o: DispatcherOptions) {
-    this.outcomes = new OutcomeWriter(o.pool, o.nodeId, o.log);
+    this.pools = o.pools ?? [o.pool];
+    this.outcomes = this.pools.map((p) => new OutcomeWriter(p, o.nodeId, o.log));
+    this.claimDownUntil = this.pools.map(() => 0);
+    this.held = this.pools.map(() => new HeldJobs());
+    this.shardLog = new RateLimitedLog(o.log, { first: 3, intervalMs: 30_000 });
   }
 
   /**
@@ -137,7 +180,9 @@ export class Dispatcher {
    * (none: poll only), and run the poll, lease renewal and expiry timers.
    */
   async start(wake: WakeSource | undefined): Promise<void> {
-    const released = await releaseClaimsOf(this.o.pool, `${this.o.nodeId}/`, this.o.claimer);
+    let released = 0;
+    for (const pool of this.pools)
+      released += await releaseClaimsOf(pool, `${this.o.nodeId}/`, this.o.claimer);
     if (released > 0) this.o.log.info({ released }, "released claims of an earlier run of this node");
     this.wake = wake;
     wake?.onDue(() => this.requestClaim());
@@ -227,7 +272,11 @@ export class Dispatcher {
    * After a publish batch was written: push the deliveries this node pre-claimed, from memory
    * (records not stored, duplicates or a failed write, have nothing to push).
    */
-  afterWrite(records: readonly PublishRecord[], results: readonly PublishResult[] | undefined): void {
+  afterWrite(
+    records: readonly PublishRecord[],
+    results: readonly PublishResult[] | undefined,
+    shard = 0,
+  ): void {
     for (let i = 0; i < records.length; i++) {
       const record = records[i]!;
       const pk = results?.[i]?.pk;
@@ -235,7 +284,7 @@ export class Dispatcher {
       const mine: string[] = [];
       for (const d of record.deliveries) if (d.claimedBy === this.o.claimer) mine.push(d.groupId);
       if (mine.length === 0) continue;
-      for (const job of jobsFromPublish(record, pk, mine)) {
+      for (const job of jobsFromPublish(record, pk, mine, shard)) {
         const g = this.groups.get(job.groupId);
         this.counters.fastPath++;
         this.hold(job);
@@ -247,10 +296,11 @@ export class Dispatcher {
   }
 
   /** Push deliveries committed elsewhere (2PC commit) that this node pre-claimed. */
-  afterCommit(stored: { record: PublishRecord; pk: number }[]): void {
+  afterCommit(stored: { record: PublishRecord; pk: number }[], shard = 0): void {
     this.afterWrite(
       stored.map((s) => s.record),
       stored.map((s) => ({ messageId: s.record.messageId, pk: s.pk, duplicate: false })),
+      shard,
     );
   }
 
@@ -291,7 +341,7 @@ export class Dispatcher {
         this.timedOut.delete(timedOutKey(session, opaque));
         this.counters.acked++;
         this.groupCounters.of(late.job.groupId).acked++;
-        this.outcomes.ack(
+        this.outcomes[late.job.shard]!.ack(
           {
             messagePk: late.job.messagePk,
             groupId: late.job.groupId,
@@ -314,7 +364,7 @@ export class Dispatcher {
       this.counters.acked++;
       this.groupCounters.of(f.job.groupId).acked++;
       const job = f.job;
-      this.outcomes.ack(
+      this.outcomes[job.shard]!.ack(
         {
           messagePk: job.messagePk,
           groupId: job.groupId,
@@ -345,7 +395,24 @@ export class Dispatcher {
    * claimed again at once instead of after its lease. Returns how many were released.
    */
   async releaseClaimsOfNode(nodeId: string): Promise<number> {
-    const n = await releaseClaimsOf(this.o.pool, `${nodeId}/`, this.o.claimer);
+    let n = 0;
+    const failed: unknown[] = [];
+    // Every shard: a dead node's claims are wherever its deliveries were. A shard that is down
+    // keeps them until it is back (its maintenance node releases them then, by liveness lock).
+    for (const pool of this.pools) {
+      try {
+        n += await releaseClaimsOf(pool, `${nodeId}/`, this.o.claimer);
+      } catch (err) {
+        if (this.pools.length === 1) throw err;
+        failed.push(err);
+      }
+    }
+    if (failed.length > 0) {
+      this.o.log.warn(
+        { gone: nodeId, failedShards: failed.length, err: String(failed[0]) },
+        "could not release a gone node's claims in every shard",
+      );
+    }
     if (n > 0) this.o.log.info({ gone: nodeId, released: n }, "released the claims of a node that is gone");
     // Claim even when another node released them first (every node hears of the same death).
     this.requestClaim();
@@ -372,55 +439,92 @@ export class Dispatcher {
     await this.wake?.close().catch(() => undefined);
     while (this.claiming) await new Promise((r) => setTimeout(r, 10));
     for (const flights of this.inFlight.values()) flights.clear();
-    const releasing = [...this.held.values()];
+    const releasing = this.held.flatMap((h) => [...h.values()]);
     for (const job of releasing) this.release(job);
-    await this.outcomes.drain();
+    await Promise.all(this.outcomes.map((o) => o.drain()));
+    this.shardLog.close();
     if (releasing.length > 0) this.o.log.info({ released: releasing.length }, "released held deliveries");
   }
 
+  /**
+   * Claim passes until no group with room has a backlog. Each pass claims from every shard in turn
+   * (round robin: the pass starts one shard further each time), the k-th of n taking at most
+   * 1/(n-k) of a group's room left, so busy shards share the room equally and none can keep it to
+   * itself; a shard that failed on its connection in the last second is skipped. Flow control
+   * (room, watermark) stays per group and node across all shards.
+   */
   private async claimLoop(): Promise<void> {
     try {
+      const n = this.pools.length;
       do {
         this.claimAgain = false;
-        const groups: string[] = [];
-        const limits: number[] = [];
-        for (const g of this.groups.values()) {
-          // Only groups that have a consumer here and are bound to something can be owed anything.
-          if (g.sessions.length === 0 || !this.boundGroups.has(g.id)) continue;
-          const room = Math.min(g.room(), CLAIM_BATCH);
-          if (room <= 0) continue;
-          groups.push(g.id);
-          limits.push(room);
+        const first = this.claimTurn;
+        this.claimTurn = (first + 1) % n;
+        let claimedAny = false;
+        const asked = new Set<string>();
+        const full = new Set<string>();
+        for (let k = 0; k < n && !this.stopped; k++) {
+          const shard = (first + k) % n;
+          if (n > 1 && this.claimDownUntil[shard]! > Date.now()) continue;
+          const groups: string[] = [];
+          const limits: number[] = [];
+          // The k-th shard of a pass may take 1/(n-k) of the room left: shares of a busy pass are
+          // equal, and a shard with nothing due leaves its share to the next (one shard: all of it).
+          const share = n - k;
+          for (const g of this.groups.values()) {
+            // Only groups that have a consumer here and are bound to something can be owed anything.
+            if (g.sessions.length === 0 || !this.boundGroups.has(g.id)) continue;
+            const room = Math.min(share === 1 ? g.room() : Math.ceil(g.room() / share), CLAIM_BATCH);
+            if (room <= 0) continue;
+            groups.push(g.id);
+            limits.push(room);
+          }
+          if (groups.length === 0) break;
+          const now = Date.now();
+          const claimStart = performance.now();
+          this.lastClaimNow = now;
+          let rows: ClaimedDelivery[];
+          const claim = claimDueDeliveries(this.pools[shard]!, {
+            groups,
+            limits,
+            now: new Date(now),
+            claimer: this.o.claimer,
+            leaseUntil: new Date(now + this.o.leaseMs),
+            nodeId: this.o.nodeId,
+          });
+          try {
+            rows = n === 1 ? await claim : await withDeadline(claim, SHARD_ANSWER_MS);
+          } catch (err) {
+            if (n === 1) throw err;
+            if (err instanceof DeadlineExceeded) {
+              // A shard that hangs (its server paused, a network that drops packets) must not hold
+              // up the others: go on, and take what it claimed whenever it answers.
+              claim.then(
+                (late) => {
+                  this.takeClaimed(late, shard);
+                  for (const g of this.groups.values()) this.pump(g);
+                },
+                () => undefined,
+              );
+            }
+            this.shardClaimFailed(shard, err);
+            continue;
+          }
+          this.latency.claim.since(claimStart, performance.now());
+          this.counters.claimed += rows.length;
+          if (rows.length > 0) claimedAny = true;
+          const got = this.takeClaimed(rows, shard);
+          groups.forEach((id, i) => {
+            asked.add(id);
+            if ((got.get(id) ?? 0) >= limits[i]!) full.add(id);
+          });
+          for (const g of this.groups.values()) this.pump(g);
         }
-        if (groups.length === 0) break;
-        const now = Date.now();
-        const claimStart = performance.now();
-        this.lastClaimNow = now;
-        const rows = await claimDueDeliveries(this.o.pool, {
-          groups,
-          limits,
-          now: new Date(now),
-          claimer: this.o.claimer,
-          leaseUntil: new Date(now + this.o.leaseMs),
-          nodeId: this.o.nodeId,
-        });
-        this.latency.claim.since(claimStart, performance.now());
-        this.counters.claimed += rows.length;
-        const got = new Map<string, number>();
-        for (const row of rows) {
-          const job = jobFromClaim(row);
-          got.set(job.groupId, (got.get(job.groupId) ?? 0) + 1);
-          this.hold(job);
-          const g = this.groups.get(job.groupId);
-          if (g === undefined || g.sessions.length === 0) this.release(job);
-          else g.enqueue(job);
-        }
-        groups.forEach((id, i) => {
+        for (const id of asked) {
           const g = this.groups.get(id);
-          if (g !== undefined) g.backlog = (got.get(id) ?? 0) >= limits[i]!;
-        });
-        for (const g of this.groups.values()) this.pump(g);
-        if (rows.length > 0 && [...this.groups.values()].some((g) => g.backlog && g.room() > 0)) {
+          if (g !== undefined) g.backlog = full.has(id);
+        }
+        if (claimedAny && [...this.groups.values()].some((g) => g.backlog && g.room() > 0)) {
           this.claimAgain = true;
         }
       } while (this.claimAgain && !this.stopped);
@@ -432,6 +536,32 @@ export class Dispatcher {
     } finally {
       this.claiming = false;
     }
+  }
+
+  /** Hold and queue what was claimed in `shard` (released at once for a group gone from here). */
+  private takeClaimed(rows: readonly ClaimedDelivery[], shard: number): Map<string, number> {
+    const got = new Map<string, number>();
+    for (const row of rows) {
+      const job = jobFromClaim(row, shard);
+      got.set(job.groupId, (got.get(job.groupId) ?? 0) + 1);
+      this.hold(job);
+      const g = this.groups.get(job.groupId);
+      if (g === undefined || g.sessions.length === 0 || this.stopped) this.release(job);
+      else g.enqueue(job);
+    }
+    return got;
+  }
+
+  /** A claim on one shard failed: skip it for a second (rate-limited line), the others go on. */
+  private shardClaimFailed(shard: number, err: unknown): void {
+    const e = toKiteqError(err, {}, ErrorCode.StoreFailed);
+    this.claimDownUntil[shard] = Date.now() + 1000;
+    this.shardLog.error(
+      `claim shard ${shard}`,
+      { code: e.code, shard, err: e.message },
+      `claiming deliveries in shard ${shard} failed; the other shards go on, retrying it in 1 s`,
+    );
+    if (!this.stopped) this.scheduleWake(Date.now() + 1000);
   }
 
   /** Push what the group's flow control allows. */
@@ -545,7 +675,7 @@ export class Dispatcher {
     else this.counters.nacked++;
     if (deadLetter) this.groupCounters.of(job.groupId).deadLettered++;
     else this.groupCounters.of(job.groupId).nacked++;
-    this.outcomes.nack(
+    this.outcomes[job.shard]!.nack(
       {
         messagePk: job.messagePk,
         groupId: job.groupId,
@@ -565,18 +695,18 @@ export class Dispatcher {
   }
 
   private release(job: DeliveryJob): void {
-    this.outcomes.release(job, () => {
+    this.outcomes[job.shard]!.release(job, () => {
       this.unhold(job);
       this.requestClaim();
     });
   }
 
   private hold(job: DeliveryJob): void {
-    this.held.add(job);
+    this.held[job.shard]!.add(job);
   }
 
   private unhold(job: DeliveryJob): void {
-    this.held.remove(job);
+    this.held[job.shard]!.remove(job);
   }
 
   /**
@@ -605,7 +735,23 @@ export class Dispatcher {
     this.probing = true;
     // After the last claim's own `now`, not the probe's: a delivery that fell due in between (the
     // probe may run up to NEXT_DUE_PROBE_MS later) is found too, and claimed at once.
-    nextDueAfter(this.o.pool, groups, new Date(this.lastClaimNow > 0 ? this.lastClaimNow : this.lastProbeAt))
+    const after = new Date(this.lastClaimNow > 0 ? this.lastClaimNow : this.lastProbeAt);
+    const probe =
+      this.pools.length === 1
+        ? nextDueAfter(this.o.pool, groups, after)
+        : // The earliest over the shards; a shard that is down is asked again at the next probe.
+          Promise.allSettled(
+            this.pools.map((p) => withDeadline(nextDueAfter(p, groups, after), SHARD_ANSWER_MS)),
+          ).then((all) => {
+            let at: Date | undefined;
+            for (const r of all) {
+              if (r.status === "fulfilled" && r.value !== undefined && (at === undefined || r.value < at)) {
+                at = r.value;
+              }
+            }
+            return at;
+          });
+    probe
       .then(
         (at) => {
           if (at !== undefined) this.scheduleWake(at.getTime());
@@ -639,18 +785,25 @@ export class Dispatcher {
   }
 
   private async renewLeases(): Promise<void> {
-    if (this.held.size === 0 || this.stopped) return;
-    try {
-      await renewLeases(
-        this.o.pool,
-        this.o.claimer,
-        [...this.held.values()],
-        new Date(Date.now() + this.o.leaseMs),
-      );
-    } catch (err) {
-      const e = toKiteqError(err, {}, ErrorCode.StoreFailed);
-      this.o.log.error({ code: e.code, err: e.message }, "lease renewal failed");
-    }
+    if (this.stopped || this.held.every((h) => h.size === 0)) return;
+    const leaseUntil = new Date(Date.now() + this.o.leaseMs);
+    // Each shard its own jobs (one statement per shard); a shard that is down fails alone.
+    const byShard = this.held.map((h) => [...h.values()]);
+    await Promise.all(
+      byShard.map(async (jobs, shard) => {
+        if (jobs.length === 0) return;
+        try {
+          await renewLeases(this.pools[shard]!, this.o.claimer, jobs, leaseUntil);
+        } catch (err) {
+          const e = toKiteqError(err, {}, ErrorCode.StoreFailed);
+          this.shardLog.error(
+            `lease renewal ${shard}`,
+            { code: e.code, err: e.message, shard },
+            "lease renewal failed",
+          );
+        }
+      }),
+    );
   }
 
   private watermarkOf(groupId: string): number {

@@ -8,6 +8,11 @@ import type { PublishRecord } from "../store/messages.js";
 
 /** One (message, group) delivery held by this node. */
 export interface DeliveryJob {
+  /**
+   * The shard holding the delivery (0 with one database): its ack, nack, lease renewal and
+   * release go there. messagePk is unique only within a shard.
+   */
+  readonly shard: number;
   readonly messagePk: number;
   readonly groupId: string;
   /** Epoch of our claim (fences nacks and releases). */
@@ -77,12 +82,14 @@ export function jobsFromPublish(
   record: PublishRecord,
   pk: number,
   groupIds: readonly string[],
+  shard = 0,
 ): DeliveryJob[] {
   const header = publishedHeader(record);
   const wire: WireCache = {};
   // Called once the publish committed: close enough to its store time.
   const storedAtMs = Date.now();
   return groupIds.map((groupId) => ({
+    shard,
     messagePk: pk,
     groupId,
     claimEpoch: 1,
@@ -114,8 +121,9 @@ function publishedHeader(record: PublishRecord): Header {
 }
 
 /** A job for a delivery claimed from the table. */
-export function jobFromClaim(c: ClaimedDelivery): DeliveryJob {
+export function jobFromClaim(c: ClaimedDelivery, shard = 0): DeliveryJob {
   return {
+    shard,
     messagePk: c.messagePk,
     groupId: c.groupId,
     claimEpoch: c.claimEpoch,

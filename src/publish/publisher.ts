@@ -35,6 +35,13 @@ export interface PublisherOptions {
   limits?: PublishLimits;
   /** Secrets configured: a publish's header groupId must be the session's group. */
   ownGroupOnly?: boolean;
+  /**
+   * Several shards (one writer each): the shard of a messageId. Each shard's publishes are
+   * group-committed apart, and each ack waits for its own shard's commit only.
+   */
+  shardOf?: (messageId: string) => number;
+  /** Why publishes to `shard` are refused right now (it is down), or undefined. */
+  shardDown?: (shard: number) => string | undefined;
 }
 
 /** What the publisher needs from the rest of the broker. */
@@ -51,7 +58,11 @@ export interface PublishHooks {
    * After a batch was written: the records with their results (undefined: the write failed),
    * for the local fast path (push what was stored, give back what was planned but not stored).
    */
-  afterWrite(records: readonly PublishRecord[], results: readonly PublishResult[] | undefined): void;
+  afterWrite(
+    records: readonly PublishRecord[],
+    results: readonly PublishResult[] | undefined,
+    shard: number,
+  ): void;
 }
 
 /** Publishes accepted but not yet written, at most (a few seconds of full speed). */
@@ -82,7 +93,10 @@ export class Publisher {
   };
   /** Batches retried in halves after a data error (each split counts once). */
   splits = 0;
-  private readonly committer: GroupCommitter<PublishRecord, ItemOutcome<PublishResult>>;
+  /** One group committer per shard (index = shard). */
+  private readonly committers: GroupCommitter<PublishRecord, ItemOutcome<PublishResult>>[];
+  private readonly shardOf: ((messageId: string) => number) | undefined;
+  private readonly shardDown: ((shard: number) => string | undefined) | undefined;
   private readonly limits: PublishLimits;
   private readonly ownGroupOnly: boolean;
   /** Per-message error lines, rate-limited (a database that is down fails every publish). */
@@ -91,36 +105,56 @@ export class Publisher {
 
   constructor(
     private readonly hooks: PublishHooks,
-    write: PublishWriter,
+    write: PublishWriter | readonly PublishWriter[],
     options: PublisherOptions,
     private readonly log: Logger,
   ) {
     this.limits = options.limits ?? DEFAULT_PUBLISH_LIMITS;
     this.ownGroupOnly = options.ownGroupOnly === true;
     this.limitedLog = new RateLimitedLog(log);
-    this.committer = new GroupCommitter<PublishRecord, ItemOutcome<PublishResult>>({
-      maxBatch: options.maxBatch,
-      concurrency: options.concurrency,
-      windowMs: options.windowMs,
-      write: (records) =>
-        writeSplitting(records, write, {
-          splittable: isDataError,
-          onWritten: (items, results) => this.hooks.afterWrite(items, results),
-          onSplit: (items, err) => {
-            this.splits++;
-            this.limitedLog.warn(
-              "publish batch split",
-              { code: ErrorCode.StoreFailed, sqlState: sqlState(err), batch: items.length },
-              "publish batch failed on its data; writing it in halves to refuse only the bad messages",
-            );
-          },
+    const writers = typeof write === "function" ? [write] : write;
+    this.shardOf = writers.length > 1 ? options.shardOf : undefined;
+    this.shardDown = writers.length > 1 ? options.shardDown : undefined;
+    this.committers = writers.map(
+      (w, shard) =>
+        new GroupCommitter<PublishRecord, ItemOutcome<PublishResult>>({
+          maxBatch: options.maxBatch,
+          concurrency: options.concurrency,
+          windowMs: options.windowMs,
+          write: (records) => this.writeBatch(records, w, shard),
         }),
+    );
+  }
+
+  private writeBatch(
+    records: PublishRecord[],
+    write: PublishWriter,
+    shard: number,
+  ): Promise<ItemOutcome<PublishResult>[]> {
+    return writeSplitting(records, write, {
+      splittable: isDataError,
+      onWritten: (items, results) => this.hooks.afterWrite(items, results, shard),
+      onSplit: (items, err) => {
+        this.splits++;
+        this.limitedLog.warn(
+          "publish batch split",
+          { code: ErrorCode.StoreFailed, sqlState: sqlState(err), batch: items.length },
+          "publish batch failed on its data; writing it in halves to refuse only the bad messages",
+        );
+      },
     });
   }
 
   /** Batches written so far and messages in them. */
   get batchStats(): { batches: number; items: number; failures: number } {
-    return this.committer.stats;
+    if (this.committers.length === 1) return this.committers[0]!.stats;
+    const sum = { batches: 0, items: 0, failures: 0 };
+    for (const c of this.committers) {
+      sum.batches += c.stats.batches;
+      sum.items += c.stats.items;
+      sum.failures += c.stats.failures;
+    }
+    return sum;
   }
 
   /** Handle one published message from `session` (answers it, always). */
@@ -160,9 +194,12 @@ export class Publisher {
       );
       return;
     }
+    // The stored (lower-case) id decides the shard, as history lookups and TX_ACKs hash it.
+    const shard = this.shardOf === undefined ? 0 : this.shardOf(result.header.messageId);
+    const committer = this.committers[shard]!;
     // Back-pressure when the store falls behind (slow disk, database restarting): a bounded queue
     // and a clear refusal, never unbounded memory.
-    if (this.committer.pending >= MAX_PENDING_PUBLISHES) {
+    if (committer.pending >= MAX_PENDING_PUBLISHES) {
       this.refuse(
         session,
         opaque,
@@ -173,6 +210,18 @@ export class Publisher {
       return;
     }
     const header = result.header;
+    // A shard that is down: refused at once with the reason, the other shards keep flowing.
+    const down = this.shardDown?.(shard);
+    if (down !== undefined && !header.fly) {
+      this.counters.failed++;
+      this.limitedLog.error(
+        `publish not stored shard ${shard} down`,
+        { code: ErrorCode.StoreFailed, connection: session.id, messageId, shard, err: down },
+        "publish not stored",
+      );
+      session.sendStoreAck(opaque, messageId, false, `store failed: ${down}`);
+      return;
+    }
     const body = isString
       ? Buffer.from((message as StringMessage).body, "utf8")
       : (message as BytesMessage).body;
@@ -200,7 +249,7 @@ export class Publisher {
       deliveries: header.commit ? this.hooks.planDeliveries(header) : [],
     };
     const enqueuedAt = performance.now();
-    this.committer.enqueue(record, (err, outcome) => {
+    committer.enqueue(record, (err, outcome) => {
       if (err === undefined && outcome?.ok === true) {
         const r = outcome.result;
         this.counters.accepted++;
@@ -226,7 +275,7 @@ export class Publisher {
   /** Stop taking publishes and wait until every accepted one is written and answered. */
   async drain(): Promise<void> {
     this.acceptingWork = false;
-    await this.committer.drain();
+    await Promise.all(this.committers.map((c) => c.drain()));
     this.limitedLog.close();
   }
 

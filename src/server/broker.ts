@@ -10,18 +10,19 @@ import { BROKER_VERSION } from "../admin/version.js";
 import type { BrokerConfig } from "../config/types.js";
 import { Dispatcher } from "../delivery/dispatcher.js";
 import { TokenBucket } from "../delivery/token-bucket.js";
-import { ErrorCode, toKiteqError } from "../errors.js";
+import { ErrorCode, KiteqError, toKiteqError } from "../errors.js";
 import type { Logger } from "../log.js";
-import { Maintenance } from "../maintenance/maintenance.js";
+import { Maintenance, type MaintenanceCounters } from "../maintenance/maintenance.js";
 import { Publisher } from "../publish/publisher.js";
 import { type ClusterMembership, startCluster } from "../registry/cluster.js";
 import { listBindings } from "../store/bindings.js";
 import { BROKER_POOL_SETTINGS, createPool, ensurePartitions, runMigrations } from "../store/db.js";
 import { type EmbeddedPostgresServer, startEmbeddedPostgres } from "../store/embedded.js";
 import { cancelStatementsOf } from "../store/liveness.js";
-import { insertPublishBatch } from "../store/messages.js";
+import { insertPublishBatch, type PublishRecord, type PublishResult } from "../store/messages.js";
 import { HEARTBEAT_INTERVAL_MS, heartbeatNode, markNodeStopped, registerNode } from "../store/nodes.js";
-import { listenForWakeups, type WakeSource } from "../store/notifications.js";
+import { listenForWakeupsOnShards, type WakeSource } from "../store/notifications.js";
+import { SHARD_DOWN_MS, ShardHealth, shardLabel, shardRouter, verifyShardList } from "../store/shards.js";
 import { createTransactions, type Transactions } from "../tx/transactions.js";
 import { secretChecker } from "./auth.js";
 import { missingNodeFlags } from "./node-flags.js";
@@ -31,6 +32,33 @@ import type { SessionHandler } from "./session.js";
 /** Publish batches written at once: one fills while the other commits. */
 const PUBLISH_CONCURRENCY = 2;
 
+/**
+ * With several shards, a connection attempt gives up after this long: a shard that does not answer
+ * must cost its own publishes a few seconds at most, never the 10 s of the single-database default.
+ */
+const SHARD_CONNECT_TIMEOUT_MS = 3000;
+
+/**
+ * With several shards, a publish batch whose shard has not answered in this long is answered
+ * false (a server that hangs must not hold its producers for ever; see shardWriter).
+ */
+const SHARD_WRITE_DEADLINE_MS = 5000;
+
+/** One shard of the store as a node uses it: its pools and its health. */
+export interface ShardPools {
+  readonly index: number;
+  /** host:port/database, no credentials (logs, refusals). */
+  readonly label: string;
+  readonly url: string;
+  /** Claims, outcomes, background statements of the dispatcher and 2PC. */
+  readonly pool: pg.Pool;
+  /** Publish batches (generic plans). */
+  readonly publishPool: pg.Pool;
+  /** The maintenance jobs of this shard. */
+  readonly maintenancePool: pg.Pool;
+  readonly health: ShardHealth;
+}
+
 /** A running broker node. */
 export class Broker {
   readonly address: { host: string; port: number } = { host: "", port: 0 };
@@ -39,8 +67,20 @@ export class Broker {
   /** Claimer id of this run: the node id plus the start time, so a restart can tell its old claims. */
   readonly claimer: string;
   readonly transactions: Transactions;
-  /** Liveness lock, and the cluster-wide jobs while this node holds the maintenance lock. */
+  /** Liveness lock, and the cluster-wide jobs while this node holds the maintenance lock (shard 0). */
   readonly maintenance: Maintenance;
+  /**
+   * One Maintenance per shard, shard 0's first. Leadership is per shard (each shard's advisory
+   * lock, in that shard): the work is there, a shard that is down takes only its own chores with
+   * it, and each shard's takeover reads the liveness locks the nodes hold in that same shard.
+   */
+  readonly maintenances: Maintenance[];
+  /** The shards (one with a single database URL): shard 0 holds bindings and the node list. */
+  readonly shards: readonly ShardPools[];
+  /** Bindings and the node list (shard 0's pool). */
+  readonly pool: pg.Pool;
+  /** Shard 0's URL. */
+  readonly databaseUrl: string;
   private cluster: ClusterMembership | undefined;
   /** The admin HTTP server (/healthz, /metrics, /messages/:id), when configured. */
   admin: AdminServer | undefined;
@@ -51,25 +91,35 @@ export class Broker {
   private constructor(
     readonly config: BrokerConfig,
     private readonly log: Logger,
-    readonly pool: pg.Pool,
-    readonly databaseUrl: string,
-    private readonly publishPool: pg.Pool,
-    maintenancePool: pg.Pool,
+    shards: readonly ShardPools[],
   ) {
+    this.shards = shards;
+    const pool = shards[0]!.pool;
+    this.pool = pool;
+    this.databaseUrl = shards[0]!.url;
+    const sharded = shards.length > 1;
     this.claimer = `${config.nodeId}/${Date.now().toString(36)}`;
-    this.maintenance = new Maintenance({
-      url: databaseUrl,
-      pool: maintenancePool,
-      poolName: poolNames(config.nodeId).maintenance,
-      nodeId: config.nodeId,
-      claimer: this.claimer,
-      address: `${config.bind.host}:${config.bind.port}`,
-      log: log.child({ component: "maintenance" }),
-      sweepMs: config.recoverSeconds * 1000,
-      retentionDays: config.retentionDays,
-    });
+    this.maintenances = shards.map(
+      (shard) =>
+        new Maintenance({
+          url: shard.url,
+          pool: shard.maintenancePool,
+          poolName: poolNames(config.nodeId).maintenance,
+          nodeId: config.nodeId,
+          claimer: this.claimer,
+          address: `${config.bind.host}:${config.bind.port}`,
+          log: log.child(
+            sharded ? { component: "maintenance", shard: shard.index } : { component: "maintenance" },
+          ),
+          sweepMs: config.recoverSeconds * 1000,
+          retentionDays: config.retentionDays,
+        }),
+    );
+    this.maintenance = this.maintenances[0]!;
+    const router = shardRouter(shards.length);
     this.dispatcher = new Dispatcher({
       pool,
+      pools: shards.map((s) => s.pool),
       nodeId: config.nodeId,
       claimer: this.claimer,
       log: log.child({ component: "delivery" }),
@@ -83,6 +133,8 @@ export class Broker {
     this.publisher = this.createPublisher();
     this.transactions = createTransactions({
       pool,
+      pools: shards.map((s) => s.pool),
+      shardOf: router.of,
       config,
       nodeId: config.nodeId,
       claimer: this.claimer,
@@ -102,37 +154,57 @@ export class Broker {
   /** Start a node with `config`; resolves once it accepts connections. */
   static async start(config: BrokerConfig, log: Logger): Promise<Broker> {
     let embedded: EmbeddedPostgresServer | undefined;
-    let url = config.databaseUrl;
-    if (url === null) {
+    let urls = config.databaseUrls;
+    if (urls.length === 0) {
       embedded = await startEmbeddedPostgres({
         dataDir: path.join(config.dataDir, "pg"),
         port: config.pgPort,
         logger: log,
       });
-      url = embedded.url("kiteq");
+      urls = [embedded.url("kiteq")];
     }
-    const names = poolNames(config.nodeId);
+    const sharded = urls.length > 1;
     // Every statement of the node runs under a statement_timeout (a statement that a plan gone
     // wrong would keep running for minutes fails instead, and its job retries in bounded batches)
     // and with sequential scans priced out (see BROKER_POOL_SETTINGS).
     const timeout = BROKER_POOL_SETTINGS;
-    // A multi-host URL: every pool's new connections go to the current primary (store/failover.ts).
-    const pool = createPool(url, { max: 10, name: names.main, settings: timeout, log });
-    // Publishes get connections of their own (one per concurrent batch) with generic plans: the
-    // batch insert's plan never depends on its values, and planning it each time cost ~20%.
-    const publishPool = createPool(url, {
-      max: PUBLISH_CONCURRENCY,
-      name: names.publish,
-      settings: { plan_cache_mode: "force_generic_plan", ...timeout },
-      log,
+    const connectTimeoutMs = sharded ? SHARD_CONNECT_TIMEOUT_MS : undefined;
+    const shards: ShardPools[] = urls.map((url, index) => {
+      const names = poolNames(config.nodeId);
+      // A multi-host URL: every pool's new connections go to the current primary (store/failover.ts).
+      const plog = sharded ? log.child({ shard: index }) : log;
+      return {
+        index,
+        label: shardLabel(url),
+        url,
+        pool: createPool(url, { max: 10, name: names.main, settings: timeout, connectTimeoutMs, log: plog }),
+        // Publishes get connections of their own (one per concurrent batch) with generic plans: the
+        // batch insert's plan never depends on its values, and planning it each time cost ~20%.
+        publishPool: createPool(url, {
+          max: PUBLISH_CONCURRENCY,
+          name: names.publish,
+          settings: { plan_cache_mode: "force_generic_plan", ...timeout },
+          connectTimeoutMs,
+          log: plog,
+        }),
+        maintenancePool: createPool(url, {
+          max: 2,
+          name: names.maintenance,
+          settings: timeout,
+          connectTimeoutMs,
+          log: plog,
+        }),
+        health: new ShardHealth(index, shardLabel(url)),
+      };
     });
-    const maintenancePool = createPool(url, { max: 2, name: names.maintenance, settings: timeout, log });
-    const broker = new Broker(config, log, pool, url, publishPool, maintenancePool);
-    broker.cleanups.push(
-      () => pool.end(),
-      () => publishPool.end(),
-      () => maintenancePool.end(),
-    );
+    const broker = new Broker(config, log, shards);
+    for (const s of shards) {
+      broker.cleanups.push(
+        () => s.pool.end(),
+        () => s.publishPool.end(),
+        () => s.maintenancePool.end(),
+      );
+    }
     if (embedded) broker.cleanups.push(() => embedded.stop());
     try {
       await broker.open();
@@ -145,14 +217,28 @@ export class Broker {
   }
 
   private async open(): Promise<void> {
-    const { config, pool, log } = this;
-    await runMigrations(pool, log);
+    const { config, pool, log, shards } = this;
+    // Every shard is migrated (same schema everywhere) and must answer at start.
+    await Promise.all(shards.map((s) => runMigrations(s.pool, log)));
+    // The shard list recorded at the store's creation must be the one given (refusal otherwise).
+    await verifyShardList(
+      shards.map((s) => s.pool),
+      shards.map((s) => s.label),
+    );
+    if (shards.length > 1) {
+      log.info({ shards: shards.map((s) => s.label) }, `store sharded over ${shards.length} databases`);
+    }
     // The history has no default partition: today's and the coming days' must exist before the
     // first publish (the maintenance node keeps them coming, hourly).
-    await ensurePartitions(pool, new Date());
-    await this.maintenance.start();
-    this.cleanups.unshift(() => this.maintenance.stop());
-    const wake: WakeSource = await listenForWakeups(this.databaseUrl, log);
+    await Promise.all(shards.map((s) => ensurePartitions(s.pool, new Date())));
+    for (const m of this.maintenances) {
+      await m.start();
+      this.cleanups.unshift(() => m.stop());
+    }
+    const wake: WakeSource = await listenForWakeupsOnShards(
+      shards.map((s) => s.url),
+      log,
+    );
     wake.onBindingsChanged(() => void this.reloadBindings());
     wake.onTxDue(() => this.transactions.wake());
     await this.reloadBindings();
@@ -192,13 +278,15 @@ export class Broker {
         port: config.admin.port,
         token: config.adminToken,
         pool,
+        shardPools: this.shards.map((s) => s.pool),
         log: log.child({ component: "admin" }),
         metrics: {
           publishCounters: () => this.publisher.counters,
           deliveryCounters: () => this.dispatcher.counters,
           batchStats: () => this.publisher.batchStats,
           sessionsConnected: () => this.server.sessions.size,
-          maintenanceCounters: () => this.maintenance.counters,
+          maintenanceCounters: () => this.maintenanceCounters(),
+          ...(this.shards.length > 1 ? { shardsUp: () => this.shards.map((s) => !s.health.unhealthy) } : {}),
           groupCounters: () => this.dispatcher.groupCounters.all(),
           txCounters: () => this.transactions.counters(),
           latencies: () => ({
@@ -244,6 +332,28 @@ export class Broker {
     }
   }
 
+  /** The maintenance counters of every shard, summed (one shard: shard 0's as they are). */
+  maintenanceCounters(): MaintenanceCounters {
+    if (this.maintenances.length === 1) return this.maintenance.counters;
+    const sum: MaintenanceCounters = {
+      expired: 0,
+      takeovers: 0,
+      takeoverDeliveries: 0,
+      takeoverChecks: 0,
+      takeoverSeconds: [],
+      droppedPartitions: 0,
+    };
+    for (const { counters: c } of this.maintenances) {
+      sum.expired += c.expired;
+      sum.takeovers += c.takeovers;
+      sum.takeoverDeliveries += c.takeoverDeliveries;
+      sum.takeoverChecks += c.takeoverChecks;
+      sum.takeoverSeconds.push(...c.takeoverSeconds);
+      sum.droppedPartitions += c.droppedPartitions;
+    }
+    return sum;
+  }
+
   /** Re-read the bindings table into the delivery engine. */
   async reloadBindings(): Promise<void> {
     try {
@@ -286,19 +396,27 @@ export class Broker {
 
   /** The grace period ran out: cancel this node's statements, give the drain a moment, stop anyway. */
   private async forceStop(graceful: Promise<void>): Promise<void> {
-    const names = poolNames(this.config.nodeId);
-    const admin = createPool(this.databaseUrl, { max: 1, name: `kiteq-pg ${this.config.nodeId} shutdown` });
-    try {
-      const cancelled = await withTimeout(
-        cancelStatementsOf(admin, [names.main, names.publish, names.maintenance]),
-        2000,
-      );
-      this.log.info({ cancelled }, "cancelled the node's running statements");
-    } catch (err) {
-      this.log.warn({ err: toKiteqError(err).message }, "could not cancel the node's statements");
-    } finally {
-      await admin.end().catch(() => undefined);
-    }
+    await Promise.all(
+      this.shards.map(async (shard) => {
+        const names = poolNames(this.config.nodeId);
+        const admin = createPool(shard.url, {
+          max: 1,
+          name: `kiteq-pg ${this.config.nodeId} shutdown`,
+          connectTimeoutMs: 2000,
+        });
+        try {
+          const cancelled = await withTimeout(
+            cancelStatementsOf(admin, [names.main, names.publish, names.maintenance]),
+            2000,
+          );
+          this.log.info({ cancelled, shard: shard.index }, "cancelled the node's running statements");
+        } catch (err) {
+          this.log.warn({ err: toKiteqError(err).message }, "could not cancel the node's statements");
+        } finally {
+          await admin.end().catch(() => undefined);
+        }
+      }),
+    );
     // The graceful path now fails fast (its statements were cancelled); wait for it briefly.
     await withTimeout(graceful, 2000).catch(() => undefined);
     this.server.closeSessions();
@@ -311,13 +429,13 @@ export class Broker {
     const accepting = this.server.stopAccepting();
     await this.publisher.drain();
     // Background jobs first: they hold pool connections and must not start new batches.
-    await this.maintenance.stopJobs();
+    await Promise.all(this.maintenances.map((m) => m.stopJobs()));
     // Release our claims first, then give up the liveness lock and leave the registry: other
     // nodes release what a departed node held, which must not happen while this node is still
     // pushing it.
     await this.transactions.stop();
     await this.dispatcher.stop();
-    await this.maintenance.stop();
+    await Promise.all(this.maintenances.map((m) => m.stop()));
     await this.cluster?.stop();
     this.server.closeSessions();
     await accepting;
@@ -336,51 +454,109 @@ export class Broker {
   }
 
   private createPublisher(): Publisher {
-    const { config, publishPool } = this;
+    const { config, shards } = this;
     const topics = new Set(config.topics);
     const permits =
       config.receivePermitsPerSecond > 0
         ? TokenBucket.forReceivePermits(config.receivePermitsPerSecond)
         : undefined;
     const dispatcher = this.dispatcher;
+    const sharded = shards.length > 1;
+    const router = shardRouter(shards.length);
     return new Publisher(
       {
         servesTopic: topics.size === 0 ? () => true : (t) => topics.has(t),
         admit: () => permits === undefined || permits.tryTake(1),
         planDeliveries: (h) => dispatcher.planDeliveries(h),
         deliverFly: (h, body, isString) => dispatcher.deliverFly(h, body, isString),
-        afterWrite: (records, results) => dispatcher.afterWrite(records, results),
+        afterWrite: (records, results, shard) => dispatcher.afterWrite(records, results, shard),
       },
-      async (records) => {
-        const write = () => {
-          const now = new Date();
-          return insertPublishBatch(publishPool, records, {
-            now,
-            nodeId: config.nodeId,
-            leaseUntil: new Date(now.getTime() + config.leaseSeconds * 1000),
-            firstTxCheckAt: new Date(now.getTime() + config.txCheck.firstCheckSeconds * 1000),
-          });
-        };
-        try {
-          return await write();
-        } catch (err) {
-          // No partition for today (upkeep has not run for a week, or the clock jumped): create
-          // the days and write again, rather than let the batch be split message by message.
-          if (!isMissingPartition(err)) throw err;
-          this.log.warn("no history partition for the receive time: creating the partitions now");
-          await ensurePartitions(this.pool, new Date());
-          return await write();
-        }
-      },
+      shards.map((shard) => {
+        const write = this.publishWriter(shard);
+        return sharded ? this.shardWriter(shard, write) : write;
+      }),
       {
         maxBatch: config.batch.maxMessages,
         concurrency: PUBLISH_CONCURRENCY,
         windowMs: config.batch.windowMs,
         limits: config.publishLimits,
         ownGroupOnly: config.secrets.size > 0,
+        shardOf: router.of,
+        shardDown: (i) => {
+          const h = shards[i]!.health;
+          return h.isDown() ? h.refusal() : undefined;
+        },
       },
       this.log.child({ component: "publish" }),
     );
+  }
+
+  /** Write one publish batch to `shard` (one transaction: insertPublishBatch). */
+  private publishWriter(shard: ShardPools): (records: PublishRecord[]) => Promise<PublishResult[]> {
+    const { config } = this;
+    return async (records) => {
+      const write = () => {
+        const now = new Date();
+        return insertPublishBatch(shard.publishPool, records, {
+          now,
+          nodeId: config.nodeId,
+          leaseUntil: new Date(now.getTime() + config.leaseSeconds * 1000),
+          firstTxCheckAt: new Date(now.getTime() + config.txCheck.firstCheckSeconds * 1000),
+        });
+      };
+      try {
+        return await write();
+      } catch (err) {
+        // No partition for today (upkeep has not run for a week, or the clock jumped): create
+        // the days and write again, rather than let the batch be split message by message.
+        if (!isMissingPartition(err)) throw err;
+        this.log.warn("no history partition for the receive time: creating the partitions now");
+        await ensurePartitions(shard.pool, new Date());
+        return await write();
+      }
+    };
+  }
+
+  /**
+   * With several shards: a shard that is down is refused at once (for a second after each
+   * connection failure, then tried again), and its failures name the shard.
+   */
+  private shardWriter(
+    shard: ShardPools,
+    write: (records: PublishRecord[]) => Promise<PublishResult[]>,
+  ): (records: PublishRecord[]) => Promise<PublishResult[]> {
+    const { health } = shard;
+    return async (records) => {
+      if (health.isDown()) throw new KiteqError(ErrorCode.StoreFailed, health.refusal());
+      // A shard that hangs (no error, no answer): while this write waits longer than
+      // SHARD_CONNECT_TIMEOUT_MS, new publishes to it are refused at once rather than queued.
+      const started = Date.now();
+      const slow = setInterval(() => {
+        if (Date.now() - started < SHARD_CONNECT_TIMEOUT_MS) return;
+        health.failed(new Error(`no answer within ${SHARD_CONNECT_TIMEOUT_MS / 1000} s`));
+      }, SHARD_DOWN_MS / 2);
+      try {
+        const results = await answerWithin(write(records), SHARD_WRITE_DEADLINE_MS, () => {
+          health.failed(new Error(`no answer within ${SHARD_WRITE_DEADLINE_MS / 1000} s`));
+          // The batch may still commit: its producers are told false and re-send, and a re-sent
+          // messageId is acked again and stored once (publishing is idempotent).
+          return new KiteqError(ErrorCode.StoreFailed, health.refusal());
+        });
+        if (health.unhealthy) {
+          this.log.info(
+            { shard: shard.index, label: shard.label },
+            "shard answers again: publishes to it resume",
+          );
+        }
+        health.up();
+        return results;
+      } catch (err) {
+        if (!health.failed(err)) throw err;
+        throw new KiteqError(ErrorCode.StoreFailed, health.refusal(), {}, { cause: err });
+      } finally {
+        clearInterval(slow);
+      }
+    };
   }
 
   private sessionHandler(): SessionHandler {
@@ -403,13 +579,26 @@ export class Broker {
   }
 }
 
-/** application_name of each of a node's pools (its statements can be found and cancelled). */
+/** application_name of each of a node's pools in a shard (its statements can be found and cancelled). */
 function poolNames(nodeId: string): { main: string; publish: string; maintenance: string } {
+  // The same in every shard: a node's statements are its own whichever shard runs them.
   return {
     main: `kiteq-pg ${nodeId}`,
     publish: `kiteq-pg ${nodeId} publish`,
     maintenance: `kiteq-pg ${nodeId} maintenance`,
   };
+}
+
+/** `p`, or a rejection with `late()` after `ms` (p goes on; a late rejection of it is ignored). */
+function answerWithin<T>(p: Promise<T>, ms: number, late: () => Error): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  p.catch(() => undefined);
+  return Promise.race([
+    p.finally(() => clearTimeout(timer)),
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(late()), ms);
+    }),
+  ]);
 }
 
 /** `p`, or a rejection after `ms`. */

@@ -53,7 +53,13 @@ const types = {
  */
 export function createPool(
   url: string,
-  options: { max?: number; name?: string; settings?: Record<string, string>; log?: Logger } = {},
+  options: {
+    max?: number;
+    name?: string;
+    settings?: Record<string, string>;
+    log?: Logger;
+    connectTimeoutMs?: number;
+  } = {},
 ): pg.Pool {
   const extra = Object.entries(options.settings ?? {})
     .map(([k, v]) => ` -c ${k}=${v}`)
@@ -64,7 +70,7 @@ export function createPool(
     connectionString,
     max: options.max ?? 8,
     idleTimeoutMillis: 30_000,
-    connectionTimeoutMillis: 10_000,
+    connectionTimeoutMillis: options.connectTimeoutMs ?? 10_000,
     application_name: options.name ?? "kiteq-pg",
     options: `-c timezone=UTC${extra}`,
     types,

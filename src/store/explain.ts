@@ -42,6 +42,19 @@ SELECT
      FROM bindings b WHERE b.topic = (SELECT topic FROM m)
   ) AS bindings`;
 
+/** The bindings of a topic, as EXPLAIN_WORKING_SQL gives them (shard 0 of a sharded store). */
+export const TOPIC_BINDINGS_SQL = `
+SELECT coalesce(json_agg(json_build_object(
+         'group_id', b.group_id, 'topic', b.topic, 'message_type', b.message_type, 'bind_type', b.bind_type,
+         'version', b.version, 'watermark', b.watermark, 'persistent', b.persistent)), '[]'::json) AS bindings
+  FROM bindings b WHERE b.topic = $1`;
+
+/** Options of explainMessage. */
+export interface ExplainOptions {
+  /** Where the bindings are, when not in `db` (shard 0 of a sharded store). */
+  bindingsDb?: Queryable;
+}
+
 /** The state of a message for one group, as the console and the CLI name it. */
 export const DELIVERY_STATES = [
   /** The group acked it: done. */
@@ -151,6 +164,7 @@ export async function explainMessage(
   db: Queryable,
   messageId: string,
   now: Date = new Date(),
+  options: ExplainOptions = {},
 ): Promise<MessageExplanation | null> {
   const id = messageId.toLowerCase();
   // Independent statements: on a pool they run side by side.
@@ -160,6 +174,14 @@ export async function explainMessage(
   ]);
   if (history === null) return null;
   const working = rows[0] ?? { deliveries: [], pending: null, bindings: [] };
+  if (options.bindingsDb !== undefined && options.bindingsDb !== db) {
+    // A sharded store: the message is in its shard, the bindings in shard 0.
+    const b = await options.bindingsDb.query<{ bindings: WorkingRows["bindings"] }>({
+      text: TOPIC_BINDINGS_SQL,
+      values: [history.topic],
+    });
+    working.bindings = b.rows[0]?.bindings ?? [];
+  }
   return explainFrom(history, working, now);
 }
 

@@ -49,13 +49,24 @@ SELECT m.message_id, m.topic, m.message_type, m.group_id AS publisher_group_id, 
  * row from T1 bounds the read: each row holds a change at its own time, so the first $4 changes
  * are no later than that row's time, and no row more than W after it holds one of them.
  */
-export const GROUP_HISTORY_SQL = `
+export const GROUP_HISTORY_SQL = groupHistorySql("");
+
+/**
+ * GROUP_HISTORY_SQL with its sort key as columns (microseconds since the epoch, the same-instant
+ * rank), for merging the answers of several shards in exactly the order one database gives.
+ */
+export const GROUP_HISTORY_SORTED_SQL = groupHistorySql(
+  `,\n       (extract(epoch FROM x.at) * 1000000)::bigint AS at_us, ${SAME_INSTANT_ORDER} AS same_instant`,
+);
+
+function groupHistorySql(sortKey: string): string {
+  return `
 WITH bound AS (
   SELECT e.at + interval '${ACK_WITH_PUSH_WINDOW_SECONDS} second' AS upto FROM message_events e
    WHERE e.group_id = $1 AND e.at >= $2 AND e.at < $3
    ORDER BY e.at OFFSET $4 - 1 LIMIT 1
 )
-SELECT x.at, x.kind, m.message_id, m.topic, m.message_type, e.attempt, e.node_id, x.detail
+SELECT x.at, x.kind, m.message_id, m.topic, m.message_type, e.attempt, e.node_id, x.detail${sortKey}
   FROM message_events e
   ${STATE_CHANGES_OF_ROW}
   -- An index probe per row (the message's day is not known here): never a scan of messages.
@@ -67,6 +78,7 @@ SELECT x.at, x.kind, m.message_id, m.topic, m.message_type, e.attempt, e.node_id
    AND x.at >= $2 AND x.at < $3
  ORDER BY x.at, ${SAME_INSTANT_ORDER}, m.message_id
  LIMIT $4`;
+}
 
 /**
  * The group's messages dead-lettered in [T1, T2) that are still dead: not owed to the group

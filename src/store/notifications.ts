@@ -172,3 +172,27 @@ class Subscription {
     if (outcome !== undefined) this.lost(client, outcome);
   }
 }
+
+/**
+ * One LISTEN connection per shard (a shard's NOTIFY reaches only its own listeners), fanned in:
+ * a wake-up from any shard wakes the listener (the claim loop then asks every shard in turn).
+ */
+export async function listenForWakeupsOnShards(urls: readonly string[], log: Logger): Promise<WakeSource> {
+  if (urls.length === 1) return listenForWakeups(urls[0]!, log);
+  const sources = await Promise.all(urls.map((url, shard) => listenForWakeups(url, log.child({ shard }))));
+  return {
+    onDue: (l) => {
+      for (const s of sources) s.onDue(l);
+    },
+    onBindingsChanged: (l) => {
+      // Bindings live in shard 0: only its NOTIFY says they changed.
+      sources[0]!.onBindingsChanged(l);
+    },
+    onTxDue: (l) => {
+      for (const s of sources) s.onTxDue(l);
+    },
+    close: async () => {
+      await Promise.all(sources.map((s) => s.close()));
+    },
+  };
+}

@@ -17,6 +17,7 @@ import {
   smallint,
   text,
   timestamp,
+  uuid,
 } from "drizzle-orm/pg-core";
 import { EVENT_KINDS } from "./event-kinds.js";
 
@@ -96,6 +97,20 @@ export const nodes = pgTable("nodes", {
   lockEpoch: tz("lock_epoch"),
   /** Its last two heartbeat snapshots (version, consumers and counters per group; see store/nodes.ts). */
   stats: jsonb("stats"),
+});
+
+/**
+ * This database's place in the store (migration 0008): one row, written when the store was first
+ * opened. `shard_id` is this database's own identity (a random uuid: it survives password changes
+ * and failover host lists, which a URL would not), `shard_index` its place in the list, and
+ * `shard_ids` the whole ordered list of shard uuids as recorded at creation (the same in every
+ * shard; shard 0's is the reference). A node given another list refuses to start (shards.ts).
+ */
+export const shardIdentity = pgTable("shard_identity", {
+  shardId: uuid("shard_id").primaryKey(),
+  shardIndex: integer("shard_index").notNull(),
+  shardIds: uuid("shard_ids").array().notNull(),
+  createdAt: tz("created_at").notNull(),
 });
 
 /**

@@ -21,7 +21,7 @@ import {
   redriveDelivery,
   renewLeases,
 } from "./deliveries.js";
-import { explainMessage } from "./explain.js";
+import { explainMessage, TOPIC_BINDINGS_SQL } from "./explain.js";
 import {
   countDeadLetters,
   countPendingTransactions,
@@ -29,7 +29,7 @@ import {
   groupBacklogs,
   listNodes,
 } from "./groups.js";
-import { deadLetters, groupHistory, messageHistory } from "./history.js";
+import { deadLetters, GROUP_HISTORY_SORTED_SQL, groupHistory, messageHistory } from "./history.js";
 import { claimerLiveness, RELEASE_CLAIMER_BATCH } from "./liveness.js";
 import { heartbeatNode } from "./nodes.js";
 import { claimDueTxChecks, giveUpTransactions, nextTxCheckTime, releaseTxClaimsOf } from "./transactions.js";
@@ -209,6 +209,15 @@ export function statementCatalog(fx: BacklogFixture, sample: CatalogSample): Cat
     {
       name: "history by group + time (first 1,000 rows)",
       run: (db) => groupHistory(db, fx.group, fx.from, now, 1000),
+    },
+    {
+      // A sharded store reads every shard with this one and merges (sharded-history.ts).
+      name: "history by group + time with its sort key, one shard of several (first 1,000 rows)",
+      run: (db) => db.query({ text: GROUP_HISTORY_SORTED_SQL, values: [fx.group, fx.from, now, 1000] }),
+    },
+    {
+      name: "bindings of a topic (explain of a message in shard 1+, from shard 0)",
+      run: (db) => db.query({ text: TOPIC_BINDINGS_SQL, values: [fx.topic] }),
     },
     {
       name: "dead letters of a group (first 1,000)",

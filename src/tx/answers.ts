@@ -8,6 +8,7 @@
  * memory after the commit via Dispatcher.afterCommit; the others inserted unclaimed, with one
  * NOTIFY kiteq_due per transaction, for whichever node has a consumer of the group.
  */
+import type pg from "pg";
 import { ErrorCode, toKiteqError } from "../errors.js";
 import { RateLimitedLog } from "../log-limit.js";
 import { type TxACKPacket, TxStatus } from "../protocol/messages.js";
@@ -48,7 +49,8 @@ export class TxAnswerApplier {
     refused: 0,
     failed: 0,
   };
-  private readonly committer: GroupCommitter<TxAnswer, TxAnswerResult>;
+  /** One group committer per shard (a message's pending transaction is in its shard). */
+  private readonly committers: GroupCommitter<TxAnswer, TxAnswerResult>[];
   private stopped = false;
   /** Per-answer error lines, rate-limited (a database that is down fails every answer). */
   private readonly limitedLog: RateLimitedLog;
@@ -61,11 +63,15 @@ export class TxAnswerApplier {
   ) {
     this.limitedLog = new RateLimitedLog(deps.log);
     this.ownGroupOnly = deps.config.secrets.size > 0;
-    this.committer = new GroupCommitter<TxAnswer, TxAnswerResult>({
-      maxBatch: deps.config.batch.maxMessages,
-      concurrency: 1,
-      write: (answers) => this.write(answers),
-    });
+    const pools = deps.pools ?? [deps.pool];
+    this.committers = pools.map(
+      (pool, shard) =>
+        new GroupCommitter<TxAnswer, TxAnswerResult>({
+          maxBatch: deps.config.batch.maxMessages,
+          concurrency: 1,
+          write: (answers) => this.write(answers, pool, shard),
+        }),
+    );
   }
 
   /** A producer's TX_ACK. Never answered. */
@@ -110,7 +116,8 @@ export class TxAnswerApplier {
         return;
     }
     if (this.ownGroupOnly) answer.fromGroup = session.groupId ?? "";
-    this.committer.submit(answer).then(
+    const shard = this.committers.length === 1 ? 0 : (this.deps.shardOf?.(messageId) ?? 0);
+    this.committers[shard]!.submit(answer).then(
       (r) => {
         if (r.wrongGroup) {
           this.counters.refused++;
@@ -146,12 +153,14 @@ export class TxAnswerApplier {
   /** Take no more TX_ACKs; wait until every one received is applied (or failed). */
   drain(): Promise<void> {
     this.stopped = true;
-    return this.committer.drain().finally(() => this.limitedLog.close());
+    return Promise.all(this.committers.map((c) => c.drain()))
+      .then(() => undefined)
+      .finally(() => this.limitedLog.close());
   }
 
-  private async write(answers: TxAnswer[]): Promise<TxAnswerResult[]> {
+  private async write(answers: TxAnswer[], pool: pg.Pool, shard: number): Promise<TxAnswerResult[]> {
     const now = new Date();
-    const { config, nodeId, claimer, dispatcher, pool } = this.deps;
+    const { config, nodeId, claimer, dispatcher } = this.deps;
     const results = await applyTxAnswers(pool, answers, {
       now,
       nodeId,
@@ -163,7 +172,7 @@ export class TxAnswerApplier {
       if (r.message === undefined || !r.deliveries.some((d) => d.claimedBy === claimer)) continue;
       stored.push({ record: publishRecord(r.message, r.deliveries), pk: r.message.messagePk });
     }
-    if (stored.length > 0) dispatcher.afterCommit(stored);
+    if (stored.length > 0) dispatcher.afterCommit(stored, shard);
     return results;
   }
 }

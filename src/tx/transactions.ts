@@ -17,7 +17,14 @@ import { ProducerSessions } from "./producers.js";
 
 /** What the transaction module needs from the broker. */
 export interface TransactionDeps {
+  /** The pool the checker works on (one checker per shard, each with its shard's pool). */
   pool: pg.Pool;
+  /**
+   * Every shard's pool, shard 0 first (absent: `pool` only). A message's pending transaction is
+   * in the shard of its messageId (`shardOf`).
+   */
+  pools?: readonly pg.Pool[];
+  shardOf?: (messageId: string) => number;
   config: BrokerConfig;
   nodeId: string;
   /** Claimer id of this run (`${nodeId}/${start}`), for claims of pending transactions. */
@@ -54,30 +61,41 @@ export interface TxCounters {
 /** Create the transaction module. */
 export function createTransactions(deps: TransactionDeps): Transactions {
   const producers = new ProducerSessions();
+  const pools = deps.pools ?? [deps.pool];
   const answers = new TxAnswerApplier(deps, producers);
-  const checker = new TxChecker(deps, producers);
+  // One checker per shard: each claims the due checks of its own shard's pending transactions.
+  const checkers = pools.map(
+    (pool, shard) =>
+      new TxChecker(pools.length === 1 ? deps : { ...deps, pool, log: deps.log.child({ shard }) }, producers),
+  );
+  const wakeAll = () => {
+    for (const c of checkers) c.wake();
+  };
   return {
     onTxAck: (session, opaque, tx) => answers.onTxAck(session, opaque, tx),
     onSession: (session) => {
       // A group's first connection here: its due checks can now be made by this node.
-      if (producers.add(session)) checker.wake();
+      if (producers.add(session)) wakeAll();
     },
     onSessionClosed: (session) => producers.remove(session),
     releaseClaimsOfNode: async (nodeId) => {
-      const n = await releaseTxClaimsOf(deps.pool, `${nodeId}/`, deps.claimer);
-      checker.wake();
+      let n = 0;
+      for (const pool of pools) n += await releaseTxClaimsOf(pool, `${nodeId}/`, deps.claimer);
+      wakeAll();
       return n;
     },
-    wake: () => checker.wake(),
+    wake: wakeAll,
     counters: () => ({
-      checksSent: checker.counters.checksSent,
-      gaveUp: checker.counters.gaveUp,
+      checksSent: checkers.reduce((n, c) => n + c.counters.checksSent, 0),
+      gaveUp: checkers.reduce((n, c) => n + c.counters.gaveUp, 0),
       committed: answers.counters.committed,
       rolledBack: answers.counters.rolledBack,
     }),
-    start: () => checker.start(),
+    start: async () => {
+      for (const c of checkers) await c.start();
+    },
     stop: async () => {
-      await checker.stop();
+      await Promise.all(checkers.map((c) => c.stop()));
       await answers.drain();
     },
   };

@@ -13,6 +13,7 @@ describe("loadConfig defaults", () => {
       clusterName: null,
       configPath: null,
       databaseUrl: null,
+      databaseUrls: [],
       dataDir: "./data",
       pgPort: 0,
       registry: { kind: "static", file: null },
