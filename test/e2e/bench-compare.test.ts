@@ -10,7 +10,14 @@ import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
-const SYSTEMS = ["kiteq-pg", "pg-boss", "graphile-worker"];
+const SYSTEMS = [
+  "kiteq-pg-uncapped",
+  "kiteq-pg",
+  "pg-boss (NOTIFY)",
+  "pg-boss (poll 0.5 s)",
+  "graphile-worker",
+];
+const PEERS = SYSTEMS.filter((s) => !s.startsWith("kiteq-pg"));
 const MESSAGES = 300;
 
 interface Counts {
@@ -23,12 +30,16 @@ interface Counts {
 
 interface Result {
   name: string;
+  version: string;
+  caps: string;
   failures: string[];
+  duplicates: number;
+  missing: number;
   burnDown: { counts: Counts; throughputPerSec: number } | null;
   steady: { counts: Counts } | null;
-  flat: { counts: Counts } | null;
-  databaseBytes: number | null;
-  peakRssKb: number | null;
+  flatAwaited: { counts: Counts } | null;
+  flatPipelined: { counts: Counts } | null;
+  footprint: { databaseBytes: number | null; retention: string; peakRssKb: number | null };
 }
 
 let child: ChildProcess | undefined;
@@ -95,11 +106,14 @@ describe("bench compare (short run)", () => {
 
       const report = JSON.parse(await readFile(path.join(out, json[0]!), "utf8")) as {
         results: Result[];
-        ratiosToKiteqPg: Record<string, unknown>;
+        advantages: { baseline: string; peers: { name: string }[] }[];
       };
       expect(report.results.map((r) => r.name)).toEqual(SYSTEMS);
       for (const r of report.results) {
         expect(r.failures, r.name).toEqual([]);
+        expect(r.caps, r.name).not.toBe("");
+        expect(r.version, r.name).toMatch(/\d+\.\d+\.\d+/);
+        expect([r.duplicates, r.missing], r.name).toEqual([0, 0]);
         expect(r.burnDown?.counts, r.name).toMatchObject({
           sent: MESSAGES,
           handled: MESSAGES,
@@ -108,15 +122,19 @@ describe("bench compare (short run)", () => {
           enqueueFailed: 0,
         });
         expect(r.burnDown!.throughputPerSec, r.name).toBeGreaterThan(0);
-        for (const phase of [r.steady, r.flat]) {
+        for (const phase of [r.steady, r.flatAwaited, r.flatPipelined]) {
           expect(phase, r.name).not.toBeNull();
           expect(phase!.counts.missing, r.name).toBe(0);
+          expect(phase!.counts.duplicates, r.name).toBe(0);
           expect(phase!.counts.handled, r.name).toBe(phase!.counts.sent);
         }
-        expect(r.databaseBytes, r.name).toBeGreaterThan(0);
-        expect(r.peakRssKb, r.name).toBeGreaterThan(0);
+        expect(r.footprint.databaseBytes, r.name).toBeGreaterThan(0);
+        expect(r.footprint.retention, r.name).not.toBe("");
+        expect(r.footprint.peakRssKb, r.name).toBeGreaterThan(0);
       }
-      expect(Object.keys(report.ratiosToKiteqPg).sort()).toEqual(["graphile-worker", "pg-boss"]);
+      // Each peer row is compared with both kiteq-pg rows.
+      expect(report.advantages.map((a) => a.baseline)).toEqual(["kiteq-pg-uncapped", "kiteq-pg"]);
+      for (const a of report.advantages) expect(a.peers.map((p) => p.name)).toEqual(PEERS);
 
       const chart = await readFile(path.join(out, svg[0]!), "utf8");
       expect(chart.startsWith("<svg")).toBe(true);
