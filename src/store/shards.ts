@@ -135,8 +135,8 @@ export async function verifyShardList(
       // Creation: the other shards first, shard 0 (the reference) last.
       for (const i of missing.filter((m) => m !== 0)) await writeRecord(pools[i]!, i, list, now);
       if (missing.includes(0)) await writeRecord(pools[0]!, 0, list, now);
-      // A concurrent creator (another node under the same lock cannot be; a node of an older
-      // version does not write) would show here.
+      // Read back: a row written meanwhile by something outside this lock (ON CONFLICT DO NOTHING
+      // kept it) is not ours, and the list is then refused rather than half recorded.
       if (missing.length > 0) {
         const again = await Promise.all(missing.map((i) => readRecord(pools[i]!)));
         again.forEach((r, k) => {
