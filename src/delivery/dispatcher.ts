@@ -44,8 +44,6 @@ export interface DispatcherOptions {
    * a job's outcome, lease renewal and release go to its own shard.
    */
   pools?: readonly pg.Pool[];
-  /** Where each shard's push outcomes are written (default: `pools`). */
-  outcomePools?: readonly pg.Pool[];
   /** Node id (history rows, logs). */
   nodeId: string;
   /** Claimer id of this incarnation: `${nodeId}/${startTime}`. */
@@ -171,7 +169,7 @@ export class Dispatcher {
 
   constructor(private readonly o: DispatcherOptions) {
     this.pools = o.pools ?? [o.pool];
-    this.outcomes = (o.outcomePools ?? this.pools).map((p) => new OutcomeWriter(p, o.nodeId, o.log));
+    this.outcomes = this.pools.map((p) => new OutcomeWriter(p, o.nodeId, o.log));
     this.claimDownUntil = this.pools.map(() => 0);
     this.held = this.pools.map(() => new HeldJobs());
     this.shardLog = new RateLimitedLog(o.log, { first: 3, intervalMs: 30_000 });

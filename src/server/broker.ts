@@ -50,10 +50,8 @@ export interface ShardPools {
   /** host:port/database, no credentials (logs, refusals). */
   readonly label: string;
   readonly url: string;
-  /** Claims, background statements of the dispatcher and 2PC. */
+  /** Claims, outcomes, background statements of the dispatcher and 2PC. */
   readonly pool: pg.Pool;
-  /** Push outcomes (acks, nacks, releases): committed without waiting for the WAL flush. */
-  readonly outcomePool: pg.Pool;
   /** Publish batches (generic plans). */
   readonly publishPool: pg.Pool;
   /** The maintenance jobs of this shard. */
@@ -122,7 +120,6 @@ export class Broker {
     this.dispatcher = new Dispatcher({
       pool,
       pools: shards.map((s) => s.pool),
-      outcomePools: shards.map((s) => s.outcomePool),
       nodeId: config.nodeId,
       claimer: this.claimer,
       log: log.child({ component: "delivery" }),
@@ -181,18 +178,6 @@ export class Broker {
         label: shardLabel(url),
         url,
         pool: createPool(url, { max: 10, name: names.main, settings: timeout, connectTimeoutMs, log: plog }),
-        // Outcome writes commit asynchronously, as KiteQ's own store writes them (batched in memory,
-        // flushed on a timer): an ack is already held a few ms in memory before its write, and
-        // a crash of the PostgreSQL server (not of a broker: the server still flushes it within
-        // ~0.6 s) can lose the last of them, which are then delivered again (at least once, never
-        // lost). In exchange no publish commit waits behind an ack's WAL flush.
-        outcomePool: createPool(url, {
-          max: 3,
-          name: names.outcomes,
-          settings: { ...timeout, synchronous_commit: "off" },
-          connectTimeoutMs,
-          log: plog,
-        }),
         // Publishes get connections of their own (one per concurrent batch) with generic plans: the
         // batch insert's plan never depends on its values, and planning it each time cost ~20%.
         publishPool: createPool(url, {
@@ -216,7 +201,6 @@ export class Broker {
     for (const s of shards) {
       broker.cleanups.push(
         () => s.pool.end(),
-        () => s.outcomePool.end(),
         () => s.publishPool.end(),
         () => s.maintenancePool.end(),
       );
@@ -422,7 +406,7 @@ export class Broker {
         });
         try {
           const cancelled = await withTimeout(
-            cancelStatementsOf(admin, [names.main, names.outcomes, names.publish, names.maintenance]),
+            cancelStatementsOf(admin, [names.main, names.publish, names.maintenance]),
             2000,
           );
           this.log.info({ cancelled, shard: shard.index }, "cancelled the node's running statements");
@@ -596,16 +580,10 @@ export class Broker {
 }
 
 /** application_name of each of a node's pools in a shard (its statements can be found and cancelled). */
-function poolNames(nodeId: string): {
-  main: string;
-  outcomes: string;
-  publish: string;
-  maintenance: string;
-} {
+function poolNames(nodeId: string): { main: string; publish: string; maintenance: string } {
   // The same in every shard: a node's statements are its own whichever shard runs them.
   return {
     main: `kiteq-pg ${nodeId}`,
-    outcomes: `kiteq-pg ${nodeId} outcomes`,
     publish: `kiteq-pg ${nodeId} publish`,
     maintenance: `kiteq-pg ${nodeId} maintenance`,
   };
