@@ -8,6 +8,7 @@
  * when a row lost or duplicated a message in any phase.
  */
 import path from "node:path";
+import { type DbOnlyBurnDown, dbOnlyBurnDown } from "./compare/db-only.js";
 import { GraphileSystem } from "./compare/graphile-system.js";
 import { KITEQ_DEFAULTS, KITEQ_UNCAPPED, KiteqSystem } from "./compare/kiteq-system.js";
 import { type PgBossSettings, PgBossSystem } from "./compare/pgboss-system.js";
@@ -37,6 +38,10 @@ const PEER_PACKAGES = ["pg-boss", "graphile-worker"] as const;
 const FLAGS = {
   systems: { default: ALL_SYSTEMS.join(","), help: "rows to run, in order" },
   messages: { default: 20_000, help: "burn-down: messages enqueued before the consumer starts" },
+  "db-only": {
+    default: 1,
+    help: "1: also the database-only burn-down (kiteq-pg's claim and ack statements alone), 0 skips it",
+  },
   "fill-batch": { default: 1000, help: "burn-down, pg-boss/graphile-worker: jobs per batch call" },
   "fill-calls": { default: 4, help: "burn-down, pg-boss/graphile-worker: batch calls in flight" },
   producers: {
@@ -172,9 +177,15 @@ export const comparePeersSuite: Suite = {
       const results: SystemResult[] = [];
       for (const key of keys) results.push(await runPhases(makeSystem(key, env, f), env, phases, progress));
       progress.end();
+      let dbOnly: DbOnlyBurnDown | null = null;
+      if (f["db-only"] === 1 && !env.interrupted) {
+        progress.note("database only: kiteq-pg's claim and ack statements alone, burn-down");
+        dbOnly = await dbOnlyBurnDown(env, f.messages, f["body-size"]);
+      }
       const advantages = advantageTables(results);
       const acceptance = acceptanceChecks(results);
       printCompare(results, advantages, acceptance, labels, caveats);
+      if (dbOnly !== null) printDbOnly(dbOnly, results);
       const machine = await machineInfo();
       const stamp = timestamp();
       const steadyRule =
@@ -207,6 +218,7 @@ export const comparePeersSuite: Suite = {
             results,
             advantages,
             acceptance,
+            databaseOnlyBurnDown: dbOnly,
             benchProcessPeakRssKb: peakRssKb(process.pid) ?? null,
           },
           null,
@@ -226,3 +238,15 @@ export const comparePeersSuite: Suite = {
     });
   },
 };
+
+/** The database-only burn-down and each kiteq-pg row's burn-down as a share of it. */
+function printDbOnly(d: DbOnlyBurnDown, results: readonly SystemResult[]): void {
+  const shares = results
+    .filter((r) => r.name.startsWith("kiteq-pg") && r.burnDown !== null)
+    .map((r) => `${r.name} ${Math.round((100 * r.burnDown!.throughputPerSec) / d.consumePerSec)}%`);
+  console.log(
+    `\ncompare: database-only reference: kiteq-pg's claim (${fmt(d.claimBatch)}) and ack statements alone, ` +
+      `one after the other on one connection, no broker: burn-down of ${fmt(d.messages)} at ${fmt(d.consumePerSec)}/s ` +
+      `(claim ${d.claimUsPerMessage} us, ack ${d.ackUsPerMessage} us per message); ${shares.join(", ")} of it`,
+  );
+}
