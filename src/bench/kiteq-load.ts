@@ -3,11 +3,13 @@
  * the bench body, which carries the send time (float64 ms, nowMs clock) and a sequence number.
  */
 
+import { randomBytes } from "node:crypto";
 import type pg from "pg";
 import { BindType, createBinding, KITEQ_MAX_WATERMARK } from "../binding/binding.js";
 import { buildHeader, KiteqConnection } from "../client/connection.js";
 import type { Header } from "../protocol/messages.js";
 import { upsertBinding } from "../store/bindings.js";
+import type { PublishRecord } from "../store/messages.js";
 import { nowMs } from "./stats.js";
 
 /** The group the bench's producers publish as. */
@@ -120,4 +122,31 @@ export async function benchConsumer(
 /** Close every connection. */
 export function closeAll(conns: readonly KiteqConnection[]): void {
   for (const c of conns) c.close();
+}
+
+/**
+ * A message as the publish statement stores it, for the database-only references (no broker):
+ * a fresh id, `body`, expiring an hour after `now`, owed to `groups` (unclaimed).
+ */
+export function storedBenchRecord(
+  now: Date,
+  topic: string,
+  body: Buffer,
+  groups: readonly string[] = [],
+): PublishRecord {
+  return {
+    messageId: randomBytes(16).toString("hex"),
+    topic,
+    messageType: MESSAGE_TYPE,
+    groupId: "bench-db-only",
+    commit: true,
+    expiresAt: new Date(now.getTime() + 3600_000),
+    deliverLimit: 100,
+    createdAt: now,
+    properties: [],
+    snappy: false,
+    bodyIsString: false,
+    body,
+    deliveries: groups.map((groupId) => ({ groupId, claimedBy: null })),
+  };
 }

@@ -10,7 +10,6 @@
  * batch of `window` messages, so the same number of messages is in flight. What the broker adds
  * (protocol, validation, batching, acks over TCP) is the gap between the two rows.
  */
-import { randomBytes } from "node:crypto";
 import path from "node:path";
 import type { KiteqConnection } from "../client/connection.js";
 import { BROKER_POOL_SETTINGS, createPool } from "../store/db.js";
@@ -18,7 +17,7 @@ import { insertPublishBatch, type PublishRecord } from "../store/messages.js";
 import { flatOut, paced } from "./drivers.js";
 import { withEnv } from "./environment.js";
 import { intList, parseSuiteFlags } from "./flags.js";
-import { closeAll, connectSpread, publishBench } from "./kiteq-load.js";
+import { closeAll, connectSpread, publishBench, storedBenchRecord } from "./kiteq-load.js";
 import {
   maxPeakRssKb,
   NODES_FLAG,
@@ -339,7 +338,7 @@ async function dbOnlyRun(
     await flatOut(connections, to, async () => {
       const now = new Date();
       const records: PublishRecord[] = [];
-      for (let i = 0; i < batch; i++) records.push(dbOnlyRecord(now, body));
+      for (let i = 0; i < batch; i++) records.push(storedBenchRecord(now, TOPIC, body));
       const sentAt = nowMs();
       await insertPublishBatch(pool, records, {
         now,
@@ -362,25 +361,6 @@ async function dbOnlyRun(
   } finally {
     await pool.end();
   }
-}
-
-/** A message like the bench's (no bound group: nothing owed), with a fresh id. */
-function dbOnlyRecord(now: Date, body: Buffer): PublishRecord {
-  return {
-    messageId: randomBytes(16).toString("hex"),
-    topic: TOPIC,
-    messageType: "bench",
-    groupId: "bench-db-only",
-    commit: true,
-    expiresAt: new Date(now.getTime() + 3600_000),
-    deliverLimit: 100,
-    createdAt: now,
-    properties: [],
-    snappy: false,
-    bodyIsString: false,
-    body,
-    deliveries: [],
-  };
 }
 
 /**

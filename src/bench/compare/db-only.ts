@@ -5,10 +5,10 @@
  * (ACK_DELIVERIES, one history row each) in turn until none is left. The broker overlaps its claims
  * with its acks, so it can exceed this figure; it cannot do less work per message.
  */
-import { randomBytes } from "node:crypto";
 import { ackDeliveries, claimDueDeliveries } from "../../store/deliveries.js";
 import { insertPublishBatch, type PublishRecord } from "../../store/messages.js";
 import type { BenchEnv } from "../environment.js";
+import { storedBenchRecord } from "../kiteq-load.js";
 import { nowMs, round } from "../stats.js";
 
 /** Rows per claim, as the broker claims for one group (its prefetch). */
@@ -36,23 +36,8 @@ export async function dbOnlyBurnDown(
   const fillAt = new Date();
   for (let done = 0; done < messages; done += CLAIM_BATCH) {
     const records: PublishRecord[] = [];
-    for (let i = 0; i < Math.min(CLAIM_BATCH, messages - done); i++) {
-      records.push({
-        messageId: randomBytes(16).toString("hex"),
-        topic: "bench-db-only",
-        messageType: "bench",
-        groupId: "bench-db-only-producer",
-        commit: true,
-        expiresAt: new Date(fillAt.getTime() + 3600_000),
-        deliverLimit: 100,
-        createdAt: fillAt,
-        properties: [],
-        snappy: false,
-        bodyIsString: false,
-        body,
-        deliveries: [{ groupId: GROUP, claimedBy: null }],
-      });
-    }
+    for (let i = 0; i < Math.min(CLAIM_BATCH, messages - done); i++)
+      records.push(storedBenchRecord(fillAt, "bench-db-only", body, [GROUP]));
     await insertPublishBatch(pool, records, {
       now: fillAt,
       nodeId: "bench",
