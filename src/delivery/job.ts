@@ -55,8 +55,9 @@ export class HeldJobs {
       jobs = new Map();
       this.byGroup.set(job.groupId, jobs);
     }
-    if (!jobs.has(job.messagePk)) this.count++;
+    const before = jobs.size;
     jobs.set(job.messagePk, job);
+    this.count += jobs.size - before;
   }
 
   /** Stop holding `job`, unless a newer job of the same message and group replaced it. */

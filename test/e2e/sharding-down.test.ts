@@ -9,12 +9,11 @@ import { readdirSync, readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createBinding } from "../../src/binding/binding.js";
 import { buildHeader, KiteqConnection } from "../../src/client/connection.js";
 import { silentLogger } from "../../src/log.js";
-import { upsertBinding } from "../../src/store/bindings.js";
 import { type EmbeddedPostgresServer, freePort, startEmbeddedPostgres } from "../../src/store/embedded.js";
 import { shardOf } from "../../src/store/shard-hash.js";
+import { bind } from "../support/bindings.js";
 import { type BrokerProcess, startBrokerProcess } from "../support/broker-process.js";
 import { recordingConsumer, waitFor } from "../support/consumers.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
@@ -38,19 +37,7 @@ describe("e2e: one shard of three stopped for 10 s under load", () => {
 
   beforeAll(async () => {
     for (let i = 0; i < 2; i++) shards.push(await createTestDatabase());
-    await upsertBinding(
-      shards[0]!.pool,
-      createBinding({
-        groupId: "g",
-        topic: "t",
-        messageType: "m",
-        bindType: 0,
-        watermark: 6000,
-        persistent: true,
-      }),
-      "cli",
-      new Date(),
-    );
+    await bind(shards[0]!.pool, { groupId: "g", topic: "t", messageType: "m" });
     await import("node:fs/promises").then((fs) => fs.mkdir(path.resolve(".tmp"), { recursive: true }));
     dir = await mkdtemp(path.resolve(".tmp", "shard-down-"));
     ownPort = await freePort();

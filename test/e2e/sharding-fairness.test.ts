@@ -5,11 +5,10 @@
  * at 500/s), not after shard 0's backlog.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createBinding } from "../../src/binding/binding.js";
 import { buildHeader, type KiteqConnection } from "../../src/client/connection.js";
-import { upsertBinding } from "../../src/store/bindings.js";
 import { insertPublishBatch, type PublishRecord } from "../../src/store/messages.js";
 import { shardOf } from "../../src/store/shard-hash.js";
+import { bind } from "../support/bindings.js";
 import { type BrokerProcess, startBrokerProcess } from "../support/broker-process.js";
 import { recordingConsumer, waitFor } from "../support/consumers.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
@@ -35,19 +34,7 @@ describe("e2e: claims rotate over the shards", () => {
   const conns: KiteqConnection[] = [];
   beforeAll(async () => {
     for (let i = 0; i < 2; i++) shards.push(await createTestDatabase());
-    await upsertBinding(
-      shards[0]!.pool,
-      createBinding({
-        groupId: "g",
-        topic: "t",
-        messageType: "m",
-        bindType: 0,
-        watermark: WATERMARK,
-        persistent: true,
-      }),
-      "cli",
-      new Date(),
-    );
+    await bind(shards[0]!.pool, { groupId: "g", topic: "t", messageType: "m", watermark: WATERMARK });
   });
   afterAll(async () => {
     for (const c of conns) c.close();

@@ -5,11 +5,10 @@
  * Also: a node given the shards in another order refuses to start, one line, exit code 2.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createBinding } from "../../src/binding/binding.js";
 import { buildHeader, KiteqConnection } from "../../src/client/connection.js";
 import type { Header } from "../../src/protocol/messages.js";
-import { upsertBinding } from "../../src/store/bindings.js";
 import { shardOf } from "../../src/store/shard-hash.js";
+import { bind } from "../support/bindings.js";
 import { type BrokerProcess, startBrokerProcess } from "../support/broker-process.js";
 import { recordingConsumer, waitFor } from "../support/consumers.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
@@ -24,19 +23,7 @@ describe("e2e: two nodes, three shards", () => {
   beforeAll(async () => {
     for (let i = 0; i < 3; i++) shards.push(await createTestDatabase());
     // Bindings live in shard 0.
-    await upsertBinding(
-      shards[0]!.pool,
-      createBinding({
-        groupId: "g",
-        topic: "t",
-        messageType: "m",
-        bindType: 0,
-        watermark: 6000,
-        persistent: true,
-      }),
-      "cli",
-      new Date(),
-    );
+    await bind(shards[0]!.pool, { groupId: "g", topic: "t", messageType: "m" });
   });
   afterAll(async () => {
     for (const c of conns) c.close();

@@ -4,11 +4,10 @@
  * delivers what it held once its lease ran out. Also: with no NOTIFY at all, the poll delivers.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createBinding } from "../../src/binding/binding.js";
 import { buildHeader, KiteqConnection } from "../../src/client/connection.js";
 import type { Header } from "../../src/protocol/messages.js";
-import { upsertBinding } from "../../src/store/bindings.js";
 import { insertPublishBatch } from "../../src/store/messages.js";
+import { bind } from "../support/bindings.js";
 import { type BrokerProcess, startBrokerProcess } from "../support/broker-process.js";
 import { recordingConsumer, waitFor } from "../support/consumers.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
@@ -22,32 +21,8 @@ describe("e2e: two nodes, one database", () => {
   const conns: KiteqConnection[] = [];
   beforeAll(async () => {
     db = await createTestDatabase();
-    await upsertBinding(
-      db.pool,
-      createBinding({
-        groupId: "g",
-        topic: "t",
-        messageType: "m",
-        bindType: 0,
-        watermark: 6000,
-        persistent: true,
-      }),
-      "cli",
-      new Date(),
-    );
-    await upsertBinding(
-      db.pool,
-      createBinding({
-        groupId: "quiet",
-        topic: "q",
-        messageType: "m",
-        bindType: 0,
-        watermark: 6000,
-        persistent: true,
-      }),
-      "cli",
-      new Date(),
-    );
+    await bind(db.pool, { groupId: "g", topic: "t", messageType: "m" });
+    await bind(db.pool, { groupId: "quiet", topic: "q", messageType: "m" });
   });
   afterAll(async () => {
     for (const c of conns) c.close();
