@@ -63,6 +63,8 @@ const DELIVERY_HELP: { readonly [K in keyof DeliveryCounters]: string } = {
   deadLettered: "Deliveries ended at the deliver limit (dead-lettered).",
   claimed: "Deliveries claimed from the deliveries table (NOTIFY, poll, takeover).",
   fastPath: "Deliveries pre-claimed at publish by this node (local fast path).",
+  takenOver:
+    "Claimed deliveries another claimer held: a node declared dead (takeover), or one whose lease ran out.",
   fly: "Fly messages pushed to consumers (never stored).",
 };
 
@@ -216,13 +218,8 @@ export function createMetrics(options: MetricsOptions): Registry {
     );
     counter(
       "kiteq_takeovers_total",
-      "Dead nodes (runs) whose claims this node released when their liveness lock vanished.",
+      "Dead nodes (runs) this node declared dead when their liveness lock vanished (their deliveries are then claimed again at once).",
       () => maintenance().takeovers,
-    );
-    counter(
-      "kiteq_takeover_deliveries_total",
-      "Deliveries released by takeovers.",
-      () => maintenance().takeoverDeliveries,
     );
     counter(
       "kiteq_takeover_checks_total",
@@ -231,7 +228,7 @@ export function createMetrics(options: MetricsOptions): Registry {
     );
     new Summary({
       name: "kiteq_takeover_seconds",
-      help: "Seconds from a dead node's last sign of life (its lock seen held) to the release of its claims (last 1,000 takeovers).",
+      help: "Seconds from a dead node's last sign of life (its lock seen held) to its declaration (last 1,000 takeovers).",
       percentiles: [0.5, 0.99, 1],
       registers: [registry],
       collect() {

@@ -22,11 +22,12 @@ import type { NormalisedHeader } from "../publish/validate.js";
 import type { Session } from "../server/session.js";
 import {
   type ClaimedDelivery,
+  type ClaimTally,
   claimDueDeliveries,
   nextDueAfter,
-  releaseClaimsOf,
   renewLeases,
 } from "../store/deliveries.js";
+import { declareNodeDead } from "../store/liveness.js";
 import type { PublishRecord, PublishResult } from "../store/messages.js";
 import type { WakeSource } from "../store/notifications.js";
 import { GroupCounters } from "./group-counters.js";
@@ -111,6 +112,8 @@ export interface DeliveryCounters {
   claimed: number;
   fastPath: number;
   fly: number;
+  /** Claimed rows another claimer held: one declared dead (a takeover) or one whose lease ran out. */
+  takenOver: number;
 }
 
 /** Delivery engine of one node (see module comment). */
@@ -135,7 +138,13 @@ export class Dispatcher {
     claimed: 0,
     fastPath: 0,
     fly: 0,
+    takenOver: 0,
   };
+  /** Added up by every claim (see ClaimTally); logged at most once a second. */
+  private readonly claimTally: ClaimTally = { takenOver: 0 };
+  private takenOverLogged = 0;
+  private takenOverLoggedAt = 0;
+  private takenOverFlush: NodeJS.Timeout | undefined;
   private matcher = new BindingMatcher([]);
   private boundGroups = new Set<string>();
   private readonly groups = new Map<string, LocalGroup>();
@@ -176,14 +185,11 @@ export class Dispatcher {
   }
 
   /**
-   * Start claiming: release the claims of this node's earlier incarnations, subscribe to `wake`
-   * (none: poll only), and run the poll, lease renewal and expiry timers.
+   * Start claiming: subscribe to `wake` (none: poll only), and run the poll, lease renewal and
+   * expiry timers. What an earlier run of this node still holds is free to claim already: taking
+   * the liveness lock declared that run dead (store/liveness.ts).
    */
   async start(wake: WakeSource | undefined): Promise<void> {
-    let released = 0;
-    for (const pool of this.pools)
-      released += await releaseClaimsOf(pool, `${this.o.nodeId}/`, this.o.claimer);
-    if (released > 0) this.o.log.info({ released }, "released claims of an earlier run of this node");
     this.wake = wake;
     wake?.onDue(() => this.requestClaim());
     this.timers.push(setInterval(() => this.requestClaim(), this.o.pollMs));
@@ -192,6 +198,7 @@ export class Dispatcher {
         () => {
           void this.renewLeases();
           this.forgetTimedOut(Date.now());
+          this.logTakenOver();
         },
         Math.max(250, this.o.leaseMs / 3),
       ),
@@ -391,17 +398,19 @@ export class Dispatcher {
   }
 
   /**
-   * Another node is gone: release every claim it held (any incarnation) so its deliveries are
-   * claimed again at once instead of after its lease. Returns how many were released.
+   * Another node is gone: declare its current run dead in every shard, so every node's next claim
+   * takes its deliveries at once instead of after its lease. Returns how many shards listed it.
    */
   async releaseClaimsOfNode(nodeId: string): Promise<number> {
     let n = 0;
     const failed: unknown[] = [];
+    const now = new Date();
+    const until = new Date(now.getTime() + this.o.leaseMs);
     // Every shard: a dead node's claims are wherever its deliveries were. A shard that is down
-    // keeps them until it is back (its maintenance node releases them then, by liveness lock).
+    // keeps them until it is back (its maintenance node declares the run dead then, by its lock).
     for (const pool of this.pools) {
       try {
-        n += await releaseClaimsOf(pool, `${nodeId}/`, this.o.claimer);
+        n += (await declareNodeDead(pool, { nodeId, now, until, except: this.o.claimer })).length;
       } catch (err) {
         if (this.pools.length === 1) throw err;
         failed.push(err);
@@ -410,13 +419,38 @@ export class Dispatcher {
     if (failed.length > 0) {
       this.o.log.warn(
         { gone: nodeId, failedShards: failed.length, err: String(failed[0]) },
-        "could not release a gone node's claims in every shard",
+        "could not declare a gone node dead in every shard",
       );
     }
-    if (n > 0) this.o.log.info({ gone: nodeId, released: n }, "released the claims of a node that is gone");
-    // Claim even when another node released them first (every node hears of the same death).
+    if (n > 0) this.o.log.info({ gone: nodeId }, "a node is gone: its deliveries are claimed again now");
+    // Claim even when another node declared it first (every node hears of the same death).
     this.requestClaim();
     return n;
+  }
+
+  /** Log what claims took over from other claimers since the last line (at most one a second). */
+  private logTakenOver(): void {
+    const n = this.claimTally.takenOver - this.takenOverLogged;
+    if (n === 0) return;
+    this.counters.takenOver = this.claimTally.takenOver;
+    const now = Date.now();
+    if (now - this.takenOverLoggedAt < 1000) {
+      // The rest goes out in one line when the second is up.
+      this.takenOverFlush ??= setTimeout(
+        () => {
+          this.takenOverFlush = undefined;
+          this.logTakenOver();
+        },
+        1000 - (now - this.takenOverLoggedAt),
+      );
+      return;
+    }
+    this.takenOverLogged = this.claimTally.takenOver;
+    this.takenOverLoggedAt = now;
+    this.o.log.info(
+      { code: "KQ_TAKEN_OVER", deliveries: n },
+      "claimed deliveries another node held (it is gone, or its lease ran out)",
+    );
   }
 
   /** Claim due deliveries soon (coalesced: one claim query runs at a time). */
@@ -436,6 +470,7 @@ export class Dispatcher {
     for (const t of this.timers) clearInterval(t);
     clearTimeout(this.wakeTimer);
     clearTimeout(this.probeTimer);
+    clearTimeout(this.takenOverFlush);
     await this.wake?.close().catch(() => undefined);
     while (this.claiming) await new Promise((r) => setTimeout(r, 10));
     for (const flights of this.inFlight.values()) flights.clear();
@@ -491,6 +526,7 @@ export class Dispatcher {
             claimer: this.o.claimer,
             leaseUntil: new Date(now + this.o.leaseMs),
             nodeId: this.o.nodeId,
+            tally: this.claimTally,
           });
           try {
             rows = n === 1 ? await claim : await withDeadline(claim, SHARD_ANSWER_MS);
@@ -512,6 +548,7 @@ export class Dispatcher {
           }
           this.latency.claim.since(claimStart, performance.now());
           this.counters.claimed += rows.length;
+          this.logTakenOver();
           if (rows.length > 0) claimedAny = true;
           const got = this.takeClaimed(rows, shard);
           groups.forEach((id, i) => {

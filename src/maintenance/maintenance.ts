@@ -2,8 +2,9 @@
  * Maintenance of one node: its liveness lock, and the cluster-wide jobs it runs while it holds the
  * maintenance lock (one node at a time; another takes over within `leaderRetryMs` when it dies):
  *
- * - takeover: every `livenessCheckMs`, the claimers holding work whose liveness lock vanished
- *   under the current server start are dead; their claims are released at once (issue 13);
+ * - takeover: every `livenessCheckMs`, the claimers that may hold work whose liveness lock
+ *   vanished under the current server start are dead: they are declared so for one lease (every
+ *   node's claim then takes their deliveries at once) and their check claims are released;
  * - expiry sweep: every `sweepMs`, owed deliveries whose message expired end `expired`;
  * - partition upkeep and retention: at leadership and hourly.
  *
@@ -20,7 +21,9 @@ import { createClient } from "../store/failover.js";
 import {
   cancelStatementsOf,
   claimerLiveness,
-  releaseClaimer,
+  declareClaimerDead,
+  forgetDeadClaimers,
+  markClaimerStopped,
   releaseMaintenanceLock,
   takeLivenessLock,
   tryMaintenanceLock,
@@ -41,6 +44,8 @@ export interface MaintenanceOptions {
   nodeId: string;
   claimer: string;
   address: string;
+  /** The delivery lease: a claimer declared dead is listed for this long (then its leases ran out). */
+  leaseMs: number;
   log: Logger;
   /** Expiry sweep period (KiteQ recoverSeconds). */
   sweepMs: number;
@@ -57,11 +62,10 @@ export interface MaintenanceOptions {
 /** Counters exposed as metrics. */
 export interface MaintenanceCounters {
   expired: number;
-  /** Dead claimers whose work was taken over. */
+  /** Claimers declared dead (their deliveries are then claimed by whichever node claims first). */
   takeovers: number;
-  takeoverDeliveries: number;
   takeoverChecks: number;
-  /** Seconds from each dead claimer's last sign of life to the release of its claims. */
+  /** Seconds from each dead claimer's last sign of life to its declaration. */
   takeoverSeconds: number[];
   droppedPartitions: number;
 }
@@ -71,7 +75,6 @@ export class Maintenance {
   readonly counters: MaintenanceCounters = {
     expired: 0,
     takeovers: 0,
-    takeoverDeliveries: 0,
     takeoverChecks: 0,
     takeoverSeconds: [],
     droppedPartitions: 0,
@@ -161,6 +164,15 @@ export class Maintenance {
   /** stopJobs(), then close the session connection: the liveness lock goes with it. */
   async stop(): Promise<void> {
     await this.stopJobs();
+    // Stopped before the lock goes with the connection: a clean stop is not a death.
+    const session = this.session;
+    if (session !== undefined) {
+      await markClaimerStopped(session, {
+        nodeId: this.o.nodeId,
+        claimer: this.o.claimer,
+        now: new Date(),
+      }).catch(() => undefined);
+    }
     await this.closeSession();
     this.failLog.close();
   }
@@ -199,6 +211,7 @@ export class Maintenance {
       claimer: this.o.claimer,
       address: this.o.address,
       now: new Date(),
+      deadUntil: new Date(Date.now() + this.o.leaseMs),
     }).catch(async (err: unknown) => {
       await client.end().catch(() => undefined);
       throw err;
@@ -250,6 +263,7 @@ export class Maintenance {
 
   private async partitionUpkeep(): Promise<void> {
     await ensurePartitions(this.o.pool, new Date());
+    if (this.leader) await forgetDeadClaimers(this.o.pool, new Date());
     if (this.o.retentionDays > 0 && this.leader) {
       const dropped = await dropPartitionsBefore(
         this.o.pool,
@@ -260,7 +274,10 @@ export class Maintenance {
     }
   }
 
-  /** Release the claims of every claimer whose lock vanished under the current server start. */
+  /**
+   * Declare dead every claimer whose lock vanished under the current server start (its deliveries
+   * are then claimed at once by whichever node claims first) and release its check claims.
+   */
   private async takeOverDeadClaimers(stopped: () => boolean): Promise<void> {
     const claimers = await claimerLiveness(this.o.pool);
     const now = Date.now();
@@ -272,13 +289,17 @@ export class Maintenance {
         continue;
       }
       if (!c.lockedThisEpoch || c.claimer === this.o.claimer || stopped() || !this.leader) continue;
-      const released = await releaseClaimer(this.o.pool, c.claimer);
+      const at = new Date();
+      const released = await declareClaimerDead(
+        this.o.pool,
+        c.claimer,
+        at,
+        new Date(at.getTime() + this.o.leaseMs),
+      );
       const lastSign = this.lastSeenAlive.get(c.claimer) ?? c.heartbeatAt?.getTime() ?? now;
       const seconds = Math.max(0, (Date.now() - lastSign) / 1000);
       this.lastSeenAlive.delete(c.claimer);
-      if (released.deliveries + released.checks === 0) continue;
       this.counters.takeovers++;
-      this.counters.takeoverDeliveries += released.deliveries;
       this.counters.takeoverChecks += released.checks;
       this.counters.takeoverSeconds.push(seconds);
       if (this.counters.takeoverSeconds.length > 1000) this.counters.takeoverSeconds.shift();
@@ -286,11 +307,10 @@ export class Maintenance {
         {
           code: "KQ_TAKEOVER",
           claimer: c.claimer,
-          deliveries: released.deliveries,
           checks: released.checks,
           sinceLastSignOfLifeSec: Number(seconds.toFixed(3)),
         },
-        "took over the claims of a node that is gone (its liveness lock vanished)",
+        "a node is gone (its liveness lock vanished): its deliveries are claimed again now",
       );
     }
     for (const k of this.lastSeenAlive.keys()) if (!present.has(k)) this.lastSeenAlive.delete(k);

@@ -108,6 +108,7 @@ export class Broker {
           nodeId: config.nodeId,
           claimer: this.claimer,
           address: `${config.bind.host}:${config.bind.port}`,
+          leaseMs: config.leaseSeconds * 1000,
           log: log.child(
             sharded ? { component: "maintenance", shard: shard.index } : { component: "maintenance" },
           ),
@@ -338,7 +339,6 @@ export class Broker {
     const sum: MaintenanceCounters = {
       expired: 0,
       takeovers: 0,
-      takeoverDeliveries: 0,
       takeoverChecks: 0,
       takeoverSeconds: [],
       droppedPartitions: 0,
@@ -346,7 +346,6 @@ export class Broker {
     for (const { counters: c } of this.maintenances) {
       sum.expired += c.expired;
       sum.takeovers += c.takeovers;
-      sum.takeoverDeliveries += c.takeoverDeliveries;
       sum.takeoverChecks += c.takeoverChecks;
       sum.takeoverSeconds.push(...c.takeoverSeconds);
       sum.droppedPartitions += c.droppedPartitions;

@@ -31,18 +31,25 @@ export interface ClaimedDelivery {
 /**
  * Claim due deliveries for `groups`, at most `limits[i]` for groups[i], oldest first, skipping
  * rows other nodes hold locked. A row is due when its next attempt time passed, it has not
- * expired, and it is unclaimed or its claimer's lease ran out. Each claim bumps claim_epoch.
+ * expired, and it is unclaimed, its claimer's lease ran out, or its claimer was declared dead
+ * (dead_claimers, one lease long: this is how a dead node's deliveries are taken over at once).
+ * Each claim bumps claim_epoch. The update changes no indexed column, so it is a HOT update.
  * A claimed row whose message is gone (its day dropped by retention) comes back with a null
- * message_id: claimDueDeliveries ends it as expired.
+ * message_id: claimDueDeliveries ends it as expired. Every row carries taken_over: how many of
+ * the claimed rows another claimer held (dead, or its lease ran out).
  */
 const CLAIM_DUE_DELIVERIES = `
-WITH due AS (
-  SELECT d.ctid
+WITH dead AS MATERIALIZED (
+  -- A handful of rows at most, read once per claim (an empty array when no node died lately).
+  SELECT coalesce(array_agg(claimer), '{}') AS claimers FROM dead_claimers WHERE until > $3
+), due AS (
+  SELECT d.ctid, d.claimed_by
     FROM unnest($1::text[], $2::int[]) AS g(group_id, lim)
     CROSS JOIN LATERAL (
-      SELECT ctid, next_attempt_at FROM deliveries
+      SELECT ctid, next_attempt_at, claimed_by FROM deliveries
        WHERE group_id = g.group_id AND next_attempt_at <= $3 AND expires_at > $3
-         AND (claimed_by IS NULL OR lease_until < $3)
+         AND (claimed_by IS NULL OR lease_until < $3
+              OR (claimed_by = ANY ((SELECT claimers FROM dead)::text[]) AND claimed_by <> $4))
        ORDER BY next_attempt_at
        LIMIT g.lim
        FOR UPDATE SKIP LOCKED
@@ -58,7 +65,8 @@ SELECT c.message_pk, c.group_id, c.claim_epoch, c.attempts, c.deliver_limit,
        extract(epoch FROM c.expires_at)::float8 AS expires_at,
        m.message_id, m.topic, m.message_type, m.group_id AS publisher_group_id,
        extract(epoch FROM m.created_at)::float8 AS created_at,
-       m.properties, m.snappy, m.body_is_string, m.body
+       m.properties, m.snappy, m.body_is_string, m.body,
+       (SELECT count(*) FROM due WHERE due.claimed_by IS NOT NULL)::int AS taken_over
   FROM claimed c
   -- LATERAL ... LIMIT 1 keeps this an index lookup per claimed row, pruned to the message's
   -- partition: planned as a join, the tiny estimate for the UPDATE's output made PostgreSQL hash
@@ -97,10 +105,24 @@ export async function nextDueAfter(
   return rows[0]?.at ?? undefined;
 }
 
+/** What claims took over from other claimers, added up by claimDueDeliveries when given. */
+export interface ClaimTally {
+  /** Claimed rows another claimer held (declared dead, or its lease ran out). */
+  takenOver: number;
+}
+
 /** Claim due deliveries (see CLAIM_DUE_DELIVERIES). */
 export async function claimDueDeliveries(
   db: Queryable,
-  args: { groups: string[]; limits: number[]; now: Date; claimer: string; leaseUntil: Date; nodeId?: string },
+  args: {
+    groups: string[];
+    limits: number[];
+    now: Date;
+    claimer: string;
+    leaseUntil: Date;
+    nodeId?: string;
+    tally?: ClaimTally;
+  },
 ): Promise<ClaimedDelivery[]> {
   const { rows } = await db.query({
     // Named: planned once per connection (a generic plan: nothing in it depends on the values).
@@ -108,6 +130,7 @@ export async function claimDueDeliveries(
     text: CLAIM_DUE_DELIVERIES,
     values: [args.groups, args.limits, args.now, args.claimer, args.leaseUntil],
   });
+  if (args.tally !== undefined && rows.length > 0) args.tally.takenOver += rows[0].taken_over;
   const claimed: ClaimedDelivery[] = [];
   const orphans: { messagePk: number; groupId: string; claimEpoch: number; attempts: number }[] = [];
   for (const r of rows) {
@@ -356,33 +379,6 @@ export const BACKGROUND_BATCH = 5000;
 export function prefixUpperBound(prefix: string): string {
   return prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
 }
-
-/**
- * Release every claim of claimers whose id starts with `prefix` (a dead node, or this node's own
- * earlier incarnations), so other nodes take them over without waiting for the lease.
- * `except` keeps the caller's own current claims. The prefix is a range of the claimed_by index
- * (C order); batches of BACKGROUND_BATCH rows, looped until none is left.
- */
-export async function releaseClaimsOf(db: Queryable, prefix: string, except = ""): Promise<number> {
-  let total = 0;
-  for (;;) {
-    const { rowCount } = await db.query({
-      text: RELEASE_CLAIMS_OF,
-      values: [prefix, prefixUpperBound(prefix), except, BACKGROUND_BATCH],
-    });
-    total += rowCount ?? 0;
-    if ((rowCount ?? 0) < BACKGROUND_BATCH) return total;
-  }
-}
-
-/** One batch of releaseClaimsOf (rows other transactions hold are skipped: those are not a gone node's). */
-export const RELEASE_CLAIMS_OF = `
-WITH r AS (
-  SELECT ctid FROM deliveries
-   WHERE claimed_by COLLATE "C" >= $1 AND claimed_by COLLATE "C" < $2 AND claimed_by <> $3
-   LIMIT $4 FOR UPDATE SKIP LOCKED
-)
-UPDATE deliveries SET claimed_by = NULL, lease_until = NULL WHERE ctid = ANY (ARRAY(SELECT ctid FROM r))`;
 
 /**
  * Expiry sweep, one batch: delete up to $3 deliveries whose message expired, oldest expiry first

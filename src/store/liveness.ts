@@ -22,21 +22,43 @@ export const MAINTENANCE_LOCK_CLASS = 0x6b716d74; // "kqmt"
 /**
  * Take this run's liveness lock (never waits: a claimer id is unique per run) and record it on the
  * node's row. Returns false when another session holds it. Run on the node's own connection.
+ * The claimer of the node's previous run, if it did not stop cleanly, is declared dead until
+ * `deadUntil`: whatever it still holds is free to claim at once (the row is about to forget it).
  */
 export async function takeLivenessLock(
   client: pg.Client,
-  args: { nodeId: string; claimer: string; address: string; now: Date },
+  args: { nodeId: string; claimer: string; address: string; now: Date; deadUntil: Date },
 ): Promise<boolean> {
   const { rows } = await client.query<{ ok: boolean }>({
-    text: `WITH l AS (SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok)
+    text: `WITH l AS (SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok),
+           previous AS (
+             INSERT INTO dead_claimers (claimer, declared_at, until)
+             SELECT n.claimer, $5, $6 FROM nodes n, l
+              WHERE l.ok AND n.node_id = $3 AND n.claimer IS NOT NULL AND n.claimer <> $2 AND n.stopped_at IS NULL
+             ON CONFLICT (claimer) DO UPDATE SET until = greatest(dead_claimers.until, EXCLUDED.until)
+           )
            INSERT INTO nodes (node_id, address, started_at, heartbeat_at, stopped_at, claimer, lock_epoch)
            SELECT $3, $4, $5, $5, NULL, $2, pg_postmaster_start_time() FROM l WHERE l.ok
            ON CONFLICT (node_id) DO UPDATE
               SET heartbeat_at = $5, stopped_at = NULL, claimer = $2, lock_epoch = pg_postmaster_start_time()
            RETURNING true AS ok`,
-    values: [LIVENESS_LOCK_CLASS, args.claimer, args.nodeId, args.address, args.now],
+    values: [LIVENESS_LOCK_CLASS, args.claimer, args.nodeId, args.address, args.now, args.deadUntil],
   });
   return rows.length > 0;
+}
+
+/**
+ * A clean stop, on the node's own connection before it closes (and frees the lock): the row says
+ * stopped first, so no maintenance node takes the freed lock for a death.
+ */
+export async function markClaimerStopped(
+  client: pg.Client,
+  args: { nodeId: string; claimer: string; now: Date },
+): Promise<void> {
+  await client.query({
+    text: "UPDATE nodes SET stopped_at = $3, heartbeat_at = $3 WHERE node_id = $1 AND claimer = $2",
+    values: [args.nodeId, args.claimer, args.now],
+  });
 }
 
 /** Try to become the maintenance node (never waits). Run on the node's own connection. */
@@ -68,18 +90,14 @@ export interface ClaimerLiveness {
 }
 
 /**
- * Every claimer holding deliveries or check claims, found by a skip scan of the claimed_by
- * indexes (one index descent per distinct claimer, whatever the backlog), with its lock state.
+ * Every claimer that may hold work: the current run of each node not marked stopped and not yet
+ * declared dead (the nodes table: a row per node), and each claimer holding check claims (a skip
+ * scan of the pending_transactions claimed_by index: one descent per distinct claimer). With its
+ * lock state. Deliveries have no claimed_by index (claims are HOT updates): a dead run's
+ * deliveries are found by the claim itself, through dead_claimers.
  */
 export const CLAIMER_LIVENESS = `
-WITH RECURSIVE dc(x) AS (
-  (SELECT claimed_by COLLATE "C" FROM deliveries WHERE claimed_by IS NOT NULL ORDER BY claimed_by COLLATE "C" LIMIT 1)
-  UNION ALL
-  SELECT (SELECT claimed_by COLLATE "C" FROM deliveries
-           WHERE claimed_by IS NOT NULL AND claimed_by COLLATE "C" > dc.x
-           ORDER BY claimed_by COLLATE "C" LIMIT 1)
-    FROM dc WHERE dc.x IS NOT NULL
-), tc(x) AS (
+WITH RECURSIVE tc(x) AS (
   (SELECT claimed_by COLLATE "C" FROM pending_transactions WHERE claimed_by IS NOT NULL
     ORDER BY claimed_by COLLATE "C" LIMIT 1)
   UNION ALL
@@ -88,7 +106,10 @@ WITH RECURSIVE dc(x) AS (
            ORDER BY claimed_by COLLATE "C" LIMIT 1)
     FROM tc WHERE tc.x IS NOT NULL
 ), claimers AS (
-  SELECT x FROM dc WHERE x IS NOT NULL UNION SELECT x FROM tc WHERE x IS NOT NULL
+  SELECT claimer AS x FROM nodes
+   WHERE claimer IS NOT NULL AND stopped_at IS NULL
+     AND NOT EXISTS (SELECT 1 FROM dead_claimers dc WHERE dc.claimer = nodes.claimer)
+  UNION SELECT x FROM tc WHERE x IS NOT NULL
 ), locks AS (
   SELECT objid FROM pg_locks
    WHERE locktype = 'advisory' AND granted AND classid = $1::int4::oid AND objsubid = 2
@@ -102,7 +123,7 @@ SELECT c.x AS claimer,
   LEFT JOIN nodes n ON n.claimer = c.x
  LIMIT 1000`;
 
-/** The claimers holding work, with their liveness (see CLAIMER_LIVENESS). */
+/** The claimers that may hold work, with their liveness (see CLAIMER_LIVENESS). */
 export async function claimerLiveness(db: Queryable): Promise<ClaimerLiveness[]> {
   const { rows } = await db.query({ text: CLAIMER_LIVENESS, values: [LIVENESS_LOCK_CLASS] });
   return rows.map((r) => ({
@@ -114,49 +135,92 @@ export async function claimerLiveness(db: Queryable): Promise<ClaimerLiveness[]>
 }
 
 /**
- * One batch of the takeover of a dead claimer: release up to $2 of its deliveries and check
- * claims (its exact id: the range [id, id || chr(1))), and wake every node with one NOTIFY each
- * when anything was released. Returns the counts.
+ * Declare claimer $1 dead until $3: claims treat its deliveries as free from now on (and wake on
+ * the NOTIFY), and one batch of up to $4 of its check claims is released (by their claimed_by
+ * index). Returns how many check claims were released.
  */
-export const RELEASE_CLAIMER_BATCH = `
-WITH d AS (
-  SELECT ctid FROM deliveries
-   WHERE claimed_by COLLATE "C" >= $1 AND claimed_by COLLATE "C" < ($1 || chr(1))
-   LIMIT $2 FOR UPDATE SKIP LOCKED
-), du AS (
-  UPDATE deliveries SET claimed_by = NULL, lease_until = NULL WHERE ctid = ANY (ARRAY(SELECT ctid FROM d))
+export const DECLARE_CLAIMER_DEAD = `
+WITH dead AS (
+  INSERT INTO dead_claimers (claimer, declared_at, until) VALUES ($1, $2, $3)
+  ON CONFLICT (claimer) DO UPDATE SET until = greatest(dead_claimers.until, EXCLUDED.until)
   RETURNING 1
 ), t AS (
   SELECT ctid FROM pending_transactions
    WHERE claimed_by COLLATE "C" >= $1 AND claimed_by COLLATE "C" < ($1 || chr(1))
-   LIMIT $2 FOR UPDATE SKIP LOCKED
+   LIMIT $4 FOR UPDATE SKIP LOCKED
 ), tu AS (
   UPDATE pending_transactions SET claimed_by = NULL, lease_until = NULL WHERE ctid = ANY (ARRAY(SELECT ctid FROM t))
   RETURNING 1
 ), wake AS (
-  SELECT pg_notify('kiteq_due', '') FROM (SELECT 1 FROM du LIMIT 1) AS any_delivery
+  SELECT pg_notify('kiteq_due', '') FROM dead
   UNION ALL
   SELECT pg_notify('kiteq_tx', '') FROM (SELECT 1 FROM tu LIMIT 1) AS any_check
 )
-SELECT (SELECT count(*) FROM du)::int AS deliveries, (SELECT count(*) FROM tu)::int AS checks,
-       (SELECT count(*) FROM wake)::int AS notified`;
+SELECT (SELECT count(*) FROM tu)::int AS checks, (SELECT count(*) FROM wake)::int AS notified`;
 
-/** Release everything `claimer` holds (batches until none is left); returns the counts. */
-export async function releaseClaimer(
+/**
+ * Declare `claimer` dead until `until` (see DECLARE_CLAIMER_DEAD) and release all its check
+ * claims; returns how many check claims were released.
+ */
+export async function declareClaimerDead(
   db: Queryable,
   claimer: string,
-): Promise<{ deliveries: number; checks: number }> {
-  const total = { deliveries: 0, checks: 0 };
+  now: Date,
+  until: Date,
+): Promise<{ checks: number }> {
+  let checks = 0;
   for (;;) {
-    const { rows } = await db.query<{ deliveries: number; checks: number }>({
-      text: RELEASE_CLAIMER_BATCH,
-      values: [claimer, BACKGROUND_BATCH],
+    const { rows } = await db.query<{ checks: number }>({
+      text: DECLARE_CLAIMER_DEAD,
+      values: [claimer, now, until, BACKGROUND_BATCH],
     });
-    const r = rows[0]!;
-    total.deliveries += r.deliveries;
-    total.checks += r.checks;
-    if (r.deliveries < BACKGROUND_BATCH && r.checks < BACKGROUND_BATCH) return total;
+    checks += rows[0]!.checks;
+    if (rows[0]!.checks < BACKGROUND_BATCH) return { checks };
   }
+}
+
+/**
+ * Declare the current run of node $1 dead until $3 (a node that left the registry), unless it is
+ * the caller's own run ($4) or stopped cleanly: claims treat its deliveries as free at once.
+ * Returns the claimers declared (none or one).
+ */
+export const DECLARE_NODE_DEAD = `
+WITH dead AS (
+  INSERT INTO dead_claimers (claimer, declared_at, until)
+  SELECT claimer, $2, $3 FROM nodes
+   WHERE node_id = $1 AND claimer IS NOT NULL AND claimer <> $4 AND stopped_at IS NULL
+  ON CONFLICT (claimer) DO UPDATE SET until = greatest(dead_claimers.until, EXCLUDED.until)
+  RETURNING claimer
+), wake AS (
+  SELECT pg_notify('kiteq_due', '') FROM dead
+)
+SELECT dead.claimer, (SELECT count(*) FROM wake)::int AS notified FROM dead`;
+
+/** Declare node `nodeId`'s current run dead (see DECLARE_NODE_DEAD); returns the claimers declared. */
+export async function declareNodeDead(
+  db: Queryable,
+  args: { nodeId: string; now: Date; until: Date; except: string },
+): Promise<string[]> {
+  const { rows } = await db.query<{ claimer: string }>({
+    text: DECLARE_NODE_DEAD,
+    values: [args.nodeId, args.now, args.until, args.except],
+  });
+  return rows.map((r) => r.claimer);
+}
+
+/**
+ * Forget dead claimers whose window ended an hour ago and that no node row names any more (a
+ * node's later run replaced it): the table stays a handful of rows.
+ */
+export const FORGET_DEAD_CLAIMERS = `
+DELETE FROM dead_claimers d
+ WHERE until < $1::timestamptz - interval '1 hour'
+   AND NOT EXISTS (SELECT 1 FROM nodes n WHERE n.claimer = d.claimer)`;
+
+/** See FORGET_DEAD_CLAIMERS; returns how many rows went. */
+export async function forgetDeadClaimers(db: Queryable, now: Date): Promise<number> {
+  const { rowCount } = await db.query({ text: FORGET_DEAD_CLAIMERS, values: [now] });
+  return rowCount ?? 0;
 }
 
 /**

@@ -52,12 +52,24 @@ export const deliveries = pgTable(
     index("deliveries_due_idx").on(t.groupId, t.nextAttemptAt),
     // The expiry sweep: oldest expiry first, whatever the backlog (issue 11).
     index("deliveries_expires_idx").on(t.expiresAt),
-    // Releasing a gone claimer's rows: its id prefix is a range in C order.
-    index("deliveries_claimed_by_idx")
-      .on(sql`${t.claimedBy} COLLATE "C"`)
-      .where(sql`${t.claimedBy} IS NOT NULL`),
+    // No index names claimed_by or lease_until: a claim, a lease renewal and a release then
+    // change no indexed column and are HOT updates (no index entry written; migration 0009 leaves
+    // half of each page free for them). A dead claimer's rows are taken over through
+    // dead_claimers, read by the claim itself, instead of being found and released by an index.
   ],
 );
+
+/**
+ * Claimers declared dead (their liveness lock vanished, their node left the registry, or their
+ * node started again): until `until` (one lease after the declaration, when every lease they held
+ * has run out anyway) the claim treats their rows as free. The maintenance node and a starting
+ * node write it; a few rows at most.
+ */
+export const deadClaimers = pgTable("dead_claimers", {
+  claimer: text("claimer").primaryKey(),
+  declaredAt: tz("declared_at").notNull(),
+  until: tz("until").notNull(),
+});
 
 /**
  * Subscriptions, in KiteQ's binding model. Filled from the static YAML registry, the CLI, or

@@ -15,8 +15,6 @@ import {
   expireDeliveries,
   nackDeliveries,
   nextDueAfter,
-  prefixUpperBound,
-  RELEASE_CLAIMS_OF,
   REPLAY_BATCH,
   redriveDelivery,
   renewLeases,
@@ -30,7 +28,7 @@ import {
   listNodes,
 } from "./groups.js";
 import { deadLetters, GROUP_HISTORY_SORTED_SQL, groupHistory, messageHistory } from "./history.js";
-import { claimerLiveness, RELEASE_CLAIMER_BATCH } from "./liveness.js";
+import { claimerLiveness, DECLARE_CLAIMER_DEAD, declareNodeDead } from "./liveness.js";
 import { heartbeatNode } from "./nodes.js";
 import { claimDueTxChecks, giveUpTransactions, nextTxCheckTime, releaseTxClaimsOf } from "./transactions.js";
 
@@ -126,16 +124,29 @@ export function statementCatalog(fx: BacklogFixture, sample: CatalogSample): Cat
         ),
     },
     {
-      name: "release of a gone node's claims (one batch)",
-      run: (db) =>
-        db.query({
-          text: RELEASE_CLAIMS_OF,
-          values: [fx.goneClaimer, prefixUpperBound(fx.goneClaimer), "", BACKGROUND_BATCH],
-        }),
+      name: "declare a gone node dead (registry)",
+      run: (db) => declareNodeDead(db, { nodeId: "bench-gone", now, until: lease, except: "bench/1" }),
     },
     {
       name: "takeover of a dead claimer (one batch)",
-      run: (db) => db.query({ text: RELEASE_CLAIMER_BATCH, values: [fx.goneClaimer, BACKGROUND_BATCH] }),
+      run: (db) =>
+        db.query({ text: DECLARE_CLAIMER_DEAD, values: [fx.goneClaimer, now, lease, BACKGROUND_BATCH] }),
+    },
+    {
+      name: "claim (500 deliveries of a dead claimer)",
+      run: async (db) => {
+        await db.query({
+          text: DECLARE_CLAIMER_DEAD,
+          values: [fx.goneClaimer, now, lease, BACKGROUND_BATCH],
+        });
+        return claimDueDeliveries(db, {
+          groups: [fx.group],
+          limits: [batch],
+          now,
+          claimer: "bench/1",
+          leaseUntil: lease,
+        });
+      },
     },
     { name: "claimer liveness check", run: (db) => claimerLiveness(db) },
     {

@@ -33,6 +33,7 @@ describe("e2e: admin JSON API", () => {
       claimed: 0,
       fastPath: 0,
       fly: 0,
+      takenOver: 0,
     }),
     batchStats: () => ({ batches: 0, items: 0, failures: 0 }),
     sessionsConnected: () => 0,

@@ -21,6 +21,7 @@ function fakeSource() {
     claimed: 8,
     fastPath: 12,
     fly: 13,
+    takenOver: 14,
   };
   const batches = { batches: 21, items: 400, failures: 22 };
   let sessions = 3;

@@ -62,6 +62,7 @@ describe(`/metrics scrape time at ${OWED.toLocaleString("en-US")} owed over ${GR
           claimed: 0,
           fastPath: 0,
           fly: 0,
+          takenOver: 0,
         }),
         batchStats: () => ({ batches: 0, items: 0, failures: 0 }),
         sessionsConnected: () => 0,

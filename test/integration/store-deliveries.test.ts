@@ -5,10 +5,10 @@ import {
   claimDueDeliveries,
   expireDeliveries,
   nackDeliveries,
-  releaseClaimsOf,
   renewLeases,
   replayRange,
 } from "../../src/store/deliveries.js";
+import { declareClaimerDead } from "../../src/store/liveness.js";
 import { insertPublishBatch, type PublishRecord } from "../../src/store/messages.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
 import { publishRecord } from "../support/records.js";
@@ -94,14 +94,52 @@ describe("store: deliveries", () => {
     ).toBe(0);
   });
 
-  it("renews only leases still held under the same epoch, and releases a dead node's claims", async () => {
+  it("renews only leases still held under the same epoch", async () => {
     const [r] = await publish([record(["l1"])]);
     const [c] = await claim(["l1"], [1], at(1), "A/1");
     const item = { messagePk: r!.pk!, groupId: "l1", claimEpoch: c!.claimEpoch };
     expect(await renewLeases(db.pool, "A/1", [item], at(60_000))).toBe(1);
     expect(await renewLeases(db.pool, "A/1", [{ ...item, claimEpoch: 9 }], at(60_000))).toBe(0);
-    expect(await releaseClaimsOf(db.pool, "A/")).toBeGreaterThanOrEqual(1);
-    expect(await claim(["l1"], [1], at(2), "B/1")).toHaveLength(1);
+    expect(await claim(["l1"], [1], at(40_000), "B/1")).toHaveLength(0);
+    expect(await renewLeases(db.pool, "A/1", [item], at(60_000))).toBe(1);
+  });
+
+  it("takes over a dead claimer's rows for one window, not its own, and counts them", async () => {
+    await publish([record(["k1"]), record(["k1"])]);
+    expect(await claim(["k1"], [1], at(1), "D/1")).toHaveLength(1);
+    // Held under a live lease: nobody else may claim it.
+    expect(await claim(["k1"], [5], at(2), "E/1")).toHaveLength(1); // the other, unclaimed row
+    expect(await claim(["k1"], [5], at(3), "F/1")).toHaveLength(0);
+    expect(await declareClaimerDead(db.pool, "D/1", at(3), at(10_000))).toEqual({ checks: 0 });
+    // The dead claimer itself (a run wrongly declared dead) does not re-claim its own rows.
+    expect(await claim(["k1"], [5], at(4), "D/1")).toHaveLength(0);
+    const tally = { takenOver: 0 };
+    const taken = await claimDueDeliveries(db.pool, {
+      groups: ["k1"],
+      limits: [5],
+      now: at(4),
+      claimer: "F/1",
+      leaseUntil: at(30_000),
+      tally,
+    });
+    expect(taken).toHaveLength(1);
+    expect(taken[0]!.claimEpoch).toBe(2);
+    expect(tally.takenOver).toBe(1);
+    // E/1 is declared dead too, but after the window its rows wait for their lease as before.
+    await declareClaimerDead(db.pool, "E/1", at(5), at(6));
+    expect(await claim(["k1"], [5], at(7), "F/1")).toHaveLength(0);
+    expect(await claim(["k1"], [5], at(31_000), "F/1")).toHaveLength(2);
+  });
+
+  it("a claim is a HOT update: no index of deliveries names claimed_by or lease_until", async () => {
+    const { rows } = await db.pool.query(
+      "SELECT indexdef FROM pg_indexes WHERE tablename = 'deliveries' AND (indexdef LIKE '%claimed_by%' OR indexdef LIKE '%lease_until%')",
+    );
+    expect(rows).toEqual([]);
+    const { rows: opts } = await db.pool.query(
+      "SELECT reloptions FROM pg_class WHERE relname = 'deliveries'",
+    );
+    expect(opts[0].reloptions).toContain("fillfactor=50");
   });
 
   it("expires deliveries past expiredTime with an expired event, and never claims them", async () => {
