@@ -18,6 +18,8 @@ export interface NodeStatsInput {
   pushed: number;
   counters: ReadonlyMap<string, Readonly<GroupDeliveryCounters>>;
   consumers: ReadonlyMap<string, number>;
+  /** Deliveries held per group (claimed, not yet ended or released). */
+  held: ReadonlyMap<string, number>;
 }
 
 /** A node's heartbeat snapshot (plain numbers, copied: the counters are live objects). */
@@ -44,6 +46,10 @@ export function buildNodeStats(i: NodeStatsInput): NodeStats {
   for (const [g, n] of i.consumers) {
     groups[g] ??= zero();
     groups[g].consumers = n;
+  }
+  for (const [g, n] of i.held) {
+    groups[g] ??= zero();
+    groups[g].held = n;
   }
   return { at: i.at, version: i.version, published: i.published, pushed: i.pushed, groups };
 }

@@ -191,7 +191,7 @@ export class Sampler {
       const counters = this.o.source.groupCounters();
       const named = new Set([...bindings.map((b) => b.groupId), ...counters.keys()]);
       const [backlog, pendingTransactions, nodes] = await Promise.all([
-        shardedGroupBacklogs(this.o.pools ?? [this.o.pool], [...named], new Date(now)),
+        shardedGroupBacklogs(this.o.pools ?? [this.o.pool], [...named]),
         shardedCountPending(this.o.pools ?? [this.o.pool]),
         listNodes(this.o.pool),
       ]);
@@ -202,14 +202,23 @@ export class Sampler {
         this.deadLettersAt = now;
       }
       const liveness: Record<Liveness, number> = { alive: 0, unresponsive: 0, stopped: 0 };
-      for (const n of nodes) liveness[livenessOf(n, now)]++;
+      // In flight: what each live node holds, as its last heartbeat said (no index of deliveries
+      // names claimed_by, so the table cannot count it without reading the whole backlog).
+      const held = new Map<string, number>();
+      for (const n of nodes) {
+        const state = livenessOf(n, now);
+        liveness[state]++;
+        if (state !== "alive") continue;
+        for (const [g, s] of Object.entries(n.stats?.current.groups ?? {}))
+          held.set(g, (held.get(g) ?? 0) + (s.held ?? 0));
+      }
       const groups = new Map<string, GroupSample>();
       for (const b of backlog) {
         const c = counters.get(b.groupId) ?? ZERO;
         groups.set(b.groupId, {
           owed: b.owed,
           oldestOwedAgeSeconds: b.oldestDue === null ? 0 : Math.max(0, (now - b.oldestDue.getTime()) / 1000),
-          inFlight: b.held,
+          inFlight: held.get(b.groupId) ?? 0,
           pushed: c.pushed,
           redelivered: c.redelivered,
           acked: c.acked,

@@ -123,6 +123,13 @@ export class Dispatcher {
   /** Claim statement time, and store (fast path) or createTime (claimed) to first push. */
   readonly latency = { claim: new LatencyHistogram(), publishToDeliver: new LatencyHistogram() };
 
+  /** Deliveries this node holds per group, all shards (heartbeat stats: the in-flight gauge). */
+  heldCounts(): Map<string, number> {
+    const m = new Map<string, number>();
+    for (const h of this.held) for (const g of h.groups()) m.set(g, (m.get(g) ?? 0) + h.countOf(g));
+    return m;
+  }
+
   /** Consumer connections of this node per group (the admin API). */
   consumerCounts(): Map<string, number> {
     const m = new Map<string, number>();

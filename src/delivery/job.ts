@@ -69,6 +69,16 @@ export class HeldJobs {
     if (jobs.size === 0) this.byGroup.delete(job.groupId);
   }
 
+  /** How many jobs of `groupId` are held. */
+  countOf(groupId: string): number {
+    return this.byGroup.get(groupId)?.size ?? 0;
+  }
+
+  /** The groups with held jobs. */
+  groups(): IterableIterator<string> {
+    return this.byGroup.keys();
+  }
+
   /** Every held job. */
   *values(): IterableIterator<DeliveryJob> {
     for (const jobs of this.byGroup.values()) yield* jobs.values();

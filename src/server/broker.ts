@@ -262,6 +262,7 @@ export class Broker {
           pushed: this.dispatcher.counters.pushed,
           counters: this.dispatcher.groupCounters.all(),
           consumers: this.dispatcher.consumerCounts(),
+          held: this.dispatcher.heldCounts(),
         }),
       ).catch((err: Error) =>
         log.warn({ err: err.message, code: "KQ_STORE_FAILED" }, "node heartbeat not written"),

@@ -1,7 +1,6 @@
 /**
  * Operator reads for the admin API and console: the nodes, each group's backlog (owed from the
- * trigger-kept counts, oldest due delivery by one index probe per group, rows held by nodes from
- * the partial claimed_by index), and a group's dead letters paged by keyset with filters. Every
+ * trigger-kept counts, oldest due delivery by one index probe per group), and a group's dead letters paged by keyset with filters. Every
  * statement has an index path (they are in the plan catalogue).
  */
 import type pg from "pg";
@@ -38,9 +37,9 @@ export async function listNodes(db: Queryable): Promise<NodeRow[]> {
 }
 
 /**
- * Per group with anything owed (or named in $1): the owed count (owed_counts), the earliest
- * next_attempt_at (one index-ordered probe of deliveries_due_idx per group) and how many of its
- * rows a node holds under a live lease (the partial claimed_by index: bounded by what is in flight).
+ * Per group with anything owed (or named in $1): the owed count (owed_counts) and the earliest
+ * next_attempt_at (one index-ordered probe of deliveries_due_idx per group). What nodes hold in
+ * flight comes from their heartbeats (nodes.stats), not from the table: no index names claimed_by.
  */
 export const GROUP_BACKLOG_SQL = `
 WITH g AS (
@@ -49,18 +48,13 @@ WITH g AS (
   SELECT x, 0 FROM unnest($1::text[]) AS x
 ), groups AS (
   SELECT group_id, sum(owed)::int8 AS owed FROM g GROUP BY group_id
-), held AS (
-  SELECT group_id, count(*)::int8 AS n FROM deliveries
-   WHERE claimed_by IS NOT NULL AND lease_until > $2
-   GROUP BY group_id
 )
-SELECT groups.group_id, groups.owed, o.next_attempt_at AS oldest_due, coalesce(held.n, 0)::int8 AS held
+SELECT groups.group_id, groups.owed, o.next_attempt_at AS oldest_due
   FROM groups
   LEFT JOIN LATERAL (
     SELECT next_attempt_at FROM deliveries d WHERE d.group_id = groups.group_id
      ORDER BY d.next_attempt_at LIMIT 1
   ) o ON true
-  LEFT JOIN held ON held.group_id = groups.group_id
  ORDER BY groups.group_id`;
 
 /** One group's backlog. */
@@ -70,25 +64,18 @@ export interface GroupBacklog {
   owed: number;
   /** The earliest next_attempt_at of its owed deliveries (null when nothing is owed). */
   oldestDue: Date | null;
-  /** Owed rows held by a node under a live lease (in flight). */
-  held: number;
 }
 
 /**
- * Backlog of every group owed something, plus `groups` (bound groups with nothing owed), at `now`
+ * Backlog of every group owed something, plus `groups` (bound groups with nothing owed)
  * (see GROUP_BACKLOG_SQL).
  */
-export async function groupBacklogs(
-  db: Queryable,
-  groups: readonly string[],
-  now: Date,
-): Promise<GroupBacklog[]> {
-  const { rows } = await db.query({ text: GROUP_BACKLOG_SQL, values: [groups, now] });
+export async function groupBacklogs(db: Queryable, groups: readonly string[]): Promise<GroupBacklog[]> {
+  const { rows } = await db.query({ text: GROUP_BACKLOG_SQL, values: [groups] });
   return rows.map((r) => ({
     groupId: r.group_id,
     owed: Number(r.owed),
     oldestDue: r.oldest_due,
-    held: Number(r.held),
   }));
 }
 

@@ -20,6 +20,8 @@ export const HEARTBEAT_INTERVAL_MS = 5000;
 /** One group on one node in a heartbeat snapshot: connected consumers and cumulative counters. */
 export interface NodeGroupStats {
   consumers: number;
+  /** Deliveries the node holds claimed (queued, in flight or awaiting their outcome write); absent before 0009. */
+  held?: number;
   pushed: number;
   redelivered: number;
   acked: number;

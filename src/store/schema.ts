@@ -54,7 +54,7 @@ export const deliveries = pgTable(
     index("deliveries_expires_idx").on(t.expiresAt),
     // No index names claimed_by or lease_until: a claim, a lease renewal and a release then
     // change no indexed column and are HOT updates (no index entry written; migration 0009 leaves
-    // half of each page free for them). A dead claimer's rows are taken over through
+    // two thirds of each page free for them). A dead claimer's rows are taken over through
     // dead_claimers, read by the claim itself, instead of being found and released by an index.
   ],
 );

@@ -100,15 +100,14 @@ export async function shardedCountOwed(pools: readonly pg.Pool[]): Promise<Map<s
   return sum;
 }
 
-/** groupBacklogs over the shards: owed and held summed, the oldest due the earliest; by group id. */
+/** groupBacklogs over the shards: owed summed, the oldest due the earliest; by group id. */
 export async function shardedGroupBacklogs(
   pools: readonly pg.Pool[],
   groups: readonly string[],
-  now: Date,
 ): Promise<GroupBacklog[]> {
-  if (pools.length === 1) return groupBacklogs(pools[0]!, groups, now);
+  if (pools.length === 1) return groupBacklogs(pools[0]!, groups);
   const merged = new Map<string, GroupBacklog>();
-  for (const list of await Promise.all(pools.map((p) => groupBacklogs(p, groups, now)))) {
+  for (const list of await Promise.all(pools.map((p) => groupBacklogs(p, groups)))) {
     for (const b of list) {
       const m = merged.get(b.groupId);
       if (m === undefined) {
@@ -116,7 +115,6 @@ export async function shardedGroupBacklogs(
         continue;
       }
       m.owed += b.owed;
-      m.held += b.held;
       if (b.oldestDue !== null && (m.oldestDue === null || b.oldestDue < m.oldestDue))
         m.oldestDue = b.oldestDue;
     }

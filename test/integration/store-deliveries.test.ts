@@ -139,7 +139,7 @@ describe("store: deliveries", () => {
     const { rows: opts } = await db.pool.query(
       "SELECT reloptions FROM pg_class WHERE relname = 'deliveries'",
     );
-    expect(opts[0].reloptions).toContain("fillfactor=50");
+    expect(opts[0].reloptions).toContain("fillfactor=35");
   });
 
   it("expires deliveries past expiredTime with an expired event, and never claims them", async () => {

@@ -11,6 +11,7 @@ const stats = (at: number, pushed: number, consumers: number) =>
     pushed,
     counters: new Map([["g", { pushed, redelivered: 0, acked: pushed, nacked: 0, deadLettered: 0 }]]),
     consumers: new Map([["g", consumers]]),
+    held: new Map([["g", consumers * 10]]),
   });
 const row = (nodeId: string, heartbeatAgoMs: number, s: NodeRow["stats"], stopped = false): NodeRow => ({
   nodeId,
@@ -22,6 +23,23 @@ const row = (nodeId: string, heartbeatAgoMs: number, s: NodeRow["stats"], stoppe
 });
 
 describe("admin cluster view", () => {
+  it("a heartbeat snapshot carries the deliveries held per group (the in-flight gauge sums them)", () => {
+    const s = buildNodeStats({
+      at: NOW,
+      version: "1",
+      published: 0,
+      pushed: 0,
+      counters: new Map(),
+      consumers: new Map([["g", 1]]),
+      held: new Map([
+        ["g", 7],
+        ["h", 2],
+      ]),
+    });
+    expect(s.groups.g).toMatchObject({ consumers: 1, held: 7 });
+    expect(s.groups.h).toMatchObject({ consumers: 0, held: 2 });
+  });
+
   const self = {
     nodeId: "self",
     version: "9.9.9",
