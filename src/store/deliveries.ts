@@ -243,6 +243,8 @@ export async function ackDeliveries(
 ): Promise<number> {
   if (acks.length === 0) return 0;
   const { rows } = await db.query<{ ended: number }>({
+    // Named: parsed and planned once per connection (tens of ack batches a second).
+    name: "ack_deliveries",
     text: ACK_DELIVERIES,
     values: [
       numberArray(acks.map((a) => a.messagePk)),
