@@ -354,7 +354,7 @@ export function createMetrics(options: MetricsOptions): Registry {
     );
     sampled(
       "kiteq_tx_pending",
-      "2PC messages waiting for their commit, all nodes (counted up to 100,000).",
+      "2PC messages waiting for their commit, all nodes (counted up to 10,000).",
       [],
       (g, s) => g.set(s.pendingTransactions),
     );
