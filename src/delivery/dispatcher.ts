@@ -408,7 +408,7 @@ export class Dispatcher {
    * Another node is gone: declare its current run dead in every shard, so every node's next claim
    * takes its deliveries at once instead of after its lease. Returns how many shards listed it.
    */
-  async releaseClaimsOfNode(nodeId: string): Promise<number> {
+  async takeOverNode(nodeId: string): Promise<number> {
     let n = 0;
     const failed: unknown[] = [];
     const now = new Date();

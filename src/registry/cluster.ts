@@ -17,7 +17,7 @@ export interface ClusterDeps {
   /** The address this node serves on (ip:port), known once listening. */
   address: string;
   /** Claims are paused while this node is not registered, and released for nodes that are gone. */
-  dispatcher: Pick<Dispatcher, "pauseClaims" | "releaseClaimsOfNode" | "requestClaim">;
+  dispatcher: Pick<Dispatcher, "pauseClaims" | "takeOverNode" | "requestClaim">;
   /**
    * Release the pending (2PC) transactions claimed by a node that is gone (any incarnation of
    * node id `nodeId`), so their checks are taken over at once. Optional until 2PC is wired.

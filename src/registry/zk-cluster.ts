@@ -60,7 +60,7 @@ export async function startZooKeeperCluster(
   const releasing = new Set<Promise<void>>();
 
   const releaseNode = async (gone: string): Promise<void> => {
-    // One node at a time releases (the maintenance node); the others claim when its NOTIFY comes.
+    // One node at a time declares it gone (the maintenance node); the others claim when its NOTIFY comes.
     if (deps.isMaintenanceNode !== undefined && !deps.isMaintenanceNode()) {
       dispatcher.requestClaim();
       return;
@@ -69,9 +69,8 @@ export async function startZooKeeperCluster(
       [
         "claims",
         async () => {
-          await dispatcher.releaseClaimsOfNode(gone);
-          // Every node releases; the one whose UPDATE found the rows already released by
-          // another (0 rows) must still claim them now, not at its next poll.
+          // Its current run is declared dead: any node's next claim takes its deliveries.
+          await dispatcher.takeOverNode(gone);
           dispatcher.requestClaim();
         },
       ],

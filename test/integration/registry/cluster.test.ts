@@ -51,7 +51,7 @@ async function cluster(
     dispatcher: {
       pauseClaims: (p) => void calls.paused.push(p),
       requestClaim: () => undefined,
-      releaseClaimsOfNode: async (id) => {
+      takeOverNode: async (id) => {
         calls.released.push(id);
         return 0;
       },
