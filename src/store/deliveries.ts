@@ -32,16 +32,19 @@ export interface ClaimedDelivery {
  * Claim due deliveries for `groups`, at most `limits[i]` for groups[i], oldest first, skipping
  * rows other nodes hold locked. A row is due when its next attempt time passed, it has not
  * expired, and it is unclaimed, its claimer's lease ran out, or its claimer was declared dead
- * (dead_claimers, one lease long: this is how a dead node's deliveries are taken over at once).
+ * (dead_claimers, one lease long: this is how a dead node's deliveries are taken over at once)
+ * and the row's lease was set before the declaration (lease_until <= until, the declaration time
+ * plus one lease): a run wrongly declared dead (cut off from ZooKeeper only) keeps what it claims
+ * or renews after it, so only what it held then can be delivered twice.
  * Each claim bumps claim_epoch. The update changes no indexed column, so it is a HOT update.
  * A claimed row whose message is gone (its day dropped by retention) comes back with a null
  * message_id: claimDueDeliveries ends it as expired. Every row carries taken_over: how many of
  * the claimed rows another claimer held (dead, or its lease ran out).
  */
-const CLAIM_DUE_DELIVERIES = `
+export const CLAIM_DUE_DELIVERIES = `
 WITH dead AS MATERIALIZED (
-  -- A handful of rows at most, read once per claim (an empty array when no node died lately).
-  SELECT coalesce(array_agg(claimer), '{}') AS claimers FROM dead_claimers WHERE until > $3
+  -- Read once per claim: whether any run is declared dead now (almost always false).
+  SELECT EXISTS (SELECT 1 FROM dead_claimers WHERE until > $3) AS some_dead
 ), due AS (
   SELECT d.ctid, d.claimed_by
     FROM unnest($1::text[], $2::int[]) AS g(group_id, lim)
@@ -49,7 +52,10 @@ WITH dead AS MATERIALIZED (
       SELECT ctid, next_attempt_at, claimed_by FROM deliveries
        WHERE group_id = g.group_id AND next_attempt_at <= $3 AND expires_at > $3
          AND (claimed_by IS NULL OR lease_until < $3
-              OR (claimed_by = ANY ((SELECT claimers FROM dead)::text[]) AND claimed_by <> $4))
+              OR ((SELECT some_dead FROM dead) AND claimed_by <> $4
+                  AND EXISTS (SELECT 1 FROM dead_claimers x
+                               WHERE x.claimer = deliveries.claimed_by AND x.until > $3
+                                 AND deliveries.lease_until <= x.until)))
        ORDER BY next_attempt_at
        LIMIT g.lim
        FOR UPDATE SKIP LOCKED

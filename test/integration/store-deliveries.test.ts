@@ -110,7 +110,8 @@ describe("store: deliveries", () => {
     // Held under a live lease: nobody else may claim it.
     expect(await claim(["k1"], [5], at(2), "E/1")).toHaveLength(1); // the other, unclaimed row
     expect(await claim(["k1"], [5], at(3), "F/1")).toHaveLength(0);
-    expect(await declareClaimerDead(db.pool, "D/1", at(3), at(10_000))).toEqual({ checks: 0 });
+    // Declared for one lease from now: every lease it set before is within the window.
+    expect(await declareClaimerDead(db.pool, "D/1", at(3), at(30_003))).toEqual({ checks: 0 });
     // The dead claimer itself (a run wrongly declared dead) does not re-claim its own rows.
     expect(await claim(["k1"], [5], at(4), "D/1")).toHaveLength(0);
     const tally = { takenOver: 0 };
@@ -129,6 +130,26 @@ describe("store: deliveries", () => {
     await declareClaimerDead(db.pool, "E/1", at(5), at(6));
     expect(await claim(["k1"], [5], at(7), "F/1")).toHaveLength(0);
     expect(await claim(["k1"], [5], at(31_000), "F/1")).toHaveLength(2);
+  });
+
+  it("a run declared dead while alive keeps what it claims or renews after the declaration", async () => {
+    const [r1, r2] = await publish([record(["w1"]), record(["w1"])]);
+    const [held] = await claim(["w1"], [1], at(1), "L/1");
+    await declareClaimerDead(db.pool, "L/1", at(2), at(30_002));
+    // Claimed after the declaration (lease beyond its window): not taken over.
+    const [later] = await claim(["w1"], [1], at(3), "L/1");
+    expect(later).toBeDefined();
+    // Renewed after it: not taken over either.
+    expect(
+      await renewLeases(
+        db.pool,
+        "L/1",
+        [{ messagePk: held!.messagePk, groupId: "w1", claimEpoch: held!.claimEpoch }],
+        at(30_004),
+      ),
+    ).toBe(1);
+    expect(await claim(["w1"], [5], at(5), "M/1")).toHaveLength(0);
+    expect([r1!.pk, r2!.pk]).toContain(later!.messagePk);
   });
 
   it("a claim is a HOT update: no index of deliveries names claimed_by or lease_until", async () => {

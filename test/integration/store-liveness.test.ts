@@ -31,7 +31,7 @@ describe("store: liveness and takeover by declaration", () => {
     return c;
   };
   const lock = async (c: pg.Client, nodeId: string, claimer: string) =>
-    takeLivenessLock(c, { nodeId, claimer, address: "127.0.0.1:1", now: t0, deadUntil: at(30_000) });
+    takeLivenessLock(c, { nodeId, claimer, address: "127.0.0.1:1", now: t0, deadUntil: at(60_000) });
   const owe = async (group: string, claimer: string) => {
     await insertPublishBatch(db.pool, [publishRecord(t0, [group])], {
       now: t0,
@@ -68,10 +68,10 @@ describe("store: liveness and takeover by declaration", () => {
     expect(await claim("z1", "zk-b/1", at(2))).toBe(0);
     // The caller's own run is never declared.
     expect(
-      await declareNodeDead(db.pool, { nodeId: "zk-a", now: at(2), until: at(30_000), except: "zk-a/1" }),
+      await declareNodeDead(db.pool, { nodeId: "zk-a", now: at(2), until: at(30_002), except: "zk-a/1" }),
     ).toEqual([]);
     expect(
-      await declareNodeDead(db.pool, { nodeId: "zk-a", now: at(2), until: at(30_000), except: "zk-b/1" }),
+      await declareNodeDead(db.pool, { nodeId: "zk-a", now: at(2), until: at(30_002), except: "zk-b/1" }),
     ).toEqual(["zk-a/1"]);
     expect(await claim("z1", "zk-b/1", at(3))).toBe(1);
   });
