@@ -109,14 +109,20 @@ export async function benchConsumer(
   groupId: string,
   onSeen: (seq: number, sentAt: number, seenAt: number) => void,
 ): Promise<KiteqConnection> {
-  const [conn] = await connectMany(port, 1, groupId);
-  conn!.onMessage((m) => {
-    const seenAt = nowMs();
-    const { sentAt, seq } = readBenchBody(m.body);
-    onSeen(seq, sentAt, seenAt);
-    return true;
+  // The handler goes in with connect(): the first push may come in the handshake reply's chunk.
+  return KiteqConnection.connect({
+    host: "127.0.0.1",
+    port,
+    groupId,
+    heartbeatMs: 0,
+    timeoutMs: 60_000,
+    onMessage: (m) => {
+      const seenAt = nowMs();
+      const { sentAt, seq } = readBenchBody(m.body);
+      onSeen(seq, sentAt, seenAt);
+      return true;
+    },
   });
-  return conn!;
 }
 
 /** Close every connection. */

@@ -35,6 +35,14 @@ export interface ConnectionOptions {
   heartbeatMs?: number;
   /** Timeout of connect + handshake and of each request. Default 10 s. */
   timeoutMs?: number;
+  /**
+   * Push handler, in place before the handshake: a broker pushes as soon as the handshake is
+   * done, and that push can arrive in the same TCP chunk as the handshake's reply, before code
+   * awaiting connect() could call onMessage() (it was answered false: one needless redelivery).
+   */
+  onMessage?: PushHandler;
+  /** Transaction-check handler, in place before the handshake (see onMessage). */
+  onTxCheck?: TxCheckHandler;
 }
 
 /** A pushed message as the consumer sees it. */
@@ -94,6 +102,8 @@ export class KiteqConnection {
     readonly options: ConnectionOptions,
   ) {
     this.timeoutMs = options.timeoutMs ?? 10_000;
+    this.pushHandler = options.onMessage;
+    this.txHandler = options.onTxCheck;
     socket.setNoDelay(true);
     this.out = new PacketBatcher(socket);
     socket.on("data", (chunk: Buffer) => this.onData(chunk));

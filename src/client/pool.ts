@@ -65,6 +65,8 @@ class Link {
       warmingupSec: o.warmupSec,
       heartbeatMs: 0,
       timeoutMs: o.requestTimeoutMs,
+      onMessage: o.onPush,
+      onTxCheck: o.onTxCheck,
     }).then(
       (conn) => {
         this.connecting = false;
@@ -75,8 +77,6 @@ class Link {
         this.conn = conn;
         this.failures = 0;
         this.missed = 0;
-        if (o.onPush !== undefined) conn.onMessage(o.onPush);
-        if (o.onTxCheck !== undefined) conn.onTxCheck(o.onTxCheck);
         conn.onClose(() => this.lost(conn));
         this.ping = setInterval(() => this.heartbeat(conn), o.heartbeatMs);
         this.ping.unref();

@@ -15,13 +15,19 @@ export async function recordingConsumer(
   groupId: string,
   answer: (m: PushedMessage, n: number) => boolean | "ignore" = () => true,
 ): Promise<RecordingConsumer> {
-  const conn = await KiteqConnection.connect({ host: "127.0.0.1", port, groupId, heartbeatMs: 0 });
   const received: PushedMessage[] = [];
-  conn.onMessage((m) => {
-    received.push(m);
-    const a = answer(m, received.length);
-    // "ignore": never answer (the broker must time the push out).
-    return a === "ignore" ? new Promise<boolean>(() => undefined) : a;
+  // The handler goes in with connect(): the first push may come in the handshake reply's chunk.
+  const conn = await KiteqConnection.connect({
+    host: "127.0.0.1",
+    port,
+    groupId,
+    heartbeatMs: 0,
+    onMessage: (m) => {
+      received.push(m);
+      const a = answer(m, received.length);
+      // "ignore": never answer (the broker must time the push out).
+      return a === "ignore" ? new Promise<boolean>(() => undefined) : a;
+    },
   });
   return { conn, received, ids: () => received.map((m) => m.header.messageId) };
 }
