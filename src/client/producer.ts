@@ -3,6 +3,7 @@
  * failed on another one with the same header (messageId and createTime unchanged, so the
  * broker's idempotency stores it once), and settles every send within `sendTimeoutMs`.
  */
+import { withDeadline } from "../deadline.js";
 import { ErrorCode, KiteqError, toKiteqError } from "../errors.js";
 import { type Logger, silentLogger } from "../log.js";
 import { type Header, TxStatus } from "../protocol/messages.js";
@@ -218,7 +219,7 @@ class SdkProducer implements Producer {
       }
       attempts++;
       try {
-        const ack = await withDeadline(target.conn.publish(header, body), remaining);
+        const ack = await withDeadline(target.conn.publish(header, body), remaining, "store ack");
         if (ack.status) return;
         if (!RETRYABLE_FEEDBACK.test(ack.feedback)) {
           throw new KiteqError(ErrorCode.SendRefused, ack.feedback, { ...context, broker: target.address });
@@ -239,25 +240,6 @@ class SdkProducer implements Producer {
       await sleep(Math.min(50 * attempts, 500) * (0.5 + Math.random()));
     }
   }
-}
-
-function withDeadline<T>(p: Promise<T>, ms: number): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new KiteqError(ErrorCode.Timeout, `no store ack within ${ms} ms`)),
-      ms,
-    );
-    p.then(
-      (v) => {
-        clearTimeout(timer);
-        resolve(v);
-      },
-      (e: unknown) => {
-        clearTimeout(timer);
-        reject(e);
-      },
-    );
-  });
 }
 
 function sleep(ms: number): Promise<void> {

@@ -7,6 +7,7 @@
 import type pg from "pg";
 import { type Binding, KITEQ_MAX_WATERMARK } from "../binding/binding.js";
 import { BindingMatcher } from "../binding/matcher.js";
+import { DeadlineExceeded, withDeadline } from "../deadline.js";
 import { ErrorCode, toKiteqError } from "../errors.js";
 import { LatencyHistogram } from "../latency.js";
 import type { Logger } from "../log.js";
@@ -80,19 +81,6 @@ const CLAIM_BATCH = 1000;
  */
 const SHARD_ANSWER_MS = 2000;
 
-/** A promise that did not settle in time (withDeadline). */
-class DeadlineExceeded extends Error {}
-
-/** `p`, or a DeadlineExceeded rejection after `ms` (p goes on; its outcome is the caller's). */
-function withDeadline<T>(p: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    p.finally(() => clearTimeout(timer)),
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new DeadlineExceeded(`no answer within ${ms} ms`)), ms);
-    }),
-  ]);
-}
 /** At most one probe for the next due delivery (delayed messages, retries) per this many ms. */
 const NEXT_DUE_PROBE_MS = 100;
 /** A late ack is honoured for this many delivery timeouts after the push timed out. */

@@ -8,6 +8,7 @@ import { buildNodeStats } from "../admin/cluster.js";
 import { type AdminServer, startAdminServer } from "../admin/index.js";
 import { BROKER_VERSION } from "../admin/version.js";
 import type { BrokerConfig } from "../config/types.js";
+import { withDeadline } from "../deadline.js";
 import { Dispatcher } from "../delivery/dispatcher.js";
 import { TokenBucket } from "../delivery/token-bucket.js";
 import { ErrorCode, KiteqError, toKiteqError } from "../errors.js";
@@ -405,7 +406,7 @@ export class Broker {
           connectTimeoutMs: 2000,
         });
         try {
-          const cancelled = await withTimeout(
+          const cancelled = await withDeadline(
             cancelStatementsOf(admin, [names.main, names.publish, names.maintenance]),
             2000,
           );
@@ -418,9 +419,9 @@ export class Broker {
       }),
     );
     // The graceful path now fails fast (its statements were cancelled); wait for it briefly.
-    await withTimeout(graceful, 2000).catch(() => undefined);
+    await withDeadline(graceful, 2000).catch(() => undefined);
     this.server.closeSessions();
-    await withTimeout(this.runCleanups(), 3000).catch(() => undefined);
+    await withDeadline(this.runCleanups(), 3000).catch(() => undefined);
     this.log.info("broker stopped (forced after the grace period)");
   }
 
@@ -597,17 +598,6 @@ function answerWithin<T>(p: Promise<T>, ms: number, late: () => Error): Promise<
     p.finally(() => clearTimeout(timer)),
     new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(late()), ms);
-    }),
-  ]);
-}
-
-/** `p`, or a rejection after `ms`. */
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    p.finally(() => clearTimeout(timer)),
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`not done within ${ms} ms`)), ms);
     }),
   ]);
 }

@@ -41,7 +41,7 @@ export interface ClaimedDelivery {
  * message_id: claimDueDeliveries ends it as expired. Every row carries taken_over: how many of
  * the claimed rows another claimer held (dead, or its lease ran out).
  */
-export const CLAIM_DUE_DELIVERIES = `
+const CLAIM_DUE_DELIVERIES = `
 WITH dead AS MATERIALIZED (
   -- Read once per claim: whether any run is declared dead now (almost always false).
   SELECT EXISTS (SELECT 1 FROM dead_claimers WHERE until > $3) AS some_dead

@@ -8,6 +8,7 @@ import { createPool, ensurePartitions } from "../../src/store/db.js";
 import { freePort } from "../../src/store/embedded.js";
 import { insertPublishBatch, type PublishRecord } from "../../src/store/messages.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
+import { publishRecord } from "../support/records.js";
 
 /** A MetricsSource whose numbers the test sets. */
 function fakeSource() {
@@ -34,24 +35,9 @@ function fakeSource() {
   return { source, publish, delivery, setSessions: (n: number) => (sessions = n) };
 }
 
-function record(groups: string[]): PublishRecord {
-  const now = new Date();
-  return {
-    messageId: randomBytes(16).toString("hex"),
-    topic: "trade",
-    messageType: "pay",
-    groupId: "producer",
-    commit: true,
-    expiresAt: new Date(now.getTime() + 3600_000),
-    deliverLimit: 100,
-    createdAt: now,
-    properties: [],
-    snappy: false,
-    bodyIsString: true,
-    body: Buffer.from("hi"),
-    deliveries: groups.map((groupId) => ({ groupId, claimedBy: null })),
-  };
-}
+/** A stored message owed to `groups` (body "hi": 2 bytes). */
+const record = (groups: string[]): PublishRecord =>
+  publishRecord(new Date(), groups, { groupId: "producer", body: Buffer.from("hi") });
 
 /** The value of one sample line (`name{labels} value`), or undefined. */
 function sample(text: string, series: string): number | undefined {
