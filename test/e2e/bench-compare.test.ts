@@ -28,6 +28,13 @@ interface Counts {
   enqueueFailed: number;
 }
 
+interface Cpu {
+  database: number;
+  system: number;
+  bench: number;
+  total: number;
+}
+
 interface Result {
   name: string;
   version: string;
@@ -35,9 +42,9 @@ interface Result {
   failures: string[];
   duplicates: number;
   missing: number;
-  burnDown: { counts: Counts; throughputPerSec: number } | null;
+  burnDown: { counts: Counts; throughputPerSec: number; cpu: Cpu | null } | null;
   steady: { counts: Counts } | null;
-  flatAwaited: { counts: Counts } | null;
+  flatAwaited: { counts: Counts; cpu: Cpu | null } | null;
   flatPipelined: { counts: Counts } | null;
   footprint: { databaseBytes: number | null; retention: string; peakRssKb: number | null };
 }
@@ -128,6 +135,11 @@ describe("bench compare (short run)", () => {
           expect(phase!.counts.duplicates, r.name).toBe(0);
           expect(phase!.counts.handled, r.name).toBe(phase!.counts.sent);
         }
+        // CPU per message handled, from /proc: PostgreSQL works in every flat-out second.
+        expect(r.burnDown!.cpu, r.name).not.toBeNull();
+        expect(r.flatAwaited!.cpu?.database, r.name).toBeGreaterThan(0);
+        const c = r.flatAwaited!.cpu!;
+        expect(c.total, r.name).toBeCloseTo(c.database + c.system + c.bench, 0);
         expect(r.footprint.databaseBytes, r.name).toBeGreaterThan(0);
         expect(r.footprint.retention, r.name).not.toBe("");
         expect(r.footprint.peakRssKb, r.name).toBeGreaterThan(0);

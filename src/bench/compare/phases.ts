@@ -10,7 +10,10 @@
  * Latency is from the start of the enqueue call (steady: its scheduled time) to the handler call.
  * Exactly-once is checked for every phase at the end of the row, once the consumer has stopped and
  * reported every handler call, so a late duplicate counts against the phase that sent the message.
+ * The burn-down's consume and the flat-out windows also give the CPU time spent per message handled
+ * (Linux /proc): a figure that moves far less than throughput when the machine's speed does.
  */
+import { postmasterPid, processCpuSeconds, serverCpuSeconds } from "../cpu.js";
 import { flatOut, paced } from "../drivers.js";
 import type { BenchEnv } from "../environment.js";
 import { fmt, type Progress } from "../output.js";
@@ -46,6 +49,8 @@ export interface BurnDownResult {
   fillPerSec: number;
   consumeSeconds: number;
   throughputPerSec: number;
+  /** CPU per message over the consume part (null: /proc not readable). */
+  cpu: CpuPerMessage | null;
   counts: Counts;
 }
 
@@ -56,6 +61,8 @@ export interface FlatResult {
   enqueuedPerSec: number;
   throughputPerSec: number;
   latencyMs: LatencySummary;
+  /** CPU per message handled in the measuring window (null: /proc not readable). */
+  cpu: CpuPerMessage | null;
   backlogAtEnd: number;
   drainSeconds: number;
   counts: Counts;
@@ -84,6 +91,20 @@ export interface Footprint {
   processes: { role: string; peakRssKb: number | null }[];
   /** Sum of the processes' peaks (null if any is unknown). */
   peakRssKb: number | null;
+}
+
+/**
+ * CPU time per message handled, microseconds, by where it was spent: CPU seconds over a phase's
+ * measured interval divided by the messages handled in it.
+ */
+export interface CpuPerMessage {
+  /** The PostgreSQL server: its backends and background processes (WAL writer, checkpointer, ...). */
+  database: number;
+  /** The row's own processes (measuredProcesses: kiteq-pg's broker and consumer, a peer's consumer). */
+  system: number;
+  /** The bench process: the producers' enqueue calls, for every row, and the tracking. */
+  bench: number;
+  total: number;
 }
 
 /** Everything measured for one row. */
@@ -144,7 +165,7 @@ export async function runPhases(
   };
   const router = new PhaseRouter();
   const checks: Check[] = [];
-  const ctx = { sys, router, o, progress, checks };
+  const ctx = { sys, router, o, progress, checks, cpu: cpuSampler(sys, env) };
   try {
     progress.note(`${sys.name}: setting up`);
     await sys.setup();
@@ -196,6 +217,44 @@ interface Ctx {
   o: PhaseOptions;
   progress: Progress;
   checks: Check[];
+  cpu: () => CpuSample | undefined;
+}
+
+/** CPU seconds so far of the places CpuPerMessage names. */
+interface CpuSample {
+  database: number;
+  system: number;
+  bench: number;
+}
+
+/**
+ * Reads CpuSample from /proc: the server's postmaster and children, the row's processes as they
+ * are at the time of the sample, this process. Undefined when the postmaster is not known.
+ */
+function cpuSampler(sys: SystemUnderTest, env: BenchEnv): () => CpuSample | undefined {
+  return () => {
+    const postmaster = postmasterPid(env.pg.dataDir);
+    if (postmaster === undefined) return undefined;
+    return {
+      database: serverCpuSeconds(postmaster),
+      system: sys.measuredProcesses().reduce((sum, m) => sum + processCpuSeconds(m.pid), 0),
+      bench: processCpuSeconds(process.pid),
+    };
+  };
+}
+
+/** CPU per message between two samples; null when either is missing or nothing was handled. */
+export function cpuPerMessage(
+  from: CpuSample | undefined,
+  to: CpuSample | undefined,
+  messages: number,
+): CpuPerMessage | null {
+  if (from === undefined || to === undefined || messages <= 0) return null;
+  const us = (a: number, b: number) => round(((b - a) * 1e6) / messages, 1);
+  const database = us(from.database, to.database);
+  const system = us(from.system, to.system);
+  const bench = us(from.bench, to.bench);
+  return { database, system, bench, total: round(database + system + bench, 1) };
 }
 
 const noCounts = (): Counts => ({
@@ -207,7 +266,7 @@ const noCounts = (): Counts => ({
   beyond: 0,
 });
 
-async function burnDown({ sys, router, o, progress, checks }: Ctx): Promise<BurnDownResult> {
+async function burnDown({ sys, router, o, progress, checks, cpu }: Ctx): Promise<BurnDownResult> {
   const p = router.begin("burn-down");
   let filled = 0;
   let failedMessages = 0;
@@ -257,8 +316,11 @@ async function burnDown({ sys, router, o, progress, checks }: Ctx): Promise<Burn
   router.close(p, started);
   progress.track(`${sys.name}: burn-down, consume`, started, () => p.unique);
   const consumeStart = nowMs();
+  const cpuFrom = cpu();
   await sys.startConsumer(router.seen);
   await drainOrThrow(p, failedMessages, o.drainSeconds, "burn-down");
+  // Up to 20 ms after the last message (the drain's poll): a little idle time, no work of another phase.
+  const cpuTo = cpu();
   progress.end();
   const consumeSeconds = (p.lastSeenAt - consumeStart) / 1000;
   const result: BurnDownResult = {
@@ -267,6 +329,7 @@ async function burnDown({ sys, router, o, progress, checks }: Ctx): Promise<Burn
     fillPerSec: round((started - failedMessages) / fillSeconds, 0),
     consumeSeconds: round(consumeSeconds, 2),
     throughputPerSec: p.unique > 0 ? round(p.unique / consumeSeconds, 0) : 0,
+    cpu: cpuPerMessage(cpuFrom, cpuTo, p.unique),
     counts: noCounts(),
   };
   checks.push({
@@ -280,7 +343,7 @@ async function burnDown({ sys, router, o, progress, checks }: Ctx): Promise<Burn
 }
 
 async function flat(
-  { sys, router, o, progress, checks }: Ctx,
+  { sys, router, o, progress, checks, cpu }: Ctx,
   phase: string,
   loops: number,
   load: string,
@@ -293,6 +356,11 @@ async function flat(
   p.latencyFor = { from, to };
   let enqueued = 0;
   progress.timed(`${sys.name}: ${phase}`, o.flatSeconds * 1000);
+  // CPU over the measuring window, sampled by timers at its ends.
+  let cpuFrom: CpuSample | undefined;
+  let cpuTo: CpuSample | undefined;
+  const fromTimer = setTimeout(() => (cpuFrom = cpu()), Math.max(0, from - nowMs()));
+  const toTimer = setTimeout(() => (cpuTo = cpu()), Math.max(0, to - nowMs()));
   const run = await flatOut(loops, to, async (k, i) => {
     // Producer k % producers: 16x1 gives each producer one loop, pipelined several.
     await sys.enqueue(k % o.producers, router.seq(i), nowMs());
@@ -300,6 +368,10 @@ async function flat(
     if (at >= from && at <= to) enqueued++;
   });
   router.close(p, run.started);
+  // flatOut returns once every loop's last enqueue (started before `to`) is answered.
+  clearTimeout(fromTimer);
+  clearTimeout(toTimer);
+  cpuTo ??= cpu();
   const backlogAtEnd = run.started - p.unique;
   const result: FlatResult = {
     load,
@@ -307,6 +379,7 @@ async function flat(
     enqueuedPerSec: 0,
     throughputPerSec: 0,
     latencyMs: p.latencySummary(),
+    cpu: null,
     backlogAtEnd,
     drainSeconds: 0,
     counts: noCounts(),
@@ -319,6 +392,7 @@ async function flat(
   result.enqueuedPerSec = round(enqueued / seconds, 0);
   result.throughputPerSec = round(p.inWindow / seconds, 0);
   result.latencyMs = p.latencySummary();
+  result.cpu = cpuPerMessage(cpuFrom, cpuTo, p.inWindow);
   return result;
 }
 

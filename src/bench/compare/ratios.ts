@@ -2,7 +2,7 @@
  * The compare suite's ratios: how many times better each kiteq-pg row (uncapped and KiteQ
  * defaults) is than each peer row, per headline figure, and the acceptance checks of issue 7's
  * follow-up. "Better" is one direction for every figure: > 1 means the kiteq-pg row is better
- * (throughput: its rate / the peer's; latency, database size, RSS: the peer's / its).
+ * (throughput: its rate / the peer's; latency, CPU per message, database size, RSS: the peer's / its).
  */
 import { fmt } from "../output.js";
 import { round } from "../stats.js";
@@ -20,6 +20,9 @@ export interface Advantage {
   flatPipelinedP99: number | null;
   steadyP50: number | null;
   steadyP99: number | null;
+  /** CPU per message handled, all processes (the peer's / its): burn-down consume, flat 16x1. */
+  burnDownCpu: number | null;
+  flatAwaitedCpu: number | null;
   databaseBytes: number | null;
   peakRss: number | null;
 }
@@ -52,6 +55,8 @@ export function advantage(base: SystemResult, peer: SystemResult): Advantage {
     flatPipelinedP99: ratio(peer.flatPipelined?.latencyMs.p99, base.flatPipelined?.latencyMs.p99),
     steadyP50: ratio(peer.steady?.latencyMs.p50, base.steady?.latencyMs.p50),
     steadyP99: ratio(peer.steady?.latencyMs.p99, base.steady?.latencyMs.p99),
+    burnDownCpu: ratio(peer.burnDown?.cpu?.total, base.burnDown?.cpu?.total),
+    flatAwaitedCpu: ratio(peer.flatAwaited?.cpu?.total, base.flatAwaited?.cpu?.total),
     databaseBytes: ratio(peer.footprint.databaseBytes, base.footprint.databaseBytes),
     peakRss: ratio(peer.footprint.peakRssKb, base.footprint.peakRssKb),
   };

@@ -5,7 +5,7 @@
  */
 import { fmt, mib, printTable, verdict } from "../output.js";
 import { compareChart } from "./chart.js";
-import type { SystemResult } from "./phases.js";
+import type { CpuPerMessage, SystemResult } from "./phases.js";
 import type { AcceptanceCheck, Advantage, AdvantageTable } from "./ratios.js";
 import { countsCell } from "./tracker.js";
 
@@ -20,6 +20,12 @@ const dash = (v: number | null | undefined, f?: (n: number) => string): string |
   v === null || v === undefined ? "-" : f ? f(v) : v;
 
 const times = (v: number | null) => (v === null ? "-" : `${v}x`);
+
+/** "41.2 (db 25.0 + sys 12.1 + bench 4.1)". */
+function cpuCell(c: CpuPerMessage | null | undefined): string {
+  if (c === null || c === undefined) return "-";
+  return `${c.total} (db ${c.database} + sys ${c.system} + bench ${c.bench})`;
+}
 
 /** "broker 121 + consumer 58". */
 function rssParts(r: SystemResult): string {
@@ -103,6 +109,24 @@ export function printCompare(
   );
 
   printTable(
+    "compare: CPU per message handled, us (PostgreSQL server + the row's own processes + the bench " +
+      "process, which runs every row's producers; from /proc over the consume part and the measuring window)",
+    ["system", "burn-down consume", `${labels.awaited}`, `${labels.pipelined}`],
+    results.map((r) => [
+      r.name,
+      cpuCell(r.burnDown?.cpu),
+      cpuCell(r.flatAwaited?.cpu),
+      cpuCell(r.flatPipelined?.cpu),
+    ]),
+  );
+  console.log(
+    "  the row's own processes: " +
+      results
+        .map((r) => `${r.name}: ${r.footprint.processes.map((p) => p.role).join(" + ") || "-"}`)
+        .join("; "),
+  );
+
+  printTable(
     "compare: exactly once, every phase (handled/sent; duplicates and losses are failures)",
     ["system", "burn-down", labels.awaited, labels.pipelined, "steady", "duplicates", "lost"],
     results.map((r) => [
@@ -132,7 +156,7 @@ export function printCompare(
   for (const t of advantages) {
     printTable(
       `compare: ${t.baseline} (${t.caps}) vs each peer, times better ` +
-        "(> 1 = kiteq-pg better; throughput: its / the peer's; latency, database, RSS: the peer's / its)",
+        "(> 1 = kiteq-pg better; throughput: its / the peer's; latency, CPU per message, database, RSS: the peer's / its)",
       [
         "peer",
         "burn-down",
@@ -142,6 +166,8 @@ export function printCompare(
         `${labels.pipelined} p99`,
         "steady p50*",
         "steady p99*",
+        "CPU/msg burn-down",
+        `CPU/msg ${labels.awaited}`,
         "database**",
         "RSS",
       ],
@@ -179,6 +205,8 @@ function advantageRow(name: string, a: Advantage): (string | number)[] {
     times(a.flatPipelinedP99),
     times(a.steadyP50),
     times(a.steadyP99),
+    times(a.burnDownCpu),
+    times(a.flatAwaitedCpu),
     times(a.databaseBytes),
     times(a.peakRss),
   ];

@@ -7,7 +7,7 @@ const lat = (p50: number, p99: number) => ({ count: 100, mean: p50, p50, p95: p9
 
 function row(
   name: string,
-  f: { burn: number; flat: number; p99: number; pipe: number; db: number; rss: number },
+  f: { burn: number; flat: number; p99: number; pipe: number; db: number; rss: number; cpu?: number },
 ) {
   const flat = (rate: number) => ({
     load: "",
@@ -15,6 +15,7 @@ function row(
     enqueuedPerSec: rate,
     throughputPerSec: rate,
     latencyMs: lat(f.p99 / 2, f.p99),
+    cpu: null,
     backlogAtEnd: 0,
     drainSeconds: 0,
     counts,
@@ -30,6 +31,7 @@ function row(
       fillPerSec: 1,
       consumeSeconds: 1,
       throughputPerSec: f.burn,
+      cpu: f.cpu === undefined ? null : { database: f.cpu, system: 0, bench: 0, total: f.cpu },
       counts,
     },
     flatAwaited: flat(f.flat),
@@ -57,11 +59,20 @@ const uncapped = row("kiteq-pg-uncapped", {
   pipe: 12_000,
   db: 60,
   rss: 400,
+  cpu: 40,
 });
 const capped = row("kiteq-pg", { burn: 6000, flat: 3300, p99: 18, pipe: 6000, db: 62, rss: 390 });
 const notify = row("pg-boss (NOTIFY)", { burn: 9000, flat: 600, p99: 80, pipe: 900, db: 12, rss: 160 });
 const poll = row("pg-boss (poll 0.5 s)", { burn: 10_000, flat: 500, p99: 600, pipe: 800, db: 12, rss: 150 });
-const graphile = row("graphile-worker", { burn: 12_000, flat: 900, p99: 40, pipe: 1000, db: 10, rss: 150 });
+const graphile = row("graphile-worker", {
+  burn: 12_000,
+  flat: 900,
+  p99: 40,
+  pipe: 1000,
+  db: 10,
+  rss: 150,
+  cpu: 100,
+});
 const all = [uncapped, capped, notify, poll, graphile];
 
 describe("ratio", () => {
@@ -83,6 +94,10 @@ describe("advantage", () => {
     expect(a.databaseBytes).toBe(0.17);
     expect(a.peakRss).toBe(0.38);
     expect(a.steadyP50).toBeNull();
+    // CPU per message: the peer's / its (100 us vs 40 us); unknown where a row has none.
+    expect(a.burnDownCpu).toBe(2.5);
+    expect(a.flatAwaitedCpu).toBeNull();
+    expect(advantage(uncapped, poll).burnDownCpu).toBeNull();
   });
 });
 
