@@ -37,6 +37,10 @@ const PEER_PACKAGES = ["pg-boss", "graphile-worker"] as const;
 
 const FLAGS = {
   systems: { default: ALL_SYSTEMS.join(","), help: "rows to run, in order" },
+  "warmup-messages": {
+    default: 5000,
+    help: "warm-up before burn-down: messages through each row's whole path, untimed (0: burn-down runs cold)",
+  },
   messages: { default: 20_000, help: "burn-down: messages enqueued before the consumer starts" },
   "db-only": {
     default: 1,
@@ -142,6 +146,7 @@ function phaseOptions(f: CompareFlags): PhaseOptions {
   }
   if (f["pgboss-poll-seconds"] < 0.5) throw new UsageError("--pgboss-poll-seconds: pg-boss requires >= 0.5");
   return {
+    warmupMessages: f["warmup-messages"],
     messages: f.messages,
     fillBatch: f["fill-batch"],
     fillCalls: f["fill-calls"],

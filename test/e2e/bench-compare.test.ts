@@ -19,6 +19,7 @@ const SYSTEMS = [
 ];
 const PEERS = SYSTEMS.filter((s) => !s.startsWith("kiteq-pg"));
 const MESSAGES = 300;
+const WARMUP = 100;
 
 interface Counts {
   sent: number;
@@ -42,6 +43,7 @@ interface Result {
   failures: string[];
   duplicates: number;
   missing: number;
+  warmUp: { messages: number; counts: Counts } | null;
   burnDown: { counts: Counts; throughputPerSec: number; cpu: Cpu | null } | null;
   steady: { counts: Counts } | null;
   flatAwaited: { counts: Counts; cpu: Cpu | null } | null;
@@ -87,6 +89,8 @@ describe("bench compare (short run)", () => {
     try {
       const run = await runBench([
         "compare",
+        "--warmup-messages",
+        String(WARMUP),
         "--messages",
         String(MESSAGES),
         "--rate",
@@ -129,6 +133,14 @@ describe("bench compare (short run)", () => {
           enqueueFailed: 0,
         });
         expect(r.burnDown!.throughputPerSec, r.name).toBeGreaterThan(0);
+        // The warm-up ran the whole path, paused the consumer, and burn-down resumed it: nothing
+        // of either was lost or handled twice.
+        expect(r.warmUp?.counts, r.name).toMatchObject({
+          sent: WARMUP,
+          handled: WARMUP,
+          duplicates: 0,
+          missing: 0,
+        });
         for (const phase of [r.steady, r.flatAwaited, r.flatPipelined]) {
           expect(phase, r.name).not.toBeNull();
           expect(phase!.counts.missing, r.name).toBe(0);

@@ -2,7 +2,8 @@
  * Child process running one system's consumer for the compare suite (kiteq-pg's SDK consumer,
  * pg-boss work() or graphile-worker run()), so every system's consumer lives in a process of its
  * own and its peak RSS is measured alike. Config comes in BENCH_CONSUMER_CONFIG (JSON); the parent
- * says "work" and "stop" over IPC; handler calls go back in batches every 20 ms as
+ * says "work", "pause" (stop consuming, process and connections of the instance kept, so "work"
+ * again starts warm) and "stop" over IPC; handler calls go back in batches every 20 ms as
  * {seq, sentAt, seenAt} columns (seenAt taken in the handler, on the clock all processes share).
  */
 import { Logger, run } from "graphile-worker";
@@ -38,16 +39,19 @@ export type ConsumerChildConfig =
   | { system: "graphile-worker"; url: string; task: string; settings: GraphileSettings };
 
 /** Messages between parent and child. */
-export type ToChild = { type: "work" } | { type: "stop" };
+export type ToChild = { type: "work" } | { type: "pause" } | { type: "stop" };
 export type FromChild =
   | { type: "ready" }
   | { type: "working" }
+  | { type: "paused" }
   | { type: "seen"; s: number[]; t: number[]; at: number[] }
   | { type: "stopped" }
   | { type: "error"; message: string };
 
 interface Consumer {
   start(): Promise<void>;
+  /** Stop consuming, gracefully (handlers done, their completions written); start() resumes. */
+  pause(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -63,6 +67,10 @@ function kiteqConsumer(c: Extract<ConsumerChildConfig, { system: "kiteq-pg" }>, 
   return {
     async start() {
       conn = await benchConsumer(c.port, c.group, onSeen);
+    },
+    async pause() {
+      conn?.close();
+      conn = undefined;
     },
     async stop() {
       conn?.close();
@@ -103,6 +111,9 @@ async function pgBossConsumer(
         },
       );
     },
+    async pause() {
+      await boss.offWork(c.queue, { wait: true });
+    },
     async stop() {
       await boss.stop({ graceful: true, timeout: 10_000 });
     },
@@ -139,6 +150,10 @@ function graphileConsumer(
           },
         },
       });
+    },
+    async pause() {
+      await runner?.stop();
+      runner = undefined;
     },
     async stop() {
       await runner?.stop();
@@ -181,6 +196,14 @@ async function main(): Promise<void> {
           send({ type: "error", message: `start: ${err.message}` });
           setTimeout(() => process.exit(1), 100).unref();
         },
+      );
+    } else if (m.type === "pause") {
+      consumer.pause().then(
+        () => {
+          flush();
+          send({ type: "paused" });
+        },
+        (err: Error) => send({ type: "error", message: `pause: ${err.message}` }),
       );
     } else if (m.type === "stop") {
       consumer

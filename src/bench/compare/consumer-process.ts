@@ -64,6 +64,16 @@ export class ConsumerProcess {
     await working;
   }
 
+  /**
+   * Stop consuming, the process and the system's client kept (work() again resumes, warm); every
+   * handler call made so far is reported before this resolves.
+   */
+  async pause(): Promise<void> {
+    const paused = this.waitFor("paused");
+    this.post({ type: "pause" });
+    await paused;
+  }
+
   /** Stop the consumer gracefully (every handler call reported before this resolves), then exit. */
   async stop(timeoutMs = 30_000): Promise<void> {
     if (this.child.exitCode !== null || this.child.signalCode !== null) return;

@@ -91,6 +91,10 @@ export class GraphileSystem implements SystemUnderTest {
     return this.child!.work(onSeen);
   }
 
+  async pauseConsumer(): Promise<void> {
+    await this.child?.pause();
+  }
+
   async stopConsumer(): Promise<void> {
     await this.child?.stop();
   }

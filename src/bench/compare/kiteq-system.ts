@@ -99,6 +99,10 @@ export class KiteqSystem implements SystemUnderTest {
     return this.consumer!.work(onSeen);
   }
 
+  async pauseConsumer(): Promise<void> {
+    await this.consumer?.pause();
+  }
+
   async stopConsumer(): Promise<void> {
     await this.consumer?.stop();
   }

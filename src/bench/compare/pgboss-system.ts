@@ -106,6 +106,10 @@ export class PgBossSystem implements SystemUnderTest {
     return this.child!.work(onSeen);
   }
 
+  async pauseConsumer(): Promise<void> {
+    await this.child?.pause();
+  }
+
   async stopConsumer(): Promise<void> {
     await this.child?.stop();
   }

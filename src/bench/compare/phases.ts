@@ -1,6 +1,10 @@
 /**
  * The workloads every compare row runs, in order, on its own fresh database:
  *
+ * 0. warm-up: W messages through the whole path (pipelined single enqueues, the consumer running),
+ *    untimed, then the consumer paused with its process kept: every row's code is then as warm as
+ *    a long-running service's (a cold kiteq-pg broker spent twice the CPU per delivery in its first
+ *    20,000 as after them); exactly-once is checked for it too;
  * 1. burn-down: fill N messages with no consumer (the system's batch API where it has one), then
  *    start the consumer and time how long it takes to handle them all;
  * 2. flat out, awaited: P producers, each awaiting one enqueue before the next (16x1);
@@ -24,6 +28,8 @@ import { type Counts, countsOf, exactlyOnceProblems, PhaseRouter, type PhaseTrac
 
 /** Sizes of the workloads. */
 export interface PhaseOptions {
+  /** warm-up: messages through the whole path before the burn-down (0: none, the burn-down runs cold). */
+  warmupMessages: number;
   /** burn-down: messages enqueued before the consumer starts. */
   messages: number;
   /** burn-down, systems with a batch API: messages per call, and calls in flight. */
@@ -107,12 +113,20 @@ export interface CpuPerMessage {
   total: number;
 }
 
+/** The warm-up before the burn-down (untimed: only what it took and its exactly-once counts). */
+export interface WarmUpResult {
+  messages: number;
+  seconds: number;
+  counts: Counts;
+}
+
 /** Everything measured for one row. */
 export interface SystemResult {
   name: string;
   version: string;
   caps: string;
   settings: Record<string, string | number | boolean>;
+  warmUp: WarmUpResult | null;
   burnDown: BurnDownResult | null;
   flatAwaited: FlatResult | null;
   flatPipelined: FlatResult | null;
@@ -147,6 +161,7 @@ export async function runPhases(
     version: sys.version,
     caps: sys.caps,
     settings: sys.settings,
+    warmUp: null,
     burnDown: null,
     flatAwaited: null,
     flatPipelined: null,
@@ -169,6 +184,7 @@ export async function runPhases(
   try {
     progress.note(`${sys.name}: setting up`);
     await sys.setup();
+    r.warmUp = await warmUp(ctx);
     r.burnDown = await burnDown(ctx);
     r.flatAwaited = await flat(
       ctx,
@@ -265,6 +281,42 @@ const noCounts = (): Counts => ({
   missing: 0,
   beyond: 0,
 });
+
+/**
+ * The warm-up: start the consumer, push `warmupMessages` through with the pipelined load, wait
+ * until all were handled, then pause the consumer (burnDown starts it again).
+ */
+async function warmUp({ sys, router, o, progress, checks }: Ctx): Promise<WarmUpResult | null> {
+  if (o.warmupMessages <= 0) return null;
+  const p = router.begin("warm-up");
+  const start = nowMs();
+  await sys.startConsumer(router.seen);
+  progress.track(`${sys.name}: warm-up`, o.warmupMessages, () => p.unique);
+  const run = await flatOut(
+    o.pipeline,
+    Number.POSITIVE_INFINITY,
+    async (k, i) => {
+      await sys.enqueue(k % o.producers, router.seq(i), nowMs());
+    },
+    o.warmupMessages,
+  );
+  router.close(p, run.started);
+  const result: WarmUpResult = { messages: run.started, seconds: 0, counts: noCounts() };
+  checks.push({
+    phase: "warm-up",
+    tracker: p,
+    failed: () => run.failed,
+    firstError: () => run.firstError,
+    result,
+  });
+  await drainOrThrow(p, run.failed, o.drainSeconds, "warm-up");
+  progress.end();
+  // The acks of the last handler calls leave just after them: let them land before the pause.
+  await sleep(300);
+  await sys.pauseConsumer();
+  result.seconds = round((nowMs() - start) / 1000, 2);
+  return result;
+}
 
 async function burnDown({ sys, router, o, progress, checks, cpu }: Ctx): Promise<BurnDownResult> {
   const p = router.begin("burn-down");

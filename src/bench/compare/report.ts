@@ -77,6 +77,13 @@ export function printCompare(
     ]),
   );
   for (const r of results) {
+    if (r.warmUp)
+      console.log(
+        `  warm-up, ${r.name}: ${fmt(r.warmUp.messages)} messages through the whole path before the burn-down ` +
+          `(${r.warmUp.seconds} s, untimed; the consumer then paused, its process kept)`,
+      );
+  }
+  for (const r of results) {
     if (r.burnDown) console.log(`  burn-down fill, ${r.name}: ${r.burnDown.fill}`);
   }
   for (const r of results) {
@@ -128,9 +135,10 @@ export function printCompare(
 
   printTable(
     "compare: exactly once, every phase (handled/sent; duplicates and losses are failures)",
-    ["system", "burn-down", labels.awaited, labels.pipelined, "steady", "duplicates", "lost"],
+    ["system", "warm-up", "burn-down", labels.awaited, labels.pipelined, "steady", "duplicates", "lost"],
     results.map((r) => [
       r.name,
+      r.warmUp ? countsCell(r.warmUp.counts) : "-",
       r.burnDown ? countsCell(r.burnDown.counts) : "-",
       r.flatAwaited ? countsCell(r.flatAwaited.counts) : "-",
       r.flatPipelined ? countsCell(r.flatPipelined.counts) : "-",

@@ -45,6 +45,8 @@ export interface SystemUnderTest {
   enqueueBatch?(seqs: readonly number[], sentAt: number): Promise<void>;
   /** Start consuming (no-op handler); every handler call is reported through `onSeen`. */
   startConsumer(onSeen: SeenCallback): Promise<void>;
+  /** Stop consuming, its process kept warm; startConsumer resumes (the warm-up before burn-down). */
+  pauseConsumer(): Promise<void>;
   /** Stop consuming; resolves after every handler call was reported. */
   stopConsumer(): Promise<void>;
   /** The processes (beside PostgreSQL and the producing bench process) whose RSS is reported. */

@@ -25,6 +25,7 @@ function row(
     version: `${name} 1.0.0`,
     caps: `${name} caps`,
     settings: {},
+    warmUp: null,
     burnDown: {
       fill: "",
       fillSeconds: 1,
