@@ -30,6 +30,8 @@ export interface PublishSession {
 export interface PublisherOptions {
   maxBatch: number;
   concurrency: number;
+  /** Publishes waiting before a batch is written beside one in flight (GroupCommitOptions.parallelFrom). */
+  parallelFrom?: number;
   windowMs?: number;
   /** What a header may hold; default DEFAULT_PUBLISH_LIMITS. */
   limits?: PublishLimits;
@@ -120,6 +122,7 @@ export class Publisher {
         new GroupCommitter<PublishRecord, ItemOutcome<PublishResult>>({
           maxBatch: options.maxBatch,
           concurrency: options.concurrency,
+          parallelFrom: options.parallelFrom,
           windowMs: options.windowMs,
           write: (records) => this.writeBatch(records, w, shard),
         }),

@@ -4,7 +4,8 @@
  *
  * Policy: a batch starts as soon as a writer slot is free (on the next turn of the event loop,
  * so everything that arrived in the same I/O round joins it); while all slots are busy, items
- * accumulate, so batches grow with load and a lone item is never held back by a timer.
+ * accumulate, so batches grow with load and a lone item is never held back by a timer. With
+ * `parallelFrom`, a batch beside one already in flight starts only once that many items wait.
  */
 
 /** Options of a GroupCommitter. */
@@ -13,6 +14,13 @@ export interface GroupCommitOptions<T, R> {
   maxBatch: number;
   /** Batches written at once (each on its own connection). */
   concurrency: number;
+  /**
+   * Items that must be waiting before a batch starts beside one in flight (default 1: whenever a
+   * slot is free). Below it, one batch at a time: fewer, larger transactions, and no commit
+   * queued behind the other writer's WAL flush, which is what a few producers each awaiting
+   * their publish want; a deep queue still gets every slot.
+   */
+  parallelFrom?: number;
   /**
    * How long a batch that is not full waits for more items before it is written (ms; default 0:
    * as soon as a slot is free). For writes nobody waits on (acks), a few ms turn many small
@@ -69,12 +77,18 @@ export class GroupCommitter<T, R> {
     await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
   }
 
+  /** Whether another batch may start now (a free slot, and enough waiting to run beside another). */
+  private mayStart(): boolean {
+    if (this.inFlight >= this.options.concurrency || this.queue.length === 0) return false;
+    return this.inFlight === 0 || this.queue.length >= (this.options.parallelFrom ?? 1);
+  }
+
   private schedule(): void {
-    if (this.scheduled || this.inFlight >= this.options.concurrency || this.queue.length === 0) return;
+    if (this.scheduled || !this.mayStart()) return;
     this.scheduled = true;
     const run = () => {
       this.scheduled = false;
-      while (this.inFlight < this.options.concurrency && this.queue.length > 0) this.startBatch();
+      while (this.mayStart()) this.startBatch();
     };
     const windowMs = this.options.windowMs ?? 0;
     if (windowMs > 0 && this.queue.length < this.options.maxBatch) setTimeout(run, windowMs);

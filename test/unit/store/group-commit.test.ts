@@ -2,12 +2,13 @@ import { describe, expect, it } from "vitest";
 import { GroupCommitter } from "../../../src/store/group-commit.js";
 
 /** A committer whose writes are held until released, recording each batch. */
-function held(concurrency = 1) {
+function held(concurrency = 1, parallelFrom?: number) {
   const batches: number[][] = [];
   const pending: { items: number[]; resolve: (r: string[]) => void; reject: (e: unknown) => void }[] = [];
   const committer = new GroupCommitter<number, string>({
     maxBatch: 3,
     concurrency,
+    parallelFrom,
     write: (items) =>
       new Promise<string[]>((resolve, reject) => {
         batches.push(items);
@@ -34,6 +35,35 @@ describe("GroupCommitter", () => {
     pending[1]!.resolve(["a4", "a5"]);
     expect(await Promise.all(results)).toEqual(["a1", "a2", "a3", "a4", "a5"]);
     expect(committer.stats).toEqual({ batches: 2, items: 5, failures: 0 });
+  });
+
+  it("with parallelFrom, writes beside an in-flight batch only once that many items wait", async () => {
+    const { committer, batches, pending, tick } = held(2, 3);
+    void committer.submit(1);
+    await tick();
+    expect(batches).toEqual([[1]]);
+    // Two waiting, below parallelFrom: the second slot stays free.
+    void committer.submit(2);
+    void committer.submit(3);
+    await tick();
+    expect(batches).toEqual([[1]]);
+    // The third makes three waiting: a batch starts beside the first.
+    void committer.submit(4);
+    await tick();
+    expect(batches).toEqual([[1], [2, 3, 4]]);
+    // With both slots busy, more wait; when one slot frees, fewer than three wait and the other
+    // batch is still in flight: nothing starts until it is done.
+    void committer.submit(5);
+    pending[0]!.resolve(["a1"]);
+    await tick();
+    await tick();
+    expect(batches).toEqual([[1], [2, 3, 4]]);
+    pending[1]!.resolve(["a2", "a3", "a4"]);
+    await tick();
+    await tick();
+    expect(batches).toEqual([[1], [2, 3, 4], [5]]);
+    pending[2]!.resolve(["a5"]);
+    await committer.drain();
   });
 
   it("a failed write fails every item of its batch, with a reason even when none was given", async () => {
