@@ -225,8 +225,12 @@ describe("e2e: one shard of three stopped for 10 s under load", () => {
     // Shard 2's publishes: after ~3 s without an answer they are refused at once, naming it.
     const refused = frozen.filter(([, s]) => !s.acked);
     expect(refused.length).toBeGreaterThan(0);
+    // Taken for down by whichever sees the hang first: a write in flight past the deadline, or
+    // the second publish connection (opened only once 32 publishes wait) failing to connect.
     for (const [, s] of refused)
-      expect(s.feedback).toMatch(/shard 2 \(127\.0\.0\.1:\d+\/kiteq\) is down: no answer within/);
+      expect(s.feedback).toMatch(
+        /shard 2 \(127\.0\.0\.1:\d+\/kiteq\) is down: (no answer within|Connection terminated due to connection timeout)/,
+      );
     // Those sent once it was taken for down were refused at once.
     const fast = refused.filter(([, s]) => s.ms < 100).length;
     expect(fast).toBeGreaterThan(0);
