@@ -38,8 +38,8 @@ const PEER_PACKAGES = ["pg-boss", "graphile-worker"] as const;
 const FLAGS = {
   systems: { default: ALL_SYSTEMS.join(","), help: "rows to run, in order" },
   "warmup-messages": {
-    default: 5000,
-    help: "warm-up before burn-down: messages through each row's whole path, untimed (0: burn-down runs cold)",
+    default: 20_000,
+    help: "warm-up: an untimed burn-down of this many messages before the measured one (0: none, it runs cold)",
   },
   messages: { default: 20_000, help: "burn-down: messages enqueued before the consumer starts" },
   "db-only": {

@@ -79,8 +79,8 @@ export function printCompare(
   for (const r of results) {
     if (r.warmUp)
       console.log(
-        `  warm-up, ${r.name}: ${fmt(r.warmUp.messages)} messages through the whole path before the burn-down ` +
-          `(${r.warmUp.seconds} s, untimed; the consumer then paused, its process kept)`,
+        `  warm-up, ${r.name}: an untimed burn-down of ${fmt(r.warmUp.messages)} before the measured one ` +
+          `(${r.warmUp.seconds} s; the consumer then paused, its process kept)`,
       );
   }
   for (const r of results) {
