@@ -30,7 +30,7 @@ import { missingNodeFlags } from "./node-flags.js";
 import { ProtocolServer } from "./server.js";
 import type { SessionHandler } from "./session.js";
 
-/** Publish batches written at once: one fills while the other commits. */
+/** Publish batches written at once at most (the second only under load: PUBLISH_PARALLEL_FROM). */
 const PUBLISH_CONCURRENCY = 2;
 
 /**
@@ -547,7 +547,7 @@ export class Broker {
         health.failed(new Error(`no answer within ${SHARD_CONNECT_TIMEOUT_MS / 1000} s`));
       }, SHARD_DOWN_MS / 2);
       try {
-        const results = await answerWithin(write(records), SHARD_WRITE_DEADLINE_MS, () => {
+        const results = await withDeadline(write(records), SHARD_WRITE_DEADLINE_MS, () => {
           health.failed(new Error(`no answer within ${SHARD_WRITE_DEADLINE_MS / 1000} s`));
           // The batch may still commit: its producers are told false and re-send, and a re-sent
           // messageId is acked again and stored once (publishing is idempotent).
@@ -598,18 +598,6 @@ function poolNames(nodeId: string): { main: string; publish: string; maintenance
     publish: `kiteq-pg ${nodeId} publish`,
     maintenance: `kiteq-pg ${nodeId} maintenance`,
   };
-}
-
-/** `p`, or a rejection with `late()` after `ms` (p goes on; a late rejection of it is ignored). */
-function answerWithin<T>(p: Promise<T>, ms: number, late: () => Error): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  p.catch(() => undefined);
-  return Promise.race([
-    p.finally(() => clearTimeout(timer)),
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(late()), ms);
-    }),
-  ]);
 }
 
 /**
