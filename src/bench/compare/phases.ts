@@ -18,7 +18,7 @@
  * The burn-down's consume and the flat-out windows also give the CPU time spent per message handled
  * (Linux /proc): a figure that moves far less than throughput when the machine's speed does.
  */
-import { postmasterPid, processCpuSeconds, serverCpuSeconds } from "../cpu.js";
+import { CpuMeter, postmasterPid, processCpuSeconds, serverCpuSeconds } from "../cpu.js";
 import { flatOut, paced } from "../drivers.js";
 import type { BenchEnv } from "../environment.js";
 import { fmt, type Progress } from "../output.js";
@@ -181,7 +181,7 @@ export async function runPhases(
   };
   const router = new PhaseRouter();
   const checks: Check[] = [];
-  const ctx = { sys, router, o, progress, checks, cpu: cpuSampler(sys, env) };
+  const ctx = { sys, router, o, progress, checks, cpuMeter: () => cpuMeter(sys, env) };
   try {
     progress.note(`${sys.name}: setting up`);
     await sys.setup();
@@ -234,43 +234,36 @@ interface Ctx {
   o: PhaseOptions;
   progress: Progress;
   checks: Check[];
-  cpu: () => CpuSample | undefined;
-}
-
-/** CPU seconds so far of the places CpuPerMessage names. */
-interface CpuSample {
-  database: number;
-  system: number;
-  bench: number;
+  /** A meter of the places CpuPerMessage names (undefined: the postmaster is not known). */
+  cpuMeter: () => CpuMeter | undefined;
 }
 
 /**
- * Reads CpuSample from /proc: the server's postmaster and children, the row's processes as they
- * are at the time of the sample, this process. Undefined when the postmaster is not known.
+ * CPU of the PostgreSQL server (postmaster and children), the row's processes as they are when
+ * read, and this process.
  */
-function cpuSampler(sys: SystemUnderTest, env: BenchEnv): () => CpuSample | undefined {
-  return () => {
-    const postmaster = postmasterPid(env.pg.dataDir);
-    if (postmaster === undefined) return undefined;
-    return {
-      database: serverCpuSeconds(postmaster),
-      system: sys.measuredProcesses().reduce((sum, m) => sum + processCpuSeconds(m.pid), 0),
-      bench: processCpuSeconds(process.pid),
-    };
-  };
+function cpuMeter(sys: SystemUnderTest, env: BenchEnv): CpuMeter | undefined {
+  const postmaster = postmasterPid(env.pg.dataDir);
+  if (postmaster === undefined) return undefined;
+  return new CpuMeter(
+    new Map([
+      ["database", () => serverCpuSeconds(postmaster)],
+      ["system", () => sys.measuredProcesses().reduce((sum, m) => sum + processCpuSeconds(m.pid), 0)],
+      ["bench", () => processCpuSeconds(process.pid)],
+    ]),
+  );
 }
 
-/** CPU per message between two samples; null when either is missing or nothing was handled. */
+/** CPU per message from a CpuMeter's seconds; null when there are none or nothing was handled. */
 export function cpuPerMessage(
-  from: CpuSample | undefined,
-  to: CpuSample | undefined,
+  cpuSeconds: Record<string, number> | undefined,
   messages: number,
 ): CpuPerMessage | null {
-  if (from === undefined || to === undefined || messages <= 0) return null;
-  const us = (a: number, b: number) => round(((b - a) * 1e6) / messages, 1);
-  const database = us(from.database, to.database);
-  const system = us(from.system, to.system);
-  const bench = us(from.bench, to.bench);
+  if (cpuSeconds === undefined || messages <= 0) return null;
+  const us = (key: string) => round(((cpuSeconds[key] ?? 0) * 1e6) / messages, 1);
+  const database = us("database");
+  const system = us("system");
+  const bench = us("bench");
   return { database, system, bench, total: round(database + system + bench, 1) };
 }
 
@@ -374,7 +367,7 @@ async function fillBacklog({ sys, router, o, progress }: Ctx, n: number, label: 
 }
 
 async function burnDown(ctx: Ctx): Promise<BurnDownResult> {
-  const { sys, router, o, progress, checks, cpu } = ctx;
+  const { sys, router, o, progress, checks, cpuMeter } = ctx;
   const p = router.begin("burn-down");
   const fillStart = nowMs();
   const { how: fill, started, failedMessages, firstError } = await fillBacklog(ctx, o.messages, "burn-down");
@@ -382,11 +375,12 @@ async function burnDown(ctx: Ctx): Promise<BurnDownResult> {
   router.close(p, started);
   progress.track(`${sys.name}: burn-down, consume`, started, () => p.unique);
   const consumeStart = nowMs();
-  const cpuFrom = cpu();
+  const meter = cpuMeter();
+  meter?.begin();
   await sys.startConsumer(router.seen);
   await drainOrThrow(p, failedMessages, o.drainSeconds, "burn-down");
   // Up to 20 ms after the last message (the drain's poll): a little idle time, no work of another phase.
-  const cpuTo = cpu();
+  const cpuUsed = meter?.end().cpuSeconds;
   progress.end();
   const consumeSeconds = (p.lastSeenAt - consumeStart) / 1000;
   const result: BurnDownResult = {
@@ -395,7 +389,7 @@ async function burnDown(ctx: Ctx): Promise<BurnDownResult> {
     fillPerSec: round((started - failedMessages) / fillSeconds, 0),
     consumeSeconds: round(consumeSeconds, 2),
     throughputPerSec: p.unique > 0 ? round(p.unique / consumeSeconds, 0) : 0,
-    cpu: cpuPerMessage(cpuFrom, cpuTo, p.unique),
+    cpu: cpuPerMessage(cpuUsed, p.unique),
     counts: noCounts(),
   };
   checks.push({
@@ -409,7 +403,7 @@ async function burnDown(ctx: Ctx): Promise<BurnDownResult> {
 }
 
 async function flat(
-  { sys, router, o, progress, checks, cpu }: Ctx,
+  { sys, router, o, progress, checks, cpuMeter }: Ctx,
   phase: string,
   loops: number,
   load: string,
@@ -423,10 +417,17 @@ async function flat(
   let enqueued = 0;
   progress.timed(`${sys.name}: ${phase}`, o.flatSeconds * 1000);
   // CPU over the measuring window, sampled by timers at its ends.
-  let cpuFrom: CpuSample | undefined;
-  let cpuTo: CpuSample | undefined;
-  const fromTimer = setTimeout(() => (cpuFrom = cpu()), Math.max(0, from - nowMs()));
-  const toTimer = setTimeout(() => (cpuTo = cpu()), Math.max(0, to - nowMs()));
+  const meter = cpuMeter();
+  let begun = false;
+  let cpuUsed: Record<string, number> | undefined;
+  const fromTimer = setTimeout(
+    () => {
+      meter?.begin();
+      begun = true;
+    },
+    Math.max(0, from - nowMs()),
+  );
+  const toTimer = setTimeout(() => (cpuUsed = meter?.end().cpuSeconds), Math.max(0, to - nowMs()));
   const run = await flatOut(loops, to, async (k, i) => {
     // Producer k % producers: 16x1 gives each producer one loop, pipelined several.
     await sys.enqueue(k % o.producers, router.seq(i), nowMs());
@@ -437,7 +438,7 @@ async function flat(
   // flatOut returns once every loop's last enqueue (started before `to`) is answered.
   clearTimeout(fromTimer);
   clearTimeout(toTimer);
-  cpuTo ??= cpu();
+  if (begun) cpuUsed ??= meter?.end().cpuSeconds;
   const backlogAtEnd = run.started - p.unique;
   const result: FlatResult = {
     load,
@@ -458,7 +459,7 @@ async function flat(
   result.enqueuedPerSec = round(enqueued / seconds, 0);
   result.throughputPerSec = round(p.inWindow / seconds, 0);
   result.latencyMs = p.latencySummary();
-  result.cpu = cpuPerMessage(cpuFrom, cpuTo, p.inWindow);
+  result.cpu = cpuPerMessage(cpuUsed, p.inWindow);
   return result;
 }
 
