@@ -276,7 +276,7 @@ export class Dispatcher {
    */
   afterWrite(
     records: readonly PublishRecord[],
-    results: readonly PublishResult[] | undefined,
+    results: readonly (PublishResult | undefined)[] | undefined,
     shard = 0,
   ): void {
     for (let i = 0; i < records.length; i++) {

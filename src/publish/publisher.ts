@@ -57,12 +57,12 @@ export interface PublishHooks {
   /** A fly message: deliver to online consumers now, store nothing. */
   deliverFly(header: NormalisedHeader, body: Buffer, isString: boolean): void;
   /**
-   * After a batch was written: the records with their results (undefined: the write failed),
-   * for the local fast path (push what was stored, give back what was planned but not stored).
+   * After a batch was written: the records with their results (undefined: the record, or the
+   * whole write, failed), for the local fast path (push what was stored).
    */
   afterWrite(
     records: readonly PublishRecord[],
-    results: readonly PublishResult[] | undefined,
+    results: readonly (PublishResult | undefined)[] | undefined,
     shard: number,
   ): void;
 }
@@ -124,19 +124,21 @@ export class Publisher {
           concurrency: options.concurrency,
           parallelFrom: options.parallelFrom,
           windowMs: options.windowMs,
-          write: (records) => this.writeBatch(records, w, shard),
+          write: (records) => this.writeBatch(records, w),
+          // Pushes of what was stored follow the start of the next publish transaction.
+          written: (records, outcomes) =>
+            this.hooks.afterWrite(
+              records,
+              outcomes?.map((o) => (o.ok ? o.result : undefined)),
+              shard,
+            ),
         }),
     );
   }
 
-  private writeBatch(
-    records: PublishRecord[],
-    write: PublishWriter,
-    shard: number,
-  ): Promise<ItemOutcome<PublishResult>[]> {
+  private writeBatch(records: PublishRecord[], write: PublishWriter): Promise<ItemOutcome<PublishResult>[]> {
     return writeSplitting(records, write, {
       splittable: isDataError,
-      onWritten: (items, results) => this.hooks.afterWrite(items, results, shard),
       onSplit: (items, err) => {
         this.splits++;
         this.limitedLog.warn(

@@ -12,11 +12,9 @@
 export type ItemOutcome<R> = { ok: true; result: R } | { ok: false; error: unknown };
 
 /** Options of writeSplitting. */
-export interface SplitWriteOptions<T, R> {
+export interface SplitWriteOptions<T> {
   /** Whether a failed write may be retried in halves (errors caused by the data). */
   splittable(err: unknown): boolean;
-  /** Told once per item: stored (with the write's results) or finally failed (undefined). */
-  onWritten?(items: readonly T[], results: readonly R[] | undefined): void;
   /** Told when a batch is split (for logs and metrics). */
   onSplit?(items: readonly T[], err: unknown): void;
 }
@@ -29,20 +27,16 @@ export interface SplitWriteOptions<T, R> {
 export async function writeSplitting<T, R>(
   items: T[],
   write: (items: T[]) => Promise<R[]>,
-  options: SplitWriteOptions<T, R>,
+  options: SplitWriteOptions<T>,
 ): Promise<ItemOutcome<R>[]> {
   let results: R[];
   try {
     results = await write(items);
   } catch (err) {
-    if (!options.splittable(err)) {
-      options.onWritten?.(items, undefined);
-      throw err;
-    }
+    if (!options.splittable(err)) throw err;
     const state: SplitState = { fatal: undefined };
     return split(items, err, write, options, state);
   }
-  options.onWritten?.(items, results);
   return results.map((result) => ({ ok: true, result }));
 }
 
@@ -55,13 +49,10 @@ async function split<T, R>(
   items: T[],
   err: unknown,
   write: (items: T[]) => Promise<R[]>,
-  options: SplitWriteOptions<T, R>,
+  options: SplitWriteOptions<T>,
   state: SplitState,
 ): Promise<ItemOutcome<R>[]> {
-  if (items.length === 1) {
-    options.onWritten?.(items, undefined);
-    return [{ ok: false, error: err }];
-  }
+  if (items.length === 1) return [{ ok: false, error: err }];
   options.onSplit?.(items, err);
   const mid = Math.ceil(items.length / 2);
   const left = await attempt(items.slice(0, mid), write, options, state);
@@ -72,13 +63,10 @@ async function split<T, R>(
 async function attempt<T, R>(
   items: T[],
   write: (items: T[]) => Promise<R[]>,
-  options: SplitWriteOptions<T, R>,
+  options: SplitWriteOptions<T>,
   state: SplitState,
 ): Promise<ItemOutcome<R>[]> {
-  const failAll = (error: unknown): ItemOutcome<R>[] => {
-    options.onWritten?.(items, undefined);
-    return items.map(() => ({ ok: false, error }));
-  };
+  const failAll = (error: unknown): ItemOutcome<R>[] => items.map(() => ({ ok: false, error }));
   if (state.fatal !== undefined) return failAll(state.fatal.err);
   let results: R[];
   try {
@@ -90,6 +78,5 @@ async function attempt<T, R>(
     }
     return split(items, err, write, options, state);
   }
-  options.onWritten?.(items, results);
   return results.map((result) => ({ ok: true, result }));
 }

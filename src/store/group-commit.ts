@@ -2,9 +2,10 @@
  * Group commit: callers submit one item each and get their own result, while the items are
  * written in batches, one transaction per batch.
  *
- * Policy: a batch starts as soon as a writer slot is free (on the next turn of the event loop,
- * so everything that arrived in the same I/O round joins it); while all slots are busy, items
- * accumulate, so batches grow with load and a lone item is never held back by a timer. With
+ * Policy: a batch starts as soon as a writer slot is free (into an idle committer on the next
+ * turn of the event loop, so everything that arrived in the same I/O round joins it; after a
+ * batch, at once, before its callers are told); while all slots are busy, items accumulate, so
+ * batches grow with load and a lone item is never held back by a timer. With
  * `parallelFrom`, a batch beside one already in flight starts only once that many items wait.
  */
 
@@ -29,6 +30,12 @@ export interface GroupCommitOptions<T, R> {
   windowMs?: number;
   /** Write one batch; return one result per item, in order. A throw fails every item. */
   write(items: T[]): Promise<R[]>;
+  /**
+   * Told of each batch once written (its results) or failed (undefined), after the next batch
+   * started and before the items' callers hear: work that follows a commit (pushing what was
+   * stored) but that the next commit need not wait for.
+   */
+  written?(items: readonly T[], results: readonly R[] | undefined): void;
 }
 
 /** Told the outcome of one item: an error, or undefined and the item's result. */
@@ -100,28 +107,44 @@ export class GroupCommitter<T, R> {
     this.inFlight++;
     this.stats.batches++;
     this.stats.items += batch.length;
-    this.options
-      .write(batch.map((p) => p.item))
-      .then(
-        (results) => {
-          settle(batch, (p, i) => p.done(undefined, results[i]!));
-        },
-        (err: unknown) => {
-          this.stats.failures++;
-          // A write that rejects without a reason still fails its items.
-          const reason = err ?? new Error("batch write failed");
-          settle(batch, (p) => p.done(reason));
-        },
-      )
-      .finally(() => {
-        this.inFlight--;
-        this.schedule();
-        if (this.inFlight === 0 && this.queue.length === 0) {
-          const waiters = this.idleWaiters;
-          this.idleWaiters = [];
-          for (const w of waiters) w();
-        }
-      });
+    const items = batch.map((p) => p.item);
+    this.options.write(items).then(
+      (results) => this.finish(batch, items, results, (p, i) => p.done(undefined, results[i]!)),
+      (err: unknown) => {
+        this.stats.failures++;
+        // A write that rejects without a reason still fails its items.
+        const reason = err ?? new Error("batch write failed");
+        this.finish(batch, items, undefined, (p) => p.done(reason));
+      },
+    );
+  }
+
+  /**
+   * A batch is written (or failed): free its slot and start the next batch before `written` and
+   * this batch's callers hear. What waits arrived while this batch was being written, so no later
+   * arrival is worth waiting for, and what follows a commit (pushes, answers: encoding and socket
+   * writes) should not delay the database's next transaction. A committer with a window still
+   * waits for it.
+   */
+  private finish(
+    batch: Pending<T, R>[],
+    items: readonly T[],
+    results: readonly R[] | undefined,
+    tell: (p: Pending<T, R>, i: number) => void,
+  ): void {
+    this.inFlight--;
+    if ((this.options.windowMs ?? 0) > 0) this.schedule();
+    else while (this.mayStart()) this.startBatch();
+    try {
+      this.options.written?.(items, results);
+      settle(batch, tell);
+    } finally {
+      if (this.inFlight === 0 && this.queue.length === 0) {
+        const waiters = this.idleWaiters;
+        this.idleWaiters = [];
+        for (const w of waiters) w();
+      }
+    }
   }
 }
 

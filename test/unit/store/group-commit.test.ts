@@ -66,6 +66,53 @@ describe("GroupCommitter", () => {
     await committer.drain();
   });
 
+  it("starts the next batch before telling the callers of the one just written", async () => {
+    const { committer, batches, pending, tick } = held();
+    const seenAtAnswer: number[][][] = [];
+    committer.enqueue(1, () => seenAtAnswer.push(batches.map((b) => [...b])));
+    await tick();
+    committer.enqueue(2, () => undefined);
+    committer.enqueue(3, () => undefined);
+    await tick();
+    expect(batches).toEqual([[1]]);
+    pending[0]!.resolve(["a1"]);
+    await tick();
+    // When item 1 heard its answer, the waiting items were already on their way to the database.
+    expect(seenAtAnswer).toEqual([[[1], [2, 3]]]);
+    pending[1]!.resolve(["a2", "a3"]);
+    await committer.drain();
+  });
+
+  it("tells `written` of each batch (results, or undefined when it failed) before its callers", async () => {
+    const log: string[] = [];
+    const pending: { resolve: (r: string[]) => void; reject: (e: unknown) => void }[] = [];
+    const committer = new GroupCommitter<number, string>({
+      maxBatch: 3,
+      concurrency: 1,
+      write: (items) =>
+        new Promise<string[]>((resolve, reject) => {
+          log.push(`write ${items.join(",")}`);
+          pending.push({ resolve, reject });
+        }),
+      written: (items, results) => log.push(`written ${items.join(",")}: ${results?.join(",") ?? "failed"}`),
+    });
+    committer.enqueue(1, (err, r) => log.push(`told 1 ${r ?? (err as Error).message}`));
+    await new Promise((r) => setImmediate(r));
+    committer.enqueue(2, (err, r) => log.push(`told 2 ${r ?? (err as Error).message}`));
+    pending[0]!.resolve(["a1"]);
+    await new Promise((r) => setImmediate(r));
+    pending[1]!.reject(new Error("down"));
+    await committer.drain();
+    expect(log).toEqual([
+      "write 1",
+      "write 2",
+      "written 1: a1",
+      "told 1 a1",
+      "written 2: failed",
+      "told 2 down",
+    ]);
+  });
+
   it("a failed write fails every item of its batch, with a reason even when none was given", async () => {
     const { committer, pending, tick } = held();
     const seen: unknown[] = [];
