@@ -135,8 +135,14 @@ export class GroupCommitter<T, R> {
     this.inFlight--;
     if ((this.options.windowMs ?? 0) > 0) this.schedule();
     else while (this.mayStart()) this.startBatch();
+    // A `written` that throws (a bug) must not keep the callers from hearing what was stored.
+    let thrown: { err: unknown } | undefined;
     try {
       this.options.written?.(items, results);
+    } catch (err) {
+      thrown = { err };
+    }
+    try {
       settle(batch, tell);
     } finally {
       if (this.inFlight === 0 && this.queue.length === 0) {
@@ -145,6 +151,7 @@ export class GroupCommitter<T, R> {
         for (const w of waiters) w();
       }
     }
+    if (thrown !== undefined) throw thrown.err;
   }
 }
 

@@ -142,6 +142,24 @@ describe("GroupCommitter", () => {
     expect(heard).toEqual([1, 2, 3]);
   });
 
+  it("a `written` that throws does not keep the callers from hearing their results", async () => {
+    const pending: ((r: string[]) => void)[] = [];
+    const committer = new GroupCommitter<number, string>({
+      maxBatch: 3,
+      concurrency: 1,
+      write: () => new Promise<string[]>((resolve) => pending.push(resolve)),
+      written: () => {
+        throw new Error("hook bug");
+      },
+    });
+    const p = committer.submit(1);
+    await new Promise((r) => setImmediate(r));
+    const unhandled = new Promise<unknown>((resolve) => process.once("unhandledRejection", resolve));
+    pending[0]!(["a1"]);
+    expect(await p).toBe("a1");
+    expect(((await unhandled) as Error).message).toBe("hook bug");
+  });
+
   it("drain waits for everything submitted", async () => {
     const { committer, pending, tick } = held(2);
     for (let n = 0; n < 5; n++) committer.enqueue(n, () => undefined);
