@@ -126,14 +126,34 @@ export class Publisher {
           windowMs: options.windowMs,
           write: (records) => this.writeBatch(records, w),
           // Pushes of what was stored follow the start of the next publish transaction.
-          written: (records, outcomes) =>
-            this.hooks.afterWrite(
-              records,
-              outcomes?.map((o) => (o.ok ? o.result : undefined)),
-              shard,
-            ),
+          written: (records, outcomes) => this.afterWrite(records, outcomes, shard),
         }),
     );
+  }
+
+  /**
+   * Hand a written batch to the fast path. What it fails to push (a bug) is not lost: the
+   * deliveries are stored and claimed again when their lease runs out; the producers still hear
+   * that their messages were stored.
+   */
+  private afterWrite(
+    records: readonly PublishRecord[],
+    outcomes: readonly ItemOutcome<PublishResult>[] | undefined,
+    shard: number,
+  ): void {
+    try {
+      this.hooks.afterWrite(
+        records,
+        outcomes?.map((o) => (o.ok ? o.result : undefined)),
+        shard,
+      );
+    } catch (err) {
+      this.limitedLog.error(
+        "push after publish failed",
+        { code: ErrorCode.Internal, batch: records.length, shard, err: String(err) },
+        "pushing a stored batch failed; its deliveries are claimed again when their lease runs out",
+      );
+    }
   }
 
   private writeBatch(records: PublishRecord[], write: PublishWriter): Promise<ItemOutcome<PublishResult>[]> {

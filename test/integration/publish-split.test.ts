@@ -109,6 +109,48 @@ describe("publish: a batch that fails on one message's data", () => {
     expect(lines.filter((l) => l.msg === "publish not stored")).toHaveLength(1);
   });
 
+  it("the fast path hears every record once with its outcome; one that throws costs no publish its answer", async () => {
+    const calls: PublishRecord[][] = [];
+    const { log, lines } = capturingLog();
+    const heard: { messageType: string; stored: boolean }[][] = [];
+    const throwing = {
+      ...hooks,
+      afterWrite: (
+        records: readonly PublishRecord[],
+        results: readonly ({ pk?: number } | undefined)[] | undefined,
+      ) => {
+        heard.push(
+          records.map((r, i) => ({ messageType: r.messageType, stored: results?.[i]?.pk !== undefined })),
+        );
+        throw new Error("fast path bug");
+      },
+    };
+    const publisher = new Publisher(
+      throwing,
+      writeTo(db.pool, calls),
+      { maxBatch: 1000, concurrency: 1 },
+      log,
+    );
+    const good = fakeSession("c1", "good2");
+    const bad = fakeSession("c2", "bad2");
+    for (let i = 0; i < 9; i++) publisher.publish(good.session, i, message("good2", "pay"), false);
+    publisher.publish(bad.session, 1, message("bad2", "poison"), false);
+    await until(() => good.acks.length === 9 && bad.acks.length === 1);
+    await publisher.drain();
+    // Once, for the whole batch, after its split: the poison is the one record not stored.
+    expect(heard).toHaveLength(1);
+    expect(heard[0]).toHaveLength(10);
+    expect(heard[0]!.filter((h) => !h.stored).map((h) => h.messageType)).toEqual(["poison"]);
+    expect(good.acks.every((a) => a.status)).toBe(true);
+    expect(bad.acks[0]!.status).toBe(false);
+    const errors = lines.filter(
+      (l) =>
+        l.msg === "pushing a stored batch failed; its deliveries are claimed again when their lease runs out",
+    );
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatchObject({ code: "KQ_INTERNAL", batch: 10 });
+  });
+
   it("does not split when the database cannot be reached: one attempt per batch, every message refused, a few log lines", async () => {
     // A port nobody listens on: connection refused, no SQLSTATE.
     const unreachable = createPool(db.url.replace(/:\d+\//, ":1/"), { max: 1 });
