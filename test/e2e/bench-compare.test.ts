@@ -8,6 +8,7 @@ import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { builtEntry } from "../support/built-src.js";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
 const SYSTEMS = [
@@ -67,7 +68,7 @@ function runBench(args: string[]): Promise<{ code: number | null; stdout: string
   return new Promise((resolve) => {
     let stdout = "";
     let stderr = "";
-    child = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "src/bench/main.ts"), ...args], {
+    child = spawn(process.execPath, [builtEntry("bench/main.ts"), ...args], {
       cwd: ROOT,
       env: { ...process.env, VITEST: undefined },
       stdio: ["ignore", "pipe", "pipe"],

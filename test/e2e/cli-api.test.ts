@@ -13,6 +13,7 @@ import { claimDueDeliveries, nackDeliveries } from "../../src/store/deliveries.j
 import { freePort } from "../../src/store/embedded.js";
 import { insertPublishBatch } from "../../src/store/messages.js";
 import { type BrokerProcess, startBrokerProcess } from "../support/broker-process.js";
+import { cliArgs } from "../support/built-src.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
@@ -28,7 +29,7 @@ function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
   return new Promise((resolve) => {
     execFile(
       process.execPath,
-      ["--import", "tsx", path.join(ROOT, "src/cli/main.ts"), ...args],
+      cliArgs(args),
       {
         cwd: ROOT,
         timeout: 60_000,

@@ -10,6 +10,7 @@ import { ensurePartitions } from "../../src/store/db.js";
 import { claimDueDeliveries, nackDeliveries } from "../../src/store/deliveries.js";
 import { insertPublishBatch } from "../../src/store/messages.js";
 import { startBrokerProcess } from "../support/broker-process.js";
+import { cliArgs } from "../support/built-src.js";
 import { waitFor } from "../support/consumers.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
 
@@ -21,12 +22,12 @@ interface CliResult {
   stderr: string;
 }
 
-/** Run `kiteq-pg ...args` as a child process (as `npx tsx src/cli/main.ts` would). */
+/** Run `kiteq-pg ...args` as a child process (the built CLI, as the package's bin runs it). */
 function cli(args: string[], timeoutMs = 60_000): Promise<CliResult> {
   return new Promise((resolve) => {
     execFile(
       process.execPath,
-      ["--import", "tsx", path.join(ROOT, "src/cli/main.ts"), ...args],
+      cliArgs(args),
       {
         cwd: ROOT,
         timeout: timeoutMs,

@@ -16,6 +16,7 @@ import { buildHeader, KiteqConnection } from "../../src/client/connection.js";
 import { closeZooKeeper, connectZooKeeper } from "../../src/registry/zk-connect.js";
 import { zkCreate, zkExists, zkGetChildren } from "../../src/registry/zk-ops.js";
 import { type BrokerProcess, startBrokerProcess } from "../support/broker-process.js";
+import { builtEntry } from "../support/built-src.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
 import { freePort, startZooKeeper, type TestZooKeeper, waitFor } from "../support/zookeeper.js";
 
@@ -328,9 +329,7 @@ describe("e2e: cluster on ZooKeeper", () => {
     const child = spawn(
       process.execPath,
       [
-        "--import",
-        "tsx",
-        path.join(ROOT, "src/cli/main.ts"),
+        builtEntry("cli/main.ts"),
         "serve",
         "--bind",
         `127.0.0.1:${await freePort()}`,

@@ -12,6 +12,7 @@ import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Consumer, createConsumer, createProducer, type Producer } from "../../src/client/index.js";
 import { type BrokerProcess, startBrokerProcess } from "../support/broker-process.js";
+import { cliArgs } from "../support/built-src.js";
 import { waitFor } from "../support/consumers.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
 import { startZooKeeper, type TestZooKeeper } from "../support/zookeeper.js";
@@ -22,15 +23,11 @@ const run = promisify(execFile);
 
 /** `kiteq-pg ...args` as a child process; resolves with stdout (rejects on a non-zero exit). */
 async function cli(args: string[]): Promise<string> {
-  const { stdout } = await run(
-    process.execPath,
-    ["--import", "tsx", path.join(ROOT, "src/cli/main.ts"), ...args],
-    {
-      cwd: ROOT,
-      timeout: 60_000,
-      env: { ...process.env, VITEST: undefined, KITEQ_LOG_LEVEL: undefined },
-    },
-  );
+  const { stdout } = await run(process.execPath, cliArgs(args), {
+    cwd: ROOT,
+    timeout: 60_000,
+    env: { ...process.env, VITEST: undefined, KITEQ_LOG_LEVEL: undefined },
+  });
   return stdout;
 }
 const SEND_TIMEOUT_MS = 10_000;

@@ -19,6 +19,7 @@ import {
   shardedMessageHistory,
 } from "../../src/store/sharded-history.js";
 import { ShardListMismatch, shardLabel, splitByShard, verifyShardList } from "../../src/store/shards.js";
+import { builtEntry } from "../support/built-src.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
 import { publishRecord } from "../support/records.js";
 
@@ -208,16 +209,7 @@ describe("sharding: history with one shard and with three", () => {
       new Promise<{ code: number | null; stdout: string }>((resolve) => {
         execFile(
           process.execPath,
-          [
-            "--import",
-            "tsx",
-            path.join(ROOT, "src/cli/main.ts"),
-            "history",
-            ...args,
-            "--admin",
-            "0",
-            "--json",
-          ],
+          [builtEntry("cli/main.ts"), "history", ...args, "--admin", "0", "--json"],
           {
             cwd: ROOT,
             timeout: 60_000,

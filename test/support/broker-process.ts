@@ -5,6 +5,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import path from "node:path";
 import { BROKER_NODE_FLAGS } from "../../src/server/node-flags.js";
 import { freePort } from "../../src/store/embedded.js";
+import { builtEntry } from "./built-src.js";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
 
@@ -33,9 +34,7 @@ export async function startBrokerProcess(
     process.execPath,
     [
       ...BROKER_NODE_FLAGS,
-      "--import",
-      "tsx",
-      path.join(ROOT, "src/cli/main.ts"),
+      builtEntry("cli/main.ts"),
       "serve",
       "--bind",
       `127.0.0.1:${port}`,

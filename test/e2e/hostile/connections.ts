@@ -20,6 +20,7 @@ import { encodePacket } from "../../../src/protocol/frame.js";
 import { encodeConnMeta } from "../../../src/protocol/messages.js";
 import { listBindings, upsertBinding } from "../../../src/store/bindings.js";
 import { type BrokerProcess, startBrokerProcess } from "../../support/broker-process.js";
+import { cliArgs } from "../../support/built-src.js";
 import { type RecordingConsumer, recordingConsumer, waitFor } from "../../support/consumers.js";
 import { createTestDatabase, type TestDatabase } from "../../support/db.js";
 
@@ -34,7 +35,7 @@ function cli(args: string[]): Promise<{ code: number | null; stdout: string; std
   return new Promise((resolve) => {
     execFile(
       process.execPath,
-      ["--import", "tsx", path.join(ROOT, "src/cli/main.ts"), ...args],
+      cliArgs(args),
       { cwd: ROOT, timeout: 60_000, env: { ...process.env, VITEST: undefined, KITEQ_LOG_LEVEL: undefined } },
       (err, stdout, stderr) => {
         const code = err === null ? 0 : typeof err.code === "number" ? err.code : null;
