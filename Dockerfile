@@ -22,9 +22,11 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts && npm cache clean --force
 COPY --from=build /app/dist ./dist
-# Read at run time beside dist/: migrations applied on start, the protocol's .proto schema.
+# Read at run time beside dist/: migrations applied on start, the protocol's .proto schema, the
+# admin console's static files.
 COPY migrations ./migrations
 COPY proto ./proto
+COPY src/admin/console ./src/admin/console
 USER node
 EXPOSE 13800
 # V8 heap flags: see src/server/node-flags.ts (fewer major GCs, lower tail latency).

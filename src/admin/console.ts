@@ -6,7 +6,10 @@
 import { readFileSync } from "node:fs";
 import type http from "node:http";
 
-/** Where the files are: the same path from src/admin (tsx) and from dist/admin (built). */
+/**
+ * Where the files are: the same path from src/admin (tsx) and from dist/admin (built). The npm
+ * package (`files`) and the Docker image ship this folder beside dist/ for that reason.
+ */
 const DIR = new URL("../../src/admin/console/", import.meta.url);
 
 const FILES: Readonly<Record<string, [file: string, type: string]>> = {

@@ -14,6 +14,7 @@ import { BindType, createBinding } from "../../src/binding/binding.js";
 import { upsertBinding } from "../../src/store/bindings.js";
 import { type BrokerProcess, startBrokerProcess } from "../support/broker-process.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
+import { freePort } from "../support/zookeeper.js";
 
 const run = promisify(execFile);
 const ROOT = path.resolve(import.meta.dirname, "../..");
@@ -82,6 +83,28 @@ describe("e2e: npm pack, install, use kiteq-pg/client", () => {
     // Types ship with it, for both entry points.
     for (const entry of ["client", "sql"]) {
       expect(existsSync(path.join(app, "node_modules/kiteq-pg/dist", entry, "index.d.ts"))).toBe(true);
+    }
+
+    // The installed `kiteq-pg` bin runs a broker (migrations and .proto read from the package)
+    // and its admin server serves the console's files, which are read at run time.
+    const adminPort = await freePort();
+    const installed = await startBrokerProcess(["--db", db.url, "--recieve-permits-per-second", "0"], {
+      entry: path.join(app, "node_modules/kiteq-pg/dist/cli/main.js"),
+      cwd: app,
+      admin: `127.0.0.1:${adminPort}`,
+    });
+    try {
+      for (const [file, type] of [
+        ["/", "text/html"],
+        ["/console/app.js", "text/javascript"],
+        ["/console/app.css", "text/css"],
+      ] as const) {
+        const res = await fetch(`http://127.0.0.1:${adminPort}${file}`);
+        expect(`${file} ${res.status} ${res.headers.get("content-type")}`).toMatch(`${file} 200 ${type}`);
+        expect((await res.text()).length).toBeGreaterThan(100);
+      }
+    } finally {
+      expect(await installed.stop()).toBe(0);
     }
   }, 360_000);
 });

@@ -27,23 +27,32 @@ export interface BrokerProcess {
 /** Start `kiteq-pg serve` with `args`; resolves once it logged "broker started". */
 export async function startBrokerProcess(
   args: string[],
-  options: { env?: NodeJS.ProcessEnv; port?: number; timeoutMs?: number } = {},
+  options: {
+    env?: NodeJS.ProcessEnv;
+    port?: number;
+    timeoutMs?: number;
+    /** The CLI's main module (default: this checkout's, built) and the working directory. */
+    entry?: string;
+    cwd?: string;
+    /** Admin address (default "0": none). */
+    admin?: string;
+  } = {},
 ): Promise<BrokerProcess> {
   const port = options.port ?? (await freePort());
   const child = spawn(
     process.execPath,
     [
       ...BROKER_NODE_FLAGS,
-      builtEntry("cli/main.ts"),
+      options.entry ?? builtEntry("cli/main.ts"),
       "serve",
       "--bind",
       `127.0.0.1:${port}`,
       "--admin",
-      "0",
+      options.admin ?? "0",
       ...args,
     ],
     {
-      cwd: ROOT,
+      cwd: options.cwd ?? ROOT,
       env: { ...process.env, KITEQ_LOG_LEVEL: "debug", VITEST: undefined, ...options.env },
       stdio: ["ignore", "pipe", "pipe"],
     },
