@@ -8,7 +8,13 @@ import type pg from "pg";
 import type { BrokerConfig } from "../config/types.js";
 import { ErrorCode, KiteqError, sqlState } from "../errors.js";
 import type { Logger } from "../log.js";
-import { BROKER_POOL_SETTINGS, createPool, ensurePartitions, runMigrations } from "../store/db.js";
+import {
+  BROKER_POOL_SETTINGS,
+  createPool,
+  ensurePartitions,
+  runMigrations,
+  storeUnreachable,
+} from "../store/db.js";
 import { type EmbeddedPostgresServer, startEmbeddedPostgres } from "../store/embedded.js";
 
 /** SQLSTATE undefined_table: the schema is not there (migrations not applied). */
@@ -54,7 +60,7 @@ export async function withStore<T>(
         { cause: err },
       );
     }
-    throw err;
+    throw storeUnreachable(err, pools.length === 1 ? pool : undefined) ?? err;
   } finally {
     await Promise.all(pools.map((p) => p.end()));
     await embedded?.stop();

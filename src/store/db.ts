@@ -9,6 +9,7 @@ import pg from "pg";
 import { ErrorCode, KiteqError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { clientSetup } from "./failover.js";
+import { shardLabel } from "./shards.js";
 
 /** migrations/ beside src/ (and beside dist/ once built). */
 export const MIGRATIONS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../migrations");
@@ -77,12 +78,61 @@ export function createPool(
   });
   // An idle client that errors (server restart) must not crash the process: the pool drops it.
   pool.on("error", () => undefined);
+  poolTargets.set(pool, shardLabel(url));
   return pool;
+}
+
+/** Each pool's server(s) and database, without credentials, for error messages. */
+const poolTargets = new WeakMap<pg.Pool, string>();
+
+/** Node's codes for a server that could not be reached at all (as opposed to one that refused us). */
+const UNREACHABLE_CODES: ReadonlySet<string> = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+]);
+
+/**
+ * A connection failure as an operator reads it: "PostgreSQL at host:port/db unreachable
+ * (ECONNREFUSED ...)", code StoreFailed; undefined when `err` is not one (a SQL error, a refusal by
+ * the server: those keep their own message and SQLSTATE).
+ */
+export function storeUnreachable(err: unknown, pool?: pg.Pool): KiteqError | undefined {
+  if (!(err instanceof Error)) return undefined;
+  const { code, address, port, hostname } = err as {
+    code?: unknown;
+    address?: unknown;
+    port?: unknown;
+    hostname?: unknown;
+  };
+  // pg's own connect timeout carries no code, only its message.
+  const timedOut = /connection timeout|timeout expired/i.test(err.message);
+  if (!(typeof code === "string" && UNREACHABLE_CODES.has(code)) && !timedOut) return undefined;
+  // The address the socket tried (right with several hosts or shards), else the pool's target.
+  const tried =
+    typeof address === "string"
+      ? `${address}${typeof port === "number" ? `:${port}` : ""}`
+      : typeof hostname === "string"
+        ? hostname
+        : undefined;
+  const target = tried ?? (pool ? poolTargets.get(pool) : undefined) ?? "the database";
+  return new KiteqError(
+    ErrorCode.StoreFailed,
+    `PostgreSQL at ${target} unreachable (${err.message})`,
+    {},
+    { cause: err },
+  );
 }
 
 /** Apply the migrations in migrations/ (idempotent; serialised across nodes by an advisory lock). */
 export async function runMigrations(pool: pg.Pool, logger: Logger): Promise<void> {
-  const client = await pool.connect();
+  const client = await pool.connect().catch((err: unknown) => {
+    throw storeUnreachable(err, pool) ?? err;
+  });
   try {
     // A migration that carries data over may take longer than any broker statement may.
     await client.query("SET statement_timeout = 0");

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { listBindings } from "../../src/store/bindings.js";
 import { ensurePartitions } from "../../src/store/db.js";
 import { claimDueDeliveries, nackDeliveries } from "../../src/store/deliveries.js";
+import { freePort } from "../../src/store/embedded.js";
 import { insertPublishBatch } from "../../src/store/messages.js";
 import { startBrokerProcess } from "../support/broker-process.js";
 import { cliArgs } from "../support/built-src.js";
@@ -106,6 +107,25 @@ describe("e2e: the kiteq-pg CLI", () => {
     await ensurePartitions(db.pool, new Date());
   });
   afterAll(async () => db?.drop());
+
+  it("a database nothing answers on: exit 1 and one line naming it, from a command and from serve", async () => {
+    const port = await freePort();
+    const url = `postgres://kq:secret@127.0.0.1:${port}/kiteq`;
+    const results = await Promise.all([
+      cli(["bind", "list", "--db", url]),
+      cli(["migrate", "--db", url]),
+      cli(["serve", "--admin", "0", "--bind", `127.0.0.1:${await freePort()}`, "--db", url]),
+    ]);
+    for (const r of results) {
+      expect(r.code).toBe(1);
+      const errors = lines(r.stderr).filter((l) => l.startsWith("kiteq-pg: "));
+      expect(errors).toEqual([
+        `kiteq-pg: KQ_STORE_FAILED: PostgreSQL at 127.0.0.1:${port} unreachable (connect ECONNREFUSED 127.0.0.1:${port})`,
+      ]);
+      expect(r.stderr).not.toContain("secret");
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+    }
+  });
 
   it("usage errors exit 2 with one line; --help lists the commands", async () => {
     const [unknown, missing, badFlag, help] = await Promise.all([
