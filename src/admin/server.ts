@@ -13,6 +13,7 @@ import type pg from "pg";
 import type { Registry } from "prom-client";
 import { ErrorCode, toKiteqError } from "../errors.js";
 import type { Logger } from "../log.js";
+import { listenFailure } from "../server/listen-failure.js";
 import { pingStore } from "../store/db.js";
 import { shardedMessageHistory } from "../store/sharded-history.js";
 import { type ApiContext, ApiError, type ApiSource, handleApi, isApiPath } from "./api.js";
@@ -115,9 +116,10 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
   });
   server.keepAliveTimeout = 5000;
   await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
+    const onError = (err: Error) => reject(listenFailure(err, "--admin", `${options.host}:${options.port}`));
+    server.once("error", onError);
     server.listen({ host: options.host, port: options.port }, () => {
-      server.off("error", reject);
+      server.off("error", onError);
       resolve();
     });
   });

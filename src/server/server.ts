@@ -7,6 +7,7 @@ import net from "node:net";
 import { ErrorCode } from "../errors.js";
 import type { Logger } from "../log.js";
 import { RateLimitedLog } from "../log-limit.js";
+import { listenFailure } from "./listen-failure.js";
 import { Session, type SessionHandler } from "./session.js";
 
 /** Options of a ProtocolServer (0 disables a limit or timer). */
@@ -56,7 +57,7 @@ export class ProtocolServer {
   /** Start listening; resolves with the bound address (port 0 picks a free one). */
   listen(host: string, port: number): Promise<{ host: string; port: number }> {
     return new Promise((resolve, reject) => {
-      const onError = (err: Error) => reject(err);
+      const onError = (err: Error) => reject(listenFailure(err, "--bind", `${host}:${port}`));
       this.server.once("error", onError);
       this.server.listen({ host, port, backlog: 1024 }, () => {
         this.server.off("error", onError);

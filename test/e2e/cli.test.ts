@@ -2,6 +2,7 @@ import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import net from "node:net";
 import path from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -124,6 +125,37 @@ describe("e2e: the kiteq-pg CLI", () => {
       ]);
       expect(r.stderr).not.toContain("secret");
       expect(r.stderr).not.toMatch(/\n\s+at /);
+    }
+  });
+
+  it("serve on a port another process holds: exit 1 and one line naming the flag and the address", async () => {
+    const holder = net.createServer();
+    await new Promise<void>((resolve) => holder.listen(0, "127.0.0.1", resolve));
+    const held = (holder.address() as net.AddressInfo).port;
+    try {
+      const [bind, admin] = await Promise.all([
+        cli(["serve", "--admin", "0", "--bind", `127.0.0.1:${held}`, "--db", db.url]),
+        cli([
+          "serve",
+          "--admin",
+          `127.0.0.1:${held}`,
+          "--bind",
+          `127.0.0.1:${await freePort()}`,
+          "--db",
+          db.url,
+        ]),
+      ]);
+      for (const [r, flag] of [
+        [bind, "--bind"],
+        [admin, "--admin"],
+      ] as const) {
+        expect(r.code).toBe(1);
+        expect(lines(r.stderr).filter((l) => l.startsWith("kiteq-pg: "))).toEqual([
+          `kiteq-pg: KQ_CONFIG_INVALID: cannot listen on 127.0.0.1:${held} (${flag}): the address is in use by another process (another kiteq-pg node?): choose another port`,
+        ]);
+      }
+    } finally {
+      holder.close();
     }
   });
 
