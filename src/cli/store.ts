@@ -13,7 +13,7 @@ import {
   createPool,
   ensurePartitions,
   runMigrations,
-  storeUnreachable,
+  storeConnectFailure,
 } from "../store/db.js";
 import { type EmbeddedPostgresServer, startEmbeddedPostgres } from "../store/embedded.js";
 
@@ -60,7 +60,7 @@ export async function withStore<T>(
         { cause: err },
       );
     }
-    throw storeUnreachable(err, pools.length === 1 ? pool : undefined) ?? err;
+    throw storeConnectFailure(err, pools.length === 1 ? pool : undefined) ?? err;
   } finally {
     await Promise.all(pools.map((p) => p.end()));
     await embedded?.stop();

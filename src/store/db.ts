@@ -6,7 +6,7 @@ import { fileURLToPath } from "node:url";
 import { drizzle } from "drizzle-orm/node-postgres";
 import { migrate } from "drizzle-orm/node-postgres/migrator";
 import pg from "pg";
-import { ErrorCode, KiteqError } from "../errors.js";
+import { ErrorCode, KiteqError, sqlState } from "../errors.js";
 import type { Logger } from "../log.js";
 import { clientSetup } from "./failover.js";
 import { shardLabel } from "./shards.js";
@@ -97,12 +97,30 @@ const UNREACHABLE_CODES: ReadonlySet<string> = new Set([
 ]);
 
 /**
- * A connection failure as an operator reads it: "PostgreSQL at host:port/db unreachable
- * (ECONNREFUSED ...)", code StoreFailed; undefined when `err` is not one (a SQL error, a refusal by
- * the server: those keep their own message and SQLSTATE).
+ * SQLSTATEs of a server that answered but refused the connection: class 28 (wrong password, no
+ * pg_hba.conf entry), no such database, too many connections, starting up or shutting down.
  */
-export function storeUnreachable(err: unknown, pool?: pg.Pool): KiteqError | undefined {
+const REFUSED_STATES: ReadonlySet<string> = new Set(["28000", "28P01", "3D000", "53300", "57P03"]);
+
+/**
+ * A connection failure as an operator reads it, code StoreFailed: "PostgreSQL at host:port
+ * unreachable (connect ECONNREFUSED ...)" or "PostgreSQL at host:port/db refused the connection
+ * (password authentication failed ...)"; undefined when `err` is not one (a statement's error
+ * keeps its own message).
+ */
+export function storeConnectFailure(err: unknown, pool?: pg.Pool): KiteqError | undefined {
   if (!(err instanceof Error)) return undefined;
+  const state = sqlState(err);
+  if (state !== undefined) {
+    if (!REFUSED_STATES.has(state)) return undefined;
+    const target = (pool ? poolTargets.get(pool) : undefined) ?? "the database";
+    return new KiteqError(
+      ErrorCode.StoreFailed,
+      `PostgreSQL at ${target} refused the connection (${err.message})`,
+      {},
+      { cause: err },
+    );
+  }
   const { code, address, port, hostname } = err as {
     code?: unknown;
     address?: unknown;
@@ -131,7 +149,7 @@ export function storeUnreachable(err: unknown, pool?: pg.Pool): KiteqError | und
 /** Apply the migrations in migrations/ (idempotent; serialised across nodes by an advisory lock). */
 export async function runMigrations(pool: pg.Pool, logger: Logger): Promise<void> {
   const client = await pool.connect().catch((err: unknown) => {
-    throw storeUnreachable(err, pool) ?? err;
+    throw storeConnectFailure(err, pool) ?? err;
   });
   try {
     // A migration that carries data over may take longer than any broker statement may.

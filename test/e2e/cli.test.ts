@@ -128,6 +128,32 @@ describe("e2e: the kiteq-pg CLI", () => {
     }
   });
 
+  it("a database that refuses the login or does not exist: exit 1 and one line naming it", async () => {
+    const u = new URL(db.url);
+    const wrongPassword = new URL(db.url);
+    wrongPassword.password = "not-the-password";
+    const noDatabase = new URL(db.url);
+    noDatabase.pathname = "/no_such_db";
+    const [password, missing] = await Promise.all([
+      cli(["bind", "list", "--db", wrongPassword.href]),
+      cli(["serve", "--admin", "0", "--bind", `127.0.0.1:${await freePort()}`, "--db", noDatabase.href]),
+    ]);
+    const target = `${u.hostname}:${u.port}`;
+    expect(password.code).toBe(1);
+    expect(lines(password.stderr)).toEqual([
+      expect.stringMatching(
+        new RegExp(
+          `^kiteq-pg: KQ_STORE_FAILED: PostgreSQL at ${target}${u.pathname} refused the connection \\(password authentication failed`,
+        ),
+      ),
+    ]);
+    expect(password.stderr).not.toContain("not-the-password");
+    expect(missing.code).toBe(1);
+    expect(lines(missing.stderr).filter((l) => l.startsWith("kiteq-pg: "))).toEqual([
+      `kiteq-pg: KQ_STORE_FAILED: PostgreSQL at ${target}/no_such_db refused the connection (database "no_such_db" does not exist)`,
+    ]);
+  });
+
   it("serve on a port another process holds: exit 1 and one line naming the flag and the address", async () => {
     const holder = net.createServer();
     await new Promise<void>((resolve) => holder.listen(0, "127.0.0.1", resolve));
