@@ -11,7 +11,7 @@
  */
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { chown, lstat, mkdtemp, readFile, realpath, rm, symlink } from "node:fs/promises";
+import { chown, lstat, mkdtemp, readdir, readFile, realpath, rename, rm, symlink } from "node:fs/promises";
 import { createRequire } from "node:module";
 import net from "node:net";
 import path from "node:path";
@@ -102,9 +102,18 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
   const ids = postgresUserIds(logger);
   const dataDir = await placeDataDir(requested, ids, logger);
   const nativeDir = await placeBinaries(await nativeBuildDir(), ids, logger);
+  await removeAbandonedInitFolders(path.dirname(dataDir), logger);
   if (!existsSync(path.join(dataDir, "PG_VERSION"))) {
     logger.info({ dataDir }, "initialising embedded PostgreSQL");
     await initialise(dataDir, nativeDir, ids);
+  } else if (!existsSync(passwordFile(dataDir)) && !existsSync(path.join(dataDir, "postmaster.opts"))) {
+    // Left by a first start interrupted during initdb (before initialisation became all or
+    // nothing): never started, so it holds no data, but it is not ours to delete.
+    throw new KiteqError(
+      ErrorCode.StoreFailed,
+      `the embedded PostgreSQL's data directory ${dataDir} was never started and has no password file: its first start was interrupted. Remove ${dataDir} (it holds no data yet) and start again`,
+      { dataDir },
+    );
   }
   await stopOrphanedServer(dataDir, logger);
   const port = options.port && options.port > 0 ? await pinnedPort(options.port) : await freePort();
@@ -279,11 +288,28 @@ async function nativeBuildDir(): Promise<string> {
   return path.join(dir, "native");
 }
 
-/** initdb as the user PostgreSQL runs as, with scram-sha-256 and a new random password (recorded 0600). */
+/** Prefix of the folder beside a data directory in which it is initialised. */
+const INITDB_PREFIX = ".kiteq-initdb-";
+
+/**
+ * initdb as the user PostgreSQL runs as, with scram-sha-256 and a new random password (recorded
+ * 0600). All or nothing: the cluster and its password file are made in a folder beside `dataDir`
+ * and renamed onto it (empty until then) when complete, so a start interrupted during initdb
+ * (Ctrl-C on the first `npm start`) leaves `dataDir` empty and the next start initialises it.
+ */
 async function initialise(dataDir: string, nativeDir: string, ids: PostgresIds): Promise<void> {
+  const present = await readdir(dataDir).catch(() => [] as string[]);
+  if (present.length > 0) {
+    throw new KiteqError(
+      ErrorCode.StoreFailed,
+      `the embedded PostgreSQL's data directory ${dataDir} is not empty and holds no PostgreSQL cluster (${present.slice(0, 3).join(", ")}${present.length > 3 ? ", ..." : ""}): give --data-dir a new or empty folder`,
+      { dataDir },
+    );
+  }
   const password = newPassword();
   // initdb reads the password from a file the postgres user can read, beside the data directory.
-  const tmp = await mkdtemp(path.join(path.dirname(dataDir), ".kiteq-initdb-"));
+  const tmp = await mkdtemp(path.join(path.dirname(dataDir), `${INITDB_PREFIX}${process.pid}-`));
+  const building = path.join(tmp, "pgdata");
   try {
     const pwfile = path.join(tmp, "pw");
     await writePasswordFile(pwfile, password);
@@ -295,7 +321,7 @@ async function initialise(dataDir: string, nativeDir: string, ids: PostgresIds):
       const child = spawn(
         path.join(nativeDir, "bin", "initdb"),
         [
-          `--pgdata=${dataDir}`,
+          `--pgdata=${building}`,
           "--auth=scram-sha-256",
           `--username=${USER}`,
           `--pwfile=${pwfile}`,
@@ -324,10 +350,44 @@ async function initialise(dataDir: string, nativeDir: string, ids: PostgresIds):
         { dataDir },
       );
     }
+    await writePasswordFile(passwordFile(building), password);
+    // rename(2) replaces the empty directory placeDataDir made (its owner and mode with it).
+    await rename(building, dataDir);
   } finally {
     await rm(tmp, { recursive: true, force: true });
   }
-  await writePasswordFile(passwordFile(dataDir), password);
+}
+
+/**
+ * Init folders (named by the pid that made them) whose process is gone: an interrupted start's.
+ * Best effort, at every start: the initdb of a start killed a moment ago may still be writing in
+ * its folder (it outlives its parent), and then the folder goes at a later start.
+ */
+async function removeAbandonedInitFolders(parent: string, logger: Logger): Promise<void> {
+  const names = await readdir(parent).catch(() => [] as string[]);
+  for (const name of names) {
+    const pid = Number(/^\.kiteq-initdb-(\d+)-/.exec(name)?.[1]);
+    if (!Number.isSafeInteger(pid) || pid <= 0 || processAlive(pid)) continue;
+    const folder = path.join(parent, name);
+    await rm(folder, { recursive: true, force: true }).then(
+      () => logger.info({ folder }, "removed the init folder of an interrupted first start"),
+      (err: unknown) =>
+        logger.debug(
+          { folder, err: (err as Error).message },
+          "init folder not removed yet (initdb still writing)",
+        ),
+    );
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: alive, someone else's.
+    return (err as { code?: unknown }).code === "EPERM";
+  }
 }
 
 /** A postgres left running by a broker that was killed (kill -9) would block the data dir. */

@@ -1,0 +1,151 @@
+/**
+ * The first start of the embedded PostgreSQL is all or nothing: a broker killed while initdb runs
+ * (Ctrl-C or kill on the first `npm start`) leaves its data directory empty, and the next start
+ * initialises it and removes the abandoned init folder. Before, it left a cluster without its
+ * password file, and every later start failed ("refuses the password"). A data directory in
+ * another state than empty or a cluster of ours is refused with one line saying what to do.
+ */
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { chmod, mkdir, mkdtemp, readdir, readFile, realpath, rm, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startBrokerProcess } from "../support/broker-process.js";
+import { builtEntry, cliArgs, ROOT } from "../support/built-src.js";
+import { waitFor } from "../support/consumers.js";
+import { removePlacedDataDir } from "../support/placed-dirs.js";
+import { freePort } from "../support/zookeeper.js";
+
+function serve(dir: string, port: number): ChildProcess {
+  return spawn(
+    process.execPath,
+    [builtEntry("cli/main.ts"), "serve", "--data-dir", dir, "--bind", `127.0.0.1:${port}`, "--admin", "0"],
+    { cwd: ROOT, env: { ...process.env, VITEST: undefined }, stdio: ["ignore", "pipe", "pipe"] },
+  );
+}
+
+/** Whether an initdb process writes under a folder named `name` (Linux: its command line). */
+async function initdbRunningIn(name: string): Promise<boolean> {
+  for (const pid of await readdir("/proc")) {
+    if (!/^\d+$/.test(pid)) continue;
+    const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
+    if (cmdline.includes("initdb") && cmdline.includes(name)) return true;
+  }
+  return false;
+}
+
+function cli(args: string[]): Promise<{ code: number | null; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      cliArgs(args),
+      { cwd: ROOT, timeout: 60_000, env: { ...process.env, VITEST: undefined } },
+      (err, _stdout, stderr) => {
+        resolve({ code: err === null ? 0 : typeof err.code === "number" ? err.code : null, stderr });
+      },
+    );
+  });
+}
+
+describe("e2e: the embedded PostgreSQL's first start", () => {
+  let base: string;
+  /** For data directories made by the test: one the postgres user can reach when run as root. */
+  let open: string;
+  const placed: string[] = [];
+
+  beforeAll(async () => {
+    await mkdir(path.join(ROOT, ".tmp"), { recursive: true });
+    base = await mkdtemp(path.join(ROOT, ".tmp", "first-start-"));
+    open = await mkdtemp(path.join(os.tmpdir(), "kiteq-first-start-"));
+    await chmod(open, 0o755);
+  });
+  afterAll(async () => {
+    for (const real of placed) await removePlacedDataDir(real, base);
+    await rm(base, { recursive: true, force: true });
+    await rm(open, { recursive: true, force: true });
+  });
+
+  it("killed during initdb: the data directory stays empty, and the next start initialises it", async () => {
+    const dir = path.join(base, "killed");
+    const child = serve(dir, await freePort());
+    const exited = new Promise((resolve) => child.once("exit", resolve));
+    // The killed process's init folder (other tests may be initialising beside it too).
+    const initFolders = async (dataDir: string) =>
+      (await readdir(path.dirname(dataDir))).filter((n) => n.startsWith(`.kiteq-initdb-${child.pid}-`));
+    // Killed once initdb is writing the cluster.
+    let dataDir = "";
+    await waitFor(
+      async () => {
+        dataDir = await realpath(path.join(dir, "pg")).catch(() => "");
+        if (dataDir === "") return false;
+        const [folder] = await initFolders(dataDir);
+        return folder !== undefined && existsSync(path.join(path.dirname(dataDir), folder, "pgdata", "base"));
+      },
+      60_000,
+      "initdb writing",
+    );
+    child.kill("SIGKILL");
+    await exited;
+    placed.push(dataDir);
+    // initdb (its own process) may still be finishing in the init folder beside it: never here.
+    expect(await readdir(dataDir)).toEqual([]);
+    const [folder] = await initFolders(dataDir);
+    expect(folder).toBeDefined();
+    // The orphaned initdb finishes in its folder; the next start removes the folder (a start
+    // while initdb still writes leaves it to a later one: best effort, tested in the first case).
+    await waitFor(async () => !(await initdbRunningIn(folder!)), 60_000, "orphaned initdb done");
+
+    const broker = await startBrokerProcess(["--data-dir", dir]);
+    try {
+      expect(existsSync(path.join(dataDir, "PG_VERSION"))).toBe(true);
+      expect(existsSync(path.join(dataDir, "kiteq-password"))).toBe(true);
+      expect(await initFolders(dataDir)).toEqual([]);
+    } finally {
+      expect(await broker.stop()).toBe(0);
+    }
+  });
+
+  it("a data directory with a cluster that was never started and has no password file: one line, exit 1", async () => {
+    const dir = path.join(open, "half");
+    await mkdir(path.join(dir, "pg"), { recursive: true });
+    await writeFile(path.join(dir, "pg", "PG_VERSION"), "18\n");
+    const r = await cli([
+      "serve",
+      "--data-dir",
+      dir,
+      "--bind",
+      `127.0.0.1:${await freePort()}`,
+      "--admin",
+      "0",
+    ]);
+    const dataDir = await realpath(path.join(dir, "pg"));
+    placed.push(dataDir);
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim().split("\n")).toEqual([
+      `kiteq-pg: KQ_STORE_FAILED: the embedded PostgreSQL's data directory ${dataDir} was never started and has no password file: its first start was interrupted. Remove ${dataDir} (it holds no data yet) and start again`,
+    ]);
+  });
+
+  it("a data directory holding other files: one line, exit 1, nothing written", async () => {
+    const dir = path.join(open, "other");
+    await mkdir(path.join(dir, "pg"), { recursive: true });
+    await writeFile(path.join(dir, "pg", "notes.txt"), "mine\n");
+    const r = await cli([
+      "serve",
+      "--data-dir",
+      dir,
+      "--bind",
+      `127.0.0.1:${await freePort()}`,
+      "--admin",
+      "0",
+    ]);
+    const dataDir = await realpath(path.join(dir, "pg"));
+    placed.push(dataDir);
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim().split("\n")).toEqual([
+      `kiteq-pg: KQ_STORE_FAILED: the embedded PostgreSQL's data directory ${dataDir} is not empty and holds no PostgreSQL cluster (notes.txt): give --data-dir a new or empty folder`,
+    ]);
+    expect(await readdir(dataDir)).toEqual(["notes.txt"]);
+  });
+});
