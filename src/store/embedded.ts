@@ -11,7 +11,18 @@
  */
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { chown, lstat, mkdtemp, readdir, readFile, realpath, rename, rm, symlink } from "node:fs/promises";
+import {
+  chown,
+  lstat,
+  mkdtemp,
+  readdir,
+  readFile,
+  realpath,
+  rename,
+  rm,
+  stat,
+  symlink,
+} from "node:fs/promises";
 import { createRequire } from "node:module";
 import net from "node:net";
 import path from "node:path";
@@ -295,7 +306,8 @@ const INITDB_PREFIX = ".kiteq-initdb-";
  * initdb as the user PostgreSQL runs as, with scram-sha-256 and a new random password (recorded
  * 0600). All or nothing: the cluster and its password file are made in a folder beside `dataDir`
  * and renamed onto it (empty until then) when complete, so a start interrupted during initdb
- * (Ctrl-C on the first `npm start`) leaves `dataDir` empty and the next start initialises it.
+ * (Ctrl-C on the first `npm start`) leaves `dataDir` empty and the next start initialises it
+ * (except on a mount point, see below).
  */
 async function initialise(dataDir: string, nativeDir: string, ids: PostgresIds): Promise<void> {
   const present = await readdir(dataDir).catch(() => [] as string[]);
@@ -309,7 +321,10 @@ async function initialise(dataDir: string, nativeDir: string, ids: PostgresIds):
   const password = newPassword();
   // initdb reads the password from a file the postgres user can read, beside the data directory.
   const tmp = await mkdtemp(path.join(path.dirname(dataDir), `${INITDB_PREFIX}${process.pid}-`));
-  const building = path.join(tmp, "pgdata");
+  // A data directory that is a mount point (a volume) cannot be renamed onto: initdb writes in
+  // place there, and an interrupted one is reported by the next start (never started, no password).
+  const mountPoint = (await stat(dataDir)).dev !== (await stat(path.dirname(dataDir))).dev;
+  const building = mountPoint ? dataDir : path.join(tmp, "pgdata");
   try {
     const pwfile = path.join(tmp, "pw");
     await writePasswordFile(pwfile, password);
@@ -352,7 +367,7 @@ async function initialise(dataDir: string, nativeDir: string, ids: PostgresIds):
     }
     await writePasswordFile(passwordFile(building), password);
     // rename(2) replaces the empty directory placeDataDir made (its owner and mode with it).
-    await rename(building, dataDir);
+    if (building !== dataDir) await rename(building, dataDir);
   } finally {
     await rm(tmp, { recursive: true, force: true });
   }
