@@ -4,7 +4,7 @@
 import path from "node:path";
 import v8 from "node:v8";
 import { CONFIG_ERROR_EXIT_CODE } from "../config/load.js";
-import { toKiteqError } from "../errors.js";
+import { ErrorCode, KiteqError, toKiteqError } from "../errors.js";
 import { Broker } from "../server/broker.js";
 import { createPool, ensurePartitions, runMigrations } from "../store/db.js";
 import { startEmbeddedPostgres } from "../store/embedded.js";
@@ -22,10 +22,44 @@ export const serveCommand: Command = {
     // A broker allocates many short-lived objects per message: a larger young generation keeps
     // them out of the old generation, whose collections are the long pauses.
     v8.setFlagsFromString("--max-semi-space-size=64");
-    let broker: Broker;
+    // Signals are handled from the start: one during startup (Ctrl-C while the embedded
+    // PostgreSQL initialises or ZooKeeper is awaited) stops what started, the embedded PostgreSQL
+    // included, instead of killing the process and leaving it running.
+    const startup = new AbortController();
+    let broker: Broker | undefined;
+    let stopped: ((code: number) => void) | undefined;
+    const stopBroker = (b: Broker): Promise<number> =>
+      b.stop().then(
+        () => 0,
+        (err: unknown) => {
+          log.error({ err: toKiteqError(err).message }, "shutdown failed");
+          return 1;
+        },
+      );
+    let signals = 0;
+    const onSignal = (signal: NodeJS.Signals) => {
+      signals++;
+      if (signals > 1) {
+        log.warn({ signal }, "second signal: exiting without a clean shutdown");
+        process.exit(1);
+      }
+      if (broker === undefined) {
+        log.info({ signal }, "signal during startup: stopping what has started");
+        startup.abort(new KiteqError(ErrorCode.ShuttingDown, `stopped by ${signal} during startup`));
+        return;
+      }
+      log.info({ signal }, "shutting down");
+      void stopBroker(broker).then((code) => stopped?.(code));
+    };
+    process.on("SIGINT", onSignal);
+    process.on("SIGTERM", onSignal);
     try {
-      broker = await Broker.start(config, log);
+      broker = await Broker.start(config, log, { signal: startup.signal });
     } catch (err) {
+      if (startup.signal.aborted) {
+        log.info("broker stopped during startup");
+        return 0;
+      }
       // The shard list differs from the store's: one line saying why, exit 2 (a config error).
       if (err instanceof ShardListMismatch) {
         log.error({ code: err.code }, err.message);
@@ -34,25 +68,10 @@ export const serveCommand: Command = {
       }
       throw err;
     }
+    // A signal that came as the start completed.
+    if (startup.signal.aborted) return stopBroker(broker);
     return new Promise<number>((resolve) => {
-      let signals = 0;
-      const onSignal = (signal: NodeJS.Signals) => {
-        signals++;
-        if (signals > 1) {
-          log.warn({ signal }, "second signal: exiting without a clean shutdown");
-          process.exit(1);
-        }
-        log.info({ signal }, "shutting down");
-        broker.stop().then(
-          () => resolve(0),
-          (err: unknown) => {
-            log.error({ err: toKiteqError(err).message }, "shutdown failed");
-            resolve(1);
-          },
-        );
-      };
-      process.on("SIGINT", onSignal);
-      process.on("SIGTERM", onSignal);
+      stopped = resolve;
     });
   },
 };

@@ -29,6 +29,8 @@ export interface ClusterDeps {
    */
   isMaintenanceNode?(): boolean;
   log: Logger;
+  /** Aborts a start still waiting for the registry (a signal during the node's startup). */
+  signal?: AbortSignal;
 }
 
 /** The broker's view of its registry. */

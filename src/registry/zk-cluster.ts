@@ -125,10 +125,16 @@ export async function startZooKeeperCluster(
     });
   };
 
+  // A stop requested while the first connect still waits (ZooKeeper unreachable: up to 15 s).
+  const onAbort = () => void registry.stop().catch(() => undefined);
+  deps.signal?.addEventListener("abort", onAbort, { once: true });
   try {
+    deps.signal?.throwIfAborted();
     await start();
+    deps.signal?.throwIfAborted();
   } catch (err) {
     await registry.stop().catch(() => undefined);
+    if (deps.signal?.aborted) throw deps.signal.reason;
     const e = toKiteqError(err, {}, ErrorCode.RegistryFailed);
     throw new KiteqError(
       e.code,
@@ -137,6 +143,7 @@ export async function startZooKeeperCluster(
       { cause: err },
     );
   }
+  deps.signal?.removeEventListener("abort", onAbort);
   started = true;
   if (!(await mirror.resync())) {
     stopping = true;

@@ -162,8 +162,17 @@ export class Broker {
     });
   }
 
-  /** Start a node with `config`; resolves once it accepts connections. */
-  static async start(config: BrokerConfig, log: Logger): Promise<Broker> {
+  /**
+   * Start a node with `config`; resolves once it accepts connections. `signal` (SIGINT/SIGTERM
+   * during startup) stops what started and rejects with its reason.
+   */
+  static async start(
+    config: BrokerConfig,
+    log: Logger,
+    options: { signal?: AbortSignal } = {},
+  ): Promise<Broker> {
+    const { signal } = options;
+    signal?.throwIfAborted();
     let embedded: EmbeddedPostgresServer | undefined;
     let urls = config.databaseUrls;
     if (urls.length === 0) {
@@ -218,7 +227,7 @@ export class Broker {
     }
     if (embedded) broker.cleanups.push(() => embedded.stop());
     try {
-      await broker.open();
+      await broker.open(signal);
     } catch (err) {
       // Tear down whatever started (listener, dispatcher, transactions, store).
       await broker.stop();
@@ -227,8 +236,9 @@ export class Broker {
     return broker;
   }
 
-  private async open(): Promise<void> {
+  private async open(signal: AbortSignal | undefined): Promise<void> {
     const { config, pool, log, shards } = this;
+    signal?.throwIfAborted();
     // Every shard is migrated (same schema everywhere) and must answer at start.
     await Promise.all(shards.map((s) => runMigrations(s.pool, log)));
     // The shard list recorded at the store's creation must be the one given (refusal otherwise).
@@ -242,6 +252,7 @@ export class Broker {
     // The history has no default partition: today's and the coming days' must exist before the
     // first publish (the maintenance node keeps them coming, hourly).
     await Promise.all(shards.map((s) => ensurePartitions(s.pool, new Date())));
+    signal?.throwIfAborted();
     for (const m of this.maintenances) {
       await m.start();
       this.cleanups.unshift(() => m.stop());
@@ -326,6 +337,7 @@ export class Broker {
       releaseTransactionsOfNode: (nodeId) => this.transactions.releaseClaimsOfNode(nodeId),
       isMaintenanceNode: () => this.maintenance.isLeader,
       log: log.child({ component: "registry" }),
+      signal,
     });
     log.info(
       {

@@ -1,5 +1,6 @@
 /**
- * The first start of the embedded PostgreSQL is all or nothing: a broker killed while initdb runs
+ * A signal during startup stops what started (the embedded PostgreSQL included). The first start
+ * of the embedded PostgreSQL is all or nothing: a broker killed while initdb runs
  * (Ctrl-C or kill on the first `npm start`) leaves its data directory empty, and the next start
  * initialises it and removes the abandoned init folder. Before, it left a cluster without its
  * password file, and every later start failed ("refuses the password"). A data directory in
@@ -104,6 +105,50 @@ describe("e2e: the embedded PostgreSQL's first start", () => {
     } finally {
       expect(await broker.stop()).toBe(0);
     }
+  });
+
+  it("SIGTERM while the node waits for ZooKeeper at startup: exit 0 within seconds, its embedded PostgreSQL stopped", async () => {
+    const dir = path.join(base, "startup-signal");
+    const deadZk = await freePort();
+    const child = spawn(
+      process.execPath,
+      [
+        builtEntry("cli/main.ts"),
+        "serve",
+        "--data-dir",
+        dir,
+        "--bind",
+        `127.0.0.1:${await freePort()}`,
+        "--admin",
+        "0",
+        "--registry",
+        `zk://127.0.0.1:${deadZk}?timeout=4s`,
+        "--topics",
+        "t",
+      ],
+      { cwd: ROOT, env: { ...process.env, VITEST: undefined }, stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let out = "";
+    child.stdout?.on("data", (chunk: Buffer) => {
+      out += chunk.toString("utf8");
+    });
+    const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+    // Past the store's start: the node now waits for ZooKeeper (it would give up after ~15 s).
+    await waitFor(() => out.includes("cluster-wide maintenance"), 60_000, "store started");
+    const dataDir = await realpath(path.join(dir, "pg"));
+    placed.push(dataDir);
+    expect(existsSync(path.join(dataDir, "postmaster.pid"))).toBe(true);
+    const signalled = Date.now();
+    child.kill("SIGTERM");
+    const code = await exited;
+    const tookMs = Date.now() - signalled;
+    console.log(`SIGTERM during startup: exit ${code} after ${tookMs} ms`);
+    expect(code).toBe(0);
+    expect(tookMs).toBeLessThan(10_000);
+    expect(out).toContain("signal during startup: stopping what has started");
+    expect(out).toContain("broker stopped during startup");
+    // PostgreSQL removes postmaster.pid when it has shut down.
+    expect(existsSync(path.join(dataDir, "postmaster.pid"))).toBe(false);
   });
 
   it("a data directory with a cluster that was never started and has no password file: one line, exit 1", async () => {
