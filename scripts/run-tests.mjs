@@ -21,10 +21,22 @@ import { createInterface } from "node:readline";
 const args = process.argv.slice(2);
 const vitest = ["node_modules/vitest/vitest.mjs", "run"];
 
+// Ctrl-C or SIGTERM goes to the runs in progress, and no further run starts.
+const live = new Set();
+let interrupted = false;
+for (const signal of ["SIGINT", "SIGTERM"]) {
+  process.on(signal, () => {
+    interrupted = true;
+    for (const child of live) child.kill(signal);
+  });
+}
+
 function run(label, command, commandArgs, env) {
   const started = Date.now();
   let noFiles = false;
   const child = spawn(command, commandArgs, { env, stdio: ["ignore", "pipe", "pipe"] });
+  live.add(child);
+  child.once("exit", () => live.delete(child));
   // Whole lines only, so that the two runs' output never mixes within a line.
   for (const stream of [child.stdout, child.stderr]) {
     createInterface({ input: stream, crlfDelay: Number.POSITIVE_INFINITY }).on("line", (line) => {
@@ -91,21 +103,16 @@ if (args.includes("--project") || args.some((a) => a.startsWith("--project="))) 
       env,
     ),
   ];
-  for (const signal of ["SIGINT", "SIGTERM"]) {
-    process.on(signal, () => {
-      for (const r of runs) r.child.kill(signal);
-    });
-  }
   const results = await Promise.all(runs.map((r) => r.done));
-  const quiet = run(
-    "quiet files, alone",
-    process.execPath,
-    [...vitest, "--project", "quiet", "--passWithNoTests", ...args],
-    env,
-  );
-  process.on("SIGINT", () => quiet.child.kill("SIGINT"));
-  process.on("SIGTERM", () => quiet.child.kill("SIGTERM"));
-  results.push(await quiet.done);
+  if (!interrupted) {
+    const quiet = run(
+      "quiet files, alone",
+      process.execPath,
+      [...vitest, "--project", "quiet", "--passWithNoTests", ...args],
+      env,
+    );
+    results.push(await quiet.done);
+  }
   const total = Math.round((Date.now() - started) / 1000);
   const summary = results.map((r) => `${r.label}: ${r.code === 0 ? "passed" : "FAILED"} in ${r.seconds} s`);
   console.log(`\nnpm test: ${summary.join("; ")}; ${total} s in all`);

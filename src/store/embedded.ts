@@ -382,7 +382,7 @@ async function removeAbandonedInitFolders(parent: string, logger: Logger): Promi
   const names = await readdir(parent).catch(() => [] as string[]);
   for (const name of names) {
     const pid = Number(/^\.kiteq-initdb-(\d+)-/.exec(name)?.[1]);
-    if (!Number.isSafeInteger(pid) || pid <= 0 || processAlive(pid)) continue;
+    if (!Number.isSafeInteger(pid) || pid <= 0 || isAlive(pid, true)) continue;
     const folder = path.join(parent, name);
     await rm(folder, { recursive: true, force: true }).then(
       () => logger.info({ folder }, "removed the init folder of an interrupted first start"),
@@ -392,16 +392,6 @@ async function removeAbandonedInitFolders(parent: string, logger: Logger): Promi
           "init folder not removed yet (initdb still writing)",
         ),
     );
-  }
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    // EPERM: alive, someone else's.
-    return (err as { code?: unknown }).code === "EPERM";
   }
 }
 

@@ -18,10 +18,20 @@ import { waitFor } from "../support/consumers.js";
 import { removePlacedDataDir } from "../support/placed-dirs.js";
 import { freePort } from "../support/zookeeper.js";
 
-function serve(dir: string, port: number): ChildProcess {
+function serve(dir: string, port: number, extra: string[] = []): ChildProcess {
   return spawn(
     process.execPath,
-    [builtEntry("cli/main.ts"), "serve", "--data-dir", dir, "--bind", `127.0.0.1:${port}`, "--admin", "0"],
+    [
+      builtEntry("cli/main.ts"),
+      "serve",
+      "--data-dir",
+      dir,
+      "--bind",
+      `127.0.0.1:${port}`,
+      "--admin",
+      "0",
+      ...extra,
+    ],
     { cwd: ROOT, env: { ...process.env, VITEST: undefined }, stdio: ["ignore", "pipe", "pipe"] },
   );
 }
@@ -110,24 +120,12 @@ describe("e2e: the embedded PostgreSQL's first start", () => {
   it("SIGTERM while the node waits for ZooKeeper at startup: exit 0 within seconds, its embedded PostgreSQL stopped", async () => {
     const dir = path.join(base, "startup-signal");
     const deadZk = await freePort();
-    const child = spawn(
-      process.execPath,
-      [
-        builtEntry("cli/main.ts"),
-        "serve",
-        "--data-dir",
-        dir,
-        "--bind",
-        `127.0.0.1:${await freePort()}`,
-        "--admin",
-        "0",
-        "--registry",
-        `zk://127.0.0.1:${deadZk}?timeout=4s`,
-        "--topics",
-        "t",
-      ],
-      { cwd: ROOT, env: { ...process.env, VITEST: undefined }, stdio: ["ignore", "pipe", "pipe"] },
-    );
+    const child = serve(dir, await freePort(), [
+      "--registry",
+      `zk://127.0.0.1:${deadZk}?timeout=4s`,
+      "--topics",
+      "t",
+    ]);
     let out = "";
     child.stdout?.on("data", (chunk: Buffer) => {
       out += chunk.toString("utf8");
@@ -151,10 +149,11 @@ describe("e2e: the embedded PostgreSQL's first start", () => {
     expect(existsSync(path.join(dataDir, "postmaster.pid"))).toBe(false);
   });
 
-  it("a data directory with a cluster that was never started and has no password file: one line, exit 1", async () => {
-    const dir = path.join(open, "half");
+  /** `serve` on a data directory whose pg/ holds `files`: its exit code, stderr lines and real path. */
+  const serveOn = async (name: string, files: Record<string, string>) => {
+    const dir = path.join(open, name);
     await mkdir(path.join(dir, "pg"), { recursive: true });
-    await writeFile(path.join(dir, "pg", "PG_VERSION"), "18\n");
+    for (const [file, text] of Object.entries(files)) await writeFile(path.join(dir, "pg", file), text);
     const r = await cli([
       "serve",
       "--data-dir",
@@ -166,29 +165,21 @@ describe("e2e: the embedded PostgreSQL's first start", () => {
     ]);
     const dataDir = await realpath(path.join(dir, "pg"));
     placed.push(dataDir);
-    expect(r.code).toBe(1);
-    expect(r.stderr.trim().split("\n")).toEqual([
+    return { code: r.code, lines: r.stderr.trim().split("\n"), dataDir };
+  };
+
+  it("a data directory with a cluster that was never started and has no password file: one line, exit 1", async () => {
+    const { code, lines, dataDir } = await serveOn("half", { PG_VERSION: "18\n" });
+    expect(code).toBe(1);
+    expect(lines).toEqual([
       `kiteq-pg: KQ_STORE_FAILED: the embedded PostgreSQL's data directory ${dataDir} was never started and has no password file: its first start was interrupted. Remove ${dataDir} (it holds no data yet) and start again`,
     ]);
   });
 
   it("a data directory holding other files: one line, exit 1, nothing written", async () => {
-    const dir = path.join(open, "other");
-    await mkdir(path.join(dir, "pg"), { recursive: true });
-    await writeFile(path.join(dir, "pg", "notes.txt"), "mine\n");
-    const r = await cli([
-      "serve",
-      "--data-dir",
-      dir,
-      "--bind",
-      `127.0.0.1:${await freePort()}`,
-      "--admin",
-      "0",
-    ]);
-    const dataDir = await realpath(path.join(dir, "pg"));
-    placed.push(dataDir);
-    expect(r.code).toBe(1);
-    expect(r.stderr.trim().split("\n")).toEqual([
+    const { code, lines, dataDir } = await serveOn("other", { "notes.txt": "mine\n" });
+    expect(code).toBe(1);
+    expect(lines).toEqual([
       `kiteq-pg: KQ_STORE_FAILED: the embedded PostgreSQL's data directory ${dataDir} is not empty and holds no PostgreSQL cluster (notes.txt): give --data-dir a new or empty folder`,
     ]);
     expect(await readdir(dataDir)).toEqual(["notes.txt"]);
