@@ -4,7 +4,7 @@ import { buildHeader, KiteqConnection } from "../../src/client/connection.js";
 import { CommandType } from "../../src/protocol/commands.js";
 import { encodeBytesMessage } from "../../src/protocol/messages.js";
 import { type BrokerProcess, startBrokerProcess } from "../support/broker-process.js";
-import { createTestDatabase, type TestDatabase } from "../support/db.js";
+import { alterMessagesTable, createTestDatabase, type TestDatabase } from "../support/db.js";
 
 describe("e2e: handshake and publish validation", () => {
   let db: TestDatabase;
@@ -84,7 +84,8 @@ describe("e2e: handshake and publish validation", () => {
   it("answers false, never true, when the transaction holding the message fails", async () => {
     await db.pool.query(`CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN IF NEW.message_type = 'poison' THEN RAISE EXCEPTION 'poisoned batch'; END IF; RETURN NEW; END $$`);
-    await db.pool.query(
+    await alterMessagesTable(
+      db.pool,
       "CREATE TRIGGER poison BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION poison()",
     );
     const conn = await connect("s3cret");

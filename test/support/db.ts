@@ -32,3 +32,24 @@ export async function createTestDatabase(): Promise<TestDatabase> {
     },
   };
 }
+
+/**
+ * Runs DDL on the partitioned `messages` table (a test's trigger) while a broker works on it.
+ * CREATE/DROP TRIGGER lock the partitions before the parent, and a claim or publish holding the
+ * parent while it waits for a partition deadlocks with them (seen: "deadlock detected" on a DROP
+ * TRIGGER in CI). Locking the parent first, as every statement of the broker does, cannot.
+ */
+export async function alterMessagesTable(pool: pg.Pool, ddl: string): Promise<void> {
+  const client = await pool.connect();
+  try {
+    await client.query("BEGIN");
+    await client.query("LOCK TABLE messages IN ACCESS EXCLUSIVE MODE");
+    await client.query(ddl);
+    await client.query("COMMIT");
+  } catch (err) {
+    await client.query("ROLLBACK").catch(() => undefined);
+    throw err;
+  } finally {
+    client.release();
+  }
+}

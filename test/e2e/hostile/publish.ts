@@ -10,7 +10,7 @@ import type { Header, MessageStoreAck } from "../../../src/protocol/messages.js"
 import { upsertBinding } from "../../../src/store/bindings.js";
 import { type BrokerProcess, startBrokerProcess } from "../../support/broker-process.js";
 import { type RecordingConsumer, recordingConsumer, waitFor } from "../../support/consumers.js";
-import { createTestDatabase, type TestDatabase } from "../../support/db.js";
+import { alterMessagesTable, createTestDatabase, type TestDatabase } from "../../support/db.js";
 
 const TOPIC = "h";
 const FLAGS = [
@@ -167,7 +167,8 @@ describe("hostile publish: validation before the batch, split after it", () => {
         END IF;
         RETURN NEW;
       END $$`);
-    await db.pool.query(
+    await alterMessagesTable(
+      db.pool,
       "CREATE TRIGGER hostile_poison BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION hostile_poison()",
     );
     try {
@@ -191,7 +192,7 @@ describe("hostile publish: validation before the batch, split after it", () => {
         true,
       );
     } finally {
-      await db.pool.query("DROP TRIGGER hostile_poison ON messages");
+      await alterMessagesTable(db.pool, "DROP TRIGGER hostile_poison ON messages");
     }
   });
 
@@ -201,7 +202,8 @@ describe("hostile publish: validation before the batch, split after it", () => {
         IF NEW.message_type = 'down' THEN RAISE EXCEPTION 'storage unavailable' USING ERRCODE = 'XX000'; END IF;
         RETURN NEW;
       END $$`);
-    await db.pool.query(
+    await alterMessagesTable(
+      db.pool,
       "CREATE TRIGGER hostile_down BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION hostile_down()",
     );
     const before = broker.logs.length;
@@ -215,7 +217,7 @@ describe("hostile publish: validation before the batch, split after it", () => {
         acks.every((a) => !a.status && a.feedback === "store failed: storage unavailable (SQLSTATE XX000)"),
       ).toBe(true);
     } finally {
-      await db.pool.query("DROP TRIGGER hostile_down ON messages");
+      await alterMessagesTable(db.pool, "DROP TRIGGER hostile_down ON messages");
     }
     const lines = broker.logs.slice(before);
     expect(lines.filter((l) => l.msg === "publish not stored").length).toBeLessThanOrEqual(5);
