@@ -250,7 +250,7 @@ describe("e2e: the kiteq-pg CLI", () => {
         "false",
       );
       expect(fanout.code).toBe(0);
-      await waitFor(() => notified.length === 2, 5000, "two binding notifications");
+      await waitFor(() => notified.length === 2, 15_000, "two binding notifications");
       expect(notified).toEqual(["kiteq_bindings", "kiteq_bindings"]);
 
       const table = await withDb("bind", "list");
@@ -295,7 +295,7 @@ describe("e2e: the kiteq-pg CLI", () => {
       expect(remove.code).toBe(0);
       expect(remove.stdout).toContain("removed 1 binding of group cg to topic trade");
       expect((await listBindings(db.pool)).map((b) => b.groupId)).toEqual(["fg"]);
-      await waitFor(() => notified.length === 3, 5000, "a notification of the removal");
+      await waitFor(() => notified.length === 3, 15_000, "a notification of the removal");
       const again = await withDb("bind", "remove", "--group", "cg", "--topic", "trade");
       expect(again.code).toBe(1);
       expect(lines(again.stderr)).toEqual(["kiteq-pg: no binding of group cg to topic trade"]);
@@ -375,6 +375,18 @@ describe("e2e: the kiteq-pg CLI", () => {
           ["nacked", "sc", String((k + 1) / 2)],
         ]);
 
+      // The other message's ack too: it may come in a later batch (short of CPU: seconds later).
+      await waitFor(
+        async () =>
+          (
+            await db.pool.query(
+              `SELECT count(DISTINCT m.message_id)::int AS n FROM message_events e JOIN messages m ON m.id = e.message_pk
+                WHERE e.group_id = 'sc' AND e.kind = 'acked'`,
+            )
+          ).rows[0].n === 2,
+        15_000,
+        "both acks written",
+      );
       const group = await withDb("history", "--group", "sc", "--since", "10m", "--json");
       expect(group.code).toBe(0);
       const events = JSON.parse(group.stdout) as { kind: string; messageId: string }[];

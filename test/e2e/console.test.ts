@@ -29,6 +29,8 @@ const CHROMIUM_ARGS = [
   "--disable-sync",
 ];
 const ROOT = path.resolve(import.meta.dirname, "../..");
+/** expect.poll waits 1 s by default: a broker short of CPU (CI) may answer the page later. */
+const POLL = { timeout: 15_000 };
 
 describe("e2e: the web console in a browser", () => {
   let db: TestDatabase;
@@ -133,18 +135,18 @@ describe("e2e: the web console in a browser", () => {
     await page.locator("#token-input").fill(TOKEN);
     await page.locator("#token-form button").click();
     const owedRow = page.locator('[data-testid="group-row"][data-group="g-owed"]');
-    await expect.poll(() => owedRow.locator('[data-testid="owed"]').textContent()).toBe("3");
+    await expect.poll(() => owedRow.locator('[data-testid="owed"]').textContent(), POLL).toBe("3");
     expect(await owedRow.locator('[data-testid="age"]').textContent()).toMatch(/^\d+ s$/);
     expect(await page.locator('[data-testid="total-owed"]').textContent()).toBe("3");
     await page.screenshot({ path: path.join(shotsDir, "console-overview.png"), fullPage: true });
 
     // The dead group's page: its three dead letters, each linked to its explain page.
     await page.locator('[data-testid="group-row"][data-group="g-dead"] a').click();
-    await expect.poll(() => page.locator('[data-testid="dead-letter"]').count()).toBe(3);
+    await expect.poll(() => page.locator('[data-testid="dead-letter"]').count(), POLL).toBe(3);
     await page.locator(`a[href="#/messages/${dead[0]}"]`).first().click();
     const block = page.locator('[data-testid="explain-group"][data-group="g-dead"]');
     await expect
-      .poll(() => block.locator('[data-testid="explain-state"]').textContent())
+      .poll(() => block.locator('[data-testid="explain-state"]').textContent(), POLL)
       .toBe("dead lettered");
     expect(await block.locator('[data-testid="explain-description"]').textContent()).toMatch(
       /dead-lettered at .* after 1 attempts; last nack/,
@@ -157,22 +159,22 @@ describe("e2e: the web console in a browser", () => {
     await page.goto(`${adminBase}/`);
     await page.locator("#search-id").fill(dead[1]!);
     await page.locator("#search button").click();
-    await expect.poll(() => page.locator('[data-testid="message-id"]').textContent()).toBe(dead[1]);
+    await expect.poll(() => page.locator('[data-testid="message-id"]').textContent(), POLL).toBe(dead[1]);
 
     // Re-drive: a dry run first (nothing changes), then for real.
     await page.goto(`${adminBase}/#/groups/g-dead`);
-    await expect.poll(() => page.locator('[data-testid="dead-letter"]').count()).toBe(3);
+    await expect.poll(() => page.locator('[data-testid="dead-letter"]').count(), POLL).toBe(3);
     await page.locator('input[name="by"]').fill("on-call");
     await page.locator('input[name="reason"]').fill("consumer fixed");
     await page.locator('[data-testid="redrive-dry"]').click();
-    await expect.poll(() => page.locator('[data-testid="redrive-matched"]').textContent()).toBe("3");
+    await expect.poll(() => page.locator('[data-testid="redrive-matched"]').textContent(), POLL).toBe("3");
     const owedBefore = await db.pool.query(
       "SELECT count(*)::int AS n FROM deliveries WHERE group_id = 'g-dead'",
     );
     expect(owedBefore.rows[0].n).toBe(0);
     await page.locator('[data-testid="redrive-run"]').click();
-    await expect.poll(() => page.locator('[data-testid="redrive-count"]').textContent()).toBe("3");
-    await expect.poll(() => page.locator('[data-testid="dead-letter"]').count()).toBe(0);
+    await expect.poll(() => page.locator('[data-testid="redrive-count"]').textContent(), POLL).toBe("3");
+    await expect.poll(() => page.locator('[data-testid="dead-letter"]').count(), POLL).toBe(0);
     const redriven = await db.pool.query(
       "SELECT detail FROM message_events WHERE group_id = 'g-dead' AND kind = 'redriven'",
     );

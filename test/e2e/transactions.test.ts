@@ -169,6 +169,13 @@ describe("e2e: two-phase commit", () => {
         throw new Error("local transaction failed");
       }),
     ).rejects.toThrow("local transaction failed");
+    // The rollbacks are written when the broker reads the TX_ACKs (short of CPU: seconds later).
+    const rolledBack = async (id: string) => story(await history(db, id)).some(([k]) => k === "rolled_back");
+    await waitFor(
+      async () => (await rolledBack(no.messageId)) && (await rolledBack(header.messageId)),
+      15_000,
+      "rollbacks",
+    );
     await sleep(2000); // past a check interval and several claim polls
     for (const id of [no.messageId, header.messageId]) {
       expect(g1.ids()).not.toContain(id);
@@ -232,6 +239,14 @@ describe("e2e: two-phase commit", () => {
     await waitFor(() => first.checks.length === 1, 10_000, "first check");
     first.conn.close();
     await sleep(2500); // two check intervals with no producer of p-away connected anywhere
+    // Check 1 is recorded after it is sent (short of CPU: seconds later); waiting before the close
+    // instead would let check 2 reach the first producer.
+    await waitFor(
+      async () =>
+        story(await history(db, header.messageId)).some(([k, , d]) => k === "tx_checked" && d !== "unknown"),
+      15_000,
+      "check 1 recorded",
+    );
     const whileAway = story(await history(db, header.messageId));
     expect(whileAway.filter(([k, , d]) => k === "tx_checked" && d !== "unknown")).toHaveLength(1);
     expect(g1.ids()).not.toContain(header.messageId);

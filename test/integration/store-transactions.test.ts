@@ -13,6 +13,7 @@ import {
   recordTxChecks,
   type TxAnswer,
 } from "../../src/store/transactions.js";
+import { waitFor } from "../support/consumers.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
 
 const t0 = new Date("2026-11-26T10:00:00.000Z");
@@ -110,6 +111,8 @@ describe("store: two-phase commit", () => {
       expect(results[0]!.message!.body.toString()).toBe("tx body");
       expect(results[0]!.message!.properties).toEqual([{ key: "k", value: "v" }]);
       expect(planned.sort()).toEqual([...ids].sort());
+      // Delivered when PostgreSQL gets to it (loaded: seconds later); then no second one.
+      await waitFor(() => notified > 0, 15_000, "the NOTIFY");
       await new Promise((r) => setTimeout(r, 300));
       expect(notified).toBe(1);
     } finally {
