@@ -9,7 +9,7 @@
  * (embedded-access.ts); as root, PostgreSQL runs as `postgres` where that user can reach it
  * (embedded-place.ts).
  */
-import { spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import {
   chown,
@@ -85,6 +85,9 @@ export interface EmbeddedOptions {
   attachIfRunning?: boolean;
 }
 
+/** How long a restart after an unexpected exit may take to accept logins (crash recovery). */
+const RESTART_READY_MS = 10 * 60_000;
+
 /** Settings for a broker workload on a small machine; fsync stays on. */
 const DEFAULT_SETTINGS: Record<string, string> = {
   listen_addresses: "127.0.0.1",
@@ -134,7 +137,98 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
   const settings = { ...DEFAULT_SETTINGS, unix_socket_directories: socketDir ?? "", ...options.settings };
   const args = ["-D", dataDir, "-p", String(port)];
   for (const [k, v] of Object.entries(settings)) args.push("-c", `${k}=${v}`);
-  const child = spawn(path.join(nativeDir, "bin", "postgres"), args, {
+  const launch = () => launchPostgres(path.join(nativeDir, "bin", "postgres"), args, ids, logger);
+  let current = launch();
+  let password: string;
+  try {
+    password = await waitUntilReady(dataDir, port, current.exited, current.output);
+    await ensureDatabase(port, password, "kiteq");
+  } catch (err) {
+    if (current.child.exitCode === null) current.child.kill("SIGQUIT");
+    throw err;
+  }
+  logger.info({ dataDir, port, passwordFile: passwordFile(dataDir) }, "embedded PostgreSQL started");
+  let stopped = false;
+  let wake: (() => void) | undefined;
+  // Nobody else restarts a server this process started: if it exits while we run (kill -9, the
+  // OOM killer), start it again on the same port, so the pools and LISTEN reconnect on their own.
+  // Crash recovery replays the WAL: every acknowledged publish was committed before its ack.
+  const supervise = async (running: LaunchedPostgres): Promise<void> => {
+    await running.exited;
+    let failure: string | undefined;
+    for (let attempt = 1; !stopped; attempt++) {
+      const delayMs = Math.min(500 * 2 ** (attempt - 1), 10_000);
+      logger.error(
+        {
+          code: ErrorCode.StoreFailed,
+          dataDir,
+          port,
+          exitCode: running.child.exitCode,
+          signal: running.child.signalCode ?? undefined,
+          attempt,
+          err: failure ?? (running.output().slice(-400).trim() || undefined),
+        },
+        `embedded PostgreSQL ${attempt === 1 ? "exited unexpectedly" : "did not start again"}: starting it again in ${delayMs} ms`,
+      );
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+        setTimeout(resolve, delayMs).unref();
+      });
+      if (stopped) return;
+      running = launch();
+      current = running;
+      try {
+        // Crash recovery replays up to max_wal_size of WAL first: give it time.
+        await waitUntilReady(dataDir, port, running.exited, running.output, RESTART_READY_MS);
+      } catch (err) {
+        failure = err instanceof Error ? err.message : String(err);
+        if (running.child.exitCode === null && running.child.signalCode === null)
+          running.child.kill("SIGQUIT");
+        await running.exited;
+        continue;
+      }
+      if (stopped) return;
+      logger.info({ dataDir, port, attempt }, "embedded PostgreSQL started again");
+      void supervise(running);
+      return;
+    }
+  };
+  void supervise(current);
+  const tcpUrl = (database: string) => embeddedTcpUrl(port, password, database);
+  return {
+    port,
+    dataDir,
+    passwordFile: passwordFile(dataDir),
+    attached: false,
+    url: (database) =>
+      socketDir === undefined || settings.unix_socket_directories !== socketDir
+        ? tcpUrl(database)
+        : `postgres://${USER}:${encodeURIComponent(password)}@${encodeURIComponent(socketDir)}:${port}/${database}`,
+    tcpUrl,
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      wake?.();
+      const { child, exited } = current;
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGINT");
+      const timer = setTimeout(() => child.kill("SIGQUIT"), 20_000);
+      await exited;
+      clearTimeout(timer);
+      logger.info({ dataDir }, "embedded PostgreSQL stopped");
+    },
+  };
+}
+
+/** A postgres server process and what it wrote to stderr last. */
+interface LaunchedPostgres {
+  child: ChildProcess;
+  /** Resolves with the exit code (null: killed by a signal, or it could not be spawned). */
+  exited: Promise<number | null>;
+  output(): string;
+}
+
+function launchPostgres(binary: string, args: string[], ids: PostgresIds, logger: Logger): LaunchedPostgres {
+  const child = spawn(binary, args, {
     ...ids,
     cwd: "/",
     detached: true,
@@ -155,37 +249,7 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
       resolve(null);
     });
   });
-  let password: string;
-  try {
-    password = await waitUntilReady(dataDir, port, exited, () => stderr.join(""));
-    await ensureDatabase(port, password, "kiteq");
-  } catch (err) {
-    if (child.exitCode === null) child.kill("SIGQUIT");
-    throw err;
-  }
-  logger.info({ dataDir, port, passwordFile: passwordFile(dataDir) }, "embedded PostgreSQL started");
-  let stopped = false;
-  const tcpUrl = (database: string) => embeddedTcpUrl(port, password, database);
-  return {
-    port,
-    dataDir,
-    passwordFile: passwordFile(dataDir),
-    attached: false,
-    url: (database) =>
-      socketDir === undefined || settings.unix_socket_directories !== socketDir
-        ? tcpUrl(database)
-        : `postgres://${USER}:${encodeURIComponent(password)}@${encodeURIComponent(socketDir)}:${port}/${database}`,
-    tcpUrl,
-    async stop() {
-      if (stopped) return;
-      stopped = true;
-      if (child.exitCode === null) child.kill("SIGINT");
-      const timer = setTimeout(() => child.kill("SIGQUIT"), 20_000);
-      await exited;
-      clearTimeout(timer);
-      logger.info({ dataDir }, "embedded PostgreSQL stopped");
-    },
-  };
+  return { child, exited, output: () => stderr.join("") };
 }
 
 /** A handle on the server a broker runs on `dataDir`, or undefined when none runs. */
@@ -439,13 +503,14 @@ async function waitUntilReady(
   port: number,
   exited: Promise<number | null>,
   output: () => string,
+  timeoutMs = 60_000,
 ): Promise<string> {
   let gone = false;
   void exited.then(() => {
     gone = true;
   });
   const candidates = await passwordCandidates(dataDir);
-  const deadline = Date.now() + 60_000;
+  const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (gone) {
       throw new KiteqError(
@@ -469,7 +534,7 @@ async function waitUntilReady(
     if (Date.now() > deadline) {
       throw new KiteqError(
         ErrorCode.StoreFailed,
-        `embedded PostgreSQL not ready after 60 s: ${output()
+        `embedded PostgreSQL not ready after ${Math.round(timeoutMs / 1000)} s: ${output()
           .slice(-800)
           .replace(/\s*\n\s*/g, " ")}`,
         { dataDir },
@@ -479,8 +544,15 @@ async function waitUntilReady(
   }
 }
 
-function adminClient(port: number, password: string): pg.Client {
-  const client = new pg.Client({ host: "127.0.0.1", port, user: USER, password, database: "postgres" });
+function adminClient(port: number, password: string, limits: pg.ClientConfig = {}): pg.Client {
+  const client = new pg.Client({
+    host: "127.0.0.1",
+    port,
+    user: USER,
+    password,
+    database: "postgres",
+    ...limits,
+  });
   client.on("error", () => undefined);
   return client;
 }
@@ -491,7 +563,8 @@ async function tryLogin(
   candidates: readonly PasswordCandidate[],
 ): Promise<PasswordCandidate | "refused" | undefined> {
   for (const c of candidates) {
-    const client = adminClient(port, c.password);
+    // Bounded: something else holding the port may accept and never answer.
+    const client = adminClient(port, c.password, { connectionTimeoutMillis: 5_000, query_timeout: 5_000 });
     try {
       await client.connect();
       await client.query("SELECT 1");
