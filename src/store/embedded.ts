@@ -431,7 +431,17 @@ async function initialise(dataDir: string, nativeDir: string, ids: PostgresIds):
     }
     await writePasswordFile(passwordFile(building), password);
     // rename(2) replaces the empty directory placeDataDir made (its owner and mode with it).
-    if (building !== dataDir) await rename(building, dataDir);
+    if (building !== dataDir) {
+      await rename(building, dataDir).catch((err: unknown) => {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code !== "ENOTEMPTY" && code !== "EEXIST") throw err;
+        throw new KiteqError(
+          ErrorCode.StoreFailed,
+          `another process initialised the embedded PostgreSQL in ${dataDir} at the same moment (two first starts on one --data-dir): give each node its own --data-dir, or share one database with --db`,
+          { dataDir },
+        );
+      });
+    }
   } finally {
     await rm(tmp, { recursive: true, force: true });
   }
@@ -468,6 +478,14 @@ async function stopOrphanedServer(dataDir: string, logger: Logger): Promise<void
     return;
   }
   if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) return;
+  const owner = await liveNodeParent(pid);
+  if (owner !== undefined) {
+    throw new KiteqError(
+      ErrorCode.StoreFailed,
+      `the embedded PostgreSQL in ${dataDir} runs under another process (postgres pid ${pid}, started by pid ${owner}: most likely another kiteq-pg node on this --data-dir): stop it first, give this node its own --data-dir, or share its database with --db (kiteq-pg db-url prints the URL)`,
+      { dataDir, pid, owner },
+    );
+  }
   logger.warn({ pid, dataDir }, "stopping an orphaned PostgreSQL left by a previous run");
   process.kill(pid, "SIGINT");
   const deadline = Date.now() + 30_000;
@@ -479,6 +497,21 @@ async function stopOrphanedServer(dataDir: string, logger: Logger): Promise<void
     await new Promise((r) => setTimeout(r, 50));
   }
   while (isAlive(pid)) await new Promise((r) => setTimeout(r, 50));
+}
+
+/**
+ * The parent of process `pid` when that parent is a live Node.js process (a broker or CLI still
+ * owns the server), else undefined: a postgres whose broker died was reparented to init or a
+ * subreaper. Linux (/proc); elsewhere undefined, and the server is taken for an orphan.
+ */
+async function liveNodeParent(pid: number): Promise<number | undefined> {
+  const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => undefined);
+  // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so read after the last ")".
+  const ppid = Number(stat?.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+  if (!Number.isSafeInteger(ppid) || ppid <= 1 || ppid === process.pid) return undefined;
+  const cmdline = await readFile(`/proc/${ppid}/cmdline`, "utf8").catch(() => "");
+  const program = path.basename(cmdline.split("\0")[0] ?? "");
+  return program === "node" || program.startsWith("node") ? ppid : undefined;
 }
 
 /** A free loopback TCP port. */

@@ -184,4 +184,81 @@ describe("e2e: the embedded PostgreSQL's first start", () => {
     ]);
     expect(await readdir(dataDir)).toEqual(["notes.txt"]);
   });
+
+  it("a second node on the data directory of a running one: one line, exit 1, the running one unaffected", async () => {
+    const dir = path.join(base, "shared");
+    const first = await startBrokerProcess(["--data-dir", dir]);
+    try {
+      const dataDir = await realpath(path.join(dir, "pg"));
+      placed.push(dataDir);
+      const r = await cli([
+        "serve",
+        "--data-dir",
+        dir,
+        "--bind",
+        `127.0.0.1:${await freePort()}`,
+        "--admin",
+        "0",
+      ]);
+      expect(r.code).toBe(1);
+      const lines = r.stderr.trim().split("\n");
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatch(
+        new RegExp(
+          `^kiteq-pg: KQ_STORE_FAILED: the embedded PostgreSQL in ${dataDir} runs under another process \\(postgres pid \\d+, started by pid ${first.child.pid}: `,
+        ),
+      );
+      expect(lines[0]).toContain("give this node its own --data-dir");
+      // Before, the second node stopped the first one's server as "orphaned".
+      expect(first.logs.some((l) => Number(l.level) >= 50)).toBe(false);
+      expect(first.child.exitCode).toBeNull();
+    } finally {
+      expect(await first.stop()).toBe(0);
+    }
+  });
+
+  it("two first starts on one data directory at once: one node starts, the other exits 1 with one line", async () => {
+    const dir = path.join(base, "race");
+    const children = [serve(dir, await freePort()), serve(dir, await freePort())];
+    const outcomes = await Promise.all(
+      children.map(
+        (child) =>
+          new Promise<{ started: boolean; code: number | null; stderr: string }>((resolve) => {
+            let stdout = "";
+            let stderr = "";
+            child.stdout?.on("data", (c: Buffer) => {
+              stdout += c.toString("utf8");
+              if (stdout.includes('"msg":"broker started"')) resolve({ started: true, code: null, stderr });
+            });
+            child.stderr?.on("data", (c: Buffer) => {
+              stderr += c.toString("utf8");
+            });
+            child.once("exit", (code) => resolve({ started: false, code, stderr }));
+          }),
+      ),
+    );
+    try {
+      const dataDir = await realpath(path.join(dir, "pg"));
+      placed.push(dataDir);
+      expect(outcomes.filter((o) => o.started)).toHaveLength(1);
+      const lost = outcomes.find((o) => !o.started)!;
+      expect(lost.code).toBe(1);
+      // Which line depends on how far the winner got: the cluster renamed in under the loser, or
+      // its server already running (a KiteqError with the store's code either way, never a trace).
+      expect(lost.stderr.trim().split("\n")).toHaveLength(1);
+      expect(lost.stderr).toMatch(/^kiteq-pg: KQ_STORE_FAILED: /);
+      // Neither left its init folder behind.
+      const ours = (await readdir(path.dirname(dataDir))).filter((n) =>
+        children.some((c) => n.startsWith(`.kiteq-initdb-${c.pid}-`)),
+      );
+      expect(ours).toEqual([]);
+    } finally {
+      for (const child of children) {
+        if (child.exitCode !== null) continue;
+        const exited = new Promise((resolve) => child.once("exit", resolve));
+        child.kill("SIGTERM");
+        await exited;
+      }
+    }
+  });
 });
