@@ -511,7 +511,7 @@ async function liveNodeParent(pid: number): Promise<number | undefined> {
   if (!Number.isSafeInteger(ppid) || ppid <= 1 || ppid === process.pid) return undefined;
   const cmdline = await readFile(`/proc/${ppid}/cmdline`, "utf8").catch(() => "");
   const program = path.basename(cmdline.split("\0")[0] ?? "");
-  return program === "node" || program.startsWith("node") ? ppid : undefined;
+  return program.startsWith("node") ? ppid : undefined;
 }
 
 /** A free loopback TCP port. */
