@@ -149,11 +149,8 @@ describe("e2e: the embedded PostgreSQL's first start", () => {
     expect(existsSync(path.join(dataDir, "postmaster.pid"))).toBe(false);
   });
 
-  /** `serve` on a data directory whose pg/ holds `files`: its exit code, stderr lines and real path. */
-  const serveOn = async (name: string, files: Record<string, string>) => {
-    const dir = path.join(open, name);
-    await mkdir(path.join(dir, "pg"), { recursive: true });
-    for (const [file, text] of Object.entries(files)) await writeFile(path.join(dir, "pg", file), text);
+  /** `serve` on `dir` to its end (a start that is refused): its exit code and stderr lines. */
+  const serveRefused = async (dir: string) => {
     const r = await cli([
       "serve",
       "--data-dir",
@@ -163,9 +160,18 @@ describe("e2e: the embedded PostgreSQL's first start", () => {
       "--admin",
       "0",
     ]);
+    return { code: r.code, lines: r.stderr.trim().split("\n") };
+  };
+
+  /** `serve` on a data directory whose pg/ holds `files`: its exit code, stderr lines and real path. */
+  const serveOn = async (name: string, files: Record<string, string>) => {
+    const dir = path.join(open, name);
+    await mkdir(path.join(dir, "pg"), { recursive: true });
+    for (const [file, text] of Object.entries(files)) await writeFile(path.join(dir, "pg", file), text);
+    const r = await serveRefused(dir);
     const dataDir = await realpath(path.join(dir, "pg"));
     placed.push(dataDir);
-    return { code: r.code, lines: r.stderr.trim().split("\n"), dataDir };
+    return { ...r, dataDir };
   };
 
   it("a data directory with a cluster that was never started and has no password file: one line, exit 1", async () => {
@@ -191,17 +197,8 @@ describe("e2e: the embedded PostgreSQL's first start", () => {
     try {
       const dataDir = await realpath(path.join(dir, "pg"));
       placed.push(dataDir);
-      const r = await cli([
-        "serve",
-        "--data-dir",
-        dir,
-        "--bind",
-        `127.0.0.1:${await freePort()}`,
-        "--admin",
-        "0",
-      ]);
-      expect(r.code).toBe(1);
-      const lines = r.stderr.trim().split("\n");
+      const { code, lines } = await serveRefused(dir);
+      expect(code).toBe(1);
       expect(lines).toHaveLength(1);
       expect(lines[0]).toMatch(
         new RegExp(
