@@ -35,6 +35,7 @@ import {
   EMBEDDED_USER,
   embeddedTcpUrl,
   isAlive,
+  liveNodeParent,
   newPassword,
   type PasswordCandidate,
   passwordCandidates,
@@ -497,21 +498,6 @@ async function stopOrphanedServer(dataDir: string, logger: Logger): Promise<void
     await new Promise((r) => setTimeout(r, 50));
   }
   while (isAlive(pid)) await new Promise((r) => setTimeout(r, 50));
-}
-
-/**
- * The parent of process `pid` when that parent is a live Node.js process (a broker or CLI still
- * owns the server), else undefined: a postgres whose broker died was reparented to init or a
- * subreaper. Linux (/proc); elsewhere undefined, and the server is taken for an orphan.
- */
-async function liveNodeParent(pid: number): Promise<number | undefined> {
-  const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => undefined);
-  // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so read after the last ")".
-  const ppid = Number(stat?.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-  if (!Number.isSafeInteger(ppid) || ppid <= 1 || ppid === process.pid) return undefined;
-  const cmdline = await readFile(`/proc/${ppid}/cmdline`, "utf8").catch(() => "");
-  const program = path.basename(cmdline.split("\0")[0] ?? "");
-  return program.startsWith("node") ? ppid : undefined;
 }
 
 /** A free loopback TCP port. */

@@ -16,6 +16,7 @@ import { createPool, runMigrations } from "../../src/store/db.js";
 import { type EmbeddedPostgresServer, startEmbeddedPostgres } from "../../src/store/embedded.js";
 import { buildSources } from "./built-src.js";
 import { removePlacedDataDir, removePlacedDataDirs } from "./placed-dirs.js";
+import { removeStaleTestServers, stopAtExit, TEST_SERVER_PREFIX } from "./stale-servers.js";
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -27,24 +28,36 @@ declare module "vitest" {
 }
 
 interface SharedServer {
-  ready: Promise<{ server: EmbeddedPostgresServer; dir: string }>;
+  ready: Promise<RunServer>;
   users: number;
 }
 
 const KEY = Symbol.for("kiteq-pg.test.global-postgres");
 const registry = globalThis as unknown as Record<symbol, SharedServer | undefined>;
 
-async function startServer(): Promise<{ server: EmbeddedPostgresServer; dir: string }> {
+interface RunServer {
+  server: EmbeddedPostgresServer;
+  dir: string;
+  /** Cancels the stop at exit (stale-servers.ts) once the teardown has stopped the server. */
+  cancelStopAtExit: () => void;
+}
+
+async function startServer(): Promise<RunServer> {
   // Not under os.tmpdir(): a 0700 parent would lock the postgres user out of the data dir. (As
   // root in a clone inside a 0700 folder, the data dir is placed under /var/lib/kiteq-pg.)
   const base = path.resolve(".tmp");
   await mkdir(base, { recursive: true });
-  const dir = await mkdtemp(path.join(base, "test-pg-"));
+  // What an interrupted run left (a SIGKILL'd runner's server goes on running otherwise).
+  await removeStaleTestServers(base);
+  const dir = await mkdtemp(path.join(base, TEST_SERVER_PREFIX));
   const server = await startEmbeddedPostgres({
     dataDir: path.join(dir, "pg"),
     logger: silentLogger,
     settings: { max_connections: "400" },
   });
+  // Ctrl-C: vitest exits without running this file's teardown, and the server (in a process
+  // group of its own) would go on running.
+  const cancelStopAtExit = stopAtExit(server.dataDir, dir);
   const admin = createPool(server.url("postgres"), { max: 1 });
   await admin.query("DROP DATABASE IF EXISTS kiteq_template");
   await admin.query("CREATE DATABASE kiteq_template");
@@ -52,11 +65,12 @@ async function startServer(): Promise<{ server: EmbeddedPostgresServer; dir: str
   const template = createPool(server.url("kiteq_template"), { max: 1 });
   await runMigrations(template, silentLogger);
   await template.end();
-  return { server, dir };
+  return { server, dir, cancelStopAtExit };
 }
 
-async function stopServer({ server, dir }: { server: EmbeddedPostgresServer; dir: string }): Promise<void> {
+async function stopServer({ server, dir, cancelStopAtExit }: RunServer): Promise<void> {
   await server.stop();
+  cancelStopAtExit();
   await removePlacedDataDir(server.dataDir, dir);
   await rm(dir, { recursive: true, force: true });
   // Brokers started by e2e tests with a --data-dir under .tmp may have been placed too.
