@@ -23,7 +23,26 @@ export function createLogger(options: { level?: string; name?: string; destinati
       },
     });
   }
-  return fd === 1 ? pino(base) : pino(base, pino.destination({ fd, sync: true }));
+  // stdout as pino makes it by default (asynchronous), stderr synchronous (one-shot commands).
+  const destination = pino.destination({ dest: fd, sync: fd === 2, minLength: 0 });
+  destination.on("error", () => stopWriting(destination));
+  return pino(base, destination);
+}
+
+/**
+ * A log destination that failed (the terminal closed: EIO; pino already does this for EPIPE)
+ * writes nothing more. Without it the error was thrown from a log call, and pino's flush at exit
+ * retried the write for ever: a node whose terminal closed never exited.
+ */
+function stopWriting(destination: ReturnType<typeof pino.destination>): void {
+  const noop = () => undefined;
+  Object.assign(destination, {
+    write: () => true,
+    flush: (cb?: (err?: Error) => void) => cb?.(),
+    flushSync: noop,
+    end: noop,
+    destroy: noop,
+  });
 }
 
 /** A logger that writes nothing, for library use without a configured logger. */

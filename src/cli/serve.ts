@@ -11,7 +11,7 @@ import { startEmbeddedPostgres } from "../store/embedded.js";
 import { ShardListMismatch } from "../store/shards.js";
 import type { Command } from "./command.js";
 
-/** `serve`: a broker node until SIGINT/SIGTERM (a second signal exits at once). */
+/** `serve`: a broker node until SIGINT/SIGTERM, or SIGHUP in a terminal (a second signal exits at once). */
 export const serveCommand: Command = {
   name: "serve",
   summary: "run a broker node (the default command)",
@@ -53,6 +53,19 @@ export const serveCommand: Command = {
     };
     process.on("SIGINT", onSignal);
     process.on("SIGTERM", onSignal);
+    // SIGHUP: the terminal closed. Node.js would exit at once (it resets an inherited "ignore",
+    // so even under nohup), leaving the embedded PostgreSQL running and the deliveries in flight
+    // to a takeover. In a terminal: a clean stop, as on SIGTERM. With output going elsewhere
+    // (nohup, a log file, a service manager): logged and ignored, so `nohup npm start &`
+    // outlives the logout it was started for.
+    process.on("SIGHUP", () => {
+      if (process.stdout.isTTY) onSignal("SIGHUP");
+      else
+        log.warn(
+          { signal: "SIGHUP" },
+          "SIGHUP ignored (output is not a terminal): SIGTERM or SIGINT stops the broker",
+        );
+    });
     try {
       broker = await Broker.start(config, log, { signal: startup.signal });
     } catch (err) {
