@@ -84,6 +84,9 @@ export function buildHeader(h: Partial<Header> & Pick<Header, "topic" | "message
   };
 }
 
+/** How long close() lets queued packets drain to a broker that is not reading them. */
+const CLOSE_DRAIN_MS = 5_000;
+
 /** One connection to a broker. */
 export class KiteqConnection {
   private readonly decoder = new FrameDecoder();
@@ -254,8 +257,16 @@ export class KiteqConnection {
   close(): void {
     if (this.closed) return;
     this.out.flush();
-    this.socket.end();
-    this.socket.destroy();
+    // Destroyed once what is queued has reached the kernel (which still sends it after the
+    // close): destroying at once dropped what a broker was not reading yet (a consumer's last
+    // acks: redelivered). Bounded, for a broker that stopped reading for good.
+    const socket = this.socket;
+    const timer = setTimeout(() => socket.destroy(), CLOSE_DRAIN_MS);
+    timer.unref();
+    socket.end(() => {
+      clearTimeout(timer);
+      socket.destroy();
+    });
     this.onClosed();
   }
 
@@ -286,6 +297,8 @@ export class KiteqConnection {
   }
 
   private onData(chunk: Buffer): void {
+    // Between close() and the socket's end: nothing more is handled (the broker redelivers).
+    if (this.closed) return;
     let packets: Packet[];
     try {
       packets = this.decoder.push(chunk);
