@@ -12,7 +12,10 @@ export function createLogger(options: { level?: string; name?: string; destinati
   const level =
     options.level ?? process.env.KITEQ_LOG_LEVEL ?? (process.env.VITEST === "true" ? "silent" : "info");
   const fd = options.destination ?? 1;
-  const format = process.env.KITEQ_LOG_FORMAT ?? (fd === 1 && process.stdout.isTTY ? "pretty" : "json");
+  const asked = process.env.KITEQ_LOG_FORMAT;
+  // An unknown value is ignored (config/env.ts warns about it).
+  const format =
+    asked === "json" || asked === "pretty" ? asked : fd === 1 && process.stdout.isTTY ? "pretty" : "json";
   const base = { level, name: options.name ?? "kiteq-pg", base: { pid: process.pid } };
   if (format === "pretty") {
     return pino({

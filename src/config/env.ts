@@ -9,9 +9,12 @@ const ENV_KEYS = new Map<string, SettingKey>(
   SETTING_KEYS.flatMap((key) => SETTINGS[key].env.map((name) => [name, key] as [string, SettingKey])),
 );
 
+/** KITEQ_* variables read outside the settings (src/log.ts), with their values. */
+const OTHER_VARIABLES = new Map<string, readonly string[]>([["KITEQ_LOG_FORMAT", ["json", "pretty"]]]);
+
 /** All KITEQ_* variable names understood, for help texts. */
 export function configEnvNames(): string[] {
-  return [...ENV_KEYS.keys()];
+  return [...ENV_KEYS.keys(), ...OTHER_VARIABLES.keys()];
 }
 
 /** Reads and validates the KITEQ_* variables of `env`. */
@@ -21,6 +24,13 @@ export function readEnv(env: NodeJS.ProcessEnv): { layer: Layer; warnings: strin
   for (const name of Object.keys(env).sort()) {
     const value = env[name];
     if (!name.startsWith("KITEQ_") || value === undefined || value === "") continue;
+    const allowed = OTHER_VARIABLES.get(name);
+    if (allowed !== undefined) {
+      if (!allowed.includes(value)) {
+        warnings.push(`${name}=${value} is not one of ${allowed.join(", ")} (ignored)`);
+      }
+      continue;
+    }
     const key = ENV_KEYS.get(name);
     if (key === undefined) {
       warnings.push(`unknown environment variable ${name} (ignored)`);

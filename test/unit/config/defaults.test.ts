@@ -72,4 +72,12 @@ describe("loadConfig defaults", () => {
     expect(config.databaseUrl).toBeNull();
     expect(warnings).toEqual(["unknown environment variable KITEQ_DELIVERY_SECOND (ignored)"]);
   });
+
+  it("knows KITEQ_LOG_FORMAT (read by the logger): no warning for json or pretty, one for another value", () => {
+    expect(loadConfig([], { KITEQ_LOG_FORMAT: "json" }).warnings).toEqual([]);
+    expect(loadConfig([], { KITEQ_LOG_FORMAT: "pretty" }).warnings).toEqual([]);
+    expect(loadConfig([], { KITEQ_LOG_FORMAT: "xml" }).warnings).toEqual([
+      "KITEQ_LOG_FORMAT=xml is not one of json, pretty (ignored)",
+    ]);
+  });
 });
