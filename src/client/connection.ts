@@ -50,6 +50,8 @@ export interface PushedMessage {
   header: Header;
   body: Buffer | string;
   isString: boolean;
+  /** False once the connection it came on closed: an answer then reaches nobody. */
+  answerable(): boolean;
 }
 
 /** Consumer callback: true = done, false = redeliver later. A throw counts as false. */
@@ -350,7 +352,7 @@ export class KiteqConnection {
     }
     const body = isString ? decoded.msg.body : Buffer.from(decoded.msg.body);
     try {
-      const r = handler({ header, body, isString });
+      const r = handler({ header, body, isString, answerable: () => !this.closed });
       if (typeof r === "boolean") answer(r);
       else
         r.then(

@@ -35,7 +35,10 @@ export interface BindingSpec {
 }
 
 /** The handler form: true (or nothing) acks, false or a throw nacks. */
-export type MessageHandler = (message: ConsumedMessage) => Promise<boolean | undefined> | boolean | undefined;
+export type MessageHandler = (
+  message: ConsumedMessage,
+  // biome-ignore lint/suspicious/noConfusingVoidType: "or nothing": `async (m) => { await work(m); }` acks.
+) => Promise<boolean | undefined | void> | boolean | undefined | void;
 
 /** Options of {@link createConsumer}. */
 export interface ConsumerOptions {
@@ -55,14 +58,22 @@ export interface ConsumerOptions {
   warmupSec?: number;
   /** Handler form; without it, iterate the consumer (`for await (const m of consumer)`). */
   handler?: MessageHandler;
-  /** Pushes waiting for a free handler, at most; more are answered false at once (default 10,000). */
+  /**
+   * Pushes waiting for a busy consumer's next free handler, at most; more are answered false at
+   * once (default 10,000; 0: none wait, and pushes still fill free handlers).
+   */
   maxPending?: number;
   /**
-   * A push that waited this long for a handler is answered false without running (the broker
-   * counts an unanswered push as failed after its delivery timeout, 5 s by default); default 4,000 ms.
+   * A push that waited this long for a handler is answered false without running, also while
+   * every handler is stuck (the broker counts an unanswered push as failed after its delivery
+   * timeout, 5 s by default); default 4,000 ms. A message that runs for 30 s is logged (warn).
    */
   maxWaitMs?: number;
-  /** close() waits this long for running handlers, then nacks the rest (default 30,000 ms). */
+  /**
+   * close() waits this long for running handlers, then disconnects (their messages are
+   * redelivered); default 30,000 ms. Every close() call, the iterator's `break` included, settles
+   * within it.
+   */
   closeTimeoutMs?: number;
   heartbeatMs?: number;
   requestTimeoutMs?: number;
@@ -84,9 +95,18 @@ export interface Consumer extends AsyncIterable<ConsumedMessage> {
 interface Delivery {
   message: ConsumedMessage;
   receivedAt: number;
+  /** When its handler started (0: waiting). */
+  startedAt: number;
+  /** Whether the slow-handler warning was logged for it. */
+  warned: boolean;
   settled: boolean;
+  /** False once the connection it came on closed (its answer would reach nobody). */
+  answerable(): boolean;
   resolve(ok: boolean): void;
 }
+
+/** A handler running this long is logged (once): it holds a slot, and the broker redelivers. */
+const SLOW_HANDLER_WARN_MS = 30_000;
 
 class SdkConsumer implements Consumer {
   private queue: Delivery[] = [];
@@ -95,6 +115,12 @@ class SdkConsumer implements Consumer {
   private closing = false;
   private readonly pullers: ((r: IteratorResult<ConsumedMessage>) => void)[] = [];
   private idle: (() => void)[] = [];
+  /** The one close of this consumer (a second close() awaits the same). */
+  private closed: Promise<void> | undefined;
+  /** Deliveries whose handler runs (or whose iterator message is unanswered), by message id. */
+  private readonly runningById = new Map<string, Delivery>();
+  /** Sweeps waiting pushes past maxWaitMs and logs slow handlers while anything waits or runs. */
+  private sweeper: NodeJS.Timeout | undefined;
   readonly pool: BrokerPool;
   private readonly concurrency: number;
   private readonly maxPending: number;
@@ -143,6 +169,7 @@ class SdkConsumer implements Consumer {
           this.pullers.push(resolve);
           this.pump();
         }),
+      // `break` out of for-await: the consumer closes (a close() of the user's awaits the same).
       return: async () => {
         void this.close();
         return { value: undefined, done: true };
@@ -150,9 +177,15 @@ class SdkConsumer implements Consumer {
     };
   }
 
-  async close(): Promise<void> {
-    if (this.closing) return this.whenIdle();
+  close(): Promise<void> {
+    this.closed ??= this.closeOnce();
+    return this.closed;
+  }
+
+  private async closeOnce(): Promise<void> {
     this.closing = true;
+    clearInterval(this.sweeper);
+    this.sweeper = undefined;
     for (const p of this.pullers.splice(0)) p({ value: undefined, done: true });
     // Waiting pushes were never started: hand them back to the broker at once.
     for (let d = this.take(); d !== undefined; d = this.take()) this.settle(d, false, false);
@@ -180,14 +213,32 @@ class SdkConsumer implements Consumer {
 
   private onPush(m: PushedMessage): Promise<boolean> | boolean {
     if (this.closing) return false;
-    if (this.pending >= this.maxPending) return false;
+    // maxPending counts pushes waiting beyond the free slots (0: none wait, free slots still fill).
+    if (this.pending - Math.max(0, this.concurrency - this.running) >= this.maxPending) return false;
+    if (this.runningById.has(m.header.messageId)) {
+      // A redelivery (the broker timed the first push out) while its first run still goes: not
+      // run twice at once. The first run's ack, late as it is, still ends the delivery.
+      this.logger.debug(
+        { messageId: m.header.messageId },
+        "redelivery of a message still being handled: answered false",
+      );
+      return false;
+    }
     return new Promise<boolean>((resolve) => {
       let delivery: Delivery | undefined;
       try {
         const message = fromWire(m.header, m.body, (ok) => {
           if (delivery !== undefined) this.settle(delivery, ok, true);
         });
-        delivery = { message, receivedAt: Date.now(), settled: false, resolve };
+        delivery = {
+          message,
+          receivedAt: Date.now(),
+          startedAt: 0,
+          warned: false,
+          settled: false,
+          answerable: m.answerable,
+          resolve,
+        };
       } catch (err) {
         this.logger.warn({ messageId: m.header.messageId, err: String(err) }, "undecodable message nacked");
         resolve(false);
@@ -195,7 +246,42 @@ class SdkConsumer implements Consumer {
       }
       this.queue.push(delivery);
       this.pump();
+      this.startSweeper();
     });
+  }
+
+  /**
+   * While pushes wait or handlers run: answer false to pushes that waited past maxWaitMs (pump
+   * does that only when a slot frees, and a handler that never ends frees none), and log
+   * handlers running past SLOW_HANDLER_WARN_MS once each.
+   */
+  private startSweeper(): void {
+    if (this.sweeper !== undefined || this.closing) return;
+    this.sweeper = setInterval(() => this.sweep(), Math.max(50, Math.min(1_000, this.maxWaitMs / 4)));
+    this.sweeper.unref();
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    for (let i = this.head; i < this.queue.length; i++) {
+      const d = this.queue[i]!;
+      // Waiting pushes are in arrival order: the first one young enough ends the sweep.
+      if (now - d.receivedAt <= this.maxWaitMs) break;
+      if (!d.settled) this.settle(d, false, false);
+    }
+    while (this.head < this.queue.length && this.queue[this.head]!.settled) this.take();
+    for (const d of this.runningById.values()) {
+      if (d.warned || now - d.startedAt < SLOW_HANDLER_WARN_MS) continue;
+      d.warned = true;
+      this.logger.warn(
+        { messageId: d.message.messageId, topic: d.message.topic, runningMs: now - d.startedAt },
+        "message handled for 30 s without an answer: it holds one of the consumer's slots, and the broker redelivers it after its delivery timeout",
+      );
+    }
+    if (this.pending === 0 && this.running === 0) {
+      clearInterval(this.sweeper);
+      this.sweeper = undefined;
+    }
   }
 
   private take(): Delivery | undefined {
@@ -214,12 +300,18 @@ class SdkConsumer implements Consumer {
       if (handler === undefined && this.pullers.length === 0) return;
       const d = this.take();
       if (d === undefined) return;
-      if (Date.now() - d.receivedAt > this.maxWaitMs) {
-        // The broker has (nearly) timed this push out; running it now would only duplicate work.
+      if (d.settled) continue;
+      const duplicate = this.runningById.has(d.message.messageId);
+      if (Date.now() - d.receivedAt > this.maxWaitMs || !d.answerable() || duplicate) {
+        // The broker has (nearly) timed this push out, its connection is gone (the broker
+        // redelivers it), or the same message runs already: running it now would only
+        // duplicate work.
         this.settle(d, false, false);
         continue;
       }
       this.running++;
+      d.startedAt = Date.now();
+      this.runningById.set(d.message.messageId, d);
       if (handler === undefined) {
         this.pullers.shift()?.({ value: d.message, done: false });
         continue;
@@ -241,10 +333,34 @@ class SdkConsumer implements Consumer {
     d.settled = true;
     d.resolve(ok);
     if (!started) return;
+    this.runningById.delete(d.message.messageId);
     this.running--;
     if (this.running === 0) for (const r of this.idle.splice(0)) r();
     if (!this.closing) this.pump();
   }
+}
+
+const warnedGroups = new Set<string>();
+
+/**
+ * Bindings travel through ZooKeeper only (KiteQ's /kiteq/sub): with broker addresses or a YAML
+ * registry the SDK cannot apply them, and a group nobody bound on the broker gets nothing. Said
+ * once per group and process, on the logger and as a Node.js process warning (the default
+ * logger is silent).
+ */
+function warnBindingsNotApplied(groupId: string, bindings: readonly Binding[], logger: Logger): void {
+  if (warnedGroups.has(groupId)) return;
+  warnedGroups.add(groupId);
+  const example = bindings[0]!;
+  const text =
+    `bindings of group "${groupId}" are not applied: they travel through ZooKeeper (a zk:// registry), ` +
+    "and with broker addresses or a YAML file the broker's own bindings apply. Bind the group on the broker, e.g. " +
+    `kiteq-pg bind add --group ${groupId} --topic ${example.topic}` +
+    (example.bindType === BindType.Fanout
+      ? " --type fanout"
+      : ` --message-type '${example.messageType}'${example.bindType === BindType.Regx ? " --type regx" : ""}`);
+  logger.warn({ bindings: bindings.length }, text);
+  process.emitWarning(text, { code: "KQ_BINDINGS_NOT_APPLIED" });
 }
 
 /** Turn a BindingSpec into KiteQ's binding of `groupId`. */
@@ -280,6 +396,7 @@ export async function createConsumer(options: ConsumerOptions): Promise<Consumer
   }
   const bindings = options.bindings.map((b) => toBinding(options.groupId, b));
   const logger = (options.logger ?? silentLogger).child({ groupId: options.groupId, role: "consumer" });
+  if (!zk && bindings.length > 0) warnBindingsNotApplied(options.groupId, bindings, logger);
   const directory = createDirectory(options.registry, logger, {
     sessionTimeoutMs: options.zkSessionTimeoutMs,
   });

@@ -60,12 +60,87 @@ export interface ConsumedMessage {
   nack(): void;
 }
 
+/**
+ * Unix time 1e11: in milliseconds 1973-03-03, in seconds the year 5138. A deliverAt (ms) below it
+ * or an expiredTime (s) above it is the other unit by mistake, refused rather than taken to mean
+ * "at once" or "never" (KiteQ would have stored it as 7 days).
+ */
+const SECONDS_OR_MILLIS = 1e11;
+
+/** A UTF-16 surrogate without its pair: sent as U+FFFD, so the text would change on the way. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/** What the broker would refuse or silently change, refused here with the field's name. */
+function checkFields(m: OutgoingMessage): void {
+  const invalid = (key: string, text: string) => new KiteqError(ErrorCode.MessageInvalid, text, { key });
+  if (typeof m.body !== "string" && !(m.body instanceof Uint8Array)) {
+    throw invalid("body", `body must be a string or bytes (a Buffer or Uint8Array), not ${describe(m.body)}`);
+  }
+  for (const key of ["topic", "messageType"] as const) {
+    if (typeof m[key] !== "string") throw invalid(key, `${key} must be a string, not ${describe(m[key])}`);
+  }
+  const texts: [string, string][] = [
+    ["topic", m.topic],
+    ["messageType", m.messageType],
+    ...Object.entries(m.properties ?? {}).flatMap(([k, v]): [string, string][] => [
+      [`properties key "${k}"`, k],
+      [`properties["${k}"]`, v],
+    ]),
+  ];
+  if (typeof m.body === "string") texts.push(["body", m.body]);
+  for (const [key, text] of texts) {
+    if (typeof text !== "string") throw invalid(key, `${key} must be a string, not ${describe(text)}`);
+    if (LONE_SURROGATE.test(text)) {
+      throw invalid(key, `${key} holds a lone UTF-16 surrogate: it cannot be sent as UTF-8 unchanged`);
+    }
+  }
+  if (
+    m.deliverLimit !== undefined &&
+    !(Number.isInteger(m.deliverLimit) && m.deliverLimit >= 1 && m.deliverLimit <= 100)
+  ) {
+    throw invalid(
+      "deliverLimit",
+      `deliverLimit must be an integer from 1 to 100, not ${describe(m.deliverLimit)}`,
+    );
+  }
+  if (typeof m.expiredTime === "number") {
+    if (!Number.isSafeInteger(m.expiredTime) || (m.expiredTime < 0 && m.expiredTime !== -1)) {
+      throw invalid(
+        "expiredTime",
+        `expiredTime must be a Date or unix seconds, not ${describe(m.expiredTime)}`,
+      );
+    }
+    if (m.expiredTime >= SECONDS_OR_MILLIS) {
+      throw invalid(
+        "expiredTime",
+        `expiredTime ${m.expiredTime} looks like unix milliseconds: it is unix seconds, as KiteQ counts (or a Date)`,
+      );
+    }
+  } else if (
+    m.expiredTime !== undefined &&
+    !(m.expiredTime instanceof Date && !Number.isNaN(m.expiredTime.getTime()))
+  ) {
+    throw invalid(
+      "expiredTime",
+      `expiredTime must be a Date or unix seconds, not ${describe(m.expiredTime)}`,
+    );
+  }
+}
+
+function describe(v: unknown): string {
+  if (v === null) return "null";
+  if (typeof v === "number") return String(v);
+  if (v instanceof Date) return "an invalid Date";
+  return typeof v;
+}
+
 /** Build the header and wire body of `m` for publishing group `groupId`. */
 export function toWire(
   m: OutgoingMessage,
   groupId: string,
   compressAboveBytes: number,
 ): { header: Header; body: Buffer | string } {
+  checkFields(m);
   const properties: Entry[] = Object.entries(m.properties ?? {}).map(([key, value]) => ({ key, value }));
   if (m.deliverAt !== undefined) {
     const at = m.deliverAt instanceof Date ? m.deliverAt.getTime() : m.deliverAt;
@@ -73,6 +148,13 @@ export function toWire(
       throw new KiteqError(ErrorCode.MessageInvalid, "deliverAt must be a Date or unix milliseconds", {
         key: "deliverAt",
       });
+    }
+    if (at > 0 && at < SECONDS_OR_MILLIS) {
+      throw new KiteqError(
+        ErrorCode.MessageInvalid,
+        `deliverAt ${at} looks like unix seconds: it is unix milliseconds (or a Date)`,
+        { key: "deliverAt" },
+      );
     }
     const i = properties.findIndex((p) => p.key === DELIVER_AT_PROPERTY);
     if (i >= 0) properties.splice(i, 1);

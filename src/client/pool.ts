@@ -36,6 +36,8 @@ class Link {
   conn: KiteqConnection | undefined;
   failures = 0;
   missed = 0;
+  /** Why the last connect failed (cleared by a connect). */
+  lastError: string | undefined;
   /** Until then, pick() prefers other brokers (see BrokerPool.suspect). */
   suspectUntil = 0;
   private timer: NodeJS.Timeout | undefined;
@@ -75,6 +77,7 @@ class Link {
           return;
         }
         this.conn = conn;
+        this.lastError = undefined;
         this.failures = 0;
         this.missed = 0;
         conn.onClose(() => this.lost(conn));
@@ -85,6 +88,7 @@ class Link {
       },
       (err: unknown) => {
         this.connecting = false;
+        this.lastError = err instanceof Error ? err.message : String(err);
         o.logger.debug({ broker: this.address, err: String(err) }, "connect to broker failed");
         this.schedule();
       },
@@ -172,6 +176,11 @@ export class BrokerPool {
   /** Open connections (for pushes and acks: a consumer listens on all of them). */
   connections(): KiteqConnection[] {
     return [...this.links.values()].flatMap((l) => (l.ready && l.conn !== undefined ? [l.conn] : []));
+  }
+
+  /** The brokers known, with why the last connect to each failed (for errors). */
+  describe(): { address: string; lastError: string | undefined }[] {
+    return [...this.links.values()].map((l) => ({ address: l.address, lastError: l.lastError }));
   }
 
   /**

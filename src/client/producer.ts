@@ -112,7 +112,16 @@ class SdkProducer implements Producer {
       await this.publish(header, body);
       let outcome: TxOutcome;
       try {
-        outcome = (await localTransaction()) === "commit" ? "commit" : "rollback";
+        const answer: unknown = await localTransaction();
+        if (answer !== "commit" && answer !== "rollback") {
+          // A typo ("comit") must not roll back in silence.
+          throw new KiteqError(
+            ErrorCode.ConfigInvalid,
+            `the local transaction returned ${JSON.stringify(answer) ?? String(answer)}, not "commit" or "rollback": rolled back`,
+            { messageId: header.messageId, topic: header.topic },
+          );
+        }
+        outcome = answer;
       } catch (err) {
         this.verdict(header, "rollback");
         throw err;
@@ -227,6 +236,12 @@ class SdkProducer implements Producer {
         lastError = new Error(`refused: ${ack.feedback}`);
       } catch (err) {
         if (err instanceof KiteqError && err.code === ErrorCode.SendRefused) throw err;
+        if (err instanceof KiteqError && err.code === ErrorCode.FrameInvalid) {
+          // Too large for any broker (KiteQ's packet limit): no other attempt can store it.
+          throw new KiteqError(ErrorCode.MessageInvalid, `message too large: ${err.message}`, context, {
+            cause: err,
+          });
+        }
         lastError = toKiteqError(err, { ...context, broker: target.address });
         if (lastError instanceof KiteqError && lastError.code === ErrorCode.Timeout) {
           this.pool.suspect(target.address, 2 * this.pool.options.requestTimeoutMs);
@@ -256,6 +271,16 @@ export async function createProducer(options: ProducerOptions): Promise<Producer
       key: "topics",
     });
   }
+  const blank = options.topics.find((t) => typeof t !== "string" || t.trim() === "");
+  if (blank !== undefined) {
+    throw new KiteqError(
+      ErrorCode.ConfigInvalid,
+      `createProducer: topics holds an empty topic (${JSON.stringify(blank)})`,
+      {
+        key: "topics",
+      },
+    );
+  }
   const logger = (options.logger ?? silentLogger).child({ groupId: options.groupId, role: "producer" });
   const directory = createDirectory(options.registry, logger, {
     sessionTimeoutMs: options.zkSessionTimeoutMs,
@@ -277,7 +302,16 @@ export async function waitConnected(pool: BrokerPool, ms: number): Promise<void>
   while (pool.connections().length === 0) {
     const remaining = deadline - Date.now();
     if (remaining <= 0) {
-      throw new KiteqError(ErrorCode.NoBroker, `no broker connected within ${ms} ms`);
+      const brokers = pool.describe();
+      const why =
+        brokers.length === 0
+          ? "the registry names no broker for these topics"
+          : brokers
+              .map((b) => `${b.address}${b.lastError === undefined ? "" : ` (${b.lastError})`}`)
+              .join(", ");
+      throw new KiteqError(ErrorCode.NoBroker, `no broker connected within ${ms} ms: ${why}`, {
+        brokers: brokers.map((b) => b.address).join(","),
+      });
     }
     await pool.waitChange(Math.min(remaining, 250));
   }

@@ -148,6 +148,11 @@ describe("e2e: SDK on one broker", () => {
       connectTimeoutMs: 1_000,
     }).catch((e: unknown) => e);
     expect((err as KiteqError).code).toBe(ErrorCode.NoBroker);
+    // Which broker, and why (before: "no broker connected within 1000 ms" and no context).
+    expect((err as KiteqError).message).toMatch(
+      /^no broker connected within 1000 ms: 127\.0\.0\.1:1 \(connect .*ECONNREFUSED/,
+    );
+    expect((err as KiteqError).context.brokers).toBe("127.0.0.1:1");
     expect(Date.now() - started).toBeLessThan(3_000);
   });
 

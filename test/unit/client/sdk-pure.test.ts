@@ -44,6 +44,46 @@ describe("SDK wire conversion", () => {
     expect((err as KiteqError).context.key).toBe("deliverAt");
   });
 
+  it("toWire refuses what the broker would refuse or silently change, naming the field", () => {
+    const refused = (fields: Record<string, unknown>, key: string, text: RegExp) => {
+      const m = { topic: "t", messageType: "m", body: "b", ...fields };
+      let err: unknown;
+      try {
+        toWire(m as unknown as Parameters<typeof toWire>[0], "g", 0);
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(KiteqError);
+      expect((err as KiteqError).code).toBe(ErrorCode.MessageInvalid);
+      expect((err as KiteqError).context.key).toBe(key);
+      expect((err as KiteqError).message).toMatch(text);
+    };
+    // Before: stored as 100, 100 and 1.
+    refused({ deliverLimit: 0 }, "deliverLimit", /integer from 1 to 100, not 0/);
+    refused({ deliverLimit: 1000 }, "deliverLimit", /not 1000/);
+    refused({ deliverLimit: 1.5 }, "deliverLimit", /not 1.5/);
+    // Before: U+FFFD on the broker.
+    refused({ messageType: "a\uD800b" }, "messageType", /lone UTF-16 surrogate/);
+    refused({ properties: { k: "\uDC00" } }, 'properties["k"]', /lone UTF-16 surrogate/);
+    // Before: delivered at once / kept 7 days.
+    refused({ deliverAt: Math.floor(Date.now() / 1000) + 60 }, "deliverAt", /looks like unix seconds/);
+    refused({ expiredTime: Date.now() + 60_000 }, "expiredTime", /looks like unix milliseconds/);
+    refused({ expiredTime: new Date(Number.NaN) }, "expiredTime", /invalid Date/);
+    // Before: a raw TypeError.
+    refused({ body: undefined }, "body", /string or bytes .* not undefined/);
+    refused({ topic: 7 }, "topic", /must be a string, not 7/);
+    // Still accepted: a pair, -1 (KiteQ's default expiry), a past deliverAt, 1 and 100.
+    for (const fields of [
+      { messageType: "a\uD83D\uDE00b" },
+      { expiredTime: -1 },
+      { deliverAt: Date.now() - 1_000 },
+      { deliverLimit: 1 },
+      { deliverLimit: 100 },
+    ]) {
+      expect(() => toWire({ topic: "t", messageType: "m", body: "b", ...fields }, "g", 0)).not.toThrow();
+    }
+  });
+
   it("snappy both ways: strings as base64, bytes as bytes; compressed at the threshold only", () => {
     const text = "abc".repeat(1000);
     const small = toWire({ topic: "t", messageType: "m", body: "short" }, "g", 100);

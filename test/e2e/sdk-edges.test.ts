@@ -1,0 +1,181 @@
+/**
+ * The SDK off the happy path, against one broker process (delivery timeout 2 s): close() after a
+ * `break` out of for-await and a second close(); handlers that never end (waiting pushes still
+ * answered at maxWaitMs); a redelivery of a message whose handler still runs (not run twice at
+ * once); maxPending 0; a body over KiteQ's packet limit. Each case failed on the code before.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { BindType, createBinding } from "../../src/binding/binding.js";
+import { createConsumer, createProducer, ErrorCode, type KiteqError } from "../../src/client/index.js";
+import { upsertBinding } from "../../src/store/bindings.js";
+import { messageHistory } from "../../src/store/history.js";
+import { type BrokerProcess, startBrokerProcess } from "../support/broker-process.js";
+import { waitFor } from "../support/consumers.js";
+import { createTestDatabase, type TestDatabase } from "../support/db.js";
+
+const GROUPS = ["g-break", "g-stuck", "g-redeliver", "g-nopending"] as const;
+const topicOf = (group: string) => group.slice(2);
+
+describe("e2e: SDK edges", () => {
+  let db: TestDatabase;
+  let broker: BrokerProcess;
+  let registry: string;
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    for (const groupId of GROUPS) {
+      await upsertBinding(
+        db.pool,
+        createBinding({
+          groupId,
+          topic: topicOf(groupId),
+          messageType: "*",
+          bindType: BindType.Fanout,
+          watermark: 6000,
+          persistent: true,
+        }),
+        "cli",
+        new Date(),
+      );
+    }
+    broker = await startBrokerProcess([
+      "--db",
+      db.url,
+      "--delivery-seconds",
+      "2",
+      "--recover-seconds",
+      "1",
+      "--redelivery",
+      "1:1",
+      "--recieve-permits-per-second",
+      "0",
+    ]);
+    registry = `${broker.host}:${broker.port}`;
+  });
+  afterAll(async () => {
+    await broker?.stop();
+    await db?.drop();
+  });
+
+  const producerFor = (topic: string) => createProducer({ registry, groupId: `p-${topic}`, topics: [topic] });
+
+  it("break out of for-await: close(), and a second close(), settle within closeTimeoutMs", async () => {
+    const consumer = await createConsumer({
+      registry,
+      groupId: "g-break",
+      bindings: [],
+      closeTimeoutMs: 1_000,
+    });
+    const producer = await producerFor("break");
+    await producer.send({ topic: "break", messageType: "m", body: "unanswered" });
+    for await (const m of consumer) {
+      expect(m.text()).toBe("unanswered");
+      break; // unanswered: close() waits closeTimeoutMs for it, no longer
+    }
+    const started = Date.now();
+    await Promise.all([consumer.close(), consumer.close()]);
+    // Before: the user's close() (the iterator's return() had made the first) never settled.
+    expect(Date.now() - started).toBeLessThan(5_000);
+    await producer.close();
+  });
+
+  it("handlers that never end: the pushes waiting behind them are still answered at maxWaitMs", async () => {
+    const consumer = await createConsumer({
+      registry,
+      groupId: "g-stuck",
+      bindings: [],
+      concurrency: 1,
+      maxWaitMs: 300,
+      closeTimeoutMs: 500,
+      handler: () => new Promise<boolean>(() => undefined),
+    });
+    const producer = await producerFor("stuck");
+    for (let i = 0; i < 4; i++) await producer.send({ topic: "stuck", messageType: "m", body: `m${i}` });
+    await waitFor(
+      () => consumer.active === 1 && consumer.pending > 0,
+      15_000,
+      "pushes waiting behind the stuck handler",
+    );
+    // Before: the waiting pushes stayed (pump answers them only when a slot frees), and each
+    // redelivery queued another: `pending` never went back to 0.
+    await waitFor(() => consumer.pending === 0, 15_000, "the waiting pushes to be answered false");
+    await consumer.close();
+    await producer.close();
+  });
+
+  it("a redelivery of a message whose handler still runs is not run a second time at once", async () => {
+    let running = 0;
+    let maxRunning = 0;
+    let runs = 0;
+    const consumer = await createConsumer({
+      registry,
+      groupId: "g-redeliver",
+      bindings: [],
+      handler: async () => {
+        runs++;
+        running++;
+        maxRunning = Math.max(maxRunning, running);
+        // Longer than the broker's delivery timeout (2 s) plus its retry delay (1 s).
+        if (runs === 1) await new Promise((r) => setTimeout(r, 5_000));
+        running--;
+        return true;
+      },
+    });
+    const producer = await producerFor("redeliver");
+    const { messageId } = await producer.send({ topic: "redeliver", messageType: "m", body: "slow" });
+    const delivered = async () =>
+      ((await messageHistory(db.pool, messageId))?.events ?? []).filter(
+        (e) => e.groupId === "g-redeliver" && (e.kind === "delivered" || e.kind === "acked"),
+      );
+    // The broker pushed it again while the first run went on (the case under test).
+    await waitFor(
+      async () => (await delivered()).some((e) => (e.attempt ?? 0) >= 2),
+      15_000,
+      "a second push",
+    );
+    await waitFor(
+      async () => (await messageHistory(db.pool, messageId))?.events.some((e) => e.kind === "acked") ?? false,
+      20_000,
+      "the ack",
+    );
+    // Before: 2 (the redelivery ran beside the first run).
+    expect(maxRunning).toBe(1);
+    await consumer.close();
+    await producer.close();
+  });
+
+  it("maxPending 0: pushes still fill free handlers (none wait)", async () => {
+    const handled = new Set<string>();
+    const consumer = await createConsumer({
+      registry,
+      groupId: "g-nopending",
+      bindings: [],
+      concurrency: 4,
+      maxPending: 0,
+      handler: (m) => {
+        handled.add(m.messageId);
+        return true;
+      },
+    });
+    const producer = await producerFor("nopending");
+    for (let i = 0; i < 10; i++) await producer.send({ topic: "nopending", messageType: "m", body: `m${i}` });
+    // Before: every push answered false, nothing ever handled.
+    await waitFor(() => handled.size === 10, 15_000, "10 messages handled");
+    await consumer.close();
+    await producer.close();
+  });
+
+  it("a body over KiteQ's packet limit: KQ_MESSAGE_INVALID at once, not retried until sendTimeoutMs", async () => {
+    const producer = await producerFor("break");
+    const started = Date.now();
+    const err = (await producer
+      .send({ topic: "break", messageType: "big", body: "x".repeat(3 * 1024 * 1024) })
+      .catch((e: unknown) => e)) as KiteqError;
+    expect(err.code).toBe(ErrorCode.MessageInvalid);
+    expect(err.message).toMatch(/^message too large: packet of \d+ bytes exceeds the 2097152-byte limit/);
+    expect(err.context.messageId).toMatch(/^[0-9a-f]{32}$/);
+    // Before: KQ_TIMEOUT after 15 s and 34 attempts.
+    expect(Date.now() - started).toBeLessThan(3_000);
+    await producer.close();
+  });
+});
