@@ -460,7 +460,12 @@ export class Dispatcher {
   }
 
   /** Stop claiming; release every claim held (no attempt spent); wait for outcome writes. */
-  async stop(): Promise<void> {
+  /**
+   * Stop pushing and claiming; wait up to `drainMs` for the answers of the pushes in flight (their
+   * consumers are working on them: released at once, they were delivered again elsewhere or after
+   * a restart, so a rolling restart duplicated them); release what is held.
+   */
+  async stop(drainMs = 0): Promise<void> {
     this.stopped = true;
     for (const t of this.timers) clearInterval(t);
     clearTimeout(this.wakeTimer);
@@ -468,6 +473,16 @@ export class Dispatcher {
     clearTimeout(this.takenOverFlush);
     await this.wake?.close().catch(() => undefined);
     while (this.claiming) await new Promise((r) => setTimeout(r, 10));
+    const inFlightAtStop = this.pushesInFlight();
+    if (drainMs > 0 && inFlightAtStop > 0) {
+      const deadline = Date.now() + drainMs;
+      while (this.pushesInFlight() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      const unanswered = this.pushesInFlight();
+      this.o.log.info(
+        { inFlight: inFlightAtStop, answered: inFlightAtStop - unanswered, unanswered, drainMs },
+        "waited for the answers of pushes in flight",
+      );
+    }
     for (const flights of this.inFlight.values()) flights.clear();
     const releasing = this.held.flatMap((h) => [...h.values()]);
     for (const job of releasing) this.release(job);
@@ -594,6 +609,12 @@ export class Dispatcher {
       `claiming deliveries in shard ${shard} failed; the other shards go on, retrying it in 1 s`,
     );
     if (!this.stopped) this.scheduleWake(Date.now() + 1000);
+  }
+
+  private pushesInFlight(): number {
+    let n = 0;
+    for (const flights of this.inFlight.values()) n += flights.size;
+    return n;
   }
 
   /** Push what the group's flow control allows. */

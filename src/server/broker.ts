@@ -456,7 +456,10 @@ export class Broker {
     // nodes release what a departed node held, which must not happen while this node is still
     // pushing it.
     await this.transactions.stop();
-    await this.dispatcher.stop();
+    // Answers of pushes in flight: at most one delivery timeout, and half the grace period.
+    await this.dispatcher.stop(
+      Math.min(this.config.deliverySeconds * 1000, (this.config.shutdownGraceSeconds * 1000) / 2),
+    );
     await Promise.all(this.maintenances.map((m) => m.stop()));
     await this.cluster?.stop();
     this.server.closeSessions();
