@@ -12,7 +12,7 @@
  * pool, whose statements have a statement_timeout. stop() cancels what is in flight.
  */
 import type pg from "pg";
-import { ErrorCode, toKiteqError } from "../errors.js";
+import { ErrorCode, KiteqError, toKiteqError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { RateLimitedLog } from "../log-limit.js";
 import { dropPartitionsBefore, ensurePartitions } from "../store/db.js";
@@ -206,7 +206,7 @@ export class Maintenance {
     client.on("error", lost);
     client.on("end", () => lost());
     await client.connect();
-    const ok = await takeLivenessLock(client, {
+    const lock = await takeLivenessLock(client, {
       nodeId: this.o.nodeId,
       claimer: this.o.claimer,
       address: this.o.address,
@@ -216,8 +216,15 @@ export class Maintenance {
       await client.end().catch(() => undefined);
       throw err;
     });
-    if (!ok) {
+    if (!lock.taken) {
       await client.end().catch(() => undefined);
+      if (lock.heldBy !== undefined) {
+        throw new KiteqError(
+          ErrorCode.ConfigInvalid,
+          `node id ${this.o.nodeId} is in use by a running node (its run ${lock.heldBy} holds its liveness lock): give this node its own --bind or --node-id, or stop the other one first`,
+          { nodeId: this.o.nodeId, key: "nodeId" },
+        );
+      }
       throw new Error(`liveness lock of claimer ${this.o.claimer} is held by another session`);
     }
     this.session = client;

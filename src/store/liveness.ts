@@ -19,32 +19,58 @@ export const LIVENESS_LOCK_CLASS = 0x6b716c76; // "kqlv"
 /** Advisory lock class of the maintenance lock (two-int form: class, 0). */
 export const MAINTENANCE_LOCK_CLASS = 0x6b716d74; // "kqmt"
 
+/** What takeLivenessLock found. */
+export type LivenessLockResult =
+  | { taken: true }
+  /** Another session holds this run's lock (a claimer id is unique per run: never expected). */
+  | { taken: false; heldBy: undefined }
+  /** A run of the same node id is alive (holds its lock): this one must not start. */
+  | { taken: false; heldBy: string };
+
 /**
  * Take this run's liveness lock (never waits: a claimer id is unique per run) and record it on the
- * node's row. Returns false when another session holds it. Run on the node's own connection.
- * The claimer of the node's previous run, if it did not stop cleanly, is declared dead until
- * `deadUntil`: whatever it still holds is free to claim at once (the row is about to forget it).
+ * node's row. The claimer of the node's previous run, if it did not stop cleanly and its lock is
+ * free (it died), is declared dead until `deadUntil`: whatever it still holds is free to claim at
+ * once (the row is about to forget it). If that previous run still holds its lock, another live
+ * process uses this node id: nothing is written (before, a second node started by mistake on the
+ * same --bind declared the running one dead and took its row, even when it then failed to listen).
+ * Run on the node's own connection.
  */
 export async function takeLivenessLock(
   client: pg.Client,
   args: { nodeId: string; claimer: string; address: string; now: Date; deadUntil: Date },
-): Promise<boolean> {
-  const { rows } = await client.query<{ ok: boolean }>({
+): Promise<LivenessLockResult> {
+  const { rows } = await client.query<{ taken: boolean; held_by: string | null }>({
     text: `WITH l AS (SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok),
+           prior AS (
+             SELECT n.claimer,
+                    EXISTS (SELECT 1 FROM pg_locks pl
+                             WHERE pl.locktype = 'advisory' AND pl.granted AND pl.classid = $1::int4::oid
+                               AND pl.objsubid = 2 AND pl.objid = hashtext(n.claimer)::oid
+                               AND pl.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                    ) AS alive
+               FROM nodes n
+              WHERE n.node_id = $3 AND n.claimer IS NOT NULL AND n.claimer <> $2 AND n.stopped_at IS NULL
+           ),
            previous AS (
              INSERT INTO dead_claimers (claimer, declared_at, until)
-             SELECT n.claimer, $5, $6 FROM nodes n, l
-              WHERE l.ok AND n.node_id = $3 AND n.claimer IS NOT NULL AND n.claimer <> $2 AND n.stopped_at IS NULL
+             SELECT prior.claimer, $5, $6 FROM prior, l WHERE l.ok AND NOT prior.alive
              ON CONFLICT (claimer) DO UPDATE SET until = greatest(dead_claimers.until, EXCLUDED.until)
+           ),
+           ins AS (
+             INSERT INTO nodes (node_id, address, started_at, heartbeat_at, stopped_at, claimer, lock_epoch)
+             SELECT $3, $4, $5, $5, NULL, $2, pg_postmaster_start_time() FROM l
+              WHERE l.ok AND NOT EXISTS (SELECT 1 FROM prior WHERE prior.alive)
+             ON CONFLICT (node_id) DO UPDATE
+                SET heartbeat_at = $5, stopped_at = NULL, claimer = $2, lock_epoch = pg_postmaster_start_time()
+             RETURNING 1
            )
-           INSERT INTO nodes (node_id, address, started_at, heartbeat_at, stopped_at, claimer, lock_epoch)
-           SELECT $3, $4, $5, $5, NULL, $2, pg_postmaster_start_time() FROM l WHERE l.ok
-           ON CONFLICT (node_id) DO UPDATE
-              SET heartbeat_at = $5, stopped_at = NULL, claimer = $2, lock_epoch = pg_postmaster_start_time()
-           RETURNING true AS ok`,
+           SELECT EXISTS (SELECT 1 FROM ins) AS taken, (SELECT claimer FROM prior WHERE alive LIMIT 1) AS held_by`,
     values: [LIVENESS_LOCK_CLASS, args.claimer, args.nodeId, args.address, args.now, args.deadUntil],
   });
-  return rows.length > 0;
+  const row = rows[0]!;
+  if (row.taken) return { taken: true };
+  return { taken: false, heldBy: row.held_by ?? undefined };
 }
 
 /**

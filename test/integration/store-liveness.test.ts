@@ -31,7 +31,8 @@ describe("store: liveness and takeover by declaration", () => {
     return c;
   };
   const lock = async (c: pg.Client, nodeId: string, claimer: string) =>
-    takeLivenessLock(c, { nodeId, claimer, address: "127.0.0.1:1", now: t0, deadUntil: at(60_000) });
+    (await takeLivenessLock(c, { nodeId, claimer, address: "127.0.0.1:1", now: t0, deadUntil: at(60_000) }))
+      .taken;
   const owe = async (group: string, claimer: string) => {
     await insertPublishBatch(db.pool, [publishRecord(t0, [group])], {
       now: t0,
@@ -103,6 +104,31 @@ describe("store: liveness and takeover by declaration", () => {
     expect(await claim("c1", "other/1", at(2))).toBe(1);
     // Declared runs are not listed again.
     expect((await claimerLiveness(db.pool)).map((l) => l.claimer)).not.toContain("crash/1");
+  });
+
+  it("a second run of a node id whose first run is alive: refused, nothing declared, the row left to the first", async () => {
+    const first = await session();
+    expect(await lock(first, "twin", "twin/1")).toBe(true);
+    const second = await session();
+    // Before: twin/1 declared dead (its claims free to take) and the row taken by twin/2.
+    expect(
+      await takeLivenessLock(second, {
+        nodeId: "twin",
+        claimer: "twin/2",
+        address: "127.0.0.1:1",
+        now: t0,
+        deadUntil: at(60_000),
+      }),
+    ).toEqual({ taken: false, heldBy: "twin/1" });
+    const dead = await db.pool.query("SELECT 1 FROM dead_claimers WHERE claimer = 'twin/1'");
+    expect(dead.rows).toHaveLength(0);
+    const row = await db.pool.query("SELECT claimer, stopped_at FROM nodes WHERE node_id = 'twin'");
+    expect(row.rows).toEqual([{ claimer: "twin/1", stopped_at: null }]);
+    // What the refused run's cleanup then does changes nothing either (its claimer is not the row's).
+    await markClaimerStopped(second, { nodeId: "twin", claimer: "twin/2", now: at(1) });
+    expect((await db.pool.query("SELECT stopped_at FROM nodes WHERE node_id = 'twin'")).rows).toEqual([
+      { stopped_at: null },
+    ]);
   });
 
   it("forgets declarations an hour past their window that no node row names", async () => {
