@@ -129,7 +129,9 @@ async function main(argv: string[]): Promise<number> {
     const extra = parsed.positionals[found.words + (argument === undefined ? 0 : 1)];
     if (extra !== undefined) throw new UsageError(`${command.name}: unexpected argument "${extra}"`);
     args = new CommandArgs(command.name, parsed.flags, command.flags);
-    ({ config, warnings } = loadConfig(parsed.configArgs, process.env));
+    ({ config, warnings } = loadConfig(parsed.configArgs, process.env, {
+      serving: command.name === "serve",
+    }));
     levelGiven = parsed.flags.logLevel !== undefined || process.env.KITEQ_LOG_LEVEL !== undefined;
   } catch (err) {
     if (err instanceof UsageError) {

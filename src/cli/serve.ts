@@ -11,6 +11,9 @@ import { startEmbeddedPostgres } from "../store/embedded.js";
 import { ShardListMismatch } from "../store/shards.js";
 import type { Command } from "./command.js";
 
+/** The same signal again within this many ms is one signal delivered twice (see onSignal). */
+const SAME_SIGNAL_MS = 300;
+
 /** `serve`: a broker node until SIGINT/SIGTERM, or SIGHUP in a terminal (a second signal exits at once). */
 export const serveCommand: Command = {
   name: "serve",
@@ -37,7 +40,13 @@ export const serveCommand: Command = {
         },
       );
     let signals = 0;
+    let last: { signal: NodeJS.Signals; at: number } | undefined;
     const onSignal = (signal: NodeJS.Signals) => {
+      // One Ctrl-C can arrive twice: from the terminal to the whole process group, and relayed by
+      // a parent launcher (tsx in `npm run cli -- serve`). Not a second signal: ignored.
+      const now = Date.now();
+      if (last !== undefined && last.signal === signal && now - last.at < SAME_SIGNAL_MS) return;
+      last = { signal, at: now };
       signals++;
       if (signals > 1) {
         log.warn({ signal }, "second signal: exiting without a clean shutdown");

@@ -19,7 +19,12 @@ export const CONFIG_ERROR_EXIT_CODE = 2;
  * with parseFlags first); `env` is usually process.env. Throws KiteqError(ConfigInvalid) with
  * one line naming the flag, variable or file key and the bad value, and `context.key`.
  */
-export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): LoadedConfig {
+export function loadConfig(
+  argv: readonly string[],
+  env: NodeJS.ProcessEnv,
+  /** serving: a broker node (it registers its topics in ZooKeeper); client commands need none. */
+  options: { serving: boolean } = { serving: true },
+): LoadedConfig {
   const flags = readFlags(argv);
   const fromEnv = readEnv(env);
   const warnings = [...fromEnv.warnings];
@@ -44,7 +49,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Loa
     Object.assign(values, layer.values);
     Object.assign(origin, layer.origin);
   }
-  const config = build(values, origin, warnings);
+  const config = build(values, origin, warnings, options.serving);
   return {
     config: Object.freeze({ ...config, clusterName: selectedCluster, configPath: configPath ?? null }),
     warnings,
@@ -55,6 +60,7 @@ function build(
   v: Partial<Settings> & ReturnType<typeof defaultSettings>,
   origin: Layer["origin"],
   warnings: string[],
+  serving: boolean,
 ): Omit<BrokerConfig, "clusterName" | "configPath"> {
   const from = (key: keyof Settings) => (origin[key] === undefined ? "default" : origin[key]);
   const bind = Object.freeze({ ...v.bind });
@@ -88,7 +94,7 @@ function build(
       warnings.push(`registryFile (${from("registryFile")}) ignored with a ZooKeeper registry`);
     }
     registry = Object.freeze({ ...v.registry, hosts: Object.freeze([...v.registry.hosts]) });
-    if (v.topics.length === 0) {
+    if (v.topics.length === 0 && serving) {
       throw configError(
         `topics are required with a ZooKeeper registry (registry from ${from("registry")}): ` +
           "set topics in the [clusters.<name>] table, KITEQ_TOPICS or --topics",

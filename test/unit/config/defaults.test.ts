@@ -73,6 +73,16 @@ describe("loadConfig defaults", () => {
     expect(warnings).toEqual(["unknown environment variable KITEQ_DELIVERY_SECOND (ignored)"]);
   });
 
+  it("topics are required with ZooKeeper for a broker node, not for client commands (send, consume)", () => {
+    expect(() => loadConfig(["--registry", "zk://127.0.0.1:2181"], {})).toThrow(
+      /topics are required with a ZooKeeper registry/,
+    );
+    // Before: `send --topic trade --registry zk://...` was refused until given the server's --topics.
+    expect(loadConfig(["--registry", "zk://127.0.0.1:2181"], {}, { serving: false }).config.topics).toEqual(
+      [],
+    );
+  });
+
   it("knows KITEQ_LOG_FORMAT (read by the logger): no warning for json or pretty, one for another value", () => {
     expect(loadConfig([], { KITEQ_LOG_FORMAT: "json" }).warnings).toEqual([]);
     expect(loadConfig([], { KITEQ_LOG_FORMAT: "pretty" }).warnings).toEqual([]);
