@@ -103,6 +103,53 @@ export function postgresCanReach(p: string, ids: PostgresIds, write = false): bo
   return r.status === 0;
 }
 
+/**
+ * mkdir -p of the data directory, one level at a time, failing with one line naming --data-dir.
+ * Node's recursive mkdir loops for ever on a path it cannot create under /proc (ENOENT, then
+ * EEXIST on the parent), and a file in the way gave KQ_INTERNAL EEXIST / ENOTDIR.
+ */
+export async function makeDataDirectory(dir: string, mode?: number): Promise<void> {
+  const missing: string[] = [];
+  let at = path.resolve(dir);
+  for (;;) {
+    const found = await lstat(at).then(
+      (st) => st,
+      (err: NodeJS.ErrnoException) => (err.code === "ENOENT" ? undefined : err),
+    );
+    if (found instanceof Error) throw dataDirError(dir, at, found);
+    if (found !== undefined) {
+      // A symlink (a placed data directory, or the operator's own) is followed.
+      const target = found.isSymbolicLink() ? await realpath(at).catch(() => undefined) : at;
+      const isDir = target !== undefined && (found.isDirectory() || (await lstat(target)).isDirectory());
+      if (!isDir) {
+        throw new KiteqError(
+          ErrorCode.ConfigInvalid,
+          `the data directory ${dir} (--data-dir) cannot be made: ${at} is ${target === undefined ? "a broken link" : "not a directory"}`,
+          { key: "dataDir", path: at },
+        );
+      }
+      break;
+    }
+    missing.push(at);
+    const up = path.dirname(at);
+    if (up === at) break;
+    at = up;
+  }
+  for (const p of missing.reverse()) {
+    await mkdir(p, mode === undefined ? {} : { mode }).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== "EEXIST") throw dataDirError(dir, p, err);
+    });
+  }
+}
+
+function dataDirError(dir: string, p: string, err: NodeJS.ErrnoException): KiteqError {
+  return new KiteqError(
+    ErrorCode.ConfigInvalid,
+    `the data directory ${dir} (--data-dir) cannot be made: creating ${p} failed (${err.code ?? err.message})`,
+    { key: "dataDir", path: p },
+  );
+}
+
 function unreachable(what: string, p: string): KiteqError {
   return new KiteqError(
     ErrorCode.StoreFailed,
@@ -187,10 +234,10 @@ async function openToOthers(dir: string): Promise<void> {
 export async function placeDataDir(requested: string, ids: PostgresIds, logger: Logger): Promise<string> {
   const parent = path.dirname(requested);
   if (ids.uid === undefined || ids.gid === undefined) {
-    await mkdir(requested, { recursive: true, mode: 0o700 });
+    await makeDataDirectory(requested, 0o700);
     return realpath(requested);
   }
-  await mkdir(parent, { recursive: true });
+  await makeDataDirectory(parent);
   // The parent (./data, ours) must be traversable by the postgres user: a 0700 one is opened.
   await chmod(parent, 0o755).catch(() => undefined);
   let real: string | undefined;
@@ -209,7 +256,7 @@ export async function placeDataDir(requested: string, ids: PostgresIds, logger: 
     await rmdir(real);
   }
   if (postgresCanReach(parent, ids)) {
-    await mkdir(requested, { recursive: true, mode: 0o700 });
+    await makeDataDirectory(requested, 0o700);
     await chown(requested, ids.uid, ids.gid);
     return realpath(requested);
   }

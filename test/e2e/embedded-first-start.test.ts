@@ -191,6 +191,25 @@ describe("e2e: the embedded PostgreSQL's first start", () => {
     expect(await readdir(dataDir)).toEqual(["notes.txt"]);
   });
 
+  it("a --data-dir that cannot be made (a file in the way, a path under /proc): one line, exit 1", async () => {
+    const file = path.join(base, "a-file");
+    await writeFile(file, "not a directory");
+    for (const [dir, says] of [
+      [file, `${file} is not a directory`],
+      [path.join(file, "sub"), "failed (ENOTDIR)"],
+      // Before: Node's recursive mkdir looped for ever here (ENOENT, then EEXIST on /proc).
+      ["/proc/kiteq-nope", "creating /proc/kiteq-nope failed (ENOENT)"],
+    ] as const) {
+      const { code, lines } = await serveRefused(dir);
+      expect(code).toBe(1);
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatch(
+        /^kiteq-pg: KQ_CONFIG_INVALID: the data directory .* \(--data-dir\) cannot be made: /,
+      );
+      expect(lines[0]).toContain(says);
+    }
+  });
+
   it("a second node on the data directory of a running one: one line, exit 1, the running one unaffected", async () => {
     const dir = path.join(base, "shared");
     const first = await startBrokerProcess(["--data-dir", dir]);
