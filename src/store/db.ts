@@ -127,9 +127,11 @@ export function storeConnectFailure(err: unknown, pool?: pg.Pool): KiteqError | 
     port?: unknown;
     hostname?: unknown;
   };
-  // pg's own connect timeout carries no code, only its message.
+  // pg's own connect timeout carries no code, only its message; so does a server that closed the
+  // connection before answering (not a PostgreSQL server at all, e.g. an HTTP port in --db).
   const timedOut = /connection timeout|timeout expired/i.test(err.message);
-  if (!(typeof code === "string" && UNREACHABLE_CODES.has(code)) && !timedOut) return undefined;
+  const closed = /^Connection terminated unexpectedly$/.test(err.message);
+  if (!(typeof code === "string" && UNREACHABLE_CODES.has(code)) && !timedOut && !closed) return undefined;
   // The address the socket tried (right with several hosts or shards), else the pool's target.
   const tried =
     typeof address === "string"
@@ -140,7 +142,9 @@ export function storeConnectFailure(err: unknown, pool?: pg.Pool): KiteqError | 
   const target = tried ?? (pool ? poolTargets.get(pool) : undefined) ?? "the database";
   return new KiteqError(
     ErrorCode.StoreFailed,
-    `PostgreSQL at ${target} unreachable (${err.message})`,
+    closed
+      ? `PostgreSQL at ${target} closed the connection before answering (${err.message}): is a PostgreSQL server listening there?`
+      : `PostgreSQL at ${target} unreachable (${err.message})`,
     {},
     { cause: err },
   );

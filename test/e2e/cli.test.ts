@@ -128,6 +128,33 @@ describe("e2e: the kiteq-pg CLI", () => {
     }
   });
 
+  it("a --db port where something other than PostgreSQL answers (HTTP): exit 1 and one line naming it", async () => {
+    // Before: "KQ_INTERNAL: Connection terminated unexpectedly", naming neither the address nor --db.
+    const http = net.createServer((s) => {
+      s.on("error", () => undefined);
+      s.end("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+    });
+    await new Promise<void>((r) => http.listen(0, "127.0.0.1", r));
+    const port = (http.address() as net.AddressInfo).port;
+    try {
+      const url = `postgres://kq:secret@127.0.0.1:${port}/kiteq`;
+      const results = await Promise.all([
+        cli(["bind", "list", "--db", url]),
+        cli(["migrate", "--db", url]),
+        cli(["serve", "--admin", "0", "--bind", `127.0.0.1:${await freePort()}`, "--db", url]),
+      ]);
+      for (const r of results) {
+        expect(r.code).toBe(1);
+        const errors = lines(r.stderr).filter((l) => l.startsWith("kiteq-pg: "));
+        expect(errors).toEqual([
+          `kiteq-pg: KQ_STORE_FAILED: PostgreSQL at 127.0.0.1:${port}/kiteq closed the connection before answering (Connection terminated unexpectedly): is a PostgreSQL server listening there?`,
+        ]);
+      }
+    } finally {
+      http.close();
+    }
+  });
+
   it("a database that refuses the login or does not exist: exit 1 and one line naming it", async () => {
     const u = new URL(db.url);
     const wrongPassword = new URL(db.url);
