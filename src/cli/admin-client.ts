@@ -70,7 +70,9 @@ export async function findAdminApi(ctx: Pick<CommandContext, "config">): Promise
       if (res.status === 401) {
         throw new KiteqError(
           ErrorCode.AuthRefused,
-          `the admin API at ${base} refused the admin token: give the broker's token with --admin-token or KITEQ_ADMIN_TOKEN`,
+          token === null
+            ? `the admin API at ${base} requires an admin token: give the broker's token with --admin-token or KITEQ_ADMIN_TOKEN`
+            : `the admin API at ${base} refused the admin token: give the broker's token with --admin-token or KITEQ_ADMIN_TOKEN`,
         );
       }
       let body: unknown;

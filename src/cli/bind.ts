@@ -2,6 +2,7 @@
  * `kiteq-pg bind add | remove | list`: the bindings table (source "cli"). Every change sends
  * NOTIFY kiteq_bindings, so running brokers reload their bindings at once.
  */
+
 import {
   BIND_VERSION,
   type Binding,
@@ -14,6 +15,7 @@ import {
   refusedPattern,
 } from "../binding/binding.js";
 import { ErrorCode, KiteqError } from "../errors.js";
+import { checkText } from "../publish/validate.js";
 import { listBindings, removeBindings, upsertBinding } from "../store/bindings.js";
 import { readThrough } from "./admin-client.js";
 import { UsageError } from "./args.js";
@@ -42,6 +44,21 @@ export const bindAddCommand: Command = {
   async run({ config, log, args, out }) {
     const type = args.choice("type", BIND_TYPES, "direct");
     const bindType = type === "direct" ? BindType.Direct : type === "regx" ? BindType.Regx : BindType.Fanout;
+    // A name no publish may carry would make a binding that never matches anything.
+    const max = config.publishLimits.maxNameBytes;
+    for (const [flag, field] of [
+      ["group", "groupId"],
+      ["topic", "topic"],
+      ...(type === "direct" ? [["message-type", "messageType"] as const] : []),
+    ] as const) {
+      const value = args.optional(flag);
+      const problem = value === undefined ? undefined : checkText(field, value, max);
+      if (problem !== undefined) {
+        throw new UsageError(
+          `${args.command}: --${flag}: ${problem} (a publish carrying it would be refused)`,
+        );
+      }
+    }
     let binding: Binding;
     try {
       binding = createBinding({

@@ -85,7 +85,7 @@ export const sendCommand: Command = {
               body: body ?? `kiteq-pg send #${i}`,
               deliverAt: deliverIn > 0 ? Date.now() + deliverIn * 1000 : undefined,
             });
-            line = { messageId: r.messageId, status: true, feedback: "stored" };
+            line = { messageId: r.messageId, status: true, feedback: "" };
           } catch (err) {
             refused++;
             const e = err instanceof KiteqError ? err : undefined;
@@ -99,7 +99,7 @@ export const sendCommand: Command = {
           out.out(
             json
               ? JSON.stringify(line)
-              : `${line.messageId}  ${line.status ? "stored " : "REFUSED"}  ${line.feedback}`,
+              : `${line.messageId}  ${line.status ? "stored" : `REFUSED  ${line.feedback}`}`,
           );
         }
       };

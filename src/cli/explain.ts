@@ -25,7 +25,8 @@ export const explainCommand: Command = {
     if (argument !== undefined && args.has("message-id")) {
       throw new UsageError("explain: give the message id once (argument or --message-id)");
     }
-    const raw = argument ?? args.required("message-id");
+    const raw = argument ?? args.optional("message-id");
+    if (raw === undefined) throw new UsageError("explain: give the message id (explain <messageId>)");
     if (!isMessageId(raw.trim())) {
       throw new UsageError(`explain: the message id must be 32 hexadecimal characters, got "${raw}"`);
     }

@@ -75,7 +75,8 @@ export const nameBytesLimit = integer(1, MAX_NAME_BYTES, "a positive integer (by
 export const propertiesLimit = integer(0, 10_000, "a non-negative integer");
 export const propertiesBytesLimit = integer(0, 1024 * 1024, "a non-negative integer (bytes)");
 /** A TCP port; 0 = a free port chosen at start. */
-export const port = integer(0, 65535, "a port, 0 to 65535 (0 = any free port)");
+const PORT = "a port, 0 to 65535 (0 = any free port)";
+export const port = integer(0, 65535, PORT, PORT);
 
 /** Shortest admin token accepted: a guessable token is no protection. */
 export const MIN_ADMIN_TOKEN_LENGTH = 16;

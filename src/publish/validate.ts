@@ -166,7 +166,7 @@ function refuse(field: string, reason: string): { ok: false; reason: string; fie
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 /** Why `value` of header field `field` is refused, or undefined: NUL, broken UTF-8, too long. */
-function checkText(field: string, value: string, maxBytes: number): string | undefined {
+export function checkText(field: string, value: string, maxBytes: number): string | undefined {
   if (value.includes("\u0000")) return `invalid ${field}: contains a NUL byte`;
   if (LONE_SURROGATE.test(value)) return `invalid ${field}: not valid UTF-8`;
   // Cheap first: a string is at most 3 UTF-8 bytes per UTF-16 unit.

@@ -487,7 +487,7 @@ async function stopOrphanedServer(dataDir: string, logger: Logger): Promise<void
       { dataDir, pid, owner },
     );
   }
-  logger.warn({ pid, dataDir }, "stopping an orphaned PostgreSQL left by a previous run");
+  logger.warn({ postgresPid: pid, dataDir }, "stopping an orphaned PostgreSQL left by a previous run");
   process.kill(pid, "SIGINT");
   const deadline = Date.now() + 30_000;
   while (isAlive(pid)) {

@@ -209,6 +209,15 @@ describe("e2e: CLI read commands through the admin API", () => {
     ]);
   });
 
+  it("no token given to a broker that requires one: says so (not that a token was refused)", async () => {
+    const r = await cli(["bind", "list", "--db", db.url, "--admin", `127.0.0.1:${adminPort}`]);
+    expect(r.code).toBe(1);
+    const lines = r.stderr.split("\n").filter((l) => l.trim() !== "");
+    expect(lines).toEqual([
+      expect.stringMatching(/^kiteq-pg: KQ_AUTH_REFUSED: the admin API at .* requires an admin token: give/),
+    ]);
+  });
+
   it("with no broker on the admin address the database answers", async () => {
     const port = await freePort();
     const r = await cli(["bind", "list", "--db", db.url, "--admin", `127.0.0.1:${port}`, "--verbose"]);

@@ -213,12 +213,21 @@ describe("e2e: the kiteq-pg CLI", () => {
   });
 
   it("usage errors exit 2 with one line; --help lists the commands", async () => {
-    const [unknown, missing, badFlag, help] = await Promise.all([
+    const [unknown, missing, badFlag, help, longTopic, noId] = await Promise.all([
       cli(["frobnicate"]),
       cli(["bind", "add", "--group", "g", "--topic", "t"]),
       cli(["redrive", "--group", "g", "--message-id", "nothex"]),
       cli(["--help"]),
+      cli(["bind", "add", "--group", "g", "--topic", "t".repeat(300), "--message-type", "m"]),
+      cli(["explain"]),
     ]);
+    // Before: bound (exit 0), though every publish to that topic is refused.
+    expect(longTopic.code).toBe(2);
+    expect(lines(longTopic.stderr)).toEqual([
+      "kiteq-pg: bind add: --topic: invalid topic: 300 bytes, at most 255 allowed (a publish carrying it would be refused)",
+    ]);
+    expect(noId.code).toBe(2);
+    expect(lines(noId.stderr)).toEqual(["kiteq-pg: explain: give the message id (explain <messageId>)"]);
     expect(unknown.code).toBe(2);
     expect(lines(unknown.stderr)).toEqual([expect.stringContaining('unknown command "frobnicate"')]);
     expect(missing.code).toBe(2);
