@@ -266,7 +266,17 @@ export async function placeDataDir(requested: string, ids: PostgresIds, logger: 
   await mkdir(target, { recursive: true, mode: 0o700 });
   await chown(target, ids.uid, ids.gid);
   if (!postgresCanReach(target, ids, true)) throw unreachable("its data directory", target);
-  await symlink(target, requested);
+  await symlink(target, requested).catch(async (err: NodeJS.ErrnoException) => {
+    // Two first starts at once (the same data directory): the other made the same link first.
+    if (err.code === "EEXIST" && (await realpath(requested).catch(() => undefined)) === target) return;
+    throw err.code === "EEXIST"
+      ? new KiteqError(
+          ErrorCode.StoreFailed,
+          `another process created ${requested} while this node was placing its data directory: start one node on it at a time`,
+          { dataDir: requested },
+        )
+      : err;
+  });
   // Beside it (initdb wants an empty directory): which path it serves, for operators and clean-ups.
   await writeFile(`${target}${LINK_NOTE_SUFFIX}`, `${requested}\n`);
   logger.warn(
