@@ -165,6 +165,25 @@ describe("e2e: SDK edges", () => {
     await producer.close();
   });
 
+  it("sendTx whose local transaction answers neither commit nor rollback: rolled back and rejected, not rolled back in silence", async () => {
+    const producer = await producerFor("break");
+    const err = (await producer
+      .sendTx({ topic: "break", messageType: "tx", body: "typo" }, async () => "comit" as unknown as "commit")
+      .catch((e: unknown) => e)) as KiteqError;
+    expect(err.code).toBe(ErrorCode.ConfigInvalid);
+    expect(err.message).toBe(
+      'the local transaction returned "comit", not "commit" or "rollback": rolled back',
+    );
+    const messageId = String(err.context.messageId);
+    await waitFor(
+      async () =>
+        (await messageHistory(db.pool, messageId))?.events.some((e) => e.kind === "rolled_back") ?? false,
+      15_000,
+      "the rollback",
+    );
+    await producer.close();
+  });
+
   it("a body over KiteQ's packet limit: KQ_MESSAGE_INVALID at once, not retried until sendTimeoutMs", async () => {
     const producer = await producerFor("break");
     const started = Date.now();
