@@ -138,7 +138,22 @@ class SdkProducer implements Producer {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await Promise.allSettled([...this.inFlight]);
+    // Bounded: a sendTx whose local transaction still runs does not hold close() beyond it (its
+    // verdict then goes unsent, and the broker asks the group's producers again later).
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.allSettled([...this.inFlight]),
+      new Promise<void>((r) => {
+        timer = setTimeout(r, this.sendTimeoutMs);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (this.inFlight.size > 0) {
+      this.logger.warn(
+        { inFlight: this.inFlight.size },
+        "close: sends still in flight after sendTimeoutMs (local transactions running)",
+      );
+    }
     // TX_ACKs written in the last turn leave with the next flush.
     await new Promise((r) => setTimeout(r, 20));
     this.pool.close();

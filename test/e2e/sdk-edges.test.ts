@@ -184,6 +184,27 @@ describe("e2e: SDK edges", () => {
     await producer.close();
   });
 
+  it("producer.close() during a long local transaction returns after sendTimeoutMs, not after the transaction", async () => {
+    const producer = await createProducer({
+      registry,
+      groupId: "p-long",
+      topics: ["break"],
+      sendTimeoutMs: 1_000,
+    });
+    const tx = producer
+      .sendTx({ topic: "break", messageType: "tx", body: "long" }, async () => {
+        await new Promise((r) => setTimeout(r, 6_000));
+        return "rollback" as const;
+      })
+      .catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 300));
+    const started = Date.now();
+    await producer.close();
+    // Before: 6 s (the local transaction's time).
+    expect(Date.now() - started).toBeLessThan(3_000);
+    await tx;
+  });
+
   it("a body over KiteQ's packet limit: KQ_MESSAGE_INVALID at once, not retried until sendTimeoutMs", async () => {
     const producer = await producerFor("break");
     const started = Date.now();
