@@ -4,10 +4,10 @@
  * consumer finished them, its acks went nowhere, and the next node delivered them again.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { BindType, createBinding } from "../../src/binding/binding.js";
+import { BindType } from "../../src/binding/binding.js";
 import { createConsumer, createProducer } from "../../src/client/index.js";
-import { upsertBinding } from "../../src/store/bindings.js";
 import { freePort } from "../../src/store/embedded.js";
+import { bind } from "../support/bindings.js";
 import { type BrokerProcess, startBrokerProcess } from "../support/broker-process.js";
 import { waitFor } from "../support/consumers.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
@@ -19,19 +19,13 @@ describe("e2e: a graceful restart of the broker a consumer works from", () => {
   beforeAll(async () => {
     db = await createTestDatabase();
     // 20 pushes in flight at most, 20 a second: with 1 s handlers about 20 are in flight at any time.
-    await upsertBinding(
-      db.pool,
-      createBinding({
-        groupId: "g-drain",
-        topic: "drain",
-        messageType: "*",
-        bindType: BindType.Fanout,
-        watermark: 20,
-        persistent: true,
-      }),
-      "cli",
-      new Date(),
-    );
+    await bind(db.pool, {
+      groupId: "g-drain",
+      topic: "drain",
+      messageType: "*",
+      bindType: BindType.Fanout,
+      watermark: 20,
+    });
   });
   afterAll(async () => {
     for (const b of brokers) if (b.child.exitCode === null) await b.stop();

@@ -5,10 +5,10 @@
  * once); maxPending 0; a body over KiteQ's packet limit. Each case failed on the code before.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { BindType, createBinding } from "../../src/binding/binding.js";
+import { BindType } from "../../src/binding/binding.js";
 import { createConsumer, createProducer, ErrorCode, type KiteqError } from "../../src/client/index.js";
-import { upsertBinding } from "../../src/store/bindings.js";
 import { messageHistory } from "../../src/store/history.js";
+import { bind } from "../support/bindings.js";
 import { type BrokerProcess, startBrokerProcess } from "../support/broker-process.js";
 import { waitFor } from "../support/consumers.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
@@ -24,19 +24,7 @@ describe("e2e: SDK edges", () => {
   beforeAll(async () => {
     db = await createTestDatabase();
     for (const groupId of GROUPS) {
-      await upsertBinding(
-        db.pool,
-        createBinding({
-          groupId,
-          topic: topicOf(groupId),
-          messageType: "*",
-          bindType: BindType.Fanout,
-          watermark: 6000,
-          persistent: true,
-        }),
-        "cli",
-        new Date(),
-      );
+      await bind(db.pool, { groupId, topic: topicOf(groupId), messageType: "*", bindType: BindType.Fanout });
     }
     broker = await startBrokerProcess([
       "--db",
