@@ -483,12 +483,29 @@ export class Dispatcher {
         "waited for the answers of pushes in flight",
       );
     }
-    for (const flights of this.inFlight.values()) flights.clear();
-    const releasing = this.held.flatMap((h) => [...h.values()]);
+    // Pushes still unanswered went out: recorded as a push that failed (a `delivered` and a
+    // `nacked` row, an attempt spent), as when a consumer's connection closes before its ack;
+    // released without a trace, the history showed no delivery at all.
+    const unanswered: InFlight[] = [];
+    for (const flights of this.inFlight.values()) {
+      for (const f of flights.values()) {
+        f.group.inFlight--;
+        unanswered.push(f);
+      }
+      flights.clear();
+    }
+    for (const f of unanswered) this.nack(f.job, f.pushedAt, "node stopped before the ack");
+    const nacked = new Set(unanswered.map((f) => f.job));
+    const releasing = this.held.flatMap((h) => [...h.values()]).filter((job) => !nacked.has(job));
     for (const job of releasing) this.release(job);
     await Promise.all(this.outcomes.map((o) => o.drain()));
     this.shardLog.close();
-    if (releasing.length > 0) this.o.log.info({ released: releasing.length }, "released held deliveries");
+    if (releasing.length > 0 || unanswered.length > 0) {
+      this.o.log.info(
+        { released: releasing.length, unansweredPushes: unanswered.length },
+        "released held deliveries (pushes still unanswered recorded as failed)",
+      );
+    }
   }
 
   /**

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BindType } from "../../src/binding/binding.js";
 import { createConsumer, createProducer } from "../../src/client/index.js";
 import { freePort } from "../../src/store/embedded.js";
+import { messageHistory } from "../../src/store/history.js";
 import { bind } from "../support/bindings.js";
 import { type BrokerProcess, startBrokerProcess } from "../support/broker-process.js";
 import { waitFor } from "../support/consumers.js";
@@ -19,6 +20,7 @@ describe("e2e: a graceful restart of the broker a consumer works from", () => {
   beforeAll(async () => {
     db = await createTestDatabase();
     // 20 pushes in flight at most, 20 a second: with 1 s handlers about 20 are in flight at any time.
+    await bind(db.pool, { groupId: "g-stuck", topic: "stuck", messageType: "*", bindType: BindType.Fanout });
     await bind(db.pool, {
       groupId: "g-drain",
       topic: "drain",
@@ -75,5 +77,43 @@ describe("e2e: a graceful restart of the broker a consumer works from", () => {
     const twice = [...handled].filter(([, n]) => n > 1);
     // Before: the ~20 in flight at the SIGTERM, handled again after the restart.
     expect(twice).toEqual([]);
+  });
+
+  it("pushes still unanswered when the wait ends are recorded as failed pushes, not released without a trace", async () => {
+    const broker = await startBrokerProcess([
+      "--db",
+      db.url,
+      "--delivery-seconds",
+      "2",
+      "--recieve-permits-per-second",
+      "0",
+    ]);
+    brokers.push(broker);
+    const consumer = await createConsumer({
+      registry: `127.0.0.1:${broker.port}`,
+      groupId: "g-stuck",
+      bindings: [],
+      closeTimeoutMs: 500,
+      handler: () => new Promise<boolean>(() => undefined),
+    });
+    const producer = await createProducer({
+      registry: `127.0.0.1:${broker.port}`,
+      groupId: "p-stuck",
+      topics: ["stuck"],
+    });
+    const { messageId } = await producer.send({ topic: "stuck", messageType: "m", body: "never answered" });
+    await producer.close();
+    await waitFor(() => consumer.active === 1, 15_000, "the push to reach the handler");
+    expect(await broker.stop()).toBe(0);
+    await consumer.close();
+    const events =
+      (await messageHistory(db.pool, messageId))?.events.filter((e) => e.groupId === "g-stuck") ?? [];
+    // Before: no row at all for this push (only `received`), and its attempt not counted.
+    expect(events.map((e) => [e.kind, e.attempt, e.detail])).toEqual(
+      expect.arrayContaining([
+        ["delivered", 1, null],
+        ["nacked", 1, "node stopped before the ack"],
+      ]),
+    );
   });
 });
