@@ -103,6 +103,8 @@ interface Delivery {
   /** False once the connection it came on closed (its answer would reach nobody). */
   answerable(): boolean;
   resolve(ok: boolean): void;
+  /** Redeliveries of this message that came while it ran: answered with its outcome. */
+  followers: ((ok: boolean) => void)[];
 }
 
 /** A handler running this long is logged (once): it holds a slot, and the broker redelivers. */
@@ -215,14 +217,16 @@ class SdkConsumer implements Consumer {
     if (this.closing) return false;
     // maxPending counts pushes waiting beyond the free slots (0: none wait, free slots still fill).
     if (this.pending - Math.max(0, this.concurrency - this.running) >= this.maxPending) return false;
-    if (this.runningById.has(m.header.messageId)) {
-      // A redelivery (the broker timed the first push out) while its first run still goes: not
-      // run twice at once. The first run's ack, late as it is, still ends the delivery.
+    const first = this.runningById.get(m.header.messageId);
+    if (first !== undefined) {
+      // A redelivery (the broker timed the first push out) while the first run still goes: not
+      // run twice at once, and not refused either (each refusal spends an attempt: a slow handler
+      // would reach the deliver limit while it works). Answered with the first run's outcome.
       this.logger.debug(
         { messageId: m.header.messageId },
-        "redelivery of a message still being handled: answered false",
+        "redelivery of a message still being handled: held",
       );
-      return false;
+      return new Promise<boolean>((resolve) => first.followers.push(resolve));
     }
     return new Promise<boolean>((resolve) => {
       let delivery: Delivery | undefined;
@@ -238,6 +242,7 @@ class SdkConsumer implements Consumer {
           settled: false,
           answerable: m.answerable,
           resolve,
+          followers: [],
         };
       } catch (err) {
         this.logger.warn({ messageId: m.header.messageId, err: String(err) }, "undecodable message nacked");
@@ -301,12 +306,17 @@ class SdkConsumer implements Consumer {
       const d = this.take();
       if (d === undefined) return;
       if (d.settled) continue;
-      const duplicate = this.runningById.has(d.message.messageId);
-      if (Date.now() - d.receivedAt > this.maxWaitMs || !d.answerable() || duplicate) {
-        // The broker has (nearly) timed this push out, its connection is gone (the broker
-        // redelivers it), or the same message runs already: running it now would only
-        // duplicate work.
+      if (Date.now() - d.receivedAt > this.maxWaitMs || !d.answerable()) {
+        // The broker has (nearly) timed this push out, or its connection is gone (the broker
+        // redelivers it): running it now would only duplicate work.
         this.settle(d, false, false);
+        continue;
+      }
+      const first = this.runningById.get(d.message.messageId);
+      if (first !== undefined) {
+        // The same message started meanwhile (see onPush): this push gets its outcome.
+        d.settled = true;
+        first.followers.push(d.resolve);
         continue;
       }
       this.running++;
@@ -331,6 +341,9 @@ class SdkConsumer implements Consumer {
   private settle(d: Delivery, ok: boolean, started: boolean): void {
     if (d.settled) return;
     d.settled = true;
+    // The held redeliveries first: the newest push's ack is in time and records the delivery
+    // (the first push's, after its timeout, finds it ended).
+    for (const f of d.followers.splice(0)) f(ok);
     d.resolve(ok);
     if (!started) return;
     this.runningById.delete(d.message.messageId);

@@ -91,7 +91,7 @@ describe("e2e: SDK edges", () => {
     await producer.close();
   });
 
-  it("a redelivery of a message whose handler still runs is not run a second time at once", async () => {
+  it("a redelivery of a message whose handler still runs is not run a second time at once, and gets its outcome", async () => {
     let running = 0;
     let maxRunning = 0;
     let runs = 0;
@@ -104,13 +104,20 @@ describe("e2e: SDK edges", () => {
         running++;
         maxRunning = Math.max(maxRunning, running);
         // Longer than the broker's delivery timeout (2 s) plus its retry delay (1 s).
-        if (runs === 1) await new Promise((r) => setTimeout(r, 5_000));
+        if (runs === 1) await new Promise((r) => setTimeout(r, 4_000));
         running--;
         return true;
       },
     });
     const producer = await producerFor("redeliver");
-    const { messageId } = await producer.send({ topic: "redeliver", messageType: "m", body: "slow" });
+    // deliverLimit 2: refusing the redelivery (as a first fix did) would dead-letter the message
+    // while its first run still worked, and that run's late ack would then find nothing to end.
+    const { messageId } = await producer.send({
+      topic: "redeliver",
+      messageType: "m",
+      body: "slow",
+      deliverLimit: 2,
+    });
     const delivered = async () =>
       ((await messageHistory(db.pool, messageId))?.events ?? []).filter(
         (e) => e.groupId === "g-redeliver" && (e.kind === "delivered" || e.kind === "acked"),
@@ -128,6 +135,8 @@ describe("e2e: SDK edges", () => {
     );
     // Before: 2 (the redelivery ran beside the first run).
     expect(maxRunning).toBe(1);
+    const kinds = (await messageHistory(db.pool, messageId))?.events.map((e) => e.kind) ?? [];
+    expect(kinds).not.toContain("dead_lettered");
     await consumer.close();
     await producer.close();
   });
