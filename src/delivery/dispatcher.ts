@@ -339,10 +339,11 @@ export class Dispatcher {
       const late = this.timedOut.get(timedOutKey(session, opaque));
       if (late !== undefined && ack.status && late.job.header.messageId === ack.messageId) {
         // Invariant 6: an ack that comes after its push timed out (and was nacked) still ends
-        // the delivery — the group did process the message — whoever holds it now.
+        // the delivery — the group did process the message — whoever holds it now, if it is
+        // still owed (dead-lettered or expired meanwhile, it ends nothing). Counted as acked only
+        // when the store says it ended one (before, /metrics counted acks the history never had).
         this.timedOut.delete(timedOutKey(session, opaque));
-        this.counters.acked++;
-        this.groupCounters.of(late.job.groupId).acked++;
+        const groupId = late.job.groupId;
         this.outcomes[late.job.shard]!.ack(
           {
             messagePk: late.job.messagePk,
@@ -352,7 +353,11 @@ export class Dispatcher {
             pushedAt: null,
             ackedAt: new Date(),
           },
-          () => undefined,
+          (ended) => {
+            if (!ended) return;
+            this.counters.acked++;
+            this.groupCounters.of(groupId).acked++;
+          },
         );
         return;
       }

@@ -10,6 +10,7 @@ import type { Logger } from "../log.js";
 import {
   type AckRecord,
   ackDeliveries,
+  ackKey,
   type NackRecord,
   nackDeliveries,
   releaseDeliveries,
@@ -23,7 +24,8 @@ type Release = { messagePk: number; groupId: string; claimEpoch: number };
 
 /** Batched writer of push outcomes. */
 export class OutcomeWriter {
-  private readonly acks: GroupCommitter<AckRecord, void>;
+  /** Per ack: whether it ended a delivery (known for late acks; true for the others). */
+  private readonly acks: GroupCommitter<AckRecord, boolean>;
   private readonly nacks: GroupCommitter<NackRecord, void>;
   private readonly releases: GroupCommitter<Release, void>;
   private retrying = 0;
@@ -48,7 +50,10 @@ export class OutcomeWriter {
       maxBatch: 2000,
       concurrency: 1,
       windowMs: 3,
-      write: each((items: AckRecord[]) => ackDeliveries(pool, items, nodeId)),
+      write: async (items: AckRecord[]) => {
+        const { lateEnded } = await ackDeliveries(pool, items, nodeId);
+        return items.map((a) => a.pushedAt !== null || lateEnded.has(ackKey(a)));
+      },
     });
     this.nacks = new GroupCommitter({
       maxBatch: 1000,
@@ -63,9 +68,12 @@ export class OutcomeWriter {
     });
   }
 
-  /** Record an ack; `done` runs once it is written (or given up). */
-  ack(record: AckRecord, done: () => void): void {
-    this.submit(this.acks, record, done, "ack", 0);
+  /**
+   * Record an ack; `done` runs once it is written (or given up), with whether it ended a
+   * delivery (a late ack of a delivery that ended meanwhile, dead-lettered say, ended none).
+   */
+  ack(record: AckRecord, done: (ended: boolean) => void): void {
+    this.submit<AckRecord, boolean>(this.acks, record, done, "ack", 0);
   }
 
   /** Record a nack; `done` runs once it is written (or given up). */
@@ -87,16 +95,16 @@ export class OutcomeWriter {
     }
   }
 
-  private submit<T extends { messagePk: number; groupId: string }>(
-    committer: GroupCommitter<T, void>,
+  private submit<T extends { messagePk: number; groupId: string }, R>(
+    committer: GroupCommitter<T, R>,
     item: T,
-    done: () => void,
+    done: (result: R | false) => void,
     what: string,
     attempt: number,
   ): void {
-    committer.enqueue(item, (err: unknown) => {
+    committer.enqueue(item, (err: unknown, result?: R) => {
       if (err === undefined) {
-        done();
+        done(result as R);
         return;
       }
       const e = toKiteqError(err, { messagePk: item.messagePk, groupId: item.groupId });
@@ -105,7 +113,7 @@ export class OutcomeWriter {
           { code: e.code, err: e.message, what },
           "giving up writing a delivery outcome; its lease will lapse",
         );
-        done();
+        done(false);
         return;
       }
       if (attempt === 0)

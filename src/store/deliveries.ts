@@ -239,16 +239,28 @@ WITH gone AS (
          CASE WHEN merged THEN pushed_at END
     FROM gone
 )
-SELECT count(*)::int AS ended FROM gone`;
+SELECT count(*)::int AS ended,
+       coalesce(array_agg(message_pk::text || ' ' || group_id) FILTER (WHERE pushed_at IS NULL), '{}') AS late_ended
+  FROM gone`;
 
-/** Apply a batch of acks (see ACK_DELIVERIES); returns how many deliveries ended. */
+/** What a batch of acks did: how many deliveries ended, and which late acks ended one. */
+export interface AckBatchResult {
+  ended: number;
+  /** `${messagePk} ${groupId}` of each ack with pushedAt null (a late ack) that ended a delivery. */
+  lateEnded: ReadonlySet<string>;
+}
+
+/** The key of an ack in AckBatchResult.lateEnded. */
+export const ackKey = (a: { messagePk: number; groupId: string }): string => `${a.messagePk} ${a.groupId}`;
+
+/** Apply a batch of acks (see ACK_DELIVERIES). */
 export async function ackDeliveries(
   db: Queryable,
   acks: readonly AckRecord[],
   nodeId: string,
-): Promise<number> {
-  if (acks.length === 0) return 0;
-  const { rows } = await db.query<{ ended: number }>({
+): Promise<AckBatchResult> {
+  if (acks.length === 0) return { ended: 0, lateEnded: new Set() };
+  const { rows } = await db.query<{ ended: number; late_ended: string[] }>({
     // Named: parsed and planned once per connection (tens of ack batches a second).
     name: "ack_deliveries",
     text: ACK_DELIVERIES,
@@ -262,7 +274,7 @@ export async function ackDeliveries(
       nodeId,
     ],
   });
-  return rows[0]?.ended ?? 0;
+  return { ended: rows[0]?.ended ?? 0, lateEnded: new Set(rows[0]?.late_ended ?? []) };
 }
 
 /** A failed push (DELIVER_ACK false or no answer in time). */

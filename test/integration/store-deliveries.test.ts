@@ -84,14 +84,23 @@ describe("store: deliveries", () => {
         [{ messagePk: r2!.pk!, groupId: "f2", attempt: 1, pushedAt: at(1), ackedAt: at(2) }],
         "n",
       ),
-    ).toBe(1);
+    ).toEqual({ ended: 1, lateEnded: new Set() });
     expect(
       await ackDeliveries(
         db.pool,
         [{ messagePk: r2!.pk!, groupId: "f2", attempt: 1, pushedAt: at(1), ackedAt: at(2) }],
         "n",
       ),
-    ).toBe(0);
+    ).toEqual({ ended: 0, lateEnded: new Set() });
+    // A late ack (pushedAt null) of a delivery already ended: not in lateEnded (metrics count
+    // only what the store applied).
+    expect(
+      await ackDeliveries(
+        db.pool,
+        [{ messagePk: r2!.pk!, groupId: "f2", attempt: 1, pushedAt: null, ackedAt: at(3) }],
+        "n",
+      ),
+    ).toEqual({ ended: 0, lateEnded: new Set() });
   });
 
   it("renews only leases still held under the same epoch", async () => {

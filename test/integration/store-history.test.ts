@@ -166,7 +166,7 @@ describe("store: history queries", () => {
       ],
       "n1",
     );
-    expect(ended).toBe(3);
+    expect(ended).toEqual({ ended: 3, lateEnded: new Set([`${pkLate} ${g}`]) });
     const { rows } = await db.pool.query(
       `SELECT m.message_id, e.kind, e.at, e.delivered_at FROM message_events e JOIN messages m ON m.id = e.message_pk
         WHERE e.group_id = $1 ORDER BY e.at`,
