@@ -115,7 +115,7 @@ export class CommandArgs {
     const t = parseTime(v, now);
     if (t === undefined) {
       throw new UsageError(
-        `${this.command}: --${name} must be an ISO 8601 time (2026-05-01T12:00:00Z), "now", or a duration ago (90s, 15m, 2h, 7d), got "${v}"`,
+        `${this.command}: --${name} must be an ISO 8601 time between 1970 and 9999 (2026-05-01T12:00:00Z; UTC without an offset), "now", or a duration ago (90s, 15m, 2h, 7d), got "${v}"`,
       );
     }
     return t;
@@ -138,16 +138,29 @@ export function isMessageId(s: string): boolean {
 
 const UNIT_MS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
+/** The latest time accepted (9999-12-31T23:59:59.999Z): beyond it JavaScript and PostgreSQL disagree. */
+const LATEST_MS = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
+
 /**
- * A time from the command line: ISO 8601 (a date alone is midnight UTC), "now", or a duration
- * ago such as "90s", "15m", "2h", "7d". undefined when it is none of these.
+ * A time from the command line or the admin API: ISO 8601 (a date alone is midnight UTC, a date
+ * and time without an offset is UTC too), "now", or a duration ago such as "90s", "15m", "2h",
+ * "7d". undefined when it is none of these, names a day that does not exist (2026-02-31), or
+ * falls outside 1970..9999 (a huge duration made a 500 or "Invalid time value" before).
  */
 export function parseTime(text: string, now: Date): Date | undefined {
   const v = text.trim();
   if (v === "now") return new Date(now.getTime());
-  const ago = /^(\d+)([smhd])$/.exec(v);
-  if (ago) return new Date(now.getTime() - Number(ago[1]) * (UNIT_MS[ago[2] ?? "s"] ?? 1000));
-  if (!/^\d{4}-\d{2}-\d{2}/.test(v)) return undefined;
-  const ms = Date.parse(v);
-  return Number.isNaN(ms) ? undefined : new Date(ms);
+  const ago = /^(\d{1,15})([smhd])$/.exec(v);
+  const inRange = (ms: number) =>
+    Number.isFinite(ms) && ms >= 0 && ms <= LATEST_MS ? new Date(ms) : undefined;
+  if (ago) return inRange(now.getTime() - Number(ago[1]) * (UNIT_MS[ago[2] ?? "s"] ?? 1000));
+  const day = /^(\d{4})-(\d{2})-(\d{2})/.exec(v);
+  if (!day) return undefined;
+  const [y, m, d] = [Number(day[1]), Number(day[2]), Number(day[3])];
+  // Date.parse rolls 2026-02-31 over to March 3rd.
+  if (m < 1 || m > 12 || d < 1 || d > new Date(Date.UTC(y, m, 0)).getUTCDate()) return undefined;
+  // A time of day without Z or an offset: UTC, as a date alone is (JavaScript would take the
+  // process's time zone).
+  const zoned = /[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?$/.test(v) ? `${v}Z` : v;
+  return inRange(Date.parse(zoned));
 }
