@@ -111,12 +111,10 @@ export async function handleApi(
   if (groupId === "" || groupId.length > 256) throw new ApiError(400, "invalid group id");
   if (g[2] === "/redrive") {
     if (method !== "POST") throw new ApiError(405, `method ${method} not allowed (POST)`);
-    const body = await readJson(req);
+    // The JSON body or the query string (the body wins), `by` included.
+    const input = { ...queryObject(url), ...(await readJson(req)) };
     await knownGroup(ctx, groupId);
-    return {
-      status: 200,
-      body: await redrive(ctx, groupId, { ...queryObject(url), ...body }, who(req, body)),
-    };
+    return { status: 200, body: await redrive(ctx, groupId, input, who(req, input)) };
   }
   if (g[2] === "/history") {
     // Any group id: a group no longer bound still has its history.
@@ -465,6 +463,7 @@ async function redrive(ctx: ApiContext, groupId: string, q: Record<string, unkno
     let matched = 0;
     let redriven = 0;
     let cursor: string | null = null;
+    let more = false;
     while (matched < max) {
       const page = await deadLetterPageOf(ctx, filter, cursor, Math.min(100, max - matched));
       for (const item of page.items) {
@@ -487,6 +486,8 @@ async function redrive(ctx: ApiContext, groupId: string, q: Record<string, unkno
       }
       if (page.next === null) break;
       cursor = page.next;
+      // Stopped at max: whether anything is left (before, exactly max matched said "stopped at max").
+      if (matched >= max) more = (await deadLetterPageOf(ctx, filter, cursor, 1)).items.length > 0;
     }
     return {
       dryRun,
@@ -494,7 +495,7 @@ async function redrive(ctx: ApiContext, groupId: string, q: Record<string, unkno
       redriven,
       messageIds: ids,
       truncated: matched > ids.length,
-      limitReached: matched >= max,
+      limitReached: more,
     };
   } finally {
     ctx.redriving = false;

@@ -53,17 +53,19 @@ export const historyCommand: Command = {
     const query = new URLSearchParams({
       since: since.toISOString(),
       until: until.toISOString(),
-      limit: String(limit),
+      limit: String(limit + 1),
     });
-    const rows = await readThrough(
+    // One row more than shown: whether the limit cut anything off.
+    const fetched = await readThrough(
       ctx,
-      limit > MAX_API_HISTORY_LIMIT
+      limit + 1 > MAX_API_HISTORY_LIMIT
         ? null
         : async (api) =>
             (await api.get<GroupEvent[]>(`/api/groups/${encodeURIComponent(groupId)}/history?${query}`)) ??
             [],
-      (_pool, shards) => shardedGroupHistory(shards, groupId, since, until, limit),
+      (_pool, shards) => shardedGroupHistory(shards, groupId, since, until, limit + 1),
     );
+    const rows = fetched.slice(0, limit);
     if (json) {
       out.out(formatJson(rows));
     } else if (rows.length === 0) {
@@ -76,7 +78,7 @@ export const historyCommand: Command = {
         ),
       );
     }
-    if (rows.length === limit) out.err(`(first ${limit} events only: narrow the range or raise --limit)`);
+    if (fetched.length > limit) out.err(`(first ${limit} events only: narrow the range or raise --limit)`);
     return 0;
   },
 };
