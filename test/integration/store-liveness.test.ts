@@ -62,11 +62,18 @@ describe("store: liveness and takeover by declaration", () => {
     await db.drop();
   });
 
-  it("a node leaving the registry: its current run is declared dead, and anyone claims its rows", async () => {
+  it("a node leaving the registry: its current run is declared dead once its lock is gone, and anyone claims its rows", async () => {
     const a = await session();
     expect(await lock(a, "zk-a", "zk-a/1")).toBe(true);
     await owe("z1", "zk-a/1");
     expect(await claim("z1", "zk-b/1", at(2))).toBe(0);
+    // Alive by its lock (a node that restarted within its old ZooKeeper session, whose old
+    // session's removal came late): not declared. Before, its live run was declared dead and
+    // left out of every later liveness check.
+    expect(
+      await declareNodeDead(db.pool, { nodeId: "zk-a", now: at(2), until: at(30_002), except: "zk-b/1" }),
+    ).toEqual([]);
+    await a.end(); // as kill -9: the lock goes with the connection
     // The caller's own run is never declared.
     expect(
       await declareNodeDead(db.pool, { nodeId: "zk-a", now: at(2), until: at(30_002), except: "zk-a/1" }),
