@@ -154,11 +154,22 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
-  (err: unknown) => {
-    const e = toKiteqError(err);
-    processOutput.err(`kiteq-pg: ${e instanceof KiteqError ? e.describe() : String(err)}`);
-    process.exit(1);
-  },
-);
+/**
+ * Exit once stdout and stderr have handed everything to the OS: into a pipe they are written
+ * asynchronously, and process.exit() right away cut `history --json | jq` at 64 KiB (a pipe's
+ * buffer) with exit code 0. A write's callback runs after every earlier write is flushed.
+ */
+function exitAfterOutput(code: number): void {
+  let pending = 2;
+  const done = () => {
+    if (--pending === 0) process.exit(code);
+  };
+  process.stdout.write("", done);
+  process.stderr.write("", done);
+}
+
+main(process.argv.slice(2)).then(exitAfterOutput, (err: unknown) => {
+  const e = toKiteqError(err);
+  processOutput.err(`kiteq-pg: ${e instanceof KiteqError ? e.describe() : String(err)}`);
+  exitAfterOutput(1);
+});
