@@ -97,6 +97,13 @@ export async function connectZooKeeper(connectString: string, options: ZkConnect
       lastError = err;
       abandonClient(client);
       logger.debug({ attempt, err: String(err) }, "ZooKeeper connect attempt failed");
+      // Said once: a start waiting for ZooKeeper was silent until it gave up (15 s).
+      if (attempt === 1 && attempts > 1 && !options.signal?.aborted) {
+        logger.warn(
+          { zk: connectString, attempts, err: String(err) },
+          "ZooKeeper not reachable yet: retrying",
+        );
+      }
       if (options.signal?.aborted) break;
       if (attempt < attempts) await sleep(Math.min(200 * 2 ** (attempt - 1), 2_000));
     }

@@ -339,11 +339,15 @@ describe("e2e: cluster on ZooKeeper", () => {
         db.url,
         ...zkArgs(deadZk),
       ],
-      { cwd: ROOT, env: { ...process.env, VITEST: undefined }, stdio: ["ignore", "ignore", "pipe"] },
+      { cwd: ROOT, env: { ...process.env, VITEST: undefined }, stdio: ["ignore", "pipe", "pipe"] },
     );
     let stderr = "";
+    let stdout = "";
     child.stderr?.on("data", (chunk: Buffer) => {
       stderr += chunk.toString("utf8");
+    });
+    child.stdout?.on("data", (chunk: Buffer) => {
+      stdout += chunk.toString("utf8");
     });
     const code = await new Promise<number | null>((resolve) => {
       const timer = setTimeout(() => {
@@ -363,6 +367,8 @@ describe("e2e: cluster on ZooKeeper", () => {
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(/KQ_REGISTRY_FAILED/);
     expect(lines[0]).toMatch(/unreachable/);
+    // While it waited, the log said so (before: silent for 15 s).
+    expect(stdout).toContain('"msg":"ZooKeeper not reachable yet: retrying"');
   });
 
   it("e: a node stopped gracefully leaves ZooKeeper at once", async () => {
