@@ -36,8 +36,21 @@ export interface Output {
   err(text: string): void;
 }
 
+/**
+ * `text` with control characters other than newline and tab shown as \xNN: names come from
+ * clients, and an ESC in a group or message type reached the operator's terminal raw (clearing
+ * the screen, setting its title, faking lines). JSON output holds none (JSON escapes them).
+ */
+export function printable(text: string): string {
+  return text.replace(
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point
+    /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g,
+    (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`,
+  );
+}
+
 /** The process's stdout and stderr, one line per call. */
 export const processOutput: Output = {
-  out: (text) => process.stdout.write(`${text}\n`),
-  err: (text) => process.stderr.write(`${text}\n`),
+  out: (text) => process.stdout.write(`${printable(text)}\n`),
+  err: (text) => process.stderr.write(`${printable(text)}\n`),
 };
