@@ -360,7 +360,7 @@ export function createMetrics(options: MetricsOptions): Registry {
     );
     sampled(
       "kiteq_nodes",
-      "Broker nodes by liveness (nodes table: heartbeat within 30 s, or stopped).",
+      "Broker nodes by liveness (nodes table: alive, unresponsive: no heartbeat for 30 s, dead: gone without a clean stop and declared dead, stopped).",
       ["liveness"],
       (g, s) => {
         for (const [liveness, n] of Object.entries(s.nodes)) g.set({ liveness }, n);

@@ -33,15 +33,24 @@ export interface GroupSample {
   deadLetters: number;
 }
 
-/** Node liveness as the nodes table says (a node heartbeats every 5 s, HEARTBEAT_INTERVAL_MS). */
-export type Liveness = "alive" | "unresponsive" | "stopped";
+/**
+ * Node liveness as the nodes table says (a node heartbeats every 5 s, HEARTBEAT_INTERVAL_MS):
+ * stopped cleanly, dead (its run was declared dead: the process is gone, its work taken over),
+ * unresponsive (no heartbeat for 30 s, not declared dead: hung, or cut off from the database),
+ * or alive.
+ */
+export type Liveness = "alive" | "unresponsive" | "dead" | "stopped";
 
 /** A heartbeat older than this marks a node unresponsive. */
 export const HEARTBEAT_STALE_MS = 30_000;
 
 /** A node's liveness at `now` (epoch ms). */
-export function livenessOf(n: { heartbeatAt: Date; stoppedAt: Date | null }, now: number): Liveness {
+export function livenessOf(
+  n: { heartbeatAt: Date; stoppedAt: Date | null; declaredDead: boolean },
+  now: number,
+): Liveness {
   if (n.stoppedAt !== null) return "stopped";
+  if (n.declaredDead) return "dead";
   return now - n.heartbeatAt.getTime() > HEARTBEAT_STALE_MS ? "unresponsive" : "alive";
 }
 
@@ -201,7 +210,7 @@ export class Sampler {
         ]);
         this.deadLettersAt = now;
       }
-      const liveness: Record<Liveness, number> = { alive: 0, unresponsive: 0, stopped: 0 };
+      const liveness: Record<Liveness, number> = { alive: 0, unresponsive: 0, dead: 0, stopped: 0 };
       // In flight: what each live node holds, as its last heartbeat said (no index of deliveries
       // names claimed_by, so the table cannot count it without reading the whole backlog).
       const held = new Map<string, number>();

@@ -8,9 +8,14 @@ import type { NodeStatsPair } from "./nodes.js";
 
 type Queryable = pg.Pool | pg.PoolClient;
 
-/** Every node that ever ran on this database. */
+/**
+ * Every node that ever ran on this database, and whether its current run was declared dead (its
+ * process gone: its liveness lock freed, or it left ZooKeeper), which is what takeover acts on.
+ */
 export const LIST_NODES_SQL = `
-SELECT node_id, address, started_at, heartbeat_at, stopped_at, stats FROM nodes ORDER BY node_id`;
+SELECT node_id, address, started_at, heartbeat_at, stopped_at, stats,
+       claimer IS NOT NULL AND EXISTS (SELECT 1 FROM dead_claimers dc WHERE dc.claimer = nodes.claimer) AS declared_dead
+  FROM nodes ORDER BY node_id`;
 
 /** A node as the nodes table knows it. */
 export interface NodeRow {
@@ -19,6 +24,8 @@ export interface NodeRow {
   startedAt: Date;
   heartbeatAt: Date;
   stoppedAt: Date | null;
+  /** Its current run was declared dead (dead_claimers): it did not stop cleanly, its work was freed. */
+  declaredDead: boolean;
   /** Its last two heartbeat snapshots (null before its first heartbeat with stats). */
   stats: NodeStatsPair | null;
 }
@@ -32,6 +39,7 @@ export async function listNodes(db: Queryable): Promise<NodeRow[]> {
     startedAt: r.started_at,
     heartbeatAt: r.heartbeat_at,
     stoppedAt: r.stopped_at,
+    declaredDead: r.declared_dead === true,
     stats: r.stats ?? null,
   }));
 }

@@ -102,6 +102,18 @@ describe("e2e: admin JSON API", () => {
          ('quiet', '127.0.0.1:13820', $2, $2, NULL)`,
       [now, new Date(now.getTime() - 3_600_000)],
     );
+    // "crashed": killed 10 s ago (fresh heartbeat) and declared dead by the cluster: dead, not
+    // alive until its heartbeat goes stale and then unresponsive for ever.
+    const killedAt = new Date(now.getTime() - 10_000);
+    await db.pool.query(
+      `INSERT INTO nodes (node_id, address, started_at, heartbeat_at, stopped_at, claimer)
+       VALUES ('crashed', '127.0.0.1:13830', $1, $1, NULL, '127.0.0.1:13830/run-1')`,
+      [killedAt],
+    );
+    await db.pool.query(
+      "INSERT INTO dead_claimers (claimer, declared_at, until) VALUES ('127.0.0.1:13830/run-1', $1, $1)",
+      [killedAt],
+    );
     for (const [groupId, topic] of [
       ["lagging", "orders"],
       ["idle", "orders"],
@@ -177,6 +189,7 @@ describe("e2e: admin JSON API", () => {
     expect(status).toBe(200);
     const nodes = body.nodes as { nodeId: string; liveness: string; version: string | null; self: boolean }[];
     expect(nodes.map((n) => [n.nodeId, n.liveness, n.version, n.self])).toEqual([
+      ["crashed", "dead", null, false],
       ["gone", "stopped", null, false],
       ["quiet", "unresponsive", null, false],
       ["self", "alive", "9.9.9", true],
@@ -357,6 +370,7 @@ describe("e2e: admin JSON API", () => {
     expect(value('kiteq_nodes{liveness="alive"}')).toBe(1);
     expect(value('kiteq_nodes{liveness="stopped"}')).toBe(1);
     expect(value('kiteq_nodes{liveness="unresponsive"}')).toBe(1);
+    expect(value('kiteq_nodes{liveness="dead"}')).toBe(1);
     expect(value('kiteq_publish_store_seconds_bucket{le="0.005"}')).toBe(1);
     expect(value('kiteq_publish_store_seconds_bucket{le="0.25"}')).toBe(2);
     expect(value('kiteq_publish_store_seconds_bucket{le="+Inf"}')).toBe(2);

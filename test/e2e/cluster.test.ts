@@ -12,9 +12,11 @@ import { spawn } from "node:child_process";
 import path from "node:path";
 import type { Client } from "node-zookeeper-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { livenessOf } from "../../src/admin/sampler.js";
 import { buildHeader, KiteqConnection } from "../../src/client/connection.js";
 import { closeZooKeeper, connectZooKeeper } from "../../src/registry/zk-connect.js";
 import { zkCreate, zkExists, zkGetChildren } from "../../src/registry/zk-ops.js";
+import { listNodes } from "../../src/store/groups.js";
 import { type BrokerProcess, startBrokerProcess } from "../support/broker-process.js";
 import { builtEntry } from "../support/built-src.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
@@ -232,6 +234,10 @@ describe("e2e: cluster on ZooKeeper", () => {
         `held by the killed node; the survivor saw it leave the live set after ${seenGone})`,
     );
     expect(takeoverMs).toBeLessThanOrEqual(SESSION_MS + 1_000 + 500);
+    // What operators see (admin API, console, kiteq_nodes): dead, as soon as its work was taken
+    // over; before, alive until its heartbeat was 30 s old, then "unresponsive" for ever.
+    const victimRow = (await listNodes(db.pool)).find((n) => n.nodeId === addressOf(victim));
+    expect(victimRow === undefined ? "no row" : livenessOf(victimRow, Date.now())).toBe("dead");
 
     // Its registration went with its ZooKeeper session (the takeover itself came from its
     // vanished liveness lock, before the session expired); the others' stayed.

@@ -19,6 +19,7 @@ const row = (nodeId: string, heartbeatAgoMs: number, s: NodeRow["stats"], stoppe
   startedAt: new Date(NOW - 60_000),
   heartbeatAt: new Date(NOW - heartbeatAgoMs),
   stoppedAt: stopped ? new Date(NOW - heartbeatAgoMs) : null,
+  declaredDead: false,
   stats: s,
 });
 
