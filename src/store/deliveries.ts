@@ -39,17 +39,19 @@ export interface ClaimedDelivery {
  * Each claim bumps claim_epoch. The update changes no indexed column, so it is a HOT update.
  * A claimed row whose message is gone (its day dropped by retention) comes back with a null
  * message_id: claimDueDeliveries ends it as expired. Every row carries taken_over: how many of
- * the claimed rows another claimer held (dead, or its lease ran out).
+ * the claimed rows another claimer held (dead, or its lease ran out); each of those gets a
+ * `taken_over` history row ($6: this node), since its earlier holder may have pushed it already
+ * (a push is written with its outcome) and the consumer may now receive it a second time.
  */
 const CLAIM_DUE_DELIVERIES = `
 WITH dead AS MATERIALIZED (
   -- Read once per claim: whether any run is declared dead now (almost always false).
   SELECT EXISTS (SELECT 1 FROM dead_claimers WHERE until > $3) AS some_dead
 ), due AS (
-  SELECT d.ctid, d.claimed_by
+  SELECT d.ctid, d.claimed_by, d.message_pk, d.group_id, d.lease_until < $3 AS lease_ran_out
     FROM unnest($1::text[], $2::int[]) AS g(group_id, lim)
     CROSS JOIN LATERAL (
-      SELECT ctid, next_attempt_at, claimed_by FROM deliveries
+      SELECT ctid, next_attempt_at, claimed_by, message_pk, group_id, lease_until FROM deliveries
        WHERE group_id = g.group_id AND next_attempt_at <= $3 AND expires_at > $3
          AND (claimed_by IS NULL OR lease_until < $3
               OR ((SELECT some_dead FROM dead) AND claimed_by <> $4
@@ -66,6 +68,11 @@ WITH dead AS MATERIALIZED (
    WHERE d.ctid = ANY (ARRAY(SELECT ctid FROM due))
   RETURNING d.message_pk, d.group_id, d.claim_epoch, d.attempts, d.deliver_limit, d.expires_at,
             d.message_stored_at, d.next_attempt_at
+), taken AS (
+  INSERT INTO message_events (message_pk, kind, at, group_id, node_id, detail)
+  SELECT message_pk, 'taken_over', $3, group_id, $6,
+         'from ' || claimed_by || CASE WHEN lease_ran_out THEN ' (its lease ran out)' ELSE ' (declared dead)' END
+    FROM due WHERE claimed_by IS NOT NULL
 )
 SELECT c.message_pk, c.group_id, c.claim_epoch, c.attempts, c.deliver_limit,
        extract(epoch FROM c.expires_at)::float8 AS expires_at,
@@ -134,7 +141,7 @@ export async function claimDueDeliveries(
     // Named: planned once per connection (a generic plan: nothing in it depends on the values).
     name: "claim_due_deliveries",
     text: CLAIM_DUE_DELIVERIES,
-    values: [args.groups, args.limits, args.now, args.claimer, args.leaseUntil],
+    values: [args.groups, args.limits, args.now, args.claimer, args.leaseUntil, args.nodeId ?? args.claimer],
   });
   if (args.tally !== undefined && rows.length > 0) args.tally.takenOver += rows[0].taken_over;
   const claimed: ClaimedDelivery[] = [];

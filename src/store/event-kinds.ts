@@ -26,6 +26,12 @@ export const EVENT_KINDS = [
   "dead_lettered",
   /** An operator re-drove a dead-lettered (or replayed) message to group_id: new delivery. */
   "redriven",
+  /**
+   * A claim took group_id's delivery from another claimer (detail: which, and whether it was
+   * declared dead or its lease ran out). That claimer may have pushed it already (a push is
+   * written with its outcome): a consumer may receive the message once more.
+   */
+  "taken_over",
 ] as const;
 
 /**

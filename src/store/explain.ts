@@ -261,6 +261,12 @@ function explainGroup(
   const nacks = timeline.filter((e) => e.kind === "nacked");
   const lastNackReason = nacks[nacks.length - 1]?.detail ?? null;
   const pushes = timeline.filter((e) => e.kind === "delivered").length;
+  // A delivery taken from a node that died may have been pushed by it: say so where it ended.
+  const takeovers = timeline.filter((e) => e.kind === "taken_over").length;
+  const takeoverWords =
+    takeovers === 0
+      ? ""
+      : `; taken over ${takeovers === 1 ? "once" : `${takeovers} times`} from a node that went without answering: the consumer may have received it more than once`;
   const base = {
     groupId,
     deliverLimit: d?.deliver_limit ?? history.deliverLimit,
@@ -319,7 +325,7 @@ function explainGroup(
     return {
       ...base,
       state: "acked",
-      description: `delivered and acked at ${iso(end.at)} (attempt ${end.attempt ?? pushes})`,
+      description: `delivered and acked at ${iso(end.at)} (attempt ${end.attempt ?? pushes}${takeoverWords})`,
     };
   }
   if (end?.kind === "expired") {

@@ -15,7 +15,7 @@ type Queryable = pg.Pool | pg.PoolClient;
  */
 const SAME_INSTANT_ORDER = `CASE x.kind
     WHEN 'received' THEN 0 WHEN 'uncommitted' THEN 0 WHEN 'tx_checked' THEN 1 WHEN 'committed' THEN 2
-    WHEN 'redriven' THEN 2 WHEN 'delivered' THEN 3 ELSE 4 END`;
+    WHEN 'redriven' THEN 2 WHEN 'taken_over' THEN 2 WHEN 'delivered' THEN 3 ELSE 4 END`;
 
 /**
  * The state changes a history row `e` stands for, as `x(at, kind, detail)`: itself, and before

@@ -251,6 +251,13 @@ describe("e2e: cluster on ZooKeeper", () => {
 
     await waitFor(async () => (await ackState("g-slow", ids)).acked === ids.length, 20_000, "all acked");
     expect(await ackState("g-slow", ids)).toEqual({ acked: 120, owed: 0 });
+    // The history shows each taken delivery (the victim may have pushed it before it died).
+    const { rows: taken } = await db.pool.query<{ message_id: string; detail: string }>(
+      `SELECT m.message_id, e.detail FROM message_events e JOIN messages m ON m.id = e.message_pk
+        WHERE e.group_id = 'g-slow' AND e.kind = 'taken_over'`,
+    );
+    expect(new Set(taken.map((r) => r.message_id))).toEqual(held);
+    expect(taken.every((r) => r.detail.startsWith(`from ${addressOf(victim)}/`))).toBe(true);
     expect(new Set([...onVictim.flatMap((c) => [...c.ids()]), ...onSurvivor.ids()]).size).toBe(120);
     onSurvivor.conn.close();
     brokers = [entry, survivor];

@@ -9,6 +9,7 @@ import {
   redriveDelivery,
 } from "../../src/store/deliveries.js";
 import { explainMessage, type GroupExplanation } from "../../src/store/explain.js";
+import { declareClaimerDead } from "../../src/store/liveness.js";
 import { insertPublishBatch, type PublishRecord } from "../../src/store/messages.js";
 import { applyTxAnswers, claimDueTxChecks, recordTxChecks } from "../../src/store/transactions.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
@@ -89,6 +90,30 @@ describe("store: explainMessage", () => {
     const e = await explainMessage(db.pool, rec.messageId, at(10));
     expect(e!.transaction).toBe("none");
     expect(e!.messageEvents.map((x) => x.kind)).toEqual(["received"]);
+  });
+
+  it("acked after a takeover: the timeline shows it, the description warns of a second delivery", async () => {
+    const rec = publishRecord(t0, ["et"]);
+    const pk = await publish(rec);
+    await claim("et", at(1), "dead/1");
+    await declareClaimerDead(db.pool, "dead/1", at(2), at(30_002));
+    const [c] = await claim("et", at(3), "n1/1");
+    expect(c?.messagePk).toBe(pk);
+    await ackDeliveries(
+      db.pool,
+      [{ messagePk: pk, groupId: "et", attempt: 1, pushedAt: at(4), ackedAt: at(5) }],
+      "n1",
+    );
+    const g = await group(rec.messageId, "et", at(10));
+    expect(g.state).toBe("acked");
+    expect(g.timeline.map((e) => [e.kind, e.detail])).toEqual([
+      ["taken_over", "from dead/1 (declared dead)"],
+      ["delivered", null],
+      ["acked", null],
+    ]);
+    expect(g.description).toContain(
+      "taken over once from a node that went without answering: the consumer may have received it more than once",
+    );
   });
 
   it("owed: next attempt, attempt n of the limit, the last nack reason", async () => {

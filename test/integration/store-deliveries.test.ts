@@ -139,6 +139,16 @@ describe("store: deliveries", () => {
     await declareClaimerDead(db.pool, "E/1", at(5), at(6));
     expect(await claim(["k1"], [5], at(7), "F/1")).toHaveLength(0);
     expect(await claim(["k1"], [5], at(31_000), "F/1")).toHaveLength(2);
+    // Each taken row is in the history: its earlier holder may have pushed it already.
+    const { rows } = await db.pool.query(
+      `SELECT detail, node_id, at FROM message_events WHERE group_id = 'k1' AND kind = 'taken_over'
+        ORDER BY at, detail`,
+    );
+    expect(rows.map((r) => [r.detail, r.node_id, r.at.getTime()])).toEqual([
+      ["from D/1 (declared dead)", "F/1", at(4).getTime()],
+      ["from E/1 (its lease ran out)", "F/1", at(31_000).getTime()],
+      ["from F/1 (its lease ran out)", "F/1", at(31_000).getTime()],
+    ]);
   });
 
   it("a run declared dead while alive keeps what it claims or renews after the declaration", async () => {
