@@ -7,7 +7,7 @@ import { shardedExplain } from "../store/sharded-history.js";
 import { readThrough } from "./admin-client.js";
 import { isMessageId, UsageError } from "./args.js";
 import type { Command } from "./command.js";
-import { formatJson, formatTable, type Output } from "./output.js";
+import { formatJson, formatTable, type Output, oneLine } from "./output.js";
 
 /** `explain`: why a message is (not) delivered, group by group. */
 export const explainCommand: Command = {
@@ -50,7 +50,7 @@ export const explainCommand: Command = {
 export function printExplanation(e: MessageExplanation, out: Output): void {
   const m = e.message;
   out.out(
-    `message ${m.messageId}: topic ${m.topic}, message type ${m.messageType}, from group ${m.publisherGroupId}` +
+    `message ${oneLine(m.messageId)}: topic ${oneLine(m.topic)}, message type ${oneLine(m.messageType)}, from group ${oneLine(m.publisherGroupId)}` +
       `${m.commit ? "" : " (two-phase commit)"}, ${m.bodySize} bytes`,
   );
   out.out(
@@ -60,7 +60,7 @@ export function printExplanation(e: MessageExplanation, out: Output): void {
   if (e.groups.length === 0) out.out("\nno group is bound to it or was ever owed it");
   for (const g of e.groups) {
     out.out("");
-    out.out(`group ${g.groupId}: ${g.description}`);
+    out.out(`group ${oneLine(g.groupId)}: ${oneLine(g.description)}`);
     if (g.timeline.length > 0) {
       out.out(
         formatTable(

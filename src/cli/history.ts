@@ -9,7 +9,7 @@ import { shardedGroupHistory, shardedMessageHistory } from "../store/sharded-his
 import { readThrough } from "./admin-client.js";
 import { UsageError } from "./args.js";
 import type { Command } from "./command.js";
-import { formatJson, formatTable, type Output } from "./output.js";
+import { formatJson, formatTable, type Output, oneLine } from "./output.js";
 
 /** `history`: by message id, or by group and time range. */
 export const historyCommand: Command = {
@@ -89,7 +89,7 @@ function printMessageHistory(h: MessageHistory, json: boolean, out: Output): voi
     return;
   }
   out.out(
-    `message ${h.messageId}: topic ${h.topic}, message type ${h.messageType}, from group ${h.publisherGroupId}` +
+    `message ${oneLine(h.messageId)}: topic ${oneLine(h.topic)}, message type ${oneLine(h.messageType)}, from group ${oneLine(h.publisherGroupId)}` +
       `${h.commit ? "" : " (two-phase commit)"}, ${h.bodySize} bytes`,
   );
   out.out(

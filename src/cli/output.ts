@@ -5,10 +5,19 @@
 /** A cell: null and undefined print as "-", dates as ISO 8601 (UTC, milliseconds). */
 export type Cell = string | number | boolean | Date | null | undefined;
 
+/**
+ * `text` on one line: newline, carriage return and tab shown as \n, \r and \t. For values a
+ * client chose (names, reasons) inside a line of output: a newline in a message type split the
+ * message line of `history --message-id` and `explain` in two.
+ */
+export function oneLine(text: string): string {
+  return text.replace(/[\r\n\t]/g, (c) => (c === "\n" ? "\\n" : c === "\r" ? "\\r" : "\\t"));
+}
+
 function cellText(c: Cell): string {
   if (c === null || c === undefined || c === "") return "-";
   if (c instanceof Date) return c.toISOString();
-  return String(c).replace(/[\r\n\t]+/g, " ");
+  return oneLine(String(c));
 }
 
 /** An aligned table with a header row; the last column is not padded. */
