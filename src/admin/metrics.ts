@@ -152,7 +152,10 @@ const GROUP_COUNTER_HELP: { readonly [K in keyof GroupDeliveryCounters]: [name: 
   pushed: ["kiteq_group_delivered_total", "Pushes to consumers of the group by this node (every attempt)."],
   redelivered: ["kiteq_group_redelivered_total", "Pushes of attempt 2 or later."],
   acked: ["kiteq_group_acked_total", "Pushes the group acked."],
-  nacked: ["kiteq_group_nacked_total", "Failed pushes scheduled for redelivery."],
+  nacked: [
+    "kiteq_group_nacked_total",
+    "Failed pushes scheduled for redelivery (a failed last attempt counts as dead-lettered instead).",
+  ],
   deadLettered: ["kiteq_group_dead_lettered_total", "Deliveries dead-lettered at the deliver limit."],
 };
 

@@ -18,7 +18,7 @@ export const EVENT_KINDS = [
   "delivered",
   /** Consumer of group_id answered DELIVER_ACK true: the delivery is done. */
   "acked",
-  /** Consumer answered false or did not answer in time: redelivery scheduled. */
+  /** Consumer answered false or did not answer in time (detail: why): redelivery scheduled, or at the deliver limit a dead_lettered row follows. */
   "nacked",
   /** expiredTime passed before group_id acked: the delivery is dropped. */
   "expired",
