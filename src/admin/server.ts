@@ -38,6 +38,8 @@ export interface AdminServerOptions {
   /** The node's counters. */
   metrics: MetricsSource;
   log: Logger;
+  /** The store this node serves (config/store-identity.ts), said by /healthz for the CLI. */
+  storeId?: string;
   /** /healthz answers 503 when SELECT 1 takes longer than this; default 2000 ms. */
   healthTimeoutMs?: number;
   /** Cache of the owed-deliveries query (ms); default 5000. */
@@ -225,7 +227,11 @@ async function health(
         timer = setTimeout(() => reject(new Error(`store did not answer within ${timeoutMs} ms`)), timeoutMs);
       }),
     ]);
-    sendJson(res, 200, { status: "ok" });
+    sendJson(
+      res,
+      200,
+      options.storeId === undefined ? { status: "ok" } : { status: "ok", store: options.storeId },
+    );
   } catch (err) {
     sendJson(
       res,

@@ -1,10 +1,12 @@
 /**
  * How the CLI's read commands reach the data: through the running broker's admin JSON API when
  * one answers on the configured admin address (config.admin, default 127.0.0.1:13801; token from
- * --admin-token / KITEQ_ADMIN_TOKEN), else straight from the database as before (withStore).
+ * --admin-token / KITEQ_ADMIN_TOKEN) and serves the same store, else straight from the database
+ * (withStore).
  * `--verbose` says on stderr which path was taken.
  */
 import type pg from "pg";
+import { storeIdentity } from "../config/store-identity.js";
 import { ErrorCode, KiteqError } from "../errors.js";
 import type { CommandContext } from "./command.js";
 import { withStore } from "./store.js";
@@ -37,20 +39,44 @@ function hostOf(host: string): string {
   return host.includes(":") ? `[${host}]` : host;
 }
 
-/** The admin API of the broker on the configured admin address, or null when none answers. */
-export async function findAdminApi(ctx: Pick<CommandContext, "config">): Promise<AdminApi | null> {
+/**
+ * The admin API of the broker on the configured admin address, when one answers there and
+ * serves the store this CLI is configured for (its /healthz names it: config/store-identity.ts);
+ * else why not.
+ */
+export async function findAdminApi(
+  ctx: Pick<CommandContext, "config">,
+): Promise<{ api: AdminApi; note?: string } | { api: null; why: string }> {
   const admin = ctx.config.admin;
-  if (admin === null || admin.port === 0) return null;
+  if (admin === null || admin.port === 0) return { api: null, why: "the admin API is off (--admin)" };
   const base = `http://${hostOf(admin.host)}:${admin.port}`;
+  let mismatch: string | undefined;
   try {
     const res = await fetch(`${base}/healthz`, { signal: AbortSignal.timeout(ADMIN_PROBE_TIMEOUT_MS) });
-    await res.arrayBuffer();
-    if (res.status !== 200) return null;
+    const text = await res.text();
+    if (res.status !== 200) return { api: null, why: `the admin API at ${base} answered ${res.status}` };
+    let store: unknown;
+    try {
+      store = (JSON.parse(text) as { store?: unknown } | null)?.store;
+    } catch {
+      store = undefined;
+    }
+    if (store !== storeIdentity(ctx.config)) {
+      // The default address may be any broker of this machine: only a broker of this store is
+      // read. An address given on purpose is read (an operator without database access reads a
+      // remote broker), with a note when a --db given as well names another database.
+      if (!ctx.config.adminGiven) {
+        return { api: null, why: `the broker at ${base} serves another store than this command's` };
+      }
+      if (ctx.config.databaseUrls.length > 0) {
+        mismatch = `kiteq-pg: note: the broker at ${base} (--admin) serves another database than --db names: read through the broker`;
+      }
+    }
   } catch {
-    return null;
+    return { api: null, why: "no admin API answered" };
   }
   const token = ctx.config.adminToken;
-  return {
+  const api: AdminApi = {
     base,
     async get<T>(path: string): Promise<T | null> {
       let res: Response;
@@ -94,6 +120,7 @@ export async function findAdminApi(ctx: Pick<CommandContext, "config">): Promise
       return body as T;
     },
   };
+  return mismatch === undefined ? { api } : { api, note: mismatch };
 }
 
 /**
@@ -105,12 +132,14 @@ export async function readThrough<T>(
   viaApi: ((api: AdminApi) => Promise<T>) | null,
   viaDb: (pool: pg.Pool, shards: readonly pg.Pool[]) => Promise<T>,
 ): Promise<T> {
-  const api = viaApi === null ? null : await findAdminApi(ctx);
+  const found = viaApi === null ? null : await findAdminApi(ctx);
   const verbose = ctx.args.has("verbose");
-  if (api !== null && viaApi !== null) {
-    if (verbose) ctx.out.err(`kiteq-pg: read through the admin API at ${api.base}`);
-    return viaApi(api);
+  if (found !== null && found.api !== null && viaApi !== null) {
+    if ("note" in found && found.note !== undefined) ctx.out.err(found.note);
+    if (verbose) ctx.out.err(`kiteq-pg: read through the admin API at ${found.api.base}`);
+    return viaApi(found.api);
   }
-  if (verbose) ctx.out.err("kiteq-pg: read from the database (no admin API answered)");
+  const why = found === null ? "the admin API does not serve this read" : "why" in found ? found.why : "";
+  if (verbose) ctx.out.err(`kiteq-pg: read from the database (${why})`);
   return withStore(ctx.config, ctx.log, viaDb);
 }

@@ -137,6 +137,7 @@ function build(
   return {
     bind,
     admin,
+    adminGiven: origin.admin !== undefined,
     adminToken: v.adminToken ?? null,
     nodeId: v.nodeId ?? defaultNodeId(bind),
     databaseUrl: v.databaseUrl?.[0] ?? null,

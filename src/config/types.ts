@@ -82,6 +82,8 @@ export interface BrokerConfig {
    * 127.0.0.1:13801; null = disabled (`-pport=-1`, KiteQ's default, or `0`).
    */
   readonly admin: BindAddress | null;
+  /** The admin address was given (flag, environment or config file), not the default. */
+  readonly adminGiven: boolean;
   /**
    * Bearer token the admin server requires (`--admin-token`, KITEQ_ADMIN_TOKEN) on everything
    * but /healthz; null = none, allowed only on a loopback admin address.

@@ -7,6 +7,7 @@ import type pg from "pg";
 import { buildNodeStats } from "../admin/cluster.js";
 import { type AdminServer, startAdminServer } from "../admin/index.js";
 import { BROKER_VERSION } from "../admin/version.js";
+import { storeIdentity } from "../config/store-identity.js";
 import type { BrokerConfig } from "../config/types.js";
 import { withDeadline } from "../deadline.js";
 import { Dispatcher } from "../delivery/dispatcher.js";
@@ -300,6 +301,7 @@ export class Broker {
         host: config.admin.host,
         port: config.admin.port,
         token: config.adminToken,
+        storeId: storeIdentity(config),
         pool,
         shardPools: this.shards.map((s) => s.pool),
         log: log.child({ component: "admin" }),

@@ -218,6 +218,26 @@ describe("e2e: CLI read commands through the admin API", () => {
     ]);
   });
 
+  it("an --admin given on purpose whose broker serves another database than --db: read through it, with a note", async () => {
+    const other = await createTestDatabase();
+    try {
+      const r = await cli(
+        ["bind", "list", "--db", other.url, "--admin", `127.0.0.1:${adminPort}`, "--verbose"],
+        { KITEQ_ADMIN_TOKEN: TOKEN },
+      );
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain(group);
+      expect(r.stderr).toContain(
+        `kiteq-pg: note: the broker at http://127.0.0.1:${adminPort} (--admin) serves another database than --db names`,
+      );
+      // The same database: no note.
+      const same = await viaApi("bind", "list");
+      expect(same.stderr).not.toContain("note:");
+    } finally {
+      await other.drop();
+    }
+  });
+
   it("with no broker on the admin address the database answers", async () => {
     const port = await freePort();
     const r = await cli(["bind", "list", "--db", db.url, "--admin", `127.0.0.1:${port}`, "--verbose"]);
