@@ -41,6 +41,8 @@ export const ErrorCode = {
   ConnectionLimit: "KQ_CONNECTION_LIMIT",
   /** A peer stopped reading and its unsent bytes passed the write buffer bound (closed). */
   SlowConsumer: "KQ_SLOW_CONSUMER",
+  /** A producer committed a two-phase message the broker had already rolled back (given up): not delivered. */
+  TxCommitTooLate: "KQ_TX_COMMIT_TOO_LATE",
   /** SDK: the broker refused a publish for good (its feedback is the message); retrying will not help. */
   SendRefused: "KQ_SEND_REFUSED",
   /** SDK: no broker serving the topic could be reached before the send or connect deadline. */

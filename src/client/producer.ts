@@ -69,6 +69,7 @@ const RETRYABLE_FEEDBACK = /shutting down|retry later|store failed|busy/i;
 class SdkProducer implements Producer {
   private readonly inFlight = new Set<Promise<unknown>>();
   private readonly verdicts = new Map<string, TxOutcome>();
+  private warnedCheckAnswer = false;
   private checkHandler: ((header: Readonly<Header>) => Promise<TxCheckAnswer> | TxCheckAnswer) | undefined;
   private closed = false;
   readonly pool: BrokerPool;
@@ -107,6 +108,18 @@ class SdkProducer implements Producer {
     localTransaction: () => Promise<TxOutcome> | TxOutcome,
   ): Promise<SendResult & { outcome: TxOutcome }> {
     return this.track(async () => {
+      if (message.fly === true) {
+        // KiteQ refuses it ("fly must be committed"): a fly message is never stored, so it could
+        // not wait for the local transaction.
+        throw new KiteqError(
+          ErrorCode.MessageInvalid,
+          "sendTx cannot send a fly message: fly messages are never stored, so they cannot wait for a commit",
+          {
+            key: "fly",
+            topic: message.topic,
+          },
+        );
+      }
       const { header, body } = this.prepare(message);
       header.commit = false;
       await this.publish(header, body);
@@ -183,7 +196,9 @@ class SdkProducer implements Producer {
 
   /** Remember the verdict and send it (TX_ACK) to a broker of the topic; a lost one is asked again. */
   private verdict(header: Header, outcome: TxOutcome): void {
-    this.verdicts.set(header.messageId, outcome);
+    // Keyed lower-case: brokers ask about an id as they store it (kiteq-pg lower-cases ids), and
+    // a caller's upper-case id missed the lookup (its commit answered "unknown", then rolled back).
+    this.verdicts.set(header.messageId.toLowerCase(), outcome);
     if (this.verdicts.size > REMEMBERED_VERDICTS) {
       const oldest = this.verdicts.keys().next().value;
       if (oldest !== undefined) this.verdicts.delete(oldest);
@@ -198,11 +213,23 @@ class SdkProducer implements Producer {
   }
 
   private async answerCheck(header: Header): Promise<number> {
-    const known = this.verdicts.get(header.messageId);
+    const known = this.verdicts.get(header.messageId.toLowerCase());
     let answer: TxCheckAnswer = known ?? "unknown";
     if (known === undefined && this.checkHandler !== undefined) {
       try {
-        answer = await this.checkHandler(header);
+        const given: unknown = await this.checkHandler(header);
+        if (given === "commit" || given === "rollback" || given === "unknown") answer = given;
+        else {
+          // A typo ("comit") must not become "unknown", and at the give-up a rollback, in silence.
+          const text = `onTxCheck returned ${JSON.stringify(given) ?? String(given)} for message ${header.messageId}, not "commit", "rollback" or "unknown": answered unknown (at the give-up age the broker rolls it back)`;
+          this.logger.warn({ messageId: header.messageId }, text);
+          // The SDK's logger is silent by default: the process hears it once per producer.
+          if (!this.warnedCheckAnswer) {
+            this.warnedCheckAnswer = true;
+            process.emitWarning(text, { code: "KQ_TX_CHECK_ANSWER_INVALID" });
+          }
+          answer = "unknown";
+        }
       } catch (err) {
         this.logger.warn({ messageId: header.messageId, err: String(err) }, "tx check handler failed");
         answer = "unknown";

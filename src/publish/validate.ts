@@ -67,6 +67,11 @@ export function validatePublish(
   }
   if (header.messageType === "") return refuse("messageType", "empty messageType");
   if (header.groupId === "") return refuse("groupId", "empty groupId");
+  // As KiteQ ("FLY MUST BE COMMITTED"): a fly message is pushed at once and never stored, so a
+  // two-phase one could not wait for its commit (it was pushed, then its rollback ignored).
+  if (header.fly && !header.commit) {
+    return refuse("fly", "a fly message must be committed: send a two-phase message with fly false");
+  }
   const badProperties = checkProperties(header.properties, limits);
   if (badProperties !== undefined) return badProperties;
   const nowSec = Math.floor(nowMs / 1000);
@@ -89,8 +94,9 @@ export function validatePublish(
     return refuse("expiredTime", `invalid expiredTime ${header.expiredTime}: unix seconds expected`);
   }
   let expiredSec = header.expiredTime;
-  if (expiredSec > 0 && expiredSec < nowSec) {
-    return refuse("expiredTime", `expired message (expiredTime ${expiredSec} < now ${nowSec})`);
+  // Expiring within the current second: stored after its expiry, never delivered (acked true).
+  if (expiredSec > 0 && expiredSec <= nowSec) {
+    return refuse("expiredTime", `expired message (expiredTime ${expiredSec} <= now ${nowSec})`);
   }
   if (expiredSec <= 0 || expiredSec > nowSec + MAX_EXPIRY_SECONDS) expiredSec = nowSec + MAX_EXPIRY_SECONDS;
   const deliverLimit =

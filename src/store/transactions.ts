@@ -443,3 +443,32 @@ function toPendingMessage(r: PendingRow): PendingMessage {
     checks: r.checks,
   };
 }
+
+/**
+ * A producer's commit for a message already rolled back (given up after txGiveUpSeconds, or
+ * rolled back by an earlier answer): the message stays undelivered, and a `tx_checked` row with
+ * `detail` records that its producer committed it after all. One index probe of message_ids and
+ * one of message_events_message_idx; nothing when the message was not rolled back (a commit
+ * repeated after it was applied). Returns whether it was rolled back (and the row written).
+ */
+export const RECORD_COMMIT_AFTER_ROLLBACK = `
+WITH m AS (
+  SELECT i.message_pk FROM message_ids i
+   WHERE i.message_id = $1
+     AND EXISTS (SELECT 1 FROM message_events e WHERE e.message_pk = i.message_pk AND e.kind = 'rolled_back')
+)
+INSERT INTO message_events (message_pk, kind, at, node_id, detail)
+SELECT message_pk, 'tx_checked', $2, $3, $4 FROM m
+RETURNING message_pk`;
+
+/** See RECORD_COMMIT_AFTER_ROLLBACK. */
+export async function recordCommitAfterRollback(
+  db: Queryable,
+  args: { messageId: string; now: Date; nodeId: string; detail: string },
+): Promise<boolean> {
+  const { rowCount } = await db.query({
+    text: RECORD_COMMIT_AFTER_ROLLBACK,
+    values: [args.messageId, args.now, args.nodeId, args.detail],
+  });
+  return (rowCount ?? 0) > 0;
+}

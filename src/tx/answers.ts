@@ -19,6 +19,7 @@ import type { PublishRecord } from "../store/messages.js";
 import {
   applyTxAnswers,
   type CommittableMessage,
+  recordCommitAfterRollback,
   type TxAnswer,
   type TxAnswerResult,
 } from "../store/transactions.js";
@@ -71,6 +72,39 @@ export class TxAnswerApplier {
           concurrency: 1,
           write: (answers) => this.write(answers, pool, shard),
         }),
+    );
+  }
+
+  /**
+   * A commit for a message no longer pending: when it was rolled back (the give-up age passed
+   * while the producer's local transaction still ran, or an earlier rollback), the producer
+   * committed what the broker dropped. That must not pass in silence (it was a debug line): a
+   * history row and a warning, with the message id. A commit repeated after one applied is
+   * nothing.
+   */
+  private commitAfterRollback(messageId: string, detail: string, session: Session, shard: number): void {
+    const pool = (this.deps.pools ?? [this.deps.pool])[shard] ?? this.deps.pool;
+    recordCommitAfterRollback(pool, {
+      messageId,
+      now: new Date(),
+      nodeId: this.deps.nodeId,
+      detail: `${detail} after the message was rolled back: not delivered`,
+    }).then(
+      (rolledBack) => {
+        if (!rolledBack) return;
+        this.limitedLog.warn(
+          "TX_ACK commit after rollback",
+          { code: ErrorCode.TxCommitTooLate, connection: session.id, groupId: session.groupId, messageId },
+          "a producer committed a message already rolled back (given up, or rolled back before): it is not delivered; the producer must send it again",
+        );
+      },
+      (err: unknown) => {
+        this.limitedLog.error(
+          "TX_ACK late commit not recorded",
+          { code: toKiteqError(err).code, connection: session.id, messageId, err: String(err) },
+          "a commit for a message no longer pending could not be checked against the history",
+        );
+      },
     );
   }
 
@@ -130,6 +164,10 @@ export class TxAnswerApplier {
         }
         if (!r.applied) {
           this.counters.ignored++;
+          if (answer.kind === "committed") {
+            this.commitAfterRollback(messageId, answer.detail, session, shard);
+            return;
+          }
           log.debug("TX_ACK for a message not pending (already committed or rolled back?): nothing changed");
           return;
         }

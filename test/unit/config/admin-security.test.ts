@@ -42,6 +42,10 @@ describe("config: admin token and the non-loopback rule (issue 12)", () => {
     });
     expect(loadConfig(["-bind", "0.0.0.0:13800", "-pport", "-1"], {}).config.admin).toBeNull();
     expect(loadConfig(["--admin", "[::1]:9000"], {}).config.admin).toEqual({ host: "::1", port: 9000 });
+    // Given (flag or environment) or the default: the CLI reads any broker only at a given address.
+    expect(loadConfig(["--admin", "[::1]:9000"], {}).config.adminGiven).toBe(true);
+    expect(loadConfig([], { KITEQ_ADMIN: "127.0.0.1:9001" }).config.adminGiven).toBe(true);
+    expect(loadConfig([], {}).config.adminGiven).toBe(false);
     expect(loadConfig([], { KITEQ_ADMIN_TOKEN: TOKEN }).config.adminToken).toBe(TOKEN);
   });
 

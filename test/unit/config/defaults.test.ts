@@ -8,6 +8,7 @@ describe("loadConfig defaults", () => {
     expect({ ...config, secrets: [...config.secrets] }).toEqual({
       bind: { host: "127.0.0.1", port: 13800 },
       admin: { host: "127.0.0.1", port: 13801 },
+      adminGiven: false,
       adminToken: null,
       nodeId: "127.0.0.1:13800",
       clusterName: null,

@@ -118,6 +118,12 @@ describe("validatePublish: times", () => {
 
   it("keeps KiteQ's expiredTime rules and refuses one that is not an integer", () => {
     expect(refusal({ expiredTime: NOW_SEC - 1 })).toMatchObject({ field: "expiredTime" });
+    // This second: it would be stored already expired and never delivered (acked true before).
+    expect(refusal({ expiredTime: NOW_SEC })).toEqual({
+      field: "expiredTime",
+      reason: `expired message (expiredTime ${NOW_SEC} <= now ${NOW_SEC})`,
+    });
+    expect(validate({ expiredTime: NOW_SEC + 1 }).ok).toBe(true);
     expect(refusal({ expiredTime: Number.NaN }).reason).toBe(
       "invalid expiredTime NaN: unix seconds expected",
     );
@@ -127,5 +133,16 @@ describe("validatePublish: times", () => {
       const r = validate({ expiredTime });
       expect(r.ok && r.header.expiresAt.getTime()).toBe(week);
     }
+  });
+});
+
+describe("validatePublish: fly", () => {
+  it("refuses an uncommitted fly message, as KiteQ (it was pushed at once and its rollback ignored)", () => {
+    expect(refusal({ fly: true, commit: false })).toEqual({
+      field: "fly",
+      reason: "a fly message must be committed: send a two-phase message with fly false",
+    });
+    expect(validate({ fly: true, commit: true }).ok).toBe(true);
+    expect(validate({ fly: false, commit: false }).ok).toBe(true);
   });
 });
