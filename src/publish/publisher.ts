@@ -24,6 +24,8 @@ export interface PublishSession {
   /** The group it authenticated as. */
   readonly groupId: string | undefined;
   sendStoreAck(opaque: number, messageId: string, status: boolean, feedback: string): void;
+  /** Set once it publishes an uncommitted message: check-backs prefer it (see Session). */
+  answersTxChecks?: boolean;
 }
 
 /** Options of a Publisher. */
@@ -256,6 +258,7 @@ export class Publisher {
       session.sendStoreAck(opaque, messageId, true, "fly message accepted");
       return;
     }
+    if (!header.commit) session.answersTxChecks = true;
     const record: PublishRecord = {
       messageId: header.messageId,
       topic: header.topic,

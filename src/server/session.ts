@@ -60,6 +60,12 @@ export class Session {
   /** Set by a successful handshake. */
   groupId: string | undefined;
   warmingupSec = 0;
+  /**
+   * It published an uncommitted (2PC) message or sent a TX_ACK: a producer that answers
+   * check-backs. Checks go to such connections of a group first (a consumer connection of the same
+   * group name ignores them, and each ignored check cost a backoff step).
+   */
+  answersTxChecks = false;
   private readonly decoder = new FrameDecoder();
   /** Back-pressure: a peer that does not read stops being read from until it catches up. */
   private readonly out: PacketBatcher;

@@ -124,6 +124,7 @@ export class TxAnswerApplier {
       );
       return;
     }
+    session.answersTxChecks = true;
     const sent = this.producers.takeCheck(session, opaque, messageId);
     const by = `producer ${session.groupId ?? "?"} (${session.peer}, ${sent ? `answer to check ${sent.check}` : "own TX_ACK"})`;
     let answer: TxAnswer;

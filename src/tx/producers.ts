@@ -44,9 +44,14 @@ export class ProducerSessions {
     return [...this.byGroup.keys()];
   }
 
-  /** One open connection of `groupId` (round robin), or undefined. */
+  /**
+   * One open connection of `groupId` (round robin), or undefined: among those known to answer
+   * checks (Session.answersTxChecks) when there are any, else among all.
+   */
   pick(groupId: string): Session | undefined {
-    const open = (this.byGroup.get(groupId) ?? []).filter((s) => !s.isClosed);
+    const all = (this.byGroup.get(groupId) ?? []).filter((s) => !s.isClosed);
+    const answering = all.filter((s) => s.answersTxChecks);
+    const open = answering.length > 0 ? answering : all;
     if (open.length === 0) return undefined;
     const i = (this.turn.get(groupId) ?? 0) % open.length;
     this.turn.set(groupId, i + 1);

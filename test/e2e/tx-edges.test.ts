@@ -107,6 +107,35 @@ describe("e2e: two-phase commit edges", () => {
     await producer.close();
   });
 
+  it("check-backs go to a connection of the group that publishes 2PC messages, not to its consumers", async () => {
+    // Two consumer connections named like the producer's group come first (before: round robin
+    // over all three, so the first checks went to consumers, which ignore them).
+    const consumers = await Promise.all([
+      recordingConsumer(port, "p-shared"),
+      recordingConsumer(port, "p-shared"),
+    ]);
+    const producer = await KiteqConnection.connect({
+      host: "127.0.0.1",
+      port,
+      groupId: "p-shared",
+      heartbeatMs: 0,
+      onTxCheck: () => 1, // commit
+    });
+    try {
+      const header = buildHeader({ topic: "tx", messageType: "o", groupId: "p-shared", commit: false });
+      expect((await producer.publish(header, "shared")).status).toBe(true);
+      // Its own TX_ACK never comes: the first check-back must reach it.
+      await waitFor(async () => (await kinds(header.messageId)).includes("committed"), 15_000, "committed");
+      const committed = (await messageHistory(db.pool, header.messageId))!.events.find(
+        (e) => e.kind === "committed",
+      );
+      expect(committed?.detail).toContain("answer to check 1");
+    } finally {
+      producer.close();
+      for (const c of consumers) c.conn.close();
+    }
+  });
+
   it("a commit after the give-up: a history row says so, and the broker warns with the message id", async () => {
     const producer = await createProducer({ registry: registry(), groupId: "p-late", topics: ["tx"] });
     let messageId = "";
