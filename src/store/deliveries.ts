@@ -488,7 +488,7 @@ export async function countOwedDeliveries(db: Queryable): Promise<Map<string, nu
  */
 export const REPLAY_BATCH = `
 WITH scanned AS (
-  SELECT m.id, m.stored_at, m.topic, m.deliver_limit, m."commit" FROM messages m
+  SELECT m.id, m.stored_at, m.topic, m.deliver_limit, m."commit", m.properties FROM messages m
    WHERE m.stored_at >= $3 AND m.stored_at < $4 AND m.id > $9
    ORDER BY m.id
    LIMIT $10
@@ -499,7 +499,12 @@ WITH scanned AS (
                                  WHERE e.message_pk = s.id AND e.at >= s.stored_at AND e.kind = 'committed'))
 ), ins AS (
   INSERT INTO deliveries (message_pk, group_id, message_stored_at, topic, next_attempt_at, expires_at, deliver_limit)
-  SELECT id, $2, stored_at, topic, $5, $6, deliver_limit FROM src
+  -- A delayed message (kiteq.deliverAt still ahead) stays delayed: due at that time, not now.
+  SELECT id, $2, stored_at, topic,
+         greatest($5::timestamptz,
+                  (SELECT to_timestamp((p->>'value')::numeric / 1000) FROM jsonb_array_elements(src.properties) p
+                    WHERE p->>'key' = 'kiteq.deliverAt' AND p->>'value' ~ '^[0-9]{1,15}$' LIMIT 1)),
+         $6, deliver_limit FROM src
   ON CONFLICT DO NOTHING
   RETURNING message_pk
 ), ev AS (

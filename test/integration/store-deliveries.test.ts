@@ -217,4 +217,29 @@ describe("store: deliveries", () => {
     expect(rows[0].n).toBe(2);
     expect(await claim(["r1"], [10], at(6000))).toHaveLength(2);
   });
+
+  it("a replayed delayed message stays delayed until its kiteq.deliverAt", async () => {
+    const due = at(60_000);
+    await publish([
+      record([], {
+        topic: "replay-delayed",
+        deliverAt: due,
+        properties: [{ key: "kiteq.deliverAt", value: String(due.getTime()) }],
+      }),
+    ]);
+    const n = await replayRange(db.pool, {
+      topic: "replay-delayed",
+      groupId: "r2",
+      since: at(-1000),
+      until: at(1000),
+      now: at(5000),
+      expiresAt: at(3600_000),
+      nodeId: "cli",
+      reason: "test replay",
+    });
+    expect(n).toBe(1);
+    // Before: due at the replay (now), so pushed 55 s early.
+    expect(await claim(["r2"], [10], at(6000))).toHaveLength(0);
+    expect(await claim(["r2"], [10], at(60_000))).toHaveLength(1);
+  });
 });
