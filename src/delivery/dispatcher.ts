@@ -4,6 +4,7 @@
  * one connection of its group under the group's flow control, and turns DELIVER_ACKs and
  * timeouts into acks and nacks (redelivery schedule, dead letter at the deliver limit).
  */
+
 import type pg from "pg";
 import { type Binding, KITEQ_MAX_WATERMARK } from "../binding/binding.js";
 import { BindingMatcher } from "../binding/matcher.js";
@@ -31,6 +32,7 @@ import {
 import { declareNodeDead } from "../store/liveness.js";
 import type { PublishRecord, PublishResult } from "../store/messages.js";
 import type { WakeSource } from "../store/notifications.js";
+import { storableFeedback } from "./feedback.js";
 import { GroupCounters } from "./group-counters.js";
 import { type DeliveryJob, HeldJobs, jobFromClaim, jobsFromPublish, type WireCache } from "./job.js";
 import { effectiveWatermark, LocalGroup } from "./local-group.js";
@@ -382,7 +384,8 @@ export class Dispatcher {
         () => this.unhold(job),
       );
     } else {
-      this.nack(f.job, f.pushedAt, `consumer answered false${ack.feedback ? `: ${ack.feedback}` : ""}`);
+      const feedback = ack.feedback ? `: ${storableFeedback(ack.feedback)}` : "";
+      this.nack(f.job, f.pushedAt, `consumer answered false${feedback}`);
     }
     this.pump(f.group);
     if (f.group.wantsMore()) this.requestClaim();

@@ -2,6 +2,7 @@
  * One broker node: the store (embedded or external PostgreSQL), the protocol server, the
  * publish path and the delivery engine, started and stopped in order.
  */
+
 import path from "node:path";
 import type pg from "pg";
 import { buildNodeStats } from "../admin/cluster.js";
@@ -16,6 +17,7 @@ import { ErrorCode, KiteqError, toKiteqError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { Maintenance, type MaintenanceCounters } from "../maintenance/maintenance.js";
 import { Publisher } from "../publish/publisher.js";
+import { checkText } from "../publish/validate.js";
 import { type ClusterMembership, startCluster } from "../registry/cluster.js";
 import { listBindings } from "../store/bindings.js";
 import { BROKER_POOL_SETTINGS, createPool, ensurePartitions, runMigrations } from "../store/db.js";
@@ -591,7 +593,13 @@ export class Broker {
     // Constant-time, one refusal text for every failure (src/server/auth.ts).
     const checkSecret = secretChecker(this.config.secrets);
     return {
-      authenticate: (meta) => checkSecret(meta.groupId, meta.secretKey),
+      // The group name goes into history rows and claim statements: refused when PostgreSQL
+      // could not hold it (a NUL byte, broken UTF-8) or it is over the names' bound.
+      authenticate: (meta) =>
+        (meta.groupId === ""
+          ? "invalid groupId: empty"
+          : checkText("groupId", meta.groupId, this.config.publishLimits.maxNameBytes)) ??
+        checkSecret(meta.groupId, meta.secretKey),
       onAuthenticated: (s) => {
         this.dispatcher.addSession(s);
         this.transactions.onSession(s);
