@@ -125,6 +125,8 @@ export const consumeCommand: Command = {
     "consume --group G [--topic T [--message-type M]] [--count N] [--timeout SECONDS]",
     "        [--brokers H:P,H:P | --host H --port P | --registry zk://H:P] [--json]",
     "  stops after N messages (default: on Ctrl-C); --timeout: exit 1 if N did not arrive in time;",
+    "  a broker pushes a backlog faster than N: what it pushed beyond N is answered false and",
+    "  redelivered, each push one attempt toward the deliver limit (explain/history only look);",
     "  --topic binds the group (required with ZooKeeper, where the binding is published);",
     "  --json prints one JSON object per message (a JSON line)",
   ],
