@@ -61,7 +61,10 @@ export const redriveCommand: Command = {
     const limit = args.int("limit", DEFAULT_HISTORY_LIMIT, 1);
     if (since >= until) throw new UsageError("redrive: --since must be before --until");
     return withStore(config, log, async (_pool, shards) => {
-      const dead = await shardedDeadLetters(shards, groupId, since, until, limit);
+      // One more than asked: "run again for the rest" only when there is a rest.
+      const found = await shardedDeadLetters(shards, groupId, since, until, limit + 1);
+      const more = found.length > limit;
+      const dead = more ? found.slice(0, limit) : found;
       let done = 0;
       for (const d of dead) {
         const pool = poolOfMessage(shards, d.messageId);
@@ -76,7 +79,7 @@ export const redriveCommand: Command = {
       }
       const range = `[${since.toISOString()}, ${until.toISOString()})`;
       out.out(`${done} of ${dead.length} dead-lettered message(s) of group ${groupId} in ${range} redriven`);
-      if (dead.length === limit) out.err(`(first ${limit} only: run again for the rest)`);
+      if (more) out.err(`(first ${limit} only: run again for the rest)`);
       return done === dead.length ? 0 : 1;
     });
   },
@@ -86,10 +89,12 @@ export const redriveCommand: Command = {
 async function whyNot(pool: pg.Pool, messageId: string, groupId: string): Promise<string> {
   const h = await messageHistory(pool, messageId);
   if (h === null) return "no such message in the history";
-  const kinds = new Set(h.events.filter((e) => e.groupId === groupId).map((e) => e.kind));
-  if (kinds.has("acked")) return `group ${groupId} acked it`;
-  if (!kinds.has("dead_lettered") && !kinds.has("expired")) {
-    return `it was never dead-lettered or expired for group ${groupId}`;
-  }
+  const ends = h.events.filter(
+    (e) =>
+      e.groupId === groupId && (e.kind === "acked" || e.kind === "dead_lettered" || e.kind === "expired"),
+  );
+  const last = ends[ends.length - 1];
+  if (last?.kind === "acked") return `group ${groupId} acked it`;
+  if (last === undefined) return `it was never dead-lettered or expired for group ${groupId}`;
   return `it is owed to group ${groupId} again (already redriven)`;
 }

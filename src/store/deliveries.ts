@@ -436,7 +436,7 @@ export async function expireDeliveries(
 /**
  * Re-drive: give `groupId` a fresh delivery of a message whose delivery to it ended dead-lettered
  * (or expired), with a `redriven` row. Returns false when the message is unknown, still owed, or
- * was acked by the group.
+ * its last delivery to the group was acked.
  */
 export async function redriveDelivery(
   db: Queryable,
@@ -448,13 +448,17 @@ export async function redriveDelivery(
                FROM message_ids i JOIN messages m ON m.id = i.message_pk AND m.stored_at = i.stored_at
               WHERE i.message_id = $1
            ), ended AS (
-             SELECT bool_or(e.kind IN ('dead_lettered', 'expired')) AS dead, bool_or(e.kind = 'acked') AS acked
-               FROM message_events e, m WHERE e.message_pk = m.id AND e.group_id = $2
+             -- How its last delivery to the group ended: acked, or dead (an ack before a replay
+             -- that was then dead-lettered does not make it acked).
+             SELECT e.kind IN ('dead_lettered', 'expired') AS dead
+               FROM message_events e, m
+              WHERE e.message_pk = m.id AND e.group_id = $2 AND e.kind IN ('dead_lettered', 'expired', 'acked')
+              ORDER BY e.at DESC LIMIT 1
            ), ins AS (
              INSERT INTO deliveries (message_pk, group_id, message_stored_at, topic, next_attempt_at, expires_at,
                                      deliver_limit)
              SELECT m.id, $2, m.stored_at, m.topic, $3, $4, m.deliver_limit FROM m, ended
-              WHERE ended.dead AND NOT ended.acked
+              WHERE ended.dead
              ON CONFLICT DO NOTHING
              RETURNING message_pk
            ), ev AS (

@@ -108,7 +108,7 @@ export interface DeadLetterCursor {
 
 /**
  * A group's messages still dead (their latest dead-lettering for the group, not owed again,
- * never acked) dead-lettered in [$2, $3), filtered, after the cursor ($7, $8), in (at, pk)
+ * not acked after it: an ack before it, e.g. before a replay, does not count) dead-lettered in [$2, $3), filtered, after the cursor ($7, $8), in (at, pk)
  * order: a walk of message_events_dead_idx (group_id, at) that stops at the LIMIT, with index
  * probes per row (messages by id, the last nack by message_events_message_idx).
  */
@@ -132,7 +132,7 @@ SELECT e.message_pk, m.message_id, m.topic, m.message_type, e.at, e.attempt, n.d
    AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_pk = e.message_pk AND d.group_id = $1)
    AND NOT EXISTS (SELECT 1 FROM message_events a
                     WHERE a.message_pk = e.message_pk AND a.group_id = $1
-                      AND (a.kind = 'acked' OR (a.kind = 'dead_lettered' AND a.at > e.at)))
+                      AND a.kind IN ('acked', 'dead_lettered') AND a.at > e.at)
  ORDER BY e.at, e.message_pk
  LIMIT $9`;
 
@@ -208,7 +208,7 @@ SELECT g.group_id, c.n
          AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_pk = e.message_pk AND d.group_id = g.group_id)
          AND NOT EXISTS (SELECT 1 FROM message_events a
                           WHERE a.message_pk = e.message_pk AND a.group_id = g.group_id
-                            AND (a.kind = 'acked' OR (a.kind = 'dead_lettered' AND a.at > e.at)))
+                            AND a.kind IN ('acked', 'dead_lettered') AND a.at > e.at)
        LIMIT $2
     ) x
   ) c`;

@@ -82,7 +82,7 @@ SELECT x.at, x.kind, m.message_id, m.topic, m.message_type, e.attempt, e.node_id
 
 /**
  * The group's messages dead-lettered in [T1, T2) that are still dead: not owed to the group
- * again (re-driven) and never acked by it. The latest dead-lettering of each, oldest first.
+ * again (re-driven) and not acked by it after that (an ack before a replay does not count). The latest dead-lettering of each, oldest first.
  */
 export const DEAD_LETTERS_SQL = `
 SELECT * FROM (
@@ -94,7 +94,7 @@ SELECT * FROM (
    WHERE e.group_id = $1 AND e.kind = 'dead_lettered' AND e.at >= $2 AND e.at < $3
      AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_pk = e.message_pk AND d.group_id = $1)
      AND NOT EXISTS (SELECT 1 FROM message_events a
-                      WHERE a.message_pk = e.message_pk AND a.group_id = $1 AND a.kind = 'acked')
+                      WHERE a.message_pk = e.message_pk AND a.group_id = $1 AND a.kind = 'acked' AND a.at > e.at)
    ORDER BY e.message_pk, e.at DESC
 ) dead
 ORDER BY at, message_id

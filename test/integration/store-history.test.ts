@@ -7,7 +7,9 @@ import {
   countOwedDeliveries,
   nackDeliveries,
   redriveDelivery,
+  replayRange,
 } from "../../src/store/deliveries.js";
+import { countDeadLetters, deadLetterPage } from "../../src/store/groups.js";
 import { deadLetters, groupHistory, messageHistory } from "../../src/store/history.js";
 import { insertPublishBatch, type PublishRecord } from "../../src/store/messages.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
@@ -246,6 +248,54 @@ describe("store: history queries", () => {
       "n1",
     );
     expect((await deadLetters(db.pool, g, t0, at(10_000))).map((d) => d.messageId)).toEqual([late.messageId]);
+  });
+
+  it("a message acked, replayed, then dead-lettered is a dead letter again (every view) and can be re-driven", async () => {
+    const g = `gr-${randomBytes(3).toString("hex")}`;
+    const rec = record([g], { deliverLimit: 1, topic: `replay-${g}` });
+    await publish(rec);
+    const [c] = await claim(g, at(1000));
+    await ackDeliveries(
+      db.pool,
+      [{ messagePk: c!.messagePk, groupId: g, attempt: 1, pushedAt: at(1000), ackedAt: at(1001) }],
+      "n1",
+    );
+    expect(
+      await replayRange(db.pool, {
+        topic: `replay-${g}`,
+        groupId: g,
+        since: at(-1000),
+        until: at(1000),
+        now: at(2000),
+        expiresAt: at(3600_000),
+        nodeId: "cli",
+        reason: "replay",
+      }),
+    ).toBe(1);
+    await fail(g, at(3000), 1, true);
+    // Before: the ack from before the replay hid it from every list and refused its re-drive.
+    expect((await deadLetters(db.pool, g, t0, at(10_000))).map((d) => d.messageId)).toEqual([rec.messageId]);
+    const page = await deadLetterPage(db.pool, { groupId: g, since: t0, until: at(10_000) }, null, 10);
+    expect(page.items.map((d) => d.messageId)).toEqual([rec.messageId]);
+    expect((await countDeadLetters(db.pool, [g])).get(g)).toBe(1);
+    const args = {
+      messageId: rec.messageId,
+      groupId: g,
+      expiresAt: at(3600_000),
+      nodeId: "cli",
+      reason: "test",
+    };
+    expect(await redriveDelivery(db.pool, { ...args, now: at(4000) })).toBe(true);
+    // Acked after the re-drive: its last delivery ended acked, so no second re-drive.
+    const [again] = await claim(g, at(5000));
+    await ackDeliveries(
+      db.pool,
+      [{ messagePk: again!.messagePk, groupId: g, attempt: 1, pushedAt: at(5000), ackedAt: at(5001) }],
+      "n1",
+    );
+    expect(await redriveDelivery(db.pool, { ...args, now: at(6000) })).toBe(false);
+    expect(await deadLetters(db.pool, g, t0, at(10_000))).toEqual([]);
+    expect((await countDeadLetters(db.pool, [g])).get(g)).toBe(0);
   });
 
   it("countOwedDeliveries counts what is owed per group; pingStore answers", async () => {
