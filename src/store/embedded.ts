@@ -131,7 +131,8 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
     );
   }
   await stopOrphanedServer(dataDir, logger);
-  const port = options.port && options.port > 0 ? await pinnedPort(options.port) : await freePort();
+  const port =
+    options.port && options.port > 0 ? await pinnedPort(options.port) : await unpinnedPort(dataDir, logger);
   // The socket lives in the data directory (only its owner and root can reach it); Unix socket
   // paths are limited to about 107 bytes, beyond which TCP alone is used.
   const socketDir = path.join(dataDir, `.s.PGSQL.${port}`).length <= 100 ? dataDir : undefined;
@@ -298,6 +299,42 @@ async function attachToRunning(dataDir: string): Promise<EmbeddedPostgresServer 
       // The broker's server: not ours to stop.
     },
   };
+}
+
+/** The port of the server's last start (its postmaster.opts), or undefined. */
+export async function previousPort(dataDir: string): Promise<number | undefined> {
+  let opts: string;
+  try {
+    opts = await readFile(path.join(dataDir, "postmaster.opts"), "utf8");
+  } catch {
+    return undefined;
+  }
+  const m = /"-p" "(\d{1,5})"/.exec(opts);
+  const port = m === null ? Number.NaN : Number(m[1]);
+  return port > 0 && port < 65536 ? port : undefined;
+}
+
+/**
+ * Without --pg-port: the port of the last start when it is still free, so that a second node
+ * given `db-url`'s URL (which names the port) finds the server again after this node restarts
+ * (before, every start took a new free port and such nodes lost the database for good); else a
+ * free port, with a warning saying the URL changed.
+ */
+async function unpinnedPort(dataDir: string, logger: Logger): Promise<number> {
+  const previous = await previousPort(dataDir);
+  if (previous === undefined) return freePort();
+  const free = await new Promise<boolean>((resolve) => {
+    const srv = net.createServer();
+    srv.once("error", () => resolve(false));
+    srv.listen(previous, "127.0.0.1", () => srv.close(() => resolve(true)));
+  });
+  if (free) return previous;
+  const port = await freePort();
+  logger.warn(
+    { dataDir, previousPort: previous, port },
+    "the embedded PostgreSQL's previous port is taken: it listens on another port now; nodes given the old URL (db-url) must be given the new one (pin it with --pg-port)",
+  );
+  return port;
 }
 
 /** `port` if it is free on loopback, else StoreFailed naming it (--pg-port). */

@@ -124,4 +124,31 @@ describe("integration: the embedded PostgreSQL's password (issue 12)", () => {
       await new Promise<void>((r) => busy.close(() => r()));
     }
   });
+
+  it("without --pg-port a restart keeps the last start's port while it is free (a second node's db-url URL stays right)", async () => {
+    const first = await start();
+    const port = first.port;
+    await first.stop();
+    // Before: a new free port at every start.
+    const again = await start();
+    expect(again.port).toBe(port);
+    await again.stop();
+    // Taken meanwhile: another port, and a warning that says the URL changed.
+    const busy = net.createServer();
+    await new Promise<void>((r) => busy.listen(port, "127.0.0.1", () => r()));
+    const warnings: string[] = [];
+    const logger = silentLogger.child({});
+    logger.warn = ((_obj: unknown, msg?: string) => {
+      warnings.push(String(msg));
+    }) as typeof logger.warn;
+    try {
+      const moved = await startEmbeddedPostgres({ dataDir, logger });
+      servers.push(moved);
+      expect(moved.port).not.toBe(port);
+      expect(warnings.join("\n")).toContain("previous port is taken");
+      await moved.stop();
+    } finally {
+      await new Promise<void>((r) => busy.close(() => r()));
+    }
+  });
 });
