@@ -9,7 +9,7 @@ import { DEFAULT_HISTORY_LIMIT, messageHistory } from "../store/history.js";
 import { poolOfMessage, shardedDeadLetters } from "../store/sharded-history.js";
 import { UsageError } from "./args.js";
 import type { Command } from "./command.js";
-import { withStore } from "./store.js";
+import { withExistingStore } from "./store.js";
 
 /** KiteQ's longest message life (expiredTime is capped at 7 days): the default of --expires-in. */
 const DEFAULT_EXPIRES_IN_SECONDS = 7 * 24 * 3600;
@@ -44,7 +44,7 @@ export const redriveCommand: Command = {
         throw new UsageError("redrive: give either --message-id or --since, not both");
       }
       const messageId = args.messageId();
-      return withStore(config, log, async (_pool, shards) => {
+      return withExistingStore(config, log, async (_pool, shards) => {
         // The message's own shard (one database: the only one).
         const pool = poolOfMessage(shards, messageId);
         if (await redrive(pool, messageId)) {
@@ -60,7 +60,7 @@ export const redriveCommand: Command = {
     const until = args.time("until", now, now);
     const limit = args.int("limit", DEFAULT_HISTORY_LIMIT, 1);
     if (since >= until) throw new UsageError("redrive: --since must be before --until");
-    return withStore(config, log, async (_pool, shards) => {
+    return withExistingStore(config, log, async (_pool, shards) => {
       // One more than asked: "run again for the rest" only when there is a rest.
       const found = await shardedDeadLetters(shards, groupId, since, until, limit + 1);
       const more = found.length > limit;

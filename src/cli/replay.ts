@@ -6,7 +6,7 @@ import { hostname } from "node:os";
 import { replayRange } from "../store/deliveries.js";
 import { UsageError } from "./args.js";
 import type { Command } from "./command.js";
-import { withStore } from "./store.js";
+import { withExistingStore } from "./store.js";
 
 /** KiteQ's longest message life: the default of --expires-in. */
 const DEFAULT_EXPIRES_IN_SECONDS = 7 * 24 * 3600;
@@ -30,7 +30,7 @@ export const replayCommand: Command = {
     const until = args.time("until", now, now);
     if (since >= until) throw new UsageError("replay: --since must be before --until");
     const expiresIn = args.int("expires-in", DEFAULT_EXPIRES_IN_SECONDS, 1);
-    return withStore(config, log, async (_pool, shards) => {
+    return withExistingStore(config, log, async (_pool, shards) => {
       let n = 0;
       // Every shard holds some of the topic's messages: each replays its own.
       for (const pool of shards) {

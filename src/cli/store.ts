@@ -3,6 +3,7 @@
  * PostgreSQL under --data-dir: the running broker's (found by its postmaster.pid, logged in with
  * the password file), or one started for the command when no broker runs on it.
  */
+import { existsSync } from "node:fs";
 import path from "node:path";
 import type pg from "pg";
 import type { BrokerConfig } from "../config/types.js";
@@ -29,9 +30,19 @@ export async function withStore<T>(
   config: BrokerConfig,
   log: Logger,
   fn: (pool: pg.Pool, shards: readonly pg.Pool[]) => Promise<T>,
+  options: { readOnly?: boolean } = {},
 ): Promise<T> {
   let embedded: EmbeddedPostgresServer | undefined;
   if (config.databaseUrl === null) {
+    const dir = path.resolve(config.dataDir, "pg");
+    if (options.readOnly === true && !existsSync(path.join(dir, "PG_VERSION"))) {
+      // A read in the wrong folder made a new, empty store there and printed "no events", exit 0.
+      throw new KiteqError(
+        ErrorCode.ConfigInvalid,
+        `no kiteq-pg store in ${dir}: nothing was ever stored here; run the command where the broker runs, or give its --data-dir or --db`,
+        { dataDir: dir },
+      );
+    }
     embedded = await startEmbeddedPostgres({
       dataDir: path.join(config.dataDir, "pg"),
       port: config.pgPort,
@@ -65,4 +76,13 @@ export async function withStore<T>(
     await Promise.all(pools.map((p) => p.end()));
     await embedded?.stop();
   }
+}
+
+/** withStore for commands that only act on what is stored (never makes a new embedded store). */
+export function withExistingStore<T>(
+  config: BrokerConfig,
+  log: Logger,
+  fn: (pool: pg.Pool, shards: readonly pg.Pool[]) => Promise<T>,
+): Promise<T> {
+  return withStore(config, log, fn, { readOnly: true });
 }

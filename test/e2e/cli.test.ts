@@ -208,6 +208,42 @@ describe("e2e: the kiteq-pg CLI", () => {
     }
   });
 
+  it("a read in a folder with no store: exit 1 and one line, no new store made there", async () => {
+    await mkdir(path.resolve(".tmp"), { recursive: true });
+    const dir = await mkdtemp(path.resolve(".tmp", "cli-nostore-"));
+    try {
+      const dataDir = path.join(dir, "data");
+      const results = await Promise.all([
+        cli([
+          "history",
+          "--group",
+          "g",
+          "--since",
+          "1h",
+          "--limit",
+          "200000",
+          "--data-dir",
+          dataDir,
+          "--admin",
+          "0",
+        ]),
+        cli(["explain", "0".repeat(32), "--data-dir", dataDir, "--admin", "0"]),
+        cli(["redrive", "--group", "g", "--since", "1h", "--data-dir", dataDir]),
+        cli(["replay", "--topic", "t", "--group", "g", "--since", "1h", "--data-dir", dataDir]),
+      ]);
+      for (const r of results) {
+        expect(r.code, r.stderr).toBe(1);
+        // Before: a new, empty PostgreSQL made there, "no events", exit 0.
+        expect(lines(r.stderr)).toEqual([
+          `kiteq-pg: KQ_CONFIG_INVALID: no kiteq-pg store in ${path.join(dataDir, "pg")}: nothing was ever stored here; run the command where the broker runs, or give its --data-dir or --db`,
+        ]);
+      }
+      expect(existsSync(path.join(dataDir, "pg", "PG_VERSION"))).toBe(false);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it("usage errors exit 2 with one line; --help lists the commands", async () => {
     const [unknown, missing, badFlag, help, longTopic, noId] = await Promise.all([
       cli(["frobnicate"]),
