@@ -3,6 +3,8 @@
  * message stored in [since, until)), e.g. after a consumer bug lost what it had acked.
  */
 import { hostname } from "node:os";
+import { BindType } from "../binding/binding.js";
+import { listBindings } from "../store/bindings.js";
 import { replayRange } from "../store/deliveries.js";
 import { UsageError } from "./args.js";
 import type { Command } from "./command.js";
@@ -17,7 +19,8 @@ export const replayCommand: Command = {
   summary: "re-deliver a time range of a topic's history to a group",
   usage: [
     "replay --topic T --group G --since T [--until T] [--expires-in SECONDS]",
-    "  every committed message of the topic stored in [since, until) gets a fresh delivery to G",
+    "  every committed message of the topic stored in [since, until) that G's bindings match gets a",
+    "  fresh delivery to G (G must be bound to the topic)",
     "  (messages G still owes are left alone); each is a `redriven` row in the history",
   ],
   flags: ["topic", "group", "since", "until", "expires-in"],
@@ -30,7 +33,23 @@ export const replayCommand: Command = {
     const until = args.time("until", now, now);
     if (since >= until) throw new UsageError("replay: --since must be before --until");
     const expiresIn = args.int("expires-in", DEFAULT_EXPIRES_IN_SECONDS, 1);
-    return withExistingStore(config, log, async (_pool, shards) => {
+    return withExistingStore(config, log, async (pool0, shards) => {
+      // Only what the group's bindings to the topic match: a replay to an unbound group was
+      // counted "replayed" and never delivered (claims serve bound groups), and a group bound to
+      // one message type got every type of the topic.
+      const bound = (await listBindings(pool0)).filter((b) => b.groupId === groupId && b.topic === topic);
+      if (bound.length === 0) {
+        out.err(
+          `kiteq-pg: group ${groupId} is not bound to topic ${topic}: a replay would never be delivered; bind it first (kiteq-pg bind add --group ${groupId} --topic ${topic} ...)`,
+        );
+        return 1;
+      }
+      const messageTypes = bound.some((b) => b.bindType === BindType.Fanout)
+        ? undefined
+        : {
+            exact: bound.filter((b) => b.bindType === BindType.Direct).map((b) => b.messageType),
+            patterns: bound.filter((b) => b.bindType === BindType.Regx).map((b) => b.messageType),
+          };
       let n = 0;
       // Every shard holds some of the topic's messages: each replays its own.
       for (const pool of shards) {
@@ -43,6 +62,7 @@ export const replayCommand: Command = {
           expiresAt: new Date(now.getTime() + expiresIn * 1000),
           nodeId: `cli@${hostname()}`,
           reason: `kiteq-pg replay [${since.toISOString()}, ${until.toISOString()})`,
+          ...(messageTypes === undefined ? {} : { messageTypes }),
         });
       }
       out.out(`${n} message(s) of topic ${topic} replayed to group ${groupId}`);

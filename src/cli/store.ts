@@ -35,7 +35,8 @@ export async function withStore<T>(
   let embedded: EmbeddedPostgresServer | undefined;
   if (config.databaseUrl === null) {
     const dir = path.resolve(config.dataDir, "pg");
-    if (options.readOnly === true && !existsSync(path.join(dir, "PG_VERSION"))) {
+    const never = !existsSync(path.join(dir, "PG_VERSION")) && !existsSync(path.join(dir, "postmaster.pid"));
+    if (options.readOnly === true && never) {
       // A read in the wrong folder made a new, empty store there and printed "no events", exit 0.
       throw new KiteqError(
         ErrorCode.ConfigInvalid,

@@ -492,13 +492,16 @@ export async function countOwedDeliveries(db: Queryable): Promise<Map<string, nu
  */
 export const REPLAY_BATCH = `
 WITH scanned AS (
-  SELECT m.id, m.stored_at, m.topic, m.deliver_limit, m."commit", m.properties FROM messages m
+  SELECT m.id, m.stored_at, m.topic, m.message_type, m.deliver_limit, m."commit", m.properties FROM messages m
    WHERE m.stored_at >= $3 AND m.stored_at < $4 AND m.id > $9
    ORDER BY m.id
    LIMIT $10
 ), src AS (
   SELECT s.* FROM scanned s
    WHERE s.topic = $1
+     -- The message types the group is bound to (NULL: all): exact ones ($11), patterns ($12).
+     AND ($11::text[] IS NULL OR s.message_type = ANY ($11::text[])
+          OR EXISTS (SELECT 1 FROM unnest($12::text[]) AS p(pattern) WHERE s.message_type ~ p.pattern))
      AND (s."commit" OR EXISTS (SELECT 1 FROM message_events e
                                  WHERE e.message_pk = s.id AND e.at >= s.stored_at AND e.kind = 'committed'))
 ), ins AS (
@@ -535,6 +538,11 @@ export async function replayRange(
     expiresAt: Date;
     nodeId: string;
     reason: string;
+    /**
+     * The message types to replay, as the group's bindings to the topic say: exact types and
+     * regular expressions (Regx bindings); absent: every type (a Fanout binding).
+     */
+    messageTypes?: { exact: string[]; patterns: string[] };
   },
 ): Promise<number> {
   let created = 0;
@@ -553,6 +561,8 @@ export async function replayRange(
         args.reason,
         lastId,
         BACKGROUND_BATCH,
+        args.messageTypes === undefined ? null : args.messageTypes.exact,
+        args.messageTypes?.patterns ?? [],
       ],
     });
     const r = rows[0]!;

@@ -180,7 +180,21 @@ export function statementCatalog(fx: BacklogFixture, sample: CatalogSample): Cat
       run: (db) =>
         db.query({
           text: REPLAY_BATCH,
-          values: [fx.topic, "replayed", fx.from, now, now, lease, "bench", "bench", 0, BACKGROUND_BATCH],
+          // A group bound to one exact message type and one pattern (the message-type filter runs).
+          values: [
+            fx.topic,
+            "replayed",
+            fx.from,
+            now,
+            now,
+            lease,
+            "bench",
+            "bench",
+            0,
+            BACKGROUND_BATCH,
+            ["t"],
+            ["^t"],
+          ],
         }),
     },
     {

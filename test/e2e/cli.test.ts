@@ -522,6 +522,34 @@ describe("e2e: the kiteq-pg CLI", () => {
 
   it("replays a time range of a topic to a group", async () => {
     await deadLetter("rp-other"); // topic "dlq": one stored message of the topic in the range
+    // Not bound: refused (before: "replayed", and never delivered).
+    const unbound = await withDb("replay", "--topic", "dlq", "--group", "rp", "--since", "1h");
+    expect(unbound.code).toBe(1);
+    expect(lines(unbound.stderr)).toEqual([
+      "kiteq-pg: group rp is not bound to topic dlq: a replay would never be delivered; bind it first (kiteq-pg bind add --group rp --topic dlq ...)",
+    ]);
+    // Bound to another message type only: nothing of type "d" (before: every type of the topic).
+    expect(
+      (await withDb("bind", "add", "--group", "rp", "--topic", "dlq", "--message-type", "other")).code,
+    ).toBe(0);
+    const other = await withDb("replay", "--topic", "dlq", "--group", "rp", "--since", "1h");
+    expect(other.stdout).toContain("0 message(s) of topic dlq replayed to group rp");
+    expect(
+      (
+        await withDb(
+          "bind",
+          "add",
+          "--group",
+          "rp",
+          "--topic",
+          "dlq",
+          "--message-type",
+          "^d$",
+          "--type",
+          "regx",
+        )
+      ).code,
+    ).toBe(0);
     const before = await db.pool.query("SELECT count(*)::int AS n FROM messages WHERE topic = 'dlq'");
     const replay = await withDb("replay", "--topic", "dlq", "--group", "rp", "--since", "1h");
     expect(replay.code).toBe(0);
