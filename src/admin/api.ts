@@ -4,6 +4,7 @@
  * statements; the one write is the re-drive of dead letters, paced by a rate limit and recorded
  * as `redriven` rows saying who asked and why. Routes and shapes are documented in the README.
  */
+
 import type http from "node:http";
 import type pg from "pg";
 import type { Binding } from "../binding/binding.js";
@@ -12,6 +13,7 @@ import { parseTime } from "../cli/args.js";
 import { listBindings } from "../store/bindings.js";
 import { redriveDelivery } from "../store/deliveries.js";
 import {
+  DEAD_LETTER_COUNT_CAP,
   type DeadLetterCursor,
   type DeadLetterFilter,
   type DeadLetterRow,
@@ -269,6 +271,8 @@ function groupJson(
     inFlight: g?.inFlight ?? 0,
     oldestOwedAgeSeconds: g?.oldestOwedAgeSeconds ?? 0,
     deadLetters: g?.deadLetters ?? 0,
+    /** deadLetters is the count's cap: there are at least that many. */
+    deadLettersCapped: (g?.deadLetters ?? 0) >= DEAD_LETTER_COUNT_CAP,
     rates: view.groupRates.get(groupId) ?? {
       delivered: 0,
       acked: 0,
@@ -374,10 +378,19 @@ function encodeCursor(c: DeadLetterCursor): string {
   return Buffer.from(JSON.stringify([c.at, c.messagePk])).toString("base64url");
 }
 
+const CURSOR_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$/;
+
 function decodeCursor(s: string): DeadLetterCursor {
   try {
     const [at, pk] = JSON.parse(Buffer.from(s, "base64url").toString("utf8")) as [unknown, unknown];
-    if (typeof at === "string" && !Number.isNaN(Date.parse(at)) && Number.isSafeInteger(pk)) {
+    // Only what nextCursor holds (an ISO 8601 UTC time): Date.parse takes forms PostgreSQL does
+    // not ("1", "5"), which came back as a 500 with a raw database error.
+    if (
+      typeof at === "string" &&
+      CURSOR_TIME.test(at) &&
+      !Number.isNaN(Date.parse(at)) &&
+      Number.isSafeInteger(pk)
+    ) {
       return { at, messagePk: pk as number };
     }
   } catch {

@@ -11,6 +11,9 @@ import { UsageError } from "./args.js";
 import type { Command } from "./command.js";
 import { withExistingStore } from "./store.js";
 
+/** The longest --expires-in: a year. */
+const MAX_EXPIRES_IN_SECONDS = 366 * 24 * 3600;
+
 /** KiteQ's longest message life (expiredTime is capped at 7 days): the default of --expires-in. */
 const DEFAULT_EXPIRES_IN_SECONDS = 7 * 24 * 3600;
 
@@ -28,7 +31,8 @@ export const redriveCommand: Command = {
   async run({ config, log, args, out }) {
     const now = new Date();
     const groupId = args.required("group");
-    const expiresIn = args.int("expires-in", DEFAULT_EXPIRES_IN_SECONDS, 1);
+    // At most a year: a huge value made an invalid time and a raw PostgreSQL error.
+    const expiresIn = args.int("expires-in", DEFAULT_EXPIRES_IN_SECONDS, 1, MAX_EXPIRES_IN_SECONDS);
     const redrive = (pool: pg.Pool, messageId: string) =>
       redriveDelivery(pool, {
         messageId,

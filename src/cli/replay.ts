@@ -10,6 +10,9 @@ import { UsageError } from "./args.js";
 import type { Command } from "./command.js";
 import { withExistingStore } from "./store.js";
 
+/** The longest --expires-in: a year. */
+const MAX_EXPIRES_IN_SECONDS = 366 * 24 * 3600;
+
 /** KiteQ's longest message life: the default of --expires-in. */
 const DEFAULT_EXPIRES_IN_SECONDS = 7 * 24 * 3600;
 
@@ -32,7 +35,8 @@ export const replayCommand: Command = {
     const since = args.time("since", now);
     const until = args.time("until", now, now);
     if (since >= until) throw new UsageError("replay: --since must be before --until");
-    const expiresIn = args.int("expires-in", DEFAULT_EXPIRES_IN_SECONDS, 1);
+    // At most a year: a huge value made an invalid time and a raw PostgreSQL error.
+    const expiresIn = args.int("expires-in", DEFAULT_EXPIRES_IN_SECONDS, 1, MAX_EXPIRES_IN_SECONDS);
     return withExistingStore(config, log, async (pool0, shards) => {
       // Only what the group's bindings to the topic match: a replay to an unbound group was
       // counted "replayed" and never delivered (claims serve bound groups), and a group bound to

@@ -11,6 +11,7 @@ import { type ExplainOptions, explainMessage, type MessageExplanation } from "./
 import {
   countDeadLetters,
   countPendingTransactions,
+  DEAD_LETTER_COUNT_CAP,
   type DeadLetterCursor,
   type DeadLetterFilter,
   type DeadLetterRow,
@@ -138,6 +139,8 @@ export async function shardedCountDeadLetters(
   for (const m of await Promise.all(pools.map((p) => countDeadLetters(p, groups)))) {
     for (const [g, n] of m) sum.set(g, (sum.get(g) ?? 0) + n);
   }
+  // The cap is the cluster's, not each shard's (two shards at their cap read 2,000).
+  for (const [g, n] of sum) sum.set(g, Math.min(n, DEAD_LETTER_COUNT_CAP));
   return sum;
 }
 

@@ -244,6 +244,18 @@ describe("e2e: the kiteq-pg CLI", () => {
     }
   });
 
+  it("--expires-in beyond a year: a usage error (before: a raw PostgreSQL error about an invalid time)", async () => {
+    for (const args of [
+      ["redrive", "--group", "g", "--since", "1h", "--expires-in", "9007199254740991"],
+      ["replay", "--topic", "t", "--group", "g", "--since", "1h", "--expires-in", "9007199254740991"],
+    ]) {
+      const r = await withDb(...args);
+      expect(r.code, r.stderr).toBe(2);
+      expect(lines(r.stderr)).toHaveLength(1);
+      expect(r.stderr).toContain("--expires-in");
+    }
+  });
+
   it("usage errors exit 2 with one line; --help lists the commands", async () => {
     const [unknown, missing, badFlag, help, longTopic, noId] = await Promise.all([
       cli(["frobnicate"]),

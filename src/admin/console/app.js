@@ -96,7 +96,7 @@ async function overviewPage() {
       (x) =>
         `<tr data-testid="group-row" data-group="${esc(x.groupId)}"><td><a href="#/groups/${encodeURIComponent(x.groupId)}">${esc(x.groupId)}</a></td>` +
         `<td class="n" data-testid="owed">${x.owed}</td><td class="n" data-testid="age">${fmtAge(x.oldestOwedAgeSeconds)}</td>` +
-        `<td class="n">${x.inFlight}</td><td class="n" data-testid="dead">${x.deadLetters}</td>` +
+        `<td class="n">${x.inFlight}</td><td class="n" data-testid="dead">${x.deadLetters}${x.deadLettersCapped ? "+" : ""}</td>` +
         `<td class="n">${fmtRate(x.rates.delivered)}</td><td class="n">${fmtRate(x.rates.acked)}</td>` +
         `<td class="n">${fmtRate(x.rates.nacked)}</td><td class="n">${Object.values(x.consumers).reduce((a, b) => a + b, 0)}</td>` +
         `<td>${esc(x.bindings.map((b) => `${b.topic}/${b.messageType}`).join(", "))}</td></tr>`,
@@ -175,7 +175,7 @@ async function groupPage(groupId) {
     card("owed", g.owed, "group-owed") +
     card("oldest owed", fmtAge(g.oldestOwedAgeSeconds), "group-age") +
     card("in flight", g.inFlight, "group-inflight") +
-    card("dead letters", g.deadLetters, "group-dead") +
+    card("dead letters", `${g.deadLetters}${g.deadLettersCapped ? "+" : ""}`, "group-dead") +
     card("delivered/s (cluster)", fmtRate(g.rates.delivered), "group-delivered-rate") +
     card("acked/s (cluster)", fmtRate(g.rates.acked), "group-acked-rate") +
     `</section><h2>Last hour</h2><div class="charts">` +
