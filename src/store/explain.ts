@@ -27,7 +27,11 @@ SELECT
   (SELECT coalesce(json_agg(json_build_object(
             'group_id', d.group_id, 'next_attempt_at', d.next_attempt_at, 'expires_at', d.expires_at,
             'attempts', d.attempts, 'deliver_limit', d.deliver_limit, 'claimed_by', d.claimed_by,
-            'lease_until', d.lease_until, 'node_id', n.node_id, 'address', n.address)
+            'lease_until', d.lease_until, 'node_id', n.node_id, 'address', n.address,
+            -- Its claimer declared dead (as the claim sees it): free to take, whatever its lease says.
+            'claimer_dead', d.claimed_by IS NOT NULL AND EXISTS (
+              SELECT 1 FROM dead_claimers x
+               WHERE x.claimer = d.claimed_by AND x.until > now() AND d.lease_until <= x.until))
             ORDER BY d.group_id), '[]'::json)
      FROM m JOIN deliveries d ON d.message_pk = m.id
      LEFT JOIN LATERAL (SELECT node_id, address FROM nodes WHERE claimer = d.claimed_by LIMIT 1) n ON true
@@ -133,6 +137,7 @@ interface DeliveryJson {
   lease_until: string | null;
   node_id: string | null;
   address: string | null;
+  claimer_dead: boolean;
 }
 
 interface BindingJson {
@@ -281,8 +286,17 @@ function explainGroup(
     const next = new Date(d.next_attempt_at);
     const lease = d.lease_until === null ? null : new Date(d.lease_until);
     const attempt = `attempt ${d.attempts + 1} of ${d.deliver_limit}`;
+    const who = d.node_id === null ? d.claimed_by : `${d.node_id}${d.address ? ` (${d.address})` : ""}`;
+    if (d.claimed_by !== null && d.claimer_dead) {
+      // Before: "held by node X under a lease until ..." for a node killed seconds ago.
+      return {
+        ...base,
+        state: "owed",
+        nextAttemptAt: next,
+        description: `owed: held by node ${who}, which was declared dead (its process is gone); the next claim of the group takes it over (${attempt}${nackWords})`,
+      };
+    }
     if (d.claimed_by !== null && lease !== null && lease > now) {
-      const who = d.node_id === null ? d.claimed_by : `${d.node_id}${d.address ? ` (${d.address})` : ""}`;
       return {
         ...base,
         state: "held",

@@ -116,6 +116,19 @@ describe("store: explainMessage", () => {
     );
   });
 
+  it("held by a node declared dead: owed and about to be taken over, not 'held under a lease'", async () => {
+    const rec = publishRecord(t0, ["ek"]);
+    await publish(rec);
+    await claim("ek", at(1), "killed/1");
+    const held = await group(rec.messageId, "ek", at(2));
+    expect(held.state).toBe("held");
+    // Declared dead now (the declaration's window is in real time, as the claim's).
+    await declareClaimerDead(db.pool, "killed/1", new Date(), new Date(Date.now() + 60_000));
+    const g = await group(rec.messageId, "ek", at(3));
+    expect(g.state).toBe("owed");
+    expect(g.description).toContain("held by node killed/1, which was declared dead (its process is gone)");
+  });
+
   it("owed: next attempt, attempt n of the limit, the last nack reason", async () => {
     const rec = publishRecord(t0, ["eo"], { deliverLimit: 5 });
     await publish(rec);
