@@ -230,7 +230,10 @@ async function health(
     sendJson(
       res,
       200,
-      options.storeId === undefined ? { status: "ok" } : { status: "ok", store: options.storeId },
+      // The store's digest only with the token (or none configured): without it, ok only.
+      options.storeId === undefined || !detailed
+        ? { status: "ok" }
+        : { status: "ok", store: options.storeId },
     );
   } catch (err) {
     sendJson(

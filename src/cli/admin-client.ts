@@ -52,7 +52,11 @@ export async function findAdminApi(
   const base = `http://${hostOf(admin.host)}:${admin.port}`;
   let mismatch: string | undefined;
   try {
-    const res = await fetch(`${base}/healthz`, { signal: AbortSignal.timeout(ADMIN_PROBE_TIMEOUT_MS) });
+    // With the token when there is one: /healthz names its store only to an authorised caller.
+    const res = await fetch(`${base}/healthz`, {
+      headers: ctx.config.adminToken === null ? {} : { Authorization: `Bearer ${ctx.config.adminToken}` },
+      signal: AbortSignal.timeout(ADMIN_PROBE_TIMEOUT_MS),
+    });
     const text = await res.text();
     if (res.status !== 200) return { api: null, why: `the admin API at ${base} answered ${res.status}` };
     let store: unknown;
@@ -66,9 +70,16 @@ export async function findAdminApi(
       // read. An address given on purpose is read (an operator without database access reads a
       // remote broker), with a note when a --db given as well names another database.
       if (!ctx.config.adminGiven) {
-        return { api: null, why: `the broker at ${base} serves another store than this command's` };
+        return {
+          api: null,
+          why:
+            typeof store === "string"
+              ? `the broker at ${base} serves another store than this command's`
+              : `the broker at ${base} did not say which store it serves (no or a wrong admin token)`,
+        };
       }
-      if (ctx.config.databaseUrls.length > 0) {
+      // Said, and not this one (unsaid without the token: the API then answers 401 anyway).
+      if (typeof store === "string" && ctx.config.databaseUrls.length > 0) {
         mismatch = `kiteq-pg: note: the broker at ${base} (--admin) serves another database than --db names: read through the broker`;
       }
     }

@@ -105,6 +105,9 @@ describe(`/metrics scrape time at ${OWED.toLocaleString("en-US")} owed over ${GR
       `metrics scrape at ${OWED} owed / ${GROUPS} groups: cold (takes the sample) ${cold.ms.toFixed(1)} ms, warm p50 ${p50.toFixed(1)} ms, max ${max.toFixed(1)} ms, ${cold.text.length} bytes`,
     );
     expect(p50).toBeLessThan(50);
-    expect(cold.ms).toBeLessThan(250);
+    // The cold scrape runs the sample's statements (index paths: tens of ms); it took 140-262 ms
+    // in this machine's slow hours on 2026-12-03, on this code and the code before it alike. A
+    // plan gone wrong at 100,000 owed takes seconds: 500 ms tells the two apart.
+    expect(cold.ms).toBeLessThan(500);
   });
 });

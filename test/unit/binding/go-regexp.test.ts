@@ -133,8 +133,9 @@ describe("Go regular expressions", () => {
       const input = `${unit.repeat(n)}!`;
       const t0 = performance.now();
       re.test(input);
-      // Linear: ~0.1 µs a character; a backtracking engine takes seconds at n = 32.
-      expect(performance.now() - t0).toBeLessThan(50 + n / 1000);
+      // Linear: ~0.1 µs a character; a backtracking engine takes minutes at n = 32 (2^32 paths).
+      // Generous: this runs beside other test files at a low priority on 2 cores.
+      expect(performance.now() - t0).toBeLessThan(1000 + n / 100);
     }
   });
 });
