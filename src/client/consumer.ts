@@ -102,9 +102,10 @@ interface Delivery {
   settled: boolean;
   /** False once the connection it came on closed (its answer would reach nobody). */
   answerable(): boolean;
-  resolve(ok: boolean): void;
+  /** Answer the push: true, or false with an optional reason (sent as the nack's feedback). */
+  resolve(ok: boolean, reason?: string): void;
   /** Redeliveries of this message that came while it ran: answered with its outcome. */
-  followers: ((ok: boolean) => void)[];
+  followers: ((ok: boolean, reason?: string) => void)[];
 }
 
 /** A handler running this long is logged (once): it holds a slot, and the broker redelivers. */
@@ -226,9 +227,10 @@ class SdkConsumer implements Consumer {
         { messageId: m.header.messageId },
         "redelivery of a message still being handled: held",
       );
-      return new Promise<boolean>((resolve) => first.followers.push(resolve));
+      return new Promise<boolean>((resolve, reject) => first.followers.push(answerer(resolve, reject)));
     }
-    return new Promise<boolean>((resolve) => {
+    return new Promise<boolean>((resolveOk, reject) => {
+      const resolve = answerer(resolveOk, reject);
       let delivery: Delivery | undefined;
       try {
         const message = fromWire(m.header, m.body, (ok) => {
@@ -332,25 +334,38 @@ class SdkConsumer implements Consumer {
           (r) => this.settle(d, r !== false, true),
           (err: unknown) => {
             this.logger.warn({ messageId: d.message.messageId, err: String(err) }, "handler failed; nacked");
-            this.settle(d, false, true);
+            // The error goes to the broker as the nack's feedback: the history's reason, which
+            // the dead-letter filters search (before: always "consumer answered false").
+            this.settle(d, false, true, `handler threw: ${String(err)}`.slice(0, 500));
           },
         );
     }
   }
 
-  private settle(d: Delivery, ok: boolean, started: boolean): void {
+  private settle(d: Delivery, ok: boolean, started: boolean, reason?: string): void {
     if (d.settled) return;
     d.settled = true;
     // The held redeliveries first: the newest push's ack is in time and records the delivery
     // (the first push's, after its timeout, finds it ended).
-    for (const f of d.followers.splice(0)) f(ok);
-    d.resolve(ok);
+    for (const f of d.followers.splice(0)) f(ok, reason);
+    d.resolve(ok, reason);
     if (!started) return;
     this.runningById.delete(d.message.messageId);
     this.running--;
     if (this.running === 0) for (const r of this.idle.splice(0)) r();
     if (!this.closing) this.pump();
   }
+}
+
+/**
+ * A push's answer as the connection takes it: a boolean, or a rejection whose text the
+ * connection sends as the nack's feedback (KiteqConnection answers false with String(reason)).
+ */
+function answerer(
+  resolve: (ok: boolean) => void,
+  reject: (reason: string) => void,
+): (ok: boolean, reason?: string) => void {
+  return (ok, reason) => (ok || reason === undefined ? resolve(ok) : reject(reason));
 }
 
 const warnedGroups = new Set<string>();

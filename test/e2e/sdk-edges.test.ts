@@ -13,7 +13,7 @@ import { type BrokerProcess, startBrokerProcess } from "../support/broker-proces
 import { waitFor } from "../support/consumers.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
 
-const GROUPS = ["g-break", "g-stuck", "g-redeliver", "g-nopending"] as const;
+const GROUPS = ["g-break", "g-stuck", "g-redeliver", "g-nopending", "g-throw"] as const;
 const topicOf = (group: string) => group.slice(2);
 
 describe("e2e: SDK edges", () => {
@@ -200,6 +200,33 @@ describe("e2e: SDK edges", () => {
     // Before: 6 s (the local transaction's time).
     expect(Date.now() - started).toBeLessThan(3_000);
     await tx;
+  });
+
+  it("a handler that throws: the nack's reason in the history is the error, not 'consumer answered false'", async () => {
+    const consumer = await createConsumer({
+      registry,
+      groupId: "g-throw",
+      bindings: [],
+      handler: () => {
+        throw new Error("payment service down");
+      },
+    });
+    const producer = await producerFor("throw");
+    const { messageId } = await producer.send({
+      topic: "throw",
+      messageType: "m",
+      body: "x",
+      deliverLimit: 1,
+    });
+    await waitFor(
+      async () =>
+        (await messageHistory(db.pool, messageId))?.events.some((e) => e.kind === "nacked") ?? false,
+      15_000,
+      "the nack",
+    );
+    const nack = (await messageHistory(db.pool, messageId))!.events.find((e) => e.kind === "nacked");
+    expect(nack?.detail).toBe("consumer answered false: handler threw: Error: payment service down");
+    await Promise.all([consumer.close(), producer.close()]);
   });
 
   it("a body over KiteQ's packet limit: KQ_MESSAGE_INVALID at once, not retried until sendTimeoutMs", async () => {
