@@ -86,7 +86,7 @@ if (args.includes("--project") || args.some((a) => a.startsWith("--project="))) 
       env,
     ),
     run(
-      "other files, three at a time at nice 10",
+      "other files, two at a time at nice 10",
       "nice",
       [
         "-n",

@@ -93,11 +93,20 @@ describe("e2e: delayed delivery", () => {
 
     await waitFor(() => arrivals.size === N, 30_000, "every delayed message delivered");
     await consumer.close();
-    const lateness = [...due].map(([id, at]) => arrivals.get(id)! - at).sort((a, b) => a - b);
-    const early = lateness.filter((l) => l < 0).length;
+    // When the consumer was connected to the restarted broker again (its handshake, in the
+    // broker's log): a message that fell due before then cannot be on time, whatever the broker
+    // does. On a loaded machine the restart and the SDK's reconnect took 5 s (all 1,000 due after
+    // it measured 3.9 s late at p99 for that reason alone); lateness counts from the later of the two.
+    const backAt = broker.logs.find((l) => l.msg === "handshake accepted" && l.groupId === "g-late")?.time;
+    expect(typeof backAt).toBe("number");
+    const lateness = [...due]
+      .map(([id, at]) => arrivals.get(id)! - Math.max(at, backAt as number))
+      .sort((a, b) => a - b);
+    const earlyCount = [...due].filter(([id, at]) => arrivals.get(id)! < at).length;
+    const early = earlyCount;
     const p = (q: number) => lateness[Math.min(lateness.length - 1, Math.floor(q * lateness.length))]!;
     console.log(
-      `delayed: ${N} messages, broker back after ${restartedAt} ms; lateness p50 ${p(0.5)} ms, p99 ${p(0.99)} ms, max ${p(1)} ms, ${early} early`,
+      `delayed: ${N} messages, broker back after ${restartedAt} ms, consumer after ${(backAt as number) - t0} ms; lateness p50 ${p(0.5)} ms, p99 ${p(0.99)} ms, max ${p(1)} ms, ${early} early`,
     );
     expect(early).toBe(0);
     expect(p(0.99)).toBeLessThan(1_000);
