@@ -4,9 +4,7 @@
  * addresses given by `--brokers h:p,h:p`, else `--host/--port` (default the configured bind
  * address). Long runs show progress on stderr when it is a terminal.
  */
-import { createConsumer } from "../client/consumer.js";
 import type { ConsumedMessage } from "../client/message.js";
-import { createProducer } from "../client/producer.js";
 import type { BrokerConfig } from "../config/types.js";
 import { KiteqError } from "../errors.js";
 import type { CommandArgs } from "./args.js";
@@ -65,6 +63,8 @@ export const sendCommand: Command = {
     const deliverIn = args.int("deliver-in", 0, 0, 7 * 86_400);
     const json = args.has("json");
     const { registry } = registryOf(config, args);
+    // Loaded here: the SDK (protobufjs, ZooKeeper) is not needed by the other commands.
+    const { createProducer } = await import("../client/producer.js");
     const producer = await createProducer({ registry, groupId, topics: [topic] });
     let refused = 0;
     let done = 0;
@@ -147,6 +147,7 @@ export const consumeCommand: Command = {
       finish = resolve;
     });
     let done = false;
+    const { createConsumer } = await import("../client/consumer.js");
     const consumer = await createConsumer({
       registry,
       groupId,
