@@ -116,7 +116,7 @@ export class TxChecker {
         storedBefore: new Date(now - giveUpMs),
         now: new Date(now),
         nodeId,
-        detail: `gave up after ${config.txCheck.giveUpSeconds} s without an answer`,
+        detail: `gave up after ${config.txCheck.giveUpSeconds} s without a commit or rollback`,
         limit: BATCH,
       });
       this.counters.gaveUp += n;

@@ -312,7 +312,7 @@ describe("e2e: two-phase commit", () => {
     expect(own.at(-1)).toEqual([
       "rolled_back",
       checksAtGiveUp,
-      `gave up after 3 s without an answer (${checksAtGiveUp} check${checksAtGiveUp === 1 ? "" : "s"} sent)`,
+      `gave up after 3 s without a commit or rollback (${checksAtGiveUp} check${checksAtGiveUp === 1 ? "" : "s"} sent)`,
     ]);
     expect(own.slice(1, -1).every(([k]) => k === "tx_checked")).toBe(true);
   });

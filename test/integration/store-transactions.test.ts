@@ -346,7 +346,7 @@ describe("store: two-phase commit", () => {
       storedBefore: at(-5000),
       now: t0,
       nodeId: "A",
-      detail: "gave up after 5 s without an answer",
+      detail: "gave up after 5 s without a commit or rollback",
       limit: 100,
     });
     expect(n).toBe(2);
@@ -356,7 +356,7 @@ describe("store: two-phase commit", () => {
         {
           kind: "rolled_back",
           attempt: 0,
-          detail: "gave up after 5 s without an answer (0 checks sent)",
+          detail: "gave up after 5 s without a commit or rollback (0 checks sent)",
           node_id: "A",
         },
       ]);
