@@ -169,7 +169,7 @@ function refuse(field: string, reason: string): { ok: false; reason: string; fie
 }
 
 /** A lone UTF-16 surrogate: the client sent bytes that are not UTF-8 (PostgreSQL refuses them). */
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+export const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 /** Why `value` of header field `field` is refused, or undefined: NUL, broken UTF-8, too long. */
 export function checkText(field: string, value: string, maxBytes: number): string | undefined {

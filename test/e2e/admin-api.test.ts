@@ -3,7 +3,7 @@
  * 400 for bad input, 404 for unknown things.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type AdminServer, type MetricsSource, startAdminServer } from "../../src/admin/index.js";
+import { type AdminServer, startAdminServer } from "../../src/admin/index.js";
 import { GroupCounters } from "../../src/delivery/group-counters.js";
 import { LatencyHistogram } from "../../src/latency.js";
 import { silentLogger } from "../../src/log.js";
@@ -12,6 +12,7 @@ import { ensurePartitions } from "../../src/store/db.js";
 import { claimDueDeliveries, nackDeliveries } from "../../src/store/deliveries.js";
 import { insertPublishBatch } from "../../src/store/messages.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
+import { idleMetricsSource } from "../support/metrics-source.js";
 import { publishRecord } from "../support/records.js";
 
 const TOKEN = "s3cret-token";
@@ -22,21 +23,7 @@ describe("e2e: admin JSON API", () => {
   let base: string;
   const counters = new GroupCounters();
   const storeLatency = new LatencyHistogram();
-  const source: MetricsSource = {
-    publishCounters: () => ({ accepted: 0, refused: 0, failed: 0, fly: 0, duplicates: 0 }),
-    deliveryCounters: () => ({
-      pushed: 0,
-      acked: 0,
-      nacked: 0,
-      timeouts: 0,
-      deadLettered: 0,
-      claimed: 0,
-      fastPath: 0,
-      fly: 0,
-      takenOver: 0,
-    }),
-    batchStats: () => ({ batches: 0, items: 0, failures: 0 }),
-    sessionsConnected: () => 0,
+  const source = idleMetricsSource({
     groupCounters: () => counters.all(),
     txCounters: () => ({ checksSent: 4, gaveUp: 1, committed: 2, rolledBack: 3 }),
     latencies: () => ({
@@ -44,7 +31,7 @@ describe("e2e: admin JSON API", () => {
       publishToDeliver: new LatencyHistogram(),
       claim: new LatencyHistogram(),
     }),
-  };
+  });
   const api = (path: string, init: RequestInit = {}) =>
     fetch(`${base}${path}`, {
       ...init,

@@ -13,6 +13,7 @@ import { analyzeBacklogTables, buildBacklog } from "../../src/store/backlog-fixt
 import { upsertBinding } from "../../src/store/bindings.js";
 import { ensurePartitions } from "../../src/store/db.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
+import { idleMetricsSource } from "../support/metrics-source.js";
 
 const GROUPS = 50;
 const OWED = 100_000;
@@ -51,25 +52,10 @@ describe(`/metrics scrape time at ${OWED.toLocaleString("en-US")} owed over ${GR
       port: 0,
       pool: db.pool,
       log: silentLogger,
-      metrics: {
-        publishCounters: () => ({ accepted: 0, refused: 0, failed: 0, fly: 0, duplicates: 0 }),
-        deliveryCounters: () => ({
-          pushed: 0,
-          acked: 0,
-          nacked: 0,
-          timeouts: 0,
-          deadLettered: 0,
-          claimed: 0,
-          fastPath: 0,
-          fly: 0,
-          takenOver: 0,
-        }),
-        batchStats: () => ({ batches: 0, items: 0, failures: 0 }),
-        sessionsConnected: () => 0,
+      metrics: idleMetricsSource({
         groupCounters: () => counters.all(),
-        txCounters: () => ({ checksSent: 0, gaveUp: 0, committed: 0, rolledBack: 0 }),
         latencies: () => ({ publishStore: h, publishToDeliver: h, claim: h }),
-      },
+      }),
     });
   }, 300_000);
   afterAll(async () => {

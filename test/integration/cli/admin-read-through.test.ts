@@ -5,39 +5,13 @@
  * this machine during the CLI tests); at an address given on purpose, that broker.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { MetricsSource } from "../../../src/admin/metrics.js";
 import { type AdminServer, startAdminServer } from "../../../src/admin/server.js";
 import { findAdminApi } from "../../../src/cli/admin-client.js";
 import { loadConfig } from "../../../src/config/load.js";
 import { storeIdentity } from "../../../src/config/store-identity.js";
-import { GroupCounters } from "../../../src/delivery/group-counters.js";
-import { LatencyHistogram } from "../../../src/latency.js";
 import { silentLogger } from "../../../src/log.js";
 import { createTestDatabase, type TestDatabase } from "../../support/db.js";
-
-const metrics: MetricsSource = {
-  publishCounters: () => ({ accepted: 0, refused: 0, failed: 0, fly: 0, duplicates: 0 }),
-  deliveryCounters: () => ({
-    pushed: 0,
-    acked: 0,
-    nacked: 0,
-    timeouts: 0,
-    deadLettered: 0,
-    claimed: 0,
-    fastPath: 0,
-    fly: 0,
-    takenOver: 0,
-  }),
-  batchStats: () => ({ batches: 0, items: 0, failures: 0 }),
-  sessionsConnected: () => 0,
-  groupCounters: () => new GroupCounters().all(),
-  txCounters: () => ({ checksSent: 0, gaveUp: 0, committed: 0, rolledBack: 0 }),
-  latencies: () => ({
-    publishStore: new LatencyHistogram(),
-    publishToDeliver: new LatencyHistogram(),
-    claim: new LatencyHistogram(),
-  }),
-};
+import { idleMetricsSource } from "../../support/metrics-source.js";
 
 describe("CLI: reading through a broker's admin API", () => {
   let db: TestDatabase;
@@ -50,7 +24,7 @@ describe("CLI: reading through a broker's admin API", () => {
       port: 0,
       pool: db.pool,
       storeId: storeIdentity({ databaseUrls: [db.url], dataDir: "unused" }),
-      metrics,
+      metrics: idleMetricsSource(),
       log: silentLogger,
       processMetrics: false,
     });
