@@ -9,6 +9,7 @@
 import type pg from "pg";
 import { type Binding, type BindType, bindingMatches, createBinding } from "../binding/binding.js";
 import { type HistoryEvent, type MessageHistory, messageHistory } from "./history.js";
+import { TX_ANSWER_UNKNOWN } from "./transactions.js";
 
 type Queryable = pg.Pool | pg.PoolClient;
 
@@ -108,7 +109,7 @@ export interface PendingExplanation {
   checks: number;
   nextCheckAt: Date;
   lastCheckAt: Date | null;
-  /** The detail of the last tx_checked row (the producer's answer). */
+  /** The producer's answer to the last check ("unknown"); null while it has not answered. */
   lastAnswer: string | null;
   claimedBy: string | null;
 }
@@ -203,16 +204,23 @@ function explainFrom(history: MessageHistory, working: WorkingRows, now: Date): 
       : !history.commit
         ? "waiting_commit"
         : "none";
+  // tx_checked rows are of two sorts: a check sent (detail "check N sent to ...") and a
+  // producer's "unknown" answer to it. The last check is the last row sent; its answer, if any,
+  // the "unknown" row after it (a commit or rollback ends the wait and is shown instead).
   const checks = messageEvents.filter((e) => e.kind === "tx_checked");
-  const lastCheck = checks[checks.length - 1];
+  const asks = checks.filter((e) => e.detail !== TX_ANSWER_UNKNOWN);
+  const lastAsk = asks[asks.length - 1];
+  const lastUnknown = checks.filter((e) => e.detail === TX_ANSWER_UNKNOWN).pop();
+  const lastCheckAt = lastAsk?.at ?? lastUnknown?.at ?? null;
+  const answered = lastUnknown !== undefined && (lastAsk === undefined || lastUnknown.at >= lastAsk.at);
   const pending: PendingExplanation | null =
     working.pending === null
       ? null
       : {
           checks: working.pending.checks,
           nextCheckAt: new Date(working.pending.next_check_at),
-          lastCheckAt: lastCheck?.at ?? null,
-          lastAnswer: lastCheck?.detail ?? null,
+          lastCheckAt,
+          lastAnswer: answered ? TX_ANSWER_UNKNOWN : null,
           claimedBy: working.pending.claimed_by,
         };
 
@@ -319,7 +327,7 @@ function explainGroup(
   if (transaction === "waiting_commit") {
     const check =
       pending?.lastCheckAt != null
-        ? `last check-back at ${iso(pending.lastCheckAt)}, answer: ${pending.lastAnswer ?? "none"}`
+        ? `last check-back at ${iso(pending.lastCheckAt)}, answer: ${pending.lastAnswer ?? "none yet"}`
         : "no check-back yet";
     const next = pending === null ? "" : `; next check at ${iso(pending.nextCheckAt)}`;
     return { ...base, state: "waiting_commit", description: `waiting for its 2PC commit (${check}${next})` };

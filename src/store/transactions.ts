@@ -33,6 +33,9 @@ export interface CommittableMessage extends PendingMessage {
 }
 
 /** A producer's decision about one message, from a TX_ACK. */
+/** History detail of a tx_checked row that records a producer's "unknown" answer to a check. */
+export const TX_ANSWER_UNKNOWN = "unknown";
+
 export interface TxAnswer {
   /** KiteQ message id (lower case). */
   messageId: string;

@@ -20,6 +20,7 @@ import {
   applyTxAnswers,
   type CommittableMessage,
   recordCommitAfterRollback,
+  TX_ANSWER_UNKNOWN,
   type TxAnswer,
   type TxAnswerResult,
 } from "../store/transactions.js";
@@ -140,7 +141,7 @@ export class TxAnswerApplier {
           log.debug("TX_ACK unknown that answers no check: nothing to do");
           return;
         }
-        answer = { messageId, kind: "tx_checked", detail: "unknown", check: sent.check };
+        answer = { messageId, kind: "tx_checked", detail: TX_ANSWER_UNKNOWN, check: sent.check };
         break;
       default:
         this.limitedLog.warn(

@@ -252,6 +252,12 @@ describe("store: explainMessage", () => {
       ],
       { now: at(6000), nodeId: "n1" },
     );
+    // Asked, not answered yet: the check row's own detail is not an answer.
+    const asked = await explainMessage(db.pool, rec.messageId, at(6500));
+    expect(asked!.pending).toMatchObject({ checks: 1, lastAnswer: null });
+    expect(asked!.groups[0]!.description).toBe(
+      "waiting for its 2PC commit (last check-back at 2026-11-26T10:00:06.000Z, answer: none yet; next check at 2026-11-26T10:01:06.000Z)",
+    );
     await applyTxAnswers(
       db.pool,
       [{ messageId: rec.messageId, kind: "tx_checked", detail: "unknown", check: 1 }],
@@ -265,7 +271,7 @@ describe("store: explainMessage", () => {
     const checked = await explainMessage(db.pool, rec.messageId, at(8000));
     expect(checked!.pending).toMatchObject({ checks: 1, lastAnswer: "unknown" });
     expect(checked!.groups[0]!.description).toBe(
-      "waiting for its 2PC commit (last check-back at 2026-11-26T10:00:07.000Z, answer: unknown; next check at 2026-11-26T10:01:06.000Z)",
+      "waiting for its 2PC commit (last check-back at 2026-11-26T10:00:06.000Z, answer: unknown; next check at 2026-11-26T10:01:06.000Z)",
     );
     await applyTxAnswers(
       db.pool,
