@@ -11,7 +11,13 @@ import { type Binding, bindingsToJson } from "../binding/binding.js";
 import { loadRegistryFile } from "../binding/registry-file.js";
 import { ErrorCode, KiteqError } from "../errors.js";
 import type { Logger } from "../log.js";
-import { abandonClient, closeZooKeeper, connectZooKeeper, parseZkUrl } from "../registry/zk-connect.js";
+import {
+  abandonClient,
+  closeZooKeeper,
+  connectZooKeeper,
+  onLostSession,
+  parseZkUrl,
+} from "../registry/zk-connect.js";
 import { zkCreate, zkGetChildren, zkRemove, zkSetData } from "../registry/zk-ops.js";
 import { bindPath, isServerAddress, serverTopicPath } from "../registry/zk-paths.js";
 
@@ -188,15 +194,22 @@ class ZkDirectory implements BrokerDirectory {
       return;
     }
     this.client = client;
+    const renew = (why: string) => {
+      if (this.client !== client || this.closed) return;
+      this.logger.warn(`${why}; opening a new one`);
+      stopWatch();
+      abandonClient(client);
+      this.client = undefined;
+      // The new session writes this consumer's bindings again (connect()).
+      void this.reconnect();
+    };
+    // A ZooKeeper that lost its data refuses this client for ever without expiring its session.
+    const stopWatch = onLostSession(client, this.options.sessionTimeoutMs, () =>
+      renew("no ZooKeeper connection for a whole session timeout"),
+    );
     client.on("state", (state) => {
-      if (state === zookeeper.State.EXPIRED && this.client === client) {
-        this.logger.warn("ZooKeeper session expired; opening a new one");
-        abandonClient(client);
-        this.client = undefined;
-        void this.reconnect();
-      } else if (state === zookeeper.State.SYNC_CONNECTED && this.client === client) {
-        void this.refreshAll();
-      }
+      if (state === zookeeper.State.EXPIRED) renew("ZooKeeper session expired");
+      else if (state === zookeeper.State.SYNC_CONNECTED && this.client === client) void this.refreshAll();
     });
     await this.writeBindings();
     await this.refreshAll();

@@ -28,6 +28,11 @@ export interface ClusterDeps {
    * of a node ZooKeeper reports gone (one node at a time; issue 11). Default: always.
    */
   isMaintenanceNode?(): boolean;
+  /**
+   * The store's id (shard 0's uuid): ZooKeeper records it, and a ZooKeeper without that record
+   * (new, or restarted without its data) gets the store's persistent subscriptions back.
+   */
+  storeId?: string;
   log: Logger;
   /** Aborts a start still waiting for the registry (a signal during the node's startup). */
   signal?: AbortSignal;

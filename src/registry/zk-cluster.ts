@@ -4,7 +4,9 @@
  * - registers this node under KiteQ's paths (`/kiteq/server/{topic}/{ip:port}`, alive_servers);
  *   a ZooKeeper that does not answer makes start fail with RegistryFailed after a bounded wait;
  * - mirrors every binding of `/kiteq/sub` into the bindings table at start and after every
- *   outage, and each group's change as it is reported (binding-mirror.ts);
+ *   outage, and each group's change as it is reported (binding-mirror.ts); a ZooKeeper that has
+ *   no record of the store (new, or restarted without its data) first gets the store's
+ *   persistent subscriptions back (ZooKeeperRegistry's `store`);
  * - when another node leaves the live set, releases its claims (and, through the optional hook,
  *   its pending transactions) at once instead of after its lease (invariant 4; fencing,
  *   invariant 6, keeps a node that is in fact alive from undoing the takeover);
@@ -14,6 +16,7 @@
  *   (the broker's own record of connected producers, for 2PC check-backs, is src/tx/producers.ts).
  */
 import { ErrorCode, KiteqError, toKiteqError } from "../errors.js";
+import { listBindings } from "../store/bindings.js";
 import { BindingMirror } from "./binding-mirror.js";
 import type { ClusterDeps, ClusterMembership } from "./cluster.js";
 import { isServerAddress } from "./zk-paths.js";
@@ -47,6 +50,10 @@ export async function startZooKeeperCluster(
     connectString: `zk://${settings.hosts.join(",")}`,
     sessionTimeoutMs: settings.sessionTimeoutMs,
     logger: deps.log,
+    store:
+      deps.storeId === undefined
+        ? undefined
+        : { storeId: deps.storeId, mirroredBindings: () => listBindings(deps.pool, "zk") },
   });
   const mirror = new BindingMirror({
     pool: deps.pool,

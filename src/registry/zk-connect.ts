@@ -249,6 +249,42 @@ function installHandshakeWatchdog(client: Client, stallMs: number, logger: Logge
   watchdogs.set(client, timer);
 }
 
+/**
+ * Call `onLost` when `client` stays cut off from ZooKeeper for a whole session timeout (its
+ * negotiated one, else `timeoutMs`). The server has most likely expired the session by then, and
+ * the library may never find out: a server that lost its data (or a new ensemble) refuses a
+ * client that has seen a later zxid, and the library retries that for ever, never reporting the
+ * session expired. The caller then gives the client up and opens a new session. Returns a
+ * function that stops watching.
+ */
+export function onLostSession(
+  client: Client,
+  timeoutMs: number,
+  onLost: (timeoutMs: number) => void,
+): () => void {
+  let timer: NodeJS.Timeout | undefined;
+  const clear = () => {
+    if (timer !== undefined) clearTimeout(timer);
+    timer = undefined;
+  };
+  const arm = () => {
+    clear();
+    const ms = client.getSessionTimeout() > 0 ? client.getSessionTimeout() : timeoutMs;
+    timer = setTimeout(() => {
+      timer = undefined;
+      if (client.getState() !== zookeeper.State.SYNC_CONNECTED) onLost(ms);
+    }, ms);
+    timer.unref();
+  };
+  client.on("disconnected", arm);
+  client.on("connected", clear);
+  return () => {
+    clear();
+    client.removeListener("disconnected", arm);
+    client.removeListener("connected", clear);
+  };
+}
+
 function stopWatchdog(client: Client): void {
   const timer = watchdogs.get(client);
   if (timer !== undefined) clearInterval(timer);

@@ -58,6 +58,14 @@ export function groupOfBindNode(name: string): string | undefined {
     : undefined;
 }
 
+/**
+ * Record that ZooKeeper holds the bindings of the kiteq-pg store `storeId` (shard 0's uuid):
+ * outside KiteQ's /kiteq tree, which KiteQ's own brokers and clients read.
+ */
+export function storeMarkerPath(storeId: string): string {
+  return `/kiteq-pg/stores/${segment(storeId, "storeId")}`;
+}
+
 /** A broker address as KiteQ writes it: `ip:port` (a host name is accepted too). */
 export function isServerAddress(address: string): boolean {
   const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$/.exec(address);

@@ -24,12 +24,11 @@
  * pause or a busy event loop, 6 s does while keeping takeover quick.
  */
 import zookeeper, { type Client } from "node-zookeeper-client";
-import type { Binding } from "../binding/binding.js";
-import { parseBindingsJson, type RefusedPattern } from "../binding/binding.js";
+import { type Binding, bindingsToJson, parseBindingsJson, type RefusedPattern } from "../binding/binding.js";
 import { ErrorCode, KiteqError, toKiteqError } from "../errors.js";
 import { type Logger, silentLogger } from "../log.js";
 import type { Registry, RegistryEvents } from "./registry.js";
-import { abandonClient, closeZooKeeper, connectZooKeeper, parseZkUrl } from "./zk-connect.js";
+import { abandonClient, closeZooKeeper, connectZooKeeper, onLostSession, parseZkUrl } from "./zk-connect.js";
 import {
   isSessionExpired,
   type ZkOpOptions,
@@ -44,10 +43,12 @@ import {
   ALIVE_SERVERS_PATH,
   aliveServerPath,
   allServerPath,
+  bindPath,
   groupOfBindNode,
   isServerAddress,
   SUB_ROOT_PATH,
   serverPath,
+  storeMarkerPath,
   subTopicPath,
 } from "./zk-paths.js";
 import { logRefusedPatterns, ZkWatches } from "./zk-watch.js";
@@ -72,6 +73,16 @@ export interface ZooKeeperRegistryOptions {
   /** Bound of one ZooKeeper operation; default max(sessionTimeoutMs, 5 s). */
   operationTimeoutMs?: number;
   logger?: Logger;
+  /** The store whose subscriptions ZooKeeper holds: written back to a ZooKeeper that lost them. */
+  store?: RegistryStore;
+}
+
+/** What the registry needs of the store to give a new or wiped ZooKeeper its subscriptions back. */
+export interface RegistryStore {
+  /** A stable id of the store (shard 0's uuid). */
+  storeId: string;
+  /** The bindings the store mirrored from ZooKeeper. */
+  mirroredBindings(): Promise<Binding[]>;
 }
 
 /** Backoff between new-session attempts after an expiry: from 0.5 s doubling up to 10 s. */
@@ -100,10 +111,12 @@ export class ZooKeeperRegistry implements Registry {
   private outageReported = false;
   private reconciling: Promise<void> | undefined;
   private reconcileAgain = false;
-  private lostSessionTimer: NodeJS.Timeout | undefined;
+  private stopLostSessionWatch: (() => void) | undefined;
   private readonly abort = new AbortController();
+  private readonly store: RegistryStore | undefined;
 
   constructor(options: ZooKeeperRegistryOptions) {
+    this.store = options.store;
     this.connectString = parseZkUrl(options.connectString).connectString;
     this.sessionTimeoutMs = options.sessionTimeoutMs ?? DEFAULT_ZK_SESSION_TIMEOUT_MS;
     this.connectTimeoutMs = options.connectTimeoutMs ?? DEFAULT_ZK_CONNECT_TIMEOUT_MS;
@@ -206,7 +219,7 @@ export class ZooKeeperRegistry implements Registry {
     if (this.stopping) return;
     this.stopping = true;
     this.registered = false;
-    this.clearLostSessionTimer();
+    this.stopLostSessionWatch?.();
     this.abort.abort();
     await this.reconciling?.catch(() => undefined);
     this.watches?.detach();
@@ -222,40 +235,23 @@ export class ZooKeeperRegistry implements Registry {
     client.on("disconnected", () => {
       if (client !== this.client || this.stopping) return;
       this.markDown("connection to ZooKeeper lost");
-      this.armLostSessionTimer(client);
     });
     client.on("connected", () => {
       if (client !== this.client || this.stopping) return;
-      this.clearLostSessionTimer();
       this.kick();
     });
     client.on("expired", () => this.onExpired(client));
-  }
-
-  /**
-   * A client cut off for a whole session timeout gives up its session and a new one is made.
-   * The server has most likely expired it by then, and the library may never find out: a server
-   * that lost its data (or a new ensemble) refuses a client that has seen a later zxid, and the
-   * library retries that for ever. If the old session was in fact still alive, its ephemeral
-   * nodes are replaced by the new session's (ensureOwnEphemeral).
-   */
-  private armLostSessionTimer(client: Client): void {
-    this.clearLostSessionTimer();
-    const timeoutMs = client.getSessionTimeout() > 0 ? client.getSessionTimeout() : this.sessionTimeoutMs;
-    this.lostSessionTimer = setTimeout(() => {
-      this.lostSessionTimer = undefined;
-      if (client !== this.client || client.getState() === zookeeper.State.SYNC_CONNECTED) return;
+    // Cut off for a whole session timeout: a new session (if the old one was in fact still
+    // alive, its ephemeral nodes are replaced by the new session's: ensureOwnEphemeral).
+    this.stopLostSessionWatch?.();
+    this.stopLostSessionWatch = onLostSession(client, this.sessionTimeoutMs, (timeoutMs) => {
+      if (client !== this.client || this.stopping) return;
       this.logger.warn(
         { timeoutMs },
         "no ZooKeeper connection for a whole session timeout; starting a new session",
       );
       this.onExpired(client);
-    }, timeoutMs);
-  }
-
-  private clearLostSessionTimer(): void {
-    if (this.lostSessionTimer !== undefined) clearTimeout(this.lostSessionTimer);
-    this.lostSessionTimer = undefined;
+    });
   }
 
   private onExpired(client: Client): void {
@@ -367,6 +363,42 @@ export class ZooKeeperRegistry implements Registry {
       await this.ensureOwnEphemeral(client, serverPath(topic, this.address));
     }
     await this.ensureOwnEphemeral(client, aliveServerPath(this.address));
+    await this.restoreSubscriptions(client);
+  }
+
+  /**
+   * A ZooKeeper with no record of this store (a new ensemble, or one restarted without its data)
+   * has lost the store's persistent subscriptions too: they are written back from the store
+   * (where no node is there) before the watches read /kiteq/sub, so that no group reads as
+   * unbound: the mirror would delete its bindings, and every message published until its
+   * consumers wrote them again would be owed to nobody. Subscriptions that are not persistent
+   * are ephemeral nodes of their consumers' sessions, which write them again.
+   */
+  private async restoreSubscriptions(client: Client): Promise<void> {
+    if (this.store === undefined) return;
+    const marker = storeMarkerPath(this.store.storeId);
+    if ((await zkExists(client, marker, undefined, this.op)) !== undefined) return;
+    const byNode = new Map<string, Binding[]>();
+    for (const b of await this.store.mirroredBindings()) {
+      const path = bindPath(b.topic, b.groupId);
+      byNode.set(path, [...(byNode.get(path) ?? []), b]);
+    }
+    const restored: string[] = [];
+    for (const [path, list] of byNode) {
+      if (!list.some((b) => b.persistent)) continue;
+      if ((await zkCreate(client, path, { data: bindingsToJson(list), ...this.op })) === "created") {
+        restored.push(path);
+      }
+    }
+    await zkCreate(client, marker, this.op);
+    if (restored.length === 0) {
+      this.logger.info({ marker }, "ZooKeeper had no record of this store: recorded");
+      return;
+    }
+    this.logger.warn(
+      { restored: restored.length, nodes: restored.slice(0, 20), marker },
+      "ZooKeeper had no record of this store (a new ensemble, or one that lost its data): its persistent subscriptions were written back from the store",
+    );
   }
 
   /** Ephemeral node at `path` owned by `client`'s session, replacing one owned by anyone else. */

@@ -95,6 +95,8 @@ export class Broker {
   /** Shard 0's URL. */
   readonly databaseUrl: string;
   private cluster: ClusterMembership | undefined;
+  /** Shard 0's uuid, recorded at the store's creation (known once open() checked the shard list). */
+  private storeId: string | undefined;
   /** The admin HTTP server (/healthz, /metrics, /messages/:id), when configured. */
   admin: AdminServer | undefined;
   private readonly server: ProtocolServer;
@@ -245,10 +247,12 @@ export class Broker {
     // Every shard is migrated (same schema everywhere) and must answer at start.
     await Promise.all(shards.map((s) => runMigrations(s.pool, log)));
     // The shard list recorded at the store's creation must be the one given (refusal otherwise).
-    await verifyShardList(
-      shards.map((s) => s.pool),
-      shards.map((s) => s.label),
-    );
+    this.storeId = (
+      await verifyShardList(
+        shards.map((s) => s.pool),
+        shards.map((s) => s.label),
+      )
+    )[0];
     if (shards.length > 1) {
       log.info({ shards: shards.map((s) => s.label) }, `store sharded over ${shards.length} databases`);
     }
@@ -340,6 +344,7 @@ export class Broker {
       dispatcher: this.dispatcher,
       releaseTransactionsOfNode: (nodeId) => this.transactions.releaseClaimsOfNode(nodeId),
       isMaintenanceNode: () => this.maintenance.isLeader,
+      storeId: this.storeId,
       log: log.child({ component: "registry" }),
       signal,
     });

@@ -11,11 +11,12 @@ type Queryable = pg.Pool | pg.PoolClient;
 /** Where a binding came from. */
 export type BindingSource = "static" | "cli" | "zk";
 
-/** Every binding, in a stable order. */
-export async function listBindings(db: Queryable): Promise<Binding[]> {
+/** Every binding (or those from `source`), in a stable order. */
+export async function listBindings(db: Queryable, source?: BindingSource): Promise<Binding[]> {
   const { rows } = await db.query(
     `SELECT group_id, topic, message_type, bind_type, version, watermark, persistent
-       FROM bindings ORDER BY topic, group_id, message_type`,
+       FROM bindings WHERE $1::text IS NULL OR source = $1 ORDER BY topic, group_id, message_type`,
+    [source ?? null],
   );
   return rows.map((r) =>
     createBinding({

@@ -14,7 +14,14 @@ import { type Logger, silentLogger } from "../../../src/log.js";
 import { type ClusterDeps, type ClusterMembership, startCluster } from "../../../src/registry/cluster.js";
 import { advertisedAddress } from "../../../src/registry/zk-cluster.js";
 import { closeZooKeeper, connectZooKeeper } from "../../../src/registry/zk-connect.js";
-import { zkCreate, zkExists, zkGetChildren, zkRemove, zkSetData } from "../../../src/registry/zk-ops.js";
+import {
+  zkCreate,
+  zkExists,
+  zkGetChildren,
+  zkGetData,
+  zkRemove,
+  zkSetData,
+} from "../../../src/registry/zk-ops.js";
 import { ZooKeeperRegistry } from "../../../src/registry/zookeeper.js";
 import { listBindings } from "../../../src/store/bindings.js";
 import { createTestDatabase, type TestDatabase } from "../../support/db.js";
@@ -38,6 +45,7 @@ async function cluster(
   port: number,
   zkConnect = zk.connectString,
   log: Logger = silentLogger,
+  storeId?: string,
 ): Promise<ClusterMembership & Calls> {
   const { config } = loadConfig(
     ["--bind", `127.0.0.1:${port}`, "--registry", `zk://${zkConnect}?timeout=4s`, "--topics", "trade,order"],
@@ -57,6 +65,7 @@ async function cluster(
       },
     },
     releaseTransactionsOfNode: async (id) => void calls.releasedTx.push(id),
+    storeId,
     log,
   };
   const membership = await startCluster(deps);
@@ -247,5 +256,66 @@ describe("startCluster (ZooKeeper)", () => {
     expect(advertisedAddress(":::13800", "kiteq1:13800")).toBe("kiteq1:13800");
     expect(advertisedAddress("::1:13800", "x")).toBe("[::1]:13800");
     expect(() => advertisedAddress("0.0.0.0:13800", "node-a")).toThrow(/node id/);
+  });
+
+  // Last in this file: the wiped server refuses the file's shared client from then on.
+  it("gives a ZooKeeper restarted without its data the store's persistent subscriptions back: no group reads as unbound meanwhile", async () => {
+    const storeId = "6f1d6c1e-0000-4000-8000-000000000001";
+    await zkCreate(raw, "/kiteq/sub/trade/keep-bind", {
+      data: bindingsToJson([directBinding("keep", "trade", "pay", 100, true)]),
+    });
+    await zkCreate(raw, "/kiteq/sub/order/online-bind", {
+      data: bindingsToJson([fanoutBinding("online", "order", 10, false)]),
+      ephemeral: true,
+    });
+    const lines: string[] = [];
+    const log = pino({ level: "info" }, { write: (l: string) => void lines.push(l) });
+    await cluster(await freePort(), zk.connectString, log, storeId);
+    expect(await zkRows()).toEqual(["keep/trade/pay", "online/order/*"]);
+    // Watch the table the delivery engine reads, every 50 ms, while ZooKeeper loses everything.
+    let sawKeepMissing = false;
+    let watching = true;
+    const watcher = (async () => {
+      while (watching) {
+        if (!(await zkRows()).includes("keep/trade/pay")) sawKeepMissing = true;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    })();
+    await zk.restart({ wipeData: true });
+    const check = await connectZooKeeper(zk.connectString, {
+      sessionTimeoutMs: SESSION_MS,
+      connectTimeoutMs: 3_000,
+      retries: 3,
+    });
+    try {
+      // The node opens a new session (the old one is refused for ever) and writes the persistent
+      // subscription back; the ephemeral one went with its consumer's session.
+      const restored = await waitFor(
+        async () => (await zkGetData(check, "/kiteq/sub/trade/keep-bind"))?.data.toString("utf8"),
+        20_000,
+        "persistent subscription written back",
+      );
+      expect(JSON.parse(restored)).toEqual(
+        JSON.parse(bindingsToJson([directBinding("keep", "trade", "pay", 100, true)])),
+      );
+      expect(await zkExists(check, "/kiteq/sub/order/online-bind")).toBeUndefined();
+      expect(await zkExists(check, `/kiteq-pg/stores/${storeId}`)).toBeDefined();
+      await waitFor(
+        async () => !(await zkRows()).includes("online/order/*"),
+        15_000,
+        "ephemeral one unbound",
+      );
+      watching = false;
+      await watcher;
+      expect(sawKeepMissing).toBe(false);
+      expect(await zkRows()).toEqual(["keep/trade/pay"]);
+      expect(
+        lines.some((l) => l.includes("its persistent subscriptions were written back from the store")),
+      ).toBe(true);
+      await zkRemove(check, "/kiteq/sub/trade/keep-bind");
+    } finally {
+      watching = false;
+      await closeZooKeeper(check);
+    }
   });
 });

@@ -1,0 +1,60 @@
+/**
+ * The SDK's ZooKeeper directory against a real ZooKeeper that restarts without its data: such a
+ * server refuses the old session's client for ever (it has seen a later zxid) and the library never
+ * reports the session expired, so the directory must open a new session by itself and write the
+ * consumer's bindings again; otherwise the brokers mirror the group as unbound and what is
+ * published meanwhile is owed to nobody.
+ */
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { bindingsToJson, directBinding, fanoutBinding } from "../../../src/binding/binding.js";
+import { type BrokerDirectory, createDirectory } from "../../../src/client/directory.js";
+import { silentLogger } from "../../../src/log.js";
+import { closeZooKeeper, connectZooKeeper } from "../../../src/registry/zk-connect.js";
+import { zkGetData } from "../../../src/registry/zk-ops.js";
+import { startZooKeeper, type TestZooKeeper, waitFor } from "../../support/zookeeper.js";
+
+let zk: TestZooKeeper;
+let directory: BrokerDirectory | undefined;
+
+beforeAll(async () => {
+  zk = await startZooKeeper();
+});
+
+afterAll(async () => {
+  await directory?.close();
+  await zk?.stop();
+});
+
+it("writes a consumer's bindings again after ZooKeeper restarted without its data", async () => {
+  directory = createDirectory(`zk://${zk.connectString}?timeout=4s`, silentLogger);
+  await directory.start(["trade"], () => undefined);
+  const kept = [directBinding("keep", "trade", "pay", 100, true)];
+  const online = [fanoutBinding("online", "trade", 10, false)];
+  await directory.publishBindings("keep", kept);
+  await directory.publishBindings("online", online);
+
+  await zk.restart({ wipeData: true });
+  const check = await connectZooKeeper(zk.connectString, {
+    sessionTimeoutMs: 4_000,
+    connectTimeoutMs: 3_000,
+    retries: 3,
+  });
+  try {
+    const read = async (path: string) => (await zkGetData(check, path))?.data.toString("utf8");
+    // A new session within a session timeout (4 s) and a reconnect; 20 s for a loaded machine.
+    const keep = await waitFor(
+      () => read("/kiteq/sub/trade/keep-bind"),
+      20_000,
+      "persistent bindings written again",
+    );
+    const on = await waitFor(
+      () => read("/kiteq/sub/trade/online-bind"),
+      20_000,
+      "ephemeral bindings written again",
+    );
+    expect(JSON.parse(keep)).toEqual(JSON.parse(bindingsToJson(kept)));
+    expect(JSON.parse(on)).toEqual(JSON.parse(bindingsToJson(online)));
+  } finally {
+    await closeZooKeeper(check);
+  }
+});
