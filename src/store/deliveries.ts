@@ -209,6 +209,22 @@ async function expireOrphanedDeliveries(
   return rowCount ?? 0;
 }
 
+/** Order of a batch's rows by (messagePk, groupId): every batch locks deliveries in this order. */
+function byDeliveryKey(
+  a: { messagePk: number; groupId: string },
+  b: { messagePk: number; groupId: string },
+): number {
+  if (a.messagePk !== b.messagePk) return a.messagePk - b.messagePk;
+  return a.groupId < b.groupId ? -1 : a.groupId > b.groupId ? 1 : 0;
+}
+
+/** Added to the reason of a failed push whose claim no longer held the delivery. */
+export const NACK_AFTER_END = " (this claim no longer held the delivery: nothing changed)";
+
+/** History detail of a push whose answer came after its delivery had ended. */
+export const PUSH_AFTER_END =
+  "answered after the delivery had ended (taken over or redelivered): received more than once";
+
 /** A consumer's DELIVER_ACK true (or an ack of an earlier claim: it still ends the delivery). */
 export interface AckRecord {
   messagePk: number;
@@ -229,22 +245,32 @@ export interface AckRecord {
  * is kept, in half the rows and index entries. A slower one gets its own `delivered` row.
  */
 const ACK_DELIVERIES = `
-WITH gone AS (
+WITH input AS (
+  SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::float8[], $5::float8[])
+    AS a(message_pk, group_id, attempt, pushed_at, acked_at)
+), gone AS (
   DELETE FROM deliveries d
-   USING unnest($1::bigint[], $2::text[], $3::int[], $4::float8[], $5::float8[])
-         AS a(message_pk, group_id, attempt, pushed_at, acked_at)
+   USING input a
    WHERE d.message_pk = a.message_pk AND d.group_id = a.group_id
   RETURNING a.message_pk, a.group_id, a.attempt, to_timestamp(a.pushed_at) AS pushed_at,
             to_timestamp(a.acked_at) AS acked_at,
             coalesce(a.acked_at - a.pushed_at <= ${ACK_WITH_PUSH_WINDOW_SECONDS}, false) AS merged
 ), ev AS (
-  INSERT INTO message_events (message_pk, kind, at, group_id, node_id, attempt, delivered_at)
-  SELECT message_pk, 'delivered'::message_event_kind, pushed_at, group_id, $6, attempt, NULL
+  INSERT INTO message_events (message_pk, kind, at, group_id, node_id, attempt, delivered_at, detail)
+  SELECT message_pk, 'delivered'::message_event_kind, pushed_at, group_id, $6, attempt, NULL, NULL
     FROM gone WHERE NOT merged AND pushed_at IS NOT NULL
   UNION ALL
   SELECT message_pk, 'acked'::message_event_kind, acked_at, group_id, $6, attempt,
-         CASE WHEN merged THEN pushed_at END
+         CASE WHEN merged THEN pushed_at END, NULL
     FROM gone
+  UNION ALL
+  -- The push of an ack that ended nothing (the delivery had ended: acked after a takeover or a
+  -- redelivery) still happened: its consumer received the message once more.
+  SELECT a.message_pk, 'delivered'::message_event_kind, to_timestamp(a.pushed_at), a.group_id, $6, a.attempt, NULL,
+         '${PUSH_AFTER_END}'
+    FROM input a
+   WHERE a.pushed_at IS NOT NULL
+     AND NOT EXISTS (SELECT 1 FROM gone g WHERE g.message_pk = a.message_pk AND g.group_id = a.group_id)
 )
 SELECT count(*)::int AS ended,
        coalesce(array_agg(message_pk::text || ' ' || group_id) FILTER (WHERE pushed_at IS NULL), '{}') AS late_ended
@@ -263,10 +289,13 @@ export const ackKey = (a: { messagePk: number; groupId: string }): string => `${
 /** Apply a batch of acks (see ACK_DELIVERIES). */
 export async function ackDeliveries(
   db: Queryable,
-  acks: readonly AckRecord[],
+  batch: readonly AckRecord[],
   nodeId: string,
 ): Promise<AckBatchResult> {
-  if (acks.length === 0) return { ended: 0, lateEnded: new Set() };
+  if (batch.length === 0) return { ended: 0, lateEnded: new Set() };
+  // In key order: two batches deleting the same rows (this node's and another's, or acks and
+  // nacks) lock them in the same order instead of deadlocking.
+  const acks = [...batch].sort(byDeliveryKey);
   const { rows } = await db.query<{ ended: number; late_ended: string[] }>({
     // Named: parsed and planned once per connection (tens of ack batches a second).
     name: "ack_deliveries",
@@ -323,10 +352,17 @@ WITH input AS (
 ), hit AS (
   SELECT * FROM retried UNION ALL SELECT * FROM dead
 )
+-- Every push is written, and its failure: one this claim no longer held (taken over, or ended
+-- by an ack written first) changed nothing, and says so.
 INSERT INTO message_events (message_pk, kind, at, group_id, node_id, attempt, detail)
-SELECT message_pk, 'delivered'::message_event_kind, pushed_at, group_id, $10, attempt, NULL FROM hit
+SELECT message_pk, 'delivered'::message_event_kind, pushed_at, group_id, $10, attempt, NULL FROM input
 UNION ALL
 SELECT message_pk, 'nacked'::message_event_kind, failed_at, group_id, $10, attempt, reason FROM hit
+UNION ALL
+SELECT n.message_pk, 'nacked'::message_event_kind, n.failed_at, n.group_id, $10, n.attempt,
+       n.reason || '${NACK_AFTER_END}'
+  FROM input n
+ WHERE NOT EXISTS (SELECT 1 FROM hit h WHERE h.message_pk = n.message_pk AND h.group_id = n.group_id)
 UNION ALL
 SELECT message_pk, 'dead_lettered'::message_event_kind, failed_at + interval '1 microsecond', group_id, $10, attempt,
        'deliver limit reached' FROM dead`;
@@ -334,10 +370,11 @@ SELECT message_pk, 'dead_lettered'::message_event_kind, failed_at + interval '1 
 /** Apply a batch of nacks (see NACK_DELIVERIES); returns the number of history rows written. */
 export async function nackDeliveries(
   db: Queryable,
-  nacks: readonly NackRecord[],
+  batch: readonly NackRecord[],
   nodeId: string,
 ): Promise<number> {
-  if (nacks.length === 0) return 0;
+  if (batch.length === 0) return 0;
+  const nacks = [...batch].sort(byDeliveryKey);
   const { rowCount } = await db.query({
     text: NACK_DELIVERIES,
     values: [

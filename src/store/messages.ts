@@ -108,9 +108,13 @@ export async function insertPublishBatch(
   batch: readonly PublishRecord[],
   options: PublishBatchOptions,
 ): Promise<PublishResult[]> {
-  // The first of two equal ids in one batch is written; the second is its duplicate.
+  // The first of two equal ids in one batch is written; the second is its duplicate. Rows go in
+  // messageId order: two nodes' batches holding the same ids (a producer resending to another
+  // broker) then take message_ids' index locks in the same order instead of deadlocking.
   const seen = new Set<string>();
-  const records = batch.filter((r) => !seen.has(r.messageId) && seen.add(r.messageId) !== undefined);
+  const records = batch
+    .filter((r) => !seen.has(r.messageId) && seen.add(r.messageId) !== undefined)
+    .sort((a, b) => (a.messageId < b.messageId ? -1 : a.messageId > b.messageId ? 1 : 0));
   const n = records.length;
   const cols = {
     messageId: new Array<string>(n),

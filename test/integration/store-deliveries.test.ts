@@ -4,7 +4,9 @@ import {
   ackDeliveries,
   claimDueDeliveries,
   expireDeliveries,
+  NACK_AFTER_END,
   nackDeliveries,
+  PUSH_AFTER_END,
   renewLeases,
   replayRange,
 } from "../../src/store/deliveries.js";
@@ -68,7 +70,17 @@ describe("store: deliveries", () => {
       deadLetter: false,
       reason: "x",
     };
-    expect(await nackDeliveries(db.pool, [stale], "n")).toBe(0);
+    // A stale claim's failed push changes nothing, but it happened: both rows are written, saying so.
+    expect(await nackDeliveries(db.pool, [stale], "n")).toBe(2);
+    expect(await claim(["f1"], [1], at(2))).toHaveLength(0); // still claimed, attempts unchanged
+    const staleRows = await db.pool.query<{ kind: string; detail: string | null }>(
+      "SELECT kind::text, detail FROM message_events WHERE message_pk = $1 AND group_id = 'f1' ORDER BY at, kind",
+      [r!.pk!],
+    );
+    expect(staleRows.rows).toEqual([
+      { kind: "delivered", detail: null },
+      { kind: "nacked", detail: `x${NACK_AFTER_END}` },
+    ]);
     expect(await nackDeliveries(db.pool, [{ ...stale, claimEpoch: 1 }], "n")).toBe(2);
     const [c2] = await claim(["f1"], [1], at(3));
     expect(c2).toMatchObject({ claimEpoch: 2, attempts: 1 });
@@ -92,6 +104,15 @@ describe("store: deliveries", () => {
         "n",
       ),
     ).toEqual({ ended: 0, lateEnded: new Set() });
+    // That second push was received: its row says it was answered after the delivery ended.
+    const pushes = await db.pool.query<{ kind: string; detail: string | null }>(
+      "SELECT kind::text, detail FROM message_events WHERE message_pk = $1 AND group_id = 'f2' ORDER BY kind::text, detail NULLS FIRST",
+      [r2!.pk!],
+    );
+    expect(pushes.rows).toEqual([
+      { kind: "acked", detail: null },
+      { kind: "delivered", detail: PUSH_AFTER_END },
+    ]);
     // A late ack (pushedAt null) of a delivery already ended: not in lateEnded (metrics count
     // only what the store applied).
     expect(
