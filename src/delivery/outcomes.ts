@@ -1,12 +1,13 @@
 /**
  * Writes the outcome of pushes (acks, nacks, releases) in batches, one transaction per batch,
  * and retries a failed batch: an outcome is never dropped because the database blinked. After
- * the last retry the claim is left to lapse, and the delivery is made again by whichever node
- * claims it next (at least once, never lost).
+ * the last retry (only once the node stops) the claim is left to lapse, and the delivery is made
+ * again by whichever node claims it next (at least once, never lost).
  */
 import type pg from "pg";
-import { toKiteqError } from "../errors.js";
+import { ErrorCode, toKiteqError } from "../errors.js";
 import type { Logger } from "../log.js";
+import { RateLimitedLog } from "../log-limit.js";
 import {
   type AckRecord,
   ackDeliveries,
@@ -17,8 +18,10 @@ import {
 } from "../store/deliveries.js";
 import { GroupCommitter } from "../store/group-commit.js";
 
+/** Attempts of a stopping node before an outcome is given up (about 18 s). */
 const RETRIES = 8;
 const RETRY_DELAY_MS = 500;
+const MAX_RETRY_DELAY_MS = 5_000;
 
 type Release = { messagePk: number; groupId: string; claimEpoch: number };
 
@@ -29,12 +32,19 @@ export class OutcomeWriter {
   private readonly nacks: GroupCommitter<NackRecord, void>;
   private readonly releases: GroupCommitter<Release, void>;
   private retrying = 0;
+  /** Set by drain() (the node stops): retries are then bounded. */
+  private closing = false;
+  /** One line per outcome would be thousands a second while PostgreSQL is away. */
+  private readonly limitedLog: RateLimitedLog;
 
   constructor(
     pool: pg.Pool,
     nodeId: string,
-    private readonly log: Logger,
+    log: Logger,
+    /** First retry delay (ms; each next one longer, at most 5 s). Tests shorten it. */
+    private readonly retryDelayMs = RETRY_DELAY_MS,
   ) {
+    this.limitedLog = new RateLimitedLog(log);
     const each =
       <T>(write: (items: T[]) => Promise<unknown>) =>
       async (items: T[]) => {
@@ -86,11 +96,15 @@ export class OutcomeWriter {
     this.submit(this.releases, item, done, "release", 0);
   }
 
-  /** Wait until everything submitted is written or given up. */
+  /** Wait until everything submitted is written or given up (the node stops: see submit). */
   async drain(): Promise<void> {
+    this.closing = true;
     for (;;) {
       await Promise.all([this.acks.drain(), this.nacks.drain(), this.releases.drain()]);
-      if (this.retrying === 0 && this.acks.pending + this.nacks.pending + this.releases.pending === 0) return;
+      if (this.retrying === 0 && this.acks.pending + this.nacks.pending + this.releases.pending === 0) {
+        this.limitedLog.close();
+        return;
+      }
       await new Promise((r) => setTimeout(r, 50));
     }
   }
@@ -107,24 +121,36 @@ export class OutcomeWriter {
         done(result as R);
         return;
       }
-      const e = toKiteqError(err, { messagePk: item.messagePk, groupId: item.groupId });
-      if (attempt >= RETRIES) {
-        this.log.error(
+      const e = toKiteqError(
+        err,
+        { messagePk: item.messagePk, groupId: item.groupId },
+        ErrorCode.StoreFailed,
+      );
+      // While the node runs, an outcome is retried until written: given up, the push it records
+      // would be missing from the history once its lease lapsed and another node delivered again.
+      // Only a stopping node gives up, after RETRIES, so that its stop stays bounded.
+      if (this.closing && attempt >= RETRIES) {
+        this.limitedLog.error(
+          `gave up ${what}`,
           { code: e.code, err: e.message, what },
-          "giving up writing a delivery outcome; its lease will lapse",
+          "giving up writing a delivery outcome at stop; its lease will lapse",
         );
         done(false);
         return;
       }
       if (attempt === 0)
-        this.log.warn({ code: e.code, err: e.message, what }, "delivery outcome write failed, retrying");
+        this.limitedLog.warn(
+          `${what} retry ${e.code}`,
+          { code: e.code, err: e.message, what },
+          "delivery outcome write failed, retrying",
+        );
       this.retrying++;
       setTimeout(
         () => {
           this.retrying--;
           this.submit(committer, item, done, what, attempt + 1);
         },
-        RETRY_DELAY_MS * (attempt + 1),
+        Math.min(this.retryDelayMs * (attempt + 1), MAX_RETRY_DELAY_MS),
       );
     });
   }

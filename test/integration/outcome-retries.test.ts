@@ -1,0 +1,85 @@
+/**
+ * OutcomeWriter against a real PostgreSQL whose statements fail for a while (a pool that refuses
+ * its first queries, as a database that is away does): a running node retries an outcome until
+ * it is written, however many attempts that takes (given up, the push would be missing from the
+ * history once another node delivered again), and only a stopping node gives up, within a bound.
+ */
+import type pg from "pg";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { OutcomeWriter } from "../../src/delivery/outcomes.js";
+import { silentLogger } from "../../src/log.js";
+import { ensurePartitions } from "../../src/store/db.js";
+import { claimDueDeliveries } from "../../src/store/deliveries.js";
+import { insertPublishBatch } from "../../src/store/messages.js";
+import { createTestDatabase, type TestDatabase } from "../support/db.js";
+import { publishRecord } from "../support/records.js";
+
+let db: TestDatabase;
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  await ensurePartitions(db.pool, new Date());
+});
+
+afterAll(async () => {
+  await db?.drop();
+});
+
+/** A pool whose next `failures` queries fail as a refused connection would. */
+function failingPool(real: pg.Pool, state: { failures: number }): pg.Pool {
+  return new Proxy(real, {
+    get(target, prop, receiver) {
+      if (prop !== "query") return Reflect.get(target, prop, receiver);
+      return (...args: unknown[]) => {
+        if (state.failures > 0) {
+          state.failures--;
+          return Promise.reject(
+            Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:1"), { code: "ECONNREFUSED" }),
+          );
+        }
+        return (target.query as (...a: unknown[]) => unknown)(...args);
+      };
+    },
+  });
+}
+
+it("retries an ack until written while running (more than the stop bound of 8), and gives up only when stopping", async () => {
+  const now = new Date();
+  const rec = publishRecord(now, ["g"]);
+  const [stored] = await insertPublishBatch(db.pool, [rec], {
+    now,
+    nodeId: "n",
+    leaseUntil: now,
+    firstTxCheckAt: now,
+  });
+  const [claimed] = await claimDueDeliveries(db.pool, {
+    groups: ["g"],
+    limits: [1],
+    now: new Date(now.getTime() + 1),
+    claimer: "n/1",
+    leaseUntil: new Date(now.getTime() + 30_000),
+  });
+  expect(claimed).toBeDefined();
+  const state = { failures: 12 };
+  const writer = new OutcomeWriter(failingPool(db.pool, state), "n", silentLogger, 5);
+  const ended = await new Promise<boolean | false>((resolve) =>
+    writer.ack({ messagePk: stored!.pk!, groupId: "g", attempt: 1, pushedAt: now, ackedAt: now }, resolve),
+  );
+  expect(ended).toBe(true);
+  expect(state.failures).toBe(0);
+  const { rows } = await db.pool.query(
+    "SELECT kind::text FROM message_events WHERE message_pk = $1 AND group_id = 'g'",
+    [stored!.pk!],
+  );
+  expect(rows.map((r) => r.kind)).toEqual(["acked"]);
+
+  // Stopping: a database that stays away makes the writer give up, within its bound.
+  state.failures = 1_000;
+  const given = new Promise<boolean | false>((resolve) =>
+    writer.ack({ messagePk: stored!.pk!, groupId: "g", attempt: 2, pushedAt: now, ackedAt: now }, resolve),
+  );
+  const t0 = Date.now();
+  await writer.drain();
+  expect(await given).toBe(false);
+  expect(Date.now() - t0).toBeLessThan(10_000);
+});
