@@ -122,11 +122,13 @@ export const migrateCommand: Command = {
     const urls = config.databaseUrls.length > 0 ? config.databaseUrls : [embedded!.url("kiteq")];
     const pools = urls.map((url) => createPool(url, { max: 2 }));
     try {
+      let applied = 0;
       for (const pool of pools) {
-        await runMigrations(pool, log);
+        applied += (await runMigrations(pool, log)).length;
         await ensurePartitions(pool, new Date());
       }
-      log.info({ shards: pools.length }, "migrations applied");
+      // runMigrations names what it applied; say so when there was nothing to do.
+      if (applied === 0) log.info({ shards: pools.length }, "database schema up to date: nothing to apply");
       return 0;
     } finally {
       await Promise.all(pools.map((p) => p.end()));

@@ -1,10 +1,10 @@
 /**
  * Connection pools, migrations and partition upkeep of the store.
  */
+import { readFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { drizzle } from "drizzle-orm/node-postgres";
-import { migrate } from "drizzle-orm/node-postgres/migrator";
+import { type MigrationMeta, readMigrationFiles } from "drizzle-orm/migrator";
 import pg from "pg";
 import { ErrorCode, KiteqError, sqlState } from "../errors.js";
 import type { Logger } from "../log.js";
@@ -150,32 +150,154 @@ export function storeConnectFailure(err: unknown, pool?: pg.Pool): KiteqError | 
   );
 }
 
-/** Apply the migrations in migrations/ (idempotent; serialised across nodes by an advisory lock). */
-export async function runMigrations(pool: pg.Pool, logger: Logger): Promise<void> {
+/** Where drizzle records applied migrations (its layout, kept so drizzle-kit reads the same). */
+const APPLIED_TABLE = "drizzle.__drizzle_migrations";
+
+/**
+ * How long one migration statement waits for a table lock. A migration that takes a table
+ * exclusively queues behind every open transaction that read it (an operator's psql session, a
+ * pg_dump), and every statement of the running nodes then queues behind the migration: bounded,
+ * it gives up, the running nodes go on, and it is tried again.
+ */
+const MIGRATION_LOCK_TIMEOUT = "5s";
+const MIGRATION_RETRY_MS = 2_000;
+
+/** One migration of the folder: its journal tag and `when` (its identity in the database). */
+interface Migration extends MigrationMeta {
+  tag: string;
+}
+
+function readMigrations(folder: string): Migration[] {
+  const journal = JSON.parse(readFileSync(path.join(folder, "meta", "_journal.json"), "utf8")) as {
+    entries: { tag: string; when: number }[];
+  };
+  return readMigrationFiles({ migrationsFolder: folder }).map((m, i) => ({
+    ...m,
+    tag: journal.entries[i]?.tag ?? String(m.folderMillis),
+  }));
+}
+
+/**
+ * Apply the migrations of `folder` that the database has not recorded (idempotent; serialised
+ * across nodes by an advisory lock), all in one transaction. A migration is known by its journal
+ * `when`: every one not recorded is applied, whatever its `when` (drizzle's own migrator applies
+ * only those later than the last one recorded, so a migration stamped earlier than one already
+ * applied would be skipped without a word). A database holding migrations this code does not
+ * know (a newer version applied them) is refused. Returns the tags applied.
+ */
+export async function runMigrations(pool: pg.Pool, logger: Logger, folder = MIGRATIONS_DIR): Promise<string[]> {
+  const migrations = readMigrations(folder);
   const client = await pool.connect().catch((err: unknown) => {
     throw storeConnectFailure(err, pool) ?? err;
   });
+  let current: string | undefined;
   try {
     // A migration that carries data over may take longer than any broker statement may.
     await client.query("SET statement_timeout = 0");
-    await client.query("SELECT pg_advisory_lock($1)", [MIGRATION_LOCK_ID]);
+    await takeMigrationLock(client, logger);
     try {
-      await migrate(drizzle(client), { migrationsFolder: MIGRATIONS_DIR });
+      await client.query("CREATE SCHEMA IF NOT EXISTS drizzle");
+      await client.query(
+        `CREATE TABLE IF NOT EXISTS ${APPLIED_TABLE} (id SERIAL PRIMARY KEY, hash text NOT NULL, created_at bigint)`,
+      );
+      const { rows } = await client.query<{ created_at: number }>(`SELECT created_at FROM ${APPLIED_TABLE}`);
+      const applied = new Set(rows.map((r) => Number(r.created_at)));
+      const known = new Set(migrations.map((m) => m.folderMillis));
+      const unknown = [...applied].filter((w) => !known.has(w));
+      if (unknown.length > 0) {
+        throw new KiteqError(
+          ErrorCode.StoreFailed,
+          `the database holds ${unknown.length} migration${unknown.length === 1 ? "" : "s"} this kiteq-pg does not know ` +
+            "(a newer version applied them): run that version or a later one, not an older one",
+          { unknownMigrations: unknown.length },
+        );
+      }
+      const pending = migrations.filter((m) => !applied.has(m.folderMillis));
+      if (pending.length === 0) {
+        logger.debug("database schema up to date");
+        return [];
+      }
+      const t0 = Date.now();
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await client.query("BEGIN");
+          await client.query(`SET LOCAL lock_timeout = '${MIGRATION_LOCK_TIMEOUT}'`);
+          for (const m of pending) {
+            current = m.tag;
+            for (const stmt of m.sql) if (stmt.trim() !== "") await client.query(stmt);
+            await client.query(`INSERT INTO ${APPLIED_TABLE} (hash, created_at) VALUES ($1, $2)`, [
+              m.hash,
+              m.folderMillis,
+            ]);
+          }
+          current = undefined;
+          await client.query("COMMIT");
+          break;
+        } catch (err) {
+          await client.query("ROLLBACK").catch(() => undefined);
+          if (sqlState(err) !== "55P03") throw err;
+          const holders = await longTransactions(client);
+          logger.warn(
+            { migration: current, attempt, retryInMs: MIGRATION_RETRY_MS, holders },
+            `migration waits for a table lock held by another session (longer than ${MIGRATION_LOCK_TIMEOUT}); the running nodes go on, and it is tried again`,
+          );
+          current = undefined;
+          await new Promise((r) => setTimeout(r, MIGRATION_RETRY_MS));
+        }
+      }
+      logger.info({ applied: pending.map((m) => m.tag), ms: Date.now() - t0 }, "migrations applied");
+      return pending.map((m) => m.tag);
     } finally {
-      await client.query("SELECT pg_advisory_unlock($1)", [MIGRATION_LOCK_ID]);
-      await client.query("RESET statement_timeout");
+      await client.query("SELECT pg_advisory_unlock($1)", [MIGRATION_LOCK_ID]).catch(() => undefined);
+      await client.query("RESET statement_timeout").catch(() => undefined);
     }
-    logger.debug("migrations applied");
   } catch (err) {
+    if (err instanceof KiteqError) throw err;
     throw new KiteqError(
       ErrorCode.StoreFailed,
-      `migration failed: ${(err as Error).message}`,
-      {},
+      `migration ${current ?? ""}${current === undefined ? "" : " "}failed: ${(err as Error).message}`,
+      current === undefined ? {} : { migration: current },
       { cause: err },
     );
   } finally {
     client.release();
   }
+}
+
+/** Take the migration lock; while another node migrates, say so (every 10 s) instead of hanging mute. */
+async function takeMigrationLock(client: pg.PoolClient, logger: Logger): Promise<void> {
+  let saidAt = 0;
+  for (;;) {
+    const { rows } = await client.query<{ ok: boolean }>("SELECT pg_try_advisory_lock($1) AS ok", [
+      MIGRATION_LOCK_ID,
+    ]);
+    if (rows[0]?.ok === true) return;
+    if (Date.now() - saidAt >= 10_000) {
+      saidAt = Date.now();
+      const { rows: by } = await client.query<{ pid: number; application_name: string }>(
+        `SELECT a.pid, a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+          WHERE l.locktype = 'advisory' AND l.granted AND l.objid = $1 LIMIT 1`,
+        [MIGRATION_LOCK_ID],
+      );
+      logger.info(
+        { heldBy: by[0] === undefined ? undefined : `${by[0].application_name} (pid ${by[0].pid})` },
+        "waiting for another session's migration to finish",
+      );
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+/** Sessions whose transaction is older than the lock timeout: what a migration waits behind. */
+async function longTransactions(client: pg.PoolClient): Promise<string[]> {
+  const { rows } = await client.query<{ d: string }>(
+    `SELECT application_name || ' pid ' || pid || ' (' || state || ', transaction open ' ||
+            round(extract(epoch FROM now() - xact_start))::text || ' s)' AS d
+       FROM pg_stat_activity
+      WHERE pid <> pg_backend_pid() AND xact_start < now() - interval '${MIGRATION_LOCK_TIMEOUT}'
+      ORDER BY xact_start LIMIT 5`,
+  );
+  return rows.map((r) => r.d);
 }
 
 /**
