@@ -66,6 +66,8 @@ const DELIVERY_HELP: { readonly [K in keyof DeliveryCounters]: string } = {
   takenOver:
     "Claimed deliveries another claimer held: a node declared dead (takeover), or one whose lease ran out.",
   fly: "Fly messages pushed to consumers (never stored).",
+  leaseLapsed:
+    "Held deliveries not pushed because their lease ran out first (the node was paused or cut off from the database).",
 };
 
 const BATCH_HELP: { readonly [K in keyof BatchStats]: [name: string, help: string] } = {

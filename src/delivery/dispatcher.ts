@@ -26,8 +26,9 @@ import {
   type ClaimedDelivery,
   type ClaimTally,
   claimDueDeliveries,
+  deliveryKey,
   nextDueAfter,
-  renewLeases,
+  renewHeldLeases,
 } from "../store/deliveries.js";
 import { declareNodeDead } from "../store/liveness.js";
 import type { PublishRecord, PublishResult } from "../store/messages.js";
@@ -77,6 +78,13 @@ interface InFlight {
 }
 
 const CLAIM_BATCH = 1000;
+
+/**
+ * A held delivery is pushed only while its lease has at least this long to run: a renewal is due
+ * every third of the lease, and the lease in the database may have been set a little earlier
+ * than the node noted it.
+ */
+const LEASE_MARGIN_MS = 1000;
 /**
  * With several shards, how long a claim (or next-due probe) may take before the claim loop goes on
  * to the other shards and takes the shard for down for a second (its late answer is still used).
@@ -104,6 +112,8 @@ export interface DeliveryCounters {
   fly: number;
   /** Claimed rows another claimer held: one declared dead (a takeover) or one whose lease ran out. */
   takenOver: number;
+  /** Held deliveries not pushed because their lease ran out first (this node paused or cut off). */
+  leaseLapsed: number;
 }
 
 /** Delivery engine of one node (see module comment). */
@@ -136,6 +146,7 @@ export class Dispatcher {
     fastPath: 0,
     fly: 0,
     takenOver: 0,
+    leaseLapsed: 0,
   };
   /** Added up by every claim (see ClaimTally); logged at most once a second. */
   private readonly claimTally: ClaimTally = { takenOver: 0 };
@@ -288,7 +299,8 @@ export class Dispatcher {
       const mine: string[] = [];
       for (const d of record.deliveries) if (d.claimedBy === this.o.claimer) mine.push(d.groupId);
       if (mine.length === 0) continue;
-      for (const job of jobsFromPublish(record, pk, mine, shard)) {
+      const leaseUntilMs = results?.[i]?.leaseUntilMs ?? Date.now() + this.o.leaseMs;
+      for (const job of jobsFromPublish(record, pk, mine, shard, leaseUntilMs)) {
         const g = this.groups.get(job.groupId);
         this.counters.fastPath++;
         this.hold(job);
@@ -572,7 +584,7 @@ export class Dispatcher {
               // up the others: go on, and take what it claimed whenever it answers.
               claim.then(
                 (late) => {
-                  this.takeClaimed(late, shard);
+                  this.takeClaimed(late, shard, now + this.o.leaseMs);
                   for (const g of this.groups.values()) this.pump(g);
                 },
                 () => undefined,
@@ -585,7 +597,7 @@ export class Dispatcher {
           this.counters.claimed += rows.length;
           this.logTakenOver();
           if (rows.length > 0) claimedAny = true;
-          const got = this.takeClaimed(rows, shard);
+          const got = this.takeClaimed(rows, shard, now + this.o.leaseMs);
           groups.forEach((id, i) => {
             asked.add(id);
             if ((got.get(id) ?? 0) >= limits[i]!) full.add(id);
@@ -611,10 +623,10 @@ export class Dispatcher {
   }
 
   /** Hold and queue what was claimed in `shard` (released at once for a group gone from here). */
-  private takeClaimed(rows: readonly ClaimedDelivery[], shard: number): Map<string, number> {
+  private takeClaimed(rows: readonly ClaimedDelivery[], shard: number, leaseUntilMs: number): Map<string, number> {
     const got = new Map<string, number>();
     for (const row of rows) {
-      const job = jobFromClaim(row, shard);
+      const job = jobFromClaim(row, shard, leaseUntilMs);
       got.set(job.groupId, (got.get(job.groupId) ?? 0) + 1);
       this.hold(job);
       const g = this.groups.get(job.groupId);
@@ -651,6 +663,20 @@ export class Dispatcher {
       if (job.expiresAtMs <= now) {
         g.shift();
         // The expiry sweep (maintenance node) records it; let go of the claim so it is not blocked.
+        this.release(job);
+        continue;
+      }
+      if (job.leaseUntilMs - LEASE_MARGIN_MS <= now) {
+        // Our claim has lapsed (no renewal found the row ours: this node was paused, or cut off
+        // from the database): another node may have taken it over and delivered it. Not pushed
+        // from here; the release (fenced: a no-op if taken) frees it for the next claim.
+        g.shift();
+        this.counters.leaseLapsed++;
+        this.shardLog.warn(
+          "lease lapsed",
+          { code: ErrorCode.StoreFailed, groupId: job.groupId, messageId: job.header.messageId },
+          "a held delivery's lease ran out before its push (node paused, or the database out of reach): not pushed, left to the next claim",
+        );
         this.release(job);
         continue;
       }
@@ -871,7 +897,9 @@ export class Dispatcher {
       byShard.map(async (jobs, shard) => {
         if (jobs.length === 0) return;
         try {
-          await renewLeases(this.pools[shard]!, this.o.claimer, jobs, leaseUntil);
+          const renewed = await renewHeldLeases(this.pools[shard]!, this.o.claimer, jobs, leaseUntil);
+          // Only the rows still ours: one taken over meanwhile keeps its old lease, and lapses here.
+          for (const job of jobs) if (renewed.has(deliveryKey(job))) job.leaseUntilMs = leaseUntil.getTime();
         } catch (err) {
           const e = toKiteqError(err, {}, ErrorCode.StoreFailed);
           this.shardLog.error(

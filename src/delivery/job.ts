@@ -28,6 +28,12 @@ export interface DeliveryJob {
   readonly wire: WireCache;
   /** When the message was stored (fast-path jobs only; claimed ones do not carry it). */
   readonly storedAtMs?: number;
+  /**
+   * Until when our claim holds (epoch ms): set at the claim, moved on by each lease renewal that
+   * found the row still ours. Past it another node may have taken the delivery over (this node
+   * was paused, or cut off from the database): it is not pushed from here any more.
+   */
+  leaseUntilMs: number;
 }
 
 /** The protobuf encoding of a message as pushed, filled on first push. */
@@ -93,7 +99,8 @@ export function jobsFromPublish(
   record: PublishRecord,
   pk: number,
   groupIds: readonly string[],
-  shard = 0,
+  shard: number,
+  leaseUntilMs: number,
 ): DeliveryJob[] {
   const header = publishedHeader(record);
   const wire: WireCache = {};
@@ -112,6 +119,7 @@ export function jobsFromPublish(
     isString: record.bodyIsString,
     wire,
     storedAtMs,
+    leaseUntilMs,
   }));
 }
 
@@ -132,8 +140,9 @@ function publishedHeader(record: PublishRecord): Header {
 }
 
 /** A job for a delivery claimed from the table. */
-export function jobFromClaim(c: ClaimedDelivery, shard = 0): DeliveryJob {
+export function jobFromClaim(c: ClaimedDelivery, shard: number, leaseUntilMs: number): DeliveryJob {
   return {
+    leaseUntilMs,
     shard,
     messagePk: c.messagePk,
     groupId: c.groupId,

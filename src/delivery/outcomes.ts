@@ -11,7 +11,7 @@ import { RateLimitedLog } from "../log-limit.js";
 import {
   type AckRecord,
   ackDeliveries,
-  ackKey,
+  deliveryKey,
   type NackRecord,
   nackDeliveries,
   releaseDeliveries,
@@ -62,7 +62,7 @@ export class OutcomeWriter {
       windowMs: 3,
       write: async (items: AckRecord[]) => {
         const { lateEnded } = await ackDeliveries(pool, items, nodeId);
-        return items.map((a) => a.pushedAt !== null || lateEnded.has(ackKey(a)));
+        return items.map((a) => a.pushedAt !== null || lateEnded.has(deliveryKey(a)));
       },
     });
     this.nacks = new GroupCommitter({

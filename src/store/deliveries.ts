@@ -284,7 +284,7 @@ export interface AckBatchResult {
 }
 
 /** The key of an ack in AckBatchResult.lateEnded. */
-export const ackKey = (a: { messagePk: number; groupId: string }): string => `${a.messagePk} ${a.groupId}`;
+export const deliveryKey = (a: { messagePk: number; groupId: string }): string => `${a.messagePk} ${a.groupId}`;
 
 /** Apply a batch of acks (see ACK_DELIVERIES). */
 export async function ackDeliveries(
@@ -419,12 +419,23 @@ export async function renewLeases(
   items: readonly { messagePk: number; groupId: string; claimEpoch: number }[],
   leaseUntil: Date,
 ): Promise<number> {
-  if (items.length === 0) return 0;
-  const { rowCount } = await db.query({
+  return (await renewHeldLeases(db, claimer, items, leaseUntil)).size;
+}
+
+/** renewLeases, answering which rows were renewed (their deliveryKey): the others are not ours any more. */
+export async function renewHeldLeases(
+  db: Queryable,
+  claimer: string,
+  items: readonly { messagePk: number; groupId: string; claimEpoch: number }[],
+  leaseUntil: Date,
+): Promise<Set<string>> {
+  if (items.length === 0) return new Set();
+  const { rows } = await db.query<{ k: string }>({
     text: `UPDATE deliveries d SET lease_until = $4
              FROM unnest($1::bigint[], $2::text[], $3::int[]) AS r(message_pk, group_id, claim_epoch)
             WHERE d.message_pk = r.message_pk AND d.group_id = r.group_id AND d.claim_epoch = r.claim_epoch
-              AND d.claimed_by = $5`,
+              AND d.claimed_by = $5
+           RETURNING d.message_pk::text || ' ' || d.group_id AS k`,
     values: [
       items.map((i) => i.messagePk),
       items.map((i) => i.groupId),
@@ -433,7 +444,7 @@ export async function renewLeases(
       claimer,
     ],
   });
-  return rowCount ?? 0;
+  return new Set(rows.map((r) => r.k));
 }
 
 /** Rows one background statement touches at most; callers loop until a batch comes back short. */

@@ -31,6 +31,8 @@ export interface PublishResult {
   /** Internal id; undefined when the message was a duplicate (already stored). */
   pk: number | undefined;
   duplicate: boolean;
+  /** Until when the deliveries this batch pre-claimed are leased (epoch ms). */
+  leaseUntilMs?: number;
 }
 
 /** Batch-wide parameters of a publish transaction. Time is a parameter (tests fix it). */
@@ -202,6 +204,6 @@ export async function insertPublishBatch(
     const pk = pkById.get(r.messageId);
     // The first of two identical ids in one batch gets the pk; the second is its duplicate.
     if (pk !== undefined) pkById.delete(r.messageId);
-    return { messageId: r.messageId, pk, duplicate: pk === undefined };
+    return { messageId: r.messageId, pk, duplicate: pk === undefined, leaseUntilMs: options.leaseUntil.getTime() };
   });
 }

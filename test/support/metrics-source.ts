@@ -25,6 +25,7 @@ export function idleMetricsSource(overrides: Partial<MetricsSource> = {}): Metri
       fastPath: 0,
       fly: 0,
       takenOver: 0,
+      leaseLapsed: 0,
     }),
     batchStats: () => ({ batches: 0, items: 0, failures: 0 }),
     sessionsConnected: () => 0,
