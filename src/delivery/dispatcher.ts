@@ -654,6 +654,16 @@ export class Dispatcher {
     return n;
   }
 
+  /**
+   * This node was declared dead (its liveness lock was gone a while): others may be taking over
+   * what it holds, so nothing queued is pushed from here (each is released instead, fenced; pushes
+   * in flight are answered and recorded as usual, fenced).
+   */
+  dropHeld(): void {
+    for (const h of this.held) for (const job of h.values()) job.leaseUntilMs = 0;
+    for (const g of this.groups.values()) this.pump(g);
+  }
+
   /** Push what the group's flow control allows. */
   private pump(g: LocalGroup): void {
     if (this.stopped) return;

@@ -3,8 +3,11 @@
  * maintenance lock (one node at a time; another takes over within `leaderRetryMs` when it dies):
  *
  * - takeover: every `livenessCheckMs`, the claimers that may hold work whose liveness lock
- *   vanished under the current server start are dead: they are declared so for one lease (every
- *   node's claim then takes their deliveries at once) and their check claims are released;
+ *   vanished under the current server start (and stayed gone LEADER_GRACE_MS) are dead: they are
+ *   declared so for one lease (every node's claim then takes their deliveries at once) and their
+ *   check claims are released. Every node runs this check; one that is not the leader declares
+ *   only after FOLLOWER_GRACE_MS, so a leader that hangs (holding its locks) does not hold up
+ *   the takeover of a dead node;
  * - expiry sweep: every `sweepMs`, owed deliveries whose message expired end `expired`;
  * - partition upkeep and retention: at leadership and hourly.
  *
@@ -32,6 +35,13 @@ import { PeriodicJob } from "./periodic.js";
 
 const HOUR = 3_600_000;
 const EXPIRY_BATCH = 1000;
+/**
+ * How long a claimer's liveness lock must stay gone before the leader declares it dead: a dropped
+ * connection is back within a few hundred ms (a kill -9 is taken over this much later).
+ */
+const LEADER_GRACE_MS = 400;
+/** The same for the other nodes: they act only when the leader did not (it hangs, holding its lock). */
+const FOLLOWER_GRACE_MS = 2_000;
 
 /** Settings of a node's Maintenance. */
 export interface MaintenanceOptions {
@@ -55,6 +65,11 @@ export interface MaintenanceOptions {
   livenessCheckMs?: number;
   /** How often a node that is not the maintenance node tries to become it; default 250 ms. */
   leaderRetryMs?: number;
+  /**
+   * This run was declared dead while its liveness connection was down (and is not any more):
+   * others may have taken over what it holds, so it must push none of it.
+   */
+  onDeclaredDead?: () => void;
   /** Upkeep period; default one hour. */
   upkeepMs?: number;
 }
@@ -88,6 +103,8 @@ export class Maintenance {
   private stopped = false;
   /** When each claimer's lock was last seen held (its last sign of life). */
   private readonly lastSeenAlive = new Map<string, number>();
+  /** When each claimer was first seen without its lock (since last seen with it). */
+  private readonly firstSeenGone = new Map<string, number>();
   private readonly log: Logger;
   /** Jobs run every 250 ms: while PostgreSQL is down their failures are summarised, not repeated. */
   private readonly failLog: RateLimitedLog;
@@ -138,6 +155,9 @@ export class Maintenance {
   async start(): Promise<void> {
     await this.openSession();
     this.leadership.start(true);
+    // Every node checks its peers' liveness; the leader declares first (LEADER_GRACE_MS), the
+    // others only if the leader did not (a leader that hangs keeps its lock: FOLLOWER_GRACE_MS).
+    this.takeover.start(true);
     await this.leadership.trigger();
   }
 
@@ -228,6 +248,13 @@ export class Maintenance {
       throw new Error(`liveness lock of claimer ${this.o.claimer} is held by another session`);
     }
     this.session = client;
+    if (lock.wasDeclaredDead) {
+      this.log.warn(
+        { code: "KQ_TAKEOVER", claimer: this.o.claimer },
+        "this node was declared dead while its liveness connection was down: what it held is left to the others, and it claims again",
+      );
+      this.o.onDeclaredDead?.();
+    }
   }
 
   private async closeSession(): Promise<void> {
@@ -250,14 +277,13 @@ export class Maintenance {
       this.log.info(
         "this node runs the cluster-wide maintenance now (expiry, retention, takeover of dead nodes)",
       );
-      this.takeover.start(true);
       this.expiry.start(true);
       this.upkeep.start(true);
     }
   }
 
   private async stopLeaderJobs(): Promise<void> {
-    await Promise.all([this.takeover.stop(), this.expiry.stop(), this.upkeep.stop()]);
+    await Promise.all([this.expiry.stop(), this.upkeep.stop()]);
   }
 
   private async sweepExpired(stopped: () => boolean): Promise<void> {
@@ -293,9 +319,17 @@ export class Maintenance {
       present.add(c.claimer);
       if (c.alive) {
         this.lastSeenAlive.set(c.claimer, now);
+        this.firstSeenGone.delete(c.claimer);
         continue;
       }
-      if (!c.lockedThisEpoch || c.claimer === this.o.claimer || stopped() || !this.leader) continue;
+      if (!c.lockedThisEpoch || c.claimer === this.o.claimer || stopped()) continue;
+      // Gone for a moment is not dead: a node whose liveness connection dropped takes its lock
+      // again within a few hundred ms (a terminated backend, a network blip). A node that is not
+      // the leader waits longer: the leader declares first, unless it hangs.
+      const goneSince = this.firstSeenGone.get(c.claimer) ?? now;
+      this.firstSeenGone.set(c.claimer, goneSince);
+      if (now - goneSince < (this.leader ? LEADER_GRACE_MS : FOLLOWER_GRACE_MS)) continue;
+      this.firstSeenGone.delete(c.claimer);
       const at = new Date();
       const released = await declareClaimerDead(
         this.o.pool,
@@ -321,5 +355,6 @@ export class Maintenance {
       );
     }
     for (const k of this.lastSeenAlive.keys()) if (!present.has(k)) this.lastSeenAlive.delete(k);
+    for (const k of this.firstSeenGone.keys()) if (!present.has(k)) this.firstSeenGone.delete(k);
   }
 }

@@ -129,6 +129,7 @@ export class Broker {
           ),
           sweepMs: config.recoverSeconds * 1000,
           retentionDays: config.retentionDays,
+          onDeclaredDead: () => this.dispatcher.dropHeld(),
         }),
     );
     this.maintenance = this.maintenances[0]!;

@@ -21,7 +21,8 @@ export const MAINTENANCE_LOCK_CLASS = 0x6b716d74; // "kqmt"
 
 /** What takeLivenessLock found. */
 export type LivenessLockResult =
-  | { taken: true }
+  /** Taken; `wasDeclaredDead`: this run had been declared dead (its lock was gone for a while), now undeclared. */
+  | { taken: true; wasDeclaredDead: boolean }
   /** Another session holds this run's lock (a claimer id is unique per run: never expected). */
   | { taken: false; heldBy: undefined }
   /** A run of the same node id is alive (holds its lock): this one must not start. */
@@ -40,7 +41,7 @@ export async function takeLivenessLock(
   client: pg.Client,
   args: { nodeId: string; claimer: string; address: string; now: Date; deadUntil: Date },
 ): Promise<LivenessLockResult> {
-  const { rows } = await client.query<{ taken: boolean; held_by: string | null }>({
+  const { rows } = await client.query<{ taken: boolean; held_by: string | null; was_dead: boolean }>({
     text: `WITH l AS (SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok),
            prior AS (
              SELECT n.claimer,
@@ -57,6 +58,11 @@ export async function takeLivenessLock(
              SELECT prior.claimer, $5, $6 FROM prior, l WHERE l.ok AND NOT prior.alive
              ON CONFLICT (claimer) DO UPDATE SET until = greatest(dead_claimers.until, EXCLUDED.until)
            ),
+           -- This run itself declared dead while its lock was gone (its connection dropped): it
+           -- holds the lock again, so its claims are its own again (it lets go of what it held).
+           own AS (
+             DELETE FROM dead_claimers WHERE claimer = $2 AND (SELECT ok FROM l) RETURNING 1
+           ),
            ins AS (
              INSERT INTO nodes (node_id, address, started_at, heartbeat_at, stopped_at, claimer, lock_epoch)
              SELECT $3, $4, $5, $5, NULL, $2, pg_postmaster_start_time() FROM l
@@ -65,11 +71,12 @@ export async function takeLivenessLock(
                 SET heartbeat_at = $5, stopped_at = NULL, claimer = $2, lock_epoch = pg_postmaster_start_time()
              RETURNING 1
            )
-           SELECT EXISTS (SELECT 1 FROM ins) AS taken, (SELECT claimer FROM prior WHERE alive LIMIT 1) AS held_by`,
+           SELECT EXISTS (SELECT 1 FROM ins) AS taken, (SELECT claimer FROM prior WHERE alive LIMIT 1) AS held_by,
+                  EXISTS (SELECT 1 FROM own) AS was_dead`,
     values: [LIVENESS_LOCK_CLASS, args.claimer, args.nodeId, args.address, args.now, args.deadUntil],
   });
   const row = rows[0]!;
-  if (row.taken) return { taken: true };
+  if (row.taken) return { taken: true, wasDeclaredDead: row.was_dead };
   return { taken: false, heldBy: row.held_by ?? undefined };
 }
 
