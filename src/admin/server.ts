@@ -42,6 +42,11 @@ export interface AdminServerOptions {
   storeId?: string;
   /** /healthz answers 503 when SELECT 1 takes longer than this; default 2000 ms. */
   healthTimeoutMs?: number;
+  /**
+   * Why this node cannot store publishes now (a batch waiting on PostgreSQL, the last batches
+   * failing), or undefined: /healthz answers 503 with it, though `SELECT 1` may still answer.
+   */
+  storeProblem?: () => string | undefined;
   /** Cache of the owed-deliveries query (ms); default 5000. */
   owedCacheMs?: number;
   /** Node.js process metrics in /metrics; default true. */
@@ -227,6 +232,8 @@ async function health(
         timer = setTimeout(() => reject(new Error(`store did not answer within ${timeoutMs} ms`)), timeoutMs);
       }),
     ]);
+    const problem = options.storeProblem?.();
+    if (problem !== undefined) throw new Error(problem);
     sendJson(
       res,
       200,

@@ -623,7 +623,11 @@ export class Dispatcher {
   }
 
   /** Hold and queue what was claimed in `shard` (released at once for a group gone from here). */
-  private takeClaimed(rows: readonly ClaimedDelivery[], shard: number, leaseUntilMs: number): Map<string, number> {
+  private takeClaimed(
+    rows: readonly ClaimedDelivery[],
+    shard: number,
+    leaseUntilMs: number,
+  ): Map<string, number> {
     const got = new Map<string, number>();
     for (const row of rows) {
       const job = jobFromClaim(row, shard, leaseUntilMs);

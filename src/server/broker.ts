@@ -17,6 +17,7 @@ import { ErrorCode, KiteqError, toKiteqError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { Maintenance, type MaintenanceCounters } from "../maintenance/maintenance.js";
 import { Publisher } from "../publish/publisher.js";
+import { PublishHealth } from "../publish/store-health.js";
 import { checkText } from "../publish/validate.js";
 import { type ClusterMembership, startCluster } from "../registry/cluster.js";
 import { listBindings } from "../store/bindings.js";
@@ -95,6 +96,8 @@ export class Broker {
   /** Shard 0's URL. */
   readonly databaseUrl: string;
   private cluster: ClusterMembership | undefined;
+  /** Publish batches waiting and their last outcome: /healthz, and a log line when they stall. */
+  private readonly publishHealth = new PublishHealth();
   /** Shard 0's uuid, recorded at the store's creation (known once open() checked the shard list). */
   private storeId: string | undefined;
   /** The admin HTTP server (/healthz, /metrics, /messages/:id), when configured. */
@@ -303,12 +306,34 @@ export class Broker {
       clearInterval(heartbeat);
       await markNodeStopped(pool, config.nodeId, new Date());
     });
+    // A publish batch that waits on PostgreSQL (a lock, a stalled server) logs nothing else.
+    let stalledSince: number | undefined;
+    const stallWatch = setInterval(() => {
+      const now = Date.now();
+      const problem = this.publishHealth.problem(now);
+      if (problem !== undefined && stalledSince === undefined) {
+        stalledSince = now;
+        log.warn(
+          { code: ErrorCode.StoreFailed, problem },
+          "publishes cannot be stored now; /healthz answers 503",
+        );
+      } else if (problem === undefined && stalledSince !== undefined) {
+        log.info(
+          { afterSec: Number(((now - stalledSince) / 1000).toFixed(1)) },
+          "publishes are stored again",
+        );
+        stalledSince = undefined;
+      }
+    }, 1_000);
+    stallWatch.unref();
+    this.cleanups.unshift(() => clearInterval(stallWatch));
     if (config.admin !== null) {
       const admin = await startAdminServer({
         host: config.admin.host,
         port: config.admin.port,
         token: config.adminToken,
         storeId: storeIdentity(config),
+        storeProblem: () => this.publishHealth.problem(Date.now()),
         pool,
         shardPools: this.shards.map((s) => s.pool),
         log: log.child({ component: "admin" }),
@@ -529,8 +554,8 @@ export class Broker {
 
   /** Write one publish batch to `shard` (one transaction: insertPublishBatch). */
   private publishWriter(shard: ShardPools): (records: PublishRecord[]) => Promise<PublishResult[]> {
-    const { config } = this;
-    return async (records) => {
+    const { config, log, publishHealth } = this;
+    const writeOnce = async (records: PublishRecord[]): Promise<PublishResult[]> => {
       const write = () => {
         const now = new Date();
         return insertPublishBatch(shard.publishPool, records, {
@@ -546,9 +571,23 @@ export class Broker {
         // No partition for today (upkeep has not run for a week, or the clock jumped): create
         // the days and write again, rather than let the batch be split message by message.
         if (!isMissingPartition(err)) throw err;
-        this.log.warn("no history partition for the receive time: creating the partitions now");
+        log.warn("no history partition for the receive time: creating the partitions now");
         await ensurePartitions(shard.pool, new Date());
         return await write();
+      }
+    };
+    // Several shards: each has its own health (ShardHealth; a shard down leaves the others up).
+    if (this.shards.length > 1) return writeOnce;
+    // Every batch's wait and outcome: /healthz and the stall log line read them (store-health.ts).
+    return async (records) => {
+      const id = publishHealth.begin(Date.now());
+      try {
+        const results = await writeOnce(records);
+        publishHealth.finished(id, Date.now());
+        return results;
+      } catch (err) {
+        publishHealth.finished(id, Date.now(), toKiteqError(err, {}, ErrorCode.StoreFailed).message);
+        throw err;
       }
     };
   }

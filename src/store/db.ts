@@ -185,7 +185,11 @@ function readMigrations(folder: string): Migration[] {
  * applied would be skipped without a word). A database holding migrations this code does not
  * know (a newer version applied them) is refused. Returns the tags applied.
  */
-export async function runMigrations(pool: pg.Pool, logger: Logger, folder = MIGRATIONS_DIR): Promise<string[]> {
+export async function runMigrations(
+  pool: pg.Pool,
+  logger: Logger,
+  folder = MIGRATIONS_DIR,
+): Promise<string[]> {
   const migrations = readMigrations(folder);
   const client = await pool.connect().catch((err: unknown) => {
     throw storeConnectFailure(err, pool) ?? err;

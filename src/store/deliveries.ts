@@ -284,7 +284,8 @@ export interface AckBatchResult {
 }
 
 /** The key of an ack in AckBatchResult.lateEnded. */
-export const deliveryKey = (a: { messagePk: number; groupId: string }): string => `${a.messagePk} ${a.groupId}`;
+export const deliveryKey = (a: { messagePk: number; groupId: string }): string =>
+  `${a.messagePk} ${a.groupId}`;
 
 /** Apply a batch of acks (see ACK_DELIVERIES). */
 export async function ackDeliveries(

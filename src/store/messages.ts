@@ -204,6 +204,11 @@ export async function insertPublishBatch(
     const pk = pkById.get(r.messageId);
     // The first of two identical ids in one batch gets the pk; the second is its duplicate.
     if (pk !== undefined) pkById.delete(r.messageId);
-    return { messageId: r.messageId, pk, duplicate: pk === undefined, leaseUntilMs: options.leaseUntil.getTime() };
+    return {
+      messageId: r.messageId,
+      pk,
+      duplicate: pk === undefined,
+      leaseUntilMs: options.leaseUntil.getTime(),
+    };
   });
 }
