@@ -23,7 +23,7 @@ function fakeSource() {
     fastPath: 12,
     fly: 13,
     takenOver: 14,
-      leaseLapsed: 0,
+    leaseLapsed: 0,
   };
   const batches = { batches: 21, items: 400, failures: 22 };
   let sessions = 3;
