@@ -181,7 +181,6 @@ export class Dispatcher {
   private claiming = false;
   private claimAgain = false;
   private stopped = false;
-  private paused = false;
   private wake: WakeSource | undefined;
 
   constructor(private readonly o: DispatcherOptions) {
@@ -404,15 +403,6 @@ export class Dispatcher {
   }
 
   /**
-   * Pause claiming new work (this node lost its registry session: others may already be taking
-   * over its claims) or resume it. Pushes of what is already held continue.
-   */
-  pauseClaims(paused: boolean): void {
-    this.paused = paused;
-    if (!paused) this.requestClaim();
-  }
-
-  /**
    * Another node is gone: declare its current run dead in every shard, so every node's next claim
    * takes its deliveries at once instead of after its lease. Returns how many shards listed it.
    */
@@ -470,7 +460,7 @@ export class Dispatcher {
 
   /** Claim due deliveries soon (coalesced: one claim query runs at a time). */
   requestClaim(): void {
-    if (this.stopped || this.paused) return;
+    if (this.stopped) return;
     if (this.claiming) {
       this.claimAgain = true;
       return;

@@ -16,8 +16,8 @@ export interface ClusterDeps {
   config: BrokerConfig;
   /** The address this node serves on (ip:port), known once listening. */
   address: string;
-  /** Claims are paused while this node is not registered, and released for nodes that are gone. */
-  dispatcher: Pick<Dispatcher, "pauseClaims" | "takeOverNode" | "requestClaim">;
+  /** Nodes that are gone are declared dead, and claims requested. */
+  dispatcher: Pick<Dispatcher, "takeOverNode" | "requestClaim">;
   /**
    * Release the pending (2PC) transactions claimed by a node that is gone (any incarnation of
    * node id `nodeId`), so their checks are taken over at once. Optional until 2PC is wired.

@@ -10,8 +10,9 @@
  * - when another node leaves the live set, releases its claims (and, through the optional hook,
  *   its pending transactions) at once instead of after its lease (invariant 4; fencing,
  *   invariant 6, keeps a node that is in fact alive from undoing the takeover);
- * - while this node's own session is lost, it claims nothing new (others may be taking its work
- *   over); what it already holds is still pushed;
+ * - while this node's own session is lost it goes on claiming: no node takes over the work of a
+ *   node that holds its PostgreSQL liveness lock (DECLARE_NODE_DEAD), so a ZooKeeper outage
+ *   stops nothing (it paused every node's claims for the whole outage, and 16-30 s after);
  * - writes nothing under `/kiteq/pub`: producers register themselves there, as with KiteQ
  *   (the broker's own record of connected producers, for 2PC check-backs, is src/tx/producers.ts).
  */
@@ -76,8 +77,20 @@ export async function startZooKeeperCluster(
       [
         "claims",
         async () => {
-          // Its current run is declared dead: any node's next claim takes its deliveries.
-          await dispatcher.takeOverNode(gone);
+          // Its current run is declared dead (unless it still holds its liveness lock: a node
+          // cut off from ZooKeeper only, or paused): any node's next claim takes its deliveries.
+          const declared = await dispatcher.takeOverNode(gone);
+          if (declared === 0) {
+            log.info(
+              { gone },
+              "the node that left ZooKeeper still holds its PostgreSQL liveness lock: not declared dead (its deliveries are taken if its lock goes, or when their leases run out)",
+            );
+          } else {
+            log.info(
+              { gone },
+              "the node that left ZooKeeper is declared dead: its deliveries are claimed again now",
+            );
+          }
           dispatcher.requestClaim();
         },
       ],
@@ -113,7 +126,7 @@ export async function startZooKeeperCluster(
       },
       serverGone: (gone) => {
         if (stopping) return;
-        log.info({ gone }, "broker node left the live set; taking over its work");
+        log.info({ gone }, "broker node left the live set");
         const p = releaseNode(gone).finally(() => releasing.delete(p));
         releasing.add(p);
       },
@@ -121,11 +134,12 @@ export async function startZooKeeperCluster(
       outage: (down) => {
         if (stopping || down === inOutage) return;
         inOutage = down;
-        dispatcher.pauseClaims(down);
         if (down) {
-          log.warn("ZooKeeper session lost: claiming no new deliveries until registered again");
+          log.warn(
+            "ZooKeeper session lost: registering again; deliveries go on (liveness is the PostgreSQL lock)",
+          );
         } else {
-          log.info("registered in ZooKeeper again: claiming resumed");
+          log.info("registered in ZooKeeper again");
           if (started) void mirror.resync();
         }
       },
