@@ -51,7 +51,7 @@ function globalUsage(): string {
   lines.push(
     `  ${"bench".padEnd(width)}  benchmarks: publish | e2e | compare (bench --help for their flags)`,
   );
-  return `usage: kiteq-pg <command> [flags]   (kiteq-pg <command> --help for its flags)\n\ncommands:\n${lines.join("\n")}\n\n${CONFIG_FLAGS}`;
+  return `usage: kiteq-pg <command> [flags]   (kiteq-pg <command> --help for its flags; kiteq-pg --version)\n\ncommands:\n${lines.join("\n")}\n\n${CONFIG_FLAGS}`;
 }
 
 function commandUsage(commands: readonly Command[]): string {
@@ -107,6 +107,12 @@ function commandLogger(command: Command, config: BrokerConfig, levelGiven: boole
 
 async function main(argv: string[]): Promise<number> {
   // `bench` takes the bench's own flags (it starts its own PostgreSQL and brokers): hand over.
+  if (argv.length === 1 && (argv[0] === "--version" || argv[0] === "-V")) {
+    // Which version a node or a CLI runs (the admin API's node list says it for running nodes).
+    const { BROKER_VERSION } = await import("../admin/version.js");
+    processOutput.out(`kiteq-pg ${BROKER_VERSION}`);
+    return 0;
+  }
   if (argv[0] === "bench") {
     const { runBench } = await import("../bench/main.js");
     return runBench(argv.slice(1));

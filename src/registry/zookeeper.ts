@@ -14,14 +14,15 @@
  * Sessions: on disconnect, outage(true) is reported (and logged) once and isRegistered() turns
  * false. The library reconnects by itself; when the same session comes back everything is
  * re-checked and re-read, then outage(false). When the session expired (or the connection
- * stayed lost for a whole session timeout, see armLostSessionTimer), a new client is
+ * stayed lost for a whole session timeout: zk-connect.ts's onLostSession), a new client is
  * connected (bounded attempts, retried with backoff until stop()), every node re-created (a
  * leftover ephemeral node of the old session is replaced), the watches re-armed, then
  * outage(false).
  *
- * Session timeout: 6 s by default. A crashed broker's nodes vanish about that long after the
- * crash; 4 s is ZooKeeper's minimum with the common tickTime=2000 and leaves no room for a GC
- * pause or a busy event loop, 6 s does while keeping takeover quick.
+ * Session timeout: a broker node passes its registry URL's (`zk://...?timeout=`; 30 s when the
+ * URL gives none: config/values.ts); this class's own default, when none is passed, is 6 s. A
+ * crashed broker's nodes vanish about that long after the crash, but takeover does not wait for
+ * it: a dead node loses its PostgreSQL liveness lock at once.
  */
 import zookeeper, { type Client } from "node-zookeeper-client";
 import { type Binding, bindingsToJson, parseBindingsJson, type RefusedPattern } from "../binding/binding.js";

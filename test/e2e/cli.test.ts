@@ -257,14 +257,18 @@ describe("e2e: the kiteq-pg CLI", () => {
   });
 
   it("usage errors exit 2 with one line; --help lists the commands", async () => {
-    const [unknown, missing, badFlag, help, longTopic, noId] = await Promise.all([
+    const [unknown, missing, badFlag, help, longTopic, noId, version] = await Promise.all([
       cli(["frobnicate"]),
       cli(["bind", "add", "--group", "g", "--topic", "t"]),
       cli(["redrive", "--group", "g", "--message-id", "nothex"]),
       cli(["--help"]),
       cli(["bind", "add", "--group", "g", "--topic", "t".repeat(300), "--message-type", "m"]),
       cli(["explain"]),
+      cli(["--version"]),
     ]);
+    // Before: "unknown flag --version", exit 2.
+    expect(version.code).toBe(0);
+    expect(version.stdout).toMatch(/^kiteq-pg \d+\.\d+\.\d+\n$/);
     // Before: bound (exit 0), though every publish to that topic is refused.
     expect(longTopic.code).toBe(2);
     expect(lines(longTopic.stderr)).toEqual([
