@@ -52,7 +52,8 @@ it("a node whose liveness connection was terminated is not left declared dead", 
   await start("leader-1");
   const b = await start("node-b");
   const { rowCount } = await db.pool.query(
-    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'kiteq-pg node-b liveness'",
+    // This test's database only: other files' nodes may have the same names on this server.
+    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'kiteq-pg node-b liveness' AND datname = current_database()",
   );
   expect(rowCount).toBe(1);
   await waitFor(
