@@ -36,10 +36,11 @@ import { PeriodicJob } from "./periodic.js";
 const HOUR = 3_600_000;
 const EXPIRY_BATCH = 1000;
 /**
- * How long a claimer's liveness lock must stay gone before the leader declares it dead: a dropped
- * connection is back within a few hundred ms (a kill -9 is taken over this much later).
+ * How long a claimer's liveness lock must stay gone before the leader declares it dead: a node
+ * whose liveness connection dropped reconnects at once and takes its lock again within tens of
+ * ms (a kill -9 is taken over this much later: one more check).
  */
-const LEADER_GRACE_MS = 400;
+const LEADER_GRACE_MS = 250;
 /** The same for the other nodes: they act only when the leader did not (it hangs, holding its lock). */
 const FOLLOWER_GRACE_MS = 2_000;
 
@@ -221,6 +222,8 @@ export class Maintenance {
           { code: ErrorCode.StoreFailed, err: err?.message },
           "liveness connection lost: reconnecting (others may take over this node's claims meanwhile)",
         );
+        // At once, not at the next tick: the others declare a lock gone for LEADER_GRACE_MS dead.
+        void this.leadership.trigger();
       }
     };
     client.on("error", lost);
