@@ -36,13 +36,13 @@ export interface GroupSample {
 /**
  * Node liveness as the nodes table says (a node heartbeats every 5 s, HEARTBEAT_INTERVAL_MS):
  * stopped cleanly, dead (its run was declared dead: the process is gone, its work taken over),
- * unresponsive (no heartbeat for 30 s, not declared dead: hung, or cut off from the database),
+ * unresponsive (no heartbeat for 15 s, three missed: not declared dead, hung or cut off from the database),
  * or alive.
  */
 export type Liveness = "alive" | "unresponsive" | "dead" | "stopped";
 
 /** A heartbeat older than this marks a node unresponsive. */
-export const HEARTBEAT_STALE_MS = 30_000;
+export const HEARTBEAT_STALE_MS = 15_000;
 
 /** A node's liveness at `now` (epoch ms). */
 export function livenessOf(
