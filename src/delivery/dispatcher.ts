@@ -80,9 +80,9 @@ interface InFlight {
 const CLAIM_BATCH = 1000;
 
 /**
- * A held delivery is pushed only while its lease has at least this long to run: a renewal is due
- * every third of the lease, and the lease in the database may have been set a little earlier
- * than the node noted it.
+ * A held delivery is pushed only while its lease has at least this long to run (at most a quarter
+ * of the lease: a renewal is due every third of it): the lease in the database may have been set a
+ * little earlier than the node noted it.
  */
 const LEASE_MARGIN_MS = 1000;
 /**
@@ -181,6 +181,10 @@ export class Dispatcher {
   private claiming = false;
   private claimAgain = false;
   private stopped = false;
+  /** LEASE_MARGIN_MS, or a quarter of a short lease (with 1 s, a margin of 1 s would push nothing). */
+  private get leaseMarginMs(): number {
+    return Math.min(LEASE_MARGIN_MS, this.o.leaseMs / 4);
+  }
   private wake: WakeSource | undefined;
 
   constructor(private readonly o: DispatcherOptions) {
@@ -670,7 +674,7 @@ export class Dispatcher {
         this.release(job);
         continue;
       }
-      if (job.leaseUntilMs - LEASE_MARGIN_MS <= now) {
+      if (job.leaseUntilMs - this.leaseMarginMs <= now) {
         // Our claim has lapsed (no renewal found the row ours: this node was paused, or cut off
         // from the database): another node may have taken it over and delivered it. Not pushed
         // from here; the release (fenced: a no-op if taken) frees it for the next claim.

@@ -33,14 +33,14 @@ afterAll(async () => {
   await db?.drop();
 });
 
-const start = async (nodeId: string) => {
+const start = async (nodeId: string, leaseSeconds = LEASE_SECONDS) => {
   const b = await startBrokerProcess([
     "--db",
     db.url,
     "--node-id",
     nodeId,
     "--lease-seconds",
-    String(LEASE_SECONDS),
+    String(leaseSeconds),
     "--recover-seconds",
     "1",
     "--recieve-permits-per-second",
@@ -97,3 +97,22 @@ it("a node paused past its lease does not push, when it wakes, the deliveries an
   // What was in flight when A stopped (2 pushes) may be received twice; nothing queued is.
   expect(twice.length).toBeLessThanOrEqual(2);
 }, 120_000);
+
+it("with a lease of 1 s (shorter than the margin a push needs before its lease ends) every message is still delivered", async () => {
+  await bind(db.pool, { groupId: "short", topic: "s", messageType: "m" });
+  const node = await start("node-short", 1);
+  const consumer = await recordingConsumer(node.port, "short");
+  const producer = await KiteqConnection.connect({
+    host: node.host,
+    port: node.port,
+    groupId: "p",
+    heartbeatMs: 0,
+  });
+  conns.push(consumer.conn, producer);
+  for (let i = 0; i < 20; i++) {
+    expect(
+      (await producer.publish(buildHeader({ topic: "s", messageType: "m", groupId: "p" }), "x")).status,
+    ).toBe(true);
+  }
+  await waitFor(() => new Set(consumer.ids()).size === 20, 15_000, "20 messages delivered with a 1 s lease");
+}, 60_000);
