@@ -182,12 +182,11 @@ export class Dispatcher {
   private claimAgain = false;
   private stopped = false;
   /** LEASE_MARGIN_MS, or a quarter of a short lease (with 1 s, a margin of 1 s would push nothing). */
-  private get leaseMarginMs(): number {
-    return Math.min(LEASE_MARGIN_MS, this.o.leaseMs / 4);
-  }
+  private readonly leaseMarginMs: number;
   private wake: WakeSource | undefined;
 
   constructor(private readonly o: DispatcherOptions) {
+    this.leaseMarginMs = Math.min(LEASE_MARGIN_MS, o.leaseMs / 4);
     this.pools = o.pools ?? [o.pool];
     this.outcomes = this.pools.map((p) => new OutcomeWriter(p, o.nodeId, o.log));
     this.claimDownUntil = this.pools.map(() => 0);

@@ -249,7 +249,7 @@ export class Broker {
     const { config, pool, log, shards } = this;
     signal?.throwIfAborted();
     // Every shard is migrated (same schema everywhere) and must answer at start.
-    await Promise.all(shards.map((s) => runMigrations(s.pool, log)));
+    await Promise.all(shards.map((s) => runMigrations(s.pool, log, undefined, signal)));
     // The shard list recorded at the store's creation must be the one given (refusal otherwise).
     this.storeId = (
       await verifyShardList(

@@ -189,6 +189,8 @@ export async function runMigrations(
   pool: pg.Pool,
   logger: Logger,
   folder = MIGRATIONS_DIR,
+  /** A stop during startup: the waits for a lock end with its reason. */
+  signal?: AbortSignal,
 ): Promise<string[]> {
   const migrations = readMigrations(folder);
   const client = await pool.connect().catch((err: unknown) => {
@@ -198,7 +200,7 @@ export async function runMigrations(
   try {
     // A migration that carries data over may take longer than any broker statement may.
     await client.query("SET statement_timeout = 0");
-    await takeMigrationLock(client, logger);
+    await takeMigrationLock(client, logger, signal);
     try {
       await client.query("CREATE SCHEMA IF NOT EXISTS drizzle");
       await client.query(
@@ -246,7 +248,9 @@ export async function runMigrations(
             `migration waits for a table lock held by another session (longer than ${MIGRATION_LOCK_TIMEOUT}); the running nodes go on, and it is tried again`,
           );
           current = undefined;
+          signal?.throwIfAborted();
           await new Promise((r) => setTimeout(r, MIGRATION_RETRY_MS));
+          signal?.throwIfAborted();
         }
       }
       logger.info({ applied: pending.map((m) => m.tag), ms: Date.now() - t0 }, "migrations applied");
@@ -256,7 +260,7 @@ export async function runMigrations(
       await client.query("RESET statement_timeout").catch(() => undefined);
     }
   } catch (err) {
-    if (err instanceof KiteqError) throw err;
+    if (err instanceof KiteqError || signal?.aborted) throw err;
     throw new KiteqError(
       ErrorCode.StoreFailed,
       `migration ${current ?? ""}${current === undefined ? "" : " "}failed: ${(err as Error).message}`,
@@ -269,9 +273,10 @@ export async function runMigrations(
 }
 
 /** Take the migration lock; while another node migrates, say so (every 10 s) instead of hanging mute. */
-async function takeMigrationLock(client: pg.PoolClient, logger: Logger): Promise<void> {
+async function takeMigrationLock(client: pg.PoolClient, logger: Logger, signal?: AbortSignal): Promise<void> {
   let saidAt = 0;
   for (;;) {
+    signal?.throwIfAborted();
     const { rows } = await client.query<{ ok: boolean }>("SELECT pg_try_advisory_lock($1) AS ok", [
       MIGRATION_LOCK_ID,
     ]);

@@ -113,4 +113,21 @@ describe("runMigrations", () => {
     );
     expect(rows[0].n).toBe(1);
   }, 30_000);
+
+  it("a stop during startup ends a migration's wait for another session's migration", async () => {
+    const other = await db.pool.connect();
+    await other.query("SELECT pg_advisory_lock($1)", [0x6b697465]);
+    const stop = new AbortController();
+    const waiting = runMigrations(db.pool, silentLogger, undefined, stop.signal).then(
+      () => "finished",
+      () => "stopped",
+    );
+    await new Promise((r) => setTimeout(r, 500));
+    const t0 = Date.now();
+    stop.abort(new Error("stopped by SIGTERM during startup"));
+    expect(await waiting).toBe("stopped");
+    expect(Date.now() - t0).toBeLessThan(2_000);
+    await other.query("SELECT pg_advisory_unlock($1)", [0x6b697465]);
+    other.release();
+  });
 });
