@@ -4,6 +4,7 @@
  */
 import { hostname } from "node:os";
 import { BindType } from "../binding/binding.js";
+import { BindingMatcher } from "../binding/matcher.js";
 import { listBindings } from "../store/bindings.js";
 import { replayRange } from "../store/deliveries.js";
 import { UsageError } from "./args.js";
@@ -48,12 +49,12 @@ export const replayCommand: Command = {
         );
         return 1;
       }
-      const messageTypes = bound.some((b) => b.bindType === BindType.Fanout)
+      // The broker's own matcher decides which types the bindings match: a Regx binding is Go's
+      // regexp syntax (PostgreSQL's differs: `\b` is a backspace there, `\pL` an error).
+      const matcher = new BindingMatcher(bound, { cacheSize: 0 });
+      const matchesType = bound.some((b) => b.bindType === BindType.Fanout)
         ? undefined
-        : {
-            exact: bound.filter((b) => b.bindType === BindType.Direct).map((b) => b.messageType),
-            patterns: bound.filter((b) => b.bindType === BindType.Regx).map((b) => b.messageType),
-          };
+        : (messageType: string) => matcher.groupsFor(topic, messageType).length > 0;
       let n = 0;
       // Every shard holds some of the topic's messages: each replays its own.
       for (const pool of shards) {
@@ -66,7 +67,7 @@ export const replayCommand: Command = {
           expiresAt: new Date(now.getTime() + expiresIn * 1000),
           nodeId: `cli@${hostname()}`,
           reason: `kiteq-pg replay [${since.toISOString()}, ${until.toISOString()})`,
-          ...(messageTypes === undefined ? {} : { messageTypes }),
+          ...(matchesType === undefined ? {} : { matchesType }),
         });
       }
       out.out(`${n} message(s) of topic ${topic} replayed to group ${groupId}`);

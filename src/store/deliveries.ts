@@ -535,9 +535,13 @@ export async function countOwedDeliveries(db: Queryable): Promise<Map<string, nu
 
 /**
  * Replay, one batch: of the messages stored in [$3, $4) with id above $9, the next $10 by id (the
- * id index of each day partition in the range); those of `topic` that were committed get a fresh
- * delivery to the group with a `redriven` row each. Returns the last id scanned, how many were
- * scanned and how many deliveries were created.
+ * id index of each day partition in the range); those of `topic` that were committed, of a message
+ * type in $11 (NULL: every type), get a fresh delivery to the group with a `redriven` row each.
+ * Which types the group's bindings match is decided by the caller, with the broker's own matcher
+ * (Go's regexp syntax, not PostgreSQL's): a type of the batch not judged yet (neither in $11 nor in
+ * $12, the types judged not to match) is returned in `unjudged`, and then nothing of the batch is
+ * written, so the caller judges it and runs the same batch again. Returns the last id scanned, how
+ * many were scanned, how many deliveries were created and the unjudged types.
  */
 export const REPLAY_BATCH = `
 WITH scanned AS (
@@ -545,12 +549,15 @@ WITH scanned AS (
    WHERE m.stored_at >= $3 AND m.stored_at < $4 AND m.id > $9
    ORDER BY m.id
    LIMIT $10
+), unjudged AS (
+  SELECT DISTINCT s.message_type FROM scanned s
+   WHERE $11::text[] IS NOT NULL AND s.topic = $1
+     AND NOT (s.message_type = ANY ($11::text[])) AND NOT (s.message_type = ANY ($12::text[]))
 ), src AS (
   SELECT s.* FROM scanned s
    WHERE s.topic = $1
-     -- The message types the group is bound to (NULL: all): exact ones ($11), patterns ($12).
-     AND ($11::text[] IS NULL OR s.message_type = ANY ($11::text[])
-          OR EXISTS (SELECT 1 FROM unnest($12::text[]) AS p(pattern) WHERE s.message_type ~ p.pattern))
+     AND ($11::text[] IS NULL OR s.message_type = ANY ($11::text[]))
+     AND NOT EXISTS (SELECT 1 FROM unjudged)
      AND (s."commit" OR EXISTS (SELECT 1 FROM message_events e
                                  WHERE e.message_pk = s.id AND e.at >= s.stored_at AND e.kind = 'committed'))
 ), ins AS (
@@ -568,7 +575,8 @@ WITH scanned AS (
   SELECT message_pk, 'redriven', $5, $2, $7, $8 FROM ins
 ), wake AS (SELECT pg_notify('kiteq_due', '') FROM (SELECT 1 FROM ins LIMIT 1) AS any_row)
 SELECT (SELECT max(id) FROM scanned) AS last_id, (SELECT count(*) FROM scanned)::int AS scanned,
-       (SELECT count(*) FROM ins)::int AS n, (SELECT count(*) FROM wake) AS notified`;
+       (SELECT count(*) FROM ins)::int AS n, (SELECT count(*) FROM wake) AS notified,
+       (SELECT array_agg(message_type) FROM unjudged) AS unjudged`;
 
 /**
  * Replay: give `groupId` a fresh delivery of every committed message of `topic` stored in
@@ -588,16 +596,25 @@ export async function replayRange(
     nodeId: string;
     reason: string;
     /**
-     * The message types to replay, as the group's bindings to the topic say: exact types and
-     * regular expressions (Regx bindings); absent: every type (a Fanout binding).
+     * Whether the group's bindings to the topic match a message type (the broker's matcher: Go's
+     * regexp syntax for Regx); absent: every type (a Fanout binding).
      */
-    messageTypes?: { exact: string[]; patterns: string[] };
+    matchesType?: (messageType: string) => boolean;
   },
 ): Promise<number> {
   let created = 0;
   let lastId = 0;
+  // Types judged in the previous batch are carried over (most topics have few types), bounded by
+  // a batch's worth so that a topic with a new type per message does not grow the arrays.
+  let matched: string[] = [];
+  let unmatched: string[] = [];
   for (;;) {
-    const { rows } = await db.query<{ last_id: number | null; scanned: number; n: number }>({
+    const { rows } = await db.query<{
+      last_id: number | null;
+      scanned: number;
+      n: number;
+      unjudged: string[] | null;
+    }>({
       text: REPLAY_BATCH,
       values: [
         args.topic,
@@ -610,11 +627,20 @@ export async function replayRange(
         args.reason,
         lastId,
         BACKGROUND_BATCH,
-        args.messageTypes === undefined ? null : args.messageTypes.exact,
-        args.messageTypes?.patterns ?? [],
+        args.matchesType === undefined ? null : matched,
+        unmatched,
       ],
     });
     const r = rows[0]!;
+    if (r.unjudged !== null && args.matchesType !== undefined) {
+      // Nothing of this batch was written: judge its new types, then run it again.
+      if (matched.length + unmatched.length + r.unjudged.length > BACKGROUND_BATCH) {
+        matched = [];
+        unmatched = [];
+      }
+      for (const type of r.unjudged) (args.matchesType(type) ? matched : unmatched).push(type);
+      continue;
+    }
     created += r.n;
     if (r.scanned < BACKGROUND_BATCH || r.last_id === null) return created;
     lastId = r.last_id;

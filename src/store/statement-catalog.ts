@@ -180,7 +180,7 @@ export function statementCatalog(fx: BacklogFixture, sample: CatalogSample): Cat
       run: (db) =>
         db.query({
           text: REPLAY_BATCH,
-          // A group bound to one exact message type and one pattern (the message-type filter runs).
+          // A group bound to another message type ("backlog" judged not to match): the filter runs.
           values: [
             fx.topic,
             "replayed",
@@ -193,7 +193,7 @@ export function statementCatalog(fx: BacklogFixture, sample: CatalogSample): Cat
             0,
             BACKGROUND_BATCH,
             ["t"],
-            ["^t"],
+            ["backlog"],
           ],
         }),
     },

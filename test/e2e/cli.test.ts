@@ -574,6 +574,27 @@ describe("e2e: the kiteq-pg CLI", () => {
     expect(owed.rows[0].n).toBe(before.rows[0].n);
     const again = await withDb("replay", "--topic", "dlq", "--group", "rp", "--since", "1h");
     expect(again.stdout).toContain("0 message(s) of topic dlq replayed to group rp");
+    // A Regx binding is Go's syntax, as live matching reads it: `\b` is a word boundary (before:
+    // PostgreSQL's regex read it as a backspace, and the replay matched nothing).
+    expect(
+      (
+        await withDb(
+          "bind",
+          "add",
+          "--group",
+          "rp2",
+          "--topic",
+          "dlq",
+          "--message-type",
+          "\\bd\\b",
+          "--type",
+          "regx",
+        )
+      ).code,
+    ).toBe(0);
+    const word = await withDb("replay", "--topic", "dlq", "--group", "rp2", "--since", "1h");
+    expect(word.code).toBe(0);
+    expect(word.stdout).toContain(`${before.rows[0].n} message(s) of topic dlq replayed to group rp2`);
   });
 
   // Changed with issue 12: the CLI now uses a running broker's embedded server (password file);

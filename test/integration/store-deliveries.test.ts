@@ -239,6 +239,41 @@ describe("store: deliveries", () => {
     expect(await claim(["r1"], [10], at(6000))).toHaveLength(2);
   });
 
+  it("replays only the message types the caller's matcher accepts, judged once per type", async () => {
+    await publish(
+      ["order", "orders", "order", "refund", "order.paid"].map((messageType) =>
+        record([], { topic: "replay-types", messageType }),
+      ),
+    );
+    const judged: string[] = [];
+    // Go's \b (a word boundary; PostgreSQL's regex reads it as a backspace).
+    const goRegexp = /\border\b/;
+    const n = await replayRange(db.pool, {
+      topic: "replay-types",
+      groupId: "r3",
+      since: at(-1000),
+      until: at(1000),
+      now: at(5000),
+      expiresAt: at(3600_000),
+      nodeId: "cli",
+      reason: "test replay",
+      matchesType: (type) => {
+        judged.push(type);
+        return goRegexp.test(type);
+      },
+    });
+    expect(n).toBe(3);
+    expect(judged.sort()).toEqual(["order", "order.paid", "orders", "refund"]);
+    const { rows } = await db.pool.query(
+      `SELECT m.message_type, count(*)::int AS n FROM deliveries d JOIN messages m ON m.id = d.message_pk
+        WHERE d.group_id = 'r3' GROUP BY 1 ORDER BY 1`,
+    );
+    expect(rows).toEqual([
+      { message_type: "order", n: 2 },
+      { message_type: "order.paid", n: 1 },
+    ]);
+  });
+
   it("a replayed delayed message stays delayed until its kiteq.deliverAt", async () => {
     const due = at(60_000);
     await publish([
