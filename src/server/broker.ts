@@ -12,6 +12,7 @@ import { storeIdentity } from "../config/store-identity.js";
 import type { BrokerConfig } from "../config/types.js";
 import { withDeadline } from "../deadline.js";
 import { Dispatcher } from "../delivery/dispatcher.js";
+import { RegxRouter } from "../delivery/regx-router.js";
 import { TokenBucket } from "../delivery/token-bucket.js";
 import { ErrorCode, KiteqError, toKiteqError } from "../errors.js";
 import type { Logger } from "../log.js";
@@ -276,6 +277,15 @@ export class Broker {
     wake.onTxDue(() => this.transactions.wake());
     await this.reloadBindings();
     await this.dispatcher.start(wake);
+    // Messages published in SQL to topics with Regx bindings: matched here (kiteq_publish cannot
+    // read Go's regexp syntax).
+    const router = new RegxRouter(
+      shards.map((s) => s.maintenancePool),
+      log.child({ component: "regx-routing" }),
+    );
+    wake.onRoute(() => router.wake());
+    router.start();
+    this.cleanups.unshift(() => router.stop());
     await this.transactions.start();
     const address = await this.server.listen(config.bind.host, config.bind.port);
     Object.assign(this.address, address);

@@ -1,8 +1,9 @@
 /**
  * `kiteq-pg/sql`: publish inside the application's own PostgreSQL transaction, for applications
  * that share kiteq-pg's database. The message (its row, its `received` history row and the
- * deliveries owed to every bound group) is written by the kiteq_publish SQL function on the
- * caller's connection, so it exists, and is delivered, only if the caller's transaction commits.
+ * deliveries owed to every group bound by Direct or Fanout) is written by the kiteq_publish SQL
+ * function on the caller's connection, so it exists, and is delivered, only if the caller's
+ * transaction commits; groups bound by Regx are matched by a broker right after the commit.
  *
  *     await client.query("BEGIN");
  *     await client.query("INSERT INTO orders ...");
@@ -38,7 +39,11 @@ export interface SqlPublishResult {
   messageId: string;
   /** The messageId was already stored: nothing was written. */
   duplicate: boolean;
-  /** Groups owed a delivery (bound to the topic and type). */
+  /**
+   * Groups owed a delivery through a Direct or Fanout binding, written in this transaction. Groups
+   * bound by Regx are matched by a broker right after the commit (Go's regexp syntax, which SQL
+   * cannot read) and are not counted here.
+   */
   owedGroups: number;
 }
 

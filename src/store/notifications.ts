@@ -14,7 +14,13 @@ import type { Logger } from "../log.js";
 import { createClient } from "./failover.js";
 
 /** Channel names. */
-export const Channel = { Due: "kiteq_due", Bindings: "kiteq_bindings", Tx: "kiteq_tx" } as const;
+export const Channel = {
+  Due: "kiteq_due",
+  Bindings: "kiteq_bindings",
+  Tx: "kiteq_tx",
+  /** kiteq_publish (SQL) stored a message that waits for a Regx match (regx_routing). */
+  Route: "kiteq_route",
+} as const;
 
 type ChannelName = (typeof Channel)[keyof typeof Channel];
 
@@ -24,6 +30,8 @@ export interface WakeSource {
   onBindingsChanged(listener: () => void): void;
   /** Pending transactions became claimable (a dead node's check claims were released). */
   onTxDue(listener: () => void): void;
+  /** A message published in SQL waits for a broker's Regx match (store/regx-routing.ts). */
+  onRoute(listener: () => void): void;
   close(): Promise<void>;
 }
 
@@ -49,6 +57,7 @@ export async function listenForWakeups(url: string, log: Logger): Promise<WakeSo
     onDue: on(Channel.Due),
     onBindingsChanged: on(Channel.Bindings),
     onTxDue: on(Channel.Tx),
+    onRoute: on(Channel.Route),
     close: () => subscription.close(),
   };
 }
@@ -190,6 +199,9 @@ export async function listenForWakeupsOnShards(urls: readonly string[], log: Log
     },
     onTxDue: (l) => {
       for (const s of sources) s.onTxDue(l);
+    },
+    onRoute: (l) => {
+      for (const s of sources) s.onRoute(l);
     },
     close: async () => {
       await Promise.all(sources.map((s) => s.close()));

@@ -183,3 +183,20 @@ export const owedCounts = pgTable(
   },
   (t) => [primaryKey({ columns: [t.groupId, t.slot] })],
 );
+
+/**
+ * Messages published with kiteq_publish (SQL, migration 0011) to a topic that has Regx bindings,
+ * waiting for a broker to match them: a Regx pattern is Go's syntax, which only the broker's
+ * matcher reads (PostgreSQL's regular expressions differ), so a node takes these rows (FOR UPDATE
+ * SKIP LOCKED), writes the deliveries of the Regx-bound groups that match and deletes the rows.
+ */
+export const regxRouting = pgTable("regx_routing", {
+  messagePk: bigint("message_pk", { mode: "number" }).primaryKey(),
+  messageStoredAt: tz("message_stored_at").notNull(),
+  topic: text("topic").notNull(),
+  messageType: text("message_type").notNull(),
+  /** When the deliveries are due (kiteq.deliverAt, else the publish). */
+  nextAttemptAt: tz("next_attempt_at").notNull(),
+  expiresAt: tz("expires_at").notNull(),
+  deliverLimit: smallint("deliver_limit").notNull(),
+});

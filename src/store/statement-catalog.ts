@@ -30,6 +30,7 @@ import {
 import { deadLetters, GROUP_HISTORY_SORTED_SQL, groupHistory, messageHistory } from "./history.js";
 import { claimerLiveness, DECLARE_CLAIMER_DEAD, declareNodeDead } from "./liveness.js";
 import { heartbeatNode } from "./nodes.js";
+import { TAKE_REGX_ROUTING } from "./regx-routing.js";
 import { claimDueTxChecks, giveUpTransactions, nextTxCheckTime, releaseTxClaimsOf } from "./transactions.js";
 
 /** Rows sampled from the backlog for the statements (see sampleBacklog). */
@@ -171,6 +172,10 @@ export function statementCatalog(fx: BacklogFixture, sample: CatalogSample): Cat
         giveUpTransactions(db, { storedBefore: now, now, nodeId: "bench", detail: "bench", limit: batch }),
     },
     { name: "release of tx check claims", run: (db) => releaseTxClaimsOf(db, fx.goneClaimer) },
+    {
+      name: "regx routing probe (SQL publishes waiting for a Regx match)",
+      run: (db) => db.query(TAKE_REGX_ROUTING, [batch]),
+    },
     {
       name: "retention: message_ids of a day (one batch)",
       run: (db) => forgetMessageIdsBatch(db, day, 0, BACKGROUND_BATCH),
