@@ -3,8 +3,10 @@
 -- `(?P<name>...)`, `\pL` or `\Q...\E` do not compile (the group was silently not owed). Now it
 -- writes the deliveries of Direct and Fanout bindings, and a message of a topic with Regx
 -- bindings waits in regx_routing until a broker matches it with its own (Go) matcher, writes the
--- deliveries of the Regx-bound groups that match and deletes the row (a `kiteq_route`
--- notification wakes the brokers at the commit). owed_groups counts the deliveries written here (Direct and Fanout).
+-- deliveries of the Regx-bound groups that match (and were not owed it already through a
+-- Direct or Fanout binding: one delivery per group) and deletes the row (a `kiteq_route`
+-- notification wakes the brokers at the commit). owed_groups counts the deliveries written here
+-- (Direct and Fanout).
 CREATE TABLE "regx_routing" (
 	"message_pk" bigint PRIMARY KEY NOT NULL,
 	"message_stored_at" timestamp with time zone NOT NULL,
@@ -12,8 +14,11 @@ CREATE TABLE "regx_routing" (
 	"message_type" text NOT NULL,
 	"next_attempt_at" timestamp with time zone NOT NULL,
 	"expires_at" timestamp with time zone NOT NULL,
-	"deliver_limit" smallint NOT NULL
-);--> statement-breakpoint
+	"deliver_limit" smallint NOT NULL,
+	"owed_groups" text[]
+);
+--> statement-breakpoint
+CREATE INDEX "regx_routing_stored_idx" ON "regx_routing" USING btree ("message_stored_at");--> statement-breakpoint
 CREATE OR REPLACE FUNCTION "kiteq_publish"(
 	p_topic text,
 	p_message_type text,
@@ -38,6 +43,7 @@ DECLARE
 	v_due timestamptz;
 	v_props jsonb;
 	v_owed integer;
+	v_owed_groups text[];
 	v_routed boolean := false;
 	v_day text := to_char(v_now AT TIME ZONE 'UTC', 'YYYYMMDD');
 BEGIN
@@ -104,20 +110,26 @@ BEGIN
 	                  || to_char(p_deliver_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
 	             ELSE 'published in transaction' END);
 
-	INSERT INTO deliveries (message_pk, group_id, message_stored_at, topic, next_attempt_at, expires_at,
-	                        deliver_limit, claimed_by, lease_until, claim_epoch)
-	SELECT DISTINCT ON (b.group_id) v_pk, b.group_id, v_now, p_topic, v_due, v_expires, v_limit, NULL, NULL, 0
-	  FROM bindings b
-	 WHERE b.topic = p_topic
-	   AND (b.bind_type = 2 OR (b.bind_type = 0 AND b.message_type = p_message_type))
-	 ORDER BY b.group_id;
-	GET DIAGNOSTICS v_owed = ROW_COUNT;
+	WITH owed AS (
+		INSERT INTO deliveries (message_pk, group_id, message_stored_at, topic, next_attempt_at, expires_at,
+		                        deliver_limit, claimed_by, lease_until, claim_epoch)
+		SELECT DISTINCT ON (b.group_id) v_pk, b.group_id, v_now, p_topic, v_due, v_expires, v_limit, NULL, NULL, 0
+		  FROM bindings b
+		 WHERE b.topic = p_topic
+		   AND (b.bind_type = 2 OR (b.bind_type = 0 AND b.message_type = p_message_type))
+		 ORDER BY b.group_id
+		RETURNING group_id
+	)
+	SELECT count(*), array_agg(group_id) INTO v_owed, v_owed_groups FROM owed;
 
-	-- Regx bindings are Go's syntax: a broker matches them (regx_routing), after this commit.
-	IF EXISTS (SELECT 1 FROM bindings b WHERE b.topic = p_topic AND b.bind_type = 1) THEN
+	-- Regx bindings are Go's syntax: a broker matches them (regx_routing), after this commit, for
+	-- the groups not owed it already (one delivery per group, as the broker's own publish).
+	IF EXISTS (SELECT 1 FROM bindings b
+	            WHERE b.topic = p_topic AND b.bind_type = 1
+	              AND NOT (b.group_id = ANY (coalesce(v_owed_groups, '{}'::text[])))) THEN
 		INSERT INTO regx_routing (message_pk, message_stored_at, topic, message_type, next_attempt_at,
-		                          expires_at, deliver_limit)
-		VALUES (v_pk, v_now, p_topic, p_message_type, v_due, v_expires, v_limit);
+		                          expires_at, deliver_limit, owed_groups)
+		VALUES (v_pk, v_now, p_topic, p_message_type, v_due, v_expires, v_limit, v_owed_groups);
 		v_routed := true;
 	END IF;
 

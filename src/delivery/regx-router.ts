@@ -6,14 +6,13 @@
  * never take the same row (SKIP LOCKED).
  */
 import type pg from "pg";
-import type { Binding } from "../binding/binding.js";
-import { compileGoRegexp } from "../binding/go-regexp.js";
+import { type Binding, BindType, createBinding } from "../binding/binding.js";
 import { BindingMatcher } from "../binding/matcher.js";
 import { ErrorCode, toKiteqError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { RateLimitedLog } from "../log-limit.js";
 import { PeriodicJob } from "../maintenance/periodic.js";
-import { routeRegxBatch } from "../store/regx-routing.js";
+import { type RegxBindingRow, routeRegxBatch } from "../store/regx-routing.js";
 
 /** Messages routed per transaction. */
 export const REGX_ROUTING_BATCH = 500;
@@ -28,28 +27,38 @@ export class RegxRouter {
 
   constructor(pools: readonly pg.Pool[], log: Logger) {
     const failLog = new RateLimitedLog(log, { first: 3, intervalMs: 30_000 });
-    // The table's Regx bindings, as the broker matches them; a pattern Go refuses (the table is
-    // checked where bindings enter, so only a hand-edited row) matches nothing, with a warning.
-    const matcherFor = (regx: readonly Binding[]) => {
-      const valid = regx.filter((b) => {
+    // The table's Regx bindings, as the broker matches them. A row Go refuses (the table is
+    // checked where bindings enter, so only a hand-edited row) matches nothing, with a warning,
+    // and the others still route.
+    const matcherFor = (rows: readonly RegxBindingRow[]) => {
+      const valid: Binding[] = [];
+      for (const r of rows) {
         try {
-          compileGoRegexp(b.messageType);
-          return true;
+          valid.push(
+            createBinding({
+              groupId: r.groupId,
+              topic: r.topic,
+              messageType: r.pattern,
+              bindType: BindType.Regx,
+              version: r.version,
+              watermark: r.watermark,
+              persistent: r.persistent,
+            }),
+          );
         } catch (err) {
           failLog.warn(
-            `invalid ${b.groupId}/${b.topic}`,
+            `invalid ${r.groupId}/${r.topic}`,
             {
               code: ErrorCode.BindingInvalid,
-              group: b.groupId,
-              topic: b.topic,
-              pattern: b.messageType,
-              err: String(err),
+              group: r.groupId,
+              topic: r.topic,
+              pattern: r.pattern,
+              err: err instanceof Error ? err.message : String(err),
             },
-            "a Regx binding Go refuses matches nothing",
+            "a Regx binding that is not valid matches nothing",
           );
-          return false;
         }
-      });
+      }
       const matcher = new BindingMatcher(valid, { cacheSize: 0 });
       return (topic: string, messageType: string) =>
         matcher.groupsFor(topic, messageType).map((b) => b.groupId);

@@ -9,6 +9,7 @@ import pg from "pg";
 import { ErrorCode, KiteqError, sqlState } from "../errors.js";
 import type { Logger } from "../log.js";
 import { clientSetup } from "./failover.js";
+import { forgetRegxRoutingBefore } from "./regx-routing.js";
 import { shardLabel } from "./shards.js";
 
 /** migrations/ beside src/ (and beside dist/ once built). */
@@ -396,6 +397,11 @@ export async function forgetMessageIdsBatch(
 /** Rows per batch of retention's message_ids cleanup. */
 const RETENTION_BATCH = 5000;
 
+/** 00:00 UTC of a YYYYMMDD day. */
+function dayStart(day: string): Date {
+  return new Date(`${day.slice(0, 4)}-${day.slice(4, 6)}-${day.slice(6, 8)}T00:00:00.000Z`);
+}
+
 /**
  * Retention: drop the daily history partitions that end at or before `before`. Whole partitions
  * only; no history row is ever deleted otherwise. A messages partition's ids leave message_ids
@@ -410,6 +416,8 @@ export async function dropPartitionsBefore(pool: pg.Pool, before: Date): Promise
     for (const { name } of rows) {
       if (!/^[a-z_]+_p[0-9]{8}$/.test(name)) continue;
       if (parent === "messages") {
+        // SQL publishes still waiting for a Regx match from that day (no upgraded broker ran).
+        await forgetRegxRoutingBefore(pool, dayStart(cutoff), RETENTION_BATCH);
         for (let lastId = 0; ; ) {
           const batch = await forgetMessageIdsBatch(pool, name, lastId, RETENTION_BATCH);
           if (batch.n < RETENTION_BATCH || batch.lastId === null) break;

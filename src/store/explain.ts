@@ -45,7 +45,9 @@ SELECT
             'group_id', b.group_id, 'topic', b.topic, 'message_type', b.message_type, 'bind_type', b.bind_type,
             'version', b.version, 'watermark', b.watermark, 'persistent', b.persistent)), '[]'::json)
      FROM bindings b WHERE b.topic = (SELECT topic FROM m)
-  ) AS bindings`;
+  ) AS bindings,
+  -- Published in SQL and waiting for a broker's Regx match (store/regx-routing.ts).
+  EXISTS (SELECT 1 FROM m JOIN regx_routing r ON r.message_pk = m.id) AS routing`;
 
 /** The bindings of a topic, as EXPLAIN_WORKING_SQL gives them (shard 0 of a sharded store). */
 export const TOPIC_BINDINGS_SQL = `
@@ -160,6 +162,7 @@ interface WorkingRows {
     lease_until: string | null;
   } | null;
   bindings: BindingJson[];
+  routing: boolean;
 }
 
 /**
@@ -179,7 +182,7 @@ export async function explainMessage(
     db.query<WorkingRows>({ text: EXPLAIN_WORKING_SQL, values: [id] }),
   ]);
   if (history === null) return null;
-  const working = rows[0] ?? { deliveries: [], pending: null, bindings: [] };
+  const working = rows[0] ?? { deliveries: [], pending: null, bindings: [], routing: false };
   if (options.bindingsDb !== undefined && options.bindingsDb !== db) {
     // A sharded store: the message is in its shard, the bindings in shard 0.
     const b = await options.bindingsDb.query<{ bindings: WorkingRows["bindings"] }>({
@@ -232,18 +235,26 @@ function explainFrom(history: MessageHistory, working: WorkingRows, now: Date): 
     byGroup.set(e.groupId, list);
   }
   const deliveries = new Map(working.deliveries.map((d) => [d.group_id, d]));
+  // A row that is not a valid binding (hand-edited: bindings are checked where they enter)
+  // matches nothing, as in the broker; it must not make the whole explanation fail.
   const bound = working.bindings
-    .map((b) =>
-      createBinding({
-        groupId: b.group_id,
-        topic: b.topic,
-        messageType: b.message_type,
-        bindType: b.bind_type as BindType,
-        version: b.version,
-        watermark: b.watermark,
-        persistent: b.persistent,
-      }),
-    )
+    .flatMap((b): Binding[] => {
+      try {
+        return [
+          createBinding({
+            groupId: b.group_id,
+            topic: b.topic,
+            messageType: b.message_type,
+            bindType: b.bind_type as BindType,
+            version: b.version,
+            watermark: b.watermark,
+            persistent: b.persistent,
+          }),
+        ];
+      } catch {
+        return [];
+      }
+    })
     .filter((b: Binding) => bindingMatches(b, history.topic, history.messageType))
     .map((b) => b.groupId);
   const groupIds = [...new Set([...byGroup.keys(), ...deliveries.keys(), ...bound])].sort();
@@ -257,6 +268,7 @@ function explainFrom(history: MessageHistory, working: WorkingRows, now: Date): 
       pending,
       history,
       now,
+      working.routing,
     ),
   );
   return { message, transaction, pending, messageEvents, groups, now };
@@ -270,6 +282,7 @@ function explainGroup(
   pending: PendingExplanation | null,
   history: MessageHistory,
   now: Date,
+  routing: boolean,
 ): GroupExplanation {
   const nacks = timeline.filter((e) => e.kind === "nacked");
   const lastNackReason = nacks[nacks.length - 1]?.detail ?? null;
@@ -362,6 +375,14 @@ function explainGroup(
       ...base,
       state: "dead_lettered",
       description: `dead-lettered at ${iso(end.at)} after ${end.attempt ?? pushes} attempts${nackWords}`,
+    };
+  }
+  if (routing) {
+    return {
+      ...base,
+      state: "not_owed",
+      description:
+        "published in SQL: waiting for a broker to match its Regx binding (at once when a broker of this version runs)",
     };
   }
   return {

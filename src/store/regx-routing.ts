@@ -7,14 +7,40 @@
  * in memory, writes the deliveries of the groups that match and deletes the rows.
  */
 import type pg from "pg";
-import { type Binding, BindType } from "../binding/binding.js";
-import { listBindings } from "./bindings.js";
 import { inTransaction } from "./db.js";
 import { numberArray, textArray } from "./pg-arrays.js";
 
 /** The oldest messages waiting for a Regx match, locked for this transaction. */
 export const TAKE_REGX_ROUTING = `
-SELECT message_pk, topic, message_type FROM regx_routing ORDER BY message_pk LIMIT $1 FOR UPDATE SKIP LOCKED`;
+SELECT message_pk, topic, message_type, owed_groups FROM regx_routing
+ ORDER BY message_pk LIMIT $1 FOR UPDATE SKIP LOCKED`;
+
+/**
+ * The Regx bindings of some topics, as stored (each row is checked by the caller: one pattern Go
+ * refuses must not stop the others).
+ */
+export const REGX_BINDINGS_OF_TOPICS = `
+SELECT group_id, topic, message_type, version, watermark, persistent FROM bindings
+ WHERE bind_type = 1 AND topic = ANY ($1::text[])
+ ORDER BY topic, group_id, message_type`;
+
+/** A Regx binding row (see REGX_BINDINGS_OF_TOPICS). */
+export interface RegxBindingRow {
+  groupId: string;
+  topic: string;
+  pattern: string;
+  version: string;
+  watermark: number;
+  persistent: boolean;
+}
+
+/**
+ * Retention: forget the messages that waited since before `before` (their day is being dropped),
+ * oldest first, a batch at a time (regx_routing_stored_idx).
+ */
+export const FORGET_REGX_ROUTING_BEFORE = `
+DELETE FROM regx_routing WHERE message_pk IN (
+  SELECT message_pk FROM regx_routing WHERE message_stored_at < $1 ORDER BY message_stored_at LIMIT $2)`;
 
 /**
  * Deliveries for the (message, group) pairs matched ($1, $2), from the rows taken ($3), which are
@@ -46,27 +72,45 @@ export interface RegxRoutingBatch {
 
 /**
  * Route up to `limit` waiting messages: `matcherFor` turns the Regx bindings of their topics into
- * the groups a message of a topic and type is owed (the broker's matcher, Go's syntax).
+ * the groups a message of a topic and type is owed (the broker's matcher, Go's syntax). A group
+ * kiteq_publish already owed the message (a Direct or Fanout binding) gets nothing more.
  */
 export async function routeRegxBatch(
   pool: pg.Pool,
   limit: number,
-  matcherFor: (regxBindings: readonly Binding[]) => (topic: string, messageType: string) => readonly string[],
+  matcherFor: (rows: readonly RegxBindingRow[]) => (topic: string, messageType: string) => readonly string[],
 ): Promise<RegxRoutingBatch> {
   return inTransaction(pool, async (c) => {
-    const { rows } = await c.query<{ message_pk: string; topic: string; message_type: string }>(
-      TAKE_REGX_ROUTING,
-      [limit],
-    );
+    const { rows } = await c.query<{
+      message_pk: string;
+      topic: string;
+      message_type: string;
+      owed_groups: string[] | null;
+    }>(TAKE_REGX_ROUTING, [limit]);
     if (rows.length === 0) return { messages: 0, deliveries: 0 };
-    const topics = new Set(rows.map((r) => r.topic));
+    const { rows: bound } = await c.query<{
+      group_id: string;
+      topic: string;
+      message_type: string;
+      version: string;
+      watermark: number;
+      persistent: boolean;
+    }>(REGX_BINDINGS_OF_TOPICS, [textArray([...new Set(rows.map((r) => r.topic))])]);
     const groupsFor = matcherFor(
-      (await listBindings(c)).filter((b) => b.bindType === BindType.Regx && topics.has(b.topic)),
+      bound.map((b) => ({
+        groupId: b.group_id,
+        topic: b.topic,
+        pattern: b.message_type,
+        version: b.version,
+        watermark: b.watermark,
+        persistent: b.persistent,
+      })),
     );
     const pks: number[] = [];
     const groups: string[] = [];
     for (const r of rows) {
       for (const g of groupsFor(r.topic, r.message_type)) {
+        if (r.owed_groups?.includes(g)) continue;
         pks.push(Number(r.message_pk));
         groups.push(g);
       }
@@ -78,4 +122,14 @@ export async function routeRegxBatch(
     ]);
     return { messages: rows.length, deliveries: done[0]!.n };
   });
+}
+
+/** Retention: delete the rows waiting since before `before` (see FORGET_REGX_ROUTING_BEFORE). */
+export async function forgetRegxRoutingBefore(pool: pg.Pool, before: Date, batch: number): Promise<number> {
+  let n = 0;
+  for (;;) {
+    const { rowCount } = await pool.query(FORGET_REGX_ROUTING_BEFORE, [before, batch]);
+    n += rowCount ?? 0;
+    if ((rowCount ?? 0) < batch) return n;
+  }
 }

@@ -190,13 +190,20 @@ export const owedCounts = pgTable(
  * matcher reads (PostgreSQL's regular expressions differ), so a node takes these rows (FOR UPDATE
  * SKIP LOCKED), writes the deliveries of the Regx-bound groups that match and deletes the rows.
  */
-export const regxRouting = pgTable("regx_routing", {
-  messagePk: bigint("message_pk", { mode: "number" }).primaryKey(),
-  messageStoredAt: tz("message_stored_at").notNull(),
-  topic: text("topic").notNull(),
-  messageType: text("message_type").notNull(),
-  /** When the deliveries are due (kiteq.deliverAt, else the publish). */
-  nextAttemptAt: tz("next_attempt_at").notNull(),
-  expiresAt: tz("expires_at").notNull(),
-  deliverLimit: smallint("deliver_limit").notNull(),
-});
+export const regxRouting = pgTable(
+  "regx_routing",
+  {
+    messagePk: bigint("message_pk", { mode: "number" }).primaryKey(),
+    messageStoredAt: tz("message_stored_at").notNull(),
+    topic: text("topic").notNull(),
+    messageType: text("message_type").notNull(),
+    /** When the deliveries are due (kiteq.deliverAt, else the publish). */
+    nextAttemptAt: tz("next_attempt_at").notNull(),
+    expiresAt: tz("expires_at").notNull(),
+    deliverLimit: smallint("deliver_limit").notNull(),
+    /** Groups kiteq_publish already owed it (Direct, Fanout): a Regx binding of theirs adds nothing. */
+    owedGroups: text("owed_groups").array(),
+  },
+  // Retention forgets the rows of the days it drops (no broker of this version ran meanwhile).
+  (t) => [index("regx_routing_stored_idx").on(t.messageStoredAt)],
+);

@@ -30,7 +30,7 @@ import {
 import { deadLetters, GROUP_HISTORY_SORTED_SQL, groupHistory, messageHistory } from "./history.js";
 import { claimerLiveness, DECLARE_CLAIMER_DEAD, declareNodeDead } from "./liveness.js";
 import { heartbeatNode } from "./nodes.js";
-import { TAKE_REGX_ROUTING } from "./regx-routing.js";
+import { FORGET_REGX_ROUTING_BEFORE, TAKE_REGX_ROUTING } from "./regx-routing.js";
 import { claimDueTxChecks, giveUpTransactions, nextTxCheckTime, releaseTxClaimsOf } from "./transactions.js";
 
 /** Rows sampled from the backlog for the statements (see sampleBacklog). */
@@ -175,6 +175,10 @@ export function statementCatalog(fx: BacklogFixture, sample: CatalogSample): Cat
     {
       name: "regx routing probe (SQL publishes waiting for a Regx match)",
       run: (db) => db.query(TAKE_REGX_ROUTING, [batch]),
+    },
+    {
+      name: "retention: regx routing rows of a day (one batch)",
+      run: (db) => db.query(FORGET_REGX_ROUTING_BEFORE, [fx.from, BACKGROUND_BATCH]),
     },
     {
       name: "retention: message_ids of a day (one batch)",
