@@ -123,7 +123,12 @@ export const bindListCommand: Command = {
     const bindings = await readThrough(
       ctx,
       async (api) => (await api.get<Binding[]>("/api/bindings")) ?? [],
-      (pool) => listBindings(pool),
+      (pool) =>
+        listBindings(pool, undefined, (row) =>
+          out.err(
+            `kiteq-pg: binding ${row.groupId} / ${row.topic} / ${row.messageType} in the table is not valid and is ignored by brokers: ${row.reason}`,
+          ),
+        ),
     );
     if (args.has("json")) {
       out.out(bindingsToJson(bindings));

@@ -424,7 +424,20 @@ export class Broker {
   /** Re-read the bindings table into the delivery engine. */
   async reloadBindings(): Promise<void> {
     try {
-      this.dispatcher.setBindings(await listBindings(this.pool));
+      this.dispatcher.setBindings(
+        await listBindings(this.pool, undefined, (row) =>
+          this.log.warn(
+            {
+              code: ErrorCode.BindingInvalid,
+              group: row.groupId,
+              topic: row.topic,
+              messageType: row.messageType,
+              reason: row.reason,
+            },
+            "a row of the bindings table is not a valid binding: left out (the others apply)",
+          ),
+        ),
+      );
     } catch (err) {
       const e = toKiteqError(err, {}, ErrorCode.StoreFailed);
       this.log.error(

@@ -11,24 +11,54 @@ type Queryable = pg.Pool | pg.PoolClient;
 /** Where a binding came from. */
 export type BindingSource = "static" | "cli" | "zk";
 
-/** Every binding (or those from `source`), in a stable order. */
-export async function listBindings(db: Queryable, source?: BindingSource): Promise<Binding[]> {
+/** A row of the bindings table that is not a valid binding (only a hand edit can write one). */
+export interface InvalidBindingRow {
+  groupId: string;
+  topic: string;
+  messageType: string;
+  reason: string;
+}
+
+/**
+ * Every binding (or those from `source`), in a stable order. A row that is not a valid binding
+ * (bindings are checked where they enter, so only a hand-edited row) is left out and told to
+ * `onInvalid`: one bad row must not cost every other binding (the broker's matcher, the admin
+ * API, the CLI).
+ */
+export async function listBindings(
+  db: Queryable,
+  source?: BindingSource,
+  onInvalid?: (row: InvalidBindingRow) => void,
+): Promise<Binding[]> {
   const { rows } = await db.query(
     `SELECT group_id, topic, message_type, bind_type, version, watermark, persistent
        FROM bindings WHERE $1::text IS NULL OR source = $1 ORDER BY topic, group_id, message_type`,
     [source ?? null],
   );
-  return rows.map((r) =>
-    createBinding({
-      groupId: r.group_id,
-      topic: r.topic,
-      messageType: r.message_type,
-      bindType: r.bind_type as BindType,
-      version: r.version,
-      watermark: r.watermark,
-      persistent: r.persistent,
-    }),
-  );
+  const out: Binding[] = [];
+  for (const r of rows) {
+    try {
+      out.push(
+        createBinding({
+          groupId: r.group_id,
+          topic: r.topic,
+          messageType: r.message_type,
+          bindType: r.bind_type as BindType,
+          version: r.version,
+          watermark: r.watermark,
+          persistent: r.persistent,
+        }),
+      );
+    } catch (err) {
+      onInvalid?.({
+        groupId: r.group_id,
+        topic: r.topic,
+        messageType: r.message_type,
+        reason: err instanceof Error ? err.message : String(err),
+      });
+    }
+  }
+  return out;
 }
 
 /**

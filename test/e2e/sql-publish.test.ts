@@ -51,6 +51,12 @@ describe("e2e: publishInTransaction", () => {
     await bind("g-fan", "orders", "*", BindType.Fanout);
     await bind("g-other", "orders", "refund", BindType.Direct);
     await bind("g-bulk", "bulk", "*", BindType.Fanout);
+    // A hand-edited row no broker would write (Go refuses the pattern): left out with a warning,
+    // the other bindings apply (before: the broker started with no bindings at all).
+    await db.pool.query(
+      `INSERT INTO bindings (group_id, topic, message_type, bind_type, version, watermark, persistent, source)
+       VALUES ('g-bad', 'orders', '(unclosed', 1, '', 1000, true, 'cli')`,
+    );
     broker = await startBrokerProcess(["--db", db.url, "--recover-seconds", "1"]);
     for (const g of ["g-direct", "g-regx", "g-fan", "g-other"]) await consume(g, "orders");
     await consume("g-bulk", "bulk");

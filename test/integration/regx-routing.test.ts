@@ -8,7 +8,7 @@ import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BindType, createBinding } from "../../src/binding/binding.js";
 import { RegxRouter } from "../../src/delivery/regx-router.js";
-import { upsertBinding } from "../../src/store/bindings.js";
+import { type InvalidBindingRow, listBindings, upsertBinding } from "../../src/store/bindings.js";
 import { ensurePartitions } from "../../src/store/db.js";
 import { explainMessage } from "../../src/store/explain.js";
 import { forgetRegxRoutingBefore } from "../../src/store/regx-routing.js";
@@ -65,6 +65,11 @@ describe("regx routing of SQL publishes", () => {
       `INSERT INTO bindings (group_id, topic, message_type, bind_type, version, watermark, persistent, source)
        VALUES ('g-bad', 'orders', '(unclosed', 1, '', 1000, true, 'cli')`,
     );
+
+    const invalid: InvalidBindingRow[] = [];
+    const all = await listBindings(db.pool, undefined, (row) => invalid.push(row));
+    expect(all.map((b) => b.groupId).sort()).toEqual(["g-both", "g-both", "g-go", "g-none"]);
+    expect(invalid).toMatchObject([{ groupId: "g-bad", topic: "orders", messageType: "(unclosed" }]);
 
     const r = await publish("orders", "order-created");
     expect(r.owedGroups).toBe(1); // g-both's Direct binding, in the caller's transaction
