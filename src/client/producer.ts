@@ -65,6 +65,23 @@ const REMEMBERED_VERDICTS = 10_000;
 
 /** Feedback texts of a store ack false that another attempt (or broker) may turn into success. */
 const RETRYABLE_FEEDBACK = /shutting down|retry later|store failed|busy/i;
+/**
+ * A store failure caused by the message itself (PostgreSQL's data exception and integrity
+ * classes, SQLSTATE 22xxx and 23xxx): no other attempt can store it.
+ */
+const MESSAGE_FAULT_FEEDBACK = /SQLSTATE 2[23][0-9A-Z]{3}/;
+/**
+ * Backoff between attempts the store refused (a shard down, PostgreSQL away): doubling from
+ * STORE_BACKOFF_MS up to STORE_BACKOFF_MAX_MS, so a producer asks a few times a second at most
+ * instead of every ~400 ms for its whole send timeout, whatever the number of producers.
+ */
+const STORE_BACKOFF_MS = 100;
+const STORE_BACKOFF_MAX_MS = 2_000;
+/**
+ * No attempt starts with less time left than this: a publish the broker stores after the caller
+ * was told KQ_TIMEOUT is the ambiguous case, and an attempt with a few ms left makes it likely.
+ */
+const MIN_ATTEMPT_MS = 100;
 
 class SdkProducer implements Producer {
   private readonly inFlight = new Set<Promise<unknown>>();
@@ -250,9 +267,10 @@ class SdkProducer implements Producer {
     const avoid = new Set<string>();
     let lastError: unknown;
     let attempts = 0;
+    let storeRefusals = 0;
     for (;;) {
       const remaining = deadline - Date.now();
-      if (remaining <= 0) {
+      if (remaining <= 0 || (attempts > 0 && remaining < MIN_ATTEMPT_MS)) {
         throw new KiteqError(
           lastError === undefined ? ErrorCode.NoBroker : ErrorCode.Timeout,
           lastError === undefined
@@ -272,9 +290,10 @@ class SdkProducer implements Producer {
       try {
         const ack = await withDeadline(target.conn.publish(header, body), remaining, "store ack");
         if (ack.status) return;
-        if (!RETRYABLE_FEEDBACK.test(ack.feedback)) {
+        if (!RETRYABLE_FEEDBACK.test(ack.feedback) || MESSAGE_FAULT_FEEDBACK.test(ack.feedback)) {
           throw new KiteqError(ErrorCode.SendRefused, ack.feedback, { ...context, broker: target.address });
         }
+        if (/store failed/i.test(ack.feedback)) storeRefusals++;
         lastError = new Error(`refused: ${ack.feedback}`);
       } catch (err) {
         if (err instanceof KiteqError && err.code === ErrorCode.SendRefused) throw err;
@@ -294,7 +313,12 @@ class SdkProducer implements Producer {
         { ...context, broker: target.address, err: String(lastError) },
         "send attempt failed",
       );
-      await sleep(Math.min(50 * attempts, 500) * (0.5 + Math.random()));
+      const backoff =
+        storeRefusals > 0
+          ? Math.min(STORE_BACKOFF_MS * 2 ** (storeRefusals - 1), STORE_BACKOFF_MAX_MS)
+          : Math.min(50 * attempts, 500);
+      // Never past the deadline: the caller hears by sendTimeoutMs, not up to a backoff later.
+      await sleep(Math.min(backoff * (0.5 + Math.random()), Math.max(0, deadline - Date.now())));
     }
   }
 }
