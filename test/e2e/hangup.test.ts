@@ -100,6 +100,39 @@ describe("e2e: SIGHUP", () => {
     },
   );
 
+  it("SIGTERM to `npm start` (a service manager stopping npm) stops the node cleanly", async () => {
+    const dir = path.join(base, "npm-start");
+    // npm runs the script with sh -c and signals sh; Debian's dash does not pass it on, so before
+    // the script's `exec` the node kept running, holding its ports, its registration and its
+    // embedded PostgreSQL, after npm had exited.
+    const npm = spawn(
+      "npm",
+      ["start", "--", "--data-dir", dir, "--bind", `127.0.0.1:${await freePort()}`, "--admin", "0"],
+      { cwd: ROOT, env: { ...process.env, VITEST: undefined, KITEQ_LOG_FORMAT: "json" }, stdio: "pipe" },
+    );
+    let out = "";
+    for (const stream of [npm.stdout, npm.stderr])
+      stream?.on("data", (c: Buffer) => (out += c.toString("utf8")));
+    let node = 0;
+    let postgres = 0;
+    try {
+      await waitFor(() => out.includes("broker started") || npm.exitCode !== null, 60_000, "start");
+      expect(out).toContain("broker started");
+      const dataDir = await realpath(path.join(dir, "pg"));
+      placed.push(dataDir);
+      postgres = Number((await readFile(path.join(dataDir, "postmaster.pid"), "utf8")).split("\n")[0]);
+      node = await parentOf(postgres);
+      expect(isAlive(node)).toBe(true);
+      npm.kill("SIGTERM");
+      await waitFor(() => !isAlive(node), 20_000, "the node to stop");
+      await waitFor(() => !isAlive(postgres), 20_000, "its PostgreSQL to stop");
+      expect(existsSync(path.join(dataDir, "postmaster.pid"))).toBe(false);
+    } finally {
+      if (npm.exitCode === null && npm.signalCode === null) npm.kill("SIGKILL");
+      for (const pid of [node, postgres]) if (pid > 0 && isAlive(pid)) process.kill(pid, "SIGKILL");
+    }
+  });
+
   it("one Ctrl-C delivered twice (the terminal and a launcher relaying it): still a clean stop", async () => {
     const broker = await startBrokerProcess(["--data-dir", path.join(base, "relayed")]);
     placed.push(await realpath(path.join(base, "relayed", "pg")));
