@@ -408,9 +408,9 @@ export function toBinding(groupId: string, spec: BindingSpec): Binding {
 }
 
 /**
- * Create a consumer: publish the group's bindings (ZooKeeper registry), connect to every broker
- * of the bound topics and start taking pushes; resolves once one broker is connected (else
- * KQ_NO_BROKER after connectTimeoutMs).
+ * Create a consumer: connect to every broker of the bound topics, publish the group's bindings
+ * (ZooKeeper registry) once one broker is connected, and start taking pushes (else KQ_NO_BROKER
+ * after connectTimeoutMs, with nothing published).
  */
 export async function createConsumer(options: ConsumerOptions): Promise<Consumer> {
   const zk = typeof options.registry === "string" && options.registry.trim().startsWith("zk://");
@@ -432,8 +432,10 @@ export async function createConsumer(options: ConsumerOptions): Promise<Consumer
   try {
     const topics = [...new Set(bindings.map((b) => b.topic))];
     await directory.start(topics, (brokers) => consumer.pool.update(brokers));
-    await directory.publishBindings(options.groupId, bindings);
+    // Bindings are written once a broker is connected: a consumer that never starts (no broker
+    // serves its topic, a typo) must not leave a persistent binding that owes its group messages.
     await waitConnected(consumer.pool, options.connectTimeoutMs ?? 10_000);
+    await directory.publishBindings(options.groupId, bindings);
   } catch (err) {
     await consumer.close().catch(() => undefined);
     throw err;

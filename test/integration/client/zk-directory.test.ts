@@ -8,6 +8,7 @@
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { bindingsToJson, directBinding, fanoutBinding } from "../../../src/binding/binding.js";
 import { type BrokerDirectory, createDirectory } from "../../../src/client/directory.js";
+import { createConsumer, ErrorCode, type KiteqError } from "../../../src/client/index.js";
 import { silentLogger } from "../../../src/log.js";
 import { closeZooKeeper, connectZooKeeper } from "../../../src/registry/zk-connect.js";
 import { zkGetData } from "../../../src/registry/zk-ops.js";
@@ -54,6 +55,28 @@ it("writes a consumer's bindings again after ZooKeeper restarted without its dat
     );
     expect(JSON.parse(keep)).toEqual(JSON.parse(bindingsToJson(kept)));
     expect(JSON.parse(on)).toEqual(JSON.parse(bindingsToJson(online)));
+  } finally {
+    await closeZooKeeper(check);
+  }
+});
+
+it("a consumer that never connects (no broker serves its topic) leaves no binding behind", async () => {
+  const err = await createConsumer({
+    registry: `zk://${zk.connectString}?timeout=4s`,
+    groupId: "never-started",
+    bindings: [{ topic: "nosuch", messageType: "t1" }],
+    connectTimeoutMs: 1_000,
+    handler: () => true,
+  }).catch((e: unknown) => e);
+  expect((err as KiteqError).code).toBe(ErrorCode.NoBroker);
+  const check = await connectZooKeeper(zk.connectString, {
+    sessionTimeoutMs: 4_000,
+    connectTimeoutMs: 3_000,
+    retries: 3,
+  });
+  try {
+    // Before: the persistent bind node stayed, owing the group whatever the topic would carry.
+    expect(await zkGetData(check, "/kiteq/sub/nosuch/never-started-bind")).toBeUndefined();
   } finally {
     await closeZooKeeper(check);
   }
