@@ -3,8 +3,10 @@
  * dispatcher through MetricsSource at scrape time, connection pool gauges, and the deliveries
  * still owed per group (one cheap query, cached a few seconds).
  */
+
 import type pg from "pg";
 import { Counter, collectDefaultMetrics, Gauge, Registry, Summary } from "prom-client";
+import { withDeadline } from "../deadline.js";
 import type { DeliveryCounters } from "../delivery/dispatcher.js";
 import type { GroupDeliveryCounters } from "../delivery/group-counters.js";
 import { toKiteqError } from "../errors.js";
@@ -79,6 +81,13 @@ const BATCH_HELP: { readonly [K in keyof BatchStats]: [name: string, help: strin
 function snake(key: string): string {
   return key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 }
+
+/**
+ * Longest a scrape waits for a figure read from the store (the backlog sample, the owed count):
+ * a hung database server (a shard) must not hang /metrics, whose other figures (kiteq_shard_up
+ * among them) say what is wrong. A figure not read in time is left out of that scrape.
+ */
+export const SCRAPE_WAIT_MS = 3_000;
 
 /** How long the deliveries-owed figures are reused before the next query. */
 export const OWED_CACHE_MS = 5000;
@@ -327,7 +336,7 @@ export function createMetrics(options: MetricsOptions): Registry {
         async collect() {
           this.reset();
           try {
-            fill(this, await sampler.latest());
+            fill(this, await withDeadline(sampler.latest(), SCRAPE_WAIT_MS, "backlog sample"));
           } catch {
             // Logged by the sampler; left empty rather than stale.
           }
@@ -382,7 +391,8 @@ export function createMetrics(options: MetricsOptions): Registry {
     async collect() {
       this.reset();
       try {
-        for (const [group, n] of await owed.get()) this.set({ group }, n);
+        for (const [group, n] of await withDeadline(owed.get(), SCRAPE_WAIT_MS, "owed count"))
+          this.set({ group }, n);
       } catch {
         // Logged by OwedDeliveries; the gauge is left empty rather than stale.
       }
