@@ -7,7 +7,7 @@ import { MAX_API_HISTORY_LIMIT } from "../admin/api.js";
 import { DEFAULT_HISTORY_LIMIT, type GroupEvent, type MessageHistory } from "../store/history.js";
 import { shardedGroupHistory, shardedMessageHistory } from "../store/sharded-history.js";
 import { readThrough } from "./admin-client.js";
-import { UsageError } from "./args.js";
+import { isMessageId, UsageError } from "./args.js";
 import type { Command } from "./command.js";
 import { formatJson, formatTable, type Output, oneLine } from "./output.js";
 
@@ -16,21 +16,30 @@ export const historyCommand: Command = {
   name: "history",
   summary: "every event of a message, or what a group received between two times",
   usage: [
-    "history --message-id ID [--json] [--verbose]",
+    "history <messageId> [--json] [--verbose]   (or --message-id ID)",
     "history --group G --since T [--until T] [--limit N] [--json] [--verbose]",
     "  T: ISO 8601 (2026-05-01T12:00:00Z), now, or a duration ago (90s, 15m, 2h, 7d); --until defaults to now;",
     "  the range is [since, until); read through the running broker's admin API (--admin, --admin-token)",
     "  when it answers, else the database; --verbose says which on stderr",
   ],
   flags: ["message-id", "group", "since", "until", "limit", "json"],
+  // As explain: `history <messageId>` (it was refused as an unexpected argument).
+  argument: "messageId",
   async run(ctx) {
-    const { args, out } = ctx;
+    const { args, out, argument } = ctx;
     const json = args.has("json");
-    if (args.has("message-id")) {
+    if (argument !== undefined && args.has("message-id")) {
+      throw new UsageError("history: give the message id once (argument or --message-id)");
+    }
+    if (argument !== undefined || args.has("message-id")) {
       if (args.has("group") || args.has("since") || args.has("until")) {
-        throw new UsageError("history: give either --message-id or --group with --since, not both");
+        throw new UsageError("history: give either a message id or --group with --since, not both");
       }
-      const messageId = args.messageId();
+      const raw = (argument ?? args.required("message-id")).trim();
+      if (!isMessageId(raw)) {
+        throw new UsageError(`history: the message id must be 32 hexadecimal characters, got "${raw}"`);
+      }
+      const messageId = raw.toLowerCase();
       const history = await readThrough(
         ctx,
         (api) => api.get<MessageHistory>(`/messages/${messageId}`),
@@ -43,7 +52,8 @@ export const historyCommand: Command = {
       printMessageHistory(history, json, out);
       return 0;
     }
-    if (!args.has("group")) throw new UsageError("history: give --message-id ID, or --group G --since T");
+    if (!args.has("group"))
+      throw new UsageError("history: give a message id (history <messageId>), or --group G --since T");
     const now = new Date();
     const groupId = args.required("group");
     const since = args.time("since", now);

@@ -482,6 +482,10 @@ describe("e2e: the kiteq-pg CLI", () => {
       const none = await withDb("history", "--message-id", randomBytes(16).toString("hex"));
       expect(none.code).toBe(1);
       expect(none.stderr).toContain("in the history");
+      // As explain: the id as the argument (before: "unexpected argument"), in any case.
+      const positional = await withDb("history", ids[0]!.toUpperCase(), "--json");
+      expect(positional.code, positional.stderr).toBe(0);
+      expect(JSON.parse(positional.stdout)).toMatchObject({ messageId: ids[0] });
     } finally {
       await broker.stop();
     }
