@@ -75,6 +75,15 @@ export interface ShardPools {
 }
 
 /** A running broker node. */
+/** After the grace period: the cancel of the node's statements (connect and run, each shard at once). */
+const FORCE_CANCEL_MS = 1_000;
+/** Then the drain, failing fast once its statements are cancelled. */
+const FORCE_DRAIN_MS = 1_000;
+/** Then the cleanups (pools, the embedded PostgreSQL's stop). */
+const FORCE_CLEANUP_MS = 2_000;
+/** The most a stop takes beyond the grace period (documented in the README). */
+export const FORCE_STOP_MS = FORCE_CANCEL_MS + FORCE_DRAIN_MS + FORCE_CLEANUP_MS;
+
 export class Broker {
   readonly address: { host: string; port: number } = { host: "", port: 0 };
   readonly publisher: Publisher;
@@ -474,20 +483,26 @@ export class Broker {
     await this.forceStop(graceful);
   }
 
-  /** The grace period ran out: cancel this node's statements, give the drain a moment, stop anyway. */
+  /**
+   * The grace period ran out: close the client connections (their producers and consumers go to
+   * other nodes now, not at the end), cancel this node's statements, give the drain a moment,
+   * stop anyway. Each step has its own bound, FORCE_STOP_MS in all: a database server that does
+   * not answer at all (a hung shard) made this take 7 s more.
+   */
   private async forceStop(graceful: Promise<void>): Promise<void> {
+    this.server.closeSessions();
     await Promise.all(
       this.shards.map(async (shard) => {
         const names = poolNames(this.config.nodeId);
         const admin = createPool(shard.url, {
           max: 1,
           name: `kiteq-pg ${this.config.nodeId} shutdown`,
-          connectTimeoutMs: 2000,
+          connectTimeoutMs: FORCE_CANCEL_MS,
         });
         try {
           const cancelled = await withDeadline(
             cancelStatementsOf(admin, [names.main, names.publish, names.maintenance]),
-            2000,
+            FORCE_CANCEL_MS,
           );
           this.log.info({ cancelled, shard: shard.index }, "cancelled the node's running statements");
         } catch (err) {
@@ -498,9 +513,8 @@ export class Broker {
       }),
     );
     // The graceful path now fails fast (its statements were cancelled); wait for it briefly.
-    await withDeadline(graceful, 2000).catch(() => undefined);
-    this.server.closeSessions();
-    await withDeadline(this.runCleanups(), 3000).catch(() => undefined);
+    await withDeadline(graceful, FORCE_DRAIN_MS).catch(() => undefined);
+    await withDeadline(this.runCleanups(), FORCE_CLEANUP_MS).catch(() => undefined);
     this.log.info("broker stopped (forced after the grace period)");
   }
 
