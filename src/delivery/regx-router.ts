@@ -6,13 +6,14 @@
  * never take the same row (SKIP LOCKED).
  */
 import type pg from "pg";
-import { type Binding, BindType, createBinding } from "../binding/binding.js";
+import type { Binding } from "../binding/binding.js";
 import { BindingMatcher } from "../binding/matcher.js";
 import { ErrorCode, toKiteqError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { RateLimitedLog } from "../log-limit.js";
 import { PeriodicJob } from "../maintenance/periodic.js";
-import { type RegxBindingRow, routeRegxBatch } from "../store/regx-routing.js";
+import type { InvalidBindingRow } from "../store/bindings.js";
+import { routeRegxBatch } from "../store/regx-routing.js";
 
 /** Messages routed per transaction. */
 export const REGX_ROUTING_BATCH = 500;
@@ -27,42 +28,26 @@ export class RegxRouter {
 
   constructor(pools: readonly pg.Pool[], log: Logger) {
     const failLog = new RateLimitedLog(log, { first: 3, intervalMs: 30_000 });
-    // The table's Regx bindings, as the broker matches them. A row Go refuses (the table is
-    // checked where bindings enter, so only a hand-edited row) matches nothing, with a warning,
-    // and the others still route.
-    const matcherFor = (rows: readonly RegxBindingRow[]) => {
-      const valid: Binding[] = [];
-      for (const r of rows) {
-        try {
-          valid.push(
-            createBinding({
-              groupId: r.groupId,
-              topic: r.topic,
-              messageType: r.pattern,
-              bindType: BindType.Regx,
-              version: r.version,
-              watermark: r.watermark,
-              persistent: r.persistent,
-            }),
-          );
-        } catch (err) {
-          failLog.warn(
-            `invalid ${r.groupId}/${r.topic}`,
-            {
-              code: ErrorCode.BindingInvalid,
-              group: r.groupId,
-              topic: r.topic,
-              pattern: r.pattern,
-              err: err instanceof Error ? err.message : String(err),
-            },
-            "a Regx binding that is not valid matches nothing",
-          );
-        }
-      }
-      const matcher = new BindingMatcher(valid, { cacheSize: 0 });
+    // The table's Regx bindings, as the broker matches them. A row that is not a valid binding
+    // (the table is checked where bindings enter, so only a hand-edited row) matches nothing,
+    // with a warning, and the others still route.
+    const matcherFor = (regx: readonly Binding[]) => {
+      const matcher = new BindingMatcher(regx, { cacheSize: 0 });
       return (topic: string, messageType: string) =>
         matcher.groupsFor(topic, messageType).map((b) => b.groupId);
     };
+    const onInvalid = (row: InvalidBindingRow) =>
+      failLog.warn(
+        `invalid ${row.groupId}/${row.topic}`,
+        {
+          code: ErrorCode.BindingInvalid,
+          group: row.groupId,
+          topic: row.topic,
+          pattern: row.messageType,
+          err: row.reason,
+        },
+        "a Regx binding that is not valid matches nothing",
+      );
     this.jobs = pools.map(
       (pool, shard) =>
         new PeriodicJob(
@@ -70,7 +55,7 @@ export class RegxRouter {
           CHECK_MS,
           async (stopped) => {
             while (!stopped()) {
-              const done = await routeRegxBatch(pool, REGX_ROUTING_BATCH, matcherFor);
+              const done = await routeRegxBatch(pool, REGX_ROUTING_BATCH, matcherFor, onInvalid);
               this.counters.messages += done.messages;
               this.counters.deliveries += done.deliveries;
               if (done.messages < REGX_ROUTING_BATCH) return;

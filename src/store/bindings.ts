@@ -30,11 +30,30 @@ export async function listBindings(
   source?: BindingSource,
   onInvalid?: (row: InvalidBindingRow) => void,
 ): Promise<Binding[]> {
-  const { rows } = await db.query(
+  const { rows } = await db.query<BindingRow>(
     `SELECT group_id, topic, message_type, bind_type, version, watermark, persistent
        FROM bindings WHERE $1::text IS NULL OR source = $1 ORDER BY topic, group_id, message_type`,
     [source ?? null],
   );
+  return bindingsFromRows(rows, onInvalid);
+}
+
+/** A row of the bindings table, as the statements here select it. */
+export interface BindingRow {
+  group_id: string;
+  topic: string;
+  message_type: string;
+  bind_type: number;
+  version: string;
+  watermark: number;
+  persistent: boolean;
+}
+
+/** Rows as bindings; a row that is not a valid binding is left out and told to `onInvalid`. */
+export function bindingsFromRows(
+  rows: readonly BindingRow[],
+  onInvalid?: (row: InvalidBindingRow) => void,
+): Binding[] {
   const out: Binding[] = [];
   for (const r of rows) {
     try {

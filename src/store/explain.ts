@@ -7,7 +7,8 @@
  * parameter so tests need not sleep.
  */
 import type pg from "pg";
-import { type Binding, type BindType, bindingMatches, createBinding } from "../binding/binding.js";
+import { type Binding, bindingMatches } from "../binding/binding.js";
+import { type BindingRow, bindingsFromRows } from "./bindings.js";
 import { type HistoryEvent, type MessageHistory, messageHistory } from "./history.js";
 import { TX_ANSWER_UNKNOWN } from "./transactions.js";
 
@@ -143,15 +144,7 @@ interface DeliveryJson {
   claimer_dead: boolean;
 }
 
-interface BindingJson {
-  group_id: string;
-  topic: string;
-  message_type: string;
-  bind_type: number;
-  version: string;
-  watermark: number;
-  persistent: boolean;
-}
+type BindingJson = BindingRow;
 
 interface WorkingRows {
   deliveries: DeliveryJson[];
@@ -237,24 +230,7 @@ function explainFrom(history: MessageHistory, working: WorkingRows, now: Date): 
   const deliveries = new Map(working.deliveries.map((d) => [d.group_id, d]));
   // A row that is not a valid binding (hand-edited: bindings are checked where they enter)
   // matches nothing, as in the broker; it must not make the whole explanation fail.
-  const bound = working.bindings
-    .flatMap((b): Binding[] => {
-      try {
-        return [
-          createBinding({
-            groupId: b.group_id,
-            topic: b.topic,
-            messageType: b.message_type,
-            bindType: b.bind_type as BindType,
-            version: b.version,
-            watermark: b.watermark,
-            persistent: b.persistent,
-          }),
-        ];
-      } catch {
-        return [];
-      }
-    })
+  const bound = bindingsFromRows(working.bindings)
     .filter((b: Binding) => bindingMatches(b, history.topic, history.messageType))
     .map((b) => b.groupId);
   const groupIds = [...new Set([...byGroup.keys(), ...deliveries.keys(), ...bound])].sort();

@@ -7,6 +7,8 @@
  * in memory, writes the deliveries of the groups that match and deletes the rows.
  */
 import type pg from "pg";
+import type { Binding } from "../binding/binding.js";
+import { type BindingRow, bindingsFromRows, type InvalidBindingRow } from "./bindings.js";
 import { inTransaction } from "./db.js";
 import { numberArray, textArray } from "./pg-arrays.js";
 
@@ -16,23 +18,13 @@ SELECT message_pk, topic, message_type, owed_groups FROM regx_routing
  ORDER BY message_pk LIMIT $1 FOR UPDATE SKIP LOCKED`;
 
 /**
- * The Regx bindings of some topics, as stored (each row is checked by the caller: one pattern Go
- * refuses must not stop the others).
+ * The Regx bindings of some topics, as stored (each row is checked by bindingsFromRows: one row
+ * that is not valid must not stop the others).
  */
 export const REGX_BINDINGS_OF_TOPICS = `
-SELECT group_id, topic, message_type, version, watermark, persistent FROM bindings
+SELECT group_id, topic, message_type, bind_type, version, watermark, persistent FROM bindings
  WHERE bind_type = 1 AND topic = ANY ($1::text[])
  ORDER BY topic, group_id, message_type`;
-
-/** A Regx binding row (see REGX_BINDINGS_OF_TOPICS). */
-export interface RegxBindingRow {
-  groupId: string;
-  topic: string;
-  pattern: string;
-  version: string;
-  watermark: number;
-  persistent: boolean;
-}
 
 /**
  * Retention: forget the messages that waited since before `before` (their day is being dropped),
@@ -72,13 +64,15 @@ export interface RegxRoutingBatch {
 
 /**
  * Route up to `limit` waiting messages: `matcherFor` turns the Regx bindings of their topics into
- * the groups a message of a topic and type is owed (the broker's matcher, Go's syntax). A group
- * kiteq_publish already owed the message (a Direct or Fanout binding) gets nothing more.
+ * the groups a message of a topic and type is owed (the broker's matcher, Go's syntax); a row that
+ * is not a valid binding matches nothing and is told to `onInvalid`. A group kiteq_publish
+ * already owed the message (a Direct or Fanout binding) gets nothing more.
  */
 export async function routeRegxBatch(
   pool: pg.Pool,
   limit: number,
-  matcherFor: (rows: readonly RegxBindingRow[]) => (topic: string, messageType: string) => readonly string[],
+  matcherFor: (regx: readonly Binding[]) => (topic: string, messageType: string) => readonly string[],
+  onInvalid?: (row: InvalidBindingRow) => void,
 ): Promise<RegxRoutingBatch> {
   return inTransaction(pool, async (c) => {
     const { rows } = await c.query<{
@@ -88,24 +82,10 @@ export async function routeRegxBatch(
       owed_groups: string[] | null;
     }>(TAKE_REGX_ROUTING, [limit]);
     if (rows.length === 0) return { messages: 0, deliveries: 0 };
-    const { rows: bound } = await c.query<{
-      group_id: string;
-      topic: string;
-      message_type: string;
-      version: string;
-      watermark: number;
-      persistent: boolean;
-    }>(REGX_BINDINGS_OF_TOPICS, [textArray([...new Set(rows.map((r) => r.topic))])]);
-    const groupsFor = matcherFor(
-      bound.map((b) => ({
-        groupId: b.group_id,
-        topic: b.topic,
-        pattern: b.message_type,
-        version: b.version,
-        watermark: b.watermark,
-        persistent: b.persistent,
-      })),
-    );
+    const { rows: bound } = await c.query<BindingRow>(REGX_BINDINGS_OF_TOPICS, [
+      textArray([...new Set(rows.map((r) => r.topic))]),
+    ]);
+    const groupsFor = matcherFor(bindingsFromRows(bound, onInvalid));
     const pks: number[] = [];
     const groups: string[] = [];
     for (const r of rows) {
