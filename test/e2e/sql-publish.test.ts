@@ -13,9 +13,10 @@ import { publishInTransaction } from "../../src/sql/index.js";
 import { upsertBinding } from "../../src/store/bindings.js";
 import { createPool } from "../../src/store/db.js";
 import { messageHistory } from "../../src/store/history.js";
+import { insertInvalidRegxBinding } from "../support/bindings.js";
 import { type BrokerProcess, startBrokerProcess } from "../support/broker-process.js";
 import { waitFor } from "../support/consumers.js";
-import { createTestDatabase, type TestDatabase } from "../support/db.js";
+import { createTestDatabase, owedGroupsOf, type TestDatabase } from "../support/db.js";
 
 describe("e2e: publishInTransaction", () => {
   let db: TestDatabase;
@@ -53,10 +54,7 @@ describe("e2e: publishInTransaction", () => {
     await bind("g-bulk", "bulk", "*", BindType.Fanout);
     // A hand-edited row no broker would write (Go refuses the pattern): left out with a warning,
     // the other bindings apply (before: the broker started with no bindings at all).
-    await db.pool.query(
-      `INSERT INTO bindings (group_id, topic, message_type, bind_type, version, watermark, persistent, source)
-       VALUES ('g-bad', 'orders', '(unclosed', 1, '', 1000, true, 'cli')`,
-    );
+    await insertInvalidRegxBinding(db.pool, "g-bad", "orders");
     broker = await startBrokerProcess(["--db", db.url, "--recover-seconds", "1"]);
     for (const g of ["g-direct", "g-regx", "g-fan", "g-other"]) await consume(g, "orders");
     await consume("g-bulk", "bulk");
@@ -153,14 +151,7 @@ describe("e2e: publishInTransaction", () => {
     // A named group and \b (a word boundary): Go's syntax. Before, PostgreSQL's regex could not
     // compile it and the group was silently owed nothing.
     await bind("g-rx-go-only", "(?P<kind>pay)\\b");
-    const owedTo = async (messageId: string) =>
-      (
-        await db.pool.query<{ group_id: string }>(
-          `SELECT d.group_id FROM deliveries d JOIN message_ids i ON i.message_pk = d.message_pk
-            WHERE i.message_id = $1 ORDER BY 1`,
-          [messageId],
-        )
-      ).rows.map((x) => x.group_id);
+    const owedTo = (messageId: string) => owedGroupsOf(db.pool, messageId);
     const waiting = async () =>
       (await db.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM regx_routing")).rows[0]!.n;
     const r = await publishInTransaction(app, { topic: "rx", messageType: "pay-succ", body: "x" });

@@ -6,15 +6,16 @@
  */
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { BindType, createBinding } from "../../src/binding/binding.js";
+import { BindType } from "../../src/binding/binding.js";
 import { RegxRouter } from "../../src/delivery/regx-router.js";
-import { type InvalidBindingRow, listBindings, upsertBinding } from "../../src/store/bindings.js";
+import { type InvalidBindingRow, listBindings } from "../../src/store/bindings.js";
 import { ensurePartitions } from "../../src/store/db.js";
 import { explainMessage } from "../../src/store/explain.js";
 import { forgetRegxRoutingBefore } from "../../src/store/regx-routing.js";
 import { callKiteqPublish } from "../../src/store/sql-publish.js";
+import { bind as bindGroup, insertInvalidRegxBinding } from "../support/bindings.js";
 import { waitFor } from "../support/consumers.js";
-import { createTestDatabase, type TestDatabase } from "../support/db.js";
+import { createTestDatabase, owedGroupsOf, type TestDatabase } from "../support/db.js";
 
 describe("regx routing of SQL publishes", () => {
   let db: TestDatabase;
@@ -22,7 +23,7 @@ describe("regx routing of SQL publishes", () => {
   const log = pino({ level: "info" }, { write: (l: string) => void lines.push(l) });
 
   const bind = (groupId: string, topic: string, messageType: string, bindType: BindType) =>
-    upsertBinding(db.pool, createBinding({ groupId, topic, messageType, bindType }), "cli", new Date());
+    bindGroup(db.pool, { groupId, topic, messageType, bindType });
   const publish = (topic: string, messageType: string) =>
     callKiteqPublish(db.pool, {
       topic,
@@ -36,14 +37,7 @@ describe("regx routing of SQL publishes", () => {
       deliverAt: null,
       bodyIsString: true,
     });
-  const owedTo = async (messageId: string) =>
-    (
-      await db.pool.query<{ group_id: string }>(
-        `SELECT d.group_id FROM deliveries d JOIN message_ids i ON i.message_pk = d.message_pk
-          WHERE i.message_id = $1 ORDER BY 1`,
-        [messageId],
-      )
-    ).rows.map((r) => r.group_id);
+  const owedTo = (messageId: string) => owedGroupsOf(db.pool, messageId);
   const waiting = async () =>
     (await db.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM regx_routing")).rows[0]!.n;
 
@@ -61,10 +55,7 @@ describe("regx routing of SQL publishes", () => {
     await bind("g-go", "orders", "(?P<kind>order)\\b", BindType.Regx);
     await bind("g-none", "orders", "^refund$", BindType.Regx);
     // A row no broker would write (Go refuses the pattern): hand-edited.
-    await db.pool.query(
-      `INSERT INTO bindings (group_id, topic, message_type, bind_type, version, watermark, persistent, source)
-       VALUES ('g-bad', 'orders', '(unclosed', 1, '', 1000, true, 'cli')`,
-    );
+    await insertInvalidRegxBinding(db.pool, "g-bad", "orders");
 
     const invalid: InvalidBindingRow[] = [];
     const all = await listBindings(db.pool, undefined, (row) => invalid.push(row));

@@ -15,3 +15,20 @@ export async function bind(
     new Date(),
   );
 }
+
+/**
+ * A row no broker would write (Go refuses the pattern), as a hand edit of the table makes one:
+ * every entry point checks bindings, so only this way is there one to test with.
+ */
+export async function insertInvalidRegxBinding(
+  pool: pg.Pool,
+  groupId: string,
+  topic: string,
+  pattern = "(unclosed",
+): Promise<void> {
+  await pool.query(
+    `INSERT INTO bindings (group_id, topic, message_type, bind_type, version, watermark, persistent, source)
+     VALUES ($1, $2, $3, 1, '', 1000, true, 'cli')`,
+    [groupId, topic, pattern],
+  );
+}

@@ -53,3 +53,13 @@ export async function alterMessagesTable(pool: pg.Pool, ddl: string): Promise<vo
     client.release();
   }
 }
+
+/** The groups a stored message is owed to now (its deliveries rows), sorted. */
+export async function owedGroupsOf(pool: pg.Pool, messageId: string): Promise<string[]> {
+  const { rows } = await pool.query<{ group_id: string }>(
+    `SELECT d.group_id FROM deliveries d JOIN message_ids i ON i.message_pk = d.message_pk
+      WHERE i.message_id = $1 ORDER BY 1`,
+    [messageId],
+  );
+  return rows.map((r) => r.group_id);
+}
