@@ -218,36 +218,61 @@ export function bearerCheck(token: string | null): (header: string | undefined) 
   };
 }
 
+/**
+ * GET /healthz. One store: 200 while `SELECT 1` answers within the timeout and publishes are being
+ * stored, else 503 naming why. Several shards: every shard is pinged at once; 200 while at least
+ * one answers ("degraded", naming the shards that do not, when some do not), 503 only when none
+ * does. Every node serves every shard, so a shard down is the same on every node: a 503 would take
+ * them all out of their load balancer (or get them all restarted by a liveness probe) and cut off
+ * the shards that work, while the producers of the shard that is down get a refusal naming it.
+ * `kiteq_shard_up` is what alerts on a shard.
+ */
 async function health(
   res: http.ServerResponse,
   options: AdminServerOptions,
   detailed: boolean,
 ): Promise<void> {
   const timeoutMs = options.healthTimeoutMs ?? 2000;
+  const pools =
+    options.shardPools !== undefined && options.shardPools.length > 1 ? options.shardPools : [options.pool];
+  const failures = await Promise.all(pools.map((pool) => pingWithin(pool, timeoutMs)));
+  const down = failures.flatMap((error, shard) => (error === undefined ? [] : [{ shard, error }]));
+  const problem = down.length < pools.length ? options.storeProblem?.() : undefined;
+  if (down.length === pools.length || problem !== undefined) {
+    const error =
+      problem ??
+      (pools.length === 1 ? down[0]!.error : down.map((d) => `shard ${d.shard}: ${d.error}`).join("; "));
+    sendJson(res, 503, detailed ? { status: "unavailable", error } : { status: "unavailable" });
+    return;
+  }
+  const status = down.length === 0 ? "ok" : "degraded";
+  // The store's digest and the shards down only with the token (or none configured).
+  sendJson(
+    res,
+    200,
+    !detailed
+      ? { status }
+      : {
+          status,
+          ...(options.storeId === undefined ? {} : { store: options.storeId }),
+          ...(down.length === 0 ? {} : { shardsDown: down }),
+        },
+  );
+}
+
+/** undefined when `SELECT 1` answers on `pool` within `timeoutMs`, else why not. */
+async function pingWithin(pool: pg.Pool, timeoutMs: number): Promise<string | undefined> {
   let timer: NodeJS.Timeout | undefined;
   try {
     await Promise.race([
-      pingStore(options.pool),
+      pingStore(pool),
       new Promise((_, reject) => {
         timer = setTimeout(() => reject(new Error(`store did not answer within ${timeoutMs} ms`)), timeoutMs);
       }),
     ]);
-    const problem = options.storeProblem?.();
-    if (problem !== undefined) throw new Error(problem);
-    sendJson(
-      res,
-      200,
-      // The store's digest only with the token (or none configured): without it, ok only.
-      options.storeId === undefined || !detailed
-        ? { status: "ok" }
-        : { status: "ok", store: options.storeId },
-    );
+    return undefined;
   } catch (err) {
-    sendJson(
-      res,
-      503,
-      detailed ? { status: "unavailable", error: toKiteqError(err).message } : { status: "unavailable" },
-    );
+    return toKiteqError(err).message;
   } finally {
     clearTimeout(timer);
   }

@@ -97,6 +97,68 @@ describe("e2e: admin HTTP server", () => {
     }
   });
 
+  it("GET /healthz with shards: 200 while one answers (degraded, naming the shards down), 503 when none does", async () => {
+    const deadPools = [0, 1].map(async () =>
+      createPool(`postgres://nobody:x@127.0.0.1:${await freePort()}/none`, { max: 1 }),
+    );
+    const [dead0, dead1] = await Promise.all(deadPools);
+    const servers: AdminServer[] = [];
+    const healthOf = async (shardPools: import("pg").Pool[], token?: string, sendToken = false) => {
+      const server = await startAdminServer({
+        host: "127.0.0.1",
+        port: 0,
+        pool: shardPools[0]!,
+        shardPools,
+        storeId: "store-digest",
+        ...(token === undefined ? {} : { token }),
+        metrics: fake.source,
+        log: silentLogger,
+        processMetrics: false,
+      });
+      servers.push(server);
+      const res = await fetch(`http://127.0.0.1:${server.address.port}/healthz`, {
+        headers: sendToken ? { Authorization: `Bearer ${token}` } : {},
+      });
+      return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+    };
+    try {
+      expect(await healthOf([db.pool, db.pool])).toEqual({
+        status: 200,
+        body: { status: "ok", store: "store-digest" },
+      });
+      // Shard 0 down: every node answered 503 before, though the other shards worked.
+      const shard0Down = await healthOf([dead0!, db.pool]);
+      expect(shard0Down.status).toBe(200);
+      expect(shard0Down.body).toMatchObject({ status: "degraded", store: "store-digest" });
+      expect(shard0Down.body.shardsDown).toEqual([
+        { shard: 0, error: expect.stringMatching(/ECONNREFUSED|connect/) },
+      ]);
+      // Shard 1 down: said (it answered plain "ok" before).
+      const shard1Down = await healthOf([db.pool, dead1!]);
+      expect(shard1Down.status).toBe(200);
+      expect(shard1Down.body).toMatchObject({ status: "degraded", shardsDown: [{ shard: 1 }] });
+      // Without the token: the state only, not which shard nor why.
+      expect(await healthOf([db.pool, dead1!], "t0ken")).toEqual({
+        status: 200,
+        body: { status: "degraded" },
+      });
+      expect((await healthOf([db.pool, dead1!], "t0ken", true)).body).toMatchObject({
+        shardsDown: [{ shard: 1 }],
+      });
+      // None answers: 503 naming each.
+      const allDown = await healthOf([dead0!, dead1!]);
+      expect(allDown.status).toBe(503);
+      expect(allDown.body).toMatchObject({
+        status: "unavailable",
+        error: expect.stringMatching(/^shard 0: .+; shard 1: .+/),
+      });
+    } finally {
+      for (const s of servers) await s.close();
+      await dead0!.end();
+      await dead1!.end();
+    }
+  });
+
   it("GET /metrics: the node's counters, batch stats, sessions, pool and owed deliveries, read at each scrape", async () => {
     const g = `owed-${randomBytes(3).toString("hex")}`;
     await insertPublishBatch(db.pool, [record([g]), record([g]), record(["x"])], {

@@ -62,6 +62,10 @@ describe("e2e: one shard of three stopped for 10 s under load", () => {
       const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
       return [0, 1, 2].map((i) => new RegExp(`^kiteq_shard_up\\{shard="${i}"\\} (\\d)`, "m").exec(text)?.[1]);
     };
+    const health = async () => {
+      const res = await fetch(`http://127.0.0.1:${adminPort}/healthz`);
+      return { status: res.status, body: (await res.json()) as { status: string; shardsDown?: { shard: number }[] } };
+    };
     broker = await startBrokerProcess([
       "--admin",
       `127.0.0.1:${adminPort}`,
@@ -110,6 +114,11 @@ describe("e2e: one shard of three stopped for 10 s under load", () => {
     await new Promise((r) => setTimeout(r, DOWN_MS / 2));
     // /metrics says which shard is down.
     expect(await shardUp()).toEqual(["1", "1", "0"]);
+    // /healthz keeps the node in its load balancer (it serves shards 0 and 1) and names shard 2.
+    const during = await health();
+    expect(during.status).toBe(200);
+    expect(during.body.status).toBe("degraded");
+    expect(during.body.shardsDown?.map((d) => d.shard)).toEqual([2]);
     await new Promise((r) => setTimeout(r, DOWN_MS / 2));
     phase = "restarting";
     await startOwn();
@@ -152,6 +161,7 @@ describe("e2e: one shard of three stopped for 10 s under load", () => {
       "every acked message delivered",
     );
     expect(await shardUp()).toEqual(["1", "1", "1"]);
+    expect(await health()).toMatchObject({ status: 200, body: { status: "ok" } });
     const received = consumer.ids();
     console.log(
       `shard 2 down ${upAt - downAt} ms: acked per shard ${perShard.join(" / ")}, ` +
