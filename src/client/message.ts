@@ -25,7 +25,10 @@ export interface OutgoingMessage {
   deliverLimit?: number;
   /** Deliver no earlier than this (a Date or unix milliseconds); sets the `kiteq.deliverAt` property. */
   deliverAt?: Date | number;
-  /** A 32-hex id of your own (for idempotent re-sends); default a fresh UUID without dashes. */
+  /**
+   * A 32-hex id of your own (for idempotent re-sends); default a fresh UUID without dashes. Sent,
+   * stored, delivered and returned in lower case (the broker stores ids in lower case).
+   */
   messageId?: string;
   /** Deliver without storing (KiteQ's fly messages): fast, lost if no consumer is online. */
   fly?: boolean;
@@ -93,6 +96,13 @@ function checkFields(m: OutgoingMessage): void {
     if (LONE_SURROGATE.test(text)) {
       throw invalid(key, `${key} holds a lone UTF-16 surrogate: it cannot be sent as UTF-8 unchanged`);
     }
+  }
+  if (
+    m.messageId !== undefined &&
+    !(typeof m.messageId === "string" && /^[0-9a-fA-F]{32}$/.test(m.messageId))
+  ) {
+    const given = typeof m.messageId === "string" ? `"${m.messageId.slice(0, 40)}"` : describe(m.messageId);
+    throw invalid("messageId", `messageId must be 32 hexadecimal characters, not ${given}`);
   }
   if (
     m.deliverLimit !== undefined &&
@@ -170,7 +180,7 @@ export function toWire(
     topic: m.topic,
     messageType: m.messageType,
     groupId,
-    messageId: m.messageId ?? newMessageId(),
+    messageId: m.messageId === undefined ? newMessageId() : m.messageId.toLowerCase(),
     expiredTime,
     deliverLimit: m.deliverLimit ?? 100,
     fly: m.fly === true,

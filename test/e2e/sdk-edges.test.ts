@@ -2,7 +2,8 @@
  * The SDK off the happy path, against one broker process (delivery timeout 2 s): close() after a
  * `break` out of for-await and a second close(); handlers that never end (waiting pushes still
  * answered at maxWaitMs); a redelivery of a message whose handler still runs (not run twice at
- * once); maxPending 0; a body over KiteQ's packet limit. Each case failed on the code before.
+ * once); maxPending 0; a body over KiteQ's packet limit; a messageId of your own in upper case.
+ * Each case failed on the code before.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BindType } from "../../src/binding/binding.js";
@@ -13,7 +14,7 @@ import { type BrokerProcess, startBrokerProcess } from "../support/broker-proces
 import { waitFor } from "../support/consumers.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
 
-const GROUPS = ["g-break", "g-stuck", "g-redeliver", "g-nopending", "g-throw"] as const;
+const GROUPS = ["g-break", "g-stuck", "g-redeliver", "g-nopending", "g-throw", "g-case"] as const;
 const topicOf = (group: string) => group.slice(2);
 
 describe("e2e: SDK edges", () => {
@@ -158,6 +159,29 @@ describe("e2e: SDK edges", () => {
     for (let i = 0; i < 10; i++) await producer.send({ topic: "nopending", messageType: "m", body: `m${i}` });
     // Before: every push answered false, nothing ever handled.
     await waitFor(() => handled.size === 10, 15_000, "10 messages handled");
+    await consumer.close();
+    await producer.close();
+  });
+
+  it("a messageId of your own in upper case: send() returns it as stored and delivered (lower case)", async () => {
+    const seen: string[] = [];
+    const consumer = await createConsumer({
+      registry,
+      groupId: "g-case",
+      bindings: [],
+      handler: (m) => {
+        seen.push(m.messageId);
+        return true;
+      },
+    });
+    const producer = await producerFor("case");
+    const own = "0123456789ABCDEF0123456789ABCDEF";
+    const sent = await producer.send({ topic: "case", messageType: "m", body: "x", messageId: own });
+    // Before: "0123...ABCDEF" as given, while the history and the consumer said "0123...abcdef".
+    expect(sent.messageId).toBe(own.toLowerCase());
+    await waitFor(() => seen.length === 1, 15_000, "the message handled");
+    expect(seen).toEqual([sent.messageId]);
+    expect((await messageHistory(db.pool, sent.messageId))?.messageId).toBe(sent.messageId);
     await consumer.close();
     await producer.close();
   });

@@ -93,12 +93,18 @@ describe("e2e: SDK on one broker", () => {
     // The broker stored the compressed body as it came.
     const h = await messageHistory(db.pool, sent[1]!.messageId);
     expect(h!.bodySize).toBeLessThan(big.length);
-    // A refusal is typed, final and quick.
+    // A refusal is typed, final and quick: the broker's (an expiry already past)...
     const refused = await producer
-      .send({ topic: "sdk", messageType: "a", body: "x", messageId: "not-hex" })
+      .send({ topic: "sdk", messageType: "a", body: "x", expiredTime: Math.floor(Date.now() / 1000) - 60 })
       .catch((e: unknown) => e);
     expect(refused).toBeInstanceOf(KiteqError);
     expect((refused as KiteqError).code).toBe(ErrorCode.SendRefused);
+    expect((refused as KiteqError).message).toMatch(/expired message/);
+    // ...and the SDK's own, before anything is sent (a messageId that is not 32 hex characters).
+    const invalid = await producer
+      .send({ topic: "sdk", messageType: "a", body: "x", messageId: "not-hex" })
+      .catch((e: unknown) => e);
+    expect((invalid as KiteqError).code).toBe(ErrorCode.MessageInvalid);
     // A topic the producer was not created for fails at once (no broker was looked up for it).
     const unlisted = await producer
       .send({ topic: "elsewhere", messageType: "a", body: "x" })

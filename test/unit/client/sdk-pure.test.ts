@@ -72,6 +72,9 @@ describe("SDK wire conversion", () => {
     // Before: a raw TypeError.
     refused({ body: undefined }, "body", /string or bytes .* not undefined/);
     refused({ topic: 7 }, "topic", /must be a string, not 7/);
+    refused({ messageId: 7 }, "messageId", /32 hexadecimal characters, not 7/);
+    // Before: sent, and refused by the broker only.
+    refused({ messageId: "not-hex" }, "messageId", /32 hexadecimal characters, not "not-hex"/);
     // Still accepted: a pair, -1 (KiteQ's default expiry), a past deliverAt, 1 and 100.
     for (const fields of [
       { messageType: "a\uD83D\uDE00b" },
@@ -79,6 +82,7 @@ describe("SDK wire conversion", () => {
       { deliverAt: Date.now() - 1_000 },
       { deliverLimit: 1 },
       { deliverLimit: 100 },
+      { messageId: "0123456789ABCDEF0123456789abcdef" },
     ]) {
       expect(() => toWire({ topic: "t", messageType: "m", body: "b", ...fields }, "g", 0)).not.toThrow();
     }
