@@ -64,7 +64,10 @@ describe("e2e: one shard of three stopped for 10 s under load", () => {
     };
     const health = async () => {
       const res = await fetch(`http://127.0.0.1:${adminPort}/healthz`);
-      return { status: res.status, body: (await res.json()) as { status: string; shardsDown?: { shard: number }[] } };
+      return {
+        status: res.status,
+        body: (await res.json()) as { status: string; shardsDown?: { shard: number }[] },
+      };
     };
     broker = await startBrokerProcess([
       "--admin",
