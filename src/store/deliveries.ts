@@ -483,38 +483,51 @@ export async function expireDeliveries(
 }
 
 /**
- * Re-drive: give `groupId` a fresh delivery of a message whose delivery to it ended dead-lettered
- * (or expired), with a `redriven` row. Returns false when the message is unknown, still owed, or
- * its last delivery to the group was acked.
+ * Re-drive: give $2 (a group) a fresh delivery of message $1 (its messageId) whose delivery to it
+ * ended dead-lettered (or expired), with a `redriven` row; returns a row only when it did. How
+ * the last delivery ended is read through the message's own events, newest first, in a LATERAL
+ * subquery on its pk (message_events_message_idx): joined to `m` instead, the planner walked the
+ * group's whole history backwards through message_events_group_idx looking for this one message
+ * with the statistics autovacuum keeps (it analyses the day partitions, never the partitioned
+ * parent): 165 ms a message at 44,000 events of the group, hours for a range re-drive.
+ */
+export const REDRIVE_DELIVERY = `WITH m AS (
+  SELECT m.id, m.stored_at, m.topic, m.deliver_limit
+    FROM message_ids i JOIN messages m ON m.id = i.message_pk AND m.stored_at = i.stored_at
+   WHERE i.message_id = $1
+), ended AS (
+  -- How its last delivery to the group ended: acked, or dead (an ack before a replay
+  -- that was then dead-lettered does not make it acked).
+  SELECT last.dead
+    FROM m CROSS JOIN LATERAL (
+      SELECT e.kind IN ('dead_lettered', 'expired') AS dead
+        FROM message_events e
+       WHERE e.message_pk = m.id AND e.group_id = $2 AND e.kind IN ('dead_lettered', 'expired', 'acked')
+       ORDER BY e.at DESC LIMIT 1
+    ) last
+), ins AS (
+  INSERT INTO deliveries (message_pk, group_id, message_stored_at, topic, next_attempt_at, expires_at,
+                          deliver_limit)
+  SELECT m.id, $2, m.stored_at, m.topic, $3, $4, m.deliver_limit FROM m, ended
+   WHERE ended.dead
+  ON CONFLICT DO NOTHING
+  RETURNING message_pk
+), ev AS (
+  INSERT INTO message_events (message_pk, kind, at, group_id, node_id, detail)
+  SELECT message_pk, 'redriven', $3, $2, $5, $6 FROM ins
+), wake AS (SELECT pg_notify('kiteq_due', '') FROM ins)
+SELECT (SELECT count(*) FROM wake) FROM ins`;
+
+/**
+ * Re-drive (see REDRIVE_DELIVERY). Returns false when the message is unknown, still owed, or its
+ * last delivery to the group was acked.
  */
 export async function redriveDelivery(
   db: Queryable,
   args: { messageId: string; groupId: string; now: Date; expiresAt: Date; nodeId: string; reason: string },
 ): Promise<boolean> {
   const { rowCount } = await db.query({
-    text: `WITH m AS (
-             SELECT m.id, m.stored_at, m.topic, m.deliver_limit
-               FROM message_ids i JOIN messages m ON m.id = i.message_pk AND m.stored_at = i.stored_at
-              WHERE i.message_id = $1
-           ), ended AS (
-             -- How its last delivery to the group ended: acked, or dead (an ack before a replay
-             -- that was then dead-lettered does not make it acked).
-             SELECT e.kind IN ('dead_lettered', 'expired') AS dead
-               FROM message_events e, m
-              WHERE e.message_pk = m.id AND e.group_id = $2 AND e.kind IN ('dead_lettered', 'expired', 'acked')
-              ORDER BY e.at DESC LIMIT 1
-           ), ins AS (
-             INSERT INTO deliveries (message_pk, group_id, message_stored_at, topic, next_attempt_at, expires_at,
-                                     deliver_limit)
-             SELECT m.id, $2, m.stored_at, m.topic, $3, $4, m.deliver_limit FROM m, ended
-              WHERE ended.dead
-             ON CONFLICT DO NOTHING
-             RETURNING message_pk
-           ), ev AS (
-             INSERT INTO message_events (message_pk, kind, at, group_id, node_id, detail)
-             SELECT message_pk, 'redriven', $3, $2, $5, $6 FROM ins
-           ), wake AS (SELECT pg_notify('kiteq_due', '') FROM ins)
-           SELECT (SELECT count(*) FROM wake) FROM ins`,
+    text: REDRIVE_DELIVERY,
     values: [args.messageId, args.groupId, args.now, args.expiresAt, args.nodeId, args.reason],
   });
   return (rowCount ?? 0) > 0;

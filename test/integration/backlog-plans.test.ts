@@ -1,7 +1,7 @@
 /**
  * Issue 11 at CI size: with 100,000 deliveries owed (and as many acked, with full history), no
  * background or operator statement plans a sequential scan of the history or working tables,
- * whether the planner's statistics are stale (taken on empty tables) or fresh.
+ * whether the planner's statistics are stale (taken on empty tables), what autovacuum keeps, or fresh.
  */
 import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -82,8 +82,18 @@ describe(`plans of the background statements with ${OWED.toLocaleString("en-US")
   }, 300_000);
   afterAll(async () => db.drop());
 
-  for (const stats of ["stale", "fresh"] as const) {
+  // stale: taken on empty tables; autovacuum's: the day partitions and plain tables analysed, the
+  // partitioned parents never (autovacuum does not analyse those); fresh: everything analysed.
+  for (const stats of ["stale", "autovacuum's", "fresh"] as const) {
     it(`no sequential scan of deliveries, messages or message_events (${stats} statistics)`, async () => {
+      if (stats === "autovacuum's") {
+        const { rows } = await db.pool.query<{ name: string }>(
+          `SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+            WHERE i.inhparent IN ('messages'::regclass, 'message_events'::regclass)`,
+        );
+        for (const { name } of rows) await db.pool.query(`ANALYZE "${name}"`);
+        await db.pool.query("ANALYZE deliveries, pending_transactions, message_ids, owed_counts");
+      }
       if (stats === "fresh") await analyzeBacklogTables(db.pool);
       const client = await db.pool.connect();
       // The session the broker's pools have.
