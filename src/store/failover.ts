@@ -256,7 +256,9 @@ export function clientSetup(
   log?: Logger,
 ): { Client: typeof BrokerClient; connectionString: string } {
   const target = connectionTarget(url);
-  if (target.direct) return { Client: BrokerClient, connectionString: url };
+  // hostUrls[0], not `url`: pg reads a libpq keyword=value string as a URL relative to a host
+  // named "base" (a single-host --db in that form never connected).
+  if (target.direct) return { Client: BrokerClient, connectionString: target.hostUrls[0] as string };
   const selector = hostSelector(url, target);
   selector.log ??= log;
   return { Client: failoverClientClass(selector), connectionString: target.hostUrls[0] as string };
