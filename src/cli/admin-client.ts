@@ -152,5 +152,5 @@ export async function readThrough<T>(
   }
   const why = found === null ? "the admin API does not serve this read" : "why" in found ? found.why : "";
   if (verbose) ctx.out.err(`kiteq-pg: read from the database (${why})`);
-  return withStore(ctx.config, ctx.log, viaDb, { readOnly: true });
+  return withStore(ctx.config, ctx.log, viaDb, { readOnly: true, reads: true });
 }

@@ -17,6 +17,7 @@ import type { Command } from "./command.js";
 import { dbUrlCommand } from "./db-url.js";
 import { explainCommand } from "./explain.js";
 import { historyCommand } from "./history.js";
+import { exitingOnSignal } from "./interrupt.js";
 import { processOutput } from "./output.js";
 import { redriveCommand } from "./redrive.js";
 import { replayCommand } from "./replay.js";
@@ -174,8 +175,14 @@ function exitAfterOutput(code: number): void {
   process.stderr.write("", done);
 }
 
-main(process.argv.slice(2)).then(exitAfterOutput, (err: unknown) => {
-  const e = toKiteqError(err);
-  processOutput.err(`kiteq-pg: ${e instanceof KiteqError ? e.describe() : String(err)}`);
-  exitAfterOutput(1);
-});
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (!exitingOnSignal()) exitAfterOutput(code);
+  },
+  (err: unknown) => {
+    if (exitingOnSignal()) return;
+    const e = toKiteqError(err);
+    processOutput.err(`kiteq-pg: ${e instanceof KiteqError ? e.describe() : String(err)}`);
+    exitAfterOutput(1);
+  },
+);

@@ -58,8 +58,33 @@ export function printable(text: string): string {
   );
 }
 
+/**
+ * Writes to `stream` that stop quietly once its reader has gone (EPIPE: `| head -1` closed the
+ * pipe): without an 'error' listener the closed pipe threw an unhandled error with a stack
+ * trace, and a redrive stopped after the lines `head` took. The command goes on to its end (what
+ * it was asked to do); nothing more is written there.
+ */
+function lineWriter(stream: NodeJS.WriteStream): (text: string) => void {
+  let closed = false;
+  let listening = false;
+  return (text) => {
+    if (closed) return;
+    if (!listening) {
+      listening = true;
+      stream.on("error", (err: NodeJS.ErrnoException) => {
+        closed = true;
+        // Another write error than a reader gone (a full disk under a redirect): said once.
+        if (err.code !== "EPIPE" && stream !== process.stderr) {
+          process.stderr.write(`kiteq-pg: output stopped: ${err.message}\n`);
+        }
+      });
+    }
+    stream.write(`${printable(text)}\n`);
+  };
+}
+
 /** The process's stdout and stderr, one line per call. */
 export const processOutput: Output = {
-  out: (text) => process.stdout.write(`${printable(text)}\n`),
-  err: (text) => process.stderr.write(`${printable(text)}\n`),
+  out: lineWriter(process.stdout),
+  err: lineWriter(process.stderr),
 };

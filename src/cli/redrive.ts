@@ -9,6 +9,7 @@ import { DEFAULT_HISTORY_LIMIT, messageHistory } from "../store/history.js";
 import { poolOfMessage, shardedDeadLetters } from "../store/sharded-history.js";
 import { UsageError } from "./args.js";
 import type { Command } from "./command.js";
+import { interruptedExitCode, listenForInterruption } from "./interrupt.js";
 import { withExistingStore } from "./store.js";
 
 /** The longest --expires-in: a year. */
@@ -70,18 +71,33 @@ export const redriveCommand: Command = {
       const more = found.length > limit;
       const dead = more ? found.slice(0, limit) : found;
       let done = 0;
-      for (const d of dead) {
-        const pool = poolOfMessage(shards, d.messageId);
-        if (await redrive(pool, d.messageId)) {
-          done++;
-          out.out(
-            `redriven ${d.messageId} (${d.topic}/${d.messageType}, dead-lettered ${d.at.toISOString()})`,
-          );
-        } else {
-          out.err(`kiteq-pg: ${d.messageId} not redriven: ${await whyNot(pool, d.messageId, groupId)}`);
+      let tried = 0;
+      const interruption = listenForInterruption();
+      try {
+        for (const d of dead) {
+          if (interruption.signal !== undefined) break;
+          tried++;
+          const pool = poolOfMessage(shards, d.messageId);
+          if (await redrive(pool, d.messageId)) {
+            done++;
+            out.out(
+              `redriven ${d.messageId} (${d.topic}/${d.messageType}, dead-lettered ${d.at.toISOString()})`,
+            );
+          } else {
+            out.err(`kiteq-pg: ${d.messageId} not redriven: ${await whyNot(pool, d.messageId, groupId)}`);
+          }
         }
+      } finally {
+        interruption.dispose();
       }
       const range = `[${since.toISOString()}, ${until.toISOString()})`;
+      const signal = interruption.signal;
+      if (signal !== undefined && tried < dead.length) {
+        out.err(
+          `kiteq-pg: ${signal}: stopped after ${done} of ${dead.length} dead-lettered message(s) of group ${groupId} in ${range} redriven (each one redriven is complete); run again for the rest`,
+        );
+        return interruptedExitCode(signal);
+      }
       out.out(`${done} of ${dead.length} dead-lettered message(s) of group ${groupId} in ${range} redriven`);
       if (more) out.err(`(first ${limit} only: run again for the rest)`);
       return done === dead.length ? 0 : 1;

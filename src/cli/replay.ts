@@ -9,6 +9,7 @@ import { listBindings } from "../store/bindings.js";
 import { replayRange } from "../store/deliveries.js";
 import { UsageError } from "./args.js";
 import type { Command } from "./command.js";
+import { interruptedExitCode, listenForInterruption } from "./interrupt.js";
 import { withExistingStore } from "./store.js";
 
 /** The longest --expires-in: a year. */
@@ -56,19 +57,38 @@ export const replayCommand: Command = {
         ? undefined
         : (messageType: string) => matcher.groupsFor(topic, messageType).length > 0;
       let n = 0;
-      // Every shard holds some of the topic's messages: each replays its own.
-      for (const pool of shards) {
-        n += await replayRange(pool, {
-          topic,
-          groupId,
-          since,
-          until,
-          now,
-          expiresAt: new Date(now.getTime() + expiresIn * 1000),
-          nodeId: `cli@${hostname()}`,
-          reason: `kiteq-pg replay [${since.toISOString()}, ${until.toISOString()})`,
-          ...(matchesType === undefined ? {} : { matchesType }),
-        });
+      // Ctrl-C: stop after the batch in flight (each batch is one transaction) and say how far.
+      const interruption = listenForInterruption();
+      let stopped = false;
+      const shouldStop = () => {
+        stopped ||= interruption.signal !== undefined;
+        return stopped;
+      };
+      try {
+        // Every shard holds some of the topic's messages: each replays its own.
+        for (const [i, pool] of shards.entries()) {
+          if (i > 0 && shouldStop()) break;
+          n += await replayRange(pool, {
+            topic,
+            groupId,
+            since,
+            until,
+            now,
+            expiresAt: new Date(now.getTime() + expiresIn * 1000),
+            nodeId: `cli@${hostname()}`,
+            reason: `kiteq-pg replay [${since.toISOString()}, ${until.toISOString()})`,
+            ...(matchesType === undefined ? {} : { matchesType }),
+            shouldStop,
+          });
+        }
+      } finally {
+        interruption.dispose();
+      }
+      if (stopped && interruption.signal !== undefined) {
+        out.err(
+          `kiteq-pg: ${interruption.signal}: stopped after ${n} message(s) of topic ${topic} replayed to group ${groupId} (whole batches; a run again skips what the group still owes, but replays again what it acked since)`,
+        );
+        return interruptedExitCode(interruption.signal);
       }
       out.out(`${n} message(s) of topic ${topic} replayed to group ${groupId}`);
       return 0;

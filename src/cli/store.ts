@@ -13,26 +13,37 @@ import {
   BROKER_POOL_SETTINGS,
   createPool,
   ensurePartitions,
+  newerSchemaError,
   runMigrations,
+  schemaState,
   storeConnectFailure,
 } from "../store/db.js";
 import { type EmbeddedPostgresServer, startEmbeddedPostgres } from "../store/embedded.js";
+import { addCleanup } from "./interrupt.js";
 
 /** SQLSTATE undefined_table: the schema is not there (migrations not applied). */
 const UNDEFINED_TABLE = "42P01";
 
 /**
  * Run `fn` with a small pool on the configured store, then close everything. On the embedded
- * default the migrations are applied first (it is ours); an external database is used as it is,
- * and a missing table is reported as "run kiteq-pg migrate".
+ * default the migrations are applied first (it is ours); an external database is used as it is:
+ * a command that writes is refused on a schema that is not this version's (a newer version
+ * migrated it, or `kiteq-pg migrate` has not run), a read warns on a newer one, and a missing
+ * table is reported as "run kiteq-pg migrate".
  */
 export async function withStore<T>(
   config: BrokerConfig,
   log: Logger,
   fn: (pool: pg.Pool, shards: readonly pg.Pool[]) => Promise<T>,
-  options: { readOnly?: boolean } = {},
+  options: {
+    /** Never make a new embedded store (the command acts on what is stored). */
+    readOnly?: boolean;
+    /** The command only reads (default: it writes). */
+    reads?: boolean;
+  } = {},
 ): Promise<T> {
   let embedded: EmbeddedPostgresServer | undefined;
+  let removeCleanup: (() => void) | undefined;
   if (config.databaseUrl === null) {
     const dir = path.resolve(config.dataDir, "pg");
     const never = !existsSync(path.join(dir, "PG_VERSION")) && !existsSync(path.join(dir, "postmaster.pid"));
@@ -44,12 +55,18 @@ export async function withStore<T>(
         { dataDir: dir },
       );
     }
-    embedded = await startEmbeddedPostgres({
+    const starting = startEmbeddedPostgres({
       dataDir: path.join(config.dataDir, "pg"),
       port: config.pgPort,
       logger: log,
       attachIfRunning: true,
     });
+    // Ctrl-C while it starts or while the command runs: the PostgreSQL started for this command
+    // is stopped (it was left running, and later commands attached to it as to a broker's).
+    removeCleanup = addCleanup(async () => {
+      await (await starting.catch(() => undefined))?.stop();
+    });
+    embedded = await starting;
   }
   // Several URLs: the shards, in order (`fn` gets shard 0's pool and all of them).
   const urls = config.databaseUrls.length > 0 ? config.databaseUrls : [embedded!.url("kiteq")];
@@ -61,6 +78,21 @@ export async function withStore<T>(
     if (embedded !== undefined) {
       await runMigrations(pool, log);
       await ensurePartitions(pool, new Date());
+    } else {
+      for (const [shard, p] of pools.entries()) {
+        const state = await schemaState(p);
+        const where = pools.length > 1 ? `shard ${shard}: ` : "";
+        if (state.unknown > 0 && options.reads !== true) throw newerSchemaError(state.unknown);
+        if (state.unknown > 0)
+          log.warn(`${where}${newerSchemaError(state.unknown).message}; reading it anyway`);
+        if (state.pending > 0 && state.unknown === 0 && options.reads !== true) {
+          throw new KiteqError(
+            ErrorCode.StoreFailed,
+            `${where}the database lacks ${state.pending} migration${state.pending === 1 ? "" : "s"} of this kiteq-pg: run kiteq-pg migrate first`,
+            { pendingMigrations: state.pending },
+          );
+        }
+      }
     }
     return await fn(pool, pools);
   } catch (err) {
@@ -76,6 +108,7 @@ export async function withStore<T>(
   } finally {
     await Promise.all(pools.map((p) => p.end()));
     await embedded?.stop();
+    removeCleanup?.();
   }
 }
 

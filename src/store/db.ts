@@ -178,6 +178,43 @@ function readMigrations(folder: string): Migration[] {
   }));
 }
 
+/** How a database's schema compares with this kiteq-pg's migrations (see schemaState). */
+export interface SchemaState {
+  /** Migrations applied that this kiteq-pg does not know: a newer version applied them. */
+  unknown: number;
+  /** Migrations of this kiteq-pg not applied yet (all of them on a database never migrated). */
+  pending: number;
+}
+
+/** Read, without changing anything, which migrations a database holds (see SchemaState). */
+export async function schemaState(
+  db: pg.Pool | pg.PoolClient,
+  folder = MIGRATIONS_DIR,
+): Promise<SchemaState> {
+  const migrations = readMigrations(folder);
+  const { rows: exists } = await db.query<{ t: string | null }>("SELECT to_regclass($1)::text AS t", [
+    APPLIED_TABLE,
+  ]);
+  if (exists[0]?.t == null) return { unknown: 0, pending: migrations.length };
+  const { rows } = await db.query<{ created_at: number }>(`SELECT created_at FROM ${APPLIED_TABLE}`);
+  const applied = new Set(rows.map((r) => Number(r.created_at)));
+  const known = new Set(migrations.map((m) => m.folderMillis));
+  return {
+    unknown: [...applied].filter((w) => !known.has(w)).length,
+    pending: migrations.filter((m) => !applied.has(m.folderMillis)).length,
+  };
+}
+
+/** The refusal for a database a newer kiteq-pg migrated (`unknown` migrations this one does not know). */
+export function newerSchemaError(unknown: number): KiteqError {
+  return new KiteqError(
+    ErrorCode.StoreFailed,
+    `the database holds ${unknown} migration${unknown === 1 ? "" : "s"} this kiteq-pg does not know ` +
+      "(a newer version applied them): run that version or a later one, not an older one",
+    { unknownMigrations: unknown },
+  );
+}
+
 /**
  * Apply the migrations of `folder` that the database has not recorded (idempotent; serialised
  * across nodes by an advisory lock), all in one transaction. A migration is known by its journal
@@ -211,14 +248,7 @@ export async function runMigrations(
       const applied = new Set(rows.map((r) => Number(r.created_at)));
       const known = new Set(migrations.map((m) => m.folderMillis));
       const unknown = [...applied].filter((w) => !known.has(w));
-      if (unknown.length > 0) {
-        throw new KiteqError(
-          ErrorCode.StoreFailed,
-          `the database holds ${unknown.length} migration${unknown.length === 1 ? "" : "s"} this kiteq-pg does not know ` +
-            "(a newer version applied them): run that version or a later one, not an older one",
-          { unknownMigrations: unknown.length },
-        );
-      }
+      if (unknown.length > 0) throw newerSchemaError(unknown.length);
       const pending = migrations.filter((m) => !applied.has(m.folderMillis));
       if (pending.length === 0) {
         logger.debug("database schema up to date");

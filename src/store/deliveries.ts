@@ -613,6 +613,8 @@ export async function replayRange(
      * regexp syntax for Regx); absent: every type (a Fanout binding).
      */
     matchesType?: (messageType: string) => boolean;
+    /** Asked before each batch (the first excepted): true stops the replay there. */
+    shouldStop?: () => boolean;
   },
 ): Promise<number> {
   let created = 0;
@@ -657,5 +659,6 @@ export async function replayRange(
     created += r.n;
     if (r.scanned < BACKGROUND_BATCH || r.last_id === null) return created;
     lastId = r.last_id;
+    if (args.shouldStop?.() === true) return created;
   }
 }

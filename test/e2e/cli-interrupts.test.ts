@@ -1,0 +1,248 @@
+/**
+ * The CLI off the happy path (a helper's walkthrough; each case failed on the code before):
+ * output into a pipe that closes (`| head -1`), Ctrl-C during a redrive, replay, or a read that
+ * started the embedded PostgreSQL for itself, and `--db` on a schema that is not this version's.
+ */
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ensurePartitions } from "../../src/store/db.js";
+import { claimDueDeliveries, nackDeliveries } from "../../src/store/deliveries.js";
+import { insertPublishBatch } from "../../src/store/messages.js";
+import { bind } from "../support/bindings.js";
+import { cliArgs } from "../support/built-src.js";
+import { waitFor } from "../support/consumers.js";
+import { createTestDatabase, type TestDatabase } from "../support/db.js";
+import { removePlacedDataDirs } from "../support/placed-dirs.js";
+import { publishRecord } from "../support/records.js";
+
+const ROOT = path.resolve(import.meta.dirname, "../..");
+const ENV = { ...process.env, VITEST: undefined, KITEQ_LOG_LEVEL: undefined };
+
+function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      cliArgs(args),
+      { cwd: ROOT, timeout: 60_000, env: ENV },
+      (err, stdout, stderr) =>
+        resolve({ code: err === null ? 0 : typeof err.code === "number" ? err.code : null, stdout, stderr }),
+    );
+  });
+}
+
+function start(args: string[]): {
+  child: ChildProcess;
+  stderr: () => string;
+  exited: Promise<number | null>;
+} {
+  const child = spawn(process.execPath, cliArgs(args), {
+    cwd: ROOT,
+    env: ENV,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stderr = "";
+  child.stderr!.on("data", (d: Buffer) => {
+    stderr += d.toString();
+  });
+  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+  return { child, stderr: () => stderr, exited };
+}
+
+describe("e2e: CLI interrupted, piped, and on a schema not its own", () => {
+  let db: TestDatabase;
+
+  /** `n` messages of `topic` owed to `groupId`, then dead-lettered (deliver limit 1). */
+  const deadLetters = async (groupId: string, n: number, topic = "dlq") => {
+    for (let done = 0; done < n; done += 1000) {
+      const now = new Date();
+      const batch = Array.from({ length: Math.min(1000, n - done) }, () =>
+        publishRecord(now, [groupId], { topic, deliverLimit: 1 }),
+      );
+      await insertPublishBatch(db.pool, batch, { now, nodeId: "t", leaseUntil: now, firstTxCheckAt: now });
+      const claimed = await claimDueDeliveries(db.pool, {
+        groups: [groupId],
+        limits: [1000],
+        now: new Date(now.getTime() + 1),
+        claimer: "t/1",
+        leaseUntil: new Date(now.getTime() + 30_000),
+      });
+      await nackDeliveries(
+        db.pool,
+        claimed.map((c) => ({
+          messagePk: c.messagePk,
+          groupId,
+          claimEpoch: c.claimEpoch,
+          attempt: 1,
+          pushedAt: now,
+          failedAt: new Date(now.getTime() + 2),
+          nextAttemptAt: now,
+          deadLetter: true,
+          reason: "refused",
+        })),
+        "t",
+      );
+    }
+  };
+  const count = async (sql: string, params: unknown[]) =>
+    (await db.pool.query<{ n: number }>(sql, params)).rows[0]!.n;
+  const owed = (groupId: string) =>
+    count("SELECT count(*)::int AS n FROM deliveries WHERE group_id = $1", [groupId]);
+  const redriven = (groupId: string) =>
+    count("SELECT count(*)::int AS n FROM message_events WHERE group_id = $1 AND kind = 'redriven'", [
+      groupId,
+    ]);
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    await ensurePartitions(db.pool, new Date());
+  });
+  afterAll(async () => db?.drop());
+
+  it("redrive into a pipe that closes (| head -1): no stack trace, and every dead letter redriven", async () => {
+    await deadLetters("epipe", 200);
+    const run = start(["redrive", "--group", "epipe", "--since", "1h", "--db", db.url]);
+    // What `head -1` does: read the first line, then close the pipe.
+    run.child.stdout!.once("data", () => run.child.stdout!.destroy());
+    const code = await run.exited;
+    // Before: "Unhandled 'error' event ... Error: write EPIPE" with a stack trace, exit 1, after
+    // 3 of the 200.
+    expect(run.stderr()).not.toMatch(/Unhandled 'error' event|\n\s+at /);
+    expect(code).toBe(0);
+    expect(await owed("epipe")).toBe(200);
+    expect(await redriven("epipe")).toBe(200);
+  });
+
+  it("Ctrl-C during a redrive: it stops, says how many were redriven, and the history agrees", async () => {
+    await deadLetters("sigint", 2000);
+    const run = start(["redrive", "--group", "sigint", "--since", "1h", "--db", db.url]);
+    run.child.stdout!.once("data", () => run.child.kill("SIGINT"));
+    const code = await run.exited;
+    // Before: exit 130 and nothing said (558 lines printed, 559 redriven in the database).
+    expect(code).toBe(130);
+    const said = /SIGINT: stopped after (\d+) of 2000 dead-lettered message\(s\) of group sigint/.exec(
+      run.stderr(),
+    );
+    expect(said, run.stderr()).not.toBeNull();
+    const n = Number(said![1]);
+    expect(n).toBeGreaterThan(0);
+    expect(n).toBeLessThan(2000);
+    expect(await redriven("sigint")).toBe(n);
+    expect(await owed("sigint")).toBe(n);
+  });
+
+  it("Ctrl-C during a replay: it stops after whole batches and says how many", async () => {
+    await bind(db.pool, { groupId: "rp", topic: "replayed", messageType: "pay" });
+    await deadLetters("rp", 30_000, "replayed");
+    const run = start(["replay", "--topic", "replayed", "--group", "rp", "--since", "1h", "--db", db.url]);
+    // Once the first batch is written.
+    await waitFor(async () => (await owed("rp")) > 0, 30_000, "a first batch replayed");
+    run.child.kill("SIGINT");
+    const code = await run.exited;
+    const text = run.stderr();
+    if (code === 0) return; // it finished before the signal: nothing to say then
+    expect(code).toBe(130);
+    // Before: exit 130 with no output at all.
+    const said = /SIGINT: stopped after (\d+) message\(s\) of topic replayed replayed to group rp/.exec(text);
+    expect(said, text).not.toBeNull();
+    expect(await owed("rp")).toBe(Number(said![1]));
+  });
+
+  it("Ctrl-C of a read that started the embedded PostgreSQL for itself stops that PostgreSQL", async () => {
+    const base = path.join(ROOT, ".tmp");
+    await mkdir(base, { recursive: true });
+    const dir = await mkdtemp(path.join(base, "cli-sigint-"));
+    try {
+      // A store that exists, with no broker running on it.
+      expect((await cli(["migrate", "--data-dir", dir, "--admin", "-1"])).code).toBe(0);
+      const pidFile = path.join(dir, "pg", "postmaster.pid");
+      expect(existsSync(pidFile)).toBe(false);
+      const run = start(["history", "--group", "g", "--since", "1h", "--data-dir", dir, "--admin", "-1"]);
+      await waitFor(() => existsSync(pidFile), 30_000, "the command's PostgreSQL started");
+      const postmaster = Number(readFileSync(pidFile, "utf8").split("\n")[0]);
+      run.child.kill("SIGINT");
+      expect(await run.exited).toBe(130);
+      // Before: that postgres kept running (later commands attached to it as to a broker's).
+      await waitFor(
+        () => {
+          try {
+            process.kill(postmaster, 0);
+            return false;
+          } catch {
+            return true;
+          }
+        },
+        15_000,
+        "the command's PostgreSQL stopped",
+      );
+      expect(existsSync(pidFile)).toBe(false);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+      await removePlacedDataDirs(dir);
+    }
+  });
+
+  it("--db migrated by a newer version: writes are refused as migrate refuses, reads warn", async () => {
+    await db.pool.query(
+      "INSERT INTO drizzle.__drizzle_migrations (hash, created_at) VALUES ('from-the-future', 4102444800000)",
+    );
+    try {
+      const migrate = await cli(["migrate", "--db", db.url]);
+      expect(migrate.code).toBe(1);
+      expect(migrate.stderr).toMatch(/newer version/);
+      // Before: exit 0, "bound group g-newer ..." written into the newer schema.
+      const bound = await cli([
+        "bind",
+        "add",
+        "--group",
+        "g-newer",
+        "--topic",
+        "t",
+        "--message-type",
+        "m",
+        "--db",
+        db.url,
+      ]);
+      expect(bound.code).toBe(1);
+      expect(bound.stderr).toMatch(/newer version/);
+      expect(await count("SELECT count(*)::int AS n FROM bindings WHERE group_id = 'g-newer'", [])).toBe(0);
+      const redrive = await cli(["redrive", "--group", "epipe", "--since", "1h", "--db", db.url]);
+      expect(redrive.code).toBe(1);
+      expect(redrive.stderr).toMatch(/newer version/);
+      const list = await cli(["bind", "list", "--db", db.url, "--admin", "-1"]);
+      expect(list.code).toBe(0);
+      expect(list.stderr).toMatch(/newer version.*reading it anyway/);
+    } finally {
+      await db.pool.query("DELETE FROM drizzle.__drizzle_migrations WHERE hash = 'from-the-future'");
+    }
+  });
+
+  it("--db missing a migration of this version: writes are refused with 'run kiteq-pg migrate first'", async () => {
+    const { rows } = await db.pool.query<{ id: number; hash: string; created_at: string }>(
+      "DELETE FROM drizzle.__drizzle_migrations WHERE id = (SELECT max(id) FROM drizzle.__drizzle_migrations) RETURNING id, hash, created_at",
+    );
+    try {
+      const bound = await cli([
+        "bind",
+        "add",
+        "--group",
+        "g-old",
+        "--topic",
+        "t",
+        "--message-type",
+        "m",
+        "--db",
+        db.url,
+      ]);
+      expect(bound.code).toBe(1);
+      expect(bound.stderr).toMatch(/lacks 1 migration of this kiteq-pg: run kiteq-pg migrate first/);
+    } finally {
+      await db.pool.query(
+        "INSERT INTO drizzle.__drizzle_migrations (id, hash, created_at) VALUES ($1, $2, $3)",
+        [rows[0]!.id, rows[0]!.hash, rows[0]!.created_at],
+      );
+    }
+  });
+});
