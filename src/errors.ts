@@ -49,6 +49,14 @@ export const ErrorCode = {
   NoBroker: "KQ_NO_BROKER",
   /** SDK: the producer or consumer was closed; the call was not (or no longer) attempted. */
   ClientClosed: "KQ_CLIENT_CLOSED",
+  /** An admin API request with bad input (a filter, a cursor, a limit, a body): HTTP 400. */
+  RequestInvalid: "KQ_REQUEST_INVALID",
+  /** An admin API path, group or message that does not exist: HTTP 404. */
+  NotFound: "KQ_NOT_FOUND",
+  /** An admin API method not allowed on the path (HTTP 405), or a request too large (413). */
+  RequestRefused: "KQ_REQUEST_REFUSED",
+  /** An admin API action already running on this node (HTTP 409: one re-drive at a time). */
+  Busy: "KQ_BUSY",
   /** Anything not classified above. */
   Internal: "KQ_INTERNAL",
 } as const;

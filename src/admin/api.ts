@@ -10,6 +10,8 @@ import type pg from "pg";
 import type { Binding } from "../binding/binding.js";
 import { bindingRecord, bindTypeName } from "../binding/binding.js";
 import { parseTime } from "../cli/args.js";
+import { ErrorCode } from "../errors.js";
+import { MAX_NAME_BYTES } from "../publish/limits.js";
 import { listBindings } from "../store/bindings.js";
 import { redriveDelivery } from "../store/deliveries.js";
 import {
@@ -57,13 +59,30 @@ export interface ApiContext {
 
 /** An error answered as `{ error }` with its status. */
 export class ApiError extends Error {
+  /** The stable code of the answer (by status unless given). */
+  readonly code: ErrorCode;
   constructor(
     readonly status: number,
     message: string,
+    code?: ErrorCode,
   ) {
     super(message);
+    this.code = code ?? codeOfStatus(status);
   }
 }
+
+/** The stable code of an admin answer with HTTP `status` (4xx; 5xx come from the failure). */
+export function codeOfStatus(status: number): ErrorCode {
+  if (status === 401) return ErrorCode.AuthRefused;
+  if (status === 404) return ErrorCode.NotFound;
+  if (status === 409) return ErrorCode.Busy;
+  if (status === 405 || status === 413) return ErrorCode.RequestRefused;
+  if (status === 503) return ErrorCode.StoreFailed;
+  return ErrorCode.RequestInvalid;
+}
+
+/** Longest group, topic or message type the API takes: a name's bytes limit at most (UTF-16 units <= bytes). */
+const MAX_NAME_CHARS = MAX_NAME_BYTES;
 
 const GROUP_PATH = /^\/api\/groups\/([^/]+)(\/dead-letters|\/redrive|\/history)?$/;
 const EXPLAIN_PATH = /^\/api\/messages\/([^/]+)\/explain$/;
@@ -110,7 +129,10 @@ export async function handleApi(
   const g = GROUP_PATH.exec(path);
   if (g === null) throw new ApiError(404, `no such resource: ${path}`);
   const groupId = decode(g[1] ?? "");
-  if (groupId === "" || groupId.length > 256) throw new ApiError(400, "invalid group id");
+  // As long as a binding may name it (--max-name-bytes); no NUL (PostgreSQL refuses it in text).
+  if (groupId === "" || groupId.length > MAX_NAME_CHARS || groupId.includes("\0")) {
+    throw new ApiError(400, "invalid group id");
+  }
   if (g[2] === "/redrive") {
     if (method !== "POST") throw new ApiError(405, `method ${method} not allowed (POST)`);
     // The JSON body or the query string (the body wins), `by` included.
@@ -328,6 +350,8 @@ function str(q: Record<string, unknown>, name: string, max = 256): string | unde
   if (v === undefined || v === null || v === "") return undefined;
   if (typeof v !== "string" || v.length > max)
     throw new ApiError(400, `${name} must be a string of at most ${max} characters`);
+  // PostgreSQL refuses a NUL in text: it came back as a 500 with the database's error.
+  if (v.includes("\0")) throw new ApiError(400, `${name} must not contain a NUL character`);
   return v;
 }
 
@@ -346,10 +370,12 @@ function time(q: Record<string, unknown>, name: string, now: Date, fallback: Dat
 
 function int(q: Record<string, unknown>, name: string, fallback: number, min: number, max: number): number {
   const v = q[name];
-  if (v === undefined || v === null || v === "") return fallback;
+  // Absent takes the default; null does not (the console sent a mistyped max as null, and the
+  // default 1,000 was re-driven).
+  if (v === undefined || v === "") return fallback;
   const n = typeof v === "number" ? v : typeof v === "string" && /^\d+$/.test(v) ? Number(v) : Number.NaN;
   if (!Number.isSafeInteger(n) || n < min || n > max) {
-    throw new ApiError(400, `${name} must be an integer from ${min} to ${max}`);
+    throw new ApiError(400, `${name} must be an integer from ${min} to ${max}, not ${JSON.stringify(v)}`);
   }
   return n;
 }
@@ -371,8 +397,8 @@ function filterOf(groupId: string, q: Record<string, unknown>): DeadLetterFilter
     groupId,
     since,
     until,
-    topic: str(q, "topic"),
-    messageType: str(q, "messageType"),
+    topic: str(q, "topic", MAX_NAME_CHARS),
+    messageType: str(q, "messageType", MAX_NAME_CHARS),
     error: str(q, "error"),
   };
 }
@@ -475,6 +501,10 @@ async function redrive(ctx: ApiContext, groupId: string, q: Record<string, unkno
   ctx.redriving = true;
   try {
     const started = Date.now();
+    // What was dead when the request started: a message re-driven here and dead-lettered again
+    // before the walk's end came up again later in the same walk (re-driven twice, 69 of 2,500).
+    if (filter.until.getTime() > started) filter.until = new Date(started);
+    const seen = new Set<string>();
     const ids: string[] = [];
     let matched = 0;
     let redriven = 0;
@@ -483,6 +513,8 @@ async function redrive(ctx: ApiContext, groupId: string, q: Record<string, unkno
     while (matched < max) {
       const page = await deadLetterPageOf(ctx, filter, cursor, Math.min(100, max - matched));
       for (const item of page.items) {
+        if (seen.has(item.messageId)) continue;
+        seen.add(item.messageId);
         matched++;
         if (ids.length < 100) ids.push(item.messageId);
         if (dryRun) continue;

@@ -11,8 +11,10 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import type pg from "pg";
 import type { Registry } from "prom-client";
-import { ErrorCode, toKiteqError } from "../errors.js";
+import { DeadlineExceeded, withDeadline } from "../deadline.js";
+import { ErrorCode, sqlState, toKiteqError } from "../errors.js";
 import type { Logger } from "../log.js";
+import { RateLimitedLog } from "../log-limit.js";
 import { listenFailure } from "../server/listen-failure.js";
 import { pingStore } from "../store/db.js";
 import { shardedMessageHistory } from "../store/sharded-history.js";
@@ -42,6 +44,8 @@ export interface AdminServerOptions {
   storeId?: string;
   /** /healthz answers 503 when SELECT 1 takes longer than this; default 2000 ms. */
   healthTimeoutMs?: number;
+  /** Other requests (a re-drive excepted) answer 503 when the store takes longer; default 15,000 ms. */
+  requestTimeoutMs?: number;
   /**
    * Why this node cannot store publishes now (a batch waiting on PostgreSQL, the last batches
    * failing), or undefined: /healthz answers 503 with it, though `SELECT 1` may still answer.
@@ -96,6 +100,8 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     sampler,
   });
   const authorized = bearerCheck(options.token ?? null);
+  // A store that is away fails every request: one line per kind of failure, not one per request.
+  const limitedLog = new RateLimitedLog(log);
   const api: ApiContext = {
     pool: options.pool,
     pools: options.shardPools ?? [options.pool],
@@ -112,13 +118,26 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
   const server = http.createServer((req, res) => {
     route(req, res, options, registry, authorized, api).catch((err: unknown) => {
       if (err instanceof ApiError) {
-        if (!res.headersSent) sendJson(res, err.status, { error: err.message });
+        if (!res.headersSent) sendJson(res, err.status, { error: err.message, code: err.code });
         return;
       }
       const e = toKiteqError(err);
-      log.error({ code: e.code, err: e.message, path: req.url }, "admin request failed");
-      if (!res.headersSent) sendJson(res, 500, { error: e.message, code: e.code });
-      else res.destroy();
+      // PostgreSQL away or hung: 503 naming it (it was a 500 KQ_INTERNAL, or no answer at all).
+      const unavailable = storeUnavailable(err);
+      limitedLog.error(
+        "admin request failed",
+        { code: unavailable ? ErrorCode.StoreFailed : e.code, err: e.message, path: req.url },
+        "admin request failed",
+      );
+      if (!res.headersSent) {
+        sendJson(
+          res,
+          unavailable ? 503 : 500,
+          unavailable
+            ? { error: `the store is not answering: ${e.message}`, code: ErrorCode.StoreFailed }
+            : { error: e.message, code: e.code },
+        );
+      } else res.destroy();
     });
   });
   server.keepAliveTimeout = 5000;
@@ -174,14 +193,19 @@ async function route(
     });
   }
   if (isApiPath(path)) {
-    const { status, body } = await handleApi(req, url, api);
+    const work = handleApi(req, url, api);
+    // A re-drive runs as long as max / ratePerSecond says (at most 600 s); every other request
+    // answers within the deadline, also while PostgreSQL does not answer at all.
+    const long = req.method === "POST" && path.endsWith("/redrive");
+    const deadline = options.requestTimeoutMs ?? REQUEST_DEADLINE_MS;
+    const { status, body } = long ? await work : await withDeadline(work, deadline, storeTimedOut(deadline));
     return sendJson(res, status, body);
   }
   const known = path === "/healthz" || path === "/metrics" || MESSAGE_PATH.test(path);
-  if (!known) return sendJson(res, 404, { error: `no such resource: ${path}` });
+  if (!known) return sendJson(res, 404, { error: `no such resource: ${path}`, code: ErrorCode.NotFound });
   if (req.method !== "GET" && req.method !== "HEAD") {
     res.setHeader("Allow", "GET, HEAD");
-    return sendJson(res, 405, { error: `method ${req.method} not allowed` });
+    return sendJson(res, 405, { error: `method ${req.method} not allowed`, code: ErrorCode.RequestRefused });
   }
   if (path === "/healthz") return health(res, options, true);
   if (path === "/metrics") {
@@ -194,10 +218,21 @@ async function route(
   if (!MESSAGE_ID.test(id)) {
     return sendJson(res, 400, {
       error: `invalid message id "${id.slice(0, 64)}": 32 hexadecimal characters expected`,
+      code: ErrorCode.RequestInvalid,
     });
   }
-  const history = await shardedMessageHistory(options.shardPools ?? [options.pool], id.toLowerCase());
-  if (history === null) return sendJson(res, 404, { error: `no message ${id.toLowerCase()} in the history` });
+  const deadline = options.requestTimeoutMs ?? REQUEST_DEADLINE_MS;
+  const history = await withDeadline(
+    shardedMessageHistory(options.shardPools ?? [options.pool], id.toLowerCase()),
+    deadline,
+    storeTimedOut(deadline),
+  );
+  if (history === null) {
+    return sendJson(res, 404, {
+      error: `no message ${id.toLowerCase()} in the history`,
+      code: ErrorCode.NotFound,
+    });
+  }
   sendJson(res, 200, history);
 }
 
@@ -294,4 +329,27 @@ function sendJson(res: http.ServerResponse, status: number, body: unknown): void
     "Cache-Control": "no-store",
   });
   res.end(text);
+}
+
+/** How long an admin request (but a re-drive) may wait for the store before it answers 503. */
+const REQUEST_DEADLINE_MS = 15_000;
+
+function storeTimedOut(ms: number): () => Error {
+  return () => new DeadlineExceeded(`no answer from PostgreSQL within ${ms} ms (hung, or unreachable)`);
+}
+
+/** Whether a request failed because PostgreSQL is away or hung (503) rather than a bug (500). */
+function storeUnavailable(err: unknown): boolean {
+  if (err instanceof DeadlineExceeded) return true;
+  const state = sqlState(err);
+  if (state !== undefined) {
+    // connection exceptions, insufficient resources, shutdown, statement_timeout
+    return state.startsWith("08") || state.startsWith("53") || /^57(P0[123]|014)$/.test(state);
+  }
+  if (!(err instanceof Error)) return false;
+  const code = (err as NodeJS.ErrnoException).code ?? "";
+  return (
+    /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|EPIPE)$/.test(code) ||
+    /Connection terminated|connection timeout|timeout exceeded when trying to connect/i.test(err.message)
+  );
 }

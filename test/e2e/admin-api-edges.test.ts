@@ -1,0 +1,206 @@
+/**
+ * The admin JSON API off the happy path (a helper's operator walkthrough; each case failed on the
+ * code before): a NUL byte answered 500 with PostgreSQL's error, 4xx answers without a stable
+ * code, a re-drive that re-drove the same message twice in one request, a `max` of null (the
+ * console's mistyped number) taken as the default 1,000, and requests that waited for ever while
+ * PostgreSQL did not answer.
+ */
+import net from "node:net";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type AdminServer, startAdminServer } from "../../src/admin/index.js";
+import { silentLogger } from "../../src/log.js";
+import { ensurePartitions } from "../../src/store/db.js";
+import { claimDueDeliveries, nackDeliveries } from "../../src/store/deliveries.js";
+import { insertPublishBatch } from "../../src/store/messages.js";
+import { bind } from "../support/bindings.js";
+import { createTestDatabase, type TestDatabase } from "../support/db.js";
+import { idleMetricsSource } from "../support/metrics-source.js";
+import { publishRecord } from "../support/records.js";
+
+describe("e2e: admin JSON API edges", () => {
+  let db: TestDatabase;
+  let admin: AdminServer;
+  let base: string;
+
+  const json = async (path: string, init: RequestInit = {}) => {
+    const res = await fetch(`${base}${path}`, {
+      ...init,
+      headers: { "Content-Type": "application/json", ...init.headers },
+      signal: AbortSignal.timeout(60_000),
+    });
+    return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+  };
+
+  /** Claim every due delivery of `group` and dead-letter it, as a consumer that still fails. */
+  const failEverything = async (group: string): Promise<number> => {
+    const now = new Date();
+    const claimed = await claimDueDeliveries(db.pool, {
+      groups: [group],
+      limits: [1000],
+      now,
+      claimer: "t/1",
+      leaseUntil: new Date(now.getTime() + 30_000),
+    });
+    if (claimed.length === 0) return 0;
+    await nackDeliveries(
+      db.pool,
+      claimed.map((c) => ({
+        messagePk: c.messagePk,
+        groupId: group,
+        claimEpoch: c.claimEpoch,
+        attempt: 1,
+        pushedAt: now,
+        failedAt: new Date(now.getTime() + 1),
+        nextAttemptAt: now,
+        deadLetter: true,
+        reason: "consumer still broken",
+      })),
+      "t",
+    );
+    return claimed.length;
+  };
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    await ensurePartitions(db.pool, new Date());
+    await bind(db.pool, { groupId: "dl", topic: "orders", messageType: "pay" });
+    admin = await startAdminServer({
+      host: "127.0.0.1",
+      port: 0,
+      pool: db.pool,
+      metrics: idleMetricsSource(),
+      log: silentLogger,
+      processMetrics: false,
+      sampleIntervalMs: 0,
+      deadLetterIntervalMs: 0,
+    });
+    base = `http://127.0.0.1:${admin.address.port}`;
+  });
+  afterAll(async () => {
+    await admin?.close();
+    await db?.drop();
+  });
+
+  it("a NUL byte in a filter or a group id is bad input (400), not a 500 with PostgreSQL's error", async () => {
+    for (const path of [
+      "/api/groups/dl/dead-letters?topic=%00",
+      "/api/groups/dl/dead-letters?error=%00",
+      "/api/groups/dl/dead-letters?messageType=a%00b",
+      "/api/groups/%00x/history?since=1h",
+    ]) {
+      const r = await json(path);
+      expect(r.status, path).toBe(400);
+      expect(r.body.code, path).toBe("KQ_REQUEST_INVALID");
+    }
+    const r = await json("/api/groups/dl/redrive", {
+      method: "POST",
+      body: JSON.stringify({ dryRun: true, topic: "\u0000" }),
+    });
+    expect(r.status).toBe(400);
+  });
+
+  it("every 4xx answer carries a stable code, as the 401 does", async () => {
+    const cases: [string, RequestInit | undefined, string][] = [
+      ["/api/groups/dl/dead-letters?limit=0", undefined, "KQ_REQUEST_INVALID"],
+      ["/api/groups/dl/dead-letters?cursor=zzz", undefined, "KQ_REQUEST_INVALID"],
+      ["/api/messages/zz/explain", undefined, "KQ_REQUEST_INVALID"],
+      ["/api/nothing-here", undefined, "KQ_NOT_FOUND"],
+      ["/api/overview", { method: "POST" }, "KQ_REQUEST_REFUSED"],
+      ["/messages/zz", undefined, "KQ_REQUEST_INVALID"],
+      [`/messages/${"0".repeat(32)}`, undefined, "KQ_NOT_FOUND"],
+      ["/nothing", undefined, "KQ_NOT_FOUND"],
+    ];
+    for (const [path, init, code] of cases) {
+      const r = await json(path, init);
+      expect(r.status, path).toBeGreaterThanOrEqual(400);
+      expect(r.status, path).toBeLessThan(500);
+      expect(r.body.code, `${path} ${JSON.stringify(r.body)}`).toBe(code);
+    }
+  });
+
+  it("a max of null is refused, not taken as the default 1,000", async () => {
+    const r = await json("/api/groups/dl/redrive", {
+      method: "POST",
+      body: JSON.stringify({ dryRun: true, max: null, ratePerSecond: 100 }),
+    });
+    expect(r.status).toBe(400);
+    expect(r.body.error).toMatch(/max must be an integer from 1 to 10000, not null/);
+  });
+
+  it("a re-drive re-drives each dead letter once, even when it is dead-lettered again meanwhile", async () => {
+    // 150 dead letters: more than one page (100) of the re-drive's walk.
+    const now = new Date();
+    const records = Array.from({ length: 150 }, () =>
+      publishRecord(now, ["dl"], { topic: "orders", deliverLimit: 1 }),
+    );
+    await insertPublishBatch(db.pool, records, { now, nodeId: "t", leaseUntil: now, firstTxCheckAt: now });
+    expect(await failEverything("dl")).toBe(150);
+    // A consumer that still fails: what is re-driven is dead-lettered again at once.
+    let stop = false;
+    const consumer = (async () => {
+      while (!stop) {
+        await failEverything("dl");
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    })();
+    const r = await json("/api/groups/dl/redrive", {
+      method: "POST",
+      body: JSON.stringify({ max: 1000, ratePerSecond: 1000, by: "test", reason: "once" }),
+    });
+    stop = true;
+    await consumer;
+    expect(r.status).toBe(200);
+    const { rows } = await db.pool.query(
+      `SELECT message_pk, count(*)::int AS n FROM message_events
+        WHERE group_id = 'dl' AND kind = 'redriven' GROUP BY 1 HAVING count(*) > 1`,
+    );
+    // Before: 49-91 of the 150 re-driven twice by the one request.
+    expect(rows, "messages re-driven more than once by one request").toEqual([]);
+    expect(r.body).toMatchObject({ matched: 150, redriven: 150 });
+  }, 60_000);
+
+  it("while PostgreSQL does not answer at all, requests answer 503 within the deadline", async () => {
+    // Accepts connections and never answers, as a SIGSTOPped PostgreSQL's kernel does.
+    const sockets: net.Socket[] = [];
+    const hung = net.createServer((s) => {
+      sockets.push(s);
+      s.on("error", () => undefined);
+    });
+    await new Promise<void>((r) => hung.listen(0, "127.0.0.1", r));
+    const pool = new pg.Pool({
+      connectionString: `postgres://u:p@127.0.0.1:${(hung.address() as net.AddressInfo).port}/db`,
+      max: 2,
+    });
+    pool.on("error", () => undefined);
+    const frozen = await startAdminServer({
+      host: "127.0.0.1",
+      port: 0,
+      pool,
+      metrics: idleMetricsSource(),
+      log: silentLogger,
+      processMetrics: false,
+      requestTimeoutMs: 1_000,
+    });
+    try {
+      for (const path of ["/api/overview", "/api/groups/dl/dead-letters", `/messages/${"a".repeat(32)}`]) {
+        const started = Date.now();
+        const res = await fetch(`http://127.0.0.1:${frozen.address.port}${path}`, {
+          signal: AbortSignal.timeout(20_000),
+        });
+        // Before: no answer (the fetch gave up after 20 s).
+        expect(res.status, path).toBe(503);
+        expect(await res.json(), path).toMatchObject({
+          code: "KQ_STORE_FAILED",
+          error: expect.stringMatching(/not answering: no answer from PostgreSQL within 1000 ms/),
+        });
+        expect(Date.now() - started, path).toBeLessThan(5_000);
+      }
+    } finally {
+      await frozen.close();
+      for (const s of sockets) s.destroy();
+      hung.close();
+      await pool.end().catch(() => undefined);
+    }
+  }, 90_000);
+});
