@@ -25,21 +25,43 @@ function fmtTime(t) {
   return t === null || t === undefined ? "-" : new Date(t).toISOString().replace("T", " ").replace("Z", "");
 }
 
-class Unauthorized extends Error {}
+class Unauthorized extends Error {
+  constructor(refused) {
+    super(refused ? "token refused" : "token needed");
+    this.refused = refused;
+  }
+}
+
+/** Longest wait for an answer: the admin server answers within 15 s even while PostgreSQL hangs. */
+const REQUEST_TIMEOUT_MS = 20_000;
 
 async function api(path, init) {
   const headers = { "Content-Type": "application/json" };
   const token = sessionStorage.getItem("kiteq-admin-token");
   if (token) headers.Authorization = `Bearer ${token}`;
-  const res = await fetch(path, { ...init, headers });
-  if (res.status === 401) throw new Unauthorized("token needed");
-  const body = await res.json();
-  if (!res.ok) throw new Error(body.error || `HTTP ${res.status}`);
+  let res;
+  try {
+    res = await fetch(path, { ...init, headers, signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
+  } catch (err) {
+    if (err.name === "TimeoutError")
+      throw new Error(`the admin server did not answer within ${REQUEST_TIMEOUT_MS / 1000} s`);
+    throw new Error(`the admin server cannot be reached (${err.message})`);
+  }
+  if (res.status === 401) throw new Unauthorized(Boolean(token));
+  // A proxy's error page (HTML) is not the API's JSON: say the status, not a parse error.
+  const json = (res.headers.get("content-type") ?? "").includes("application/json");
+  const body = json ? await res.json() : undefined;
+  if (!res.ok)
+    throw new Error(
+      body?.error ? `${body.error} (HTTP ${res.status})` : `HTTP ${res.status} ${res.statusText}`,
+    );
+  if (!json) throw new Error(`HTTP ${res.status}: not the admin API's JSON`);
   return body;
 }
 
-function askToken() {
+function askToken(refused) {
   const dialog = document.getElementById("token-dialog");
+  document.getElementById("token-refused").hidden = !refused;
   if (!dialog.open) dialog.showModal();
   document.getElementById("token-input").focus();
 }
@@ -47,6 +69,14 @@ function askToken() {
 document.getElementById("token-form").addEventListener("submit", () => {
   sessionStorage.setItem("kiteq-admin-token", document.getElementById("token-input").value.trim());
   route();
+});
+
+// Closed without a token (Escape): say what is missing, with a way back to the dialog.
+document.getElementById("token-dialog").addEventListener("cancel", () => {
+  main.innerHTML =
+    `<p class="error" data-testid="error">This admin server needs its token to show anything.</p>` +
+    `<button type="button" id="token-again">Enter the token</button>`;
+  document.getElementById("token-again").addEventListener("click", () => askToken(false));
 });
 
 document.getElementById("search").addEventListener("submit", (ev) => {
@@ -69,10 +99,13 @@ async function route() {
     statusLine.textContent = `updated ${new Date().toLocaleTimeString()}`;
   } catch (err) {
     if (err instanceof Unauthorized) {
-      askToken();
+      askToken(err.refused);
       return;
     }
     main.innerHTML = `<p class="error" data-testid="error">${esc(err.message)}</p>`;
+    // Tried again (a proxy's 502, a database restart): one failure stopped the refresh for good.
+    statusLine.textContent = `update failed at ${new Date().toLocaleTimeString()}; trying again`;
+    if (!group && !message) refreshTimer = setTimeout(route, 5000);
   }
 }
 
@@ -154,7 +187,9 @@ function chart(title, series, keys, colors, unit) {
 }
 
 let dlCursor = null;
+// The dead-letter filters applied, and the group they belong to (each group starts unfiltered).
 let dlFilters = {};
+let dlGroup = null;
 
 function filterQuery(f) {
   const q = new URLSearchParams();
@@ -163,6 +198,10 @@ function filterQuery(f) {
 }
 
 async function groupPage(groupId) {
+  if (dlGroup !== groupId) {
+    dlGroup = groupId;
+    dlFilters = {};
+  }
   const g = await api(`/api/groups/${encodeURIComponent(groupId)}`);
   const bindings = g.bindings
     .map(
@@ -223,12 +262,15 @@ async function groupPage(groupId) {
     .getElementById("redrive-run")
     .addEventListener("click", () => redrive(groupId, false).catch(showError));
   dlCursor = null;
-  await loadDeadLetters(groupId);
+  // A bad filter says so under the form: it replaced the whole page, on every group, until a reload.
+  await loadDeadLetters(groupId).catch(showError);
 }
 
 function showError(err) {
-  if (err instanceof Unauthorized) return askToken();
-  document.getElementById("redrive-result").innerHTML = `<p class="error">${esc(err.message)}</p>`;
+  if (err instanceof Unauthorized) return askToken(err.refused);
+  // The page may have changed meanwhile (a late answer for a group page left).
+  const out = document.getElementById("redrive-result");
+  if (out) out.innerHTML = `<p class="error">${esc(err.message)}</p>`;
 }
 
 async function loadDeadLetters(groupId, append) {
@@ -245,6 +287,7 @@ async function loadDeadLetters(groupId, append) {
     )
     .join("");
   const list = document.getElementById("dl-list");
+  if (list === null || dlGroup !== groupId) return; // the page changed while this page loaded
   const body = list.querySelector("tbody");
   if (append && body) body.insertAdjacentHTML("beforeend", rows);
   else {
@@ -261,9 +304,24 @@ async function loadDeadLetters(groupId, append) {
 
 async function redrive(groupId, dryRun) {
   const form = Object.fromEntries(new FormData(document.getElementById("redrive-form")).entries());
+  // The filters as shown (typed but not applied with Filter they were ignored, and a re-drive
+  // took every dead letter of the group); applied to the list as well.
+  const filled = (f) => JSON.stringify(Object.entries(f).filter(([, v]) => v !== ""));
+  const shown = Object.fromEntries(new FormData(document.getElementById("dl-filters")).entries());
+  if (filled(shown) !== filled(dlFilters)) {
+    dlFilters = shown;
+    dlCursor = null;
+    await loadDeadLetters(groupId);
+  }
   const body = { ...dlFilters, dryRun };
   for (const k of ["by", "reason"]) if (form[k]) body[k] = form[k];
-  for (const k of ["max", "ratePerSecond"]) if (form[k]) body[k] = Number(form[k]);
+  for (const k of ["max", "ratePerSecond"]) {
+    const v = String(form[k] ?? "").trim();
+    if (v === "") continue;
+    // "abc" or "1,000" became null, which the API took as its default (1,000).
+    if (!/^\d+$/.test(v)) throw new Error(`${k} must be a whole number, not "${v}"`);
+    body[k] = Number(v);
+  }
   if (!dryRun && !confirm(`Re-drive the dead letters of ${groupId} matching the filters?`)) return;
   const out = document.getElementById("redrive-result");
   out.innerHTML = `<p class="note">${dryRun ? "previewing" : "re-driving"}…</p>`;

@@ -1,0 +1,199 @@
+/**
+ * The web console off the happy path (a helper's operator walkthrough; each case failed on the
+ * code before): a mistyped `max` re-drove the default 1,000; filters typed but not applied were
+ * ignored by a re-drive; a bad dead-letter filter on one group broke every group page until a
+ * reload; one failed refresh (a proxy's 502 page) stopped the overview for good with a JSON parse
+ * error; a wrong token was asked for again with no word of why.
+ */
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { type BrowserContext, chromium, type Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type AdminServer, startAdminServer } from "../../src/admin/index.js";
+import { silentLogger } from "../../src/log.js";
+import { ensurePartitions } from "../../src/store/db.js";
+import { claimDueDeliveries, nackDeliveries } from "../../src/store/deliveries.js";
+import { insertPublishBatch } from "../../src/store/messages.js";
+import { bind } from "../support/bindings.js";
+import { createTestDatabase, type TestDatabase } from "../support/db.js";
+import { idleMetricsSource } from "../support/metrics-source.js";
+import { publishRecord } from "../support/records.js";
+
+const TOKEN = "console-edges-token";
+const CHROMIUM_ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--no-first-run",
+  "--disable-background-networking",
+];
+const POLL = { timeout: 15_000 };
+
+describe("e2e: console edges", () => {
+  let db: TestDatabase;
+  let open: AdminServer;
+  let guarded: AdminServer;
+  let context: BrowserContext;
+  let page: Page;
+  let userDataDir: string;
+  let base: string;
+  let guardedBase: string;
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    const now = new Date();
+    await ensurePartitions(db.pool, now);
+    for (const [groupId, types] of [
+      ["ga", ["pay", "pay", "refund"]],
+      ["gb", ["pay", "pay", "pay"]],
+    ] as const) {
+      await bind(db.pool, { groupId, topic: "orders", messageType: "*", bindType: 2 });
+      const records = types.map((messageType) =>
+        publishRecord(now, [groupId], { topic: "orders", messageType, deliverLimit: 1 }),
+      );
+      await insertPublishBatch(db.pool, records, { now, nodeId: "t", leaseUntil: now, firstTxCheckAt: now });
+      const claimed = await claimDueDeliveries(db.pool, {
+        groups: [groupId],
+        limits: [10],
+        now: new Date(now.getTime() + 1),
+        claimer: "t/1",
+        leaseUntil: new Date(now.getTime() + 30_000),
+      });
+      await nackDeliveries(
+        db.pool,
+        claimed.map((c) => ({
+          messagePk: c.messagePk,
+          groupId,
+          claimEpoch: c.claimEpoch,
+          attempt: 1,
+          pushedAt: now,
+          failedAt: new Date(now.getTime() + 2),
+          nextAttemptAt: now,
+          deadLetter: true,
+          reason: "nope",
+        })),
+        "t",
+      );
+    }
+    const common = {
+      host: "127.0.0.1",
+      port: 0,
+      pool: db.pool,
+      metrics: idleMetricsSource(),
+      log: silentLogger,
+      processMetrics: false,
+      sampleIntervalMs: 0,
+      deadLetterIntervalMs: 0,
+    };
+    open = await startAdminServer(common);
+    guarded = await startAdminServer({ ...common, token: TOKEN });
+    base = `http://127.0.0.1:${open.address.port}`;
+    guardedBase = `http://127.0.0.1:${guarded.address.port}`;
+    userDataDir = await mkdtemp(path.join(tmpdir(), "kiteq-console-edges-"));
+    context = await chromium.launchPersistentContext(userDataDir, {
+      executablePath: "/usr/bin/chromium",
+      headless: true,
+      args: CHROMIUM_ARGS,
+      timeout: 30_000,
+    });
+    page = context.pages()[0] ?? (await context.newPage());
+    page.setDefaultTimeout(15_000);
+    page.on("dialog", (d) => void d.accept());
+  }, 120_000);
+
+  afterAll(async () => {
+    await context?.close();
+    if (userDataDir !== undefined) await rm(userDataDir, { recursive: true, force: true });
+    await open?.close();
+    await guarded?.close();
+    await db?.drop();
+  }, 60_000);
+
+  const result = () => page.locator('[data-testid="redrive-result"]').textContent();
+
+  it("a max that is not a number is refused, not replaced by the default 1,000", {
+    timeout: 60_000,
+  }, async () => {
+    const posted: string[] = [];
+    const onRequest = (r: { method(): string; postData(): string | null }) => {
+      if (r.method() === "POST") posted.push(r.postData() ?? "");
+    };
+    page.on("request", onRequest);
+    await page.goto(`${base}/#/groups/ga`);
+    await page.waitForSelector('[data-testid="dead-letter"]');
+    await page.fill('#redrive-form input[name="max"]', "abc");
+    await page.click('[data-testid="redrive-dry"]');
+    await expect.poll(result, POLL).toMatch(/max must be a whole number, not "abc"/);
+    page.off("request", onRequest);
+    // Before: {"dryRun":true,"max":null,...} posted, and "1000 dead letter(s) would be re-driven".
+    expect(posted).toEqual([]);
+  });
+
+  it("a re-drive takes the filters as shown, applied or not", { timeout: 60_000 }, async () => {
+    await page.goto(`${base}/#/groups/ga`);
+    await page.waitForSelector('[data-testid="dead-letter"]');
+    await page.fill('#redrive-form input[name="max"]', "1000");
+    // Typed, not applied with Filter.
+    await page.fill('#dl-filters input[name="messageType"]', "refund");
+    await page.click('[data-testid="redrive-dry"]');
+    // Before: 3 (every dead letter of the group: the filter typed was not used).
+    await expect.poll(() => page.locator('[data-testid="redrive-matched"]').textContent(), POLL).toBe("1");
+    expect(await page.locator('[data-testid="dead-letter"]').count()).toBe(1);
+  });
+
+  it("a bad dead-letter filter on one group does not break the pages of other groups", {
+    timeout: 60_000,
+  }, async () => {
+    await page.goto(`${base}/#/groups/ga`);
+    await page.waitForSelector('[data-testid="dead-letter"]');
+    await page.fill('#dl-filters input[name="since"]', "yesterday");
+    await page.click('#dl-filters button[type="submit"]');
+    await expect.poll(result, POLL).toMatch(/since must be/);
+    // The same group again: the page is there, with its form to correct the filter.
+    await page.goto(`${base}/#/groups/gb`);
+    // Before: the whole page was "since must be an ISO 8601 time ...", on every group page.
+    await expect.poll(() => page.locator('[data-testid="group-id"]').textContent(), POLL).toBe("gb");
+    await expect.poll(() => page.locator('[data-testid="dead-letter"]').count(), POLL).toBe(3);
+    expect(await page.locator("main").textContent()).not.toMatch(/since must be/);
+  });
+
+  it("the overview refreshes again after one failed refresh, naming the HTTP status", {
+    timeout: 60_000,
+  }, async () => {
+    await page.goto(`${base}/#/`);
+    await page.waitForSelector('[data-testid="group-row"]');
+    let fail = true;
+    await page.route("**/api/overview", (r) =>
+      fail
+        ? r.fulfill({ status: 502, contentType: "text/html", body: "<html>Bad Gateway</html>" })
+        : r.continue(),
+    );
+    try {
+      await expect.poll(() => page.locator('[data-testid="error"]').count(), POLL).toBe(1);
+      // Before: "Unexpected token '<', "<html>Bad "... is not valid JSON", and no refresh ever again.
+      expect(await page.locator('[data-testid="error"]').textContent()).toMatch(/HTTP 502/);
+      fail = false;
+      await expect.poll(() => page.locator('[data-testid="group-row"]').count(), { timeout: 20_000 }).toBe(2);
+    } finally {
+      await page.unroute("**/api/overview");
+    }
+  });
+
+  it("a wrong token is said to be refused; closing the dialog says what is missing", {
+    timeout: 60_000,
+  }, async () => {
+    await page.goto(`${guardedBase}/`);
+    await page.locator("#token-input").fill("not-the-token-at-all");
+    await page.locator("#token-form button").click();
+    // Before: the same dialog again, nothing saying the token was refused.
+    await expect.poll(() => page.locator("#token-refused").isVisible(), POLL).toBe(true);
+    await page.keyboard.press("Escape");
+    // Before: "Loading…" for ever, and nothing to open the dialog again.
+    await expect.poll(() => page.locator("main").textContent(), POLL).toMatch(/needs its token/);
+    await page.click("#token-again");
+    await page.locator("#token-input").fill(TOKEN);
+    await page.locator("#token-form button").click();
+    await expect.poll(() => page.locator('[data-testid="group-row"]').count(), POLL).toBe(2);
+  });
+});
