@@ -70,7 +70,12 @@ export class CommandArgs {
     return v;
   }
 
+  /**
+   * Whether a flag was given. A switch (--json, --verbose) may say true or false (`--json=false`
+   * was taken as --json); any other value is an error.
+   */
   has(name: CliFlag): boolean {
+    if ((BOOLEAN_FLAGS as readonly string[]).includes(name)) return this.bool(name, false);
     return this.flags[name] !== undefined;
   }
 

@@ -20,15 +20,17 @@ import { listBindings, removeBindings, upsertBinding } from "../store/bindings.j
 import { readThrough } from "./admin-client.js";
 import { UsageError } from "./args.js";
 import type { Command } from "./command.js";
-import { formatTable } from "./output.js";
+import { formatTable, oneLine } from "./output.js";
 import { withStore } from "./store.js";
 
 const BIND_TYPES = ["direct", "regx", "fanout"] as const;
 
 function describeBinding(b: Binding): string {
   const type = bindTypeName(b.bindType);
-  const what = b.bindType === BindType.Fanout ? "every message type" : `message type ${b.messageType}`;
-  return `group ${b.groupId} <- topic ${b.topic}, ${what} (${type}, watermark ${b.watermark}/s, ${b.persistent ? "persistent" : "not persistent"})`;
+  const what =
+    b.bindType === BindType.Fanout ? "every message type" : `message type ${oneLine(b.messageType)}`;
+  // One line: a newline in a name split it into a line that looked like a second binding.
+  return `group ${oneLine(b.groupId)} <- topic ${oneLine(b.topic)}, ${what} (${type}, watermark ${b.watermark}/s, ${b.persistent ? "persistent" : "not persistent"})`;
 }
 
 /** `bind add`: add or replace one binding. */

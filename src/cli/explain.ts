@@ -7,7 +7,7 @@ import { shardedExplain } from "../store/sharded-history.js";
 import { readThrough } from "./admin-client.js";
 import { isMessageId, UsageError } from "./args.js";
 import type { Command } from "./command.js";
-import { formatJson, formatTable, type Output, oneLine } from "./output.js";
+import { formatJson, formatTable, notInHistory, type Output, oneLine } from "./output.js";
 
 /** `explain`: why a message is (not) delivered, group by group. */
 export const explainCommand: Command = {
@@ -37,7 +37,7 @@ export const explainCommand: Command = {
       (_pool, shards) => shardedExplain(shards, messageId),
     );
     if (explanation === null) {
-      out.err(`kiteq-pg: no message ${messageId} in the history`);
+      out.err(notInHistory(messageId));
       return 1;
     }
     if (args.has("json")) out.out(formatJson(explanation));

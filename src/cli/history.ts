@@ -9,7 +9,7 @@ import { shardedGroupHistory, shardedMessageHistory } from "../store/sharded-his
 import { readThrough } from "./admin-client.js";
 import { isMessageId, UsageError } from "./args.js";
 import type { Command } from "./command.js";
-import { formatJson, formatTable, type Output, oneLine } from "./output.js";
+import { formatJson, formatTable, notInHistory, type Output, oneLine } from "./output.js";
 
 /** `history`: by message id, or by group and time range. */
 export const historyCommand: Command = {
@@ -46,7 +46,7 @@ export const historyCommand: Command = {
         (_pool, shards) => shardedMessageHistory(shards, messageId),
       );
       if (history === null) {
-        out.err(`kiteq-pg: no message ${messageId} in the history`);
+        out.err(notInHistory(messageId));
         return 1;
       }
       printMessageHistory(history, json, out);

@@ -88,3 +88,8 @@ export const processOutput: Output = {
   out: lineWriter(process.stdout),
   err: lineWriter(process.stderr),
 };
+
+/** What `history` and `explain` say of a message id the history does not hold. */
+export function notInHistory(messageId: string): string {
+  return `kiteq-pg: no message ${messageId} in the history (never stored, or received before the days retention dropped: --retention-days)`;
+}

@@ -188,7 +188,9 @@ describe("e2e: CLI read commands through the admin API", () => {
     const unknown = "0".repeat(32);
     const a = await viaApi("explain", unknown);
     expect(a.code).toBe(1);
-    expect(a.stderr.trim().split("\n").at(-1)).toBe(`kiteq-pg: no message ${unknown} in the history`);
+    expect(a.stderr.trim().split("\n").at(-1)).toBe(
+      `kiteq-pg: no message ${unknown} in the history (never stored, or received before the days retention dropped: --retention-days)`,
+    );
   });
 
   it("a wrong token: one clear line, exit 1, no stack trace", async () => {

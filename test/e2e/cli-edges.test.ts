@@ -1,7 +1,8 @@
 /**
  * The CLI off the happy path (a helper's walkthrough; each case failed on the code before):
  * output into a pipe that closes (`| head -1`), Ctrl-C during a redrive, replay, or a read that
- * started the embedded PostgreSQL for itself, and `--db` on a schema that is not this version's.
+ * started the embedded PostgreSQL for itself, `--db` on a schema that is not this version's, a
+ * switch given a value, a name with a newline, an id the history does not hold.
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
@@ -51,7 +52,7 @@ function start(args: string[]): {
   return { child, stderr: () => stderr, exited };
 }
 
-describe("e2e: CLI interrupted, piped, and on a schema not its own", () => {
+describe("e2e: CLI interrupted, piped, on a schema not its own, and other edges", () => {
   let db: TestDatabase;
 
   /** `n` messages of `topic` owed to `groupId`, then dead-lettered (deliver limit 1). */
@@ -182,6 +183,36 @@ describe("e2e: CLI interrupted, piped, and on a schema not its own", () => {
       await rm(dir, { recursive: true, force: true });
       await removePlacedDataDirs(dir);
     }
+  });
+
+  it("--json=false is off (it printed JSON); a newline in a name stays on one line; an unknown id names retention", async () => {
+    await bind(db.pool, { groupId: "g-switch", topic: "t-switch", messageType: "m" });
+    const text = await cli(["bind", "list", "--json=false", "--db", db.url, "--admin", "-1"]);
+    expect(text.code).toBe(0);
+    expect(text.stdout).not.toMatch(/^\[/);
+    expect(text.stdout).toContain("g-switch");
+    const bad = await cli(["bind", "list", "--json=maybe", "--db", db.url, "--admin", "-1"]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr.trim()).toBe('kiteq-pg: bind list: --json must be true or false, got "maybe"');
+    const bound = await cli([
+      "bind",
+      "add",
+      "--group",
+      "g\nfake",
+      "--topic",
+      "t",
+      "--message-type",
+      "m",
+      "--db",
+      db.url,
+    ]);
+    expect(bound.code).toBe(0);
+    // Before: "bound group g" and "fake <- topic t, ..." on a second line.
+    expect(bound.stdout.trim().split("\n")).toHaveLength(1);
+    expect(bound.stdout).toContain("group g\\nfake <- topic t");
+    const unknown = await cli(["explain", "0".repeat(32), "--db", db.url, "--admin", "-1"]);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toContain("received before the days retention dropped: --retention-days");
   });
 
   it("--db migrated by a newer version: writes are refused as migrate refuses, reads warn", async () => {
