@@ -11,8 +11,12 @@ import { ErrorCode, KiteqError } from "../errors.js";
 import type { CommandContext } from "./command.js";
 import { withStore } from "./store.js";
 
-/** How long the CLI waits for the broker's /healthz before it reads the database itself. */
-export const ADMIN_PROBE_TIMEOUT_MS = 500;
+/**
+ * How long the CLI waits for the broker's /healthz before it reads the database itself. Nothing
+ * listening answers at once (connection refused); 500 ms sent a loaded broker's reads to the
+ * database instead (the same answer by another path, and a test's flake on a busy machine).
+ */
+export const ADMIN_PROBE_TIMEOUT_MS = 2000;
 /** How long one API request may take. */
 export const ADMIN_REQUEST_TIMEOUT_MS = 60_000;
 
