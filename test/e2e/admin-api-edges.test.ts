@@ -11,10 +11,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type AdminServer, startAdminServer } from "../../src/admin/index.js";
 import { silentLogger } from "../../src/log.js";
 import { ensurePartitions } from "../../src/store/db.js";
-import { claimDueDeliveries, nackDeliveries } from "../../src/store/deliveries.js";
 import { insertPublishBatch } from "../../src/store/messages.js";
 import { bind } from "../support/bindings.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
+import { deadLetterDue } from "../support/dead-letters.js";
 import { idleMetricsSource } from "../support/metrics-source.js";
 import { publishRecord } from "../support/records.js";
 
@@ -32,34 +32,9 @@ describe("e2e: admin JSON API edges", () => {
     return { status: res.status, body: (await res.json()) as Record<string, unknown> };
   };
 
-  /** Claim every due delivery of `group` and dead-letter it, as a consumer that still fails. */
-  const failEverything = async (group: string): Promise<number> => {
-    const now = new Date();
-    const claimed = await claimDueDeliveries(db.pool, {
-      groups: [group],
-      limits: [1000],
-      now,
-      claimer: "t/1",
-      leaseUntil: new Date(now.getTime() + 30_000),
-    });
-    if (claimed.length === 0) return 0;
-    await nackDeliveries(
-      db.pool,
-      claimed.map((c) => ({
-        messagePk: c.messagePk,
-        groupId: group,
-        claimEpoch: c.claimEpoch,
-        attempt: 1,
-        pushedAt: now,
-        failedAt: new Date(now.getTime() + 1),
-        nextAttemptAt: now,
-        deadLetter: true,
-        reason: "consumer still broken",
-      })),
-      "t",
-    );
-    return claimed.length;
-  };
+  /** Dead-letter what `group` owes, as a consumer that still fails. */
+  const failEverything = (group: string) =>
+    deadLetterDue(db.pool, group, { reason: "consumer still broken" });
 
   beforeAll(async () => {
     db = await createTestDatabase();

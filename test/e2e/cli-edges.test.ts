@@ -10,12 +10,12 @@ import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensurePartitions } from "../../src/store/db.js";
-import { claimDueDeliveries, nackDeliveries } from "../../src/store/deliveries.js";
 import { insertPublishBatch } from "../../src/store/messages.js";
 import { bind } from "../support/bindings.js";
 import { cliArgs } from "../support/built-src.js";
 import { waitFor } from "../support/consumers.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
+import { deadLetterDue } from "../support/dead-letters.js";
 import { removePlacedDataDirs } from "../support/placed-dirs.js";
 import { publishRecord } from "../support/records.js";
 
@@ -63,28 +63,7 @@ describe("e2e: CLI interrupted, piped, on a schema not its own, and other edges"
         publishRecord(now, [groupId], { topic, deliverLimit: 1 }),
       );
       await insertPublishBatch(db.pool, batch, { now, nodeId: "t", leaseUntil: now, firstTxCheckAt: now });
-      const claimed = await claimDueDeliveries(db.pool, {
-        groups: [groupId],
-        limits: [1000],
-        now: new Date(now.getTime() + 1),
-        claimer: "t/1",
-        leaseUntil: new Date(now.getTime() + 30_000),
-      });
-      await nackDeliveries(
-        db.pool,
-        claimed.map((c) => ({
-          messagePk: c.messagePk,
-          groupId,
-          claimEpoch: c.claimEpoch,
-          attempt: 1,
-          pushedAt: now,
-          failedAt: new Date(now.getTime() + 2),
-          nextAttemptAt: now,
-          deadLetter: true,
-          reason: "refused",
-        })),
-        "t",
-      );
+      await deadLetterDue(db.pool, groupId, { now });
     }
   };
   const count = async (sql: string, params: unknown[]) =>

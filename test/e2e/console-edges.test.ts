@@ -13,10 +13,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type AdminServer, startAdminServer } from "../../src/admin/index.js";
 import { silentLogger } from "../../src/log.js";
 import { ensurePartitions } from "../../src/store/db.js";
-import { claimDueDeliveries, nackDeliveries } from "../../src/store/deliveries.js";
 import { insertPublishBatch } from "../../src/store/messages.js";
 import { bind } from "../support/bindings.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
+import { deadLetterDue } from "../support/dead-letters.js";
 import { idleMetricsSource } from "../support/metrics-source.js";
 import { publishRecord } from "../support/records.js";
 
@@ -53,28 +53,7 @@ describe("e2e: console edges", () => {
         publishRecord(now, [groupId], { topic: "orders", messageType, deliverLimit: 1 }),
       );
       await insertPublishBatch(db.pool, records, { now, nodeId: "t", leaseUntil: now, firstTxCheckAt: now });
-      const claimed = await claimDueDeliveries(db.pool, {
-        groups: [groupId],
-        limits: [10],
-        now: new Date(now.getTime() + 1),
-        claimer: "t/1",
-        leaseUntil: new Date(now.getTime() + 30_000),
-      });
-      await nackDeliveries(
-        db.pool,
-        claimed.map((c) => ({
-          messagePk: c.messagePk,
-          groupId,
-          claimEpoch: c.claimEpoch,
-          attempt: 1,
-          pushedAt: now,
-          failedAt: new Date(now.getTime() + 2),
-          nextAttemptAt: now,
-          deadLetter: true,
-          reason: "nope",
-        })),
-        "t",
-      );
+      await deadLetterDue(db.pool, groupId, { now, reason: "nope" });
     }
     const common = {
       host: "127.0.0.1",

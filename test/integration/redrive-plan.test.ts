@@ -7,10 +7,11 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BROKER_POOL_SETTINGS, createPool, ensurePartitions } from "../../src/store/db.js";
-import { claimDueDeliveries, nackDeliveries, REDRIVE_DELIVERY } from "../../src/store/deliveries.js";
+import { REDRIVE_DELIVERY } from "../../src/store/deliveries.js";
 import { DEAD_LETTER_PAGE_SQL } from "../../src/store/groups.js";
 import { insertPublishBatch } from "../../src/store/messages.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
+import { deadLetterDue } from "../support/dead-letters.js";
 import { publishRecord } from "../support/records.js";
 
 const GROUP = "g-dead";
@@ -29,28 +30,7 @@ describe("re-drive plan under autovacuum's statistics", () => {
       const records = Array.from({ length: BATCH }, () => publishRecord(now, [GROUP], { deliverLimit: 1 }));
       for (const r of records) ids.push(r.messageId);
       await insertPublishBatch(db.pool, records, { now, nodeId: "t", leaseUntil: now, firstTxCheckAt: now });
-      const claimed = await claimDueDeliveries(db.pool, {
-        groups: [GROUP],
-        limits: [BATCH],
-        now: new Date(now.getTime() + 1),
-        claimer: "t/1",
-        leaseUntil: new Date(now.getTime() + 60_000),
-      });
-      await nackDeliveries(
-        db.pool,
-        claimed.map((c) => ({
-          messagePk: c.messagePk,
-          groupId: GROUP,
-          claimEpoch: c.claimEpoch,
-          attempt: 1,
-          pushedAt: now,
-          failedAt: new Date(now.getTime() + 2),
-          nextAttemptAt: now,
-          deadLetter: true,
-          reason: "refused",
-        })),
-        "t",
-      );
+      await deadLetterDue(db.pool, GROUP, { now, limit: BATCH });
     }
     // What autovacuum does: the day partitions analysed, the partitioned parents never.
     const { rows } = await db.pool.query<{ name: string }>(
