@@ -45,7 +45,7 @@ describe("e2e: console edges", () => {
     const now = new Date();
     await ensurePartitions(db.pool, now);
     for (const [groupId, types] of [
-      ["ga", ["pay", "pay", "refund"]],
+      ["ga", ["pay", "pay", "refund", "evil\u202Efdp.exe"]],
       ["gb", ["pay", "pay", "pay"]],
     ] as const) {
       await bind(db.pool, { groupId, topic: "orders", messageType: "*", bindType: 2 });
@@ -157,6 +157,16 @@ describe("e2e: console edges", () => {
     } finally {
       await page.unroute("**/api/overview");
     }
+  });
+
+  it("a bidirectional control in a name is shown, not obeyed", { timeout: 60_000 }, async () => {
+    await page.goto(`${base}/#/groups/ga`);
+    await page.reload();
+    await expect.poll(() => page.locator('[data-testid="dead-letter"]').count(), POLL).toBe(4);
+    const text = await page.locator("#dl-list").textContent();
+    // Before: the raw U+202E, which reverses the rest of the cell ("evil" + "exe.pdf" shown).
+    expect(text).toContain("evil[U+202E]fdp.exe");
+    expect(text).not.toContain("\u202E");
   });
 
   it("a wrong token is said to be refused; closing the dialog says what is missing", {

@@ -5,8 +5,14 @@ const main = document.getElementById("main");
 const statusLine = document.getElementById("status");
 let refreshTimer;
 
+// Bidirectional controls (U+202A-E, U+2066-9, U+200E-F) in a client's name would reorder the
+// rest of the cell (a spoofed name): shown as [U+202E].
+const BIDI = /[\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+
 function esc(v) {
-  return String(v ?? "").replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+  return String(v ?? "")
+    .replace(BIDI, (c) => `[U+${c.charCodeAt(0).toString(16).toUpperCase()}]`)
+    .replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
 function fmtAge(seconds) {
