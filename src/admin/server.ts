@@ -297,19 +297,15 @@ async function health(
 
 /** undefined when `SELECT 1` answers on `pool` within `timeoutMs`, else why not. */
 async function pingWithin(pool: pg.Pool, timeoutMs: number): Promise<string | undefined> {
-  let timer: NodeJS.Timeout | undefined;
   try {
-    await Promise.race([
+    await withDeadline(
       pingStore(pool),
-      new Promise((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`store did not answer within ${timeoutMs} ms`)), timeoutMs);
-      }),
-    ]);
+      timeoutMs,
+      () => new Error(`store did not answer within ${timeoutMs} ms`),
+    );
     return undefined;
   } catch (err) {
     return toKiteqError(err).message;
-  } finally {
-    clearTimeout(timer);
   }
 }
 

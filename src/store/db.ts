@@ -196,12 +196,21 @@ export async function schemaState(
     APPLIED_TABLE,
   ]);
   if (exists[0]?.t == null) return { unknown: 0, pending: migrations.length };
+  const { unknown, pending } = await compareMigrations(db, migrations);
+  return { unknown: unknown.length, pending: pending.length };
+}
+
+/** The migrations applied that `migrations` does not know, and those of `migrations` not applied. */
+async function compareMigrations(
+  db: pg.Pool | pg.PoolClient,
+  migrations: readonly Migration[],
+): Promise<{ unknown: number[]; pending: Migration[] }> {
   const { rows } = await db.query<{ created_at: number }>(`SELECT created_at FROM ${APPLIED_TABLE}`);
   const applied = new Set(rows.map((r) => Number(r.created_at)));
   const known = new Set(migrations.map((m) => m.folderMillis));
   return {
-    unknown: [...applied].filter((w) => !known.has(w)).length,
-    pending: migrations.filter((m) => !applied.has(m.folderMillis)).length,
+    unknown: [...applied].filter((w) => !known.has(w)),
+    pending: migrations.filter((m) => !applied.has(m.folderMillis)),
   };
 }
 
@@ -244,12 +253,8 @@ export async function runMigrations(
       await client.query(
         `CREATE TABLE IF NOT EXISTS ${APPLIED_TABLE} (id SERIAL PRIMARY KEY, hash text NOT NULL, created_at bigint)`,
       );
-      const { rows } = await client.query<{ created_at: number }>(`SELECT created_at FROM ${APPLIED_TABLE}`);
-      const applied = new Set(rows.map((r) => Number(r.created_at)));
-      const known = new Set(migrations.map((m) => m.folderMillis));
-      const unknown = [...applied].filter((w) => !known.has(w));
+      const { unknown, pending } = await compareMigrations(client, migrations);
       if (unknown.length > 0) throw newerSchemaError(unknown.length);
-      const pending = migrations.filter((m) => !applied.has(m.folderMillis));
       if (pending.length === 0) {
         logger.debug("database schema up to date");
         return [];

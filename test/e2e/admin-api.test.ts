@@ -9,9 +9,9 @@ import { LatencyHistogram } from "../../src/latency.js";
 import { silentLogger } from "../../src/log.js";
 import { upsertBinding } from "../../src/store/bindings.js";
 import { ensurePartitions } from "../../src/store/db.js";
-import { claimDueDeliveries, nackDeliveries } from "../../src/store/deliveries.js";
 import { insertPublishBatch } from "../../src/store/messages.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
+import { deadLetterDue } from "../support/dead-letters.js";
 import { idleMetricsSource } from "../support/metrics-source.js";
 import { publishRecord } from "../support/records.js";
 
@@ -53,28 +53,7 @@ describe("e2e: admin JSON API", () => {
       leaseUntil: now,
       firstTxCheckAt: now,
     });
-    const claimed = await claimDueDeliveries(db.pool, {
-      groups: [group],
-      limits: [n],
-      now: new Date(now.getTime() + 1),
-      claimer: "t/1",
-      leaseUntil: new Date(now.getTime() + 30_000),
-    });
-    await nackDeliveries(
-      db.pool,
-      claimed.map((c) => ({
-        messagePk: c.messagePk,
-        groupId: group,
-        claimEpoch: c.claimEpoch,
-        attempt: 1,
-        pushedAt: now,
-        failedAt: new Date(now.getTime() + 2),
-        nextAttemptAt: now,
-        deadLetter: true,
-        reason,
-      })),
-      "t",
-    );
+    await deadLetterDue(db.pool, group, { now, limit: n, reason });
     return recs.map((r) => r.messageId);
   };
 
