@@ -6,4 +6,10 @@ export {
   type MetricsSource,
   OWED_CACHE_MS,
 } from "./metrics.js";
-export { type AdminServer, type AdminServerOptions, bearerCheck, startAdminServer } from "./server.js";
+export {
+  ADMIN_REQUEST_DEADLINE_MS,
+  type AdminServer,
+  type AdminServerOptions,
+  bearerCheck,
+  startAdminServer,
+} from "./server.js";

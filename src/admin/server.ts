@@ -35,6 +35,13 @@ export interface AdminServerOptions {
    * read a message from its shard and a group's history from all of them.
    */
   shardPools?: readonly pg.Pool[];
+  /**
+   * Pools for what requests read (the API, /messages, /healthz), one per shard like shardPools
+   * (default: shardPools). The broker gives small pools of their own that drop a statement's
+   * connection when it does not answer in time: while PostgreSQL hangs, requests then neither
+   * take the connections the node's own statements need nor keep any after their 503.
+   */
+  requestPools?: readonly pg.Pool[];
   /** Bearer token required on everything but /healthz; undefined or null = no authentication. */
   token?: string | null;
   /** The node's counters. */
@@ -102,9 +109,10 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
   const authorized = bearerCheck(options.token ?? null);
   // A store that is away fails every request: one line per kind of failure, not one per request.
   const limitedLog = new RateLimitedLog(log);
+  const requestPools = requestPoolsOf(options);
   const api: ApiContext = {
-    pool: options.pool,
-    pools: options.shardPools ?? [options.pool],
+    pool: requestPools[0]!,
+    pools: requestPools,
     sampler,
     redriving: false,
     source: options.api ?? {
@@ -197,7 +205,7 @@ async function route(
     // A re-drive runs as long as max / ratePerSecond says (at most 600 s); every other request
     // answers within the deadline, also while PostgreSQL does not answer at all.
     const long = req.method === "POST" && path.endsWith("/redrive");
-    const deadline = options.requestTimeoutMs ?? REQUEST_DEADLINE_MS;
+    const deadline = options.requestTimeoutMs ?? ADMIN_REQUEST_DEADLINE_MS;
     const { status, body } = long ? await work : await withDeadline(work, deadline, storeTimedOut(deadline));
     return sendJson(res, status, body);
   }
@@ -221,9 +229,9 @@ async function route(
       code: ErrorCode.RequestInvalid,
     });
   }
-  const deadline = options.requestTimeoutMs ?? REQUEST_DEADLINE_MS;
+  const deadline = options.requestTimeoutMs ?? ADMIN_REQUEST_DEADLINE_MS;
   const history = await withDeadline(
-    shardedMessageHistory(options.shardPools ?? [options.pool], id.toLowerCase()),
+    shardedMessageHistory(requestPoolsOf(options), id.toLowerCase()),
     deadline,
     storeTimedOut(deadline),
   );
@@ -268,8 +276,7 @@ async function health(
   detailed: boolean,
 ): Promise<void> {
   const timeoutMs = options.healthTimeoutMs ?? 2000;
-  const pools =
-    options.shardPools !== undefined && options.shardPools.length > 1 ? options.shardPools : [options.pool];
+  const pools = requestPoolsOf(options);
   const failures = await Promise.all(pools.map((pool) => pingWithin(pool, timeoutMs)));
   const down = failures.flatMap((error, shard) => (error === undefined ? [] : [{ shard, error }]));
   const problem = down.length < pools.length ? options.storeProblem?.() : undefined;
@@ -295,11 +302,17 @@ async function health(
   );
 }
 
+/** The pools requests read from, shard 0 first. */
+function requestPoolsOf(options: AdminServerOptions): readonly pg.Pool[] {
+  const pools = options.requestPools ?? options.shardPools ?? [options.pool];
+  return pools.length > 0 ? pools : [options.pool];
+}
+
 /** undefined when `SELECT 1` answers on `pool` within `timeoutMs`, else why not. */
 async function pingWithin(pool: pg.Pool, timeoutMs: number): Promise<string | undefined> {
   try {
     await withDeadline(
-      pingStore(pool),
+      pingStore(pool, timeoutMs),
       timeoutMs,
       () => new Error(`store did not answer within ${timeoutMs} ms`),
     );
@@ -328,7 +341,7 @@ function sendJson(res: http.ServerResponse, status: number, body: unknown): void
 }
 
 /** How long an admin request (but a re-drive) may wait for the store before it answers 503. */
-const REQUEST_DEADLINE_MS = 15_000;
+export const ADMIN_REQUEST_DEADLINE_MS = 15_000;
 
 function storeTimedOut(ms: number): () => Error {
   return () => new DeadlineExceeded(`no answer from PostgreSQL within ${ms} ms (hung, or unreachable)`);

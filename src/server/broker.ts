@@ -6,7 +6,7 @@
 import path from "node:path";
 import type pg from "pg";
 import { buildNodeStats } from "../admin/cluster.js";
-import { type AdminServer, startAdminServer } from "../admin/index.js";
+import { ADMIN_REQUEST_DEADLINE_MS, type AdminServer, startAdminServer } from "../admin/index.js";
 import { BROKER_VERSION } from "../admin/version.js";
 import { storeIdentity } from "../config/store-identity.js";
 import type { BrokerConfig } from "../config/types.js";
@@ -71,10 +71,18 @@ export interface ShardPools {
   readonly publishPool: pg.Pool;
   /** The maintenance jobs of this shard. */
   readonly maintenancePool: pg.Pool;
+  /**
+   * What the admin server's requests read (API, /messages, /healthz): a few connections of their
+   * own, each statement given up client-side after the request deadline, so requests during a
+   * PostgreSQL hang take none of the connections the node's own work needs.
+   */
+  readonly requestPool: pg.Pool;
   readonly health: ShardHealth;
 }
 
 /** A running broker node. */
+/** Connections per shard for admin requests (the console polls a few endpoints at once). */
+const ADMIN_REQUEST_CONNECTIONS = 4;
 /** After the grace period: the cancel of the node's statements (connect and run, each shard at once). */
 const FORCE_CANCEL_MS = 1_000;
 /** Then the drain, failing fast once its statements are cancelled. */
@@ -233,6 +241,18 @@ export class Broker {
           connectTimeoutMs,
           log: plog,
         }),
+        requestPool: createPool(url, {
+          max: ADMIN_REQUEST_CONNECTIONS,
+          name: names.admin,
+          settings: timeout,
+          // Also the longest a request waits for one of these connections.
+          connectTimeoutMs: Math.min(
+            connectTimeoutMs ?? ADMIN_REQUEST_DEADLINE_MS,
+            ADMIN_REQUEST_DEADLINE_MS,
+          ),
+          queryTimeoutMs: ADMIN_REQUEST_DEADLINE_MS,
+          log: plog,
+        }),
         health: new ShardHealth(index, shardLabel(url)),
       };
     });
@@ -242,6 +262,7 @@ export class Broker {
         () => s.pool.end(),
         () => s.publishPool.end(),
         () => s.maintenancePool.end(),
+        () => s.requestPool.end(),
       );
     }
     if (embedded) broker.cleanups.push(() => embedded.stop());
@@ -355,6 +376,7 @@ export class Broker {
         storeProblem: () => this.publishHealth.problem(Date.now()),
         pool,
         shardPools: this.shards.map((s) => s.pool),
+        requestPools: this.shards.map((s) => s.requestPool),
         log: log.child({ component: "admin" }),
         metrics: {
           publishCounters: () => this.publisher.counters,
@@ -501,7 +523,7 @@ export class Broker {
         });
         try {
           const cancelled = await withDeadline(
-            cancelStatementsOf(admin, [names.main, names.publish, names.maintenance]),
+            cancelStatementsOf(admin, [names.main, names.publish, names.maintenance, names.admin]),
             FORCE_CANCEL_MS,
           );
           this.log.info({ cancelled, shard: shard.index }, "cancelled the node's running statements");
@@ -698,12 +720,13 @@ export class Broker {
 }
 
 /** application_name of each of a node's pools in a shard (its statements can be found and cancelled). */
-function poolNames(nodeId: string): { main: string; publish: string; maintenance: string } {
+function poolNames(nodeId: string): { main: string; publish: string; maintenance: string; admin: string } {
   // The same in every shard: a node's statements are its own whichever shard runs them.
   return {
     main: `kiteq-pg ${nodeId}`,
     publish: `kiteq-pg ${nodeId} publish`,
     maintenance: `kiteq-pg ${nodeId} maintenance`,
+    admin: `kiteq-pg ${nodeId} admin`,
   };
 }
 

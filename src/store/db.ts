@@ -61,6 +61,13 @@ export function createPool(
     settings?: Record<string, string>;
     log?: Logger;
     connectTimeoutMs?: number;
+    /**
+     * Give up on a statement after this long, client-side, and drop its connection: for reads
+     * nobody must wait on for ever (admin requests). A server that stopped answering (SIGSTOP, a
+     * host gone without a reset) never fires statement_timeout, and each such read held a
+     * connection of its pool until the server answered again.
+     */
+    queryTimeoutMs?: number;
   } = {},
 ): pg.Pool {
   const extra = Object.entries(options.settings ?? {})
@@ -76,6 +83,7 @@ export function createPool(
     application_name: options.name ?? "kiteq-pg",
     options: `-c timezone=UTC${extra}`,
     types,
+    ...(options.queryTimeoutMs === undefined ? {} : { query_timeout: options.queryTimeoutMs }),
   });
   // An idle client that errors (server restart) must not crash the process: the pool drops it.
   pool.on("error", () => undefined);
@@ -467,6 +475,11 @@ export async function dropPartitionsBefore(pool: pg.Pool, before: Date): Promise
 }
 
 /** The store answers (health check). Throws when it does not. */
-export async function pingStore(db: pg.Pool | pg.PoolClient): Promise<void> {
-  await db.query("SELECT 1");
+export async function pingStore(db: pg.Pool | pg.PoolClient, timeoutMs?: number): Promise<void> {
+  // With a timeout, a pool drops the connection of a ping that got no answer (pg's query_timeout):
+  // a load balancer probing a hung server must not take one connection per probe for good.
+  // (pg reads query_timeout from a query's config too; its types know only the pool's.)
+  const ping: pg.QueryConfig & { query_timeout?: number } = { text: "SELECT 1" };
+  if (timeoutMs !== undefined) ping.query_timeout = timeoutMs;
+  await db.query(ping);
 }

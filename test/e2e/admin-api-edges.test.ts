@@ -10,7 +10,7 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type AdminServer, startAdminServer } from "../../src/admin/index.js";
 import { silentLogger } from "../../src/log.js";
-import { ensurePartitions } from "../../src/store/db.js";
+import { createPool, ensurePartitions } from "../../src/store/db.js";
 import { insertPublishBatch } from "../../src/store/messages.js";
 import { bind } from "../support/bindings.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
@@ -176,6 +176,90 @@ describe("e2e: admin JSON API edges", () => {
       for (const s of sockets) s.destroy();
       hung.close();
       await pool.end().catch(() => undefined);
+    }
+  }, 90_000);
+
+  it("requests during a hang take none of the node's connections and keep none after their 503", async () => {
+    // A proxy in front of the test database that can stop passing bytes: established
+    // connections go silent, as with a SIGSTOPped PostgreSQL.
+    const target = new URL(db.url);
+    // The test server is reached through its socket directory (the URL's host) or over TCP.
+    const host = decodeURIComponent(target.hostname);
+    const connectTarget = () =>
+      host.startsWith("/")
+        ? net.connect(`${host}/.s.PGSQL.${target.port}`)
+        : net.connect(Number(target.port), host);
+    let frozen = false;
+    const pairs: [net.Socket, net.Socket][] = [];
+    const proxy = net.createServer((client) => {
+      const server = connectTarget();
+      for (const s of [client, server]) s.on("error", () => undefined);
+      client.on("close", () => server.destroy());
+      server.on("close", () => client.destroy());
+      client.pipe(server);
+      server.pipe(client);
+      pairs.push([client, server]);
+      if (frozen) for (const s of [client, server]) s.pause();
+    });
+    await new Promise<void>((r) => proxy.listen(0, "127.0.0.1", r));
+    const viaProxy = new URL(db.url);
+    viaProxy.hostname = "127.0.0.1";
+    viaProxy.port = String((proxy.address() as net.AddressInfo).port);
+    const nodePool = createPool(viaProxy.toString(), { max: 10 });
+    const requestPool = createPool(viaProxy.toString(), {
+      max: 4,
+      queryTimeoutMs: 1_000,
+      connectTimeoutMs: 1_000,
+    });
+    const node = await startAdminServer({
+      host: "127.0.0.1",
+      port: 0,
+      pool: nodePool,
+      requestPools: [requestPool],
+      metrics: idleMetricsSource(),
+      log: silentLogger,
+      processMetrics: false,
+      requestTimeoutMs: 1_000,
+      healthTimeoutMs: 1_000,
+    });
+    const get = (path: string) =>
+      fetch(`http://127.0.0.1:${node.address.port}${path}`, { signal: AbortSignal.timeout(20_000) });
+    const checkedOut = (pool: pg.Pool) => pool.totalCount - pool.idleCount;
+    try {
+      const first = await get("/api/bindings");
+      expect(first.status, await first.text()).toBe(200);
+      frozen = true;
+      for (const pair of pairs) for (const s of pair) s.pause();
+      const paths = [
+        "/api/bindings",
+        "/api/groups/dl/dead-letters",
+        `/messages/${"b".repeat(32)}`,
+        "/healthz",
+      ];
+      // Twelve requests, more than either pool holds: a load balancer's probes and an operator's
+      // refreshes during a long hang.
+      const answers = await Promise.all([...paths, ...paths, ...paths].map((p) => get(p)));
+      expect(answers.map((a) => a.status)).toEqual(Array(12).fill(503));
+      // Before: every request read through the node's pool, and each kept its connection until
+      // the server answered again (10 of 10 taken, 2 requests queued for one). Now the node's
+      // pool holds at most its backlog sampler's one statement (one sample at a time).
+      expect(checkedOut(nodePool)).toBeLessThanOrEqual(1);
+      expect(nodePool.waitingCount).toBe(0);
+      // The request pool dropped the connections whose statements got no answer, and the requests
+      // queued for one gave up (each within a deadline: a few waves of 4).
+      await expect
+        .poll(() => checkedOut(requestPool) + requestPool.waitingCount, { timeout: 15_000 })
+        .toBe(0);
+      frozen = false;
+      for (const pair of pairs) for (const s of pair) s.resume();
+      expect((await get("/api/bindings")).status).toBe(200);
+      expect((await get("/healthz")).status).toBe(200);
+    } finally {
+      frozen = false;
+      for (const pair of pairs) for (const s of pair) s.destroy();
+      await node.close();
+      await Promise.all([nodePool.end(), requestPool.end()].map((p) => p.catch(() => undefined)));
+      proxy.close();
     }
   }, 90_000);
 });
