@@ -23,13 +23,13 @@ import {
   listNodes,
   type NodeRow,
 } from "../store/groups.js";
-import { DEFAULT_HISTORY_LIMIT } from "../store/history.js";
+import { DEFAULT_HISTORY_LIMIT, type GroupHistoryPlace } from "../store/history.js";
 import {
   poolOfMessage,
   type ShardedDeadLetterCursor,
   shardedDeadLetterPage,
   shardedExplain,
-  shardedGroupHistory,
+  shardedGroupHistoryRows,
 } from "../store/sharded-history.js";
 import { type ClusterView, clusterView } from "./cluster.js";
 import { livenessOf, type Sample, type Sampler } from "./sampler.js";
@@ -65,10 +65,25 @@ export class ApiError extends Error {
     readonly status: number,
     message: string,
     code?: ErrorCode,
+    /** Headers of the answer (a 405's Allow). */
+    readonly headers: Readonly<Record<string, string>> = {},
   ) {
     super(message);
     this.code = code ?? codeOfStatus(status);
   }
+}
+
+/** What an API request answers. */
+export interface ApiAnswer {
+  status: number;
+  body: unknown;
+  /** Headers beside the JSON's own (a history page's Link to the next). */
+  headers?: Readonly<Record<string, string>>;
+}
+
+/** A 405 naming the methods the resource takes (RFC 9110: with an Allow header). */
+function notAllowed(method: string, allow: string): ApiError {
+  return new ApiError(405, `method ${method} not allowed (${allow})`, undefined, { Allow: allow });
 }
 
 /** The stable code of an admin answer with HTTP `status` (4xx; 5xx come from the failure). */
@@ -100,20 +115,17 @@ export function isApiPath(path: string): boolean {
 }
 
 /** Handle one API request; resolves with the status and JSON body to send. */
-export async function handleApi(
-  req: http.IncomingMessage,
-  url: URL,
-  ctx: ApiContext,
-): Promise<{ status: number; body: unknown }> {
+export async function handleApi(req: http.IncomingMessage, url: URL, ctx: ApiContext): Promise<ApiAnswer> {
   const path = url.pathname;
   const method = req.method ?? "GET";
   const get = method === "GET" || method === "HEAD";
-  if (path === "/api/overview") return ok(get, () => overview(ctx));
-  if (path === "/api/groups") return ok(get, () => groups(ctx));
-  if (path === "/api/bindings") return ok(get, async () => (await listBindings(ctx.pool)).map(bindingRecord));
+  if (path === "/api/overview") return ok(method, () => overview(ctx));
+  if (path === "/api/groups") return ok(method, () => groups(ctx));
+  if (path === "/api/bindings")
+    return ok(method, async () => (await listBindings(ctx.pool)).map(bindingRecord));
   const explain = EXPLAIN_PATH.exec(path);
   if (explain !== null) {
-    return ok(get, async () => {
+    return ok(method, async () => {
       const id = decode(explain[1] ?? "");
       if (!/^[0-9a-fA-F]{32}$/.test(id)) {
         throw new ApiError(
@@ -134,30 +146,31 @@ export async function handleApi(
     throw new ApiError(400, "invalid group id");
   }
   if (g[2] === "/redrive") {
-    if (method !== "POST") throw new ApiError(405, `method ${method} not allowed (POST)`);
+    if (method !== "POST") throw notAllowed(method, "POST");
     // The JSON body or the query string (the body wins), `by` included.
     const input = { ...queryObject(url), ...(await readJson(req)) };
     await knownGroup(ctx, groupId);
     return { status: 200, body: await redrive(ctx, groupId, input, who(req, input)) };
   }
   if (g[2] === "/history") {
+    if (!get) throw notAllowed(method, "GET, HEAD");
     // Any group id: a group no longer bound still has its history.
-    return ok(get, () => history(groupId, queryObject(url), ctx));
+    return history(groupId, url, ctx);
   }
   if (g[2] === "/dead-letters") {
-    return ok(get, async () => {
+    return ok(method, async () => {
       await knownGroup(ctx, groupId);
       return deadLetters(ctx, groupId, queryObject(url));
     });
   }
-  return ok(get, async () => {
+  return ok(method, async () => {
     await knownGroup(ctx, groupId);
     return groupDetail(ctx, groupId);
   });
 }
 
-async function ok(get: boolean, fn: () => Promise<unknown>): Promise<{ status: number; body: unknown }> {
-  if (!get) throw new ApiError(405, "method not allowed (GET)");
+async function ok(method: string, fn: () => Promise<unknown>): Promise<ApiAnswer> {
+  if (method !== "GET" && method !== "HEAD") throw notAllowed(method, "GET, HEAD");
   return { status: 200, body: await fn() };
 }
 
@@ -261,14 +274,52 @@ async function overview(ctx: ApiContext) {
 // 2026-12-03). The CLI reads larger ranges from the database itself.
 export const MAX_API_HISTORY_LIMIT = 20_000;
 
-async function history(groupId: string, q: Record<string, unknown>, ctx: ApiContext) {
+/**
+ * A page of the group's history. A full page answers with a Link to the next one (RFC 8288,
+ * rel="next"): the same range after the page's last change (`after`), which pages through rows
+ * of one instant that `since` alone cannot (see GROUP_HISTORY_SQL).
+ */
+async function history(groupId: string, url: URL, ctx: ApiContext): Promise<ApiAnswer> {
+  const q = queryObject(url);
   const now = new Date();
   if (str(q, "since", 64) === undefined) throw new ApiError(400, "since is required");
   const since = time(q, "since", now, now);
   const until = time(q, "until", now, now);
   if (since >= until) throw new ApiError(400, "since must be before until");
   const limit = int(q, "limit", DEFAULT_HISTORY_LIMIT, 1, MAX_API_HISTORY_LIMIT);
-  return shardedGroupHistory(ctx.pools, groupId, since, until, limit);
+  const afterText = str(q, "after", 64);
+  const after = afterText === undefined ? undefined : parsePlace(afterText);
+  const rows = await shardedGroupHistoryRows(ctx.pools, groupId, since, until, limit, after);
+  const last = rows[rows.length - 1];
+  const headers: Record<string, string> = {};
+  if (rows.length === limit && last !== undefined) {
+    const next = new URLSearchParams({
+      since: since.toISOString(),
+      until: until.toISOString(),
+      limit: String(limit),
+      after: formatPlace(last.place),
+    });
+    headers.Link = `<${url.pathname}?${next}>; rel="next"`;
+  }
+  return { status: 200, body: rows.map((r) => r.event), headers };
+}
+
+/** A history place as `after` carries it: microseconds.rank.messageId. */
+function formatPlace(p: GroupHistoryPlace): string {
+  return `${p.atMicros}.${p.rank}.${p.messageId}`;
+}
+
+const PLACE = /^(\d{1,16})\.([0-4])\.([0-9a-f]{32})$/;
+
+function parsePlace(s: string): GroupHistoryPlace {
+  const m = PLACE.exec(s);
+  if (m === null) {
+    throw new ApiError(
+      400,
+      "after must be the place a history page's Link names (microseconds.rank.messageId)",
+    );
+  }
+  return { atMicros: Number(m[1]), rank: Number(m[2]), messageId: m[3]! };
 }
 
 function bindingJson(b: Binding) {

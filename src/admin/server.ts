@@ -126,7 +126,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
   const server = http.createServer((req, res) => {
     route(req, res, options, registry, authorized, api).catch((err: unknown) => {
       if (err instanceof ApiError) {
-        if (!res.headersSent) sendJson(res, err.status, { error: err.message, code: err.code });
+        if (!res.headersSent) sendJson(res, err.status, { error: err.message, code: err.code }, err.headers);
         return;
       }
       const e = toKiteqError(err);
@@ -206,8 +206,10 @@ async function route(
     // answers within the deadline, also while PostgreSQL does not answer at all.
     const long = req.method === "POST" && path.endsWith("/redrive");
     const deadline = options.requestTimeoutMs ?? ADMIN_REQUEST_DEADLINE_MS;
-    const { status, body } = long ? await work : await withDeadline(work, deadline, storeTimedOut(deadline));
-    return sendJson(res, status, body);
+    const { status, body, headers } = long
+      ? await work
+      : await withDeadline(work, deadline, storeTimedOut(deadline));
+    return sendJson(res, status, body, headers);
   }
   const known = path === "/healthz" || path === "/metrics" || MESSAGE_PATH.test(path);
   if (!known) return sendJson(res, 404, { error: `no such resource: ${path}`, code: ErrorCode.NotFound });
@@ -330,9 +332,15 @@ function decodeSegment(s: string): string {
   }
 }
 
-function sendJson(res: http.ServerResponse, status: number, body: unknown): void {
+function sendJson(
+  res: http.ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Readonly<Record<string, string>> = {},
+): void {
   const text = JSON.stringify(body);
   res.writeHead(status, {
+    ...headers,
     "Content-Type": "application/json; charset=utf-8",
     "Content-Length": Buffer.byteLength(text),
     "Cache-Control": "no-store",

@@ -13,9 +13,15 @@ type Queryable = pg.Pool | pg.PoolClient;
  * Tie-break for rows with the same timestamp (a push answered within the same millisecond):
  * what makes a delivery owed, then the push, then its outcome. Explicit, not the enum's order.
  */
-const SAME_INSTANT_ORDER = `CASE x.kind
+function sameInstantOrder(kind: string): string {
+  return `CASE ${kind}
     WHEN 'received' THEN 0 WHEN 'uncommitted' THEN 0 WHEN 'tx_checked' THEN 1 WHEN 'committed' THEN 2
     WHEN 'redriven' THEN 2 WHEN 'taken_over' THEN 2 WHEN 'delivered' THEN 3 ELSE 4 END`;
+}
+const SAME_INSTANT_ORDER = sameInstantOrder("x.kind");
+
+/** The place $5 (microseconds since the epoch) as a time; exact below 2^53 us (year 2255). */
+const AFTER_AT = "(timestamptz 'epoch' + $5::bigint * interval '1 microsecond')";
 
 /**
  * The state changes a history row `e` stands for, as `x(at, kind, detail)`: itself, and before
@@ -42,43 +48,43 @@ SELECT m.message_id, m.topic, m.message_type, m.group_id AS publisher_group_id, 
 
 /**
  * "What did group G receive between T1 and T2": the group's state changes (delivered, acked,
- * nacked, expired, dead_lettered, redriven) with a time in [T1, T2), oldest first, at most $4.
+ * nacked, expired, dead_lettered, redriven) with a time in [T1, T2), oldest first, at most $4,
+ * each with its place in that order (`at_us`: the time in microseconds since the epoch;
+ * `same_instant`: the same-instant rank; then the messageId). With $5-$7 (a place: at_us, rank,
+ * messageId) only the changes after it: the next page. A page boundary often falls among rows of
+ * one instant (an ack batch's rows share its transaction's time), which `since` = the last row's
+ * time would read again and the last time + 1 ms would skip.
  *
  * A merged `acked` row (see STATE_CHANGES_OF_ROW) lies at most W = ACK_WITH_PUSH_WINDOW_SECONDS
  * after the push it carries, so rows up to T2 + W are read for pushes before T2. And the $4-th
- * row from T1 bounds the read: each row holds a change at its own time, so the first $4 changes
- * are no later than that row's time, and no row more than W after it holds one of them.
+ * row after the place bounds the read: each row holds a change at its own time, so the first $4
+ * changes are no later than that row's time, and no row more than W after it holds one of them.
+ * The index range starts at the place, so a deep page costs what a first one does.
  */
-export const GROUP_HISTORY_SQL = groupHistorySql("");
-
-/**
- * GROUP_HISTORY_SQL with its sort key as columns (microseconds since the epoch, the same-instant
- * rank), for merging the answers of several shards in exactly the order one database gives.
- */
-export const GROUP_HISTORY_SORTED_SQL = groupHistorySql(
-  `,\n       (extract(epoch FROM x.at) * 1000000)::bigint AS at_us, ${SAME_INSTANT_ORDER} AS same_instant`,
-);
-
-function groupHistorySql(sortKey: string): string {
-  return `
+export const GROUP_HISTORY_SQL = `
 WITH bound AS (
   SELECT e.at + interval '${ACK_WITH_PUSH_WINDOW_SECONDS} second' AS upto FROM message_events e
-   WHERE e.group_id = $1 AND e.at >= $2 AND e.at < $3
+   WHERE e.group_id = $1 AND e.at >= greatest($2, ${AFTER_AT}) AND e.at < $3
+     AND ($5::bigint IS NULL OR e.at > ${AFTER_AT}
+          OR (${sameInstantOrder("e.kind")},
+              (SELECT message_id FROM messages WHERE id = e.message_pk LIMIT 1)) > ($6::int, $7::text))
    ORDER BY e.at OFFSET $4 - 1 LIMIT 1
 )
-SELECT x.at, x.kind, m.message_id, m.topic, m.message_type, e.attempt, e.node_id, x.detail${sortKey}
+SELECT x.at, x.kind, m.message_id, m.topic, m.message_type, e.attempt, e.node_id, x.detail,
+       (extract(epoch FROM x.at) * 1000000)::bigint AS at_us, ${sameInstantOrder("x.kind")} AS same_instant
   FROM message_events e
   ${STATE_CHANGES_OF_ROW}
   -- An index probe per row (the message's day is not known here): never a scan of messages.
   CROSS JOIN LATERAL (
     SELECT message_id, topic, message_type FROM messages WHERE id = e.message_pk LIMIT 1
   ) m
- WHERE e.group_id = $1 AND e.at >= $2
+ WHERE e.group_id = $1 AND e.at >= greatest($2, ${AFTER_AT})
    AND e.at <= coalesce((SELECT upto FROM bound), $3 + interval '${ACK_WITH_PUSH_WINDOW_SECONDS} second')
    AND x.at >= $2 AND x.at < $3
- ORDER BY x.at, ${SAME_INSTANT_ORDER}, m.message_id
+   AND ($5::bigint IS NULL
+        OR (x.at, ${sameInstantOrder("x.kind")}, m.message_id) > (${AFTER_AT}, $6::int, $7::text))
+ ORDER BY x.at, ${sameInstantOrder("x.kind")}, m.message_id
  LIMIT $4`;
-}
 
 /**
  * The group's messages dead-lettered in [T1, T2) that are still dead: not owed to the group
@@ -181,25 +187,70 @@ export async function messageHistory(db: Queryable, messageId: string): Promise<
   };
 }
 
-/** The rows of `groupId` with at in [since, until), oldest first (see GROUP_HISTORY_SQL). */
+/** A change's place in a group's history (see GROUP_HISTORY_SQL): where the next page starts. */
+export interface GroupHistoryPlace {
+  /** Its time in microseconds since the epoch. */
+  atMicros: number;
+  /** Its same-instant rank. */
+  rank: number;
+  messageId: string;
+}
+
+/** One page of a group's history, each change with its place. */
+export interface GroupHistoryRow {
+  event: GroupEvent;
+  place: GroupHistoryPlace;
+}
+
+/**
+ * The changes of `groupId` with at in [since, until), oldest first, after `after` when given
+ * (see GROUP_HISTORY_SQL), each with its place.
+ */
+export async function groupHistoryRows(
+  db: Queryable,
+  groupId: string,
+  since: Date,
+  until: Date,
+  limit = DEFAULT_HISTORY_LIMIT,
+  after?: GroupHistoryPlace,
+): Promise<GroupHistoryRow[]> {
+  const { rows } = await db.query({
+    text: GROUP_HISTORY_SQL,
+    values: [
+      groupId,
+      since,
+      until,
+      limit,
+      after?.atMicros ?? null,
+      after?.rank ?? null,
+      after?.messageId ?? null,
+    ],
+  });
+  return rows.map((r) => ({
+    event: {
+      at: r.at,
+      kind: r.kind,
+      messageId: r.message_id,
+      topic: r.topic,
+      messageType: r.message_type,
+      attempt: r.attempt,
+      nodeId: r.node_id,
+      detail: r.detail,
+    },
+    place: { atMicros: r.at_us, rank: r.same_instant, messageId: r.message_id },
+  }));
+}
+
+/** The changes of `groupId` with at in [since, until), oldest first (see GROUP_HISTORY_SQL). */
 export async function groupHistory(
   db: Queryable,
   groupId: string,
   since: Date,
   until: Date,
   limit = DEFAULT_HISTORY_LIMIT,
+  after?: GroupHistoryPlace,
 ): Promise<GroupEvent[]> {
-  const { rows } = await db.query({ text: GROUP_HISTORY_SQL, values: [groupId, since, until, limit] });
-  return rows.map((r) => ({
-    at: r.at,
-    kind: r.kind,
-    messageId: r.message_id,
-    topic: r.topic,
-    messageType: r.message_type,
-    attempt: r.attempt,
-    nodeId: r.node_id,
-    detail: r.detail,
-  }));
+  return (await groupHistoryRows(db, groupId, since, until, limit, after)).map((r) => r.event);
 }
 
 /** The messages of `groupId` dead-lettered in [since, until) and still dead (see DEAD_LETTERS_SQL). */

@@ -23,9 +23,10 @@ import {
   DEFAULT_HISTORY_LIMIT,
   type DeadLetter,
   deadLetters,
-  GROUP_HISTORY_SORTED_SQL,
   type GroupEvent,
-  groupHistory,
+  type GroupHistoryPlace,
+  type GroupHistoryRow,
+  groupHistoryRows,
   type MessageHistory,
   messageHistory,
 } from "./history.js";
@@ -64,31 +65,38 @@ export async function shardedGroupHistory(
   since: Date,
   until: Date,
   limit = DEFAULT_HISTORY_LIMIT,
+  after?: GroupHistoryPlace,
 ): Promise<GroupEvent[]> {
-  if (pools.length === 1) return groupHistory(pools[0]!, groupId, since, until, limit);
+  return (await shardedGroupHistoryRows(pools, groupId, since, until, limit, after)).map((r) => r.event);
+}
+
+/** groupHistoryRows over every shard, merged in order (see module comment). */
+export async function shardedGroupHistoryRows(
+  pools: readonly pg.Pool[],
+  groupId: string,
+  since: Date,
+  until: Date,
+  limit = DEFAULT_HISTORY_LIMIT,
+  after?: GroupHistoryPlace,
+): Promise<GroupHistoryRow[]> {
+  if (pools.length === 1) return groupHistoryRows(pools[0]!, groupId, since, until, limit, after);
   const answers = await Promise.all(
-    pools.map((p) => p.query({ text: GROUP_HISTORY_SORTED_SQL, values: [groupId, since, until, limit] })),
+    pools.map((p) => groupHistoryRows(p, groupId, since, until, limit, after)),
   );
-  type Row = { r: Record<string, unknown> & { at_us: number; same_instant: number; message_id: string } };
-  const all: Row[] = [];
-  for (const a of answers) for (const r of a.rows) all.push({ r });
   // Stable: rows that tie on the whole key (one message's rows, so one shard's) keep their order.
-  all.sort(
-    ({ r: a }, { r: b }) =>
-      a.at_us - b.at_us ||
-      a.same_instant - b.same_instant ||
-      (a.message_id < b.message_id ? -1 : a.message_id > b.message_id ? 1 : 0),
+  return answers
+    .flat()
+    .sort(({ place: a }, { place: b }) => comparePlaces(a, b))
+    .slice(0, limit);
+}
+
+/** The order of GROUP_HISTORY_SQL (messageIds are lower-case hex: code points sort as PostgreSQL does). */
+function comparePlaces(a: GroupHistoryPlace, b: GroupHistoryPlace): number {
+  return (
+    a.atMicros - b.atMicros ||
+    a.rank - b.rank ||
+    (a.messageId < b.messageId ? -1 : a.messageId > b.messageId ? 1 : 0)
   );
-  return all.slice(0, limit).map(({ r }) => ({
-    at: r.at as Date,
-    kind: r.kind as GroupEvent["kind"],
-    messageId: r.message_id,
-    topic: r.topic as string,
-    messageType: r.message_type as string,
-    attempt: r.attempt as number | null,
-    nodeId: r.node_id as string | null,
-    detail: r.detail as string | null,
-  }));
 }
 
 /** countOwedDeliveries summed over the shards. */

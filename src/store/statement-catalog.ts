@@ -27,7 +27,7 @@ import {
   groupBacklogs,
   listNodes,
 } from "./groups.js";
-import { deadLetters, GROUP_HISTORY_SORTED_SQL, groupHistory, messageHistory } from "./history.js";
+import { deadLetters, groupHistory, messageHistory } from "./history.js";
 import { claimerLiveness, DECLARE_CLAIMER_DEAD, declareNodeDead } from "./liveness.js";
 import { heartbeatNode } from "./nodes.js";
 import { FORGET_REGX_ROUTING_BEFORE, TAKE_REGX_ROUTING } from "./regx-routing.js";
@@ -245,9 +245,14 @@ export function statementCatalog(fx: BacklogFixture, sample: CatalogSample): Cat
       run: (db) => groupHistory(db, fx.group, fx.from, now, 1000),
     },
     {
-      // A sharded store reads every shard with this one and merges (sharded-history.ts).
-      name: "history by group + time with its sort key, one shard of several (first 1,000 rows)",
-      run: (db) => db.query({ text: GROUP_HISTORY_SORTED_SQL, values: [fx.group, fx.from, now, 1000] }),
+      // The API's next page: the index range starts at the place, not at `since`.
+      name: "history by group + time, the page after a place half-way (1,000 rows)",
+      run: (db) =>
+        groupHistory(db, fx.group, fx.from, now, 1000, {
+          atMicros: Math.round((fx.from.getTime() + now.getTime()) / 2) * 1000,
+          rank: 4,
+          messageId: "8".repeat(32),
+        }),
     },
     {
       name: "bindings of a topic (explain of a message in shard 1+, from shard 0)",

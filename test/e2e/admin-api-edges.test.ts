@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type AdminServer, startAdminServer } from "../../src/admin/index.js";
 import { silentLogger } from "../../src/log.js";
 import { createPool, ensurePartitions } from "../../src/store/db.js";
+import { ackDeliveries } from "../../src/store/deliveries.js";
 import { insertPublishBatch } from "../../src/store/messages.js";
 import { bind } from "../support/bindings.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
@@ -134,6 +135,59 @@ describe("e2e: admin JSON API edges", () => {
     expect(rows, "messages re-driven more than once by one request").toEqual([]);
     expect(r.body).toMatchObject({ matched: 150, redriven: 150 });
   }, 60_000);
+
+  it("a group's history pages through one instant's rows by its Link, each row once", async () => {
+    // One ack batch: 30 rows at one instant. Before, the only way on was since = the last row's
+    // time (read again) or + 1 ms (the rest of the batch skipped), and no answer said more exist.
+    const now = new Date(Date.now() - 60_000);
+    const records = Array.from({ length: 30 }, () => publishRecord(now, ["paged"], { topic: "orders" }));
+    const stored = await insertPublishBatch(db.pool, records, {
+      now,
+      nodeId: "t",
+      leaseUntil: now,
+      firstTxCheckAt: now,
+    });
+    const ackedAt = new Date(now.getTime() + 5_000);
+    await ackDeliveries(
+      db.pool,
+      stored.map((r) => ({ messagePk: r.pk!, groupId: "paged", attempt: 1, pushedAt: null, ackedAt })),
+      "t",
+    );
+    const since = new Date(now.getTime() - 1_000).toISOString();
+    const first = `/api/groups/paged/history?since=${since}&limit=1000`;
+    const whole = (await json(first)).body as unknown as { messageId: string; kind: string }[];
+    expect(whole).toHaveLength(30);
+    const seen: string[] = [];
+    let next: string | null = `/api/groups/paged/history?since=${since}&limit=7`;
+    let pages = 0;
+    while (next !== null && pages++ < 20) {
+      const res: Response = await fetch(`${base}${next}`, { signal: AbortSignal.timeout(10_000) });
+      expect(res.status).toBe(200);
+      const rows = (await res.json()) as { messageId: string }[];
+      seen.push(...rows.map((r) => r.messageId));
+      const link = res.headers.get("link");
+      // A full page names the next one; the last (short) page none.
+      expect(link !== null, `page ${pages}: ${rows.length} rows`).toBe(rows.length === 7);
+      next = link === null ? null : (/^<([^>]+)>; rel="next"$/.exec(link)?.[1] ?? null);
+    }
+    expect(seen).toEqual(whole.map((r) => r.messageId));
+    expect(new Set(seen).size).toBe(30);
+    // A place that is not one is bad input.
+    const bad = await json(`/api/groups/paged/history?since=${since}&after=12.9.zz`);
+    expect(bad).toMatchObject({ status: 400, body: { code: "KQ_REQUEST_INVALID" } });
+  });
+
+  it("a 405 names the methods the resource takes (Allow)", async () => {
+    for (const [path, method, allow] of [
+      ["/api/overview", "POST", "GET, HEAD"],
+      ["/api/groups/dl/history?since=-1h", "DELETE", "GET, HEAD"],
+      ["/api/groups/dl/redrive", "GET", "POST"],
+    ] as const) {
+      const res = await fetch(`${base}${path}`, { method, signal: AbortSignal.timeout(10_000) });
+      expect(res.status, path).toBe(405);
+      expect(res.headers.get("allow"), path).toBe(allow);
+    }
+  });
 
   it("while PostgreSQL does not answer at all, requests answer 503 within the deadline", async () => {
     // Accepts connections and never answers, as a SIGSTOPped PostgreSQL's kernel does.

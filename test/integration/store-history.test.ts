@@ -10,7 +10,13 @@ import {
   replayRange,
 } from "../../src/store/deliveries.js";
 import { countDeadLetters, deadLetterPage } from "../../src/store/groups.js";
-import { deadLetters, groupHistory, messageHistory } from "../../src/store/history.js";
+import {
+  deadLetters,
+  type GroupHistoryPlace,
+  groupHistory,
+  groupHistoryRows,
+  messageHistory,
+} from "../../src/store/history.js";
 import { insertPublishBatch, type PublishRecord } from "../../src/store/messages.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
 import { publishRecord } from "../support/records.js";
@@ -147,6 +153,62 @@ describe("store: history queries", () => {
     ]);
     expect(await groupHistory(db.pool, g, t0, at(1000), 3)).toHaveLength(3);
     expect(await groupHistory(db.pool, g, at(1000), at(2000))).toEqual([]);
+  });
+
+  it("groupHistoryRows pages through changes of one instant after a place, each once, in order", async () => {
+    // An ack batch's rows share one time: 60 pushes at one instant and their acks at another,
+    // with changes before and after them. A page boundary inside an instant is the case.
+    const g = `gp-${randomBytes(3).toString("hex")}`;
+    const records = Array.from({ length: 60 }, () => record([g]));
+    const pks: number[] = [];
+    for (const r of records) pks.push(await publish(r));
+    await ackDeliveries(
+      db.pool,
+      pks.slice(0, 2).map((pk, i) => ({
+        messagePk: pk,
+        groupId: g,
+        attempt: 1,
+        pushedAt: at(10 + i),
+        ackedAt: at(20 + i),
+      })),
+      "n1",
+    );
+    await ackDeliveries(
+      db.pool,
+      pks
+        .slice(2, 58)
+        .map((pk) => ({ messagePk: pk, groupId: g, attempt: 1, pushedAt: at(100), ackedAt: at(300) })),
+      "n1",
+    );
+    await ackDeliveries(
+      db.pool,
+      pks.slice(58).map((pk, i) => ({
+        messagePk: pk,
+        groupId: g,
+        attempt: 1,
+        pushedAt: at(400 + i),
+        ackedAt: at(500 + i),
+      })),
+      "n1",
+    );
+    const key = (e: { kind: string; messageId: string; at: Date }) =>
+      `${e.at.toISOString()} ${e.kind} ${e.messageId}`;
+    const whole = (await groupHistory(db.pool, g, t0, at(1000), 1000)).map(key);
+    expect(whole).toHaveLength(120);
+    for (const limit of [1, 7, 56, 119]) {
+      const paged: string[] = [];
+      let after: GroupHistoryPlace | undefined;
+      for (let page = 0; page < 200; page++) {
+        const rows = await groupHistoryRows(db.pool, g, t0, at(1000), limit, after);
+        paged.push(...rows.map((r) => key(r.event)));
+        if (rows.length < limit) break;
+        after = rows[rows.length - 1]!.place;
+      }
+      expect(paged, `limit ${limit}`).toEqual(whole);
+    }
+    // A place inside the range's own bounds: since stays the lower bound of what is read.
+    const fromMiddle = await groupHistoryRows(db.pool, g, at(300), at(1000), 1000);
+    expect(fromMiddle.map((r) => key(r.event))).toEqual(whole.filter((k) => k >= at(300).toISOString()));
   });
 
   it("an ack within a second of its push is one row that still reads as delivered + acked", async () => {
