@@ -37,6 +37,21 @@ export function poolOfMessage(pools: readonly pg.Pool[], messageId: string): pg.
   return pools[shardOf(messageId.toLowerCase(), pools.length)]!;
 }
 
+/** `messageIds` grouped by the shard pool each lives in (a write of several, one per shard). */
+export function messagesByShard(
+  pools: readonly pg.Pool[],
+  messageIds: readonly string[],
+): Map<pg.Pool, string[]> {
+  const by = new Map<pg.Pool, string[]>();
+  for (const id of messageIds) {
+    const pool = poolOfMessage(pools, id);
+    const list = by.get(pool);
+    if (list === undefined) by.set(pool, [id]);
+    else list.push(id);
+  }
+  return by;
+}
+
 /** messageHistory in the message's shard. */
 export function shardedMessageHistory(
   pools: readonly pg.Pool[],

@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BROKER_POOL_SETTINGS, createPool, ensurePartitions } from "../../src/store/db.js";
-import { REDRIVE_DELIVERY } from "../../src/store/deliveries.js";
+import { REDRIVE_DELIVERIES } from "../../src/store/deliveries.js";
 import { DEAD_LETTER_PAGE_SQL } from "../../src/store/groups.js";
 import { insertPublishBatch } from "../../src/store/messages.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
@@ -62,22 +62,33 @@ describe("re-drive plan under autovacuum's statistics", () => {
     }
   });
 
-  it("re-driving the group's oldest dead letter reads a few dozen buffers, not the group's history", async () => {
+  it("re-driving the group's oldest dead letters reads a few dozen buffers each, not the group's history", async () => {
     const pool = createPool(db.url, { max: 1, settings: BROKER_POOL_SETTINGS });
     const client = await pool.connect();
     try {
-      await client.query("BEGIN");
-      const now = new Date();
-      const { rows } = await client.query({
-        text: `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ${REDRIVE_DELIVERY}`,
-        values: [ids[0], GROUP, now, new Date(now.getTime() + 3600_000), "t", "test"],
-      });
-      const plan = (rows[0]["QUERY PLAN"] as { Plan: Record<string, number> }[])[0]!.Plan;
-      const blocks = plan["Shared Hit Blocks"]! + plan["Shared Read Blocks"]!;
-      // It did re-drive it (a delivery written), and read few buffers (about 900 before).
-      const { rows: owed } = await client.query("SELECT 1 FROM deliveries WHERE group_id = $1", [GROUP]);
-      expect(owed).toHaveLength(1);
-      expect(blocks).toBeLessThan(200);
+      for (const n of [1, 100]) {
+        await client.query("BEGIN");
+        const now = new Date();
+        const { rows } = await client.query({
+          text: `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ${REDRIVE_DELIVERIES}`,
+          values: [ids.slice(0, n), GROUP, now, new Date(now.getTime() + 3600_000), "t", "test"],
+        });
+        const plan = (rows[0]["QUERY PLAN"] as { Plan: Record<string, number> }[])[0]!.Plan;
+        const blocks = plan["Shared Hit Blocks"]! + plan["Shared Read Blocks"]!;
+        // Never the group's history index: a walk of it per message was 1.1 ms each at 6,000
+        // events of the group with no statistics at all (a fresh store), ~1,000 buffers each here.
+        expect(
+          indexesOf(plan).filter((name) => /message_events.*group/.test(name)),
+          `${n}`,
+        ).toEqual([]);
+        // It did re-drive them (deliveries written), and read few buffers (about 900 a message
+        // before the LATERAL probe).
+        const { rows: owed } = await client.query("SELECT 1 FROM deliveries WHERE group_id = $1", [GROUP]);
+        expect(owed, `${n}`).toHaveLength(n);
+        expect(plan["Actual Rows"], `${n}`).toBe(n);
+        expect(blocks, `${n}`).toBeLessThan(200 * n);
+        await client.query("ROLLBACK");
+      }
     } finally {
       await client.query("ROLLBACK");
       client.release();
@@ -85,3 +96,13 @@ describe("re-drive plan under autovacuum's statistics", () => {
     }
   });
 });
+
+/** The names of every index a plan reads. */
+function indexesOf(plan: unknown): string[] {
+  if (typeof plan !== "object" || plan === null) return [];
+  const node = plan as { "Index Name"?: string; Plans?: unknown[] };
+  return [
+    ...(node["Index Name"] === undefined ? [] : [node["Index Name"]]),
+    ...(node.Plans ?? []).flatMap(indexesOf),
+  ];
+}
