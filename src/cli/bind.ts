@@ -45,6 +45,13 @@ export const bindAddCommand: Command = {
   flags: ["group", "topic", "message-type", "type", "watermark", "persistent"],
   async run({ config, log, args, out }) {
     const type = args.choice("type", BIND_TYPES, "direct");
+    // A Fanout binding takes every message type: a type given with it was dropped in silence
+    // (the operator believed the group would get that type only).
+    if (type === "fanout" && args.has("message-type")) {
+      throw new UsageError(
+        `${args.command}: --type fanout takes every message type of the topic: leave out --message-type, or bind with --type direct (that type only) or regx (a pattern)`,
+      );
+    }
     const bindType = type === "direct" ? BindType.Direct : type === "regx" ? BindType.Regx : BindType.Fanout;
     // A name no publish may carry would make a binding that never matches anything.
     const max = config.publishLimits.maxNameBytes;

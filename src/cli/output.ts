@@ -17,7 +17,9 @@ export function oneLine(text: string): string {
 function cellText(c: Cell): string {
   if (c === null || c === undefined || c === "") return "-";
   if (c instanceof Date) return c.toISOString();
-  return oneLine(String(c));
+  // Escaped before the columns are measured: escaped after (by the line writer), an ESC widened
+  // its cell by three characters and shifted the rest of the row.
+  return printable(oneLine(String(c)));
 }
 
 /** An aligned table with a header row; the last column is not padded. */

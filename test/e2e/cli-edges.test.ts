@@ -194,6 +194,20 @@ describe("e2e: CLI interrupted, piped, on a schema not its own, and other edges"
     expect(unknown.stderr).toContain("received before the days retention dropped: --retention-days");
   });
 
+  it("a Fanout binding given a message type is refused, not bound to every type in silence", async () => {
+    const args = ["bind", "add", "--group", "g-fan", "--topic", "t-fan", "--message-type", "only-this"];
+    const refused = await cli([...args, "--type", "fanout", "--db", db.url]);
+    // Before: exit 0, "bound group g-fan <- topic t-fan, every message type (fanout ...)".
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain("--type fanout takes every message type of the topic");
+    const { rows } = await db.pool.query("SELECT 1 FROM bindings WHERE group_id = 'g-fan'");
+    expect(rows).toHaveLength(0);
+    expect(
+      (await cli(["bind", "add", "--group", "g-fan", "--topic", "t-fan", "--type", "fanout", "--db", db.url]))
+        .code,
+    ).toBe(0);
+  });
+
   it("--db migrated by a newer version: writes are refused as migrate refuses, reads warn", async () => {
     await db.pool.query(
       "INSERT INTO drizzle.__drizzle_migrations (hash, created_at) VALUES ('from-the-future', 4102444800000)",

@@ -55,3 +55,19 @@ describe("one line per line", () => {
     expect(formatTable(["A", "B"], [["x\ny", "z"]])).toBe("A     B\nx\\ny  z");
   });
 });
+
+describe("tables", () => {
+  it("a control character in a cell keeps the columns aligned (escaped before they are measured)", () => {
+    const table = formatTable(
+      ["GROUP", "TOPIC", "TYPE"],
+      [
+        ["a\u001bb", "t1", "direct"],
+        ["plain", "t2", "fanout"],
+      ],
+    );
+    const lines = table.split("\n");
+    // Before: the ESC was escaped after padding, three characters wider than measured.
+    expect(lines).toEqual(["GROUP   TOPIC  TYPE", "a\\x1bb  t1     direct", "plain   t2     fanout"]);
+    expect(printable(table)).toBe(table);
+  });
+});
