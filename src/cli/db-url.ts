@@ -14,13 +14,24 @@ export const dbUrlCommand: Command = {
   usage: [
     "db-url [--data-dir DIR] [--pg-port PORT] [--json]",
     "  the embedded PostgreSQL's URL with its password (the running broker's port, else --pg-port);",
-    "  with --db, that URL as given",
+    "  with --db, that URL as given (several shards: one line each, shard 0 first)",
   ],
   flags: ["json"],
   async run({ config, args, out }) {
     const json = args.has("json");
     if (config.databaseUrl !== null) {
-      out.out(json ? JSON.stringify({ url: config.databaseUrl, embedded: false }) : config.databaseUrl);
+      // Every shard: the first alone looked like the whole store (a second node given only it
+      // refuses to start, its shard list not matching).
+      const urls = config.databaseUrls;
+      if (json) {
+        out.out(
+          JSON.stringify(
+            urls.length > 1 ? { url: urls[0], urls, embedded: false } : { url: config.databaseUrl, embedded: false },
+          ),
+        );
+      } else {
+        for (const url of urls) out.out(url);
+      }
       return 0;
     }
     const { url, running } = await embeddedDatabaseUrl(
