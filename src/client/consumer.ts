@@ -124,6 +124,12 @@ class SdkConsumer implements Consumer {
   private readonly runningById = new Map<string, Delivery>();
   /** Sweeps waiting pushes past maxWaitMs and logs slow handlers while anything waits or runs. */
   private sweeper: NodeJS.Timeout | undefined;
+  /**
+   * Keeps the process up while the consumer is open. The pool's timers are unref'd (a producer
+   * must never hold a process open), so between a broker's restart and the reconnect nothing
+   * held it: a process whose only job was consuming exited in silence when its broker stopped.
+   */
+  private keepAlive: NodeJS.Timeout | undefined = setInterval(() => undefined, 2 ** 30);
   readonly pool: BrokerPool;
   private readonly concurrency: number;
   private readonly maxPending: number;
@@ -187,6 +193,8 @@ class SdkConsumer implements Consumer {
 
   private async closeOnce(): Promise<void> {
     this.closing = true;
+    clearInterval(this.keepAlive);
+    this.keepAlive = undefined;
     clearInterval(this.sweeper);
     this.sweeper = undefined;
     for (const p of this.pullers.splice(0)) p({ value: undefined, done: true });

@@ -5,16 +5,27 @@
  * once); maxPending 0; a body over KiteQ's packet limit; a messageId of your own in upper case.
  * Each case failed on the code before.
  */
+import { spawn } from "node:child_process";
+import { pathToFileURL } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BindType } from "../../src/binding/binding.js";
 import { createConsumer, createProducer, ErrorCode, type KiteqError } from "../../src/client/index.js";
 import { messageHistory } from "../../src/store/history.js";
 import { bind } from "../support/bindings.js";
 import { type BrokerProcess, startBrokerProcess } from "../support/broker-process.js";
+import { builtEntry } from "../support/built-src.js";
 import { waitFor } from "../support/consumers.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
 
-const GROUPS = ["g-break", "g-stuck", "g-redeliver", "g-nopending", "g-throw", "g-case"] as const;
+const GROUPS = [
+  "g-break",
+  "g-stuck",
+  "g-redeliver",
+  "g-nopending",
+  "g-throw",
+  "g-case",
+  "g-restart",
+] as const;
 const topicOf = (group: string) => group.slice(2);
 
 describe("e2e: SDK edges", () => {
@@ -266,4 +277,44 @@ describe("e2e: SDK edges", () => {
     expect(Date.now() - started).toBeLessThan(3_000);
     await producer.close();
   });
+
+  it("a consumer given a broker's address keeps its process up while that broker restarts", async () => {
+    // Its own broker, restarted on the same port; the consumer in a process of its own, holding
+    // nothing else open (as a service whose only job is consuming).
+    const own = await startBrokerProcess(["--db", db.url, "--recieve-permits-per-second", "0"]);
+    const address = `${own.host}:${own.port}`;
+    const sdk = pathToFileURL(builtEntry("client/index.ts")).href;
+    const script = `
+      const { createConsumer } = await import(${JSON.stringify(sdk)});
+      await createConsumer({ registry: [${JSON.stringify(address)}], groupId: "g-restart", bindings: [],
+        handler: async (m) => { console.log("got " + m.body.toString()); return true; } });
+      console.log("up");`;
+    const child = spawn(process.execPath, ["--input-type=module", "-e", script], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let output = "";
+    child.stdout!.on("data", (d: Buffer) => {
+      output += d.toString();
+    });
+    const exited = new Promise<number | null>((r) => child.on("exit", (code) => r(code)));
+    let restarted: BrokerProcess | undefined;
+    try {
+      await waitFor(() => output.includes("up"), 20_000, "the consumer connected");
+      await own.stop();
+      // Before: the process exited (code 0, nothing said) as soon as the connection closed.
+      const gone = await Promise.race([exited, new Promise((r) => setTimeout(() => r("running"), 2_000))]);
+      expect(gone).toBe("running");
+      restarted = await startBrokerProcess(["--db", db.url, "--recieve-permits-per-second", "0"], {
+        port: own.port,
+      });
+      const producer = await createProducer({ registry: address, groupId: "p-restart", topics: ["restart"] });
+      await producer.send({ topic: "restart", messageType: "m", body: "after the restart" });
+      await producer.close();
+      await waitFor(() => output.includes("got after the restart"), 20_000, "the message after the restart");
+    } finally {
+      child.kill("SIGKILL");
+      await exited;
+      await restarted?.stop();
+    }
+  }, 90_000);
 });
