@@ -26,7 +26,9 @@ export const dbUrlCommand: Command = {
       if (json) {
         out.out(
           JSON.stringify(
-            urls.length > 1 ? { url: urls[0], urls, embedded: false } : { url: config.databaseUrl, embedded: false },
+            urls.length > 1
+              ? { url: urls[0], urls, embedded: false }
+              : { url: config.databaseUrl, embedded: false },
           ),
         );
       } else {

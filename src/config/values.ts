@@ -52,6 +52,15 @@ export function integer(
 const MAX_TIMER_SECONDS = 2_147_483;
 
 export const positiveInt = integer(1, Number.MAX_SAFE_INTEGER, "a positive integer");
+/**
+ * Seconds that become an age or a delay in a timestamp (a redelivery delay, the 2PC give-up):
+ * at most a year. Unbounded, 9999999999999 made an invalid date in every statement using it
+ * (a nacked message held for ever, every transaction check pass failing).
+ */
+export const MAX_DELAY_SECONDS = 365 * 24 * 3600;
+export const delaySeconds = integer(1, MAX_DELAY_SECONDS, "a positive integer");
+/** Days of history kept: 0 (everything) up to a century (beyond, the cutoff is no date). */
+export const retentionDaysValue = integer(0, 36_500, "a non-negative integer");
 export const nonNegativeInt = integer(0, Number.MAX_SAFE_INTEGER, "a non-negative integer");
 /** Seconds that become a timer: 1 up to about 24.8 days. */
 export const timerSeconds = integer(1, MAX_TIMER_SECONDS, "a positive integer");
@@ -255,6 +264,8 @@ export function redactUrl(s: string): string {
     .replace(/(^|\s|[?&])password(\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&']*)/g, "$1password$2***");
 }
 
+const MAX_ZK_SESSION_MS = 3_600_000;
+
 /** `static`, `file://path/registry.yaml` (static with KiteQ's YAML file) or `zk://h:p[,h:p][?timeout=30s]`. */
 export const registry: Parser<RegistrySpec> = (raw) => {
   const expected = "static, file://<path> or zk://host:port[,host:port][?timeout=<n>s]";
@@ -280,6 +291,11 @@ export const registry: Parser<RegistrySpec> = (raw) => {
     if (!m) throw new Invalid(expected);
     sessionTimeoutMs = Number(m[1]) * (m[2] === "ms" ? 1 : m[2] === "s" ? 1000 : 60_000);
     if (sessionTimeoutMs <= 0) throw new Invalid(expected);
+    // ZooKeeper holds a session to its maxSessionTimeout (40 s by default) whatever is asked;
+    // beyond 2^31 ms the client crashed with a RangeError (and left the embedded PostgreSQL).
+    if (sessionTimeoutMs > MAX_ZK_SESSION_MS) {
+      throw new Invalid(`${expected}, a timeout of at most ${MAX_ZK_SESSION_MS / 60_000}m`);
+    }
   }
   return { kind: "zookeeper", hosts, sessionTimeoutMs };
 };
@@ -310,9 +326,10 @@ export const secretList: Parser<Map<string, string>> = (raw) => {
  * The redelivery schedule: `"1:0,4:5,10:10"` (fromAttempt:delaySeconds) in text, an array of
  * `{ fromAttempt, delaySeconds }` tables in TOML. Starts at attempt 1, attempts increasing.
  */
+const redeliveryDelay = integer(0, MAX_DELAY_SECONDS, "a non-negative integer");
+
 export const redeliverySchedule: Parser<RedeliveryStep[]> = (raw, text) => {
-  const expected =
-    "fromAttempt:delaySeconds pairs (or {fromAttempt, delaySeconds} tables) starting at attempt 1, attempts increasing, delays >= 0";
+  const expected = `fromAttempt:delaySeconds pairs (or {fromAttempt, delaySeconds} tables) starting at attempt 1, attempts increasing, delays from 0 to ${MAX_DELAY_SECONDS} (a year)`;
   let pairs: [unknown, unknown][];
   if (text && typeof raw === "string") {
     pairs = raw.split(",").map((p) => {
@@ -339,7 +356,7 @@ export const redeliverySchedule: Parser<RedeliveryStep[]> = (raw, text) => {
         throw new Invalid(expected);
       }
     };
-    const step = { fromAttempt: parse(a, positiveInt), delaySeconds: parse(d, nonNegativeInt) };
+    const step = { fromAttempt: parse(a, positiveInt), delaySeconds: parse(d, redeliveryDelay) };
     const prev = steps.at(-1);
     if ((prev === undefined && step.fromAttempt !== 1) || (prev && step.fromAttempt <= prev.fromAttempt)) {
       throw new Invalid(expected);

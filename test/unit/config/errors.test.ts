@@ -32,6 +32,12 @@ describe("bad flags", () => {
     [["--redelivery", "1:0,1:5"], "redelivery", '"1:0,1:5"'],
     [["--redelivery", "2:0"], "redelivery", "starting at attempt 1"],
     [["--redelivery", "1:-3"], "redelivery", '"1:-3"'],
+    // Each of these made an invalid date in a statement at run time (or crashed the ZooKeeper
+    // client): a nacked message held for ever, check-backs never sent, retention never run.
+    [["--redelivery", "1:9999999999999"], "redelivery", "delays from 0 to 31536000 (a year)"],
+    [["--tx-give-up-seconds", "9007199254740991"], "txGiveUpSeconds", "up to 31536000"],
+    [["--retention-days", "100000000"], "retentionDays", "up to 36500"],
+    [["--registry", "zk://h:2181?timeout=40000m"], "registry", "a timeout of at most 60m"],
   ])("%j", (argv, key, part) => {
     expectConfigError(() => loadConfig(argv, {}), key, part);
   });
