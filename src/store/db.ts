@@ -406,11 +406,17 @@ export async function ensurePartitions(
   });
 }
 
-/** The daily partitions of `parent` that end at or before the day of `before` (names hold the day). */
+/**
+ * The daily partitions of `parent` that end at or before the day of `before` (names hold the
+ * day): attached, half detached (a DETACH CONCURRENTLY that was interrupted: `pending`), or
+ * detached and not dropped yet (`attached` false).
+ */
 const DAYS_BEFORE = `
-SELECT c.relname AS name
-  FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
- WHERE i.inhparent = $1::regclass AND c.relname ~ '_p[0-9]{8}$' AND right(c.relname, 8) < $2
+SELECT c.relname AS name, i.inhrelid IS NOT NULL AS attached, coalesce(i.inhdetachpending, false) AS pending
+  FROM pg_class c LEFT JOIN pg_inherits i ON i.inhrelid = c.oid
+ WHERE c.relkind = 'r' AND c.relnamespace = current_schema()::regnamespace
+   AND c.relname ~ ('^' || $1 || '_p[0-9]{8}$') AND right(c.relname, 8) < $2
+   AND (i.inhparent IS NULL OR i.inhparent = $1::regclass)
  ORDER BY c.relname`;
 
 /**
@@ -446,8 +452,9 @@ function dayStart(day: string): Date {
 }
 
 /**
- * Retention: drop the daily history partitions that end at or before `before`. Whole partitions
- * only; no history row is ever deleted otherwise. A messages partition's ids leave message_ids
+ * Retention: drop the daily history partitions that end at or before `before`, each detached first
+ * (detachDay: publishes never queue behind it). Whole partitions only; no history row is ever
+ * deleted otherwise. A messages partition's ids leave message_ids
  * first (batches by id), so the same messageId may be used again once its day is gone. Returns
  * the dropped partition names.
  */
@@ -455,10 +462,13 @@ export async function dropPartitionsBefore(pool: pg.Pool, before: Date): Promise
   const cutoff = before.toISOString().slice(0, 10).replaceAll("-", "");
   const dropped: string[] = [];
   for (const parent of ["messages", "message_events"]) {
-    const { rows } = await pool.query<{ name: string }>(DAYS_BEFORE, [parent, cutoff]);
-    for (const { name } of rows) {
+    const { rows } = await pool.query<{ name: string; attached: boolean; pending: boolean }>(DAYS_BEFORE, [
+      parent,
+      cutoff,
+    ]);
+    for (const { name, attached, pending } of rows) {
       if (!/^[a-z_]+_p[0-9]{8}$/.test(name)) continue;
-      if (parent === "messages") {
+      if (parent === "messages" && attached && !pending) {
         // SQL publishes still waiting for a Regx match from that day (no upgraded broker ran).
         await forgetRegxRoutingBefore(pool, dayStart(cutoff), RETENTION_BATCH);
         for (let lastId = 0; ; ) {
@@ -467,12 +477,45 @@ export async function dropPartitionsBefore(pool: pg.Pool, before: Date): Promise
           lastId = batch.lastId;
         }
       }
+      if (attached) await detachDay(pool, parent, name, pending);
+      // A table of its own now: only a reader that still holds it can hold the drop up.
       await withUpkeepLock(pool, (client) => client.query(`DROP TABLE IF EXISTS "${name}"`));
       dropped.push(name);
     }
   }
   return dropped;
 }
+
+/**
+ * Detach a day from its parent without making publishes wait: CONCURRENTLY takes a SHARE UPDATE
+ * EXCLUSIVE lock on the parent (inserts and reads go on beside it) and then waits for the
+ * transactions that may still read the day. A plain DROP TABLE of a partition took an ACCESS
+ * EXCLUSIVE lock on the parent, and while it waited for one reader (an operator's open psql
+ * transaction, a long admin read) every publish and ack queued behind it, up to the lock timeout
+ * (2 s stalls, an operator walkthrough). Interrupted (the lock timeout while a reader stays), the
+ * day stays half detached, invisible to new statements: the next run finishes it (FINALIZE).
+ * Neither form runs in a transaction block.
+ */
+async function detachDay(pool: pg.Pool, parent: string, name: string, pending: boolean): Promise<void> {
+  const client = await pool.connect();
+  let failed: unknown;
+  try {
+    await client.query(`SET lock_timeout = '${DETACH_LOCK_TIMEOUT}'`);
+    await client.query(
+      `ALTER TABLE "${parent}" DETACH PARTITION "${name}" ${pending ? "FINALIZE" : "CONCURRENTLY"}`,
+    );
+    await client.query("RESET lock_timeout");
+  } catch (err) {
+    failed = err;
+    throw err;
+  } finally {
+    // A connection whose statement failed half way is not reused.
+    client.release(failed !== undefined);
+  }
+}
+
+/** How long a detach waits for the day's readers before it leaves the day half detached. */
+const DETACH_LOCK_TIMEOUT = "10s";
 
 /** The store answers (health check). Throws when it does not. */
 export async function pingStore(db: pg.Pool | pg.PoolClient, timeoutMs?: number): Promise<void> {
