@@ -15,6 +15,7 @@ import { MAX_NAME_BYTES } from "../publish/limits.js";
 import { listBindings } from "../store/bindings.js";
 import { redriveDeliveries } from "../store/deliveries.js";
 import {
+  countDeadLetters,
   DEAD_LETTER_COUNT_CAP,
   type DeadLetterCursor,
   type DeadLetterFilter,
@@ -219,8 +220,12 @@ async function knownGroup(ctx: ApiContext, groupId: string): Promise<void> {
   const sample = await ctx.sampler.latest();
   if (sample.groups.has(groupId)) return;
   const bindings = await listBindings(ctx.pool);
-  if (!bindings.some((b) => b.groupId === groupId))
-    throw new ApiError(404, `no group ${groupId}: not bound, nothing owed`);
+  if (bindings.some((b) => b.groupId === groupId)) return;
+  // A group no longer bound that owes nothing may still have dead letters: the CLI re-drives
+  // them, and the API answered 404 for them.
+  const dead = await Promise.all(ctx.pools.map((p) => countDeadLetters(p, [groupId], 1)));
+  if (dead.some((m) => (m.get(groupId) ?? 0) > 0)) return;
+  throw new ApiError(404, `no group ${groupId}: not bound, nothing owed, no dead letters`);
 }
 
 /** The cluster view (see cluster.ts) at the sample's rates. */

@@ -352,7 +352,7 @@ function sendJson(
 export const ADMIN_REQUEST_DEADLINE_MS = 15_000;
 
 function storeTimedOut(ms: number): () => Error {
-  return () => new DeadlineExceeded(`no answer from PostgreSQL within ${ms} ms (hung, or unreachable)`);
+  return () => new DeadlineExceeded(`no answer from PostgreSQL within ${ms} ms (slow, hung, or unreachable)`);
 }
 
 /** Whether a request failed because PostgreSQL is away or hung (503) rather than a bug (500). */

@@ -244,7 +244,8 @@ export class Broker {
         requestPool: createPool(url, {
           max: ADMIN_REQUEST_CONNECTIONS,
           name: names.admin,
-          settings: timeout,
+          // Server-side too: a read the request gave up on stops then instead of running on.
+          settings: { ...timeout, statement_timeout: String(ADMIN_REQUEST_DEADLINE_MS) },
           // Also the longest a request waits for one of these connections.
           connectTimeoutMs: Math.min(
             connectTimeoutMs ?? ADMIN_REQUEST_DEADLINE_MS,

@@ -177,6 +177,27 @@ describe("e2e: admin JSON API edges", () => {
     expect(bad).toMatchObject({ status: 400, body: { code: "KQ_REQUEST_INVALID" } });
   });
 
+  it("a group no longer bound that owes nothing still shows and re-drives its dead letters", async () => {
+    const now = new Date();
+    const records = Array.from({ length: 3 }, () =>
+      publishRecord(now, ["orphan"], { topic: "orders", deliverLimit: 1 }),
+    );
+    await insertPublishBatch(db.pool, records, { now, nodeId: "t", leaseUntil: now, firstTxCheckAt: now });
+    expect(await deadLetterDue(db.pool, "orphan", { reason: "gone" })).toBe(3);
+    // No owed-count rows, as after migration 0004 rebuilt them from what was owed then.
+    await db.pool.query("DELETE FROM owed_counts WHERE group_id = 'orphan'");
+    // Before: 404 "no group orphan: not bound, nothing owed" (the CLI re-drove them all the same).
+    const page = await json("/api/groups/orphan/dead-letters");
+    expect(page.status).toBe(200);
+    expect((page.body.items as unknown[]).length).toBe(3);
+    const dry = await json("/api/groups/orphan/redrive", {
+      method: "POST",
+      body: JSON.stringify({ dryRun: true, by: "test", reason: "check" }),
+    });
+    expect(dry).toMatchObject({ status: 200, body: { matched: 3 } });
+    expect((await json("/api/groups/never-seen/dead-letters")).status).toBe(404);
+  });
+
   it("a 405 names the methods the resource takes (Allow)", async () => {
     for (const [path, method, allow] of [
       ["/api/overview", "POST", "GET, HEAD"],
