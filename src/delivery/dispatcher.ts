@@ -608,7 +608,12 @@ export class Dispatcher {
       this.probeNextDue();
     } catch (err) {
       const e = toKiteqError(err, {}, ErrorCode.StoreFailed);
-      this.o.log.error({ code: e.code, err: e.message }, "claiming deliveries failed, retrying");
+      // Once a second while PostgreSQL is away: the first lines, then a count every 30 s.
+      this.shardLog.error(
+        `claim ${e.code}`,
+        { code: e.code, err: e.message },
+        "claiming deliveries failed, retrying",
+      );
       if (!this.stopped) this.scheduleWake(Date.now() + 1000);
     } finally {
       this.claiming = false;
