@@ -108,7 +108,7 @@ export function postgresCanReach(p: string, ids: PostgresIds, write = false): bo
  * Node's recursive mkdir loops for ever on a path it cannot create under /proc (ENOENT, then
  * EEXIST on the parent), and a file in the way gave KQ_INTERNAL EEXIST / ENOTDIR.
  */
-export async function makeDataDirectory(dir: string, mode?: number): Promise<void> {
+export async function makeDataDirectory(dir: string, mode?: number): Promise<string[]> {
   const missing: string[] = [];
   let at = path.resolve(dir);
   for (;;) {
@@ -140,6 +140,7 @@ export async function makeDataDirectory(dir: string, mode?: number): Promise<voi
       if (err.code !== "EEXIST") throw dataDirError(dir, p, err);
     });
   }
+  return missing;
 }
 
 function dataDirError(dir: string, p: string, err: NodeJS.ErrnoException): KiteqError {
@@ -237,9 +238,11 @@ export async function placeDataDir(requested: string, ids: PostgresIds, logger: 
     await makeDataDirectory(requested, 0o700);
     return realpath(requested);
   }
-  await makeDataDirectory(parent);
-  // The parent (./data, ours) must be traversable by the postgres user: a 0700 one is opened.
-  await chmod(parent, 0o755).catch(() => undefined);
+  const made = await makeDataDirectory(parent);
+  // The parent, when this start made it (./data on a first start), is opened for the postgres
+  // user. One the operator made is left as it is: a 0700 --data-dir was turned 0755 in silence
+  // (and its data went elsewhere anyway, below).
+  if (made.includes(path.resolve(parent))) await chmod(parent, 0o755).catch(() => undefined);
   let real: string | undefined;
   try {
     real = await realpath(requested);
