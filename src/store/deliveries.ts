@@ -400,6 +400,9 @@ export async function releaseDeliveries(
   items: readonly { messagePk: number; groupId: string; claimEpoch: number }[],
 ): Promise<number> {
   if (items.length === 0) return 0;
+  // In the acks' and nacks' lock order: unsorted, a release and an outcome batch of another
+  // connection could lock the same rows in opposite orders (deadlocks seen under load).
+  items = [...items].sort(byDeliveryKey);
   const { rowCount } = await db.query({
     text: `UPDATE deliveries d SET claimed_by = NULL, lease_until = NULL
              FROM unnest($1::bigint[], $2::text[], $3::int[]) AS r(message_pk, group_id, claim_epoch)
@@ -431,6 +434,9 @@ export async function renewHeldLeases(
   leaseUntil: Date,
 ): Promise<Set<string>> {
   if (items.length === 0) return new Set();
+  // In the acks' and nacks' lock order (see releaseDeliveries): a renewal that lost a deadlock
+  // failed as a whole, and enough of them in a row would let held deliveries lapse.
+  items = [...items].sort(byDeliveryKey);
   const { rows } = await db.query<{ k: string }>({
     text: `UPDATE deliveries d SET lease_until = $4
              FROM unnest($1::bigint[], $2::text[], $3::int[]) AS r(message_pk, group_id, claim_epoch)

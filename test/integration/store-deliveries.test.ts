@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ensurePartitions } from "../../src/store/db.js";
+import { BROKER_POOL_SETTINGS, createPool, ensurePartitions } from "../../src/store/db.js";
 import {
   ackDeliveries,
   claimDueDeliveries,
@@ -7,6 +7,7 @@ import {
   NACK_AFTER_END,
   nackDeliveries,
   PUSH_AFTER_END,
+  releaseDeliveries,
   renewLeases,
   replayRange,
 } from "../../src/store/deliveries.js";
@@ -132,6 +133,49 @@ describe("store: deliveries", () => {
     expect(await renewLeases(db.pool, "A/1", [{ ...item, claimEpoch: 9 }], at(60_000))).toBe(0);
     expect(await claim(["l1"], [1], at(40_000), "B/1")).toHaveLength(0);
     expect(await renewLeases(db.pool, "A/1", [item], at(60_000))).toBe(1);
+  });
+
+  it("lease renewals and releases lock rows in the outcome batches' order: no deadlock with them", async () => {
+    // A connection locking two rows in key order, as an ack batch does, beside a renewal (then a
+    // release) given them in the other order. Before, the renewal locked the second row first and
+    // then waited for the first: a deadlock, one of the two statements failed.
+    const recs = await publish([record(["dl1"]), record(["dl1"])]);
+    const claimed = await claim(["dl1"], [2], at(1), "A/1");
+    expect(claimed).toHaveLength(2);
+    const items = claimed
+      .map((c) => ({ messagePk: c.messagePk, groupId: "dl1", claimEpoch: c.claimEpoch }))
+      .sort((a, b) => b.messagePk - a.messagePk);
+    expect(recs).toHaveLength(2);
+    // The plan of a large table (an index probe per input row, in input order), not a two-row
+    // table's hash join.
+    const pool = createPool(db.url, {
+      max: 2,
+      settings: { ...BROKER_POOL_SETTINGS, enable_hashjoin: "off", enable_mergejoin: "off" },
+    });
+    const ack = await pool.connect();
+    try {
+      for (const write of [
+        () => renewLeases(pool, "A/1", items, at(60_000)),
+        () => releaseDeliveries(pool, items),
+      ]) {
+        await ack.query("BEGIN");
+        const [low, high] = [items[1]!, items[0]!];
+        const lock = (pk: number) =>
+          ack.query("UPDATE deliveries SET attempts = attempts WHERE message_pk = $1 AND group_id = 'dl1'", [
+            pk,
+          ]);
+        await lock(low.messagePk);
+        const other = write();
+        await new Promise((r) => setTimeout(r, 300));
+        await lock(high.messagePk);
+        await ack.query("COMMIT");
+        await other;
+      }
+    } finally {
+      await ack.query("ROLLBACK").catch(() => undefined);
+      ack.release();
+      await pool.end();
+    }
   });
 
   it("takes over a dead claimer's rows for one window, not its own, and counts them", async () => {
