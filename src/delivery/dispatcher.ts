@@ -107,6 +107,9 @@ interface TimedOutPush {
   forgetAt: number;
 }
 
+/** Lost warm-up draws in one turn of a group's pump before it waits 10 ms (an uncapped group). */
+const MAX_LOST_DRAWS_PER_PUMP = 64;
+
 function timedOutKey(session: Session, opaque: number): string {
   return `${session.id}:${opaque}`;
 }
@@ -681,6 +684,7 @@ export class Dispatcher {
   private pump(g: LocalGroup): void {
     if (this.stopped) return;
     const now = Date.now();
+    let lostDraws = 0;
     while (g.queued > 0 && g.inFlight < g.maxInFlight) {
       const job = g.peek()!;
       if (job.expiresAtMs <= now) {
@@ -709,7 +713,12 @@ export class Dispatcher {
       }
       const session = this.pick(g, now);
       if (session === undefined) {
-        g.schedulePump(100, () => this.pump(g));
+        // Every consumer is warming and lost its draw: this push's share of the group's rate is
+        // spent (KiteQ skips the push), so the group gets weight x its rate. Bounded per turn for
+        // a group without a rate cap; a group with no consumer that can take a push waits longer.
+        const warming = g.sessions.some((s) => warmupWeight(s.connectedAtMs, s.warmingupSec, now) > 0);
+        if (warming && ++lostDraws < MAX_LOST_DRAWS_PER_PUMP) continue;
+        g.schedulePump(warming ? 10 : 100, () => this.pump(g));
         return;
       }
       g.shift();

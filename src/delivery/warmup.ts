@@ -30,10 +30,11 @@ export interface PushCandidate<T> {
  * are. Among the eligible, the one with the fewest pushes in flight wins; ties are broken with
  * one more draw, so load spreads evenly.
  *
- * When every candidate is warming and all lose their draw, KiteQ would skip the push; we still
- * pick the highest-weighted one (fewest in flight among equals) if its weight is > 0, so a group
- * whose only consumers just connected is slowed by the ramp but not stalled. A candidate at
- * weight 0 (connected this instant) is never chosen; with no candidate left: undefined.
+ * When every candidate is warming and all lose their draw, undefined: the push is skipped, as
+ * KiteQ skips it (the dispatcher spends that push's share of the group's rate on the lost draw,
+ * so a group whose only consumers just connected gets weight x its rate, ramping to full). It
+ * used to pick the best-weighted one anyway: the ramp did nothing for such a group (a 50,000
+ * backlog drained at the full watermark inside a 30 s warm-up). Also undefined with no candidate.
  */
 export function pickConnection<T>(
   candidates: readonly PushCandidate<T>[],
@@ -41,17 +42,11 @@ export function pickConnection<T>(
   random: () => number = Math.random,
 ): T | undefined {
   const eligible: PushCandidate<T>[] = [];
-  let fallback: PushCandidate<T> | undefined;
-  let fallbackWeight = 0;
   for (const c of candidates) {
     const w = warmupWeight(c.connectedAtMs, c.warmingupSec, nowMs);
     if (w >= 1 || (w > 0 && random() < w)) eligible.push(c);
-    if (w > fallbackWeight || (w === fallbackWeight && w > 0 && fallback && c.inFlight < fallback.inFlight)) {
-      fallback = c;
-      fallbackWeight = w;
-    }
   }
-  if (eligible.length === 0) return fallback?.conn;
+  if (eligible.length === 0) return undefined;
   const least = Math.min(...eligible.map((c) => c.inFlight));
   const ties = eligible.filter((c) => c.inFlight === least);
   if (ties.length === 1) return ties[0]?.conn;

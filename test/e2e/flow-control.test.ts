@@ -21,6 +21,7 @@ describe("e2e: flow control, receive protection, fly messages", () => {
       );
     await bind("slow", "slow", 10);
     await bind("flyers", "fly", 1000);
+    await bind("warm", "warm", 100);
     broker = await startBrokerProcess(["--db", db.url, "--recieve-permits-per-second", "200"]);
   });
   afterAll(async () => {
@@ -72,6 +73,40 @@ describe("e2e: flow control, receive protection, fly messages", () => {
     );
     expect(rows[0].n).toBe(0);
   });
+
+  it("a group whose only consumer is warming up gets its share of the rate, ramping up", async () => {
+    const p = await producer();
+    await new Promise((r) => setTimeout(r, 1100));
+    for (let i = 0; i < 300; i += 50) {
+      const acks = await Promise.all(
+        Array.from({ length: 50 }, () =>
+          p.publish(buildHeader({ topic: "warm", messageType: "m", groupId: "p" }), "x"),
+        ),
+      );
+      expect(acks.every((a) => a.status)).toBe(true);
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    const received: number[] = [];
+    const c = await KiteqConnection.connect({
+      host: "127.0.0.1",
+      port: broker.port,
+      groupId: "warm",
+      heartbeatMs: 0,
+      warmingupSec: 10,
+      onMessage: () => {
+        received.push(Date.now());
+        return true;
+      },
+    });
+    conns.push(c);
+    const started = Date.now();
+    await new Promise((r) => setTimeout(r, 2_000));
+    // At 100/s with a burst of 50, 250 in the first 2 s at full rate (before: the ramp did nothing
+    // for a lone consumer); at weight t / 10 s, about 20.
+    expect(received.length).toBeLessThan(100);
+    await waitFor(() => received.length === 300, 20_000, "all 300 as the weight reaches 1");
+    expect(received.at(-1)! - started).toBeGreaterThan(5_000);
+  }, 40_000);
 
   it("pushes a fly message to the online consumers of bound groups and stores nothing", async () => {
     const c = await recordingConsumer(broker.port, "flyers");

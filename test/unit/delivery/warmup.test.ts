@@ -86,19 +86,20 @@ describe("pickConnection", () => {
     for (let i = 0; i < 100; i++) expect(pickConnection(candidates, 5_000, Math.random)).toBe("old");
   });
 
-  it("falls back to the best-weighted warming connection when all lose their draw", () => {
+  it("skips the push when every candidate is warming and all lose their draw (KiteQ's rule)", () => {
     const candidates = [
       { conn: "a", connectedAtMs: 0, warmingupSec: 10, inFlight: 0 }, // weight 0.2
       { conn: "b", connectedAtMs: 0, warmingupSec: 4, inFlight: 3 }, // weight 0.5
       { conn: "c", connectedAtMs: 1_000, warmingupSec: 10, inFlight: 0 }, // weight 0.1
     ];
-    expect(pickConnection(candidates, 2_000, () => 0.99)).toBe("b");
-    // Equal weights: fewest in flight.
-    const equal = [
-      { conn: "x", connectedAtMs: 0, warmingupSec: 10, inFlight: 4 },
-      { conn: "y", connectedAtMs: 0, warmingupSec: 10, inFlight: 1 },
-    ];
-    expect(pickConnection(equal, 2_000, () => 0.99)).toBe("y");
+    // Before: "b" (the best-weighted), so a group of warming consumers got its full rate.
+    expect(pickConnection(candidates, 2_000, () => 0.99)).toBeUndefined();
+    // A lone warming consumer at weight 0.3 takes about 30% of the draws.
+    const lone = [{ conn: "x", connectedAtMs: 0, warmingupSec: 10, inFlight: 0 }];
+    let taken = 0;
+    for (let i = 0; i < 10_000; i++) if (pickConnection(lone, 3_000) === "x") taken++;
+    expect(taken).toBeGreaterThan(2_700);
+    expect(taken).toBeLessThan(3_300);
   });
 
   it("returns undefined when every candidate is at weight 0", () => {
