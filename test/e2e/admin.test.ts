@@ -22,6 +22,7 @@ function fakeSource() {
     claimed: 8,
     fastPath: 12,
     fly: 13,
+    flyOverRate: 15,
     takenOver: 14,
     leaseLapsed: 0,
   };

@@ -22,6 +22,7 @@ describe("e2e: flow control, receive protection, fly messages", () => {
     await bind("slow", "slow", 10);
     await bind("flyers", "fly", 1000);
     await bind("warm", "warm", 100);
+    await bind("flylow", "flylow", 10);
     broker = await startBrokerProcess(["--db", db.url, "--recieve-permits-per-second", "200"]);
   });
   afterAll(async () => {
@@ -123,5 +124,22 @@ describe("e2e: flow control, receive protection, fly messages", () => {
     expect(c.received[0]!.body).toBe("zoom");
     const { rows } = await db.pool.query("SELECT count(*)::int AS n FROM messages WHERE topic = 'fly'");
     expect(rows[0].n).toBe(0);
+  });
+
+  it("holds fly pushes to the group's watermark too", async () => {
+    const c = await recordingConsumer(broker.port, "flylow");
+    conns.push(c.conn);
+    const p = await producer();
+    await new Promise((r) => setTimeout(r, 1100));
+    const acks = await Promise.all(
+      Array.from({ length: 100 }, () =>
+        p.publish(buildHeader({ topic: "flylow", messageType: "m", groupId: "p", fly: true }), "f"),
+      ),
+    );
+    expect(acks.every((a) => a.status)).toBe(true);
+    await new Promise((r) => setTimeout(r, 1_000));
+    // Watermark 10/s, burst 5: about 5-15 in this second. Before: all 100 at once.
+    expect(c.received.length).toBeGreaterThan(0);
+    expect(c.received.length).toBeLessThan(30);
   });
 });

@@ -24,6 +24,7 @@ export function idleMetricsSource(overrides: Partial<MetricsSource> = {}): Metri
       claimed: 0,
       fastPath: 0,
       fly: 0,
+      flyOverRate: 0,
       takenOver: 0,
       leaseLapsed: 0,
     }),
