@@ -68,7 +68,8 @@ const DELIVERY_HELP: { readonly [K in keyof DeliveryCounters]: string } = {
   takenOver:
     "Claimed deliveries another claimer held: a node declared dead (takeover), or one whose lease ran out.",
   fly: "Fly messages pushed to consumers (never stored).",
-  flyOverRate: "Fly pushes not made because their group had no rate left (its watermark): never stored, not retried.",
+  flyOverRate:
+    "Fly pushes not made because their group had no rate left (its watermark): never stored, not retried.",
   leaseLapsed:
     "Held deliveries not pushed because their lease ran out first (the node was paused or cut off from the database).",
 };
