@@ -221,6 +221,10 @@ function byDeliveryKey(
 /** Added to the reason of a failed push whose claim no longer held the delivery. */
 export const NACK_AFTER_END = " (this claim no longer held the delivery: nothing changed)";
 
+/** History detail of an ack that came after its delivery had ended dead-lettered or expired. */
+export const ACK_AFTER_END =
+  "acked after the delivery had ended (dead-lettered or expired): the group processed the message";
+
 /** History detail of a push whose answer came after its delivery had ended. */
 export const PUSH_AFTER_END =
   "answered after the delivery had ended (taken over or redelivered): received more than once";
@@ -271,6 +275,20 @@ WITH input AS (
     FROM input a
    WHERE a.pushed_at IS NOT NULL
      AND NOT EXISTS (SELECT 1 FROM gone g WHERE g.message_pk = a.message_pk AND g.group_id = a.group_id)
+  UNION ALL
+  -- An ack of a delivery that had ended dead-lettered or expired (a late ack of a push that timed
+  -- out at the deliver limit): the group did process the message. Recorded, so it leaves the dead
+  -- letters (a re-drive would run it again) and the history says so; an ack after an ack ends
+  -- nothing and writes nothing here (its push's row above says it was received again).
+  SELECT a.message_pk, 'acked'::message_event_kind, to_timestamp(a.acked_at), a.group_id, $6, a.attempt, NULL,
+         '${ACK_AFTER_END}'
+    FROM input a
+   WHERE NOT EXISTS (SELECT 1 FROM gone g WHERE g.message_pk = a.message_pk AND g.group_id = a.group_id)
+     AND (SELECT ev.kind IN ('dead_lettered', 'expired')
+            FROM (SELECT e.kind, e.at, e.group_id FROM message_events e
+                   WHERE e.message_pk = a.message_pk OFFSET 0) ev
+           WHERE ev.group_id = a.group_id AND ev.kind IN ('acked', 'dead_lettered', 'expired')
+           ORDER BY ev.at DESC LIMIT 1)
 )
 SELECT count(*)::int AS ended,
        coalesce(array_agg(message_pk::text || ' ' || group_id) FILTER (WHERE pushed_at IS NULL), '{}') AS late_ended

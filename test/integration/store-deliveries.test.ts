@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BROKER_POOL_SETTINGS, createPool, ensurePartitions } from "../../src/store/db.js";
 import {
+  ACK_AFTER_END,
   ackDeliveries,
   claimDueDeliveries,
   expireDeliveries,
@@ -11,6 +12,7 @@ import {
   renewLeases,
   replayRange,
 } from "../../src/store/deliveries.js";
+import { deadLetters } from "../../src/store/history.js";
 import { declareClaimerDead } from "../../src/store/liveness.js";
 import { insertPublishBatch, type PublishRecord } from "../../src/store/messages.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
@@ -123,6 +125,52 @@ describe("store: deliveries", () => {
         "n",
       ),
     ).toEqual({ ended: 0, lateEnded: new Set() });
+  });
+
+  it("an ack after the delivery was dead-lettered is recorded, and the message leaves the dead letters", async () => {
+    const [r] = await publish([record(["la"], { deliverLimit: 1 })]);
+    const [c] = await claim(["la"], [1], at(1));
+    // The push timed out at the deliver limit: nacked and dead-lettered.
+    await nackDeliveries(
+      db.pool,
+      [
+        {
+          messagePk: r!.pk!,
+          groupId: "la",
+          claimEpoch: c!.claimEpoch,
+          attempt: 1,
+          pushedAt: at(1),
+          failedAt: at(5_001),
+          nextAttemptAt: at(5_001),
+          deadLetter: true,
+          reason: "no ack within 5000 ms",
+        },
+      ],
+      "n",
+    );
+    expect(await deadLetters(db.pool, "la", t0, at(60_000))).toHaveLength(1);
+    // Its consumer acks 2 s later (inside the late-ack window): the group did process it.
+    const late = { messagePk: r!.pk!, groupId: "la", attempt: 1, pushedAt: null, ackedAt: at(7_001) };
+    expect(await ackDeliveries(db.pool, [late], "n")).toEqual({ ended: 0, lateEnded: new Set() });
+    const rows = async () =>
+      (
+        await db.pool.query<{ kind: string; detail: string | null }>(
+          "SELECT kind::text, detail FROM message_events WHERE message_pk = $1 AND group_id = 'la' ORDER BY at, kind",
+          [r!.pk!],
+        )
+      ).rows.map((e) => e.kind);
+    // Before: delivered, nacked, dead_lettered, and nothing of the ack (listed as a dead letter,
+    // a re-drive would have run it again).
+    expect(await rows()).toEqual(["delivered", "nacked", "dead_lettered", "acked"]);
+    const { rows: acked } = await db.pool.query(
+      "SELECT detail FROM message_events WHERE message_pk = $1 AND group_id = 'la' AND kind = 'acked'",
+      [r!.pk!],
+    );
+    expect(acked[0].detail).toBe(ACK_AFTER_END);
+    expect(await deadLetters(db.pool, "la", t0, at(60_000))).toHaveLength(0);
+    // A second late ack adds nothing (the delivery's last ending is that ack now).
+    await ackDeliveries(db.pool, [{ ...late, ackedAt: at(8_000) }], "n");
+    expect(await rows()).toHaveLength(4);
   });
 
   it("renews only leases still held under the same epoch", async () => {
