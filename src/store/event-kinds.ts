@@ -16,7 +16,7 @@ export const EVENT_KINDS = [
   "tx_checked",
   /** Dispatcher pushed the message to a consumer of group_id (attempt = attempt number). */
   "delivered",
-  /** Consumer of group_id answered DELIVER_ACK true: the delivery is done. */
+  /** Consumer of group_id answered DELIVER_ACK true: the delivery is done (after a dead-lettering or expiry: detail says so). */
   "acked",
   /** Consumer answered false or did not answer in time (detail: why): redelivery scheduled, or at the deliver limit a dead_lettered row follows. */
   "nacked",
