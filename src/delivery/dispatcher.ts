@@ -33,6 +33,7 @@ import {
 import { declareNodeDead } from "../store/liveness.js";
 import type { PublishRecord, PublishResult } from "../store/messages.js";
 import type { WakeSource } from "../store/notifications.js";
+import { AnswerPace, MIN_UNANSWERED } from "./answer-pace.js";
 import { storableFeedback } from "./feedback.js";
 import { GroupCounters } from "./group-counters.js";
 import { type DeliveryJob, HeldJobs, jobFromClaim, jobsFromPublish, type WireCache } from "./job.js";
@@ -178,6 +179,8 @@ export class Dispatcher {
   private readonly held: HeldJobs[];
   /** Pushes that timed out recently, by session and opaque, for late acks. */
   private readonly timedOut = new Map<string, TimedOutPush>();
+  /** How fast each consumer connection answers (its bound on unanswered pushes). */
+  private readonly paces = new Map<Session, AnswerPace>();
   /** One outcome writer per shard (each batches its own shard's acks, nacks and releases). */
   private readonly outcomes: OutcomeWriter[];
   private readonly pools: readonly pg.Pool[];
@@ -261,6 +264,7 @@ export class Dispatcher {
     }
     g.sessions.push(session);
     this.inFlight.set(session, new Map());
+    this.paces.set(session, new AnswerPace());
     this.requestClaim();
   }
 
@@ -268,6 +272,7 @@ export class Dispatcher {
   removeSession(session: Session): void {
     const flights = this.inFlight.get(session);
     this.inFlight.delete(session);
+    this.paces.delete(session);
     const groupId = session.groupId;
     const g = groupId === undefined ? undefined : this.groups.get(groupId);
     if (g === undefined) return;
@@ -364,7 +369,7 @@ export class Dispatcher {
         this.counters.flyOverRate++;
         continue;
       }
-      const session = this.pick(g, now);
+      const session = this.pick(g.sessions, now);
       if (session === undefined) continue;
       this.counters.fly++;
       this.send(session, wire, body, isString, session.allocateOpaque());
@@ -407,6 +412,7 @@ export class Dispatcher {
     }
     flights!.delete(opaque);
     f.group.inFlight--;
+    this.paces.get(session)?.answered(Date.now());
     if (ack.status) {
       this.counters.acked++;
       this.groupCounters.of(f.job.groupId).acked++;
@@ -717,18 +723,24 @@ export class Dispatcher {
         this.release(job);
         continue;
       }
+      // The consumers that can take one more: fewer unanswered pushes than they answer in half
+      // the delivery timeout (answer-pace.ts). None: their answers pump again.
+      const open = this.withRoom(g, now);
+      if (open.length === 0) {
+        g.schedulePump(g.sessions.length === 0 ? 100 : 20, () => this.pump(g));
+        return;
+      }
       if (!g.bucket.tryTake(1, now)) {
         g.schedulePump(g.bucket.msUntilAvailable(1, now), () => this.pump(g));
         return;
       }
-      const session = this.pick(g, now);
+      const session = this.pick(open, now);
       if (session === undefined) {
         // Every consumer is warming and lost its draw: this push's share of the group's rate is
         // spent (KiteQ skips the push), so the group gets weight x its rate. Bounded per turn for
-        // a group without a rate cap; a group with no consumer that can take a push waits longer.
-        const warming = g.sessions.some((s) => warmupWeight(s.connectedAtMs, s.warmingupSec, now) > 0);
-        if (warming && ++lostDraws < MAX_LOST_DRAWS_PER_PUMP) continue;
-        g.schedulePump(warming ? 10 : 100, () => this.pump(g));
+        // a group without a rate cap.
+        if (++lostDraws < MAX_LOST_DRAWS_PER_PUMP) continue;
+        g.schedulePump(10, () => this.pump(g));
         return;
       }
       g.shift();
@@ -736,13 +748,23 @@ export class Dispatcher {
     }
   }
 
-  private pick(g: LocalGroup, now: number): Session | undefined {
+  /** The group's connections below their bound on unanswered pushes. */
+  private withRoom(g: LocalGroup, now: number): readonly Session[] {
+    const horizonMs = this.o.deliveryTimeoutMs / 2;
+    const room = (s: Session) =>
+      (this.inFlight.get(s)?.size ?? 0) < (this.paces.get(s)?.limit(now, horizonMs) ?? MIN_UNANSWERED);
+    // One connection (the common case): no list built for every push.
+    if (g.sessions.length === 1) return room(g.sessions[0]!) ? g.sessions : [];
+    return g.sessions.filter(room);
+  }
+
+  private pick(sessions: readonly Session[], now: number): Session | undefined {
     // One warm connection (the common case): what pickConnection would choose, without building
     // its candidate list for every push.
-    const only = g.sessions.length === 1 ? g.sessions[0]! : undefined;
+    const only = sessions.length === 1 ? sessions[0]! : undefined;
     if (only !== undefined && warmupWeight(only.connectedAtMs, only.warmingupSec, now) >= 1) return only;
     return pickConnection(
-      g.sessions.map((s) => ({
+      sessions.map((s) => ({
         conn: s,
         connectedAtMs: s.connectedAtMs,
         warmingupSec: s.warmingupSec,

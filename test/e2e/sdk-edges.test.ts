@@ -25,6 +25,7 @@ const GROUPS = [
   "g-throw",
   "g-case",
   "g-restart",
+  "g-slow",
 ] as const;
 const topicOf = (group: string) => group.slice(2);
 
@@ -317,4 +318,44 @@ describe("e2e: SDK edges", () => {
       await restarted?.stop();
     }
   }, 90_000);
+
+  it("a slow but healthy consumer runs every message: none answered false unrun, none dead-lettered", async () => {
+    // 4 handlers of 20 ms: about 200 a second. Before, the broker pushed the group's whole window
+    // (2,000: 10 s of work) at once; what waited past maxWaitMs (4 s) was answered false unrun,
+    // each an attempt, and at deliverLimit 2 dead-lettered without any handler running it.
+    const producer = await producerFor("slow");
+    const sent: string[] = [];
+    for (let i = 0; i < 2_000; i += 100) {
+      const batch = await Promise.all(
+        Array.from({ length: 100 }, () =>
+          producer.send({ topic: "slow", messageType: "m", body: "x", deliverLimit: 2 }),
+        ),
+      );
+      sent.push(...batch.map((r) => r.messageId));
+    }
+    await producer.close();
+    const ran = new Set<string>();
+    const consumer = await createConsumer({
+      registry,
+      groupId: "g-slow",
+      bindings: [],
+      concurrency: 4,
+      handler: async (m) => {
+        await new Promise((r) => setTimeout(r, 20));
+        ran.add(m.messageId);
+        return true;
+      },
+    });
+    try {
+      await waitFor(() => ran.size === sent.length, 60_000, "every message run");
+      const { rows } = await db.pool.query<{ kind: string; n: number }>(
+        `SELECT kind::text, count(*)::int AS n FROM message_events WHERE group_id = 'g-slow' GROUP BY kind`,
+      );
+      const counts = Object.fromEntries(rows.map((r) => [r.kind, r.n]));
+      expect(counts.dead_lettered ?? 0).toBe(0);
+      expect(counts.nacked ?? 0).toBe(0);
+    } finally {
+      await consumer.close();
+    }
+  }, 120_000);
 });
