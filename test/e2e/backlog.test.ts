@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createBinding } from "../../src/binding/binding.js";
 import { buildHeader, KiteqConnection } from "../../src/client/connection.js";
+import { MIN_UNANSWERED } from "../../src/delivery/answer-pace.js";
 import { buildBacklog } from "../../src/store/backlog-fixture.js";
 import { upsertBinding } from "../../src/store/bindings.js";
 import { ensurePartitions } from "../../src/store/db.js";
@@ -59,7 +60,8 @@ describe("e2e: production-size backlog", () => {
     brokers.push(b);
     const silent = await recordingConsumer(b.port, fx.group, () => "ignore");
     conns.push(silent.conn);
-    await waitFor(() => silent.received.length >= 1000, 20_000, "pushes to the silent consumer");
+    // A connection that never answers holds MIN_UNANSWERED pushes (answer-pace.ts), not 2,000.
+    await waitFor(() => silent.received.length >= MIN_UNANSWERED, 20_000, "pushes to the silent consumer");
     // Let the sweeps, claims and lease renewals run against the backlog for a moment.
     await new Promise((r) => setTimeout(r, 2000));
     const t0 = Date.now();
