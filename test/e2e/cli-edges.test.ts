@@ -208,6 +208,16 @@ describe("e2e: CLI interrupted, piped, on a schema not its own, and other edges"
     ).toBe(0);
   });
 
+  it("db-url with several shards prints every shard's URL, not the first only", async () => {
+    const urls = ["postgres://u:p@127.0.0.1:1/a", "postgres://u:p@127.0.0.1:2/b"];
+    const text = await cli(["db-url", "--db", urls.join(" ")]);
+    expect(text.code).toBe(0);
+    // Before: the first URL alone (a second node given it refuses to start: another shard list).
+    expect(text.stdout.trim().split("\n")).toEqual(urls);
+    const json = await cli(["db-url", "--db", urls.join(" "), "--json"]);
+    expect(JSON.parse(json.stdout)).toEqual({ url: urls[0], urls, embedded: false });
+  });
+
   it("--db migrated by a newer version: writes are refused as migrate refuses, reads warn", async () => {
     await db.pool.query(
       "INSERT INTO drizzle.__drizzle_migrations (hash, created_at) VALUES ('from-the-future', 4102444800000)",
