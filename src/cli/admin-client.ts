@@ -26,6 +26,14 @@ export interface AdminApi {
   readonly base: string;
   /** GET `path`: the JSON body (ISO 8601 times revived as Dates), or null on 404. */
   get<T>(path: string): Promise<T | null>;
+  /** get, with the path of the next page when the answer names one (Link rel="next"). */
+  getPage<T>(path: string): Promise<{ body: T; next: string | null } | null>;
+}
+
+/** The path of a Link header's rel="next" (RFC 8288), or null. */
+export function nextLink(link: string | null): string | null {
+  const m = /<([^>]+)>\s*;\s*rel="?next"?/.exec(link ?? "");
+  return m?.[1] ?? null;
 }
 
 const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
@@ -94,6 +102,9 @@ export async function findAdminApi(
   const api: AdminApi = {
     base,
     async get<T>(path: string): Promise<T | null> {
+      return (await this.getPage<T>(path))?.body ?? null;
+    },
+    async getPage<T>(path: string): Promise<{ body: T; next: string | null } | null> {
       let res: Response;
       try {
         res = await fetch(`${base}${path}`, {
@@ -132,7 +143,7 @@ export async function findAdminApi(
           `the admin API at ${base} answered ${res.status}: ${typeof error === "string" ? error : text.slice(0, 200)}`,
         );
       }
-      return body as T;
+      return { body: body as T, next: nextLink(res.headers.get("link")) };
     },
   };
   return mismatch === undefined ? { api } : { api, note: mismatch };

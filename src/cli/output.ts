@@ -26,14 +26,73 @@ function cellText(c: Cell): string {
 export function formatTable(header: readonly string[], rows: readonly (readonly Cell[])[]): string {
   const cells = [header.map((h) => h), ...rows.map((r) => r.map(cellText))];
   const widths = header.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? "").length)));
+  return cells.map((r) => line(r, widths)).join("\n");
+}
+
+/**
+ * A table written page by page, for reads too large to hold (a group's history): the header and
+ * the column widths come from the first page; a wider cell later widens only its own row.
+ */
+export function tableWriter(
+  header: readonly string[],
+  out: Output,
+): {
+  rows(rows: readonly (readonly Cell[])[]): void;
+} {
+  let widths: number[] | undefined;
+  return {
+    rows(rows) {
+      if (rows.length === 0) return;
+      const cells = rows.map((r) => r.map(cellText));
+      if (widths === undefined) {
+        widths = header.map((h, i) => Math.max(h.length, ...cells.map((r) => (r[i] ?? "").length)));
+        out.out(line(header, widths));
+      }
+      const w = widths;
+      out.out(cells.map((r) => line(r, w)).join("\n"));
+    },
+  };
+}
+
+function line(cells: readonly string[], widths: readonly number[]): string {
   return cells
-    .map((r) =>
-      r
-        .map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0)))
-        .join("  ")
-        .trimEnd(),
-    )
-    .join("\n");
+    .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0)))
+    .join("  ")
+    .trimEnd();
+}
+
+/**
+ * A JSON array written element by element, the same text as formatJson of the whole array (two-
+ * space indented), without holding it.
+ */
+export function jsonArrayWriter(out: Output): { items(items: readonly unknown[]): void; end(): void } {
+  let pending: string | undefined;
+  let started = false;
+  const indent = (v: unknown) =>
+    JSON.stringify(v, null, 2)
+      .split("\n")
+      .map((l) => `  ${l}`)
+      .join("\n");
+  return {
+    items(items) {
+      for (const item of items) {
+        if (!started) {
+          out.out("[");
+          started = true;
+        }
+        if (pending !== undefined) out.out(`${pending},`);
+        pending = indent(item);
+      }
+    },
+    end() {
+      if (!started) {
+        out.out("[]");
+        return;
+      }
+      if (pending !== undefined) out.out(pending);
+      out.out("]");
+    },
+  };
 }
 
 /** JSON with dates as ISO strings, two-space indented. */

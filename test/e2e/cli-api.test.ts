@@ -9,12 +9,13 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BindType, createBinding } from "../../src/binding/binding.js";
 import { upsertBinding } from "../../src/store/bindings.js";
 import { ensurePartitions } from "../../src/store/db.js";
-import { claimDueDeliveries, nackDeliveries } from "../../src/store/deliveries.js";
+import { ackDeliveries, claimDueDeliveries, nackDeliveries } from "../../src/store/deliveries.js";
 import { freePort } from "../../src/store/embedded.js";
 import { insertPublishBatch } from "../../src/store/messages.js";
 import { type BrokerProcess, startBrokerProcess } from "../support/broker-process.js";
 import { cliArgs } from "../support/built-src.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
+import { publishRecord } from "../support/records.js";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
 const TOKEN = "cli-api-token-0123456789";
@@ -154,6 +155,46 @@ describe("e2e: CLI read commands through the admin API", () => {
       expect(a.stdout.length).toBeGreaterThan(0);
       expect(a.stdout, args.join(" ")).toBe(d.stdout);
     }
+  }, 120_000);
+
+  it("history --group pages through the API (2,000 a request) and the database alike, each row once", async () => {
+    // 2,600 acks at one instant: pages end inside it. Before, the CLI asked the API for the whole
+    // read in one answer (10,000 rows held the broker's event loop; more went to the database).
+    const now = new Date(Date.now() - 60_000);
+    const records = Array.from({ length: 2_600 }, () => publishRecord(now, ["paged"], { topic: "pg" }));
+    const stored = await insertPublishBatch(db.pool, records, {
+      now,
+      nodeId: "t",
+      leaseUntil: now,
+      firstTxCheckAt: now,
+    });
+    const ackedAt = new Date(now.getTime() + 1_000);
+    await ackDeliveries(
+      db.pool,
+      stored.map((r) => ({ messagePk: r.pk!, groupId: "paged", attempt: 1, pushedAt: null, ackedAt })),
+      "t",
+    );
+    for (const form of [[], ["--json"]]) {
+      const args = ["history", "--group", "paged", "--since", "1h", "--limit", "2500", ...form];
+      const [a, d] = await Promise.all([viaApi(...args), viaDb(...args)]);
+      expect(a.code, a.stderr).toBe(0);
+      expect(a.stderr).toContain("read through the admin API");
+      expect(a.stdout).toBe(d.stdout);
+      expect(a.stderr).toContain("(first 2500 events only");
+      const ids =
+        form.length === 0
+          ? a.stdout
+              .trim()
+              .split("\n")
+              .slice(1)
+              .map((l) => l.split(/\s+/)[2])
+          : (JSON.parse(a.stdout) as { messageId: string }[]).map((r) => r.messageId);
+      expect(ids).toHaveLength(2_500);
+      expect(new Set(ids).size).toBe(2_500);
+    }
+    const all = await viaApi("history", "--group", "paged", "--since", "1h", "--limit", "3000", "--json");
+    expect((JSON.parse(all.stdout) as unknown[]).length).toBe(2_600);
+    expect(all.stderr).not.toContain("events only");
   }, 120_000);
 
   it("explain --json: the same explanation but for the time it was computed", async () => {
