@@ -56,6 +56,10 @@ export interface ApiContext {
   source: ApiSource;
   /** A re-drive is running (one at a time per server). */
   redriving: boolean;
+  /** The server is closing: a running re-drive stops after the batch in hand and answers. */
+  stopping?: boolean;
+  /** The running re-drive, until it answered (the server's close waits for it, briefly). */
+  redriveRun?: Promise<unknown>;
 }
 
 /** An error answered as `{ error }` with its status. */
@@ -557,8 +561,18 @@ async function redrive(ctx: ApiContext, groupId: string, q: Record<string, unkno
   }
   // One at a time per server: a second one is refused while the first runs.
   if (ctx.redriving) throw new ApiError(409, "a re-drive is already running on this node");
+  if (ctx.stopping) throw new ApiError(503, "the node is stopping");
   ctx.redriving = true;
+  const run = walk();
+  ctx.redriveRun = run.catch(() => undefined);
   try {
+    return await run;
+  } finally {
+    ctx.redriving = false;
+    ctx.redriveRun = undefined;
+  }
+
+  async function walk() {
     const started = Date.now();
     // What was dead when the request started: a message re-driven here and dead-lettered again
     // before the walk's end came up again later in the same walk (re-driven twice, 69 of 2,500).
@@ -570,7 +584,8 @@ async function redrive(ctx: ApiContext, groupId: string, q: Record<string, unkno
     let redriven = 0;
     let cursor: string | null = null;
     let more = false;
-    while (matched < max) {
+    let stopped = false;
+    while (matched < max && !stopped) {
       const page = await deadLetterPageOf(ctx, filter, cursor, Math.min(100, max - matched));
       const fresh: string[] = [];
       for (const item of page.items) {
@@ -587,6 +602,12 @@ async function redrive(ctx: ApiContext, groupId: string, q: Record<string, unkno
         // Pace: the n-th re-drive starts no sooner than n / rate seconds after the first.
         const wait = started + (attempted * 1000) / rate - Date.now();
         if (wait > 0) await sleep(wait);
+        // The node's shutdown: answer with what was done (it was cut off with no answer, and the
+        // walk went on into pools being closed).
+        if (ctx.stopping) {
+          stopped = true;
+          break;
+        }
         const part = fresh.slice(i, i + chunk);
         attempted += part.length;
         const now = new Date();
@@ -601,7 +622,7 @@ async function redrive(ctx: ApiContext, groupId: string, q: Record<string, unkno
           redriven += (await redriveDeliveries(pool, ofShard, args)).size;
         }
       }
-      if (page.next === null) break;
+      if (page.next === null || stopped) break;
       cursor = page.next;
       // Stopped at max: whether anything is left (before, exactly max matched said "stopped at max").
       if (matched >= max) more = (await deadLetterPageOf(ctx, filter, cursor, 1)).items.length > 0;
@@ -613,8 +634,10 @@ async function redrive(ctx: ApiContext, groupId: string, q: Record<string, unkno
       messageIds: ids,
       truncated: matched > ids.length,
       limitReached: more,
+      // Stopped by the node's shutdown: what was re-driven is complete (a transaction a batch).
+      ...(stopped
+        ? { stopped: `the node is stopping: ${redriven} re-driven before it; run again for the rest` }
+        : {}),
     };
-  } finally {
-    ctx.redriving = false;
   }
 }

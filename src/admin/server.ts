@@ -165,10 +165,18 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     address: { host: addr.address, port: addr.port },
     close() {
       sampler.stop();
-      closing ??= new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
+      closing ??= (async () => {
+        // A running re-drive stops after its batch in hand and answers with what it did, before
+        // the connections close (it was cut off with no answer).
+        api.stopping = true;
+        await withDeadline(api.redriveRun ?? Promise.resolve(), REDRIVE_STOP_WAIT_MS).catch(() => undefined);
+        await new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          server.closeIdleConnections();
+          // What is still open after a moment (a slow request) is cut.
+          setTimeout(() => server.closeAllConnections(), 200).unref();
+        });
+      })();
       return closing;
     },
   };
@@ -347,6 +355,9 @@ function sendJson(
   });
   res.end(text);
 }
+
+/** How long close() waits for a running re-drive's answer. */
+const REDRIVE_STOP_WAIT_MS = 5_000;
 
 /** How long an admin request (but a re-drive) may wait for the store before it answers 503. */
 export const ADMIN_REQUEST_DEADLINE_MS = 15_000;

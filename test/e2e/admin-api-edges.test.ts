@@ -198,6 +198,47 @@ describe("e2e: admin JSON API edges", () => {
     expect((await json("/api/groups/never-seen/dead-letters")).status).toBe(404);
   });
 
+  it("a re-drive running when the server closes answers with what it did", async () => {
+    const now = new Date();
+    const records = Array.from({ length: 60 }, () =>
+      publishRecord(now, ["stopping"], { topic: "orders", deliverLimit: 1 }),
+    );
+    await insertPublishBatch(db.pool, records, { now, nodeId: "t", leaseUntil: now, firstTxCheckAt: now });
+    expect(await deadLetterDue(db.pool, "stopping", { reason: "x" })).toBe(60);
+    await bind(db.pool, { groupId: "stopping", topic: "orders", messageType: "pay" });
+    const own = await startAdminServer({
+      host: "127.0.0.1",
+      port: 0,
+      pool: db.pool,
+      metrics: idleMetricsSource(),
+      log: silentLogger,
+      processMetrics: false,
+      sampleIntervalMs: 0,
+    });
+    // 60 at 10 a second: 6 s; the server closes after about one.
+    const answer = fetch(`http://127.0.0.1:${own.address.port}/api/groups/stopping/redrive`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ max: 1000, ratePerSecond: 10, by: "test", reason: "stop" }),
+      signal: AbortSignal.timeout(20_000),
+    });
+    await new Promise((r) => setTimeout(r, 1_000));
+    const started = Date.now();
+    await own.close();
+    expect(Date.now() - started).toBeLessThan(3_000);
+    // Before: the connection was closed with no answer (the walk went on behind it).
+    const res = await answer;
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { redriven: number; stopped?: string };
+    expect(body.stopped).toMatch(/the node is stopping/);
+    expect(body.redriven).toBeGreaterThan(0);
+    expect(body.redriven).toBeLessThan(60);
+    const { rows } = await db.pool.query(
+      "SELECT count(*)::int AS n FROM deliveries WHERE group_id = 'stopping'",
+    );
+    expect(rows[0].n).toBe(body.redriven);
+  });
+
   it("a 405 names the methods the resource takes (Allow)", async () => {
     for (const [path, method, allow] of [
       ["/api/overview", "POST", "GET, HEAD"],
