@@ -61,7 +61,9 @@ export function parseRegistryFile(text: string): RegistryFile {
   } catch (err) {
     throw new KiteqError(
       ErrorCode.ConfigInvalid,
-      `registry file: not valid YAML: ${(err as Error).message}`,
+      // The first line (it names line and column): the parser's excerpt and caret below it made a
+      // several-line error of what the CLI says in one.
+      `registry file: not valid YAML: ${(err as Error).message.split("\n")[0]!.replace(/:\s*$/, "")}`,
       {},
       { cause: err },
     );

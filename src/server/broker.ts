@@ -8,6 +8,7 @@ import type pg from "pg";
 import { buildNodeStats } from "../admin/cluster.js";
 import { ADMIN_REQUEST_DEADLINE_MS, type AdminServer, startAdminServer } from "../admin/index.js";
 import { BROKER_VERSION } from "../admin/version.js";
+import { loadRegistryFile } from "../binding/registry-file.js";
 import { storeIdentity } from "../config/store-identity.js";
 import type { BrokerConfig } from "../config/types.js";
 import { withDeadline } from "../deadline.js";
@@ -200,6 +201,11 @@ export class Broker {
   ): Promise<Broker> {
     const { signal } = options;
     signal?.throwIfAborted();
+    // A registry file that cannot be read or parsed is a config error said before anything starts
+    // (it came after the embedded PostgreSQL had started, 3-7 s in).
+    if (config.registry.kind === "static" && config.registry.file !== null) {
+      await loadRegistryFile(config.registry.file);
+    }
     let embedded: EmbeddedPostgresServer | undefined;
     let urls = config.databaseUrls;
     if (urls.length === 0) {

@@ -5,7 +5,7 @@
  * switch given a value, a name with a newline, an id the history does not hold.
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -206,6 +206,41 @@ describe("e2e: CLI interrupted, piped, on a schema not its own, and other edges"
       (await cli(["bind", "add", "--group", "g-fan", "--topic", "t-fan", "--type", "fanout", "--db", db.url]))
         .code,
     ).toBe(0);
+  });
+
+  it("serve with a registry file that is not YAML: one line and exit 2, before anything starts", async () => {
+    const base = path.join(ROOT, ".tmp");
+    await mkdir(base, { recursive: true });
+    const dir = await mkdtemp(path.join(base, "cli-registry-"));
+    try {
+      const file = path.join(dir, "bad.yaml");
+      writeFileSync(file, "brokers:\nfoo: [unclosed\n");
+      const started = Date.now();
+      const r = await cli([
+        "serve",
+        "--registry-file",
+        file,
+        "--data-dir",
+        path.join(dir, "data"),
+        "--bind",
+        "127.0.0.1:0",
+        "--admin",
+        "-1",
+      ]);
+      // Before: exit 1 after the embedded PostgreSQL had started, with the parser's excerpt and
+      // caret on lines of their own.
+      expect(r.code, r.stderr).toBe(2);
+      const lines = r.stderr
+        .trim()
+        .split("\n")
+        .filter((l) => !l.startsWith("{"));
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatch(/not valid YAML: .*line \d+, column \d+/);
+      expect(existsSync(path.join(dir, "data", "pg"))).toBe(false);
+      expect(Date.now() - started).toBeLessThan(15_000);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it("db-url with several shards prints every shard's URL, not the first only", async () => {
