@@ -280,6 +280,31 @@ export function bearerCheck(token: string | null): (header: string | undefined) 
  * the shards that work, while the producers of the shard that is down get a refusal naming it.
  * `kiteq_shard_up` is what alerts on a shard.
  */
+/**
+ * What /healthz last answered, per server: a change is logged once (a node with no publishes
+ * answered 503 for a whole PostgreSQL outage and its log said nothing).
+ */
+const lastHealth = new WeakMap<AdminServerOptions, string>();
+
+function noteHealth(options: AdminServerOptions, status: string, error?: string): void {
+  const before = lastHealth.get(options) ?? "ok";
+  lastHealth.set(options, status);
+  if (before === status) return;
+  if (status === "unavailable") {
+    options.log.warn(
+      { code: ErrorCode.StoreFailed, err: error },
+      "/healthz answers 503: the store is not answering",
+    );
+  } else if (status === "degraded") {
+    options.log.warn(
+      { code: ErrorCode.StoreFailed, err: error },
+      "/healthz answers degraded: some shards are not answering",
+    );
+  } else {
+    options.log.info({ was: before }, "/healthz answers ok again");
+  }
+}
+
 async function health(
   res: http.ServerResponse,
   options: AdminServerOptions,
@@ -294,10 +319,12 @@ async function health(
     const error =
       problem ??
       (pools.length === 1 ? down[0]!.error : down.map((d) => `shard ${d.shard}: ${d.error}`).join("; "));
+    noteHealth(options, "unavailable", error);
     sendJson(res, 503, detailed ? { status: "unavailable", error } : { status: "unavailable" });
     return;
   }
   const status = down.length === 0 ? "ok" : "degraded";
+  noteHealth(options, status, down.map((d) => `shard ${d.shard}: ${d.error}`).join("; ") || undefined);
   // The store's digest and the shards down only with the token (or none configured).
   sendJson(
     res,

@@ -45,7 +45,10 @@ export async function startZooKeeperCluster(
   // decides it: 0.76 s for such a node killed in a walkthrough); it was warned about as if its
   // claims then waited for their lease.
   if (address !== config.nodeId) {
-    log.info({ nodeId: config.nodeId }, "registered in ZooKeeper under its address; its node id names it in the history");
+    log.info(
+      { nodeId: config.nodeId },
+      "registered in ZooKeeper under its address; its node id names it in the history",
+    );
   }
   const registry = new ZooKeeperRegistry({
     connectString: `zk://${settings.hosts.join(",")}`,

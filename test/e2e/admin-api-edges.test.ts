@@ -7,6 +7,7 @@
  */
 import net from "node:net";
 import pg from "pg";
+import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type AdminServer, startAdminServer } from "../../src/admin/index.js";
 import { silentLogger } from "../../src/log.js";
@@ -327,13 +328,14 @@ describe("e2e: admin JSON API edges", () => {
       queryTimeoutMs: 1_000,
       connectTimeoutMs: 1_000,
     });
+    const logged: { msg: string }[] = [];
     const node = await startAdminServer({
       host: "127.0.0.1",
       port: 0,
       pool: nodePool,
       requestPools: [requestPool],
       metrics: idleMetricsSource(),
-      log: silentLogger,
+      log: pino({ level: "info" }, { write: (l: string) => void logged.push(JSON.parse(l)) }),
       processMetrics: false,
       requestTimeoutMs: 1_000,
       healthTimeoutMs: 1_000,
@@ -370,6 +372,13 @@ describe("e2e: admin JSON API edges", () => {
       for (const pair of pairs) for (const s of pair) s.resume();
       expect((await get("/api/bindings")).status).toBe(200);
       expect((await get("/healthz")).status).toBe(200);
+      // Three 503s of /healthz during the hang: said once, and once that it answers again (before:
+      // nothing in the log at all).
+      const health = logged.filter((l) => l.msg.startsWith("/healthz"));
+      expect(health.map((l) => l.msg)).toEqual([
+        "/healthz answers 503: the store is not answering",
+        "/healthz answers ok again",
+      ]);
     } finally {
       frozen = false;
       for (const pair of pairs) for (const s of pair) s.destroy();
