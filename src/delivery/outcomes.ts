@@ -32,6 +32,8 @@ export class OutcomeWriter {
   private readonly nacks: GroupCommitter<NackRecord, void>;
   private readonly releases: GroupCommitter<Release, void>;
   private retrying = 0;
+  /** Errors of failed batches already logged (each item of a batch hears the same one). */
+  private readonly reported = new WeakSet<object>();
   /** Set by drain() (the node stops): retries are then bounded. */
   private closing = false;
   /** One line per outcome would be thousands a second while PostgreSQL is away. */
@@ -138,12 +140,16 @@ export class OutcomeWriter {
         done(false);
         return;
       }
-      if (attempt === 0)
+      // Once per failed batch (its items share the error): per item, one failed batch of 1,000
+      // read as 5 lines and "995 more".
+      if (attempt === 0 && (typeof err !== "object" || err === null || !this.reported.has(err))) {
+        if (typeof err === "object" && err !== null) this.reported.add(err);
         this.limitedLog.warn(
           `${what} retry ${e.code}`,
           { code: e.code, err: e.message, what },
-          "delivery outcome write failed, retrying",
+          "a batch of delivery outcomes failed to write, retrying",
         );
+      }
       this.retrying++;
       setTimeout(
         () => {

@@ -5,6 +5,7 @@
  * history once another node delivered again), and only a stopping node gives up, within a bound.
  */
 import type pg from "pg";
+import { pino } from "pino";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { OutcomeWriter } from "../../src/delivery/outcomes.js";
 import { silentLogger } from "../../src/log.js";
@@ -82,4 +83,31 @@ it("retries an ack until written while running (more than the stop bound of 8), 
   await writer.drain();
   expect(await given).toBe(false);
   expect(Date.now() - t0).toBeLessThan(10_000);
+});
+
+it("a failed batch of outcomes is logged once, not once per item", async () => {
+  const now = new Date();
+  const records = Array.from({ length: 20 }, () => publishRecord(now, ["gb"]));
+  const stored = await insertPublishBatch(db.pool, records, {
+    now,
+    nodeId: "n",
+    leaseUntil: now,
+    firstTxCheckAt: now,
+  });
+  const lines: { msg: string }[] = [];
+  const log = pino({ level: "warn" }, { write: (l: string) => void lines.push(JSON.parse(l)) });
+  const state = { failures: 1 };
+  const writer = new OutcomeWriter(failingPool(db.pool, state), "n", log, 5);
+  // One batch (the acks' window gathers them), failing once, then written.
+  await Promise.all(
+    stored.map(
+      (s) =>
+        new Promise((resolve) =>
+          writer.ack({ messagePk: s.pk!, groupId: "gb", attempt: 1, pushedAt: now, ackedAt: now }, resolve),
+        ),
+    ),
+  );
+  // Before: one line per item of the batch (the first few, then "15 more").
+  expect(lines.map((l) => l.msg)).toEqual(["a batch of delivery outcomes failed to write, retrying"]);
+  await writer.drain();
 });
