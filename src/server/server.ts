@@ -32,12 +32,16 @@ export function remoteAddressOf(socket: net.Socket): string {
 }
 
 /** Listens for KiteQ clients and tracks their sessions. */
+/** Connection lifecycle lines of one kind and group logged one by one per 10 s, then counted. */
+const LIFECYCLE_LINES_FIRST = 20;
+
 export class ProtocolServer {
   readonly sessions = new Set<Session>();
   private readonly server: net.Server;
   /** Open connections per remote address (entries removed at zero). */
   private readonly perAddress = new Map<string, number>();
   private readonly refusals: RateLimitedLog;
+  private readonly lifecycle: RateLimitedLog;
   private refused = 0;
 
   constructor(
@@ -45,6 +49,7 @@ export class ProtocolServer {
     private readonly options: ProtocolServerOptions,
   ) {
     this.refusals = new RateLimitedLog(options.logger);
+    this.lifecycle = new RateLimitedLog(options.logger, { first: LIFECYCLE_LINES_FIRST });
     this.server = net.createServer((socket) => this.accept(socket));
     this.server.on("error", (err) => this.options.logger.error({ err: err.message }, "listener error"));
   }
@@ -77,6 +82,7 @@ export class ProtocolServer {
   closeSessions(): void {
     for (const s of this.sessions) s.close();
     this.refusals.close();
+    this.lifecycle.close();
   }
 
   private accept(socket: net.Socket): void {
@@ -128,7 +134,7 @@ export class ProtocolServer {
           this.handler.onClose(s);
         },
       },
-      { ...this.options, refusals: this.refusals },
+      { ...this.options, refusals: this.refusals, lifecycle: this.lifecycle },
     );
     this.sessions.add(session);
   }

@@ -47,6 +47,12 @@ export interface SessionOptions {
   logger: Logger;
   /** Where warnings a peer can repeat at will (handshake timeouts) go, rate-limited. */
   refusals?: RateLimitedLog;
+  /**
+   * Where a connection's opened / handshake accepted / closed lines go, rate-limited per kind and
+   * group (absent: the session's own logger): a client reconnecting in a loop wrote three lines a
+   * connection (600 a minute in a walkthrough).
+   */
+  lifecycle?: RateLimitedLog;
 }
 
 let nextSessionId = 1;
@@ -74,6 +80,7 @@ export class Session {
   /** Protocol errors seen; only the first few are logged one by one (a broken client floods). */
   private protocolErrors = 0;
   private handshakeTimer: NodeJS.Timeout | undefined;
+  private readonly lifecycle: RateLimitedLog | undefined;
 
   constructor(
     private readonly socket: net.Socket,
@@ -83,6 +90,7 @@ export class Session {
     this.id = `c${nextSessionId++}`;
     this.peer = `${socket.remoteAddress ?? "?"}:${socket.remotePort ?? "?"}`;
     this.log = options.logger.child({ connection: this.id, peer: this.peer });
+    this.lifecycle = options.lifecycle;
     socket.setNoDelay(true);
     const maxUnsent = options.maxWriteBufferBytes ?? 0;
     this.out = new PacketBatcher(
@@ -114,11 +122,24 @@ export class Session {
       clearTimeout(this.handshakeTimer);
       this.out.dispose();
       this.closed = true;
-      this.log.info({ groupId: this.groupId }, "connection closed");
+      this.logLifecycle("closed", { groupId: this.groupId }, "connection closed");
       this.handler.onClose(this);
     });
     socket.on("drain", () => socket.resume());
-    this.log.info("connection opened");
+    this.logLifecycle("opened", {}, "connection opened");
+  }
+
+  /** A lifecycle line: rate-limited per kind and group when the server gives a limiter. */
+  private logLifecycle(kind: string, fields: Record<string, unknown>, msg: string): void {
+    if (this.lifecycle === undefined) {
+      this.log.info(fields, msg);
+      return;
+    }
+    this.lifecycle.info(
+      `${kind} ${this.groupId ?? ""}`,
+      { connection: this.id, peer: this.peer, ...fields },
+      msg,
+    );
   }
 
   get isAuthenticated(): boolean {
@@ -255,7 +276,11 @@ export class Session {
     this.groupId = meta.groupId;
     this.warmingupSec = Math.max(0, meta.warmingupSec);
     this.send(CommandType.CONN_AUTH, opaque, encodeConnAuthAck({ status: true, feedback: "authenticated" }));
-    this.log.info({ groupId: meta.groupId, warmingupSec: this.warmingupSec }, "handshake accepted");
+    this.logLifecycle(
+      "handshake",
+      { groupId: meta.groupId, warmingupSec: this.warmingupSec },
+      "handshake accepted",
+    );
     this.handler.onAuthenticated(this);
   }
 

@@ -25,9 +25,9 @@ const handler: SessionHandler = {
 const servers: ProtocolServer[] = [];
 const sockets: net.Socket[] = [];
 
-async function server(options: Partial<ProtocolServerOptions>) {
+async function server(options: Partial<ProtocolServerOptions>, level = "warn") {
   const lines: Record<string, unknown>[] = [];
-  const logger = pino({ level: "warn" }, { write: (l: string) => void lines.push(JSON.parse(l)) });
+  const logger = pino({ level }, { write: (l: string) => void lines.push(JSON.parse(l)) });
   const s = new ProtocolServer(handler, { idleTimeoutMs: 0, logger, ...options });
   servers.push(s);
   const { port } = await s.listen("127.0.0.1", 0);
@@ -113,5 +113,27 @@ describe("ProtocolServer connection limits", () => {
       clearInterval(trickle);
       clearInterval(heartbeat);
     }
+  });
+
+  it("a client reconnecting in a loop: its connections' lines are logged one by one up to a bound, then counted", async () => {
+    const { port, lines } = await server({}, "info");
+    for (let i = 0; i < 60; i++) {
+      const c = connect(port);
+      await once(c.socket, "connect");
+      c.socket.write(handshake("storm"));
+      await new Promise((r) => setTimeout(r, 5));
+      c.socket.destroy();
+      await c.closed;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+    const count = (msg: string) => lines.filter((l) => l.msg === msg).length;
+    // Before: 60 of each (three lines a connection).
+    expect(count("connection opened")).toBe(20);
+    expect(count("connection closed")).toBe(20);
+    expect(count("handshake accepted")).toBe(20);
+    expect(lines.find((l) => l.msg === "connection opened")).toMatchObject({
+      connection: expect.any(String),
+      peer: expect.any(String),
+    });
   });
 });
