@@ -159,6 +159,24 @@ describe("e2e: console edges", () => {
     }
   });
 
+  it("a text selection in the overview survives its refresh", { timeout: 60_000 }, async () => {
+    await page.goto(`${base}/#/`);
+    await page.waitForSelector('[data-testid="group-row"]');
+    await page.evaluate(`(() => {
+      const range = document.createRange();
+      range.selectNodeContents(document.querySelector('[data-testid="group-row"] a'));
+      window.getSelection().removeAllRanges();
+      window.getSelection().addRange(range);
+    })()`);
+    const selection = () => page.evaluate<string>("window.getSelection().toString()");
+    const selected = await selection();
+    expect(selected.length).toBeGreaterThan(0);
+    // Two refreshes (every 5 s). Before: the page was replaced and the selection was empty.
+    await new Promise((r) => setTimeout(r, 11_000));
+    expect(await selection()).toBe(selected);
+    await page.evaluate("window.getSelection().removeAllRanges()");
+  });
+
   it("a bidirectional control in a name is shown, not obeyed", { timeout: 60_000 }, async () => {
     await page.goto(`${base}/#/groups/ga`);
     await page.reload();

@@ -144,6 +144,14 @@ async function overviewPage() {
         `<td>${esc(x.bindings.map((b) => `${b.topic}/${b.messageType}`).join(", "))}</td></tr>`,
     )
     .join("");
+  // A text selection in the page (an operator copying a group name) is kept: this refresh is
+  // skipped and the next one tries again (each replaced the page and dropped the selection).
+  const selection = window.getSelection();
+  if (selection && !selection.isCollapsed && main.contains(selection.anchorNode)) {
+    statusLine.textContent = "refresh paused while text is selected";
+    refreshTimer = setTimeout(route, 5000);
+    return;
+  }
   main.innerHTML =
     `<h1>Overview</h1><section class="cards">` +
     card(
