@@ -5,7 +5,7 @@
  * again by whichever node claims it next (at least once, never lost).
  */
 import type pg from "pg";
-import { ErrorCode, toKiteqError } from "../errors.js";
+import { ErrorCode, isDataError, toKiteqError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { RateLimitedLog } from "../log-limit.js";
 import {
@@ -130,12 +130,17 @@ export class OutcomeWriter {
       );
       // While the node runs, an outcome is retried until written: given up, the push it records
       // would be missing from the history once its lease lapsed and another node delivered again.
-      // Only a stopping node gives up, after RETRIES, so that its stop stays bounded.
-      if (this.closing && attempt >= RETRIES) {
+      // Only a stopping node gives up, after RETRIES, so that its stop stays bounded; and so does
+      // a write the database refuses for its data (it would fail for ever, and the delivery, held
+      // and its lease renewed, was never made again: an invalid date in a walkthrough).
+      const refused = isDataError(err);
+      if ((this.closing || refused) && attempt >= RETRIES) {
         this.limitedLog.error(
           `gave up ${what}`,
-          { code: e.code, err: e.message, what },
-          "giving up writing a delivery outcome at stop; its lease will lapse",
+          { code: e.code, err: e.message, what, messagePk: item.messagePk, groupId: item.groupId },
+          refused
+            ? "giving up writing a delivery outcome the database refuses; its lease will lapse and the delivery be made again"
+            : "giving up writing a delivery outcome at stop; its lease will lapse",
         );
         done(false);
         return;

@@ -111,3 +111,33 @@ it("a failed batch of outcomes is logged once, not once per item", async () => {
   expect(lines.map((l) => l.msg)).toEqual(["a batch of delivery outcomes failed to write, retrying"]);
   await writer.drain();
 });
+
+it("an outcome the database refuses for its data is given up after the retries, also while running", async () => {
+  const now = new Date();
+  const [stored] = await insertPublishBatch(db.pool, [publishRecord(now, ["gr"])], {
+    now,
+    nodeId: "n",
+    leaseUntil: now,
+    firstTxCheckAt: now,
+  });
+  // Every write refused as an invalid timestamp would be (SQLSTATE 22007): it never succeeds.
+  const refusing = new Proxy(db.pool, {
+    get(target, prop, receiver) {
+      if (prop !== "query") return Reflect.get(target, prop, receiver);
+      return () =>
+        Promise.reject(
+          Object.assign(new Error("invalid input syntax for type timestamp"), { code: "22007" }),
+        );
+    },
+  });
+  const writer = new OutcomeWriter(refusing, "n", silentLogger, 1);
+  const result = await Promise.race([
+    new Promise<boolean | false>((resolve) =>
+      writer.ack({ messagePk: stored!.pk!, groupId: "gr", attempt: 1, pushedAt: now, ackedAt: now }, resolve),
+    ),
+    new Promise<"still retrying">((r) => setTimeout(() => r("still retrying"), 10_000)),
+  ]);
+  // Before: retried for ever while the node ran (its delivery held, its lease renewed).
+  expect(result).toBe(false);
+  await writer.drain();
+});
