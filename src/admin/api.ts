@@ -54,11 +54,12 @@ export interface ApiContext {
   pools: readonly pg.Pool[];
   sampler: Sampler;
   source: ApiSource;
-  /** A re-drive is running (one at a time per server). */
-  redriving: boolean;
   /** The server is closing: a running re-drive stops after the batch in hand and answers. */
   stopping?: boolean;
-  /** The running re-drive, until it answered (the server's close waits for it, briefly). */
+  /**
+   * The running re-drive until it answered (one at a time per server; the server's close waits
+   * for it, briefly).
+   */
   redriveRun?: Promise<unknown>;
 }
 
@@ -560,15 +561,13 @@ async function redrive(ctx: ApiContext, groupId: string, q: Record<string, unkno
     );
   }
   // One at a time per server: a second one is refused while the first runs.
-  if (ctx.redriving) throw new ApiError(409, "a re-drive is already running on this node");
+  if (ctx.redriveRun !== undefined) throw new ApiError(409, "a re-drive is already running on this node");
   if (ctx.stopping) throw new ApiError(503, "the node is stopping");
-  ctx.redriving = true;
   const run = walk();
   ctx.redriveRun = run.catch(() => undefined);
   try {
     return await run;
   } finally {
-    ctx.redriving = false;
     ctx.redriveRun = undefined;
   }
 

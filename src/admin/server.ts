@@ -114,7 +114,6 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     pool: requestPools[0]!,
     pools: requestPools,
     sampler,
-    redriving: false,
     source: options.api ?? {
       nodeId: "?",
       version: "?",
