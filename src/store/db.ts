@@ -421,8 +421,8 @@ SELECT c.relname AS name, i.inhrelid IS NOT NULL AS attached, coalesce(i.inhdeta
 
 /**
  * One batch of retention's message_ids cleanup: the ids of the next `limit` messages of the day
- * partition `partition` above `lastId` (its id index), deleted from message_ids. Returns the last
- * id read and how many were read.
+ * partition `partition` above `lastId` (its id index), deleted from message_ids, and their dead
+ * letters. Returns the last id read and how many were read.
  */
 export async function forgetMessageIdsBatch(
   db: pg.Pool | pg.PoolClient,
@@ -436,7 +436,9 @@ export async function forgetMessageIdsBatch(
                 -- = ANY(ARRAY(...)): probes of the primary key, never a join that could scan message_ids.
                 d AS (DELETE FROM message_ids i
                        WHERE i.message_id = ANY (ARRAY(SELECT message_id FROM b))
-                         AND i.message_pk = ANY (ARRAY(SELECT id FROM b)))
+                         AND i.message_pk = ANY (ARRAY(SELECT id FROM b))),
+                -- Their dead letters go with their history (migration 0013).
+                x AS (DELETE FROM dead_letters x WHERE x.message_pk = ANY (ARRAY(SELECT id FROM b)))
            SELECT max(id) AS last_id, count(*)::int AS n FROM b`,
     values: [lastId, limit],
   });

@@ -259,6 +259,24 @@ WITH input AS (
   RETURNING a.message_pk, a.group_id, a.attempt, to_timestamp(a.pushed_at) AS pushed_at,
             to_timestamp(a.acked_at) AS acked_at,
             coalesce(a.acked_at - a.pushed_at <= ${ACK_WITH_PUSH_WINDOW_SECONDS}, false) AS merged
+), late AS (
+  -- An ack of a delivery that had ended dead-lettered or expired (a late ack of a push that timed
+  -- out at the deliver limit): the group did process the message. Recorded, so it leaves the dead
+  -- letters (a re-drive would run it again) and the history says so; an ack after an ack ends
+  -- nothing and writes nothing here (its push's row in ev says it was received again).
+  SELECT a.* FROM input a
+   WHERE NOT EXISTS (SELECT 1 FROM gone g WHERE g.message_pk = a.message_pk AND g.group_id = a.group_id)
+     AND (SELECT ev.kind IN ('dead_lettered', 'expired')
+            FROM (SELECT e.kind, e.at, e.group_id FROM message_events e
+                   WHERE e.message_pk = a.message_pk OFFSET 0) ev
+           WHERE ev.group_id = a.group_id AND ev.kind IN ('acked', 'dead_lettered', 'expired')
+           ORDER BY ev.at DESC LIMIT 1)
+), undead AS (
+  -- = ANY(ARRAY(...)): probes of the primary key (none for a batch without late acks), never a
+  -- join that could scan the dead letters for every batch of acks.
+  DELETE FROM dead_letters x
+   WHERE x.message_pk = ANY (ARRAY(SELECT message_pk FROM late))
+     AND EXISTS (SELECT 1 FROM late l WHERE l.message_pk = x.message_pk AND l.group_id = x.group_id)
 ), ev AS (
   INSERT INTO message_events (message_pk, kind, at, group_id, node_id, attempt, delivered_at, detail)
   SELECT message_pk, 'delivered'::message_event_kind, pushed_at, group_id, $6, attempt, NULL, NULL
@@ -276,19 +294,9 @@ WITH input AS (
    WHERE a.pushed_at IS NOT NULL
      AND NOT EXISTS (SELECT 1 FROM gone g WHERE g.message_pk = a.message_pk AND g.group_id = a.group_id)
   UNION ALL
-  -- An ack of a delivery that had ended dead-lettered or expired (a late ack of a push that timed
-  -- out at the deliver limit): the group did process the message. Recorded, so it leaves the dead
-  -- letters (a re-drive would run it again) and the history says so; an ack after an ack ends
-  -- nothing and writes nothing here (its push's row above says it was received again).
-  SELECT a.message_pk, 'acked'::message_event_kind, to_timestamp(a.acked_at), a.group_id, $6, a.attempt, NULL,
+  SELECT l.message_pk, 'acked'::message_event_kind, to_timestamp(l.acked_at), l.group_id, $6, l.attempt, NULL,
          '${ACK_AFTER_END}'
-    FROM input a
-   WHERE NOT EXISTS (SELECT 1 FROM gone g WHERE g.message_pk = a.message_pk AND g.group_id = a.group_id)
-     AND (SELECT ev.kind IN ('dead_lettered', 'expired')
-            FROM (SELECT e.kind, e.at, e.group_id FROM message_events e
-                   WHERE e.message_pk = a.message_pk OFFSET 0) ev
-           WHERE ev.group_id = a.group_id AND ev.kind IN ('acked', 'dead_lettered', 'expired')
-           ORDER BY ev.at DESC LIMIT 1)
+    FROM late l
 )
 SELECT count(*)::int AS ended,
        coalesce(array_agg(message_pk::text || ' ' || group_id) FILTER (WHERE pushed_at IS NULL), '{}') AS late_ended
@@ -351,7 +359,8 @@ export interface NackRecord {
 
 /**
  * Nacks, fenced by claim epoch: reschedule (attempts, next_attempt_at, claim released) or, at the
- * deliver limit, delete the delivery; append `delivered` + `nacked` (+ `dead_lettered`) rows.
+ * deliver limit, delete the delivery and add it to the group's dead letters; append `delivered` +
+ * `nacked` (+ `dead_lettered`) rows.
  */
 const NACK_DELIVERIES = `
 WITH input AS (
@@ -367,9 +376,20 @@ WITH input AS (
 ), dead AS (
   DELETE FROM deliveries d USING input n
    WHERE d.message_pk = n.message_pk AND d.group_id = n.group_id AND d.claim_epoch = n.claim_epoch AND n.dead
-  RETURNING n.*
+  RETURNING n.*, d.message_stored_at
 ), hit AS (
-  SELECT * FROM retried UNION ALL SELECT * FROM dead
+  SELECT * FROM retried
+  UNION ALL
+  SELECT message_pk, group_id, claim_epoch, attempt, pushed_at, failed_at, next_attempt_at, dead, reason FROM dead
+), buried AS (
+  -- The group's dead letters (migration 0013): what listings and counts read.
+  INSERT INTO dead_letters (message_pk, group_id, message_stored_at, dead_at, message_id, topic, message_type,
+                            attempt, last_error)
+  SELECT x.message_pk, x.group_id, x.message_stored_at, x.failed_at + interval '1 microsecond', m.message_id,
+         m.topic, m.message_type, x.attempt, x.reason
+    FROM dead x JOIN messages m ON m.id = x.message_pk AND m.stored_at = x.message_stored_at
+  ON CONFLICT (message_pk, group_id) DO UPDATE
+     SET dead_at = excluded.dead_at, attempt = excluded.attempt, last_error = excluded.last_error
 )
 -- Every push is written, and its failure: one this claim no longer held (taken over, or ended
 -- by an ack written first) changed nothing, and says so.
@@ -508,7 +528,8 @@ export async function expireDeliveries(
 
 /**
  * Re-drive: give $2 (a group) a fresh delivery of each message of $1 (messageIds) whose delivery
- * to it ended dead-lettered (or expired), with a `redriven` row each, in one transaction; returns
+ * to it ended dead-lettered (or expired), with a `redriven` row each, and take it out of the
+ * group's dead letters, in one transaction; returns
  * the messageIds it re-drove. A range re-drive takes a page at a time (one transaction and flush
  * per message made it a few hundred a second). How the last delivery ended is read from the
  * message's own events (message_events_message_idx, from the day it was stored): any plan that
@@ -548,6 +569,8 @@ export const REDRIVE_DELIVERIES = `WITH m AS (
 ), ev AS (
   INSERT INTO message_events (message_pk, kind, at, group_id, node_id, detail)
   SELECT message_pk, 'redriven', $3, $2, $5, $6 FROM ins
+), undead AS (
+  DELETE FROM dead_letters x WHERE x.message_pk = ANY (ARRAY(SELECT message_pk FROM ins)) AND x.group_id = $2
 ), wake AS (SELECT pg_notify('kiteq_due', '') FROM (SELECT 1 FROM ins LIMIT 1) AS any_row)
 SELECT ended.message_id, (SELECT count(*) FROM wake) AS woke FROM ins JOIN ended ON ended.id = ins.message_pk`;
 
@@ -641,6 +664,9 @@ WITH scanned AS (
 ), ev AS (
   INSERT INTO message_events (message_pk, kind, at, group_id, node_id, detail)
   SELECT message_pk, 'redriven', $5, $2, $7, $8 FROM ins
+), undead AS (
+  -- A dead letter given a fresh delivery is no longer one (migration 0013).
+  DELETE FROM dead_letters x WHERE x.message_pk = ANY (ARRAY(SELECT message_pk FROM ins)) AND x.group_id = $2
 ), wake AS (SELECT pg_notify('kiteq_due', '') FROM (SELECT 1 FROM ins LIMIT 1) AS any_row)
 SELECT (SELECT max(id) FROM scanned) AS last_id, (SELECT count(*) FROM scanned)::int AS scanned,
        (SELECT count(*) FROM ins)::int AS n, (SELECT count(*) FROM wake) AS notified,

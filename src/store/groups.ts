@@ -107,33 +107,22 @@ export interface DeadLetterCursor {
 }
 
 /**
- * A group's messages still dead (their latest dead-lettering for the group, not owed again,
- * not acked after it: an ack before it, e.g. before a replay, does not count) dead-lettered in [$2, $3), filtered, after the cursor ($7, $8), in (at, pk)
- * order: a walk of message_events_dead_idx (group_id, at) that stops at the LIMIT, with index
- * probes per row (messages by id, the last nack by message_events_message_idx).
+ * A group's dead letters (dead_letters, migration 0013: its messages whose delivery ended at the
+ * deliver limit and was not given again) dead-lettered in [$2, $3), filtered, after the cursor
+ * ($7, $8), in (at, pk) order: a walk of dead_letters_group_idx that stops at the LIMIT. A filter
+ * reads the rows themselves (no probe per row): one matching nothing costs the group's current
+ * dead letters, not every one it ever had.
  */
 export const DEAD_LETTER_PAGE_SQL = `
-SELECT e.message_pk, m.message_id, m.topic, m.message_type, e.at, e.attempt, n.detail AS last_error,
-       to_char(e.at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at_exact
-  FROM message_events e
-  CROSS JOIN LATERAL (
-    SELECT message_id, topic, message_type FROM messages WHERE id = e.message_pk LIMIT 1
-  ) m
-  LEFT JOIN LATERAL (
-    SELECT x.detail FROM message_events x
-     WHERE x.message_pk = e.message_pk AND x.group_id = $1 AND x.kind = 'nacked'
-     ORDER BY x.at DESC LIMIT 1
-  ) n ON true
- WHERE e.group_id = $1 AND e.kind = 'dead_lettered' AND e.at >= $2 AND e.at < $3
-   AND ($7::timestamptz IS NULL OR e.at > $7 OR (e.at = $7 AND e.message_pk > $8))
-   AND ($4::text IS NULL OR m.topic = $4)
-   AND ($5::text IS NULL OR m.message_type = $5)
-   AND ($6::text IS NULL OR strpos(lower(coalesce(n.detail, '')), lower($6)) > 0)
-   AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_pk = e.message_pk AND d.group_id = $1)
-   AND NOT EXISTS (SELECT 1 FROM message_events a
-                    WHERE a.message_pk = e.message_pk AND a.group_id = $1
-                      AND a.kind IN ('acked', 'dead_lettered') AND a.at > e.at)
- ORDER BY e.at, e.message_pk
+SELECT message_pk, message_id, topic, message_type, dead_at AS at, attempt, last_error,
+       to_char(dead_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at_exact
+  FROM dead_letters
+ WHERE group_id = $1 AND dead_at >= $2 AND dead_at < $3
+   AND ($7::timestamptz IS NULL OR dead_at > $7 OR (dead_at = $7 AND message_pk > $8))
+   AND ($4::text IS NULL OR topic = $4)
+   AND ($5::text IS NULL OR message_type = $5)
+   AND ($6::text IS NULL OR strpos(lower(coalesce(last_error, '')), lower($6)) > 0)
+ ORDER BY dead_at, message_pk
  LIMIT $9`;
 
 /** A dead letter of a page. */
@@ -194,23 +183,12 @@ export async function deadLetterPage(
 /** At most this many dead letters are counted per group (the gauge reads "this many or more"). */
 export const DEAD_LETTER_COUNT_CAP = 1000;
 
-/**
- * Per group of $1, how many of its messages are still dead, counted up to $2 (a walk of
- * message_events_dead_idx with the same probes as DEAD_LETTER_PAGE_SQL, stopped at the cap).
- */
+/** Per group of $1, how many dead letters it has, counted up to $2 (dead_letters_group_idx). */
 export const COUNT_DEAD_LETTERS_SQL = `
 SELECT g.group_id, c.n
   FROM unnest($1::text[]) AS g(group_id)
   CROSS JOIN LATERAL (
-    SELECT count(*)::int8 AS n FROM (
-      SELECT 1 FROM message_events e
-       WHERE e.group_id = g.group_id AND e.kind = 'dead_lettered'
-         AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_pk = e.message_pk AND d.group_id = g.group_id)
-         AND NOT EXISTS (SELECT 1 FROM message_events a
-                          WHERE a.message_pk = e.message_pk AND a.group_id = g.group_id
-                            AND a.kind IN ('acked', 'dead_lettered') AND a.at > e.at)
-       LIMIT $2
-    ) x
+    SELECT count(*)::int8 AS n FROM (SELECT 1 FROM dead_letters d WHERE d.group_id = g.group_id LIMIT $2) x
   ) c`;
 
 /** Dead letters per group, capped at `cap` (see COUNT_DEAD_LETTERS_SQL). */

@@ -87,24 +87,15 @@ SELECT x.at, x.kind, m.message_id, m.topic, m.message_type, e.attempt, e.node_id
  LIMIT $4`;
 
 /**
- * The group's messages dead-lettered in [T1, T2) that are still dead: not owed to the group
- * again (re-driven) and not acked by it after that (an ack before a replay does not count). The latest dead-lettering of each, oldest first.
+ * The group's dead letters (dead_letters, migration 0013) dead-lettered in [T1, T2), oldest
+ * first (dead_letters_group_idx).
  */
 export const DEAD_LETTERS_SQL = `
-SELECT * FROM (
-  SELECT DISTINCT ON (e.message_pk) m.message_id, m.topic, m.message_type, e.at, e.attempt, e.detail
-    FROM message_events e
-    CROSS JOIN LATERAL (
-      SELECT message_id, topic, message_type FROM messages WHERE id = e.message_pk LIMIT 1
-    ) m
-   WHERE e.group_id = $1 AND e.kind = 'dead_lettered' AND e.at >= $2 AND e.at < $3
-     AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_pk = e.message_pk AND d.group_id = $1)
-     AND NOT EXISTS (SELECT 1 FROM message_events a
-                      WHERE a.message_pk = e.message_pk AND a.group_id = $1 AND a.kind = 'acked' AND a.at > e.at)
-   ORDER BY e.message_pk, e.at DESC
-) dead
-ORDER BY at, message_id
-LIMIT $4`;
+SELECT message_id, topic, message_type, dead_at AS at, attempt, last_error AS detail
+  FROM dead_letters
+ WHERE group_id = $1 AND dead_at >= $2 AND dead_at < $3
+ ORDER BY dead_at, message_id
+ LIMIT $4`;
 
 /** One history row. */
 export interface HistoryEvent {
@@ -149,6 +140,7 @@ export interface DeadLetter {
   /** When it was dead-lettered. */
   at: Date;
   attempt: number | null;
+  /** The reason of the nack that dead-lettered it. */
   detail: string | null;
 }
 

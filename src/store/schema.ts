@@ -171,6 +171,33 @@ export const messageIds = pgTable("message_ids", {
 });
 
 /**
+ * The dead letters of each group (migration 0013): one row per message and group whose delivery
+ * ended at the deliver limit and was not given again. Written by the dead-lettering, removed by
+ * a re-drive or replay (a fresh delivery), a late ack, and retention; the history keeps every
+ * `dead_lettered` row. Listings and counts read it, so they cost what is dead now, not what ever was.
+ */
+export const deadLetters = pgTable(
+  "dead_letters",
+  {
+    messagePk: bigint("message_pk", { mode: "number" }).notNull(),
+    groupId: text("group_id").notNull(),
+    messageStoredAt: tz("message_stored_at").notNull(),
+    /** The time of its `dead_lettered` history row. */
+    deadAt: tz("dead_at").notNull(),
+    messageId: text("message_id").notNull(),
+    topic: text("topic").notNull(),
+    messageType: text("message_type").notNull(),
+    attempt: integer("attempt"),
+    /** The reason of the nack that dead-lettered it. */
+    lastError: text("last_error"),
+  },
+  (t) => [
+    primaryKey({ columns: [t.messagePk, t.groupId] }),
+    index("dead_letters_group_idx").on(t.groupId, t.deadAt, t.messagePk),
+  ],
+);
+
+/**
  * Deliveries owed per group, kept by statement-level triggers on deliveries (migration 0004):
  * the sum over a group's slots. Each backend adds to its own slot (pid % 16).
  */

@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BROKER_POOL_SETTINGS, createPool, ensurePartitions } from "../../src/store/db.js";
 import { REDRIVE_DELIVERIES } from "../../src/store/deliveries.js";
-import { DEAD_LETTER_PAGE_SQL } from "../../src/store/groups.js";
+import { COUNT_DEAD_LETTERS_SQL, DEAD_LETTER_PAGE_SQL } from "../../src/store/groups.js";
 import { insertPublishBatch } from "../../src/store/messages.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
 import { deadLetterDue } from "../support/dead-letters.js";
@@ -95,6 +95,55 @@ describe("re-drive plan under autovacuum's statistics", () => {
       await pool.end();
     }
   });
+
+  it("a filtered page and the count read the group's current dead letters, not every one it ever had", async () => {
+    const pool = createPool(db.url, { max: 1, settings: BROKER_POOL_SETTINGS });
+    const client = await pool.connect();
+    const blocksOf = async (text: string, values: unknown[]) => {
+      const { rows } = await client.query({
+        text: `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ${text}`,
+        values,
+      });
+      const plan = (rows[0]["QUERY PLAN"] as { Plan: Record<string, number> }[])[0]!.Plan;
+      return { rows: plan["Actual Rows"]!, blocks: plan["Shared Hit Blocks"]! + plan["Shared Read Blocks"]! };
+    };
+    try {
+      // All but the newest 100 re-driven (the last case of the file: the others need them dead).
+      const now = new Date();
+      for (let i = 0; i < DEAD - 100; i += BATCH) {
+        await client.query({
+          text: REDRIVE_DELIVERIES,
+          values: [
+            ids.slice(i, Math.min(i + BATCH, DEAD - 100)),
+            GROUP,
+            now,
+            new Date(now.getTime() + 3600_000),
+            "t",
+            "t",
+          ],
+        });
+      }
+      // What autovacuum does after so many deletes.
+      await client.query("VACUUM dead_letters");
+      const since = new Date(Date.now() - 3600_000);
+      const until = new Date(Date.now() + 1000);
+      const page = (error: string | null) =>
+        blocksOf(DEAD_LETTER_PAGE_SQL, [GROUP, since, until, null, null, error, null, 0, 101]);
+      expect((await page(null)).rows).toBe(100);
+      // An error filter matching nothing walked all 20,000 dead_lettered rows with their probes
+      // (about 1,000,000 buffers); now the 100 still dead.
+      const none = await page("no such reason");
+      expect(none.rows).toBe(0);
+      expect(none.blocks).toBeLessThan(100);
+      const count = await blocksOf(COUNT_DEAD_LETTERS_SQL, [[GROUP], 1000]);
+      expect(count.blocks).toBeLessThan(100);
+      const { rows } = await client.query({ text: COUNT_DEAD_LETTERS_SQL, values: [[GROUP], 1000] });
+      expect(Number(rows[0].n)).toBe(100);
+    } finally {
+      client.release();
+      await pool.end();
+    }
+  }, 120_000);
 });
 
 /** The names of every index a plan reads. */

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ensurePartitions, pingStore } from "../../src/store/db.js";
+import { ensurePartitions, forgetMessageIdsBatch, pingStore } from "../../src/store/db.js";
 import {
   ackDeliveries,
   claimDueDeliveries,
@@ -287,7 +287,7 @@ describe("store: history queries", () => {
         messageType: "pay",
         at: expect.any(Date),
         attempt: 1,
-        detail: "deliver limit reached",
+        detail: "consumer said false",
       },
     ]);
 
@@ -358,6 +358,47 @@ describe("store: history queries", () => {
     expect(await redriveDelivery(db.pool, { ...args, now: at(6000) })).toBe(false);
     expect(await deadLetters(db.pool, g, t0, at(10_000))).toEqual([]);
     expect((await countDeadLetters(db.pool, [g])).get(g)).toBe(0);
+  });
+
+  it("a dead letter replayed leaves the dead letters while owed, and is one row again when dead-lettered again", async () => {
+    const g = `gx-${randomBytes(3).toString("hex")}`;
+    const rec = record([g], { deliverLimit: 1, topic: `replay-${g}` });
+    await publish(rec);
+    await fail(g, at(1000), 1, true);
+    expect((await countDeadLetters(db.pool, [g])).get(g)).toBe(1);
+    const replay = () =>
+      replayRange(db.pool, {
+        topic: `replay-${g}`,
+        groupId: g,
+        since: at(-1000),
+        until: at(1000),
+        now: at(2000),
+        expiresAt: at(3600_000),
+        nodeId: "cli",
+        reason: "replay",
+      });
+    expect(await replay()).toBe(1);
+    // Owed again: not a dead letter (nor counted) while it is.
+    expect(await deadLetters(db.pool, g, t0, at(10_000))).toEqual([]);
+    expect((await countDeadLetters(db.pool, [g])).get(g)).toBe(0);
+    await fail(g, at(3000), 1, true);
+    const page = await deadLetterPage(db.pool, { groupId: g, since: t0, until: at(10_000) }, null, 10);
+    expect(page.items.map((d) => [d.messageId, d.at.getTime() - t0.getTime()])).toEqual([
+      [rec.messageId, 3000],
+    ]);
+    expect((await countDeadLetters(db.pool, [g])).get(g)).toBe(1);
+  });
+
+  it("retention's message_ids cleanup takes the day's dead letters with it", async () => {
+    const g = `gy-${randomBytes(3).toString("hex")}`;
+    const rec = record([g], { deliverLimit: 1 });
+    const pk = await publish(rec);
+    await fail(g, at(1000), 1, true);
+    expect((await countDeadLetters(db.pool, [g])).get(g)).toBe(1);
+    const day = `messages_p${t0.toISOString().slice(0, 10).replaceAll("-", "")}`;
+    await forgetMessageIdsBatch(db.pool, day, pk - 1, 1);
+    expect((await countDeadLetters(db.pool, [g])).get(g)).toBe(0);
+    expect(await deadLetters(db.pool, g, t0, at(10_000))).toEqual([]);
   });
 
   it("countOwedDeliveries counts what is owed per group; pingStore answers", async () => {
