@@ -122,18 +122,19 @@ function card(k, v, testid) {
   return `<div class="card"><div class="v" data-testid="${esc(testid)}">${esc(v)}</div><div class="k">${esc(k)}</div></div>`;
 }
 
-async function overviewPage() {
-  const [o, g] = await Promise.all([api("/api/overview"), api("/api/groups")]);
-  if (location.hash.replace(/^#/, "") !== "" && location.hash !== "#/") return;
-  const nodes = o.nodes
-    .map(
-      (n) =>
-        `<tr><td>${esc(n.nodeId)}${n.self ? " (this node)" : ""}</td><td class="mono">${esc(n.address)}</td>` +
-        `<td class="${esc(n.liveness)}">${esc(n.liveness)}</td><td>${esc(n.version ?? "-")}</td>` +
-        `<td>${fmtTime(n.heartbeatAt)}</td><td>${fmtTime(n.startedAt)}</td></tr>`,
-    )
-    .join("");
-  const groups = g.groups
+/** Rows of the overview's group table at most: 300 groups made a page of 13,000 px. */
+const OVERVIEW_GROUP_ROWS = 100;
+/** The overview's group filter (a substring of the group's name), kept across refreshes. */
+let groupFilter = "";
+/** The groups of the last overview refresh, for filtering as the operator types. */
+let overviewGroups = [];
+
+function groupRows() {
+  const needle = groupFilter.trim().toLowerCase();
+  const matching =
+    needle === "" ? overviewGroups : overviewGroups.filter((x) => x.groupId.toLowerCase().includes(needle));
+  const shown = matching.slice(0, OVERVIEW_GROUP_ROWS);
+  const rows = shown
     .map(
       (x) =>
         `<tr data-testid="group-row" data-group="${esc(x.groupId)}"><td><a href="#/groups/${encodeURIComponent(x.groupId)}">${esc(x.groupId)}</a></td>` +
@@ -144,6 +145,38 @@ async function overviewPage() {
         `<td>${esc(x.bindings.map((b) => `${b.topic}/${b.messageType}`).join(", "))}</td></tr>`,
     )
     .join("");
+  const of =
+    needle === ""
+      ? `${overviewGroups.length} groups`
+      : `${matching.length} of ${overviewGroups.length} groups match`;
+  const more =
+    matching.length > shown.length
+      ? `; the ${shown.length} most behind shown, filter by name for the others`
+      : "";
+  return { rows, count: `${of}${more}` };
+}
+
+function showGroupRows() {
+  const body = document.querySelector('[data-testid="groups"] tbody');
+  const count = document.querySelector('[data-testid="groups-count"]');
+  if (body === null || count === null) return;
+  const { rows, count: text } = groupRows();
+  body.innerHTML = rows;
+  count.textContent = text;
+}
+
+async function overviewPage() {
+  const [o, g] = await Promise.all([api("/api/overview"), api("/api/groups")]);
+  if (location.hash.replace(/^#/, "") !== "" && location.hash !== "#/") return;
+  overviewGroups = g.groups;
+  const nodes = o.nodes
+    .map(
+      (n) =>
+        `<tr><td>${esc(n.nodeId)}${n.self ? " (this node)" : ""}</td><td class="mono">${esc(n.address)}</td>` +
+        `<td class="${esc(n.liveness)}">${esc(n.liveness)}</td><td>${esc(n.version ?? "-")}</td>` +
+        `<td>${fmtTime(n.heartbeatAt)}</td><td>${fmtTime(n.startedAt)}</td></tr>`,
+    )
+    .join("");
   // A text selection in the page (an operator copying a group name) is kept: this refresh is
   // skipped and the next one tries again (each replaced the page and dropped the selection).
   const selection = window.getSelection();
@@ -152,6 +185,10 @@ async function overviewPage() {
     refreshTimer = setTimeout(route, 5000);
     return;
   }
+  // The filter being typed in keeps its focus and caret across the refresh.
+  const typing = document.activeElement?.id === "group-filter" ? document.activeElement : null;
+  const caret = typing === null ? null : [typing.selectionStart, typing.selectionEnd];
+  const shownGroups = groupRows();
   main.innerHTML =
     `<h1>Overview</h1><section class="cards">` +
     card(
@@ -165,11 +202,22 @@ async function overviewPage() {
     card("2PC pending", o.pendingTransactions, "tx-pending") +
     card("topics", o.topics.length, "topics") +
     `</section><h2>Groups, most behind first</h2>` +
+    `<p class="filter"><input id="group-filter" type="search" placeholder="filter groups by name" size="30" aria-label="filter groups by name" autocomplete="off" value="${esc(groupFilter)}"> ` +
+    `<span data-testid="groups-count">${esc(shownGroups.count)}</span></p>` +
     `<table data-testid="groups"><thead><tr><th>group</th><th>owed</th><th>oldest owed</th><th>in flight</th><th>dead letters</th>` +
-    `<th>delivered/s</th><th>acked/s</th><th>nacked/s</th><th>consumers</th><th>bindings</th></tr></thead><tbody>${groups}</tbody></table>` +
+    `<th>delivered/s</th><th>acked/s</th><th>nacked/s</th><th>consumers</th><th>bindings</th></tr></thead><tbody>${shownGroups.rows}</tbody></table>` +
     `<p class="note">Owed, age and in flight are cluster-wide (sampled every 5 s); rates and consumers are summed over the live nodes (from their heartbeats, every 5 s).</p>` +
     `<h2>Nodes</h2><table data-testid="nodes"><thead><tr><th>node</th><th>address</th><th>liveness</th><th>version</th><th>heartbeat</th><th>started</th></tr></thead><tbody>${nodes}</tbody></table>` +
     `<h2>Topics</h2><p>${o.topics.map((t) => `<code>${esc(t)}</code>`).join(" ") || "none"}</p>`;
+  const filter = document.getElementById("group-filter");
+  filter.addEventListener("input", () => {
+    groupFilter = filter.value;
+    showGroupRows();
+  });
+  if (caret !== null) {
+    filter.focus();
+    filter.setSelectionRange(caret[0], caret[1]);
+  }
   refreshTimer = setTimeout(route, 5000);
 }
 
