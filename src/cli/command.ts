@@ -29,6 +29,8 @@ export interface Command {
   readonly flags: readonly CliFlag[];
   /** Logs to stdout as JSON lines (serve); the others log to stderr, warnings only by default. */
   readonly logsToStdout?: boolean;
+  /** Its log lines name the node (`node`: its id): serve only, the others are not a node. */
+  readonly isNode?: boolean;
   /** Name of the one positional argument it takes (`explain <messageId>`), if any. */
   readonly argument?: string;
   run(ctx: CommandContext): Promise<number>;

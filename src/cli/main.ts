@@ -98,7 +98,9 @@ function helpText(positionals: readonly string[]): string {
 /** Logs of one-shot commands go to stderr (stdout is their output), warnings only unless asked. */
 function commandLogger(command: Command, config: BrokerConfig, levelGiven: boolean): Logger {
   if (command.logsToStdout === true) {
-    return createLogger({ level: config.logLevel }).child({ node: config.nodeId });
+    const logger = createLogger({ level: config.logLevel });
+    // `migrate` is no node: its lines named the default node id (127.0.0.1:13800) all the same.
+    return command.isNode === true ? logger.child({ node: config.nodeId }) : logger;
   }
   return pino(
     { level: levelGiven ? config.logLevel : "warn", name: "kiteq-pg", base: { pid: process.pid } },

@@ -23,6 +23,7 @@ export const serveCommand: Command = {
   usage: ["serve [config flags]"],
   flags: [],
   logsToStdout: true,
+  isNode: true,
   async run({ config, log, out }) {
     // A broker allocates many short-lived objects per message: a larger young generation keeps
     // them out of the old generation, whose collections are the long pauses.
