@@ -1,7 +1,8 @@
 /**
  * A synthetic production-size backlog, written set-based (for `bench backlog` and the plan tests
  * of issue 11): `owed` committed messages owed to one group and never acked, as many messages
- * already acked by it (full history: received, delivered, acked), and owed/10 uncommitted 2PC
+ * already acked by it (full history: received, delivered, acked), owed/10 dead letters of it (received,
+ * delivered, nacked, dead_lettered, and their dead_letters row) and owed/10 uncommitted 2PC
  * messages of the producing group. Receive times are spread 1 ms apart, ending at `now`.
  */
 import type pg from "pg";
@@ -26,7 +27,7 @@ export interface BacklogFixture {
 const CHUNK = 100_000;
 
 /**
- * One chunk: messages [$1, $2) of kind $3 ('owed' | 'acked' | 'pending'), their ids, history
+ * One chunk: messages [$1, $2) of kind $3 ('owed' | 'acked' | 'dead' | 'pending'), their ids, history
  * rows and working rows. Message i is received at $4 - ($5 - i) ms.
  */
 const BUILD_CHUNK = `
@@ -51,6 +52,16 @@ WITH g AS (
    CROSS JOIN (VALUES ('delivered'::message_event_kind, interval '1 millisecond'),
                       ('acked'::message_event_kind, interval '2 milliseconds')) AS k(kind, after)
    WHERE $3 = 'acked'
+  UNION ALL
+  SELECT id, k.kind, t + k.after, $8, 'fixture', 1 FROM g
+   CROSS JOIN (VALUES ('delivered'::message_event_kind, interval '1 millisecond'),
+                      ('nacked'::message_event_kind, interval '2 milliseconds'),
+                      ('dead_lettered'::message_event_kind, interval '2.001 milliseconds')) AS k(kind, after)
+   WHERE $3 = 'dead'
+), dead AS (
+  INSERT INTO dead_letters (message_pk, group_id, message_stored_at, dead_at, message_id, topic, message_type,
+                            attempt, last_error)
+  SELECT id, $8, t, t + interval '2.001 milliseconds', mid, $7, 'backlog', 1, 'refused' FROM g WHERE $3 = 'dead'
 ), dl AS (
   INSERT INTO deliveries (message_pk, group_id, message_stored_at, topic, next_attempt_at, expires_at, deliver_limit,
                           claimed_by, lease_until, claim_epoch)
@@ -77,12 +88,13 @@ export async function buildBacklog(
     owed: args.owed,
     goneClaimer: `${tag}-gone/1`,
     claimedByGone: Math.min(1000, Math.floor(args.owed / 10)),
-    from: new Date(args.now.getTime() - (2 * args.owed + Math.ceil(args.owed / 10))),
+    from: new Date(args.now.getTime() - (2 * args.owed + 2 * Math.ceil(args.owed / 10))),
     to: args.now,
   };
-  // Acked history first (oldest), then the owed backlog, then the uncommitted ones (newest).
+  // Acked history first (oldest), then the dead letters, the owed backlog, the uncommitted ones (newest).
   const parts: [kind: string, n: number][] = [
     ["acked", args.owed],
+    ["dead", Math.ceil(args.owed / 10)],
     ["owed", args.owed],
     ["pending", Math.ceil(args.owed / 10)],
   ];
@@ -120,7 +132,7 @@ export async function buildBacklog(
 /** Refresh the planner's statistics of the tables the backlog filled. */
 export async function analyzeBacklogTables(db: Queryable): Promise<void> {
   await db.query(
-    "ANALYZE deliveries, pending_transactions, message_ids, messages, message_events, owed_counts",
+    "ANALYZE deliveries, pending_transactions, message_ids, messages, message_events, owed_counts, dead_letters",
   );
 }
 

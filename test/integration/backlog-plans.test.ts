@@ -16,7 +16,8 @@ import { type CatalogSample, statementCatalog } from "../../src/store/statement-
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
 
 const OWED = 100_000;
-const TABLES = /^(deliveries|messages|message_events|message_ids|pending_transactions)(_p[0-9]{8})?$/;
+const TABLES =
+  /^(deliveries|messages|message_events|message_ids|pending_transactions|dead_letters)(_p[0-9]{8})?$/;
 
 interface PlanNode {
   "Node Type": string;
