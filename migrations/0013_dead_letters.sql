@@ -20,9 +20,10 @@ CREATE TABLE "dead_letters" (
 );--> statement-breakpoint
 -- A group's dead letters in the order pages list them.
 CREATE INDEX "dead_letters_group_idx" ON "dead_letters" ("group_id", "dead_at", "message_pk");--> statement-breakpoint
--- What the history says is dead now, as the listings before this migration read it: a group's
--- latest dead_lettered row of a message, not owed to the group again, not acked nor dead-lettered
--- by it after that; with the reason of its last nack.
+-- What the history says is dead now: a group's latest dead_lettered row of a message, not owed to
+-- the group again, not acked, dead-lettered or expired for it after that (a re-drive that expired
+-- ended expired: the listings before this migration showed it, the table does not); with the
+-- reason of its last nack.
 INSERT INTO "dead_letters" (message_pk, group_id, message_stored_at, dead_at, message_id, topic, message_type,
                             attempt, last_error)
 SELECT e.message_pk, e.group_id, m.stored_at, e.at, m.message_id, m.topic, m.message_type, e.attempt, n.detail
@@ -37,5 +38,5 @@ SELECT e.message_pk, e.group_id, m.stored_at, e.at, m.message_id, m.topic, m.mes
    AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_pk = e.message_pk AND d.group_id = e.group_id)
    AND NOT EXISTS (SELECT 1 FROM message_events a
                     WHERE a.message_pk = e.message_pk AND a.group_id = e.group_id
-                      AND a.kind IN ('acked', 'dead_lettered') AND a.at > e.at)
+                      AND a.kind IN ('acked', 'dead_lettered', 'expired') AND a.at > e.at)
 ON CONFLICT DO NOTHING;

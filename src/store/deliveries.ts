@@ -533,8 +533,7 @@ export async function expireDeliveries(
 
 /**
  * Re-drive: give $2 (a group) a fresh delivery of each message of $1 (messageIds) whose delivery
- * to it ended dead-lettered (or expired), with a `redriven` row each, and take it out of the
- * group's dead letters, in one transaction; returns
+ * to it ended dead-lettered (or expired), with a `redriven` row each; returns
  * the messageIds it re-drove. A range re-drive takes a page at a time (one transaction and flush
  * per message made it a few hundred a second). How the last delivery ended is read from the
  * message's own events (message_events_message_idx, from the day it was stored): any plan that
@@ -574,10 +573,36 @@ export const REDRIVE_DELIVERIES = `WITH m AS (
 ), ev AS (
   INSERT INTO message_events (message_pk, kind, at, group_id, node_id, detail)
   SELECT message_pk, 'redriven', $3, $2, $5, $6 FROM ins
-), undead AS (
-  DELETE FROM dead_letters x WHERE x.message_pk = ANY (ARRAY(SELECT message_pk FROM ins)) AND x.group_id = $2
 ), wake AS (SELECT pg_notify('kiteq_due', '') FROM (SELECT 1 FROM ins LIMIT 1) AS any_row)
-SELECT ended.message_id, (SELECT count(*) FROM wake) AS woke FROM ins JOIN ended ON ended.id = ins.message_pk`;
+SELECT ended.message_id, ins.message_pk, (SELECT count(*) FROM wake) AS woke
+  FROM ins JOIN ended ON ended.id = ins.message_pk`;
+
+/**
+ * The dead letters of group $2 among messages $1 (the pks a re-drive or replay just gave a fresh
+ * delivery): no longer dead. A statement of its own after theirs, in their transaction: a
+ * dead-lettering that committed while their insert waited for it (the same delivery's row) is
+ * visible only to a later statement's snapshot, and a DELETE in theirs left its row for good.
+ */
+export const FORGET_DEAD_LETTERS = `
+DELETE FROM dead_letters WHERE message_pk = ANY ($1::bigint[]) AND group_id = $2`;
+
+/** `fn` in one transaction: on a pool, on a client of its own; on a client, in the caller's. */
+async function inOneTransaction<T>(db: Queryable, fn: (c: Queryable) => Promise<T>): Promise<T> {
+  // A pool has totalCount; anything else (a client, a caller's wrapper) runs both as it is.
+  if (!("totalCount" in db)) return fn(db);
+  const c = await db.connect();
+  try {
+    await c.query("BEGIN");
+    const result = await fn(c);
+    await c.query("COMMIT");
+    return result;
+  } catch (err) {
+    await c.query("ROLLBACK").catch(() => undefined);
+    throw err;
+  } finally {
+    c.release();
+  }
+}
 
 /** What a re-drive writes besides the messages (see REDRIVE_DELIVERIES). */
 export interface RedriveArgs {
@@ -598,9 +623,16 @@ export async function redriveDeliveries(
   args: RedriveArgs,
 ): Promise<Set<string>> {
   if (messageIds.length === 0) return new Set();
-  const { rows } = await db.query<{ message_id: string }>({
-    text: REDRIVE_DELIVERIES,
-    values: [messageIds, args.groupId, args.now, args.expiresAt, args.nodeId, args.reason],
+  // With their dead letters forgotten, in one transaction (see FORGET_DEAD_LETTERS).
+  const rows = await inOneTransaction(db, async (c) => {
+    const { rows } = await c.query<{ message_id: string; message_pk: number }>({
+      text: REDRIVE_DELIVERIES,
+      values: [messageIds, args.groupId, args.now, args.expiresAt, args.nodeId, args.reason],
+    });
+    if (rows.length > 0) {
+      await c.query(FORGET_DEAD_LETTERS, [rows.map((r) => r.message_pk), args.groupId]);
+    }
+    return rows;
   });
   return new Set(rows.map((r) => r.message_id));
 }
@@ -669,12 +701,10 @@ WITH scanned AS (
 ), ev AS (
   INSERT INTO message_events (message_pk, kind, at, group_id, node_id, detail)
   SELECT message_pk, 'redriven', $5, $2, $7, $8 FROM ins
-), undead AS (
-  -- A dead letter given a fresh delivery is no longer one (migration 0013).
-  DELETE FROM dead_letters x WHERE x.message_pk = ANY (ARRAY(SELECT message_pk FROM ins)) AND x.group_id = $2
 ), wake AS (SELECT pg_notify('kiteq_due', '') FROM (SELECT 1 FROM ins LIMIT 1) AS any_row)
 SELECT (SELECT max(id) FROM scanned) AS last_id, (SELECT count(*) FROM scanned)::int AS scanned,
-       (SELECT count(*) FROM ins)::int AS n, (SELECT count(*) FROM wake) AS notified,
+       (SELECT count(*) FROM ins)::int AS n, (SELECT array_agg(message_pk)::text[] FROM ins) AS pks,
+       (SELECT count(*) FROM wake) AS notified,
        (SELECT array_agg(message_type) FROM unjudged) AS unjudged`;
 
 /**
@@ -710,27 +740,34 @@ export async function replayRange(
   let matched: string[] = [];
   let unmatched: string[] = [];
   for (;;) {
-    const { rows } = await db.query<{
-      last_id: number | null;
-      scanned: number;
-      n: number;
-      unjudged: string[] | null;
-    }>({
-      text: REPLAY_BATCH,
-      values: [
-        args.topic,
-        args.groupId,
-        args.since,
-        args.until,
-        args.now,
-        args.expiresAt,
-        args.nodeId,
-        args.reason,
-        lastId,
-        BACKGROUND_BATCH,
-        args.matchesType === undefined ? null : matched,
-        unmatched,
-      ],
+    // Each batch with its dead letters forgotten, in one transaction (see FORGET_DEAD_LETTERS).
+    const rows = await inOneTransaction(db, async (c) => {
+      const batch = await c.query<{
+        last_id: number | null;
+        scanned: number;
+        n: number;
+        pks: string[] | null;
+        unjudged: string[] | null;
+      }>({
+        text: REPLAY_BATCH,
+        values: [
+          args.topic,
+          args.groupId,
+          args.since,
+          args.until,
+          args.now,
+          args.expiresAt,
+          args.nodeId,
+          args.reason,
+          lastId,
+          BACKGROUND_BATCH,
+          args.matchesType === undefined ? null : matched,
+          unmatched,
+        ],
+      });
+      const pks = batch.rows[0]?.pks;
+      if (pks != null && pks.length > 0) await c.query(FORGET_DEAD_LETTERS, [pks, args.groupId]);
+      return batch.rows;
     });
     const r = rows[0]!;
     if (r.unjudged !== null && args.matchesType !== undefined) {

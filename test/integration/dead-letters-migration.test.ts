@@ -1,7 +1,7 @@
 /**
  * Migration 0013 fills dead_letters from the history of a store that had none: what the listings
  * before it showed as dead, each message once (its latest dead-lettering, with its last nack's
- * reason), and nothing that was re-driven or acked since.
+ * reason), and nothing that was re-driven or acked since (nor a re-drive that expired: it ended expired).
  */
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
@@ -38,11 +38,11 @@ describe("migration 0013 carries a 0012 store's dead letters over", () => {
       writeFileSync(journalPath, JSON.stringify(journal));
       await runMigrations(pool, silentLogger, dir);
       await ensurePartitions(pool, t0);
-      const recs = ["dead", "redriven", "acked", "twice", "other"].map((tag) =>
+      const recs = ["dead", "redriven", "acked", "twice", "other", "expired"].map((tag) =>
         publishRecord(t0, [tag === "other" ? "g2" : "g"]),
       );
       await insertPublishBatch(pool, recs, { now: t0, nodeId: "n", leaseUntil: t0, firstTxCheckAt: t0 });
-      const [dead, redriven, acked, twice, other] = recs.map((r) => r.messageId);
+      const [dead, redriven, acked, twice, other, expired] = recs.map((r) => r.messageId);
       // The history 0012's statements wrote: a nack then a dead_lettered row 1 us later, the
       // delivery deleted; a re-drive gave a fresh delivery and a `redriven` row.
       await pool.query(
@@ -55,12 +55,14 @@ describe("migration 0013 carries a 0012 store's dead letters over", () => {
            ($4, 'g', 'nacked', 1000, 'first'), ($4, 'g', 'dead_lettered', 1001, 'deliver limit reached'),
            ($4, 'g', 'redriven', 2000, 'test'),
            ($4, 'g', 'nacked', 4000, 'second'), ($4, 'g', 'dead_lettered', 4001, 'deliver limit reached'),
-           ($5, 'g2', 'nacked', 1000, 'other group'), ($5, 'g2', 'dead_lettered', 1001, 'deliver limit reached'))
+           ($5, 'g2', 'nacked', 1000, 'other group'), ($5, 'g2', 'dead_lettered', 1001, 'deliver limit reached'),
+           ($7, 'g', 'nacked', 1000, 'x'), ($7, 'g', 'dead_lettered', 1001, 'deliver limit reached'),
+           ($7, 'g', 'redriven', 2000, 'test'), ($7, 'g', 'expired', 3000, 'expiredTime passed'))
          INSERT INTO message_events (message_pk, kind, at, group_id, node_id, attempt, detail)
          SELECT i.message_pk, ev.kind::message_event_kind, $6::timestamptz + ev.ms * interval '1 millisecond', ev.g,
                 'n', 1, ev.detail
            FROM ev JOIN message_ids i ON i.message_id = ev.mid`,
-        [dead, redriven, acked, twice, other, t0],
+        [dead, redriven, acked, twice, other, t0, expired],
       );
       // Every delivery ended but the re-driven one's, still owed.
       await pool.query(

@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BROKER_POOL_SETTINGS, createPool, ensurePartitions } from "../../src/store/db.js";
-import { REDRIVE_DELIVERIES } from "../../src/store/deliveries.js";
+import { REDRIVE_DELIVERIES, redriveDeliveries } from "../../src/store/deliveries.js";
 import { COUNT_DEAD_LETTERS_SQL, DEAD_LETTER_PAGE_SQL } from "../../src/store/groups.js";
 import { insertPublishBatch } from "../../src/store/messages.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
@@ -111,17 +111,15 @@ describe("re-drive plan under autovacuum's statistics", () => {
       // All but the newest 100 re-driven (the last case of the file: the others need them dead).
       const now = new Date();
       for (let i = 0; i < DEAD - 100; i += BATCH) {
-        await client.query({
-          text: REDRIVE_DELIVERIES,
-          values: [
-            ids.slice(i, Math.min(i + BATCH, DEAD - 100)),
-            GROUP,
-            now,
-            new Date(now.getTime() + 3600_000),
-            "t",
-            "t",
-          ],
+        const batch = ids.slice(i, Math.min(i + BATCH, DEAD - 100));
+        const done = await redriveDeliveries(client, batch, {
+          groupId: GROUP,
+          now,
+          expiresAt: new Date(now.getTime() + 3600_000),
+          nodeId: "t",
+          reason: "t",
         });
+        expect(done.size).toBe(batch.length);
       }
       // What autovacuum does after so many deletes.
       await client.query("VACUUM dead_letters");

@@ -389,6 +389,68 @@ describe("store: history queries", () => {
     expect((await countDeadLetters(db.pool, [g])).get(g)).toBe(1);
   });
 
+  it("a replay waiting on a dead-lettering of the same delivery forgets the dead letter it makes", async () => {
+    // A helper's walkthrough: the replay's insert waited for the nack's commit, then its delete
+    // of the group's dead letters, under its older snapshot, did not see the new row; acked
+    // later, the message stayed listed (and counted) until retention.
+    const g = `gz-${randomBytes(3).toString("hex")}`;
+    const rec = record([g], { deliverLimit: 1, topic: `race-${g}` });
+    await publish(rec);
+    const [c] = await claim(g, at(1000));
+    const a = await db.pool.connect();
+    try {
+      await a.query("BEGIN");
+      await nackDeliveries(
+        a,
+        [
+          {
+            messagePk: c!.messagePk,
+            groupId: g,
+            claimEpoch: c!.claimEpoch,
+            attempt: 1,
+            pushedAt: at(1000),
+            failedAt: at(1000),
+            nextAttemptAt: at(1000),
+            deadLetter: true,
+            reason: "race",
+          },
+        ],
+        "n1",
+      );
+      const replaying = replayRange(db.pool, {
+        topic: `race-${g}`,
+        groupId: g,
+        since: at(-1000),
+        until: at(1000),
+        now: at(2000),
+        expiresAt: at(3600_000),
+        nodeId: "cli",
+        reason: "replay",
+      });
+      // The replay's insert waits for the nack's transaction (the same delivery's key).
+      await expect
+        .poll(async () => {
+          const { rows } = await db.pool.query(
+            "SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
+          );
+          return rows[0].n;
+        })
+        .toBe(1);
+      await a.query("COMMIT");
+      expect(await replaying).toBe(1);
+    } finally {
+      a.release();
+    }
+    expect((await countDeadLetters(db.pool, [g])).get(g)).toBe(0);
+    const [again] = await claim(g, at(3000));
+    await ackDeliveries(
+      db.pool,
+      [{ messagePk: again!.messagePk, groupId: g, attempt: 1, pushedAt: at(3000), ackedAt: at(3001) }],
+      "n1",
+    );
+    expect(await deadLetters(db.pool, g, t0, at(10_000))).toEqual([]);
+  });
+
   it("retention's message_ids cleanup takes the day's dead letters with it", async () => {
     const g = `gy-${randomBytes(3).toString("hex")}`;
     const rec = record([g], { deliverLimit: 1 });
