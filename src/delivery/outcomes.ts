@@ -63,7 +63,15 @@ export class OutcomeWriter {
       concurrency: 1,
       windowMs: 3,
       write: async (items: AckRecord[]) => {
-        const { lateEnded } = await ackDeliveries(pool, items, nodeId);
+        const { lateEnded, afterEndError } = await ackDeliveries(pool, items, nodeId);
+        if (afterEndError !== undefined) {
+          const e = toKiteqError(afterEndError, {}, ErrorCode.StoreFailed);
+          this.limitedLog.warn(
+            `ack after end ${e.code}`,
+            { code: e.code, err: e.message },
+            "acks of deliveries that had ended (dead-lettered or expired) not recorded: those messages stay dead letters",
+          );
+        }
         return items.map((a) => a.pushedAt !== null || lateEnded.has(deliveryKey(a)));
       },
     });

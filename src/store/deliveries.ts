@@ -244,7 +244,7 @@ export interface AckRecord {
 
 /**
  * Acks: delete the deliveries and append the history of each one that was still owed; an ack
- * for a delivery already gone writes nothing. An ack within ACK_WITH_PUSH_WINDOW_SECONDS of its
+ * for a delivery already gone writes only its push (and is given to ACK_AFTER_END_SQL). An ack within ACK_WITH_PUSH_WINDOW_SECONDS of its
  * push is one `acked` row carrying the push time (delivered_at): the `delivered` state change
  * is kept, in half the rows and index entries. A slower one gets its own `delivered` row.
  */
@@ -259,29 +259,6 @@ WITH input AS (
   RETURNING a.message_pk, a.group_id, a.attempt, to_timestamp(a.pushed_at) AS pushed_at,
             to_timestamp(a.acked_at) AS acked_at,
             coalesce(a.acked_at - a.pushed_at <= ${ACK_WITH_PUSH_WINDOW_SECONDS}, false) AS merged
-), late AS (
-  -- An ack of a delivery that had ended dead-lettered or expired (a late ack of a push that timed
-  -- out at the deliver limit): the group did process the message. Recorded, so it leaves the dead
-  -- letters (a re-drive would run it again) and the history says so; an ack after an ack ends
-  -- nothing and writes nothing here (its push's row in ev says it was received again).
-  -- The acks that ended nothing first (OFFSET 0: the planner filtered every ack of the batch
-  -- through the history probe below before the anti-join, 34 buffers an ack on the hot path).
-  SELECT a.* FROM (
-    SELECT a.* FROM input a
-     WHERE NOT EXISTS (SELECT 1 FROM gone g WHERE g.message_pk = a.message_pk AND g.group_id = a.group_id)
-    OFFSET 0
-  ) a
-   WHERE (SELECT ev.kind IN ('dead_lettered', 'expired')
-            FROM (SELECT e.kind, e.at, e.group_id FROM message_events e
-                   WHERE e.message_pk = a.message_pk OFFSET 0) ev
-           WHERE ev.group_id = a.group_id AND ev.kind IN ('acked', 'dead_lettered', 'expired')
-           ORDER BY ev.at DESC LIMIT 1)
-), undead AS (
-  -- = ANY(ARRAY(...)): probes of the primary key (none for a batch without late acks), never a
-  -- join that could scan the dead letters for every batch of acks.
-  DELETE FROM dead_letters x
-   WHERE x.message_pk = ANY (ARRAY(SELECT message_pk FROM late))
-     AND EXISTS (SELECT 1 FROM late l WHERE l.message_pk = x.message_pk AND l.group_id = x.group_id)
 ), ev AS (
   INSERT INTO message_events (message_pk, kind, at, group_id, node_id, attempt, delivered_at, detail)
   SELECT message_pk, 'delivered'::message_event_kind, pushed_at, group_id, $6, attempt, NULL, NULL
@@ -298,20 +275,53 @@ WITH input AS (
     FROM input a
    WHERE a.pushed_at IS NOT NULL
      AND NOT EXISTS (SELECT 1 FROM gone g WHERE g.message_pk = a.message_pk AND g.group_id = a.group_id)
-  UNION ALL
-  SELECT l.message_pk, 'acked'::message_event_kind, to_timestamp(l.acked_at), l.group_id, $6, l.attempt, NULL,
-         '${ACK_AFTER_END}'
-    FROM late l
 )
 SELECT count(*)::int AS ended,
-       coalesce(array_agg(message_pk::text || ' ' || group_id) FILTER (WHERE pushed_at IS NULL), '{}') AS late_ended
+       coalesce(array_agg(message_pk::text || ' ' || group_id) FILTER (WHERE pushed_at IS NULL), '{}') AS late_ended,
+       -- The acks that ended nothing (usually none): ackDeliveries asks ACK_AFTER_END_SQL about them.
+       (SELECT coalesce(array_agg(a.message_pk::text || ' ' || a.group_id), '{}') FROM input a
+         WHERE NOT EXISTS (SELECT 1 FROM gone g WHERE g.message_pk = a.message_pk AND g.group_id = a.group_id)) AS missed
   FROM gone`;
+
+/**
+ * Acks that ended no delivery ($1-$4), asked after ACK_DELIVERIES in a statement of its own: the
+ * ones whose delivery had ended dead-lettered or expired (a late ack of a push that timed out at the
+ * deliver limit) get an `acked` row saying so and leave the group's dead letters: the group did
+ * process the message (a re-drive would run it again). An ack after an ack writes nothing here. A
+ * statement of its own, so that a dead-lettering that committed while the ack waited for the same
+ * delivery's row is seen (ACK_DELIVERIES' snapshot is older), and so that the acks that did end
+ * their delivery, nearly all, never probe the history.
+ */
+export const ACK_AFTER_END_SQL = `
+WITH input AS (
+  SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::float8[]) AS a(message_pk, group_id, attempt, acked_at)
+), late AS (
+  SELECT a.* FROM input a
+   WHERE (SELECT ev.kind IN ('dead_lettered', 'expired')
+            FROM (SELECT e.kind, e.at, e.group_id FROM message_events e
+                   WHERE e.message_pk = a.message_pk OFFSET 0) ev
+           WHERE ev.group_id = a.group_id AND ev.kind IN ('acked', 'dead_lettered', 'expired')
+           ORDER BY ev.at DESC LIMIT 1)
+), undead AS (
+  DELETE FROM dead_letters x
+   WHERE x.message_pk = ANY (ARRAY(SELECT message_pk FROM late))
+     AND EXISTS (SELECT 1 FROM late l WHERE l.message_pk = x.message_pk AND l.group_id = x.group_id)
+)
+INSERT INTO message_events (message_pk, kind, at, group_id, node_id, attempt, delivered_at, detail)
+SELECT message_pk, 'acked'::message_event_kind, to_timestamp(acked_at), group_id, $5, attempt, NULL, '${ACK_AFTER_END}'
+  FROM late`;
 
 /** What a batch of acks did: how many deliveries ended, and which late acks ended one. */
 export interface AckBatchResult {
   ended: number;
   /** `${messagePk} ${groupId}` of each ack with pushedAt null (a late ack) that ended a delivery. */
   lateEnded: ReadonlySet<string>;
+  /**
+   * Why ACK_AFTER_END_SQL failed, when it did (the acks themselves are written): those acks of
+   * ended deliveries are not recorded. Not thrown: a retry of the batch would record the acks'
+   * pushes a second time, as answered after their delivery had ended.
+   */
+  afterEndError?: unknown;
 }
 
 /** The key of an ack in AckBatchResult.lateEnded. */
@@ -328,7 +338,7 @@ export async function ackDeliveries(
   // In key order: two batches deleting the same rows (this node's and another's, or acks and
   // nacks) lock them in the same order instead of deadlocking.
   const acks = [...batch].sort(byDeliveryKey);
-  const { rows } = await db.query<{ ended: number; late_ended: string[] }>({
+  const { rows } = await db.query<{ ended: number; late_ended: string[]; missed: string[] }>({
     // Named: parsed and planned once per connection (tens of ack batches a second).
     name: "ack_deliveries",
     text: ACK_DELIVERIES,
@@ -342,7 +352,28 @@ export async function ackDeliveries(
       nodeId,
     ],
   });
-  return { ended: rows[0]?.ended ?? 0, lateEnded: new Set(rows[0]?.late_ended ?? []) };
+  const result: AckBatchResult = {
+    ended: rows[0]?.ended ?? 0,
+    lateEnded: new Set(rows[0]?.late_ended ?? []),
+  };
+  const missed = new Set(rows[0]?.missed ?? []);
+  if (missed.size === 0) return result;
+  const late = acks.filter((a) => missed.has(deliveryKey(a)));
+  try {
+    await db.query({
+      text: ACK_AFTER_END_SQL,
+      values: [
+        numberArray(late.map((a) => a.messagePk)),
+        textArray(late.map((a) => a.groupId)),
+        numberArray(late.map((a) => a.attempt)),
+        numberArray(late.map((a) => a.ackedAt.getTime() / 1000)),
+        nodeId,
+      ],
+    });
+  } catch (err) {
+    result.afterEndError = err;
+  }
+  return result;
 }
 
 /** A failed push (DELIVER_ACK false or no answer in time). */

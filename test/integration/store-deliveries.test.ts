@@ -1,3 +1,4 @@
+import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BROKER_POOL_SETTINGS, createPool, ensurePartitions } from "../../src/store/db.js";
 import {
@@ -181,6 +182,81 @@ describe("store: deliveries", () => {
     // A second late ack adds nothing (the delivery's last ending is that ack now).
     await ackDeliveries(db.pool, [{ ...late, ackedAt: at(8_000) }], "n");
     expect(await rows()).toHaveLength(4);
+  });
+
+  it("an ack waiting on the dead-lettering of its delivery is recorded after it, and the message leaves the dead letters", async () => {
+    // The ack's statement waited for the nack's commit (the same delivery's row), then judged
+    // the ending under its older snapshot, which had no dead_lettered row: nothing recorded, and
+    // the message stayed a dead letter although its consumer had acked it.
+    const [r] = await publish([record(["lr"], { deliverLimit: 1 })]);
+    const [c] = await claim(["lr"], [1], at(1));
+    const a = await db.pool.connect();
+    try {
+      await a.query("BEGIN");
+      await nackDeliveries(
+        a,
+        [
+          {
+            messagePk: r!.pk!,
+            groupId: "lr",
+            claimEpoch: c!.claimEpoch,
+            attempt: 1,
+            pushedAt: at(1),
+            failedAt: at(5_001),
+            nextAttemptAt: at(5_001),
+            deadLetter: true,
+            reason: "no ack within 5000 ms",
+          },
+        ],
+        "n",
+      );
+      const acking = ackDeliveries(
+        db.pool,
+        [{ messagePk: r!.pk!, groupId: "lr", attempt: 1, pushedAt: null, ackedAt: at(5_002) }],
+        "n",
+      );
+      await expect
+        .poll(async () => {
+          const { rows } = await db.pool.query(
+            "SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
+          );
+          return rows[0].n;
+        })
+        .toBe(1);
+      await a.query("COMMIT");
+      expect(await acking).toEqual({ ended: 0, lateEnded: new Set() });
+    } finally {
+      a.release();
+    }
+    expect(await deadLetters(db.pool, "lr", t0, at(60_000))).toHaveLength(0);
+    const { rows } = await db.pool.query(
+      "SELECT kind::text, detail FROM message_events WHERE message_pk = $1 AND group_id = 'lr' ORDER BY at, kind",
+      [r!.pk!],
+    );
+    expect(rows.map((e) => [e.kind, e.detail])).toEqual([
+      ["delivered", null],
+      ["nacked", "no ack within 5000 ms"],
+      ["dead_lettered", "deliver limit reached"],
+      ["acked", ACK_AFTER_END],
+    ]);
+  });
+
+  it("a failure of the after-end statement is returned, not thrown (a retry would record the pushes twice)", async () => {
+    const [r] = await publish([record(["lf"])]);
+    let calls = 0;
+    const flaky = {
+      query: (q: pg.QueryConfig) =>
+        calls++ === 0 ? db.pool.query(q) : Promise.reject(new Error("connection lost")),
+    } as unknown as pg.Pool;
+    const acks = [
+      { messagePk: r!.pk!, groupId: "lf", attempt: 1, pushedAt: at(1), ackedAt: at(2) },
+      // Ends nothing: asked about after the batch.
+      { messagePk: r!.pk!, groupId: "lf-none", attempt: 1, pushedAt: at(1), ackedAt: at(2) },
+    ];
+    const result = await ackDeliveries(flaky, acks, "n");
+    expect(result.ended).toBe(1);
+    expect(String(result.afterEndError)).toMatch(/connection lost/);
+    expect(calls).toBe(2);
   });
 
   it("a batch of acks that end their deliveries reads none of their history (the late-ack check is for the others)", async () => {
