@@ -183,12 +183,18 @@ export async function deadLetterPage(
 /** At most this many dead letters are counted per group (the gauge reads "this many or more"). */
 export const DEAD_LETTER_COUNT_CAP = 1000;
 
-/** Per group of $1, how many dead letters it has, counted up to $2 (dead_letters_group_idx). */
+/**
+ * Per group of $1, how many dead letters it has, counted up to $2: the first $2 entries of
+ * dead_letters_group_idx (the ORDER BY keeps the planner on it: with statistics it chose a skip
+ * scan of the primary key, whose leading column is the message, 7x slower at 100,000).
+ */
 export const COUNT_DEAD_LETTERS_SQL = `
 SELECT g.group_id, c.n
   FROM unnest($1::text[]) AS g(group_id)
   CROSS JOIN LATERAL (
-    SELECT count(*)::int8 AS n FROM (SELECT 1 FROM dead_letters d WHERE d.group_id = g.group_id LIMIT $2) x
+    SELECT count(*)::int8 AS n FROM (
+      SELECT 1 FROM dead_letters d WHERE d.group_id = g.group_id ORDER BY d.dead_at LIMIT $2
+    ) x
   ) c`;
 
 /** Dead letters per group, capped at `cap` (see COUNT_DEAD_LETTERS_SQL). */
