@@ -45,6 +45,8 @@ export interface MetricsSource {
   latencies?(): Readonly<Record<LatencyName, LatencyHistogram>>;
   /** A sharded store: whether each shard answers, as this node's publishes last found it. */
   shardsUp?(): readonly boolean[];
+  /** This node's clock minus the database's at the last heartbeat (undefined before the first). */
+  clockSkewSeconds?(): number | undefined;
 }
 
 /** What each publish counter counts (a new counter fails to compile until described here). */
@@ -269,6 +271,20 @@ export function createMetrics(options: MetricsOptions): Registry {
   gauge("kiteq_db_pool_connections", "Connections of the node's PostgreSQL pool.", () => pool.totalCount);
   gauge("kiteq_db_pool_idle_connections", "Idle connections of the pool.", () => pool.idleCount);
   gauge("kiteq_db_pool_waiting_requests", "Requests waiting for a pool connection.", () => pool.waitingCount);
+
+  const clockSkew = source.clockSkewSeconds;
+  if (clockSkew !== undefined) {
+    new Gauge({
+      name: "kiteq_node_clock_skew_seconds",
+      help: "This node's clock minus the database's at its last heartbeat (leases and due times use each node's clock: beyond a second or so, deliveries may be taken over early).",
+      registers: [registry],
+      collect() {
+        const s = clockSkew();
+        if (s === undefined) this.reset();
+        else this.set(s);
+      },
+    });
+  }
 
   const latencies = source.latencies;
   for (const [key, [name, help]] of Object.entries(LATENCY_HELP) as [LatencyName, [string, string]][]) {

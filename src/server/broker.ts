@@ -32,6 +32,7 @@ import { listenForWakeupsOnShards, type WakeSource } from "../store/notification
 import { SHARD_DOWN_MS, ShardHealth, shardLabel, shardRouter, verifyShardList } from "../store/shards.js";
 import { createTransactions, type Transactions } from "../tx/transactions.js";
 import { secretChecker } from "./auth.js";
+import { ClockSkewWatch } from "./clock-skew.js";
 import { missingNodeFlags } from "./node-flags.js";
 import { ProtocolServer } from "./server.js";
 import type { SessionHandler } from "./session.js";
@@ -117,6 +118,8 @@ export class Broker {
   private cluster: ClusterMembership | undefined;
   /** Publish batches waiting and their last outcome: /healthz, and a log line when they stall. */
   private readonly publishHealth = new PublishHealth();
+  /** This node's clock against the database's, read with every heartbeat (clock-skew.ts). */
+  private readonly clockSkew: ClockSkewWatch;
   /** Shard 0's uuid, recorded at the store's creation (known once open() checked the shard list). */
   private storeId: string | undefined;
   /** The admin HTTP server (/healthz, /metrics, /messages/:id), when configured. */
@@ -131,6 +134,7 @@ export class Broker {
     shards: readonly ShardPools[],
   ) {
     this.shards = shards;
+    this.clockSkew = new ClockSkewWatch(log);
     const pool = shards[0]!.pool;
     this.pool = pool;
     this.databaseUrl = shards[0]!.url;
@@ -329,11 +333,12 @@ export class Broker {
     await registerNode(pool, config.nodeId, `${address.host}:${address.port}`, new Date());
     // Every heartbeat carries the node's stats snapshot (version, consumers and counters per
     // group): the admin API of any node shows the whole cluster from them (admin/cluster.ts).
-    const beat = () =>
-      heartbeatNode(
+    const beat = async () => {
+      const sentMs = Date.now();
+      const databaseMs = await heartbeatNode(
         pool,
         config.nodeId,
-        new Date(),
+        new Date(sentMs),
         buildNodeStats({
           at: Date.now(),
           version: BROKER_VERSION,
@@ -343,9 +348,12 @@ export class Broker {
           consumers: this.dispatcher.consumerCounts(),
           held: this.dispatcher.heldCounts(),
         }),
-      ).catch((err: Error) =>
-        log.warn({ err: err.message, code: "KQ_STORE_FAILED" }, "node heartbeat not written"),
-      );
+      ).catch((err: Error) => {
+        log.warn({ err: err.message, code: "KQ_STORE_FAILED" }, "node heartbeat not written");
+        return undefined;
+      });
+      if (databaseMs !== undefined) this.clockSkew.observe({ sentMs, receivedMs: Date.now(), databaseMs });
+    };
     await beat();
     const heartbeat = setInterval(() => void beat(), HEARTBEAT_INTERVAL_MS);
     heartbeat.unref();
@@ -390,6 +398,7 @@ export class Broker {
           deliveryCounters: () => this.dispatcher.counters,
           batchStats: () => this.publisher.batchStats,
           sessionsConnected: () => this.server.sessions.size,
+          clockSkewSeconds: () => this.clockSkew.skewSeconds,
           maintenanceCounters: () => this.maintenanceCounters(),
           ...(this.shards.length > 1 ? { shardsUp: () => this.shards.map((s) => !s.health.unhealthy) } : {}),
           groupCounters: () => this.dispatcher.groupCounters.all(),

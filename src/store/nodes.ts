@@ -49,25 +49,31 @@ export interface NodeStatsPair {
 
 /**
  * A running node's periodic heartbeat; with `stats`, its snapshot becomes nodes.stats' current
- * and the old current its previous (one primary-key update of a tiny table).
+ * and the old current its previous (one primary-key update of a tiny table). Answers the
+ * database's clock (epoch ms), which the node compares with its own (server/clock-skew.ts).
  */
 export const HEARTBEAT_SQL = `
 UPDATE nodes SET heartbeat_at = $2,
        stats = CASE WHEN $3::jsonb IS NULL THEN stats
                     ELSE jsonb_build_object('current', $3::jsonb, 'previous', stats->'current') END
- WHERE node_id = $1`;
+ WHERE node_id = $1
+RETURNING (extract(epoch FROM clock_timestamp()) * 1000)::float8 AS database_ms`;
 
-/** A running node's periodic heartbeat, with its stats snapshot when given (see HEARTBEAT_SQL). */
+/**
+ * A running node's periodic heartbeat, with its stats snapshot when given (see HEARTBEAT_SQL).
+ * Returns the database's clock (epoch ms) as it wrote it; undefined when the node has no row.
+ */
 export async function heartbeatNode(
   db: pg.Pool | pg.PoolClient,
   nodeId: string,
   now: Date,
   stats?: NodeStats,
-): Promise<void> {
-  await db.query({
+): Promise<number | undefined> {
+  const { rows } = await db.query<{ database_ms: number }>({
     text: HEARTBEAT_SQL,
     values: [nodeId, now, stats === undefined ? null : JSON.stringify(stats)],
   });
+  return rows[0]?.database_ms;
 }
 
 /** A node stopped cleanly. */
