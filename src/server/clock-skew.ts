@@ -3,7 +3,8 @@
  * and expiry are written with the node's own clock and compared with the other nodes' (a claim
  * takes a delivery whose lease_until is before its own now): a node whose clock runs ahead takes
  * the others' deliveries over before their leases end (pushed twice), one behind leaves a dead
- * node's deliveries longer than its lease. NTP keeps clocks within milliseconds; a node off by a
+ * node's deliveries longer than its lease; a message published in SQL (kiteq_publish) is due by
+ * the database's clock. NTP keeps clocks within milliseconds; a node off by a
  * second or more says so once, and again when it is back in step (KQ_CLOCK_SKEW), and the
  * kiteq_node_clock_skew_seconds gauge shows the reading.
  */
@@ -57,7 +58,7 @@ export class ClockSkewWatch {
           skewMs > 0
             ? "it may take other nodes' deliveries over before their leases end (pushed twice)"
             : "other nodes may take its deliveries over before its leases end (pushed twice)"
-        }; sync its time (NTP)`,
+        }; sync its time (NTP), or the database server's if every node says so`,
       );
     } else if (this.off && beyond <= this.warnMs / 2) {
       // Back within half the threshold: a clock hovering at it does not log at every heartbeat.
