@@ -302,7 +302,7 @@ async function report(
     ]),
   );
   console.log(
-    "\nmessages per size: owed + as many acked (received, delivered, acked rows) + owed/10 uncommitted; " +
+    "\nmessages per size: owed + as many acked (received, delivered, acked rows) + owed/10 dead letters + owed/10 uncommitted; " +
       `each statement run in a rolled-back transaction with the broker's session settings; PostgreSQL: ${Object.entries(
         settings,
       )

@@ -3,6 +3,7 @@
  * written with each change. Time is always a parameter.
  */
 import type pg from "pg";
+import { inTransaction } from "./db.js";
 import { ACK_WITH_PUSH_WINDOW_SECONDS } from "./event-kinds.js";
 import { nullableNumberArray, numberArray, textArray } from "./pg-arrays.js";
 
@@ -618,21 +619,9 @@ export const FORGET_DEAD_LETTERS = `
 DELETE FROM dead_letters WHERE message_pk = ANY ($1::bigint[]) AND group_id = $2`;
 
 /** `fn` in one transaction: on a pool, on a client of its own; on a client, in the caller's. */
-async function inOneTransaction<T>(db: Queryable, fn: (c: Queryable) => Promise<T>): Promise<T> {
+function inOneTransaction<T>(db: Queryable, fn: (c: Queryable) => Promise<T>): Promise<T> {
   // A pool has totalCount; anything else (a client, a caller's wrapper) runs both as it is.
-  if (!("totalCount" in db)) return fn(db);
-  const c = await db.connect();
-  try {
-    await c.query("BEGIN");
-    const result = await fn(c);
-    await c.query("COMMIT");
-    return result;
-  } catch (err) {
-    await c.query("ROLLBACK").catch(() => undefined);
-    throw err;
-  } finally {
-    c.release();
-  }
+  return "totalCount" in db ? inTransaction(db, fn) : fn(db);
 }
 
 /** What a re-drive writes besides the messages (see REDRIVE_DELIVERIES). */

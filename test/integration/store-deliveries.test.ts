@@ -17,7 +17,7 @@ import {
 import { deadLetters } from "../../src/store/history.js";
 import { declareClaimerDead } from "../../src/store/liveness.js";
 import { insertPublishBatch, type PublishRecord } from "../../src/store/messages.js";
-import { createTestDatabase, type TestDatabase } from "../support/db.js";
+import { createTestDatabase, lockWaiters, type TestDatabase } from "../support/db.js";
 import { publishRecord } from "../support/records.js";
 
 const t0 = new Date("2026-11-26T10:00:00.000Z");
@@ -215,14 +215,7 @@ describe("store: deliveries", () => {
         [{ messagePk: r!.pk!, groupId: "lr", attempt: 1, pushedAt: null, ackedAt: at(5_002) }],
         "n",
       );
-      await expect
-        .poll(async () => {
-          const { rows } = await db.pool.query(
-            "SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
-          );
-          return rows[0].n;
-        })
-        .toBe(1);
+      await expect.poll(() => lockWaiters(db.pool)).toBe(1);
       await a.query("COMMIT");
       expect(await acking).toEqual({ ended: 0, lateEnded: new Set() });
     } finally {

@@ -18,7 +18,7 @@ import {
   messageHistory,
 } from "../../src/store/history.js";
 import { insertPublishBatch, type PublishRecord } from "../../src/store/messages.js";
-import { createTestDatabase, type TestDatabase } from "../support/db.js";
+import { createTestDatabase, lockWaiters, type TestDatabase } from "../support/db.js";
 import { publishRecord } from "../support/records.js";
 
 const t0 = new Date("2026-11-26T10:00:00.000Z");
@@ -428,14 +428,7 @@ describe("store: history queries", () => {
         reason: "replay",
       });
       // The replay's insert waits for the nack's transaction (the same delivery's key).
-      await expect
-        .poll(async () => {
-          const { rows } = await db.pool.query(
-            "SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
-          );
-          return rows[0].n;
-        })
-        .toBe(1);
+      await expect.poll(() => lockWaiters(db.pool)).toBe(1);
       await a.query("COMMIT");
       expect(await replaying).toBe(1);
     } finally {

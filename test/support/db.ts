@@ -63,3 +63,11 @@ export async function owedGroupsOf(pool: pg.Pool, messageId: string): Promise<st
   );
   return rows.map((r) => r.group_id);
 }
+
+/** How many sessions of the pool's database wait for a lock now (a test holding one waits for this). */
+export async function lockWaiters(pool: pg.Pool): Promise<number> {
+  const { rows } = await pool.query<{ n: number }>(
+    "SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
+  );
+  return rows[0]!.n;
+}
