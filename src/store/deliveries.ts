@@ -260,6 +260,10 @@ WITH input AS (
   RETURNING a.message_pk, a.group_id, a.attempt, to_timestamp(a.pushed_at) AS pushed_at,
             to_timestamp(a.acked_at) AS acked_at,
             coalesce(a.acked_at - a.pushed_at <= ${ACK_WITH_PUSH_WINDOW_SECONDS}, false) AS merged
+), missed AS (
+  -- The acks that ended nothing (usually none): ackDeliveries asks ACK_AFTER_END_SQL about them.
+  SELECT a.* FROM input a
+   WHERE NOT EXISTS (SELECT 1 FROM gone g WHERE g.message_pk = a.message_pk AND g.group_id = a.group_id)
 ), ev AS (
   INSERT INTO message_events (message_pk, kind, at, group_id, node_id, attempt, delivered_at, detail)
   SELECT message_pk, 'delivered'::message_event_kind, pushed_at, group_id, $6, attempt, NULL, NULL
@@ -271,17 +275,14 @@ WITH input AS (
   UNION ALL
   -- The push of an ack that ended nothing (the delivery had ended: acked after a takeover or a
   -- redelivery) still happened: its consumer received the message once more.
-  SELECT a.message_pk, 'delivered'::message_event_kind, to_timestamp(a.pushed_at), a.group_id, $6, a.attempt, NULL,
+  SELECT m.message_pk, 'delivered'::message_event_kind, to_timestamp(m.pushed_at), m.group_id, $6, m.attempt, NULL,
          '${PUSH_AFTER_END}'
-    FROM input a
-   WHERE a.pushed_at IS NOT NULL
-     AND NOT EXISTS (SELECT 1 FROM gone g WHERE g.message_pk = a.message_pk AND g.group_id = a.group_id)
+    FROM missed m
+   WHERE m.pushed_at IS NOT NULL
 )
 SELECT count(*)::int AS ended,
        coalesce(array_agg(message_pk::text || ' ' || group_id) FILTER (WHERE pushed_at IS NULL), '{}') AS late_ended,
-       -- The acks that ended nothing (usually none): ackDeliveries asks ACK_AFTER_END_SQL about them.
-       (SELECT coalesce(array_agg(a.message_pk::text || ' ' || a.group_id), '{}') FROM input a
-         WHERE NOT EXISTS (SELECT 1 FROM gone g WHERE g.message_pk = a.message_pk AND g.group_id = a.group_id)) AS missed
+       (SELECT coalesce(array_agg(m.message_pk::text || ' ' || m.group_id), '{}') FROM missed m) AS missed
   FROM gone`;
 
 /**
