@@ -10,6 +10,7 @@ import type { Logger } from "../log.js";
 import { RateLimitedLog } from "../log-limit.js";
 import {
   type AckRecord,
+  ackAfterEnd,
   ackDeliveries,
   deliveryKey,
   type NackRecord,
@@ -31,6 +32,8 @@ export class OutcomeWriter {
   private readonly acks: GroupCommitter<AckRecord, boolean>;
   private readonly nacks: GroupCommitter<NackRecord, void>;
   private readonly releases: GroupCommitter<Release, void>;
+  /** Acks of deliveries that had ended, whose own statement failed after their batch was written. */
+  private readonly afterEnd: GroupCommitter<AckRecord, void>;
   private retrying = 0;
   /** Errors of failed batches already logged (each item of a batch hears the same one). */
   private readonly reported = new WeakSet<object>();
@@ -63,15 +66,10 @@ export class OutcomeWriter {
       concurrency: 1,
       windowMs: 3,
       write: async (items: AckRecord[]) => {
-        const { lateEnded, afterEndError } = await ackDeliveries(pool, items, nodeId);
-        if (afterEndError !== undefined) {
-          const e = toKiteqError(afterEndError, {}, ErrorCode.StoreFailed);
-          this.limitedLog.warn(
-            `ack after end ${e.code}`,
-            { code: e.code, err: e.message },
-            "acks of deliveries that had ended (dead-lettered or expired) not recorded: those messages stay dead letters",
-          );
-        }
+        const { lateEnded, afterEnd } = await ackDeliveries(pool, items, nodeId);
+        // Retried on their own, as every outcome is (the statement judges again: a repeat of
+        // one that did commit writes nothing).
+        for (const a of afterEnd ?? []) this.submit(this.afterEnd, a, () => {}, "ack after end", 0);
         return items.map((a) => a.pushedAt !== null || lateEnded.has(deliveryKey(a)));
       },
     });
@@ -80,6 +78,11 @@ export class OutcomeWriter {
       concurrency: 1,
       windowMs: 20,
       write: each((items: NackRecord[]) => nackDeliveries(pool, items, nodeId)),
+    });
+    this.afterEnd = new GroupCommitter({
+      maxBatch: 2000,
+      concurrency: 1,
+      write: each((items: AckRecord[]) => ackAfterEnd(pool, items, nodeId)),
     });
     this.releases = new GroupCommitter({
       maxBatch: 2000,
@@ -110,8 +113,16 @@ export class OutcomeWriter {
   async drain(): Promise<void> {
     this.closing = true;
     for (;;) {
-      await Promise.all([this.acks.drain(), this.nacks.drain(), this.releases.drain()]);
-      if (this.retrying === 0 && this.acks.pending + this.nacks.pending + this.releases.pending === 0) {
+      await Promise.all([
+        this.acks.drain(),
+        this.nacks.drain(),
+        this.releases.drain(),
+        this.afterEnd.drain(),
+      ]);
+      if (
+        this.retrying === 0 &&
+        this.acks.pending + this.nacks.pending + this.releases.pending + this.afterEnd.pending === 0
+      ) {
         this.limitedLog.close();
         return;
       }

@@ -57,7 +57,7 @@ export class ClockSkewWatch {
         `this node's clock is ${seconds} s ${skewMs > 0 ? "ahead of" : "behind"} the database's: leases and due times are written with each node's clock, so ${
           skewMs > 0
             ? "it may take other nodes' deliveries over before their leases end (pushed twice)"
-            : "other nodes may take its deliveries over before its leases end (pushed twice)"
+            : "other nodes may take its deliveries over before its leases end (pushed twice), and its heartbeats look late (unresponsive) to them"
         }; sync its time (NTP), or the database server's if every node says so`,
       );
     } else if (this.off && beyond <= this.warnMs / 2) {

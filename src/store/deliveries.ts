@@ -289,29 +289,61 @@ SELECT count(*)::int AS ended,
  * Acks that ended no delivery ($1-$4), asked after ACK_DELIVERIES in a statement of its own: the
  * ones whose delivery had ended dead-lettered or expired (a late ack of a push that timed out at the
  * deliver limit) get an `acked` row saying so and leave the group's dead letters: the group did
- * process the message (a re-drive would run it again). An ack after an ack writes nothing here. A
- * statement of its own, so that a dead-lettering that committed while the ack waited for the same
- * delivery's row is seen (ACK_DELIVERIES' snapshot is older), and so that the acks that did end
- * their delivery, nearly all, never probe the history.
+ * process the message (a re-drive would run it again). A statement of its own, so that a
+ * dead-lettering that committed while the ack waited for the same delivery's row is seen
+ * (ACK_DELIVERIES' snapshot is older), and so that the acks that did end their delivery, nearly
+ * all, never probe the history.
+ * - Once per message and group: two late acks of one (two pushes answered after a long handler)
+ *   are one; and the dead letter's delete is the arbiter between statements running at once (two
+ *   nodes' batches): only the one that deleted it writes the row (an expiry has no dead letter:
+ *   deduplicated within a statement only). Run again (a retry), it finds the `acked` row it wrote
+ *   as the latest ending and writes nothing.
+ * - The row is after the ending it follows: an ack that arrived before the delivery ended (its
+ *   write waited) is recorded 1 us after the ending, not at its arrival, so the history's latest
+ *   ending is this ack (as explain and the dead-letter listings read it).
  */
 export const ACK_AFTER_END_SQL = `
 WITH input AS (
-  SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::float8[]) AS a(message_pk, group_id, attempt, acked_at)
-), late AS (
-  SELECT a.* FROM input a
-   WHERE (SELECT ev.kind IN ('dead_lettered', 'expired')
-            FROM (SELECT e.kind, e.at, e.group_id FROM message_events e
-                   WHERE e.message_pk = a.message_pk OFFSET 0) ev
-           WHERE ev.group_id = a.group_id AND ev.kind IN ('acked', 'dead_lettered', 'expired')
-           ORDER BY ev.at DESC LIMIT 1)
+  SELECT DISTINCT ON (message_pk, group_id) *
+    FROM unnest($1::bigint[], $2::text[], $3::int[], $4::float8[]) AS a(message_pk, group_id, attempt, acked_at)
+   ORDER BY message_pk, group_id, acked_at
+), judged AS (
+  SELECT a.*, last.kind, last.at AS ended_at FROM input a
+   CROSS JOIN LATERAL (
+     SELECT ev.kind, ev.at
+       FROM (SELECT e.kind, e.at, e.group_id FROM message_events e WHERE e.message_pk = a.message_pk OFFSET 0) ev
+      WHERE ev.group_id = a.group_id AND ev.kind IN ('acked', 'dead_lettered', 'expired')
+      ORDER BY ev.at DESC LIMIT 1
+   ) last
+  WHERE last.kind IN ('dead_lettered', 'expired')
 ), undead AS (
   DELETE FROM dead_letters x
-   WHERE x.message_pk = ANY (ARRAY(SELECT message_pk FROM late))
-     AND EXISTS (SELECT 1 FROM late l WHERE l.message_pk = x.message_pk AND l.group_id = x.group_id)
+   WHERE x.message_pk = ANY (ARRAY(SELECT message_pk FROM judged))
+     AND EXISTS (SELECT 1 FROM judged j WHERE j.message_pk = x.message_pk AND j.group_id = x.group_id)
+  RETURNING x.message_pk, x.group_id
 )
 INSERT INTO message_events (message_pk, kind, at, group_id, node_id, attempt, delivered_at, detail)
-SELECT message_pk, 'acked'::message_event_kind, to_timestamp(acked_at), group_id, $5, attempt, NULL, '${ACK_AFTER_END}'
-  FROM late`;
+SELECT j.message_pk, 'acked'::message_event_kind,
+       greatest(to_timestamp(j.acked_at), j.ended_at + interval '1 microsecond'), j.group_id, $5, j.attempt, NULL,
+       '${ACK_AFTER_END}'
+  FROM judged j
+ WHERE j.kind = 'expired'
+    OR EXISTS (SELECT 1 FROM undead u WHERE u.message_pk = j.message_pk AND u.group_id = j.group_id)`;
+
+/** Record the acks of deliveries that had ended (see ACK_AFTER_END_SQL); safe to run again. */
+export async function ackAfterEnd(db: Queryable, acks: readonly AckRecord[], nodeId: string): Promise<void> {
+  if (acks.length === 0) return;
+  await db.query({
+    text: ACK_AFTER_END_SQL,
+    values: [
+      numberArray(acks.map((a) => a.messagePk)),
+      textArray(acks.map((a) => a.groupId)),
+      numberArray(acks.map((a) => a.attempt)),
+      numberArray(acks.map((a) => a.ackedAt.getTime() / 1000)),
+      nodeId,
+    ],
+  });
+}
 
 /** What a batch of acks did: how many deliveries ended, and which late acks ended one. */
 export interface AckBatchResult {
@@ -319,11 +351,12 @@ export interface AckBatchResult {
   /** `${messagePk} ${groupId}` of each ack with pushedAt null (a late ack) that ended a delivery. */
   lateEnded: ReadonlySet<string>;
   /**
-   * Why ACK_AFTER_END_SQL failed, when it did (the acks themselves are written): those acks of
-   * ended deliveries are not recorded. Not thrown: a retry of the batch would record the acks'
-   * pushes a second time, as answered after their delivery had ended.
+   * Why ACK_AFTER_END_SQL failed, when it did (the acks themselves are written), and the acks it
+   * was given: the caller runs them again with ackAfterEnd. Not thrown: a retry of the whole
+   * batch would record the acks' pushes a second time, as answered after their delivery had ended.
    */
   afterEndError?: unknown;
+  afterEnd?: readonly AckRecord[];
 }
 
 /** The key of an ack in AckBatchResult.lateEnded. */
@@ -362,18 +395,10 @@ export async function ackDeliveries(
   if (missed.size === 0) return result;
   const late = acks.filter((a) => missed.has(deliveryKey(a)));
   try {
-    await db.query({
-      text: ACK_AFTER_END_SQL,
-      values: [
-        numberArray(late.map((a) => a.messagePk)),
-        textArray(late.map((a) => a.groupId)),
-        numberArray(late.map((a) => a.attempt)),
-        numberArray(late.map((a) => a.ackedAt.getTime() / 1000)),
-        nodeId,
-      ],
-    });
+    await ackAfterEnd(db, late, nodeId);
   } catch (err) {
     result.afterEndError = err;
+    result.afterEnd = late;
   }
   return result;
 }

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import { OutcomeWriter } from "../../src/delivery/outcomes.js";
 import { silentLogger } from "../../src/log.js";
 import { ensurePartitions } from "../../src/store/db.js";
-import { claimDueDeliveries } from "../../src/store/deliveries.js";
+import { claimDueDeliveries, nackDeliveries } from "../../src/store/deliveries.js";
 import { insertPublishBatch } from "../../src/store/messages.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
 import { publishRecord } from "../support/records.js";
@@ -140,4 +140,69 @@ it("an outcome the database refuses for its data is given up after the retries, 
   // Before: retried for ever while the node ran (its delivery held, its lease renewed).
   expect(result).toBe(false);
   await writer.drain();
+});
+
+it("a late ack whose after-end statement fails is retried on its own until written", async () => {
+  // A helper's walkthrough (connections terminated every second): the statement recording an ack
+  // of a dead-lettered delivery failed once, and the ack was lost for good (logged without an id).
+  const now = new Date();
+  const [stored] = await insertPublishBatch(db.pool, [publishRecord(now, ["gl"], { deliverLimit: 1 })], {
+    now,
+    nodeId: "n",
+    leaseUntil: now,
+    firstTxCheckAt: now,
+  });
+  const [claimed] = await claimDueDeliveries(db.pool, {
+    groups: ["gl"],
+    limits: [1],
+    now: new Date(now.getTime() + 1),
+    claimer: "n/1",
+    leaseUntil: new Date(now.getTime() + 30_000),
+  });
+  await nackDeliveries(
+    db.pool,
+    [
+      {
+        messagePk: stored!.pk!,
+        groupId: "gl",
+        claimEpoch: claimed!.claimEpoch,
+        attempt: 1,
+        pushedAt: now,
+        failedAt: new Date(now.getTime() + 5),
+        nextAttemptAt: now,
+        deadLetter: true,
+        reason: "no ack in time",
+      },
+    ],
+    "n",
+  );
+  // The acks' statement goes through; the after-end statement right after it fails once.
+  let calls = 0;
+  const flaky = new Proxy(db.pool, {
+    get(target, prop, receiver) {
+      if (prop !== "query") return Reflect.get(target, prop, receiver);
+      return (...args: unknown[]) =>
+        ++calls === 2
+          ? Promise.reject(Object.assign(new Error("terminating connection"), { code: "57P01" }))
+          : (target.query as (...a: unknown[]) => unknown)(...args);
+    },
+  });
+  const writer = new OutcomeWriter(flaky, "n", silentLogger, 5);
+  const late = {
+    messagePk: stored!.pk!,
+    groupId: "gl",
+    attempt: 1,
+    pushedAt: null,
+    ackedAt: new Date(now.getTime() + 7),
+  };
+  expect(await new Promise((resolve) => writer.ack(late, resolve))).toBe(false);
+  await writer.drain();
+  expect(calls).toBe(3);
+  const { rows } = await db.pool.query(
+    "SELECT kind::text FROM message_events WHERE message_pk = $1 AND group_id = 'gl' ORDER BY at, kind",
+    [stored!.pk!],
+  );
+  expect(rows.map((r) => r.kind)).toEqual(["delivered", "nacked", "dead_lettered", "acked"]);
+  const { rows: dead } = await db.pool.query("SELECT 1 FROM dead_letters WHERE group_id = 'gl'");
+  expect(dead).toHaveLength(0);
 });

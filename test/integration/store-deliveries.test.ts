@@ -4,6 +4,7 @@ import { BROKER_POOL_SETTINGS, createPool, ensurePartitions } from "../../src/st
 import {
   ACK_AFTER_END,
   ACK_DELIVERIES,
+  ackAfterEnd,
   ackDeliveries,
   claimDueDeliveries,
   expireDeliveries,
@@ -250,6 +251,61 @@ describe("store: deliveries", () => {
     expect(result.ended).toBe(1);
     expect(String(result.afterEndError)).toMatch(/connection lost/);
     expect(calls).toBe(2);
+    // Handed back to be run again on their own (the outcome writer retries them).
+    expect(result.afterEnd).toEqual([acks[1]]);
+  });
+
+  it("late acks after a dead-lettering: one row per message and group, after the ending, whatever the repeats and races", async () => {
+    const [r] = await publish([record(["lt"], { deliverLimit: 1 })]);
+    const [c] = await claim(["lt"], [1], at(1));
+    await nackDeliveries(
+      db.pool,
+      [
+        {
+          messagePk: r!.pk!,
+          groupId: "lt",
+          claimEpoch: c!.claimEpoch,
+          attempt: 1,
+          pushedAt: at(1),
+          failedAt: at(5_001),
+          nextAttemptAt: at(5_001),
+          deadLetter: true,
+          reason: "no ack within 5000 ms",
+        },
+      ],
+      "n",
+    );
+    // Its ack arrived before the dead-lettering (its write waited), twice (two pushes answered
+    // late), and two writers judge it at once.
+    const late = { messagePk: r!.pk!, groupId: "lt", attempt: 1, pushedAt: null, ackedAt: at(3_000) };
+    const a = await db.pool.connect();
+    try {
+      await a.query("BEGIN");
+      await ackAfterEnd(a, [late, { ...late, ackedAt: at(3_500) }], "n");
+      const racing = ackAfterEnd(db.pool, [late], "n");
+      await expect.poll(() => lockWaiters(db.pool)).toBe(1);
+      await a.query("COMMIT");
+      await racing;
+    } finally {
+      a.release();
+    }
+    // Run again (a retry of a write that did commit): nothing more.
+    await ackAfterEnd(db.pool, [late], "n");
+    const { rows } = await db.pool.query(
+      `SELECT kind::text, detail, extract(epoch FROM at - $2::timestamptz) * 1000 AS ms FROM message_events
+        WHERE message_pk = $1 AND group_id = 'lt' ORDER BY at, kind`,
+      [r!.pk!, t0],
+    );
+    // Before: an acked row per late ack and per writer (three here), each at its arrival, before
+    // the dead_lettered row it claims to follow (and explain read the message as dead).
+    expect(rows.map((e) => [e.kind, Number(e.ms)])).toEqual([
+      ["delivered", 1],
+      ["nacked", 5_001],
+      ["dead_lettered", 5_001.001],
+      ["acked", 5_001.002],
+    ]);
+    expect(rows[3].detail).toBe(ACK_AFTER_END);
+    expect(await deadLetters(db.pool, "lt", t0, at(60_000))).toHaveLength(0);
   });
 
   it("a batch of acks that end their deliveries reads none of their history (the late-ack check is for the others)", async () => {
