@@ -9,7 +9,7 @@ import { Counter, collectDefaultMetrics, Gauge, Registry, Summary } from "prom-c
 import { withDeadline } from "../deadline.js";
 import type { DeliveryCounters } from "../delivery/dispatcher.js";
 import type { GroupDeliveryCounters } from "../delivery/group-counters.js";
-import { toKiteqError } from "../errors.js";
+import { ErrorCode, toKiteqError } from "../errors.js";
 import { LATENCY_BUCKETS, type LatencyHistogram } from "../latency.js";
 import type { Logger } from "../log.js";
 import type { MaintenanceCounters } from "../maintenance/maintenance.js";
@@ -119,7 +119,8 @@ class OwedDeliveries {
           return v;
         },
         (err: unknown) => {
-          const e = toKiteqError(err);
+          // Only the store is read here: a refused connection is the store's failure, not ours.
+          const e = toKiteqError(err, {}, ErrorCode.StoreFailed);
           this.log.warn({ code: e.code, err: e.message }, "counting owed deliveries failed");
           throw e;
         },

@@ -6,7 +6,7 @@
  */
 import type pg from "pg";
 import type { GroupDeliveryCounters } from "../delivery/group-counters.js";
-import { toKiteqError } from "../errors.js";
+import { ErrorCode, toKiteqError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { listBindings } from "../store/bindings.js";
 import { listNodes } from "../store/groups.js";
@@ -250,7 +250,8 @@ export class Sampler {
       while (this.ring.length > 0 && this.ring[0]!.at < now - this.keepMs) this.ring.shift();
       return sample;
     } catch (err) {
-      const e = toKiteqError(err);
+      // Only the store is read here: a refused connection is the store's failure, not ours.
+      const e = toKiteqError(err, {}, ErrorCode.StoreFailed);
       if (!this.failing)
         this.o.log.warn({ code: e.code, err: e.message }, "sampling the group backlog failed");
       this.failing = true;
