@@ -966,17 +966,20 @@ export class Dispatcher {
     await Promise.all(
       byShard.map(async (jobs, shard) => {
         if (jobs.length === 0) return;
-        try {
-          const renewed = await renewHeldLeases(this.pools[shard]!, this.o.claimer, jobs, leaseUntil);
-          // Only the rows still ours: one taken over meanwhile keeps its old lease, and lapses here.
-          for (const job of jobs) if (renewed.has(deliveryKey(job))) job.leaseUntilMs = leaseUntil.getTime();
-        } catch (err) {
+        const failed = (err: unknown) => {
           const e = toKiteqError(err, {}, ErrorCode.StoreFailed);
           this.shardLog.error(
             `lease renewal ${shard}`,
             { code: e.code, err: e.message, shard },
             "lease renewal failed",
           );
+        };
+        try {
+          const renewed = await renewHeldLeases(this.pools[shard]!, this.o.claimer, jobs, leaseUntil, failed);
+          // Only the rows still ours: one taken over meanwhile keeps its old lease, and lapses here.
+          for (const job of jobs) if (renewed.has(deliveryKey(job))) job.leaseUntilMs = leaseUntil.getTime();
+        } catch (err) {
+          failed(err);
         }
       }),
     );

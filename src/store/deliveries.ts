@@ -527,32 +527,54 @@ export async function renewLeases(
   return (await renewHeldLeases(db, claimer, items, leaseUntil)).size;
 }
 
-/** renewLeases, answering which rows were renewed (their deliveryKey): the others are not ours any more. */
+/**
+ * Held deliveries a lease renewal statement renews at most: a node holding 40,000 (a backlog
+ * claimed after a restart) renewed them in one UPDATE that, under load, ran to its statement
+ * timeout while acks and outcome batches waited on its row locks, and leases lapsed.
+ */
+export const RENEW_BATCH = 1000;
+
+/**
+ * renewLeases, answering which rows were renewed (their deliveryKey): the others are not ours any
+ * more. In statements of RENEW_BATCH rows, each its own transaction: a failed one (a deadlock)
+ * costs only its rows' renewal; with `onBatchError` the others go on and it hears of each
+ * failure, without it the first failure is thrown.
+ */
 export async function renewHeldLeases(
   db: Queryable,
   claimer: string,
   items: readonly { messagePk: number; groupId: string; claimEpoch: number }[],
   leaseUntil: Date,
+  onBatchError?: (err: unknown) => void,
 ): Promise<Set<string>> {
-  if (items.length === 0) return new Set();
+  const renewed = new Set<string>();
   // In the acks' and nacks' lock order (see releaseDeliveries): a renewal that lost a deadlock
   // failed as a whole, and enough of them in a row would let held deliveries lapse.
-  items = [...items].sort(byDeliveryKey);
-  const { rows } = await db.query<{ k: string }>({
-    text: `UPDATE deliveries d SET lease_until = $4
-             FROM unnest($1::bigint[], $2::text[], $3::int[]) AS r(message_pk, group_id, claim_epoch)
-            WHERE d.message_pk = r.message_pk AND d.group_id = r.group_id AND d.claim_epoch = r.claim_epoch
-              AND d.claimed_by = $5
-           RETURNING d.message_pk::text || ' ' || d.group_id AS k`,
-    values: [
-      items.map((i) => i.messagePk),
-      items.map((i) => i.groupId),
-      items.map((i) => i.claimEpoch),
-      leaseUntil,
-      claimer,
-    ],
-  });
-  return new Set(rows.map((r) => r.k));
+  const sorted = [...items].sort(byDeliveryKey);
+  for (let i = 0; i < sorted.length; i += RENEW_BATCH) {
+    const batch = sorted.slice(i, i + RENEW_BATCH);
+    try {
+      const { rows } = await db.query<{ k: string }>({
+        text: `UPDATE deliveries d SET lease_until = $4
+                 FROM unnest($1::bigint[], $2::text[], $3::int[]) AS r(message_pk, group_id, claim_epoch)
+                WHERE d.message_pk = r.message_pk AND d.group_id = r.group_id AND d.claim_epoch = r.claim_epoch
+                  AND d.claimed_by = $5
+               RETURNING d.message_pk::text || ' ' || d.group_id AS k`,
+        values: [
+          batch.map((b) => b.messagePk),
+          batch.map((b) => b.groupId),
+          batch.map((b) => b.claimEpoch),
+          leaseUntil,
+          claimer,
+        ],
+      });
+      for (const r of rows) renewed.add(r.k);
+    } catch (err) {
+      if (onBatchError === undefined) throw err;
+      onBatchError(err);
+    }
+  }
+  return renewed;
 }
 
 /** Rows one background statement touches at most; callers loop until a batch comes back short. */

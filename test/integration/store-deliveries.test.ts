@@ -11,7 +11,9 @@ import {
   NACK_AFTER_END,
   nackDeliveries,
   PUSH_AFTER_END,
+  RENEW_BATCH,
   releaseDeliveries,
+  renewHeldLeases,
   renewLeases,
   replayRange,
 } from "../../src/store/deliveries.js";
@@ -337,6 +339,35 @@ describe("store: deliveries", () => {
       await client.query("ROLLBACK");
       client.release();
     }
+  });
+
+  it("renews a large held set in statements of RENEW_BATCH rows; a failed one costs only its rows", async () => {
+    // A helper's walkthrough: 40,000 held deliveries renewed in one UPDATE ran to its 30 s
+    // statement timeout under load, holding every row lock meanwhile.
+    const n = 2 * RENEW_BATCH + 500;
+    const stored = await publish(Array.from({ length: n }, () => record(["lb"])));
+    const claimed = await claim(["lb"], [n], at(1), "A/1");
+    expect(claimed).toHaveLength(n);
+    const items = claimed.map((c) => ({ messagePk: c.messagePk, groupId: "lb", claimEpoch: c.claimEpoch }));
+    const sizes: number[] = [];
+    let failOn = 0;
+    const counting = {
+      query: (q: pg.QueryConfig) => {
+        sizes.push((q.values![0] as unknown[]).length);
+        return sizes.length === failOn ? Promise.reject(new Error("deadlock detected")) : db.pool.query(q);
+      },
+    } as unknown as pg.Pool;
+    expect((await renewHeldLeases(counting, "A/1", items, at(60_000))).size).toBe(n);
+    expect(sizes).toEqual([RENEW_BATCH, RENEW_BATCH, 500]);
+    sizes.length = 0;
+    failOn = 2;
+    const errors: unknown[] = [];
+    const renewed = await renewHeldLeases(counting, "A/1", items, at(90_000), (err) => errors.push(err));
+    expect(renewed.size).toBe(n - RENEW_BATCH);
+    expect(errors.map(String)).toEqual(["Error: deadlock detected"]);
+    sizes.length = 0;
+    await expect(renewHeldLeases(counting, "A/1", items, at(90_000))).rejects.toThrow(/deadlock/);
+    expect(stored).toHaveLength(n);
   });
 
   it("renews only leases still held under the same epoch", async () => {
