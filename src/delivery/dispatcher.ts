@@ -966,7 +966,7 @@ export class Dispatcher {
     await Promise.all(
       byShard.map(async (jobs, shard) => {
         if (jobs.length === 0) return;
-        const failed = (err: unknown) => {
+        const log = (err: unknown) => {
           const e = toKiteqError(err, {}, ErrorCode.StoreFailed);
           this.shardLog.error(
             `lease renewal ${shard}`,
@@ -975,11 +975,22 @@ export class Dispatcher {
           );
         };
         try {
-          const renewed = await renewHeldLeases(this.pools[shard]!, this.o.claimer, jobs, leaseUntil, failed);
+          // A failed batch is logged and the next one tried; once stopping (the pools closing),
+          // the first failure ends the renewal instead.
+          const renewed = await renewHeldLeases(
+            this.pools[shard]!,
+            this.o.claimer,
+            jobs,
+            leaseUntil,
+            (err) => {
+              if (this.stopped) throw err;
+              log(err);
+            },
+          );
           // Only the rows still ours: one taken over meanwhile keeps its old lease, and lapses here.
           for (const job of jobs) if (renewed.has(deliveryKey(job))) job.leaseUntilMs = leaseUntil.getTime();
         } catch (err) {
-          failed(err);
+          if (!this.stopped) log(err);
         }
       }),
     );
