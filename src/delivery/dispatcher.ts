@@ -385,8 +385,9 @@ export class Dispatcher {
       if (late !== undefined && ack.status && late.messageId === ack.messageId) {
         // Invariant 6: an ack that comes after its push timed out (and was nacked) still ends
         // the delivery — the group did process the message — whoever holds it now, if it is
-        // still owed (dead-lettered or expired meanwhile, it ends nothing). Counted as acked only
-        // when the store says it ended one (before, /metrics counted acks the history never had).
+        // still owed (dead-lettered or expired meanwhile, it is recorded after that end). Counted
+        // as acked when the history has it (before, /metrics counted acks the history never had,
+        // and then missed the late acks recorded after a dead-lettering).
         this.timedOut.delete(timedOutKey(session, opaque));
         const groupId = late.groupId;
         this.outcomes[late.shard]!.ack(

@@ -66,11 +66,17 @@ export class OutcomeWriter {
       concurrency: 1,
       windowMs: 3,
       write: async (items: AckRecord[]) => {
-        const { lateEnded, afterEnd } = await ackDeliveries(pool, items, nodeId);
+        const { lateEnded, afterEnd, recordedAfterEnd } = await ackDeliveries(pool, items, nodeId);
         // Retried on their own, as every outcome is (the statement judges again: a repeat of
         // one that did commit writes nothing).
         for (const a of afterEnd ?? []) this.submit(this.afterEnd, a, () => {}, "ack after end", 0);
-        return items.map((a) => a.pushedAt !== null || lateEnded.has(deliveryKey(a)));
+        // True when the history has the ack: it ended the delivery, or was recorded after its end.
+        return items.map(
+          (a) =>
+            a.pushedAt !== null ||
+            lateEnded.has(deliveryKey(a)) ||
+            recordedAfterEnd?.has(deliveryKey(a)) === true,
+        );
       },
     });
     this.nacks = new GroupCommitter({
@@ -92,8 +98,9 @@ export class OutcomeWriter {
   }
 
   /**
-   * Record an ack; `done` runs once it is written (or given up), with whether it ended a
-   * delivery (a late ack of a delivery that ended meanwhile, dead-lettered say, ended none).
+   * Record an ack; `done` runs once it is written (or given up), with whether the history has it:
+   * it ended a delivery, or (a late ack of a delivery dead-lettered or expired meanwhile) it was
+   * recorded after that end; a late ack of a delivery acked already has neither.
    */
   ack(record: AckRecord, done: (ended: boolean) => void): void {
     this.submit<AckRecord, boolean>(this.acks, record, done, "ack", 0);

@@ -328,12 +328,20 @@ SELECT j.message_pk, 'acked'::message_event_kind,
        '${ACK_AFTER_END}'
   FROM judged j
  WHERE j.kind = 'expired'
-    OR EXISTS (SELECT 1 FROM undead u WHERE u.message_pk = j.message_pk AND u.group_id = j.group_id)`;
+    OR EXISTS (SELECT 1 FROM undead u WHERE u.message_pk = j.message_pk AND u.group_id = j.group_id)
+RETURNING message_pk::text || ' ' || group_id AS k`;
 
-/** Record the acks of deliveries that had ended (see ACK_AFTER_END_SQL); safe to run again. */
-export async function ackAfterEnd(db: Queryable, acks: readonly AckRecord[], nodeId: string): Promise<void> {
-  if (acks.length === 0) return;
-  await db.query({
+/**
+ * Record the acks of deliveries that had ended (see ACK_AFTER_END_SQL); safe to run again.
+ * Returns the deliveryKey of each ack it recorded.
+ */
+export async function ackAfterEnd(
+  db: Queryable,
+  acks: readonly AckRecord[],
+  nodeId: string,
+): Promise<Set<string>> {
+  if (acks.length === 0) return new Set();
+  const { rows } = await db.query<{ k: string }>({
     text: ACK_AFTER_END_SQL,
     values: [
       numberArray(acks.map((a) => a.messagePk)),
@@ -343,6 +351,7 @@ export async function ackAfterEnd(db: Queryable, acks: readonly AckRecord[], nod
       nodeId,
     ],
   });
+  return new Set(rows.map((r) => r.k));
 }
 
 /** What a batch of acks did: how many deliveries ended, and which late acks ended one. */
@@ -357,6 +366,8 @@ export interface AckBatchResult {
    */
   afterEndError?: unknown;
   afterEnd?: readonly AckRecord[];
+  /** deliveryKey of each ack of an ended delivery recorded by ACK_AFTER_END_SQL (when any). */
+  recordedAfterEnd?: ReadonlySet<string>;
 }
 
 /** The key of an ack in AckBatchResult.lateEnded. */
@@ -395,7 +406,8 @@ export async function ackDeliveries(
   if (missed.size === 0) return result;
   const late = acks.filter((a) => missed.has(deliveryKey(a)));
   try {
-    await ackAfterEnd(db, late, nodeId);
+    const recorded = await ackAfterEnd(db, late, nodeId);
+    if (recorded.size > 0) result.recordedAfterEnd = recorded;
   } catch (err) {
     result.afterEndError = err;
     result.afterEnd = late;

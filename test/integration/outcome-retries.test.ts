@@ -206,3 +206,44 @@ it("a late ack whose after-end statement fails is retried on its own until writt
   const { rows: dead } = await db.pool.query("SELECT 1 FROM dead_letters WHERE group_id = 'gl'");
   expect(dead).toHaveLength(0);
 });
+
+it("a late ack recorded after its delivery's dead-lettering is done as acked (the history has it)", async () => {
+  const now = new Date();
+  const [stored] = await insertPublishBatch(db.pool, [publishRecord(now, ["gm"], { deliverLimit: 1 })], {
+    now,
+    nodeId: "n",
+    leaseUntil: now,
+    firstTxCheckAt: now,
+  });
+  const [claimed] = await claimDueDeliveries(db.pool, {
+    groups: ["gm"],
+    limits: [1],
+    now: new Date(now.getTime() + 1),
+    claimer: "n/1",
+    leaseUntil: new Date(now.getTime() + 30_000),
+  });
+  await nackDeliveries(
+    db.pool,
+    [
+      {
+        messagePk: stored!.pk!,
+        groupId: "gm",
+        claimEpoch: claimed!.claimEpoch,
+        attempt: 1,
+        pushedAt: now,
+        failedAt: new Date(now.getTime() + 5),
+        nextAttemptAt: now,
+        deadLetter: true,
+        reason: "no ack in time",
+      },
+    ],
+    "n",
+  );
+  const writer = new OutcomeWriter(db.pool, "n", silentLogger, 5);
+  const late = { messagePk: stored!.pk!, groupId: "gm", attempt: 1, pushedAt: null, ackedAt: new Date() };
+  // Before: false (it ended no delivery), so kiteq_group_acked_total missed the acks the history has.
+  expect(await new Promise((resolve) => writer.ack(late, resolve))).toBe(true);
+  // A second late ack of it: the history has nothing new, and neither does the count.
+  expect(await new Promise((resolve) => writer.ack({ ...late, ackedAt: new Date() }, resolve))).toBe(false);
+  await writer.drain();
+});
