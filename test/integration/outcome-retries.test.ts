@@ -10,9 +10,10 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import { OutcomeWriter } from "../../src/delivery/outcomes.js";
 import { silentLogger } from "../../src/log.js";
 import { ensurePartitions } from "../../src/store/db.js";
-import { claimDueDeliveries, nackDeliveries } from "../../src/store/deliveries.js";
+import { claimDueDeliveries } from "../../src/store/deliveries.js";
 import { insertPublishBatch } from "../../src/store/messages.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
+import { deadLetterDue } from "../support/dead-letters.js";
 import { publishRecord } from "../support/records.js";
 
 let db: TestDatabase;
@@ -142,40 +143,23 @@ it("an outcome the database refuses for its data is given up after the retries, 
   await writer.drain();
 });
 
-it("a late ack whose after-end statement fails is retried on its own until written", async () => {
-  // A helper's walkthrough (connections terminated every second): the statement recording an ack
-  // of a dead-lettered delivery failed once, and the ack was lost for good (logged without an id).
+/** One message of `groupId` stored and dead-lettered at its deliver limit of 1. */
+async function deadLettered(groupId: string): Promise<{ pk?: number | undefined }> {
   const now = new Date();
-  const [stored] = await insertPublishBatch(db.pool, [publishRecord(now, ["gl"], { deliverLimit: 1 })], {
+  const [stored] = await insertPublishBatch(db.pool, [publishRecord(now, [groupId], { deliverLimit: 1 })], {
     now,
     nodeId: "n",
     leaseUntil: now,
     firstTxCheckAt: now,
   });
-  const [claimed] = await claimDueDeliveries(db.pool, {
-    groups: ["gl"],
-    limits: [1],
-    now: new Date(now.getTime() + 1),
-    claimer: "n/1",
-    leaseUntil: new Date(now.getTime() + 30_000),
-  });
-  await nackDeliveries(
-    db.pool,
-    [
-      {
-        messagePk: stored!.pk!,
-        groupId: "gl",
-        claimEpoch: claimed!.claimEpoch,
-        attempt: 1,
-        pushedAt: now,
-        failedAt: new Date(now.getTime() + 5),
-        nextAttemptAt: now,
-        deadLetter: true,
-        reason: "no ack in time",
-      },
-    ],
-    "n",
-  );
+  expect(await deadLetterDue(db.pool, groupId, { now, limit: 1, reason: "no ack in time" })).toBe(1);
+  return stored!;
+}
+
+it("a late ack whose after-end statement fails is retried on its own until written", async () => {
+  // A helper's walkthrough (connections terminated every second): the statement recording an ack
+  // of a dead-lettered delivery failed once, and the ack was lost for good (logged without an id).
+  const stored = await deadLettered("gl");
   // The acks' statement goes through; the after-end statement right after it fails once.
   let calls = 0;
   const flaky = new Proxy(db.pool, {
@@ -189,18 +173,18 @@ it("a late ack whose after-end statement fails is retried on its own until writt
   });
   const writer = new OutcomeWriter(flaky, "n", silentLogger, 5);
   const late = {
-    messagePk: stored!.pk!,
+    messagePk: stored.pk!,
     groupId: "gl",
     attempt: 1,
     pushedAt: null,
-    ackedAt: new Date(now.getTime() + 7),
+    ackedAt: new Date(),
   };
   expect(await new Promise((resolve) => writer.ack(late, resolve))).toBe(false);
   await writer.drain();
   expect(calls).toBe(3);
   const { rows } = await db.pool.query(
     "SELECT kind::text FROM message_events WHERE message_pk = $1 AND group_id = 'gl' ORDER BY at, kind",
-    [stored!.pk!],
+    [stored.pk!],
   );
   expect(rows.map((r) => r.kind)).toEqual(["delivered", "nacked", "dead_lettered", "acked"]);
   const { rows: dead } = await db.pool.query("SELECT 1 FROM dead_letters WHERE group_id = 'gl'");
@@ -208,39 +192,9 @@ it("a late ack whose after-end statement fails is retried on its own until writt
 });
 
 it("a late ack recorded after its delivery's dead-lettering is done as acked (the history has it)", async () => {
-  const now = new Date();
-  const [stored] = await insertPublishBatch(db.pool, [publishRecord(now, ["gm"], { deliverLimit: 1 })], {
-    now,
-    nodeId: "n",
-    leaseUntil: now,
-    firstTxCheckAt: now,
-  });
-  const [claimed] = await claimDueDeliveries(db.pool, {
-    groups: ["gm"],
-    limits: [1],
-    now: new Date(now.getTime() + 1),
-    claimer: "n/1",
-    leaseUntil: new Date(now.getTime() + 30_000),
-  });
-  await nackDeliveries(
-    db.pool,
-    [
-      {
-        messagePk: stored!.pk!,
-        groupId: "gm",
-        claimEpoch: claimed!.claimEpoch,
-        attempt: 1,
-        pushedAt: now,
-        failedAt: new Date(now.getTime() + 5),
-        nextAttemptAt: now,
-        deadLetter: true,
-        reason: "no ack in time",
-      },
-    ],
-    "n",
-  );
+  const stored = await deadLettered("gm");
   const writer = new OutcomeWriter(db.pool, "n", silentLogger, 5);
-  const late = { messagePk: stored!.pk!, groupId: "gm", attempt: 1, pushedAt: null, ackedAt: new Date() };
+  const late = { messagePk: stored.pk!, groupId: "gm", attempt: 1, pushedAt: null, ackedAt: new Date() };
   // Before: false (it ended no delivery), so kiteq_group_acked_total missed the acks the history has.
   expect(await new Promise((resolve) => writer.ack(late, resolve))).toBe(true);
   // A second late ack of it: the history has nothing new, and neither does the count.
