@@ -846,10 +846,6 @@ export class Dispatcher {
     const deadLetter = attempt >= job.deliverLimit;
     const now = Date.now();
     const next = now + redeliveryDelayMs(attempt, this.o.redelivery);
-    if (deadLetter) this.counters.deadLettered++;
-    else this.counters.nacked++;
-    if (deadLetter) this.groupCounters.of(job.groupId).deadLettered++;
-    else this.groupCounters.of(job.groupId).nacked++;
     this.outcomes[job.shard]!.nack(
       {
         messagePk: job.messagePk,
@@ -862,7 +858,17 @@ export class Dispatcher {
         deadLetter,
         reason,
       },
-      () => {
+      (deadLettered) => {
+        // Counted once written: a nack at the limit whose delivery an ack ended first is a nack
+        // in the history, not a dead letter.
+        const group = this.groupCounters.of(job.groupId);
+        if (deadLettered) {
+          this.counters.deadLettered++;
+          group.deadLettered++;
+        } else {
+          this.counters.nacked++;
+          group.nacked++;
+        }
         this.unhold(job);
         if (!deadLetter) this.scheduleWake(next);
       },

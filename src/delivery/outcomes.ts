@@ -30,7 +30,7 @@ type Release = { messagePk: number; groupId: string; claimEpoch: number };
 export class OutcomeWriter {
   /** Per ack: whether it ended a delivery (known for late acks; true for the others). */
   private readonly acks: GroupCommitter<AckRecord, boolean>;
-  private readonly nacks: GroupCommitter<NackRecord, void>;
+  private readonly nacks: GroupCommitter<NackRecord, boolean>;
   private readonly releases: GroupCommitter<Release, void>;
   /** Acks of deliveries that had ended, whose own statement failed after their batch was written. */
   private readonly afterEnd: GroupCommitter<AckRecord, void>;
@@ -83,7 +83,10 @@ export class OutcomeWriter {
       maxBatch: 1000,
       concurrency: 1,
       windowMs: 20,
-      write: each((items: NackRecord[]) => nackDeliveries(pool, items, nodeId)),
+      write: async (items: NackRecord[]) => {
+        const { deadLettered } = await nackDeliveries(pool, items, nodeId);
+        return items.map((n) => deadLettered.has(deliveryKey(n)));
+      },
     });
     this.afterEnd = new GroupCommitter({
       maxBatch: 2000,
@@ -106,9 +109,12 @@ export class OutcomeWriter {
     this.submit<AckRecord, boolean>(this.acks, record, done, "ack", 0);
   }
 
-  /** Record a nack; `done` runs once it is written (or given up). */
-  nack(record: NackRecord, done: () => void): void {
-    this.submit(this.nacks, record, done, "nack", 0);
+  /**
+   * Record a nack; `done` runs once it is written (or given up), with whether it dead-lettered
+   * its delivery (false for a nack at the deliver limit of a delivery an ack had ended first).
+   */
+  nack(record: NackRecord, done: (deadLettered: boolean) => void): void {
+    this.submit<NackRecord, boolean>(this.nacks, record, done, "nack", 0);
   }
 
   /** Release a claim without spending an attempt; `done` runs once written (or given up). */

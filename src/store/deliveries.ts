@@ -466,9 +466,10 @@ WITH input AS (
   ON CONFLICT (message_pk, group_id) DO UPDATE
      SET dead_at = excluded.dead_at, attempt = excluded.attempt, last_error = excluded.last_error
 )
--- Every push is written, and its failure: one this claim no longer held (taken over, or ended
--- by an ack written first) changed nothing, and says so.
-INSERT INTO message_events (message_pk, kind, at, group_id, node_id, attempt, detail)
+, ev AS (
+  -- Every push is written, and its failure: one this claim no longer held (taken over, or ended
+  -- by an ack written first) changed nothing, and says so.
+  INSERT INTO message_events (message_pk, kind, at, group_id, node_id, attempt, detail)
 SELECT message_pk, 'delivered'::message_event_kind, pushed_at, group_id, $10, attempt, NULL FROM input
 UNION ALL
 SELECT message_pk, 'nacked'::message_event_kind, failed_at, group_id, $10, attempt, reason FROM hit
@@ -479,17 +480,32 @@ SELECT n.message_pk, 'nacked'::message_event_kind, n.failed_at, n.group_id, $10,
  WHERE NOT EXISTS (SELECT 1 FROM hit h WHERE h.message_pk = n.message_pk AND h.group_id = n.group_id)
 UNION ALL
 SELECT message_pk, 'dead_lettered'::message_event_kind, failed_at + interval '1 microsecond', group_id, $10, attempt,
-       'deliver limit reached' FROM dead`;
+       'deliver limit reached' FROM dead
+  RETURNING 1
+)
+SELECT (SELECT count(*)::int FROM ev) AS events, ARRAY(SELECT message_pk FROM dead) AS dead_pks,
+       ARRAY(SELECT group_id FROM dead) AS dead_groups`;
 
-/** Apply a batch of nacks (see NACK_DELIVERIES); returns the number of history rows written. */
+/** What a batch of nacks wrote. */
+export interface NackResult {
+  /** History rows written. */
+  events: number;
+  /**
+   * deliveryKey of each nack that dead-lettered its delivery: one at the deliver limit whose
+   * delivery had ended meanwhile (acked first, taken over) dead-lettered nothing.
+   */
+  deadLettered: Set<string>;
+}
+
+/** Apply a batch of nacks (see NACK_DELIVERIES). */
 export async function nackDeliveries(
   db: Queryable,
   batch: readonly NackRecord[],
   nodeId: string,
-): Promise<number> {
-  if (batch.length === 0) return 0;
+): Promise<NackResult> {
+  if (batch.length === 0) return { events: 0, deadLettered: new Set() };
   const nacks = [...batch].sort(byDeliveryKey);
-  const { rowCount } = await db.query({
+  const { rows } = await db.query<{ events: number; dead_pks: string[]; dead_groups: string[] }>({
     text: NACK_DELIVERIES,
     values: [
       nacks.map((n) => n.messagePk),
@@ -504,7 +520,13 @@ export async function nackDeliveries(
       nodeId,
     ],
   });
-  return rowCount ?? 0;
+  const r = rows[0]!;
+  return {
+    events: r.events,
+    deadLettered: new Set(
+      r.dead_pks.map((pk, i) => deliveryKey({ messagePk: Number(pk), groupId: r.dead_groups[i]! })),
+    ),
+  };
 }
 
 /** Deliveries held back locally (flow control, shutdown): release the claim, keep the attempts. */

@@ -201,3 +201,59 @@ it("a late ack recorded after its delivery's dead-lettering is done as acked (th
   expect(await new Promise((resolve) => writer.ack({ ...late, ackedAt: new Date() }, resolve))).toBe(false);
   await writer.drain();
 });
+
+it("a nack at the deliver limit is done as dead-lettered only when it ended the delivery", async () => {
+  const now = new Date();
+  const recs = [0, 1].map(() => publishRecord(now, ["gd"], { deliverLimit: 1 }));
+  const stored = await insertPublishBatch(db.pool, recs, {
+    now,
+    nodeId: "n",
+    leaseUntil: now,
+    firstTxCheckAt: now,
+  });
+  const claimed = await claimDueDeliveries(db.pool, {
+    groups: ["gd"],
+    limits: [2],
+    now: new Date(now.getTime() + 1),
+    claimer: "n/1",
+    leaseUntil: new Date(now.getTime() + 30_000),
+  });
+  expect(claimed).toHaveLength(2);
+  const writer = new OutcomeWriter(db.pool, "n", silentLogger, 5);
+  const [acked, live] = stored.map((s) => claimed.find((c) => c.messagePk === s.pk)!);
+  // The first one's ack is written before its nack (an ack that beat the timeout's nack batch).
+  expect(
+    await new Promise((resolve) =>
+      writer.ack(
+        { messagePk: acked!.messagePk, groupId: "gd", attempt: 1, pushedAt: now, ackedAt: now },
+        resolve,
+      ),
+    ),
+  ).toBe(true);
+  const nackAtLimit = (c: typeof acked) =>
+    new Promise((resolve) =>
+      writer.nack(
+        {
+          messagePk: c!.messagePk,
+          groupId: "gd",
+          claimEpoch: c!.claimEpoch,
+          attempt: 1,
+          pushedAt: now,
+          failedAt: new Date(now.getTime() + 2),
+          nextAttemptAt: new Date(now.getTime() + 2),
+          deadLetter: true,
+          reason: "no ack in time",
+        },
+        resolve,
+      ),
+    );
+  // Before: kiteq_group_dead_lettered_total counted both, though the history and the dead
+  // letters hold one.
+  expect(await nackAtLimit(acked)).toBe(false);
+  expect(await nackAtLimit(live)).toBe(true);
+  await writer.drain();
+  const { rows } = await db.pool.query<{ message_pk: string }>(
+    "SELECT message_pk FROM dead_letters WHERE group_id = 'gd'",
+  );
+  expect(rows.map((r) => Number(r.message_pk))).toEqual([live!.messagePk]);
+});

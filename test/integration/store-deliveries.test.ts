@@ -7,6 +7,7 @@ import {
   ackAfterEnd,
   ackDeliveries,
   claimDueDeliveries,
+  deliveryKey,
   expireDeliveries,
   NACK_AFTER_END,
   nackDeliveries,
@@ -88,7 +89,7 @@ describe("store: deliveries", () => {
       reason: "x",
     };
     // A stale claim's failed push changes nothing, but it happened: both rows are written, saying so.
-    expect(await nackDeliveries(db.pool, [stale], "n")).toBe(2);
+    expect(await nackDeliveries(db.pool, [stale], "n")).toEqual({ events: 2, deadLettered: new Set() });
     expect(await claim(["f1"], [1], at(2))).toHaveLength(0); // still claimed, attempts unchanged
     const staleRows = await db.pool.query<{ kind: string; detail: string | null }>(
       "SELECT kind::text, detail FROM message_events WHERE message_pk = $1 AND group_id = 'f1' ORDER BY at, kind",
@@ -98,12 +99,20 @@ describe("store: deliveries", () => {
       { kind: "delivered", detail: null },
       { kind: "nacked", detail: `x${NACK_AFTER_END}` },
     ]);
-    expect(await nackDeliveries(db.pool, [{ ...stale, claimEpoch: 1 }], "n")).toBe(2);
+    expect(await nackDeliveries(db.pool, [{ ...stale, claimEpoch: 1 }], "n")).toEqual({
+      events: 2,
+      deadLettered: new Set(),
+    });
     const [c2] = await claim(["f1"], [1], at(3));
     expect(c2).toMatchObject({ claimEpoch: 2, attempts: 1 });
-    expect(
-      await nackDeliveries(db.pool, [{ ...stale, claimEpoch: 2, attempt: 2, deadLetter: true }], "n"),
-    ).toBe(3);
+    const dead = { ...stale, claimEpoch: 2, attempt: 2, deadLetter: true };
+    expect(await nackDeliveries(db.pool, [dead], "n")).toEqual({
+      events: 3,
+      deadLettered: new Set([deliveryKey(dead)]),
+    });
+    // Again (a retried batch, a second node's push of the same claim): it ended nothing, so it
+    // dead-lettered nothing, and the group's dead-letter count must not grow by it.
+    expect(await nackDeliveries(db.pool, [dead], "n")).toEqual({ events: 2, deadLettered: new Set() });
     expect(await claim(["f1"], [1], at(100_000))).toHaveLength(0);
     const [r2] = await publish([record(["f2"])]);
     await claim(["f2"], [1], at(1));
