@@ -520,7 +520,9 @@ export async function nackDeliveries(
       nodeId,
     ],
   });
-  const r = rows[0]!;
+  // No row: a plan capture (statement-catalog) answers none.
+  const r = rows[0];
+  if (r === undefined) return { events: 0, deadLettered: new Set() };
   return {
     events: r.events,
     deadLettered: new Set(
@@ -582,17 +584,26 @@ export async function renewHeldLeases(
   onBatchError?: (err: unknown) => void,
 ): Promise<Set<string>> {
   const renewed = new Set<string>();
-  // In the acks' and nacks' lock order (see releaseDeliveries): a renewal that lost a deadlock
-  // failed as a whole, and enough of them in a row would let held deliveries lapse.
   const sorted = [...items].sort(byDeliveryKey);
   for (let i = 0; i < sorted.length; i += RENEW_BATCH) {
     const batch = sorted.slice(i, i + RENEW_BATCH);
     try {
+      // A row locked right now is skipped, never waited for: its lock holder is an outcome batch
+      // ending or releasing it (nothing else locks a claimed row), so its lease no longer matters,
+      // and the next renewal finds it if that batch rolls back. Waiting, a renewal deadlocked with
+      // ack batches whenever a hash join made either lock in another order than its input's.
       const { rows } = await db.query<{ k: string }>({
-        text: `UPDATE deliveries d SET lease_until = $4
-                 FROM unnest($1::bigint[], $2::text[], $3::int[]) AS r(message_pk, group_id, claim_epoch)
-                WHERE d.message_pk = r.message_pk AND d.group_id = r.group_id AND d.claim_epoch = r.claim_epoch
-                  AND d.claimed_by = $5
+        text: `WITH mine AS (
+                 SELECT d.message_pk, d.group_id
+                   FROM deliveries d
+                   JOIN unnest($1::bigint[], $2::text[], $3::int[]) AS r(message_pk, group_id, claim_epoch)
+                     ON d.message_pk = r.message_pk AND d.group_id = r.group_id AND d.claim_epoch = r.claim_epoch
+                  WHERE d.claimed_by = $5
+                    FOR UPDATE OF d SKIP LOCKED
+               )
+               UPDATE deliveries d SET lease_until = $4
+                 FROM mine
+                WHERE d.message_pk = mine.message_pk AND d.group_id = mine.group_id
                RETURNING d.message_pk::text || ' ' || d.group_id AS k`,
         values: [
           batch.map((b) => b.messagePk),

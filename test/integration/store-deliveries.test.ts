@@ -441,6 +441,36 @@ describe("store: deliveries", () => {
     }
   });
 
+  it("a lease renewal skips the rows an outcome batch holds locked instead of waiting: no deadlock in any join order", async () => {
+    // A helper's load run: an ack batch (hash join) locked rows in another order than its input,
+    // a renewal waited for one while holding another the batch wanted next, and PostgreSQL ended
+    // one of them a second later (40P01). The renewal now never waits.
+    await publish([record(["dl2"]), record(["dl2"])]);
+    const claimed = await claim(["dl2"], [2], at(1), "B/1");
+    expect(claimed).toHaveLength(2);
+    const items = claimed.map((c) => ({ messagePk: c.messagePk, groupId: "dl2", claimEpoch: c.claimEpoch }));
+    const [low, high] = [...items].sort((a, b) => a.messagePk - b.messagePk);
+    const ack = await db.pool.connect();
+    try {
+      await ack.query("BEGIN");
+      // The batch has the higher row locked (deleting it) and goes for the lower one next.
+      await ack.query("DELETE FROM deliveries WHERE message_pk = $1 AND group_id = 'dl2'", [high!.messagePk]);
+      const renewal = renewHeldLeases(db.pool, "B/1", items, at(60_000));
+      const waited = await Promise.race([
+        renewal.then(() => false),
+        new Promise<boolean>((r) => setTimeout(() => r(true), 2_000)),
+      ]);
+      expect(waited).toBe(false);
+      // Only the row that was free; the locked one is the batch's to end.
+      expect(await renewal).toEqual(new Set([deliveryKey(low!)]));
+      await ack.query("DELETE FROM deliveries WHERE message_pk = $1 AND group_id = 'dl2'", [low!.messagePk]);
+      await ack.query("COMMIT");
+    } finally {
+      await ack.query("ROLLBACK").catch(() => undefined);
+      ack.release();
+    }
+  });
+
   it("takes over a dead claimer's rows for one window, not its own, and counts them", async () => {
     await publish([record(["k1"]), record(["k1"])]);
     expect(await claim(["k1"], [1], at(1), "D/1")).toHaveLength(1);
