@@ -47,6 +47,13 @@ SELECT m.message_id, m.topic, m.message_type, m.group_id AS publisher_group_id, 
  ORDER BY x.at, ${SAME_INSTANT_ORDER}`;
 
 /**
+ * A group history row's place key when its message is gone (retention dropped the day it was
+ * received): 32 hex digits like a messageId, from the row's message_pk, so places keep one
+ * order in PostgreSQL and in the sharded merge.
+ */
+const DROPPED_KEY = "lpad(to_hex(e.message_pk), 32, '0')";
+
+/**
  * "What did group G receive between T1 and T2": the group's state changes (delivered, acked,
  * nacked, expired, dead_lettered, redriven) with a time in [T1, T2), oldest first, at most $4,
  * each with its place in that order (`at_us`: the time in microseconds since the epoch;
@@ -67,23 +74,27 @@ WITH bound AS (
    WHERE e.group_id = $1 AND e.at >= greatest($2, ${AFTER_AT}) AND e.at < $3
      AND ($5::bigint IS NULL OR e.at > ${AFTER_AT}
           OR (${sameInstantOrder("e.kind")},
-              (SELECT message_id FROM messages WHERE id = e.message_pk LIMIT 1)) > ($6::int, $7::text))
+              coalesce((SELECT message_id FROM messages WHERE id = e.message_pk LIMIT 1), ${DROPPED_KEY})) > ($6::int, $7::text))
    ORDER BY e.at OFFSET $4 - 1 LIMIT 1
 )
 SELECT x.at, x.kind, m.message_id, m.topic, m.message_type, e.attempt, e.node_id, x.detail,
-       (extract(epoch FROM x.at) * 1000000)::bigint AS at_us, ${sameInstantOrder("x.kind")} AS same_instant
+       (extract(epoch FROM x.at) * 1000000)::bigint AS at_us, ${sameInstantOrder("x.kind")} AS same_instant,
+       k.place_id
   FROM message_events e
   ${STATE_CHANGES_OF_ROW}
   -- An index probe per row (the message's day is not known here): never a scan of messages.
-  CROSS JOIN LATERAL (
+  -- Outer: a change made on a later day than its message's receipt outlives the message when
+  -- retention drops that day; it is still the group's history, shown without the message.
+  LEFT JOIN LATERAL (
     SELECT message_id, topic, message_type FROM messages WHERE id = e.message_pk LIMIT 1
-  ) m
+  ) m ON true
+  CROSS JOIN LATERAL (SELECT coalesce(m.message_id, ${DROPPED_KEY}) AS place_id) k
  WHERE e.group_id = $1 AND e.at >= greatest($2, ${AFTER_AT})
    AND e.at <= coalesce((SELECT upto FROM bound), $3 + interval '${ACK_WITH_PUSH_WINDOW_SECONDS} second')
    AND x.at >= $2 AND x.at < $3
    AND ($5::bigint IS NULL
-        OR (x.at, ${sameInstantOrder("x.kind")}, m.message_id) > (${AFTER_AT}, $6::int, $7::text))
- ORDER BY x.at, ${sameInstantOrder("x.kind")}, m.message_id
+        OR (x.at, ${sameInstantOrder("x.kind")}, k.place_id) > (${AFTER_AT}, $6::int, $7::text))
+ ORDER BY x.at, ${sameInstantOrder("x.kind")}, k.place_id
  LIMIT $4`;
 
 /**
@@ -125,11 +136,14 @@ export interface MessageHistory {
   events: HistoryEvent[];
 }
 
-/** A group's history row, with the message it is about. */
+/**
+ * A group's history row, with the message it is about; null when that message is no longer
+ * stored (retention dropped the day it was received, after this change of a later day).
+ */
 export interface GroupEvent extends Omit<HistoryEvent, "groupId"> {
-  messageId: string;
-  topic: string;
-  messageType: string;
+  messageId: string | null;
+  topic: string | null;
+  messageType: string | null;
 }
 
 /** A message dead-lettered for a group (see DEAD_LETTERS_SQL). */
@@ -229,7 +243,7 @@ export async function groupHistoryRows(
       nodeId: r.node_id,
       detail: r.detail,
     },
-    place: { atMicros: r.at_us, rank: r.same_instant, messageId: r.message_id },
+    place: { atMicros: r.at_us, rank: r.same_instant, messageId: r.place_id },
   }));
 }
 

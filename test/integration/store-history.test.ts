@@ -191,7 +191,7 @@ describe("store: history queries", () => {
       })),
       "n1",
     );
-    const key = (e: { kind: string; messageId: string; at: Date }) =>
+    const key = (e: { kind: string; messageId: string | null; at: Date }) =>
       `${e.at.toISOString()} ${e.kind} ${e.messageId}`;
     const whole = (await groupHistory(db.pool, g, t0, at(1000), 1000)).map(key);
     expect(whole).toHaveLength(120);
@@ -209,6 +209,47 @@ describe("store: history queries", () => {
     // A place inside the range's own bounds: since stays the lower bound of what is read.
     const fromMiddle = await groupHistoryRows(db.pool, g, at(300), at(1000), 1000);
     expect(fromMiddle.map((r) => key(r.event))).toEqual(whole.filter((k) => k >= at(300).toISOString()));
+  });
+
+  it("groupHistory keeps a change whose message retention dropped (the message's day gone, the change's day kept)", async () => {
+    // A message received late on one day and acked on the next: when retention drops the first
+    // day, the ack's row stays in the kept day. Before, the group's history of that day hid it
+    // (an inner join with the message), as it hid every change of a backlog consumed days later.
+    const g = `gr-${randomBytes(3).toString("hex")}`;
+    const recs = [record([g]), record([g])];
+    const [gone, kept] = [await publish(recs[0]!), await publish(recs[1]!)];
+    const nextDay = at(86_400_000);
+    await ensurePartitions(db.pool, nextDay);
+    await ackDeliveries(
+      db.pool,
+      [gone, kept].map((pk, i) => ({
+        messagePk: pk,
+        groupId: g,
+        attempt: 1,
+        pushedAt: new Date(nextDay.getTime() + i * 10),
+        ackedAt: new Date(nextDay.getTime() + i * 10 + 5),
+      })),
+      "n1",
+    );
+    // What dropping the message's day does to it (the day holds other tests' rows: not dropped).
+    await db.pool.query("DELETE FROM messages WHERE id = $1", [gone]);
+    const rows = await groupHistoryRows(db.pool, g, nextDay, at(86_500_000));
+    expect(rows.map((r) => [r.event.kind, r.event.messageId, r.event.topic])).toEqual([
+      ["delivered", null, null],
+      ["acked", null, null],
+      ["delivered", recs[1]!.messageId, "trade"],
+      ["acked", recs[1]!.messageId, "trade"],
+    ]);
+    // Paged one row at a time, each once, in the same order.
+    const paged: (string | null)[] = [];
+    let after: GroupHistoryPlace | undefined;
+    for (let page = 0; page < 10; page++) {
+      const one = await groupHistoryRows(db.pool, g, nextDay, at(86_500_000), 1, after);
+      if (one.length === 0) break;
+      paged.push(`${one[0]!.event.kind} ${one[0]!.event.messageId}`);
+      after = one[0]!.place;
+    }
+    expect(paged).toEqual(rows.map((r) => `${r.event.kind} ${r.event.messageId}`));
   });
 
   it("an ack within a second of its push is one row that still reads as delivered + acked", async () => {
