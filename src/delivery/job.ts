@@ -34,6 +34,12 @@ export interface DeliveryJob {
    * was paused, or cut off from the database): it is not pushed from here any more.
    */
   leaseUntilMs: number;
+  /**
+   * The consumer acked it and the ack awaits its write (a database away: retried until written).
+   * A claim that takes the delivery again meanwhile (its lease ran out) must not push it: the ack
+   * ends the delivery whatever the claim.
+   */
+  ackPending?: boolean;
 }
 
 /** The protobuf encoding of a message as pushed, filled on first push. */
@@ -73,6 +79,11 @@ export class HeldJobs {
     jobs.delete(job.messagePk);
     this.count--;
     if (jobs.size === 0) this.byGroup.delete(job.groupId);
+  }
+
+  /** The job held for this message and group, if any. */
+  get(groupId: string, messagePk: number): DeliveryJob | undefined {
+    return this.byGroup.get(groupId)?.get(messagePk);
   }
 
   /** How many jobs of `groupId` are held. */
