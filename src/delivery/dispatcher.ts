@@ -108,6 +108,12 @@ interface TimedOutPush {
   forgetAt: number;
 }
 
+/**
+ * A push-timeout sweep this much later than its interval means the node did not run meanwhile
+ * (SIGSTOP, a frozen VM, starved of CPU, a long GC pause).
+ */
+const STALL_MS = 1_000;
+
 /** Lost warm-up draws in one turn of a group's pump before it waits 10 ms (an uncapped group). */
 const MAX_LOST_DRAWS_PER_PUMP = 64;
 
@@ -195,6 +201,9 @@ export class Dispatcher {
   private wakeAt = Number.POSITIVE_INFINITY;
   private probeTimer: NodeJS.Timeout | undefined;
   private lastProbeAt = 0;
+  /** Push-timeout sweeps: their interval, and when the last one ran (stall detection). */
+  private sweepMs = 100;
+  private lastSweepAt = 0;
   /** The `now` of the last claim query: what falls due after it is the probe's business. */
   private lastClaimNow = 0;
   private probing = false;
@@ -236,8 +245,9 @@ export class Dispatcher {
     // Push timeouts: one sweep instead of a timer per push (a timer object and a closure for each
     // of tens of thousands of pushes a second). A push times out at most a tenth of the delivery
     // timeout (at most 100 ms) late.
-    const sweepMs = Math.min(100, Math.max(5, Math.floor(this.o.deliveryTimeoutMs / 10)));
-    this.timers.push(setInterval(() => this.sweepTimeouts(Date.now()), sweepMs));
+    this.sweepMs = Math.min(100, Math.max(5, Math.floor(this.o.deliveryTimeoutMs / 10)));
+    this.lastSweepAt = Date.now();
+    this.timers.push(setInterval(() => this.sweepTimeouts(Date.now()), this.sweepMs));
     for (const t of this.timers) t.unref();
   }
 
@@ -813,6 +823,21 @@ export class Dispatcher {
    * and every push gets the same timeout, so each scan stops at the first one still running.
    */
   private sweepTimeouts(now: number): void {
+    const stalledMs = now - this.lastSweepAt - this.sweepMs;
+    this.lastSweepAt = now;
+    if (stalledMs >= STALL_MS) {
+      // The node did not run for stalledMs: answers may wait unread in its sockets (timers run
+      // before the poll phase reads them), and a push written just before the stall reached its
+      // consumer only now. Timed out here, each was nacked and redelivered though its consumer
+      // had acked it (a walkthrough: a node paused 20 s). The node's own absence is not the
+      // consumer's: every push gets that time back, and the answers are read before the next sweep.
+      for (const flights of this.inFlight.values()) for (const f of flights.values()) f.deadline += stalledMs;
+      this.o.log.warn(
+        { stalledMs, pushesInFlight: this.pushesInFlight() },
+        "this node did not run for a while (paused, or starved of CPU): its pushes' timeouts moved on by as much",
+      );
+      return;
+    }
     for (const [session, flights] of this.inFlight) {
       const due: number[] = [];
       for (const [opaque, f] of flights) {
