@@ -13,8 +13,11 @@ import {
   DEFAULT_WATERMARK,
   FANOUT_MESSAGE_TYPE,
 } from "../binding/binding.js";
+import { withDeadline } from "../deadline.js";
 import { ErrorCode, KiteqError } from "../errors.js";
 import { type Logger, silentLogger } from "../log.js";
+import { CommandType } from "../protocol/commands.js";
+import { encodeHeartBeat } from "../protocol/messages.js";
 import type { PushedMessage } from "./connection.js";
 import { type BrokerDirectory, createDirectory, type RegistrySpec } from "./directory.js";
 import { type ConsumedMessage, fromWire } from "./message.js";
@@ -444,6 +447,20 @@ export async function createConsumer(options: ConsumerOptions): Promise<Consumer
     // serves its topic, a typo) must not leave a persistent binding that owes its group messages.
     await waitConnected(consumer.pool, options.connectTimeoutMs ?? 10_000);
     await directory.publishBindings(options.groupId, bindings);
+    // A broker learns of new bindings by a ZooKeeper watch, a moment later; what is published
+    // before it applies them is not owed to this group. It answers a heartbeat of a new
+    // connection once it has re-read them, so resolving after the answers means the brokers
+    // connected now deliver what is published from here on (static brokers answer at once).
+    await Promise.all(
+      consumer.pool
+        .connections()
+        .map((c) =>
+          withDeadline(
+            c.request(CommandType.HEARTBEAT, encodeHeartBeat({ version: Date.now() })),
+            3_000,
+          ).catch(() => undefined),
+        ),
+    );
   } catch (err) {
     await consumer.close().catch(() => undefined);
     throw err;

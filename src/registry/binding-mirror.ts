@@ -77,6 +77,11 @@ export class BindingMirror {
   }
 
   /** Stop scheduling; resolves once the write in progress (if any) ended, or after `timeoutMs`. */
+  /** Resolves once every write queued so far is done (written, or given up). */
+  idle(): Promise<void> {
+    return this.tail;
+  }
+
   async stop(timeoutMs = 5_000): Promise<void> {
     this.stopped = true;
     clearTimeout(this.resyncTimer);

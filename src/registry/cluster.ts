@@ -40,6 +40,12 @@ export interface ClusterDeps {
 
 /** The broker's view of its registry. */
 export interface ClusterMembership {
+  /**
+   * With ZooKeeper: re-read `groupId`'s bindings there now and resolve once any change is in the
+   * bindings table (true: something changed). A consumer that just wrote its bindings and
+   * heartbeats learns by the answer that this node has them (see Broker.beforeHeartbeatReply).
+   */
+  syncGroup?(groupId: string): Promise<boolean>;
   stop(): Promise<void>;
 }
 

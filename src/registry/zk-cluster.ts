@@ -181,6 +181,12 @@ export async function startZooKeeperCluster(
   }
 
   return {
+    async syncGroup(groupId: string): Promise<boolean> {
+      if (!started || stopping) return false;
+      const changed = await registry.syncGroup(groupId);
+      if (changed) await mirror.idle();
+      return changed;
+    },
     async stop(): Promise<void> {
       if (stopping) return;
       stopping = true;

@@ -29,6 +29,10 @@ export class ZkWatches {
   private watchers = new Map<string, Watcher>();
   /** Refreshes in progress (value: another run was requested meanwhile). */
   private running = new Map<string, boolean>();
+  /** The loop of each refresh in progress (it ends after the repeat requested meanwhile). */
+  private loops = new Map<string, Promise<void>>();
+  /** Changes reported so far (syncGroup: whether its read changed anything). */
+  private reports = 0;
   /** topic -> groupId -> canonical JSON last reported. */
   private reported = new Map<string, Map<string, string>>();
   private liveKnown: Set<string> | undefined;
@@ -51,6 +55,19 @@ export class ZkWatches {
       this.watchers.clear();
     }
     await Promise.all([this.refreshLive(), ...this.topics.map((t) => this.refreshTopic(t))]);
+  }
+
+  /**
+   * Re-read `groupId`'s bindings under every served topic now, and resolve once read (and
+   * reported when changed): true when anything changed. A read already running is not enough
+   * (it may have started before the caller's change): its repeat is awaited.
+   */
+  async syncGroup(groupId: string): Promise<boolean> {
+    const before = this.reports;
+    await Promise.all(
+      this.topics.map((t) => this.runNow(`bind:${t}:${groupId}`, () => this.refreshBind(t, groupId))),
+    );
+    return this.reports !== before;
   }
 
   /** Stop reacting to notifications (the client is being closed). */
@@ -157,6 +174,7 @@ export class ZkWatches {
     }
     if (bindings.length === 0) byGroup.delete(groupId);
     else byGroup.set(groupId, json);
+    this.reports++;
     this.logger.debug({ topic, groupId, count: bindings.length }, "bindings changed");
     this.emit(() => this.sink.bindingsChanged(topic, groupId, bindings));
   }
@@ -190,21 +208,29 @@ export class ZkWatches {
     void this.runNow(key, fn);
   }
 
-  /** Run `fn` now unless a run for `key` is active (then that run repeats once it ends). */
-  private async runNow(key: string, fn: () => Promise<void>): Promise<void> {
-    if (this.running.has(key)) {
+  /**
+   * Run `fn` now unless a run for `key` is active (then that run repeats once it ends); resolves
+   * when the run, and the repeats asked for meanwhile, are done.
+   */
+  private runNow(key: string, fn: () => Promise<void>): Promise<void> {
+    const active = this.loops.get(key);
+    if (active !== undefined) {
       this.running.set(key, true);
-      return;
+      return active;
     }
-    this.running.set(key, false);
-    try {
-      do {
-        this.running.set(key, false);
-        await this.guard(key, fn);
-      } while (this.running.get(key) === true);
-    } finally {
-      this.running.delete(key);
-    }
+    const loop = (async () => {
+      try {
+        do {
+          this.running.set(key, false);
+          await this.guard(key, fn);
+        } while (this.running.get(key) === true);
+      } finally {
+        this.running.delete(key);
+        this.loops.delete(key);
+      }
+    })();
+    this.loops.set(key, loop);
+    return loop;
   }
 
   private async guard(key: string, fn: () => Promise<void>): Promise<void> {

@@ -216,6 +216,11 @@ export class ZooKeeperRegistry implements Registry {
     return this.registered;
   }
 
+  /** Re-read `groupId`'s bindings now (see ZkWatches.syncGroup); false when not watching. */
+  async syncGroup(groupId: string): Promise<boolean> {
+    return (await this.watches?.syncGroup(groupId)) ?? false;
+  }
+
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;

@@ -35,7 +35,7 @@ import { secretChecker } from "./auth.js";
 import { ClockSkewWatch } from "./clock-skew.js";
 import { missingNodeFlags } from "./node-flags.js";
 import { ProtocolServer } from "./server.js";
-import type { SessionHandler } from "./session.js";
+import type { Session, SessionHandler } from "./session.js";
 
 /** Publish batches written at once at most (the second only under load: PUBLISH_PARALLEL_FROM). */
 const PUBLISH_CONCURRENCY = 2;
@@ -91,6 +91,10 @@ const FORCE_CANCEL_MS = 1_000;
 const FORCE_DRAIN_MS = 1_000;
 /** Then the cleanups (pools, the embedded PostgreSQL's stop). */
 const FORCE_CLEANUP_MS = 2_000;
+/** Heartbeats within this long of a connection's start re-read its group's bindings (beforeHeartbeatReply). */
+const SYNC_WINDOW_MS = 30_000;
+/** Longest a heartbeat's answer waits for that re-read (ZooKeeper slow or away). */
+const SYNC_DEADLINE_MS = 2_000;
 /** The most a stop takes beyond the grace period (documented in the README). */
 export const FORCE_STOP_MS = FORCE_CANCEL_MS + FORCE_DRAIN_MS + FORCE_CLEANUP_MS;
 
@@ -709,6 +713,27 @@ export class Broker {
     };
   }
 
+  /**
+   * A heartbeat in the first SYNC_WINDOW_MS of a connection (ZooKeeper registry): answered once
+   * this node has re-read the group's bindings in ZooKeeper and applied a change. A consumer
+   * writes its bindings after connecting, and this node learns of them by a watch, a moment
+   * later: what was published meanwhile was never owed to the group. The SDK's createConsumer
+   * heartbeats after writing them, so it resolves once its brokers apply them (a walkthrough lost
+   * the first messages sent after it resolved). Any KiteQ client's heartbeat is answered as before,
+   * at most SYNC_DEADLINE_MS later.
+   */
+  private beforeHeartbeatReply(s: Session): Promise<void> | undefined {
+    const sync = this.cluster?.syncGroup;
+    const groupId = s.groupId;
+    if (sync === undefined || groupId === undefined || Date.now() - s.connectedAtMs > SYNC_WINDOW_MS) {
+      return undefined;
+    }
+    const applied = sync(groupId).then(async (changed) => {
+      if (changed) await this.reloadBindings();
+    });
+    return withDeadline(applied, SYNC_DEADLINE_MS).catch(() => undefined);
+  }
+
   private sessionHandler(): SessionHandler {
     // Constant-time, one refusal text for every failure (src/server/auth.ts).
     const checkSecret = secretChecker(this.config.secrets);
@@ -727,6 +752,7 @@ export class Broker {
       onPublish: (s, opaque, msg, isString) => this.publisher.publish(s, opaque, msg, isString),
       onDeliverAck: (s, opaque, ack) => this.dispatcher.onDeliverAck(s, opaque, ack),
       onTxAck: (s, opaque, tx) => this.transactions.onTxAck(s, opaque, tx),
+      beforeHeartbeatReply: (s) => this.beforeHeartbeatReply(s),
       onClose: (s) => {
         this.dispatcher.removeSession(s);
         this.transactions.onSessionClosed(s);

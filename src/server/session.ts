@@ -30,6 +30,8 @@ export interface SessionHandler {
   onPublish(session: Session, opaque: number, message: BytesMessage | StringMessage, isString: boolean): void;
   onDeliverAck(session: Session, opaque: number, ack: DeliverAck): void;
   onTxAck(session: Session, opaque: number, tx: TxACKPacket): void;
+  /** A heartbeat's answer waits for this, when given (the broker's bindings re-read). */
+  beforeHeartbeatReply?(session: Session): Promise<void> | undefined;
   onClose(session: Session): void;
 }
 
@@ -223,14 +225,21 @@ export class Session {
         case "CONN_META":
           this.onConnMeta(p.opaque, decoded.msg);
           return;
-        case "HEARTBEAT":
-          this.send(
-            CommandType.HEARTBEAT,
-            p.opaque,
-            encodeHeartBeat({ version: decoded.msg.version }),
-            p.version,
-          );
+        case "HEARTBEAT": {
+          const reply = () => {
+            if (this.closed) return;
+            this.send(
+              CommandType.HEARTBEAT,
+              p.opaque,
+              encodeHeartBeat({ version: decoded.msg.version }),
+              p.version,
+            );
+          };
+          const first = this.handler.beforeHeartbeatReply?.(this);
+          if (first === undefined) reply();
+          else void first.then(reply, reply);
           return;
+        }
         case "BYTES_MESSAGE":
           this.handler.onPublish(this, p.opaque, decoded.msg, false);
           return;
