@@ -43,6 +43,14 @@ const EXPIRY_BATCH = 1000;
 const LEADER_GRACE_MS = 250;
 /** The same for the other nodes: they act only when the leader did not (it hangs, holding its lock). */
 const FOLLOWER_GRACE_MS = 2_000;
+/**
+ * A claimer whose lock was taken under an earlier PostgreSQL start (every lock vanished with that
+ * server) and is not held again this long after this node first saw it so: a live node takes its
+ * lock again within a leadership tick of the server's return; one that died while the server was
+ * away never does. Before, it was never declared, and its deliveries waited for their leases (a
+ * walkthrough: 31.8 s with a 30 s lease, for a node killed during a 10 s outage).
+ */
+const RESTART_GRACE_MS = 5_000;
 
 /** Settings of a node's Maintenance. */
 export interface MaintenanceOptions {
@@ -325,13 +333,15 @@ export class Maintenance {
         this.firstSeenGone.delete(c.claimer);
         continue;
       }
-      if (!c.lockedThisEpoch || c.claimer === this.o.claimer || stopped()) continue;
+      if (c.claimer === this.o.claimer || stopped()) continue;
       // Gone for a moment is not dead: a node whose liveness connection dropped takes its lock
-      // again within a few hundred ms (a terminated backend, a network blip). A node that is not
-      // the leader waits longer: the leader declares first, unless it hangs.
+      // again within a few hundred ms (a terminated backend, a network blip), and after a server
+      // restart within a tick of the server's return (RESTART_GRACE_MS). A node that is not the
+      // leader waits longer: the leader declares first, unless it hangs.
+      const grace = !c.lockedThisEpoch ? RESTART_GRACE_MS : this.leader ? LEADER_GRACE_MS : FOLLOWER_GRACE_MS;
       const goneSince = this.firstSeenGone.get(c.claimer) ?? now;
       this.firstSeenGone.set(c.claimer, goneSince);
-      if (now - goneSince < (this.leader ? LEADER_GRACE_MS : FOLLOWER_GRACE_MS)) continue;
+      if (now - goneSince < grace) continue;
       this.firstSeenGone.delete(c.claimer);
       const at = new Date();
       const released = await declareClaimerDead(

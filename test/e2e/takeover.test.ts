@@ -150,6 +150,43 @@ describe("e2e: takeover and the maintenance node", () => {
     await b.stop();
   });
 
+  it("kill -9 of a node whose lock dates from an earlier PostgreSQL start (it died while the server was away): declared dead seconds later, not after its lease", async () => {
+    await upsertBinding(db.pool, binding("stale", "st"), "cli", new Date());
+    const a = await start("stale-a", ["--lease-seconds", "60", "--delivery-seconds", "20"]);
+    const b = await start("stale-b", ["--lease-seconds", "60", "--delivery-seconds", "20"]);
+    const onA = await recordingConsumer(a.port, "stale", () => "ignore");
+    conns.push(onA.conn);
+    const producer = await KiteqConnection.connect({
+      host: a.host,
+      port: a.port,
+      groupId: "p",
+      heartbeatMs: 0,
+    });
+    conns.push(producer);
+    for (let i = 0; i < 20; i++) {
+      expect(
+        (await producer.publish(buildHeader({ topic: "st", messageType: "m", groupId: "p" }), "x")).status,
+      ).toBe(true);
+    }
+    await waitFor(() => onA.received.length === 20, 10_000, "20 pushes on node A");
+    const onB = await recordingConsumer(b.port, "stale", () => true);
+    conns.push(onB.conn);
+    // As if node A took its lock before a server restart and died before taking it again: its
+    // row names an earlier server start (a walkthrough: killed 3 s into a 10 s outage).
+    await db.pool.query(
+      "UPDATE nodes SET lock_epoch = lock_epoch - interval '1 day' WHERE node_id = 'stale-a'",
+    );
+    await a.kill();
+    const killedAt = Date.now();
+    // Before: never declared; its deliveries waited for their 60 s lease.
+    await waitFor(() => new Set(onB.ids()).size === 20, 20_000, "all 20 redelivered on node B");
+    const afterMs = Date.now() - killedAt;
+    expect(afterMs).toBeLessThan(15_000);
+    expect(b.logs.some((l) => l.code === "KQ_TAKEOVER")).toBe(true);
+    console.log(`kill -9 of a node locked under an earlier server start -> redelivered after ${afterMs} ms`);
+    await b.stop();
+  });
+
   it("SIGTERM of a node holding deliveries: it releases them itself; nobody takes it for dead", async () => {
     await upsertBinding(db.pool, binding("calm", "ct"), "cli", new Date());
     // B first: it is the maintenance node watching A's lock while A stops.
