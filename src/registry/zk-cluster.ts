@@ -47,7 +47,7 @@ export async function startZooKeeperCluster(
   if (address !== config.nodeId) {
     log.info(
       { nodeId: config.nodeId },
-      "registered in ZooKeeper under its address; its node id names it in the history",
+      "registers in ZooKeeper under its address; its node id names it in the history",
     );
   }
   const registry = new ZooKeeperRegistry({

@@ -107,6 +107,8 @@ export class ZooKeeperRegistry implements Registry {
   private watches: ZkWatches | undefined;
 
   private started = false;
+  /** Registered at least once (stop() says "left ZooKeeper" only then). */
+  private wasRegistered = false;
   private stopping = false;
   private registered = false;
   private outageReported = false;
@@ -168,6 +170,7 @@ export class ZooKeeperRegistry implements Registry {
       throw toKiteqError(err, { node: address }, ErrorCode.RegistryFailed);
     }
     this.registered = true;
+    this.wasRegistered = true;
     this.logger.info(
       { topics: this.topics, sessionTimeoutMs: client.getSessionTimeout() },
       "registered in ZooKeeper",
@@ -232,7 +235,8 @@ export class ZooKeeperRegistry implements Registry {
     const client = this.client;
     this.client = undefined;
     if (client !== undefined) await closeZooKeeper(client);
-    if (this.started) this.logger.info("left ZooKeeper");
+    // Only a node that was registered left: one whose start failed (ZooKeeper unreachable) never joined.
+    if (this.started && this.wasRegistered) this.logger.info("left ZooKeeper");
   }
 
   /** Make `client` the current one and follow its connection state. */
