@@ -99,7 +99,7 @@ describe("e2e: the kiteq-pg CLI", () => {
       ],
       "test",
     );
-    expect(written).toBe(3);
+    expect(written.events).toBe(3);
     return messageId;
   };
 
