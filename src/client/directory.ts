@@ -260,6 +260,8 @@ class ZkDirectory implements BrokerDirectory {
     for (const topic of this.topics) {
       try {
         const path = serverTopicPath(topic);
+        // A missing or empty node is passed on as an empty list; the pool keeps the working
+        // connections of such a topic (a wiped ZooKeeper lists nothing until brokers re-register).
         const children = (await zkGetChildren(client, path, this.watcher, { timeoutMs: 5_000 })) ?? [];
         const list = children.filter(isServerAddress).sort();
         const before = this.current.get(topic);

@@ -2,7 +2,8 @@
  * The SDK's connections: one KiteqConnection per broker address the directory lists for the
  * client's topics, each kept alive with heartbeats (a link whose pings go unanswered
  * `HEARTBEAT_MISSES` times in a row is closed) and re-opened after a loss with exponential
- * backoff and full jitter. Addresses leaving the directory are closed; new ones are opened.
+ * backoff and full jitter. Addresses leaving the directory are closed; new ones are opened,
+ * except that a topic whose list turns empty keeps its working connections (see update()).
  */
 
 import type { Logger } from "../log.js";
@@ -44,6 +45,11 @@ class Link {
   private ping: NodeJS.Timeout | undefined;
   private connecting = false;
   removed = false;
+  /**
+   * Kept only because the registry lists no broker for its topic (see BrokerPool.update): when
+   * its connection fails it is dropped, not re-opened.
+   */
+  kept = false;
 
   constructor(
     readonly address: string,
@@ -121,6 +127,14 @@ class Link {
     clearInterval(this.ping);
     this.conn = undefined;
     if (this.removed) return;
+    if (this.kept) {
+      this.pool.options.logger.warn(
+        { broker: this.address },
+        "connection to broker lost; not reconnecting (the registry lists it for no topic)",
+      );
+      this.pool.drop(this);
+      return;
+    }
     this.pool.options.logger.warn({ broker: this.address }, "connection to broker lost; reconnecting");
     this.pool.changed();
     this.schedule();
@@ -141,6 +155,8 @@ class Link {
 export class BrokerPool {
   private readonly links = new Map<string, Link>();
   private byTopic: TopicBrokers = new Map();
+  /** Topics whose registry list is empty and whose working links are kept (warned once each time). */
+  private keptTopics = new Set<string>();
   private waiters: (() => void)[] = [];
   private rr = 0;
   private closed = false;
@@ -152,15 +168,46 @@ export class BrokerPool {
     return this.closed;
   }
 
-  /** Apply the directory's current view: open links to new addresses, close removed ones. */
+  /**
+   * Apply the directory's current view: open links to new addresses, close removed ones. A topic
+   * whose list turns empty keeps the brokers it had whose connections work: a registry that lost
+   * its data (ZooKeeper restarted wiped) lists no broker until they register again, while those
+   * connections serve on (closing them failed every send with KQ_NO_BROKER for 15-20 s and cut
+   * consumers off). They stay until the registry lists brokers for the topic again or they fail.
+   * A broker removed from a list that is not empty is closed at once.
+   */
   update(brokers: TopicBrokers): void {
     if (this.closed) return;
-    this.byTopic = brokers;
-    const wanted = new Set([...brokers.values()].flat());
+    const listed = new Set([...brokers.values()].flat());
+    const effective = new Map<string, readonly string[]>();
+    const keptTopics = new Set<string>();
+    for (const [topic, list] of brokers) {
+      const working =
+        list.length > 0
+          ? []
+          : (this.byTopic.get(topic) ?? []).filter((a) => this.links.get(a)?.ready === true);
+      if (working.length === 0) {
+        effective.set(topic, list);
+        continue;
+      }
+      effective.set(topic, working);
+      keptTopics.add(topic);
+      if (!this.keptTopics.has(topic)) {
+        this.options.logger.warn(
+          { topic, brokers: working.join(",") },
+          "the registry lists no broker for the topic; keeping the working connections to its brokers",
+        );
+      }
+    }
+    this.keptTopics = keptTopics;
+    this.byTopic = effective;
+    const wanted = new Set([...effective.values()].flat());
     for (const [address, link] of this.links) {
       if (!wanted.has(address)) {
         link.close();
         this.links.delete(address);
+      } else {
+        link.kept = !listed.has(address);
       }
     }
     for (const address of wanted) {
@@ -170,6 +217,21 @@ export class BrokerPool {
         link.open();
       }
     }
+    this.changed();
+  }
+
+  /** Forget a kept link whose connection failed (the registry lists it for no topic). */
+  drop(link: Link): void {
+    if (this.links.get(link.address) !== link) return;
+    link.close();
+    this.links.delete(link.address);
+    const byTopic = new Map<string, readonly string[]>();
+    for (const [topic, list] of this.byTopic)
+      byTopic.set(
+        topic,
+        list.filter((a) => a !== link.address),
+      );
+    this.byTopic = byTopic;
     this.changed();
   }
 
