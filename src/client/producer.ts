@@ -268,22 +268,16 @@ class SdkProducer implements Producer {
     let lastError: unknown;
     let attempts = 0;
     let storeRefusals = 0;
+    /** Attempts of unknown outcome: no store ack came, or "store failed" (its commit may be lost). */
+    let unanswered = 0;
     for (;;) {
       const remaining = deadline - Date.now();
-      if (remaining <= 0 || (attempts > 0 && remaining < MIN_ATTEMPT_MS)) {
-        throw new KiteqError(
-          lastError === undefined ? ErrorCode.NoBroker : ErrorCode.Timeout,
-          lastError === undefined
-            ? `no broker of topic "${header.topic}" reachable within ${this.sendTimeoutMs} ms`
-            : `not stored within ${this.sendTimeoutMs} ms after ${attempts} attempt(s): ${String(lastError)}`,
-          { ...context, attempts },
-          { cause: lastError },
-        );
-      }
+      // Also the first attempt: one sent with a few ms left is a store the caller hears of as a failure.
+      if (remaining < MIN_ATTEMPT_MS) throw this.giveUp(header, attempts, unanswered, lastError);
       if (this.pool.isClosed) throw new KiteqError(ErrorCode.ClientClosed, "producer closed", context);
       const target = this.pool.pick(header.topic, avoid);
       if (target === undefined) {
-        await this.pool.waitChange(Math.min(remaining, 250));
+        await this.pool.waitChange(Math.min(remaining - MIN_ATTEMPT_MS, 250));
         continue;
       }
       attempts++;
@@ -293,8 +287,14 @@ class SdkProducer implements Producer {
         if (!RETRYABLE_FEEDBACK.test(ack.feedback) || MESSAGE_FAULT_FEEDBACK.test(ack.feedback)) {
           throw new KiteqError(ErrorCode.SendRefused, ack.feedback, { ...context, broker: target.address });
         }
-        if (/store failed/i.test(ack.feedback)) storeRefusals++;
-        lastError = new Error(`refused: ${ack.feedback}`);
+        if (/store failed/i.test(ack.feedback)) {
+          storeRefusals++;
+          unanswered++;
+        }
+        lastError = new KiteqError(ErrorCode.SendRefused, `refused: ${ack.feedback}`, {
+          ...context,
+          broker: target.address,
+        });
       } catch (err) {
         if (err instanceof KiteqError && err.code === ErrorCode.SendRefused) throw err;
         if (err instanceof KiteqError && err.code === ErrorCode.FrameInvalid) {
@@ -303,6 +303,7 @@ class SdkProducer implements Producer {
             cause: err,
           });
         }
+        unanswered++;
         lastError = toKiteqError(err, { ...context, broker: target.address });
         if (lastError instanceof KiteqError && lastError.code === ErrorCode.Timeout) {
           this.pool.suspect(target.address, 2 * this.pool.options.requestTimeoutMs);
@@ -320,6 +321,37 @@ class SdkProducer implements Producer {
       // Never past the deadline: the caller hears by sendTimeoutMs, not up to a backoff later.
       await sleep(Math.min(backoff * (0.5 + Math.random()), Math.max(0, deadline - Date.now())));
     }
+  }
+
+  /**
+   * The error of a send out of time: KQ_NO_BROKER when nothing was sent, or when every attempt
+   * was refused before storing (shutting down, busy): not stored; KQ_TIMEOUT when an attempt's
+   * outcome is unknown (it may have been stored: a resend with the same messageId is stored once).
+   */
+  private giveUp(header: Header, attempts: number, unanswered: number, lastError: unknown): KiteqError {
+    const context = { messageId: header.messageId, topic: header.topic, attempts };
+    const last = lastError instanceof Error ? lastError.message : String(lastError);
+    if (attempts === 0) {
+      return new KiteqError(
+        ErrorCode.NoBroker,
+        `no broker of topic "${header.topic}" reachable within sendTimeoutMs (${this.sendTimeoutMs} ms): not sent`,
+        context,
+      );
+    }
+    if (unanswered === 0) {
+      return new KiteqError(
+        ErrorCode.NoBroker,
+        `not stored: no broker of topic "${header.topic}" took it within sendTimeoutMs (${this.sendTimeoutMs} ms); ${attempts} attempt(s) refused, the last ${last}`,
+        context,
+        { cause: lastError },
+      );
+    }
+    return new KiteqError(
+      ErrorCode.Timeout,
+      `outcome unknown: not confirmed stored within sendTimeoutMs (${this.sendTimeoutMs} ms), ${attempts} attempt(s), the last: ${last}; it may have been stored: resend with the same messageId (${header.messageId}), which the broker stores once`,
+      context,
+      { cause: lastError },
+    );
   }
 }
 
