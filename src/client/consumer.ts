@@ -21,6 +21,7 @@ import { encodeHeartBeat } from "../protocol/messages.js";
 import type { PushedMessage } from "./connection.js";
 import { type BrokerDirectory, createDirectory, type RegistrySpec } from "./directory.js";
 import { type ConsumedMessage, fromWire } from "./message.js";
+import { checkConsumerOptions } from "./options.js";
 import { BrokerPool } from "./pool.js";
 import { waitConnected } from "./producer.js";
 
@@ -424,6 +425,7 @@ export function toBinding(groupId: string, spec: BindingSpec): Binding {
  * after connectTimeoutMs, with nothing published).
  */
 export async function createConsumer(options: ConsumerOptions): Promise<Consumer> {
+  checkConsumerOptions(options);
   const zk = typeof options.registry === "string" && options.registry.trim().startsWith("zk://");
   if (options.bindings.length === 0 && zk) {
     // Without bindings there is no topic to find brokers by (and nothing to publish).

@@ -9,6 +9,7 @@ import { type Logger, silentLogger } from "../log.js";
 import { type Header, TxStatus } from "../protocol/messages.js";
 import { type BrokerDirectory, createDirectory, type RegistrySpec } from "./directory.js";
 import { type OutgoingMessage, type SendResult, toWire } from "./message.js";
+import { checkProducerOptions } from "./options.js";
 import { BrokerPool } from "./pool.js";
 
 /** A local transaction's or a check-back's verdict. */
@@ -364,21 +365,7 @@ function sleep(ms: number): Promise<void> {
  * once at least one broker is connected (else reject with KQ_NO_BROKER after connectTimeoutMs).
  */
 export async function createProducer(options: ProducerOptions): Promise<Producer> {
-  if (options.topics.length === 0) {
-    throw new KiteqError(ErrorCode.ConfigInvalid, "createProducer: topics must name at least one topic", {
-      key: "topics",
-    });
-  }
-  const blank = options.topics.find((t) => typeof t !== "string" || t.trim() === "");
-  if (blank !== undefined) {
-    throw new KiteqError(
-      ErrorCode.ConfigInvalid,
-      `createProducer: topics holds an empty topic (${JSON.stringify(blank)})`,
-      {
-        key: "topics",
-      },
-    );
-  }
+  checkProducerOptions(options);
   const logger = (options.logger ?? silentLogger).child({ groupId: options.groupId, role: "producer" });
   const directory = createDirectory(options.registry, logger, {
     sessionTimeoutMs: options.zkSessionTimeoutMs,
