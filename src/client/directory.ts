@@ -16,6 +16,7 @@ import {
   closeZooKeeper,
   connectZooKeeper,
   onLostSession,
+  parseZkQuery,
   parseZkUrl,
 } from "../registry/zk-connect.js";
 import { zkCreate, zkGetChildren, zkRemove, zkSetData } from "../registry/zk-ops.js";
@@ -64,19 +65,11 @@ export function createDirectory(
 export function parseZkRegistry(spec: string): { connectString: string; sessionTimeoutMs?: number } {
   const q = spec.indexOf("?");
   const base = q === -1 ? spec : spec.slice(0, q);
-  let sessionTimeoutMs: number | undefined;
-  if (q !== -1) {
-    for (const param of spec.slice(q + 1).split("&")) {
-      const m = /^(?:timeout|sessionTimeout)=(\d+)(ms|s|m)$/.exec(param);
-      if (m === null) {
-        throw new KiteqError(ErrorCode.ConfigInvalid, `registry ${spec}: unknown parameter "${param}"`, {
-          key: "registry",
-        });
-      }
-      sessionTimeoutMs = Number(m[1]) * (m[2] === "ms" ? 1 : m[2] === "s" ? 1000 : 60_000);
-    }
+  const query = parseZkQuery(q === -1 ? "" : spec.slice(q + 1));
+  if ("error" in query) {
+    throw new KiteqError(ErrorCode.ConfigInvalid, `registry ${spec}: ${query.error}`, { key: "registry" });
   }
-  return { connectString: parseZkUrl(base).connectString, sessionTimeoutMs };
+  return { connectString: parseZkUrl(base).connectString, sessionTimeoutMs: query.sessionTimeoutMs };
 }
 
 function checkAddresses(addresses: readonly string[], what: string): string[] {

@@ -5,6 +5,7 @@
  */
 import { ErrorCode, KiteqError } from "../errors.js";
 import { MAX_NAME_BYTES } from "../publish/limits.js";
+import { parseZkQuery } from "../registry/zk-connect.js";
 import { ConnectionTargetError, parseConnectionTarget } from "../store/hosts.js";
 import { type BindAddress, LOG_LEVELS, type LogLevel, type RedeliveryStep } from "./types.js";
 
@@ -264,8 +265,6 @@ export function redactUrl(s: string): string {
     .replace(/(^|\s|[?&])password(\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&']*)/g, "$1password$2***");
 }
 
-const MAX_ZK_SESSION_MS = 3_600_000;
-
 /** `static`, `file://path/registry.yaml` (static with KiteQ's YAML file) or `zk://h:p[,h:p][?timeout=30s]`. */
 export const registry: Parser<RegistrySpec> = (raw) => {
   const expected = "static, file://<path> or zk://host:port[,host:port][?timeout=<n>s]";
@@ -285,18 +284,10 @@ export const registry: Parser<RegistrySpec> = (raw) => {
     if (addr === null) throw new Invalid(expected);
     hosts.push(addr.host.includes(":") ? `[${addr.host}]:${addr.port}` : `${addr.host}:${addr.port}`);
   }
-  let sessionTimeoutMs = 30_000;
-  for (const param of query === undefined || query === "" ? [] : query.split("&")) {
-    const m = /^timeout=(\d+)(ms|s|m)$/.exec(param);
-    if (!m) throw new Invalid(expected);
-    sessionTimeoutMs = Number(m[1]) * (m[2] === "ms" ? 1 : m[2] === "s" ? 1000 : 60_000);
-    if (sessionTimeoutMs <= 0) throw new Invalid(expected);
-    // ZooKeeper holds a session to its maxSessionTimeout (40 s by default) whatever is asked;
-    // beyond 2^31 ms the client crashed with a RangeError (and left the embedded PostgreSQL).
-    if (sessionTimeoutMs > MAX_ZK_SESSION_MS) {
-      throw new Invalid(`${expected}, a timeout of at most ${MAX_ZK_SESSION_MS / 60_000}m`);
-    }
-  }
+  // The SDK's parser: both take and refuse the same timeouts.
+  const parsed = parseZkQuery(query ?? "");
+  if ("error" in parsed) throw new Invalid(`${expected}; ${parsed.error}`);
+  const sessionTimeoutMs = parsed.sessionTimeoutMs ?? 30_000;
   return { kind: "zookeeper", hosts, sessionTimeoutMs };
 };
 

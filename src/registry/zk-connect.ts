@@ -44,6 +44,40 @@ const CM_CLOSED = -2;
 /** Exception.CONNECTION_LOSS. */
 const CONNECTION_LOSS = -4;
 
+/**
+ * Longest session timeout a registry URL may ask for: ZooKeeper holds a session to its
+ * maxSessionTimeout (40 s by default) whatever is asked, and beyond 2^31 ms the client crashed
+ * with a RangeError.
+ */
+export const MAX_ZK_SESSION_MS = 3_600_000;
+
+/** What a registry URL's `timeout=` takes (the README's words). */
+export const ZK_TIMEOUT_FORMAT = `<n>ms, <n>s or <n>m, from 1ms to ${MAX_ZK_SESSION_MS / 60_000}m`;
+
+/**
+ * The query of a registry URL (`zk://h:p?timeout=4s`; `sessionTimeout=` is the same): its session
+ * timeout, or why it is refused. The one parser of the broker's --registry and the SDK's
+ * `registry`, so both take and refuse the same URLs.
+ */
+export function parseZkQuery(query: string): { sessionTimeoutMs: number | undefined } | { error: string } {
+  let sessionTimeoutMs: number | undefined;
+  for (const param of query === "" ? [] : query.split("&")) {
+    const eq = param.indexOf("=");
+    const name = eq === -1 ? param : param.slice(0, eq);
+    if (name !== "timeout" && name !== "sessionTimeout") {
+      return { error: `unknown parameter "${param}" (known: timeout=${ZK_TIMEOUT_FORMAT})` };
+    }
+    const value = eq === -1 ? "" : param.slice(eq + 1);
+    const m = /^(\d+)(ms|s|m)$/.exec(value);
+    const ms = m === null ? Number.NaN : Number(m[1]) * (m[2] === "ms" ? 1 : m[2] === "s" ? 1000 : 60_000);
+    if (!(ms >= 1 && ms <= MAX_ZK_SESSION_MS)) {
+      return { error: `${name} ${JSON.stringify(value)} is not ${ZK_TIMEOUT_FORMAT}` };
+    }
+    sessionTimeoutMs = ms;
+  }
+  return { sessionTimeoutMs };
+}
+
 /** Parse a ZooKeeper address list; throws KiteqError(ConfigInvalid) on anything malformed. */
 export function parseZkUrl(url: string): ZkUrl {
   const trimmed = url.trim();

@@ -37,7 +37,11 @@ describe("bad flags", () => {
     [["--redelivery", "1:9999999999999"], "redelivery", "delays from 0 to 31536000 (a year)"],
     [["--tx-give-up-seconds", "9007199254740991"], "txGiveUpSeconds", "up to 31536000"],
     [["--retention-days", "100000000"], "retentionDays", "up to 36500"],
-    [["--registry", "zk://h:2181?timeout=40000m"], "registry", "a timeout of at most 60m"],
+    [
+      ["--registry", "zk://h:2181?timeout=40000m"],
+      "registry",
+      'timeout "40000m" is not <n>ms, <n>s or <n>m, from 1ms to 60m',
+    ],
   ])("%j", (argv, key, part) => {
     expectConfigError(() => loadConfig(argv, {}), key, part);
   });
