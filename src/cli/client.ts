@@ -4,12 +4,14 @@
  * addresses given by `--brokers h:p,h:p`, else `--host/--port` (default the configured bind
  * address). Long runs show progress on stderr when it is a terminal.
  */
+import type { Binding } from "../binding/binding.js";
 import type { ConsumedMessage } from "../client/message.js";
 import type { BrokerConfig } from "../config/types.js";
 import { KiteqError } from "../errors.js";
+import { findAdminApi } from "./admin-client.js";
 import type { CommandArgs } from "./args.js";
 import { UsageError } from "./args.js";
-import type { Command } from "./command.js";
+import type { Command, CommandContext } from "./command.js";
 
 /** Publishes in flight at once by `send`. */
 const SEND_WINDOW = 64;
@@ -117,6 +119,29 @@ function bodyText(m: ConsumedMessage): string {
   return m.text();
 }
 
+/** The `bind add` that binds `groupId` (with the topic and type given, else placeholders). */
+function bindCommand(groupId: string, topic: string | undefined, messageType: string | undefined): string {
+  return `kiteq-pg bind add --group ${groupId} --topic ${topic ?? "T"} ${messageType === undefined ? (topic === undefined ? "--message-type M" : "--type fanout") : `--message-type ${messageType}`}`;
+}
+
+/**
+ * Why a consume with static brokers received nothing, when the broker's admin API shows it
+ * cheaply: the group has no binding there. Undefined when it has one or nobody can tell (no
+ * admin API answering: the embedded store is not opened for a hint).
+ */
+async function unboundGroupNote(
+  ctx: Pick<CommandContext, "config">,
+  groupId: string,
+  topic: string | undefined,
+  messageType: string | undefined,
+): Promise<string | undefined> {
+  const found = await findAdminApi(ctx);
+  if (found.api === null) return undefined;
+  const bindings = (await found.api.get<Binding[]>("/api/bindings")) ?? [];
+  if (bindings.some((b) => b.groupId === groupId)) return undefined;
+  return `kiteq-pg: group ${groupId} has no bindings (the broker at ${found.api.base} lists none), so no message is pushed to it: bind it with ${bindCommand(groupId, topic, messageType)}`;
+}
+
 /** `consume`: receive as a consumer of a group, print each message, ack true. */
 export const consumeCommand: Command = {
   name: "consume",
@@ -127,7 +152,8 @@ export const consumeCommand: Command = {
     "  stops after N messages (default: on Ctrl-C); --timeout: exit 1 if N did not arrive in time;",
     "  a broker pushes a backlog faster than N: what it pushed beyond N is answered false and",
     "  redelivered, each push one attempt toward the deliver limit (explain/history only look);",
-    "  --topic binds the group (required with ZooKeeper, where the binding is published);",
+    "  --topic binds the group with ZooKeeper (required there: the binding is published); with",
+    "  --brokers/--host it binds nothing (the broker's own bindings apply: kiteq-pg bind add);",
     "  --json prints one JSON object per message (a JSON line)",
   ],
   flags: ["group", "topic", "message-type", "count", "timeout", "host", "port", "brokers", "json"],
@@ -141,6 +167,13 @@ export const consumeCommand: Command = {
     const { registry, zk } = registryOf(config, args);
     if (zk && topic === undefined)
       throw new UsageError("consume: --topic is required with a ZooKeeper registry");
+    if (!zk && topic !== undefined) {
+      // One line instead of the SDK's KQ_BINDINGS_NOT_APPLIED process warning (bindings are not
+      // passed on below): the binding lives on the broker with static brokers.
+      out.err(
+        `kiteq-pg: --topic binds nothing with --brokers/--host (the broker's own bindings apply): to bind group ${groupId}, run ${bindCommand(groupId, topic, messageType)}`,
+      );
+    }
     let received = 0;
     let finish: (code: number) => void = () => undefined;
     const finished = new Promise<number>((resolve) => {
@@ -151,7 +184,7 @@ export const consumeCommand: Command = {
     const consumer = await createConsumer({
       registry,
       groupId,
-      bindings: topic === undefined ? [] : [{ topic, messageType }],
+      bindings: zk && topic !== undefined ? [{ topic, messageType }] : [],
       concurrency: 1,
       handler: (m) => {
         // Pushed after the last wanted one: refuse it, so the broker redelivers it to someone else.
@@ -177,8 +210,21 @@ export const consumeCommand: Command = {
     const timer =
       timeoutSec > 0
         ? setTimeout(() => {
+            done = true;
             out.err(`kiteq-pg: received ${received} of ${count} message(s) within ${timeoutSec} s`);
-            finish(1);
+            if (received > 0 || zk) {
+              finish(1);
+              return;
+            }
+            // With ZooKeeper --topic bound the group; with static brokers an unbound group
+            // receives nothing in silence.
+            unboundGroupNote({ config }, groupId, topic, messageType).then(
+              (note) => {
+                if (note !== undefined) out.err(note);
+                finish(1);
+              },
+              () => finish(1),
+            );
           }, timeoutSec * 1000)
         : undefined;
     const code = await finished;
