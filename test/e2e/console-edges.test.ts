@@ -3,7 +3,8 @@
  * code before): a mistyped `max` re-drove the default 1,000; filters typed but not applied were
  * ignored by a re-drive; a bad dead-letter filter on one group broke every group page until a
  * reload; one failed refresh (a proxy's 502 page) stopped the overview for good with a JSON parse
- * error; a wrong token was asked for again with no word of why.
+ * error; a wrong token was asked for again with no word of why; an unknown route (#/nosuch) stayed
+ * on "Loading…" or the previous page; a failed group or message page was never tried again.
  */
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -156,6 +157,60 @@ describe("e2e: console edges", () => {
       await expect.poll(() => page.locator('[data-testid="group-row"]').count(), { timeout: 20_000 }).toBe(2);
     } finally {
       await page.unroute("**/api/overview");
+    }
+  });
+
+  it("an unknown route says there is no such page, with a link to the overview", {
+    timeout: 60_000,
+  }, async () => {
+    const notFound = () => page.locator('[data-testid="not-found"]').count();
+    // Reached by navigation from the overview. Before: the overview stayed, status "updated …".
+    await page.goto(`${base}/#/`);
+    await page.waitForSelector('[data-testid="group-row"]');
+    await page.evaluate('location.hash = "#/nosuch"');
+    await expect.poll(notFound, POLL).toBe(1);
+    expect(await page.locator('[data-testid="group-row"]').count()).toBe(0);
+    expect(await page.locator("main").textContent()).toContain("#/nosuch");
+    expect(await page.locator("#status").textContent()).not.toMatch(/updated/);
+    await page.click('[data-testid="to-overview"]');
+    await expect.poll(() => page.locator('[data-testid="group-row"]').count(), POLL).toBe(2);
+    // Opened directly. Before: "Loading…" for ever.
+    for (const hash of ["#/groups/", "#/groups/%", "#/messages/a/b"]) {
+      await page.goto(`${base}/${hash}`);
+      await page.reload();
+      await expect.poll(notFound, POLL).toBe(1);
+      expect(await page.locator("main").textContent()).not.toMatch(/Loading/);
+    }
+  });
+
+  it("a group or message page that failed to load is tried again", { timeout: 60_000 }, async () => {
+    await page.goto(`${base}/#/groups/ga`);
+    await page.waitForSelector('[data-testid="dead-letter"]');
+    const messageId = await page.locator('[data-testid="dead-letter"] a').first().textContent();
+    const status = () => page.locator("#status").textContent();
+    for (const [hash, glob, shown] of [
+      ["#/groups/gb", "**/api/groups/gb", '[data-testid="group-id"]'],
+      [`#/messages/${messageId}`, "**/api/messages/*/explain", '[data-testid="message-id"]'],
+    ] as const) {
+      let fail = true;
+      await page.route(glob, (r) =>
+        fail
+          ? r.fulfill({ status: 502, contentType: "text/html", body: "<html>Bad Gateway</html>" })
+          : r.continue(),
+      );
+      try {
+        await page.goto(`${base}/${hash}`);
+        await page.reload();
+        await expect.poll(() => page.locator('[data-testid="error"]').count(), POLL).toBe(1);
+        expect(await status()).toMatch(/update failed .*; trying again/);
+        fail = false;
+        // Before: the error stayed until a reload (the status said "trying again" all the same).
+        await expect.poll(() => page.locator(shown).count(), { timeout: 20_000 }).toBe(1);
+        // Polled: a group page is shown before its dead letters are loaded and the status set.
+        await expect.poll(status, POLL).toMatch(/^updated /);
+      } finally {
+        await page.unroute(glob);
+      }
     }
   });
 

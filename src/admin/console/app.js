@@ -96,25 +96,54 @@ document.getElementById("search").addEventListener("submit", (ev) => {
 
 window.addEventListener("hashchange", () => route());
 
+/** The page a hash names: the overview, a group, a message, or null (no such page). */
+function pageOf(hash) {
+  if (hash === "/") return { kind: "overview" };
+  const m = /^\/(groups|messages)\/([^/]+)$/.exec(hash);
+  if (m === null) return null;
+  try {
+    return { kind: m[1] === "groups" ? "group" : "message", id: decodeURIComponent(m[2]) };
+  } catch {
+    return null; // a malformed escape (#/groups/%): no page has that name
+  }
+}
+
+function notFoundPage(hash) {
+  main.innerHTML =
+    `<h1>No such page</h1><p class="error" data-testid="not-found">This console has no page <code>#${esc(hash)}</code>.</p>` +
+    `<p>Its pages: <a href="#/" data-testid="to-overview">the overview</a>, <code>#/groups/&lt;groupId&gt;</code> and <code>#/messages/&lt;messageId&gt;</code>.</p>`;
+}
+
 async function route() {
   clearTimeout(refreshTimer);
   const hash = location.hash.replace(/^#/, "") || "/";
-  const group = /^\/groups\/([^/]+)$/.exec(hash);
-  const message = /^\/messages\/([^/]+)$/.exec(hash);
+  // A later navigation owns the page: this one's late answer or failure must not overwrite it.
+  const superseded = () => (location.hash.replace(/^#/, "") || "/") !== hash;
+  const page = pageOf(hash);
+  if (page === null) {
+    // Before: the overview was fetched and then not shown, so "Loading…" (or the previous page)
+    // stayed under a status line saying "updated".
+    notFoundPage(hash);
+    statusLine.textContent = "";
+    return;
+  }
   try {
-    if (group) await groupPage(decodeURIComponent(group[1]));
-    else if (message) await messagePage(decodeURIComponent(message[1]));
+    if (page.kind === "group") await groupPage(page.id);
+    else if (page.kind === "message") await messagePage(page.id);
     else await overviewPage();
+    if (superseded()) return;
     statusLine.textContent = `updated ${new Date().toLocaleTimeString()}`;
   } catch (err) {
+    if (superseded()) return;
     if (err instanceof Unauthorized) {
       askToken(err.refused);
       return;
     }
     main.innerHTML = `<p class="error" data-testid="error">${esc(err.message)}</p>`;
-    // Tried again (a proxy's 502, a database restart): one failure stopped the refresh for good.
-    statusLine.textContent = `update failed at ${new Date().toLocaleTimeString()}; trying again`;
-    if (!group && !message) refreshTimer = setTimeout(route, 5000);
+    // Tried again (a proxy's 502, a database restart): one failure stopped the refresh for good,
+    // and a group or message page said "trying again" and never did.
+    statusLine.textContent = `update failed at ${new Date().toLocaleTimeString()}; trying again in 5 s`;
+    refreshTimer = setTimeout(route, 5000);
   }
 }
 
