@@ -16,7 +16,7 @@ import type { MaintenanceCounters } from "../maintenance/maintenance.js";
 import type { PublishCounters } from "../publish/publisher.js";
 import { shardedCountOwed } from "../store/sharded-history.js";
 import type { TxCounters } from "../tx/transactions.js";
-import type { GroupSample, Sample, Sampler } from "./sampler.js";
+import { type GroupSample, HEARTBEAT_STALE_MS, type Sample, type Sampler } from "./sampler.js";
 
 /** Publish group-commit statistics (Publisher.batchStats). */
 export interface BatchStats {
@@ -393,7 +393,8 @@ export function createMetrics(options: MetricsOptions): Registry {
     );
     sampled(
       "kiteq_nodes",
-      "Broker nodes by liveness (nodes table: alive, unresponsive: no heartbeat for 30 s, dead: gone without a clean stop and declared dead, stopped).",
+      // From the constant livenessOf uses: the text said 30 s while the code used 15 s.
+      `Broker nodes by liveness (nodes table: alive, unresponsive: no heartbeat for ${HEARTBEAT_STALE_MS / 1000} s, dead: gone without a clean stop and declared dead, stopped).`,
       ["liveness"],
       (g, s) => {
         for (const [liveness, n] of Object.entries(s.nodes)) g.set({ liveness }, n);

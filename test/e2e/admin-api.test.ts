@@ -4,6 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type AdminServer, startAdminServer } from "../../src/admin/index.js";
+import { HEARTBEAT_STALE_MS } from "../../src/admin/sampler.js";
 import { GroupCounters } from "../../src/delivery/group-counters.js";
 import { LatencyHistogram } from "../../src/latency.js";
 import { silentLogger } from "../../src/log.js";
@@ -339,6 +340,8 @@ describe("e2e: admin JSON API", () => {
     expect(value('kiteq_nodes{liveness="stopped"}')).toBe(1);
     expect(value('kiteq_nodes{liveness="unresponsive"}')).toBe(1);
     expect(value('kiteq_nodes{liveness="dead"}')).toBe(1);
+    // Before: "no heartbeat for 30 s", while a node was unresponsive after 15 s.
+    expect(text).toContain(`unresponsive: no heartbeat for ${HEARTBEAT_STALE_MS / 1000} s,`);
     expect(value('kiteq_publish_store_seconds_bucket{le="0.005"}')).toBe(1);
     expect(value('kiteq_publish_store_seconds_bucket{le="0.25"}')).toBe(2);
     expect(value('kiteq_publish_store_seconds_bucket{le="+Inf"}')).toBe(2);
