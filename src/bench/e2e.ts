@@ -167,8 +167,8 @@ interface GroupRun {
 
 export const e2eSuite: Suite = {
   name: "e2e",
-  summary:
-    "publish -> deliver -> ack throughput and latency with 1/4 groups; claim time over a large history",
+  // From the defaults: it said 1/4 groups (the fixed-rate run's) while the flat-out run took 1/4/8.
+  summary: `publish -> deliver -> ack throughput with ${FLAGS.groups.default.replaceAll(",", "/")} groups and latency at a fixed rate with ${FLAGS["rate-groups"].default.replaceAll(",", "/")}; claim time over a large history`,
   flags: FLAGS,
   async run(argv) {
     const f = parseSuiteFlags(argv, FLAGS);

@@ -23,6 +23,9 @@ const SUITES: readonly Suite[] = [
   sdkSuite,
 ];
 
+/** The suites' names, in the order of the help text. */
+export const SUITE_NAMES: readonly string[] = SUITES.map((s) => s.name);
+
 function usage(): string {
   const lines = [
     "usage: npm run bench -- <suite> [flags]    (--help after a suite: its flags)",

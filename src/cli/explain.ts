@@ -72,10 +72,12 @@ export function printExplanation(e: MessageExplanation, out: Output): void {
   }
   if (e.messageEvents.length > 0) {
     out.out("");
+    // A title line and a table indented as the groups' (the title was glued to the AT column).
+    out.out("message events:");
     out.out(
       formatTable(
-        ["MESSAGE EVENTS AT", "KIND", "ATTEMPT", "NODE", "DETAIL"],
-        e.messageEvents.map((t) => [t.at, t.kind, t.attempt, t.nodeId, t.detail]),
+        ["  AT", "KIND", "ATTEMPT", "NODE", "DETAIL"],
+        e.messageEvents.map((t) => [`  ${t.at.toISOString()}`, t.kind, t.attempt, t.nodeId, t.detail]),
       ),
     );
   }

@@ -46,12 +46,11 @@ const CONFIG_FLAGS = `config flags (every command): --db postgres://...  --data-
   -bind host:port  -clusterName NAME  -configPath FILE  --registry static|zk://host:port  --topics a,b
   --admin host:port|-1  --admin-token TOKEN (KITEQ_ADMIN_TOKEN)  --pg-port PORT  --log-level LEVEL  ... (see README)`;
 
-function globalUsage(): string {
+/** `suites`: the bench's suite names (from its table: a list written here left three out). */
+function globalUsage(suites: readonly string[]): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));
   const lines = COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`);
-  lines.push(
-    `  ${"bench".padEnd(width)}  benchmarks: publish | e2e | compare (bench --help for their flags)`,
-  );
+  lines.push(`  ${"bench".padEnd(width)}  benchmarks: ${suites.join(" | ")} (bench --help for their flags)`);
   return `usage: kiteq-pg <command> [flags]   (kiteq-pg <command> --help for its flags; kiteq-pg --version)\n\ncommands:\n${lines.join("\n")}\n\n${CONFIG_FLAGS}`;
 }
 
@@ -86,13 +85,17 @@ function findCommand(positionals: readonly string[]): { command: Command; words:
 }
 
 /** --help: of the command named (or of the `bind` group), or the command list. */
-function helpText(positionals: readonly string[]): string {
+async function helpText(positionals: readonly string[]): Promise<string> {
   const first = positionals[0];
-  if (first === undefined) return globalUsage();
-  const named = COMMANDS.filter((c) => c.name === `${first} ${positionals[1]}` || c.name === first);
-  if (named.length > 0) return commandUsage(named);
-  const group = COMMANDS.filter((c) => c.name.startsWith(`${first} `));
-  return group.length > 0 ? commandUsage(group) : globalUsage();
+  if (first !== undefined) {
+    const named = COMMANDS.filter((c) => c.name === `${first} ${positionals[1]}` || c.name === first);
+    if (named.length > 0) return commandUsage(named);
+    const group = COMMANDS.filter((c) => c.name.startsWith(`${first} `));
+    if (group.length > 0) return commandUsage(group);
+  }
+  // Loaded for the command list only: the bench's modules are not every command's start-up cost.
+  const { SUITE_NAMES } = await import("../bench/main.js");
+  return globalUsage(SUITE_NAMES);
 }
 
 /** Logs of one-shot commands go to stderr (stdout is their output), warnings only unless asked. */
@@ -129,7 +132,7 @@ async function main(argv: string[]): Promise<number> {
   try {
     const parsed = parseFlags(argv, KNOWN_EXTRA);
     if (parsed.flags.help !== undefined || parsed.flags.h !== undefined) {
-      processOutput.out(helpText(parsed.positionals));
+      processOutput.out(await helpText(parsed.positionals));
       return 0;
     }
     const found = findCommand(parsed.positionals);

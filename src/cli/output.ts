@@ -152,5 +152,5 @@ export const processOutput: Output = {
 
 /** What `history` and `explain` say of a message id the history does not hold. */
 export function notInHistory(messageId: string): string {
-  return `kiteq-pg: no message ${messageId} in the history (never stored, or received before the days retention dropped: --retention-days)`;
+  return `kiteq-pg: no message ${messageId} in the history (never stored, or received longer ago than the history is kept: --retention-days)`;
 }

@@ -347,10 +347,11 @@ function explainGroup(
     };
   }
   if (end?.kind === "dead_lettered") {
+    const attempts = end.attempt ?? pushes;
     return {
       ...base,
       state: "dead_lettered",
-      description: `dead-lettered at ${iso(end.at)} after ${end.attempt ?? pushes} attempts${nackWords}`,
+      description: `dead-lettered at ${iso(end.at)} after ${attempts} ${attempts === 1 ? "attempt" : "attempts"}${nackWords}`,
     };
   }
   if (routing) {

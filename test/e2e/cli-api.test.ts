@@ -230,7 +230,7 @@ describe("e2e: CLI read commands through the admin API", () => {
     const a = await viaApi("explain", unknown);
     expect(a.code).toBe(1);
     expect(a.stderr.trim().split("\n").at(-1)).toBe(
-      `kiteq-pg: no message ${unknown} in the history (never stored, or received before the days retention dropped: --retention-days)`,
+      `kiteq-pg: no message ${unknown} in the history (never stored, or received longer ago than the history is kept: --retention-days)`,
     );
   });
 

@@ -195,7 +195,7 @@ describe("e2e: CLI interrupted, piped, on a schema not its own, and other edges"
     expect(bound.stdout).toContain("group g\\nfake <- topic t");
     const unknown = await cli(["explain", "0".repeat(32), "--db", db.url, "--admin", "-1"]);
     expect(unknown.code).toBe(1);
-    expect(unknown.stderr).toContain("received before the days retention dropped: --retention-days");
+    expect(unknown.stderr).toContain("received longer ago than the history is kept: --retention-days");
   });
 
   it("a Fanout binding given a message type is refused, not bound to every type in silence", async () => {

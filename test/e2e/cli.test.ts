@@ -6,6 +6,7 @@ import net from "node:net";
 import path from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { SUITE_NAMES } from "../../src/bench/main.js";
 import { listBindings } from "../../src/store/bindings.js";
 import { ensurePartitions } from "../../src/store/db.js";
 import { claimDueDeliveries, nackDeliveries } from "../../src/store/deliveries.js";
@@ -297,6 +298,9 @@ describe("e2e: the kiteq-pg CLI", () => {
     ]) {
       expect(help.stdout).toMatch(new RegExp(`^  ${c} `, "m"));
     }
+    // Before: "publish | e2e | compare" (backlog, takeover and sdk left out).
+    expect(SUITE_NAMES).toContain("takeover");
+    expect(help.stdout).toMatch(new RegExp(`^  bench +benchmarks: ${SUITE_NAMES.join(" \\| ")} \\(`, "m"));
   });
 
   it("bind add / list / remove round trip, notifying running brokers", async () => {
@@ -497,7 +501,7 @@ describe("e2e: the kiteq-pg CLI", () => {
     const text = await withDb("explain", id.toUpperCase());
     expect(text.code, text.stderr).toBe(0);
     expect(text.stdout).toContain(`message ${id}: topic dlq`);
-    expect(text.stdout).toMatch(/group xg: dead-lettered at \S+ after 1 attempts; last nack: /);
+    expect(text.stdout).toMatch(/group xg: dead-lettered at \S+ after 1 attempt; last nack: /);
     const json = await withDb("explain", "--message-id", id, "--json");
     const parsed = JSON.parse(json.stdout) as { groups: { groupId: string; state: string }[] };
     expect(parsed.groups.map((g) => [g.groupId, g.state])).toEqual([["xg", "dead_lettered"]]);

@@ -149,7 +149,7 @@ describe("e2e: the web console in a browser", () => {
       .poll(() => block.locator('[data-testid="explain-state"]').textContent(), POLL)
       .toBe("dead lettered");
     expect(await block.locator('[data-testid="explain-description"]').textContent()).toMatch(
-      /dead-lettered at .* after 1 attempts; last nack/,
+      /dead-lettered at .* after 1 attempt; last nack/,
     );
     const owedBlock = page.locator('[data-testid="explain-group"][data-group="g-owed"]');
     expect(await owedBlock.locator('[data-testid="explain-state"]').textContent()).toBe("owed");

@@ -182,7 +182,7 @@ describe("store: explainMessage", () => {
     await fail("edl", at(1000), 1, true);
     const g = await group(rec.messageId, "edl", at(2000));
     expect(g.state).toBe("dead_lettered");
-    expect(g.description).toContain("dead-lettered at 2026-11-26T10:00:01.000Z after 1 attempts");
+    expect(g.description).toContain("dead-lettered at 2026-11-26T10:00:01.000Z after 1 attempt;");
     await redriveDelivery(db.pool, {
       messageId: rec.messageId,
       groupId: "edl",

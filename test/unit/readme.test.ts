@@ -1,5 +1,7 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
+import { e2eSuite } from "../../src/bench/e2e.js";
+import { SUITE_NAMES } from "../../src/bench/main.js";
 import { EVENT_KINDS } from "../../src/store/event-kinds.js";
 
 describe("README", () => {
@@ -11,6 +13,24 @@ describe("README", () => {
     );
     const kinds = [...table.matchAll(/^\| `([a-z_]+)` *\|/gm)].map((m) => m[1]);
     expect(kinds).toEqual([...EVENT_KINDS]);
+  });
+
+  it("names every bench suite, and e2e's group counts as its defaults", () => {
+    const readme = readFileSync(new URL("../../README.md", import.meta.url), "utf8");
+    const listed = [...readme.matchAll(/^ {4}npm run bench -- (\w+) /gm)].map((m) => m[1]);
+    expect(new Set(listed)).toEqual(new Set(SUITE_NAMES));
+    expect(readme).toContain(`| \`bench ${SUITE_NAMES.join("\\|")} [flags]\` |`);
+    // Before: bench --help said 1/4 groups (the fixed-rate run's), the README 1/4/8.
+    const groups = String(e2eSuite.flags.groups?.default).replaceAll(",", "/");
+    const rateGroups = String(e2eSuite.flags["rate-groups"]?.default).replaceAll(",", "/");
+    expect(e2eSuite.summary).toContain(
+      `with ${groups} groups and latency at a fixed rate with ${rateGroups};`,
+    );
+    expect(readme).toMatch(
+      new RegExp(
+        `npm run bench -- e2e +# publish -> deliver -> ack, ${groups} groups \\(latency at a fixed rate:\\s+# ${rateGroups}\\)`,
+      ),
+    );
   });
 
   it("gives the two quick-start commands", () => {

@@ -50,6 +50,27 @@ describe("one line per line", () => {
     expect(lines.at(-1)).toMatch(/received .* a\\nb$/);
   });
 
+  it("explain: the message events' title is a line of its own, above the table's header", () => {
+    const lines: string[] = [];
+    printExplanation(
+      {
+        message: { ...message, messageType: "pay", publisherGroupId: "shop" },
+        transaction: "none",
+        pending: null,
+        messageEvents: [{ at: t, kind: "received", groupId: null, attempt: null, nodeId: "n", detail: "" }],
+        groups: [],
+        now: t,
+      },
+      { out: (s) => lines.push(...s.split("\n")), err: () => {} },
+    );
+    // Before: "MESSAGE EVENTS AT         KIND ..." (the title glued to the first column's header).
+    expect(lines.slice(-3)).toEqual([
+      "message events:",
+      "  AT                        KIND      ATTEMPT  NODE  DETAIL",
+      "  2026-12-03T00:00:00.000Z  received  -        n     -",
+    ]);
+  });
+
   it("oneLine and table cells show newline, return and tab escaped", () => {
     expect(oneLine("a\nb\rc\td")).toBe("a\\nb\\rc\\td");
     expect(formatTable(["A", "B"], [["x\ny", "z"]])).toBe("A     B\nx\\ny  z");
