@@ -2,6 +2,8 @@ import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { e2eSuite } from "../../src/bench/e2e.js";
 import { SUITE_NAMES } from "../../src/bench/main.js";
+import { BindType } from "../../src/binding/binding.js";
+import { parseRegistryFile } from "../../src/binding/registry-file.js";
 import { EVENT_KINDS } from "../../src/store/event-kinds.js";
 
 describe("README", () => {
@@ -31,6 +33,24 @@ describe("README", () => {
         `npm run bench -- e2e +# publish -> deliver -> ack, ${groups} groups \\(latency at a fixed rate:\\s+# ${rateGroups}\\)`,
       ),
     );
+  });
+
+  it("shows a --registry-file example the broker's parser reads", () => {
+    const readme = readFileSync(new URL("../../README.md", import.meta.url), "utf8");
+    const section = readme.slice(
+      readme.indexOf("<!-- registry-file:start -->"),
+      readme.indexOf("<!-- registry-file:end -->"),
+    );
+    const yaml = /```yaml\n([\s\S]*?)```/.exec(section)?.[1];
+    expect(yaml).toBeDefined();
+    const parsed = parseRegistryFile(yaml ?? "");
+    expect(parsed.brokers).toEqual([{ address: "127.0.0.1:13800", topics: ["trade"] }]);
+    expect(parsed.refused).toEqual([]);
+    expect(parsed.bindings.map((b) => [b.groupId, b.topic, b.messageType, b.bindType])).toEqual([
+      ["s-mts-test", "trade", "pay-succ", BindType.Direct],
+      ["s-other", "trade", "pay-succ", BindType.Direct],
+      ["s-audit", "trade", "*", BindType.Fanout],
+    ]);
   });
 
   it("gives the two quick-start commands", () => {
