@@ -435,6 +435,10 @@ export class Broker {
       log: log.child({ component: "registry" }),
       signal,
     });
+    // The registry has written its bindings (a registry file's, ZooKeeper's) to the table: read
+    // them now, not on their notification, so the node starts with them and says how many
+    // (it logged "bindings":0 with a registry file's binding in force).
+    await this.reloadBindings();
     log.info(
       {
         address: `${address.host}:${address.port}`,

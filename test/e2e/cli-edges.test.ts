@@ -2,7 +2,8 @@
  * The CLI off the happy path (a helper's walkthrough; each case failed on the code before):
  * output into a pipe that closes (`| head -1`), Ctrl-C during a redrive, replay, or a read that
  * started the embedded PostgreSQL for itself, `--db` on a schema that is not this version's, a
- * switch given a value, a name with a newline, an id the history does not hold.
+ * switch given a value, a name with a newline, an id the history does not hold, a registry
+ * file's bindings counted as 0 in "broker started".
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
@@ -12,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensurePartitions } from "../../src/store/db.js";
 import { insertPublishBatch } from "../../src/store/messages.js";
 import { bind } from "../support/bindings.js";
+import { type BrokerProcess, startBrokerProcess } from "../support/broker-process.js";
 import { cliArgs } from "../support/built-src.js";
 import { waitFor } from "../support/consumers.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
@@ -210,6 +212,28 @@ describe("e2e: CLI interrupted, piped, on a schema not its own, and other edges"
       (await cli(["bind", "add", "--group", "g-fan", "--topic", "t-fan", "--type", "fanout", "--db", db.url]))
         .code,
     ).toBe(0);
+  });
+
+  it('serve with a registry file: "broker started" counts the file\'s bindings', async () => {
+    const own = await createTestDatabase();
+    await mkdir(path.join(ROOT, ".tmp"), { recursive: true });
+    const dir = await mkdtemp(path.join(ROOT, ".tmp", "cli-registry-ok-"));
+    let broker: BrokerProcess | undefined;
+    try {
+      const file = path.join(dir, "registry.yaml");
+      writeFileSync(
+        file,
+        "bindings:\n  - {groupIds: [a, b], topic: t, messageType: m}\n  - {groupIds: [c], topic: t, bindType: fanout}\n",
+      );
+      broker = await startBrokerProcess(["--db", own.url, "--registry-file", file]);
+      const started = broker.logs.find((l) => l.msg === "broker started");
+      // Before: "bindings":0 (read before the file's bindings were in the table).
+      expect(started?.bindings).toBe(3);
+    } finally {
+      await broker?.stop();
+      await rm(dir, { recursive: true, force: true });
+      await own.drop();
+    }
   });
 
   it("serve with a registry file that is not YAML: one line and exit 2, before anything starts", async () => {
