@@ -146,7 +146,9 @@ export class ZooKeeperRegistry implements Registry {
     this.address = address;
     this.topics = [...new Set(topics)];
     this.events = events;
-    this.logger = this.logger.child({ node: address });
+    // `address`, not `node`: a broker's logger carries its node id as `node` already, and a second
+    // `node` key made its registry lines' JSON carry the key twice.
+    this.logger = this.logger.child({ address });
     this.watches = new ZkWatches(this.topics, address, events, this.logger, this.op, (c) =>
       this.onExpired(c),
     );

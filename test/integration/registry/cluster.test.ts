@@ -249,6 +249,24 @@ describe("startCluster (ZooKeeper)", () => {
     expect(waited).toBeLessThan(25_000);
   });
 
+  it("its log lines carry the broker's node key once, the registered address as address", async () => {
+    const port = await freePort();
+    const lines: string[] = [];
+    // As the broker's logger: a child with its node id.
+    const log = pino({ level: "info" }, { write: (l: string) => void lines.push(l) }).child({
+      node: "node-a",
+    });
+    await cluster(port, zk.connectString, log);
+    const registered = lines.find((l) => l.includes('"msg":"registered in ZooKeeper"'));
+    expect(registered).toBeDefined();
+    // Before: {"node":"node-a",...,"node":"127.0.0.1:<port>",...}.
+    for (const line of lines) {
+      expect(line.match(/"node":/g) ?? [], line).toHaveLength(1);
+      expect((line.match(/"address":/g) ?? []).length, line).toBeLessThanOrEqual(1);
+    }
+    expect(JSON.parse(registered ?? "{}")).toMatchObject({ node: "node-a", address: `127.0.0.1:${port}` });
+  });
+
   it("registers a wildcard listener under its node id, and refuses a node id that is not host:port", () => {
     expect(advertisedAddress("10.0.0.1:13800", "x")).toBe("10.0.0.1:13800");
     expect(advertisedAddress("0.0.0.0:13800", "kiteq1:13800")).toBe("kiteq1:13800");
