@@ -25,6 +25,8 @@ export interface LogSummary {
   suppressed: number;
   /** Occurrences since the key's burst started (logged or not). */
   total: number;
+  /** When the last of them happened (the summary comes up to an interval later). */
+  lastAtMs: number;
 }
 
 interface KeyState {
@@ -74,7 +76,7 @@ export class LogRateLimiter {
     const out: LogSummary[] = [];
     for (const [key, s] of this.keys) {
       if (s.suppressed > 0 && s.summaryAtMs <= nowMs) {
-        out.push({ key, suppressed: s.suppressed, total: s.total });
+        out.push({ key, suppressed: s.suppressed, total: s.total, lastAtMs: s.lastAtMs });
         s.suppressed = 0;
       } else if (s.suppressed === 0 && nowMs - s.lastAtMs >= this.intervalMs) {
         this.keys.delete(key);
@@ -136,10 +138,13 @@ export class RateLimitedLog {
     for (const s of this.limiter.takeDue(nowMs)) {
       const line = this.last.get(s.key);
       if (line === undefined) continue;
-      const seconds = Math.round(this.limiter.intervalMs / 1000);
+      // A summary comes up to an interval after what it counts, often once the fault is over (a
+      // walkthrough: "claiming deliveries failed" 2 s after "publishes are stored again"): it
+      // says when the last one happened, so that it does not read as a new failure.
+      const lastAt = new Date(s.lastAtMs).toISOString();
       this.log[line.level](
-        { ...line.fields, suppressed: s.suppressed, total: s.total },
-        `${line.msg} (${s.suppressed} more in the last ${seconds} s, not logged one by one)`,
+        { ...line.fields, suppressed: s.suppressed, total: s.total, lastAt },
+        `${line.msg} (${s.suppressed} more not logged one by one, the last at ${lastAt})`,
       );
     }
     this.arm(nowMs);

@@ -11,7 +11,7 @@ describe("LogRateLimiter", () => {
     // The summary is due one interval after the first suppressed occurrence (at 103).
     expect(l.nextDueMs()).toBe(1103);
     expect(l.takeDue(1102)).toEqual([]);
-    expect(l.takeDue(1103)).toEqual([{ key: "k", suppressed: 7, total: 10 }]);
+    expect(l.takeDue(1103)).toEqual([{ key: "k", suppressed: 7, total: 10, lastAtMs: 109 }]);
     expect(l.takeDue(1104)).toEqual([]);
     expect(l.nextDueMs()).toBeUndefined();
   });
@@ -42,7 +42,7 @@ describe("LogRateLimiter", () => {
     expect(l.admit("a", 0)).toBe(true);
     expect(l.admit("b", 0)).toBe(true);
     expect(l.admit("a", 1)).toBe(false);
-    expect(l.takeDue(2000)).toEqual([{ key: "a", suppressed: 1, total: 2 }]);
+    expect(l.takeDue(2000)).toEqual([{ key: "a", suppressed: 1, total: 2, lastAtMs: 1 }]);
   });
 });
 
@@ -78,7 +78,11 @@ describe("RateLimitedLog", () => {
       suppressed: 98,
       total: 100,
     });
-    expect(lines[2]!.msg).toBe("publish not stored (98 more in the last 10 s, not logged one by one)");
+    // Written 10 s after the last one (at 990 ms): it says when that was, not "in the last 10 s".
+    expect(lines[2]!.msg).toBe(
+      "publish not stored (98 more not logged one by one, the last at 1970-01-01T00:00:00.990Z)",
+    );
+    expect(lines[2]!.lastAt).toBe("1970-01-01T00:00:00.990Z");
     limited.close();
   });
 
