@@ -47,6 +47,8 @@ export interface MetricsSource {
   shardsUp?(): readonly boolean[];
   /** This node's clock minus the database's at the last heartbeat (undefined before the first). */
   clockSkewSeconds?(): number | undefined;
+  /** ZooKeeper registry: whether this node is registered now (undefined: static registry). */
+  registryRegistered?(): boolean | undefined;
 }
 
 /** What each publish counter counts (a new counter fails to compile until described here). */
@@ -283,6 +285,20 @@ export function createMetrics(options: MetricsOptions): Registry {
         const s = clockSkew();
         if (s === undefined) this.reset();
         else this.set(s);
+      },
+    });
+  }
+
+  const registered = source.registryRegistered;
+  if (registered !== undefined) {
+    new Gauge({
+      name: "kiteq_registry_registered",
+      help: "1 while this node is registered in ZooKeeper (clients can find it), 0 while not (an outage, a session being replaced); absent with the static registry.",
+      registers: [registry],
+      collect() {
+        const r = registered();
+        if (r === undefined) this.reset();
+        else this.set(r ? 1 : 0);
       },
     });
   }

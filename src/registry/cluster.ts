@@ -46,6 +46,8 @@ export interface ClusterMembership {
    * heartbeats learns by the answer that this node has them (see Broker.beforeHeartbeatReply).
    */
   syncGroup?(groupId: string): Promise<boolean>;
+  /** With ZooKeeper: whether this node is registered there now. */
+  isRegistered?(): boolean;
   stop(): Promise<void>;
 }
 

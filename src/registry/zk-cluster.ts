@@ -181,6 +181,7 @@ export async function startZooKeeperCluster(
   }
 
   return {
+    isRegistered: () => registry.isRegistered(),
     async syncGroup(groupId: string): Promise<boolean> {
       if (!started || stopping) return false;
       const changed = await registry.syncGroup(groupId);

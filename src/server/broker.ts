@@ -403,6 +403,7 @@ export class Broker {
           batchStats: () => this.publisher.batchStats,
           sessionsConnected: () => this.server.sessions.size,
           clockSkewSeconds: () => this.clockSkew.skewSeconds,
+          registryRegistered: () => this.cluster?.isRegistered?.(),
           maintenanceCounters: () => this.maintenanceCounters(),
           ...(this.shards.length > 1 ? { shardsUp: () => this.shards.map((s) => !s.health.unhealthy) } : {}),
           groupCounters: () => this.dispatcher.groupCounters.all(),

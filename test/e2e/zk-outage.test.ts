@@ -5,6 +5,7 @@
  */
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { buildHeader, KiteqConnection } from "../../src/client/connection.js";
+import { freePort } from "../../src/store/embedded.js";
 import { bind } from "../support/bindings.js";
 import { type BrokerProcess, startBrokerProcess } from "../support/broker-process.js";
 import { recordingConsumer, waitFor } from "../support/consumers.js";
@@ -29,16 +30,26 @@ afterAll(async () => {
 });
 
 it("redelivers while ZooKeeper is down", async () => {
-  broker = await startBrokerProcess([
-    "--db",
-    db.url,
-    "--registry",
-    `zk://${zk.connectString}?timeout=4s`,
-    "--topics",
-    "t",
-    "--recieve-permits-per-second",
-    "0",
-  ]);
+  const admin = await freePort();
+  broker = await startBrokerProcess(
+    [
+      "--db",
+      db.url,
+      "--registry",
+      `zk://${zk.connectString}?timeout=4s`,
+      "--topics",
+      "t",
+      "--recieve-permits-per-second",
+      "0",
+    ],
+    { admin: `127.0.0.1:${admin}` },
+  );
+  // Whether clients can find the node: before, nothing in /metrics or /healthz said.
+  const registered = async () => {
+    const text = await (await fetch(`http://127.0.0.1:${admin}/metrics`)).text();
+    return /^kiteq_registry_registered (\S+)$/m.exec(text)?.[1];
+  };
+  expect(await registered()).toBe("1");
   // The first push is answered false: its redelivery needs a claim.
   const consumer = await recordingConsumer(broker.port, "g", (_m, n) => n > 1);
   const producer = await KiteqConnection.connect({
@@ -58,5 +69,7 @@ it("redelivers while ZooKeeper is down", async () => {
   expect((await producer.publish(h, "x")).status).toBe(true);
   await waitFor(() => consumer.received.length >= 2, 8_000, "redelivery during the outage");
   expect(consumer.ids()).toEqual([h.messageId, h.messageId]);
+  expect(await registered()).toBe("0");
   await zk.restart();
+  await expect.poll(registered, { timeout: 20_000 }).toBe("1");
 }, 60_000);
