@@ -92,11 +92,12 @@ export const serveCommand: Command = {
         out.err(`kiteq-pg: ${err.message}`);
         return CONFIG_ERROR_EXIT_CODE;
       }
-      // A registry file that cannot be read or parsed: a config error too (exit 2, one line).
+      // A registry file that cannot be read or parsed, a --bind or --admin address that cannot
+      // be listened on: config errors too (exit 2, one line).
       if (
         err instanceof KiteqError &&
         err.code === ErrorCode.ConfigInvalid &&
-        /registry file/.test(err.message)
+        /registry file|^cannot listen on/.test(err.message)
       ) {
         log.error({ code: err.code }, err.message);
         out.err(`kiteq-pg: ${err.code}: ${err.message}`);

@@ -33,6 +33,7 @@ import { SHARD_DOWN_MS, ShardHealth, shardLabel, shardRouter, verifyShardList } 
 import { createTransactions, type Transactions } from "../tx/transactions.js";
 import { secretChecker } from "./auth.js";
 import { ClockSkewWatch } from "./clock-skew.js";
+import { checkListenable } from "./listen-failure.js";
 import { missingNodeFlags } from "./node-flags.js";
 import { ProtocolServer } from "./server.js";
 import type { Session, SessionHandler } from "./session.js";
@@ -214,6 +215,9 @@ export class Broker {
     if (config.registry.kind === "static" && config.registry.file !== null) {
       await loadRegistryFile(config.registry.file);
     }
+    // So is an address in use (said after the store had started, migrated and led maintenance).
+    await checkListenable(config.bind.host, config.bind.port, "--bind");
+    if (config.admin !== null) await checkListenable(config.admin.host, config.admin.port, "--admin");
     let embedded: EmbeddedPostgresServer | undefined;
     let urls = config.databaseUrls;
     if (urls.length === 0) {

@@ -1,6 +1,7 @@
 /**
  * A listener that cannot bind, as an operator reads it: which flag, which address, and what to do.
  */
+import net from "node:net";
 import { ErrorCode, KiteqError } from "../errors.js";
 
 const WHY: Readonly<Record<string, string>> = {
@@ -22,4 +23,23 @@ export function listenFailure(err: unknown, flag: string, address: string): Kite
       cause: err,
     },
   );
+}
+
+/**
+ * Bind `host:port` for a moment and let go, so that an address in use is said before the node
+ * starts its store (it initialised a PostgreSQL, ran migrations and took the maintenance lead
+ * first, then failed). Port 0 (any free port) cannot be in use: nothing to check. The real
+ * listen still reports what happens between the two.
+ */
+export async function checkListenable(host: string, port: number, flag: string): Promise<void> {
+  if (port === 0) return;
+  const probe = net.createServer();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      probe.once("error", (err) => reject(listenFailure(err, flag, `${host}:${port}`)));
+      probe.listen({ host, port, exclusive: true }, () => resolve());
+    });
+  } finally {
+    await new Promise<void>((resolve) => (probe.listening ? probe.close(() => resolve()) : resolve()));
+  }
 }

@@ -178,7 +178,7 @@ describe("e2e: the kiteq-pg CLI", () => {
     ]);
   });
 
-  it("serve on a port another process holds: exit 1 and one line naming the flag and the address", async () => {
+  it("serve on a port another process holds: exit 2 (a config error) and one line naming the flag and the address, before the store starts", async () => {
     const holder = net.createServer();
     await new Promise<void>((resolve) => holder.listen(0, "127.0.0.1", resolve));
     const held = (holder.address() as net.AddressInfo).port;
@@ -199,10 +199,12 @@ describe("e2e: the kiteq-pg CLI", () => {
         [bind, "--bind"],
         [admin, "--admin"],
       ] as const) {
-        expect(r.code).toBe(1);
+        expect(r.code).toBe(2);
         expect(lines(r.stderr).filter((l) => l.startsWith("kiteq-pg: "))).toEqual([
           `kiteq-pg: KQ_CONFIG_INVALID: cannot listen on 127.0.0.1:${held} (${flag}): the address is in use by another process (another kiteq-pg node?): choose another port`,
         ]);
+        // Said before anything started (it migrated and took the maintenance lead first).
+        expect(r.stdout).not.toMatch(/cluster-wide maintenance|schema up to date|migrat/);
       }
     } finally {
       holder.close();

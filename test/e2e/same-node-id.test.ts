@@ -7,6 +7,7 @@
  */
 import { execFile } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { freePort } from "../../src/store/embedded.js";
 import { type BrokerProcess, startBrokerProcess } from "../support/broker-process.js";
 import { cliArgs, ROOT } from "../support/built-src.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
@@ -29,10 +30,22 @@ describe("e2e: two nodes with one node id", () => {
     const before = await db.pool.query("SELECT claimer FROM nodes WHERE node_id = $1", [nodeId]);
     const claimer = before.rows[0]?.claimer as string;
     expect(claimer).toMatch(new RegExp(`^${nodeId}/`));
+    const ownPort = await freePort();
     const second = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
       execFile(
         process.execPath,
-        cliArgs(["serve", "--db", db.url, "--bind", nodeId, "--admin", "0"]),
+        // Its own port (the same --bind is refused earlier, as an address in use), the same node id.
+        cliArgs([
+          "serve",
+          "--db",
+          db.url,
+          "--bind",
+          `127.0.0.1:${ownPort}`,
+          "--node-id",
+          nodeId,
+          "--admin",
+          "0",
+        ]),
         { cwd: ROOT, timeout: 60_000, env: { ...process.env, VITEST: undefined } },
         (err, _stdout, stderr) =>
           resolve({ code: err === null ? 0 : typeof err.code === "number" ? err.code : null, stderr }),
