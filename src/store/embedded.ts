@@ -168,7 +168,7 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
           exitCode: running.child.exitCode,
           signal: running.child.signalCode ?? undefined,
           attempt,
-          err: failure ?? (running.output().slice(-400).trim() || undefined),
+          err: failure ?? (lastLines(running.output(), 600) || undefined),
         },
         `embedded PostgreSQL ${attempt === 1 ? "exited unexpectedly" : "did not start again"}: starting it again in ${delayMs} ms`,
       );
@@ -571,9 +571,7 @@ async function waitUntilReady(
     if (gone) {
       throw new KiteqError(
         ErrorCode.StoreFailed,
-        `embedded PostgreSQL exited at start: ${output()
-          .slice(-800)
-          .replace(/\s*\n\s*/g, " ")}`,
+        `embedded PostgreSQL exited at start: ${lastLines(output(), 800).replace(/\s*\n\s*/g, " ")}`,
         { dataDir },
       );
     }
@@ -590,9 +588,7 @@ async function waitUntilReady(
     if (Date.now() > deadline) {
       throw new KiteqError(
         ErrorCode.StoreFailed,
-        `embedded PostgreSQL not ready after ${Math.round(timeoutMs / 1000)} s: ${output()
-          .slice(-800)
-          .replace(/\s*\n\s*/g, " ")}`,
+        `embedded PostgreSQL not ready after ${Math.round(timeoutMs / 1000)} s: ${lastLines(output(), 800).replace(/\s*\n\s*/g, " ")}`,
         { dataDir },
       );
     }
@@ -665,4 +661,25 @@ async function ensureDatabase(port: number, password: string, name: string): Pro
   } finally {
     await client.end();
   }
+}
+
+/**
+ * The last whole lines of PostgreSQL's output that fit in `maxChars` (a cut at a character count
+ * began the error an operator reads mid-line: ":53 UTC\n2026-12-04 16:55:55.465 UTC [17762] LOG:
+ * ..."); one longer line alone is cut at its start. Blank lines are left out.
+ */
+export function lastLines(output: string, maxChars: number): string {
+  const lines = output.split("\n").filter((l) => l.trim() !== "");
+  const kept: string[] = [];
+  let size = 0;
+  for (let i = lines.length - 1; i >= 0; i--) {
+    const line = lines[i]!.trimEnd();
+    if (size + line.length + (kept.length > 0 ? 1 : 0) > maxChars) {
+      if (kept.length === 0) kept.push(`…${line.slice(line.length - maxChars + 1)}`);
+      break;
+    }
+    kept.unshift(line);
+    size += line.length + (kept.length > 1 ? 1 : 0);
+  }
+  return kept.join("\n");
 }
