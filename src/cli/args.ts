@@ -31,6 +31,7 @@ export const VALUE_FLAGS = [
   "timeout",
   "brokers",
   "deliver-in",
+  "rate",
 ] as const;
 
 /** Flags without a value. */

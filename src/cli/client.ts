@@ -51,17 +51,33 @@ export const sendCommand: Command = {
   name: "send",
   summary: "publish messages through the SDK and print the store acks",
   usage: [
-    "send --topic T --message-type M --group G [--body TEXT] [--count N] [--deliver-in SECONDS]",
+    "send --topic T --message-type M --group G [--body TEXT] [--count N] [--rate N] [--deliver-in SECONDS]",
     "     [--brokers H:P,H:P | --host H --port P | --registry zk://H:P] [--json]",
-    "  G is the producer group; the body defaults to 'kiteq-pg send #i'; --count defaults to 1",
+    "  G is the producer group; the body defaults to 'kiteq-pg send #i'; --count defaults to 1;",
+    "  --rate: at most N messages a second (default: as fast as the broker stores them)",
   ],
-  flags: ["topic", "message-type", "group", "body", "count", "host", "port", "brokers", "deliver-in", "json"],
+  flags: [
+    "topic",
+    "message-type",
+    "group",
+    "body",
+    "count",
+    "rate",
+    "host",
+    "port",
+    "brokers",
+    "deliver-in",
+    "json",
+  ],
   async run({ config, args, out }) {
     const topic = args.required("topic");
     const messageType = args.required("message-type");
     const groupId = args.required("group");
     const body = args.optional("body");
     const count = args.int("count", 1, 1);
+    // 0: unpaced (SEND_WINDOW in flight). A load test that should not take a whole broker (a
+    // walkthrough sent 3 million flat out by mistake) gives a rate.
+    const rate = args.int("rate", 0, 0, 1_000_000);
     const deliverIn = args.int("deliver-in", 0, 0, 7 * 86_400);
     const json = args.has("json");
     const { registry } = registryOf(config, args);
@@ -79,6 +95,10 @@ export const sendCommand: Command = {
       const worker = async () => {
         while (next < count) {
           const i = ++next;
+          if (rate > 0) {
+            const due = started + ((i - 1) * 1000) / rate;
+            if (due > Date.now()) await new Promise((r) => setTimeout(r, due - Date.now()));
+          }
           let line: { messageId: string; status: boolean; feedback: string };
           try {
             const r = await producer.send({

@@ -421,6 +421,27 @@ describe("e2e: the kiteq-pg CLI", () => {
       expect(sent.code).toBe(0);
       const acks = lines(sent.stdout).map((l) => JSON.parse(l) as { messageId: string; status: boolean });
       expect(acks).toHaveLength(2);
+      // --rate paces: 11 at 5/s take 2 s (the first at once, the last 2 s later; unpaced, the
+      // command with its start-up takes about 1.5 s here).
+      const pacedStart = Date.now();
+      const paced = await withDb(
+        "send",
+        "--topic",
+        "orders",
+        "--message-type",
+        "paced",
+        "--group",
+        "shop",
+        "--count",
+        "11",
+        "--rate",
+        "5",
+        "--port",
+        port,
+      );
+      expect(paced.code).toBe(0);
+      expect(lines(paced.stdout)).toHaveLength(11);
+      expect(Date.now() - pacedStart).toBeGreaterThanOrEqual(2_000);
       expect(acks.every((a) => a.status)).toBe(true);
       const ids = acks.map((a) => a.messageId);
 
