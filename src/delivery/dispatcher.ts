@@ -153,6 +153,14 @@ export class Dispatcher {
     return m;
   }
 
+  /** What a forced stop leaves behind: outcomes not written, deliveries still claimed here. */
+  leftBehind(): { unwrittenOutcomes: number; heldDeliveries: number } {
+    return {
+      unwrittenOutcomes: this.outcomes.reduce((n, o) => n + o.unwritten, 0),
+      heldDeliveries: this.held.reduce((n, h) => n + h.size, 0),
+    };
+  }
+
   /** Consumer connections of this node per group (the admin API). */
   consumerCounts(): Map<string, number> {
     const m = new Map<string, number>();

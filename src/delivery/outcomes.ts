@@ -122,6 +122,13 @@ export class OutcomeWriter {
     this.submit(this.releases, item, done, "release", 0);
   }
 
+  /** Outcomes submitted and not written yet (queued, being written, or waiting to retry). */
+  get unwritten(): number {
+    return (
+      this.acks.pending + this.nacks.pending + this.releases.pending + this.afterEnd.pending + this.retrying
+    );
+  }
+
   /** Wait until everything submitted is written or given up (the node stops: see submit). */
   async drain(): Promise<void> {
     this.closing = true;

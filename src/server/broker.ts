@@ -566,6 +566,14 @@ export class Broker {
     // The graceful path now fails fast (its statements were cancelled); wait for it briefly.
     await withDeadline(graceful, FORCE_DRAIN_MS).catch(() => undefined);
     await withDeadline(this.runCleanups(), FORCE_CLEANUP_MS).catch(() => undefined);
+    // What the operator will see again: a stop during an outage said only "cleanup failed".
+    const left = this.dispatcher.leftBehind();
+    if (left.unwrittenOutcomes > 0 || left.heldDeliveries > 0) {
+      this.log.warn(
+        { ...left, leaseSeconds: this.config.leaseSeconds },
+        `stopped with ${left.unwrittenOutcomes} delivery outcome(s) (acks, nacks, releases) not written and ${left.heldDeliveries} delivery(ies) still claimed by this node: they are delivered again when their leases run out (at most --lease-seconds), or at once if this node's liveness lock is gone`,
+      );
+    }
     this.log.info("broker stopped (forced after the grace period)");
   }
 

@@ -9,8 +9,9 @@ import net from "node:net";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { buildHeader, KiteqConnection } from "../../src/client/connection.js";
 import { FORCE_STOP_MS } from "../../src/server/broker.js";
+import { bind } from "../support/bindings.js";
 import { type BrokerProcess, startBrokerProcess } from "../support/broker-process.js";
-import { waitFor } from "../support/consumers.js";
+import { recordingConsumer, waitFor } from "../support/consumers.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
 
 /** A TCP proxy to PostgreSQL that can be frozen: connections stay open, nothing goes through. */
@@ -88,6 +89,18 @@ it("past the grace period: client connections closed at once, the node gone with
   producer.onClose(() => {
     closedAt ??= Date.now();
   });
+  // A consumer whose ack comes once the server is silent: it cannot be written before the stop.
+  await bind(db.pool, { groupId: "g", topic: "t", messageType: "m" });
+  const consumer = await recordingConsumer(broker.port, "g");
+  consumer.conn.onMessage(async (m) => {
+    consumer.received.push(m);
+    await new Promise((r) => setTimeout(r, 300));
+    return true;
+  });
+  expect(
+    (await producer.publish(buildHeader({ topic: "t", messageType: "m", groupId: "p" }), "y")).status,
+  ).toBe(true);
+  await waitFor(() => consumer.received.length === 1, 10_000, "the push");
   proxy.freeze();
   // A publish now waits on the silent server (its store ack never comes before the stop).
   void producer
@@ -105,4 +118,8 @@ it("past the grace period: client connections closed at once, the node gone with
   expect(broker.logs.map((l) => l.msg)).toContain(
     "shutdown grace period over: cancelling the statements still running and stopping",
   );
+  // What it left behind is said (before: only "cleanup failed"): the ack, and the delivery it holds.
+  const left = broker.logs.find((l) => typeof l.msg === "string" && l.msg.startsWith("stopped with "));
+  expect(left).toMatchObject({ unwrittenOutcomes: 1, heldDeliveries: 1 });
+  consumer.conn.close();
 }, 60_000);
