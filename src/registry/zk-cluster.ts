@@ -183,7 +183,9 @@ export async function startZooKeeperCluster(
   return {
     isRegistered: () => registry.isRegistered(),
     async syncGroup(groupId: string): Promise<boolean> {
-      if (!started || stopping) return false;
+      // Cut off from ZooKeeper: nothing to re-read, and a heartbeat must not wait for the attempt
+      // (its answer would come only at the 2 s bound).
+      if (!started || stopping || !registry.isRegistered()) return false;
       const changed = await registry.syncGroup(groupId);
       if (changed) await mirror.idle();
       return changed;
