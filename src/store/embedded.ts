@@ -151,6 +151,7 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
   }
   logger.info({ dataDir, port, passwordFile: passwordFile(dataDir) }, "embedded PostgreSQL started");
   let stopped = false;
+  let stopping: Promise<void> | undefined;
   let wake: (() => void) | undefined;
   // Nobody else restarts a server this process started: if it exits while we run (kill -9, the
   // OOM killer), start it again on the same port, so the pools and LISTEN reconnect on their own.
@@ -207,16 +208,20 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
         ? tcpUrl(database)
         : `postgres://${USER}:${encodeURIComponent(password)}@${encodeURIComponent(socketDir)}:${port}/${database}`,
     tcpUrl,
-    async stop() {
-      if (stopped) return;
-      stopped = true;
-      wake?.();
-      const { child, exited } = current;
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGINT");
-      const timer = setTimeout(() => child.kill("SIGQUIT"), 20_000);
-      await exited;
-      clearTimeout(timer);
-      logger.info({ dataDir }, "embedded PostgreSQL stopped");
+    stop() {
+      // A second caller (Ctrl-C's cleanup while the command's own stop runs) waits for the same
+      // exit: returning at once let the CLI exit before its PostgreSQL had stopped.
+      stopping ??= (async () => {
+        stopped = true;
+        wake?.();
+        const { child, exited } = current;
+        if (child.exitCode === null && child.signalCode === null) child.kill("SIGINT");
+        const timer = setTimeout(() => child.kill("SIGQUIT"), 20_000);
+        await exited;
+        clearTimeout(timer);
+        logger.info({ dataDir }, "embedded PostgreSQL stopped");
+      })();
+      return stopping;
     },
   };
 }

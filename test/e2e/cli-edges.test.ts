@@ -160,7 +160,7 @@ describe("e2e: CLI interrupted, piped, on a schema not its own, and other edges"
             return true;
           }
         },
-        15_000,
+        30_000,
         "the command's PostgreSQL stopped",
       );
       expect(existsSync(pidFile)).toBe(false);
