@@ -5,7 +5,7 @@
  * which binds nothing there, is said in one line instead of a KQ_BINDINGS_NOT_APPLIED process
  * warning.
  */
-import net from "node:net";
+
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { type AdminServer, startAdminServer } from "../../../src/admin/server.js";
 import { BIND_VERSION, createBinding } from "../../../src/binding/binding.js";
@@ -14,41 +14,10 @@ import { consumeCommand } from "../../../src/cli/client.js";
 import { loadConfig } from "../../../src/config/load.js";
 import { storeIdentity } from "../../../src/config/store-identity.js";
 import { silentLogger } from "../../../src/log.js";
-import { CommandType } from "../../../src/protocol/commands.js";
-import { encodePacket, FrameDecoder } from "../../../src/protocol/frame.js";
-import { encodeConnAuthAck, encodeHeartBeat } from "../../../src/protocol/messages.js";
 import { upsertBinding } from "../../../src/store/bindings.js";
 import { createTestDatabase, type TestDatabase } from "../../support/db.js";
+import { startFakeBroker } from "../../support/fake-broker.js";
 import { idleMetricsSource } from "../../support/metrics-source.js";
-
-/** A fake KiteQ broker: answers handshakes and heartbeats, pushes nothing. */
-async function silentBroker(): Promise<{ port: number; close(): void }> {
-  const sockets: net.Socket[] = [];
-  const server = net.createServer((s) => {
-    sockets.push(s);
-    const decoder = new FrameDecoder();
-    s.on("data", (chunk: Buffer) => {
-      for (const p of decoder.push(chunk)) {
-        const reply = (cmdType: number, body: Buffer) =>
-          s.write(encodePacket({ opaque: p.opaque, cmdType, body }));
-        if (p.cmdType === CommandType.CONN_META) {
-          reply(CommandType.CONN_AUTH, encodeConnAuthAck({ status: true, feedback: "" }));
-        } else if (p.cmdType === CommandType.HEARTBEAT) {
-          reply(CommandType.HEARTBEAT, encodeHeartBeat({ version: 1 }));
-        }
-      }
-    });
-    s.on("error", () => undefined);
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    close: () => {
-      for (const s of sockets) s.destroy();
-      server.close();
-    },
-  };
-}
 
 describe("CLI consume with static brokers", () => {
   let db: TestDatabase;
@@ -66,7 +35,7 @@ describe("CLI consume with static brokers", () => {
       log: silentLogger,
       processMetrics: false,
     });
-    broker = await silentBroker();
+    broker = await startFakeBroker();
   }, 60_000);
   afterAll(async () => {
     broker?.close();

@@ -5,51 +5,16 @@
  * 15-20 s). A broker removed from a list that is not empty is still dropped, and a kept
  * connection that fails is dropped, not re-opened.
  */
-import net from "node:net";
+
 import pino from "pino";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { type BrokerDirectory, createDirectory } from "../../../src/client/directory.js";
 import { BrokerPool } from "../../../src/client/pool.js";
-import { CommandType } from "../../../src/protocol/commands.js";
-import { encodePacket, FrameDecoder } from "../../../src/protocol/frame.js";
-import { encodeConnAuthAck, encodeHeartBeat } from "../../../src/protocol/messages.js";
 import { closeZooKeeper, connectZooKeeper } from "../../../src/registry/zk-connect.js";
 import { zkCreate, zkRemove } from "../../../src/registry/zk-ops.js";
 import { serverPath } from "../../../src/registry/zk-paths.js";
+import { startFakeBroker } from "../../support/fake-broker.js";
 import { startZooKeeper, type TestZooKeeper, waitFor } from "../../support/zookeeper.js";
-
-/** A fake broker that answers the handshake and heartbeats; kill() drops its connections. */
-async function fakeBroker(): Promise<{ address: string; kill(): void; close(): void }> {
-  const sockets: net.Socket[] = [];
-  const server = net.createServer((s) => {
-    sockets.push(s);
-    const decoder = new FrameDecoder();
-    s.on("data", (chunk: Buffer) => {
-      for (const p of decoder.push(chunk)) {
-        const reply = (cmdType: number, body: Buffer) =>
-          s.write(encodePacket({ opaque: p.opaque, cmdType, body }));
-        if (p.cmdType === CommandType.CONN_META) {
-          reply(CommandType.CONN_AUTH, encodeConnAuthAck({ status: true, feedback: "" }));
-        } else if (p.cmdType === CommandType.HEARTBEAT) {
-          reply(CommandType.HEARTBEAT, encodeHeartBeat({ version: 1 }));
-        }
-      }
-    });
-    s.on("error", () => undefined);
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const kill = () => {
-    for (const s of sockets.splice(0)) s.destroy();
-  };
-  return {
-    address: `127.0.0.1:${(server.address() as net.AddressInfo).port}`,
-    kill,
-    close: () => {
-      kill();
-      server.close();
-    },
-  };
-}
 
 let zk: TestZooKeeper;
 const cleanups: (() => unknown)[] = [];
@@ -64,8 +29,8 @@ afterAll(async () => {
 });
 
 it("an empty broker list keeps the working connections; a removed broker of a non-empty list goes", async () => {
-  const a = await fakeBroker();
-  const b = await fakeBroker();
+  const a = await startFakeBroker();
+  const b = await startFakeBroker();
   cleanups.push(a.close, b.close);
   const admin = await connectZooKeeper(zk.connectString, {
     sessionTimeoutMs: 4_000,

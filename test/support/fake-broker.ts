@@ -1,0 +1,90 @@
+/**
+ * A fake KiteQ broker for SDK and CLI tests: answers handshakes and heartbeats, and publishes as
+ * told (by default never); counts the publishes. kill() drops its connections (clients reconnect).
+ */
+import net from "node:net";
+import { CommandType } from "../../src/protocol/commands.js";
+import { encodePacket, FrameDecoder } from "../../src/protocol/frame.js";
+import {
+  decodeBytesMessage,
+  decodeStringMessage,
+  encodeConnAuthAck,
+  encodeHeartBeat,
+  encodeMessageStoreAck,
+} from "../../src/protocol/messages.js";
+
+export interface FakeBrokerOptions {
+  /** When to answer a handshake (epoch ms; undefined: at once). */
+  authAt?: () => number | undefined;
+  /** The store ack of a publish: its delay, status and feedback; undefined: never answered. */
+  storeAck?: () => { afterMs: number; status: boolean; feedback: string } | undefined;
+}
+
+export interface FakeBroker {
+  port: number;
+  /** `127.0.0.1:port`. */
+  address: string;
+  publishes(): number;
+  kill(): void;
+  close(): void;
+}
+
+export async function startFakeBroker(options: FakeBrokerOptions = {}): Promise<FakeBroker> {
+  let publishes = 0;
+  const sockets: net.Socket[] = [];
+  const server = net.createServer((s) => {
+    sockets.push(s);
+    const decoder = new FrameDecoder();
+    s.on("data", (chunk: Buffer) => {
+      for (const p of decoder.push(chunk)) {
+        const reply = (cmdType: number, body: Buffer) =>
+          s.write(encodePacket({ opaque: p.opaque, cmdType, body }));
+        if (p.cmdType === CommandType.CONN_META) {
+          const at = options.authAt?.();
+          const answer = () =>
+            reply(CommandType.CONN_AUTH, encodeConnAuthAck({ status: true, feedback: "" }));
+          if (at === undefined) answer();
+          else setTimeout(answer, Math.max(0, at - Date.now()));
+        } else if (p.cmdType === CommandType.HEARTBEAT) {
+          reply(CommandType.HEARTBEAT, encodeHeartBeat({ version: 1 }));
+        } else if (p.cmdType === CommandType.STRING_MESSAGE || p.cmdType === CommandType.BYTES_MESSAGE) {
+          publishes++;
+          const m =
+            p.cmdType === CommandType.STRING_MESSAGE
+              ? decodeStringMessage(p.body)
+              : decodeBytesMessage(p.body);
+          const ack = options.storeAck?.();
+          if (ack === undefined) continue;
+          setTimeout(
+            () =>
+              reply(
+                CommandType.MESSAGE_STORE_ACK,
+                encodeMessageStoreAck({
+                  messageId: m.header.messageId,
+                  status: ack.status,
+                  feedback: ack.feedback,
+                }),
+              ),
+            ack.afterMs,
+          );
+        }
+      }
+    });
+    s.on("error", () => undefined);
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const port = (server.address() as net.AddressInfo).port;
+  const kill = () => {
+    for (const s of sockets.splice(0)) s.destroy();
+  };
+  return {
+    port,
+    address: `127.0.0.1:${port}`,
+    publishes: () => publishes,
+    kill,
+    close: () => {
+      kill();
+      server.close();
+    },
+  };
+}
