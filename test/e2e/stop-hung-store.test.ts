@@ -71,6 +71,8 @@ it("past the grace period: client connections closed at once, the node gone with
   url.hostname = "127.0.0.1";
   url.port = String(proxy.port);
   const grace = 3;
+  // Bound before the broker starts: bound after it, a publish could precede the reload and be owed to no one.
+  await bind(db.pool, { groupId: "g", topic: "t", messageType: "m" });
   broker = await startBrokerProcess([
     "--db",
     url.toString(),
@@ -90,7 +92,6 @@ it("past the grace period: client connections closed at once, the node gone with
     closedAt ??= Date.now();
   });
   // A consumer whose ack comes once the server is silent: it cannot be written before the stop.
-  await bind(db.pool, { groupId: "g", topic: "t", messageType: "m" });
   const consumer = await recordingConsumer(broker.port, "g");
   consumer.conn.onMessage(async (m) => {
     consumer.received.push(m);
