@@ -2,7 +2,7 @@
  * Same-database transactional publish (`kiteq-pg/sql`, the kiteq_publish SQL function of
  * migration 0005) with a broker running on the same database: a rolled-back application
  * transaction leaves no trace, a committed one is delivered once to each bound group (Direct,
- * Regx, Fanout), and 10,000 in-transaction publishes from 16 connections are all delivered.
+ * Regx, Fanout), and 3,000 in-transaction publishes from 16 connections are all delivered.
  */
 import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -164,12 +164,13 @@ describe("e2e: publishInTransaction", () => {
     expect(await owedTo(none.messageId)).toEqual([]);
   });
 
-  // 37-40 s in the niced parallel run of `npm test`, 71 s with one more busy process: the bound
-  // only stops a hung run.
-  it("10,000 in-transaction publishes from 16 connections are all delivered", {
+  // 3,000 (10,000 took 37-50 s of the niced parallel run of `npm test`, one transaction's commit
+  // at a time on this disk; 3,000 are still batches of the broker's claim from 16 writers at
+  // once): the bound only stops a hung run.
+  it("3,000 in-transaction publishes from 16 connections are all delivered", {
     timeout: 300_000,
   }, async () => {
-    const N = 10_000;
+    const N = 3_000;
     const CONNECTIONS = 16;
     const ids: string[] = [];
     const started = Date.now();
@@ -185,7 +186,7 @@ describe("e2e: publishInTransaction", () => {
       }),
     );
     const publishMs = Date.now() - started;
-    await waitFor(() => new Set(got.get("g-bulk")).size >= N, 60_000, "all 10,000 delivered");
+    await waitFor(() => new Set(got.get("g-bulk")).size >= N, 60_000, `all ${N} delivered`);
     await waitFor(
       async () =>
         (await db.pool.query("SELECT 1 FROM deliveries WHERE group_id = 'g-bulk' LIMIT 1")).rowCount === 0,

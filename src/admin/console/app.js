@@ -130,7 +130,8 @@ async function route() {
   try {
     if (page.kind === "group") await groupPage(page.id);
     else if (page.kind === "message") await messagePage(page.id);
-    else await overviewPage();
+    // A paused refresh has said so in the status line (it said "updated" over that before).
+    else if ((await overviewPage()) === "paused") return;
     if (superseded()) return;
     statusLine.textContent = `updated ${new Date().toLocaleTimeString()}`;
   } catch (err) {
@@ -212,7 +213,7 @@ async function overviewPage() {
   if (selection && !selection.isCollapsed && main.contains(selection.anchorNode)) {
     statusLine.textContent = "refresh paused while text is selected";
     refreshTimer = setTimeout(route, 5000);
-    return;
+    return "paused";
   }
   // The filter being typed in keeps its focus and caret across the refresh.
   const typing = document.activeElement?.id === "group-filter" ? document.activeElement : null;
