@@ -189,7 +189,7 @@ class ZkDirectory implements BrokerDirectory {
     this.client = client;
     const renew = (why: string) => {
       if (this.client !== client || this.closed) return;
-      this.logger.warn(`${why}; opening a new one`);
+      this.logger.warn(`${why}; opening a new ZooKeeper session`);
       stopWatch();
       abandonClient(client);
       this.client = undefined;
@@ -197,9 +197,9 @@ class ZkDirectory implements BrokerDirectory {
       void this.reconnect();
     };
     // A ZooKeeper that lost its data refuses this client for ever without expiring its session.
-    const stopWatch = onLostSession(client, this.options.sessionTimeoutMs, () =>
-      renew("no ZooKeeper connection for a whole session timeout"),
-    );
+    const stopWatch = onLostSession(client, this.options.sessionTimeoutMs, (why) => renew(why), {
+      connectString: this.connectString,
+    });
     client.on("state", (state) => {
       if (state === zookeeper.State.EXPIRED) renew("ZooKeeper session expired");
       else if (state === zookeeper.State.SYNC_CONNECTED && this.client === client) void this.refreshAll();

@@ -283,36 +283,96 @@ function installHandshakeWatchdog(client: Client, stallMs: number, logger: Logge
   watchdogs.set(client, timer);
 }
 
+/** What {@link onLostSession} needs to probe the servers with a session of its own. */
+export interface LostSessionProbe {
+  /** The servers `client` was opened on (connectZooKeeper's connect string). */
+  connectString: string;
+  /** How often to probe while `client` is cut off (default 2 s). */
+  everyMs?: number;
+}
+
 /**
- * Call `onLost` when `client` stays cut off from ZooKeeper for a whole session timeout (its
- * negotiated one, else `timeoutMs`). The server has most likely expired the session by then, and
- * the library may never find out: a server that lost its data (or a new ensemble) refuses a
+ * Call `onLost(why)` when `client` has most likely lost its session while the library cannot tell:
+ * a server that lost its data (a restart without its data directory, a new ensemble) refuses a
  * client that has seen a later zxid, and the library retries that for ever, never reporting the
- * session expired. The caller then gives the client up and opens a new session. Returns a
- * function that stops watching.
+ * session expired. Two signs, whichever comes first:
+ * - with `probe`: while `client` is cut off, a fresh session is tried every `everyMs`; two in a row
+ *   that open while `client` still cannot reconnect (the library retries every 250 ms) mean the
+ *   servers serve, but not this session (a few seconds instead of a session timeout: nodes were
+ *   unfindable for 30 s after such a restart);
+ * - cut off for a whole session timeout (its negotiated one, else `timeoutMs`): the server has
+ *   expired the session by then.
+ * The caller then gives the client up and opens a new session. Returns a function that stops
+ * watching (and any probe in progress).
  */
 export function onLostSession(
   client: Client,
   timeoutMs: number,
-  onLost: (timeoutMs: number) => void,
+  onLost: (why: string) => void,
+  probe?: LostSessionProbe,
 ): () => void {
   let timer: NodeJS.Timeout | undefined;
+  let probeTimer: NodeJS.Timeout | undefined;
+  let probing: AbortController | undefined;
+  let servedProbes = 0;
+  let stopped = false;
+  const connected = () => client.getState() === zookeeper.State.SYNC_CONNECTED;
   const clear = () => {
     if (timer !== undefined) clearTimeout(timer);
+    if (probeTimer !== undefined) clearInterval(probeTimer);
     timer = undefined;
+    probeTimer = undefined;
+    probing?.abort();
+    probing = undefined;
+    servedProbes = 0;
+  };
+  const lost = (why: string) => {
+    if (stopped) return;
+    clear();
+    onLost(why);
+  };
+  const probeOnce = async (connectString: string, everyMs: number) => {
+    if (probing !== undefined || connected()) return;
+    const abort = new AbortController();
+    probing = abort;
+    let served = false;
+    try {
+      const other = await connectZooKeeper(connectString, {
+        sessionTimeoutMs: Math.max(1_000, everyMs * 2),
+        connectTimeoutMs: Math.max(500, everyMs - 100),
+        retries: 0,
+        signal: abort.signal,
+      });
+      served = true;
+      void closeZooKeeper(other, 500);
+    } catch {
+      // The servers give no session either: an outage, waited out (or the session timeout).
+    }
+    if (probing !== abort) return; // stopped or reconnected meanwhile
+    probing = undefined;
+    servedProbes = served ? servedProbes + 1 : 0;
+    if (servedProbes >= 2 && !connected()) {
+      lost(`ZooKeeper serves new sessions but refuses this one (${servedProbes} probes ${everyMs} ms apart)`);
+    }
   };
   const arm = () => {
     clear();
     const ms = client.getSessionTimeout() > 0 ? client.getSessionTimeout() : timeoutMs;
     timer = setTimeout(() => {
       timer = undefined;
-      if (client.getState() !== zookeeper.State.SYNC_CONNECTED) onLost(ms);
+      if (!connected()) lost(`no ZooKeeper connection for a whole session timeout (${ms} ms)`);
     }, ms);
     timer.unref();
+    if (probe !== undefined) {
+      const everyMs = probe.everyMs ?? 2_000;
+      probeTimer = setInterval(() => void probeOnce(probe.connectString, everyMs), everyMs);
+      probeTimer.unref();
+    }
   };
   client.on("disconnected", arm);
   client.on("connected", clear);
   return () => {
+    stopped = true;
     clear();
     client.removeListener("disconnected", arm);
     client.removeListener("connected", clear);

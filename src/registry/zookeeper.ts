@@ -13,8 +13,9 @@
  *
  * Sessions: on disconnect, outage(true) is reported (and logged) once and isRegistered() turns
  * false. The library reconnects by itself; when the same session comes back everything is
- * re-checked and re-read, then outage(false). When the session expired (or the connection
- * stayed lost for a whole session timeout: zk-connect.ts's onLostSession), a new client is
+ * re-checked and re-read, then outage(false). When the session expired (or is lost without the
+ * library saying so: the servers refuse it, or no connection for a whole session timeout:
+ * zk-connect.ts's onLostSession), a new client is
  * connected (bounded attempts, retried with backoff until stop()), every node re-created (a
  * leftover ephemeral node of the old session is replaced), the watches re-armed, then
  * outage(false).
@@ -253,17 +254,20 @@ export class ZooKeeperRegistry implements Registry {
       this.kick();
     });
     client.on("expired", () => this.onExpired(client));
-    // Cut off for a whole session timeout: a new session (if the old one was in fact still
-    // alive, its ephemeral nodes are replaced by the new session's: ensureOwnEphemeral).
+    // A session the servers refuse, or cut off for a whole session timeout: a new session (if
+    // the old one was in fact still alive, its ephemeral nodes are replaced by the new
+    // session's: ensureOwnEphemeral).
     this.stopLostSessionWatch?.();
-    this.stopLostSessionWatch = onLostSession(client, this.sessionTimeoutMs, (timeoutMs) => {
-      if (client !== this.client || this.stopping) return;
-      this.logger.warn(
-        { timeoutMs },
-        "no ZooKeeper connection for a whole session timeout; starting a new session",
-      );
-      this.onExpired(client);
-    });
+    this.stopLostSessionWatch = onLostSession(
+      client,
+      this.sessionTimeoutMs,
+      (why) => {
+        if (client !== this.client || this.stopping) return;
+        this.logger.warn({ why }, "ZooKeeper session lost; starting a new session");
+        this.onExpired(client);
+      },
+      { connectString: this.connectString },
+    );
   }
 
   private onExpired(client: Client): void {

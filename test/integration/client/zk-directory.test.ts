@@ -27,7 +27,8 @@ afterAll(async () => {
 });
 
 it("writes a consumer's bindings again after ZooKeeper restarted without its data", async () => {
-  directory = createDirectory(`zk://${zk.connectString}?timeout=4s`, silentLogger);
+  // The default session timeout (30 s): the refused session is seen by the probes, not the timeout.
+  directory = createDirectory(`zk://${zk.connectString}?timeout=30s`, silentLogger);
   await directory.start(["trade"], () => undefined);
   const kept = [directBinding("keep", "trade", "pay", 100, true)];
   const online = [fanoutBinding("online", "trade", 10, false)];
@@ -42,7 +43,8 @@ it("writes a consumer's bindings again after ZooKeeper restarted without its dat
   });
   try {
     const read = async (path: string) => (await zkGetData(check, path))?.data.toString("utf8");
-    // A new session within a session timeout (4 s) and a reconnect; 20 s for a loaded machine.
+    // A new session after two probes 2 s apart and a reconnect (before: the 30 s session timeout);
+    // 20 s for a loaded machine.
     const keep = await waitFor(
       () => read("/kiteq/sub/trade/keep-bind"),
       20_000,
