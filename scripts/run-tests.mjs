@@ -2,7 +2,8 @@
 //
 // - The timing-sensitive files (vitest project "timing": takeover within a lease, redelivery
 //   within ~1 s, p99 lateness under 1 s, handshake deadlines) run one at a time, at normal
-//   priority, with their own PostgreSQL.
+//   priority, with their own PostgreSQL; so do a few files that mostly wait (vitest.config.ts's
+//   WAITING), to even out the two runs.
 // - Everything else (projects "unit" and "integration") runs two files at a time under
 //   `nice -n 10`, with its own PostgreSQL: its brokers, CLIs, ZooKeepers and PostgreSQL inherit
 //   the lower priority, so they take the CPU the timing files leave idle (most of theirs is
@@ -80,7 +81,7 @@ if (args.includes("--project") || args.some((a) => a.startsWith("--project="))) 
   const started = Date.now();
   const runs = [
     run(
-      "timing-sensitive files, one at a time",
+      "timing-sensitive and waiting files, one at a time",
       process.execPath,
       [...vitest, "--project", "timing", "--passWithNoTests", ...args],
       env,
