@@ -297,6 +297,7 @@ export class Dispatcher {
     g.sessions = g.sessions.filter((s) => s !== session);
     for (const f of flights?.values() ?? []) {
       g.inFlight--;
+      f.job.inFlight = false;
       this.nack(f.job, f.pushedAt, "connection closed before the ack");
     }
     if (g.sessions.length === 0) {
@@ -431,6 +432,7 @@ export class Dispatcher {
     }
     flights!.delete(opaque);
     f.group.inFlight--;
+    f.job.inFlight = false;
     this.paces.get(session)?.answered(Date.now());
     if (ack.status) {
       this.counters.acked++;
@@ -553,6 +555,7 @@ export class Dispatcher {
     for (const flights of this.inFlight.values()) {
       for (const f of flights.values()) {
         f.group.inFlight--;
+        f.job.inFlight = false;
         unanswered.push(f);
       }
       flights.clear();
@@ -682,7 +685,16 @@ export class Dispatcher {
       // Claimed again while our consumer's ack of it waits to be written (the database was away
       // longer than the lease): that ack ends it, whatever the claim. Pushed again, the consumer
       // handled an acked message twice (a walkthrough: 29 after a 40 s outage).
-      if (this.held[shard]!.get(row.groupId, row.messagePk)?.ackPending === true) continue;
+      const held = this.held[shard]!.get(row.groupId, row.messagePk);
+      if (held?.ackPending === true) continue;
+      // Claimed again while its push awaits an answer, no attempt recorded since (nobody else
+      // pushed it): that push goes on under this claim, its outcome written with the new epoch.
+      // Pushed again, the consumer got it twice.
+      if (held?.inFlight === true && held.attempts === row.attempts) {
+        held.claimEpoch = row.claimEpoch;
+        held.leaseUntilMs = leaseUntilMs;
+        continue;
+      }
       const job = jobFromClaim(row, shard, leaseUntilMs);
       this.hold(job);
       const g = this.groups.get(job.groupId);
@@ -807,6 +819,7 @@ export class Dispatcher {
     if (job.attempts > 0) gc.redelivered++;
     else this.latency.publishToDeliver.since(job.storedAtMs ?? job.header.createTime * 1000, now);
     g.inFlight++;
+    job.inFlight = true;
     this.inFlight
       .get(session)
       ?.set(opaque, { job, group: g, pushedAt: now, deadline: now + this.o.deliveryTimeoutMs });
@@ -862,6 +875,7 @@ export class Dispatcher {
     if (f === undefined) return;
     flights!.delete(opaque);
     f.group.inFlight--;
+    f.job.inFlight = false;
     this.counters.timeouts++;
     this.nack(f.job, f.pushedAt, `no ack within ${this.o.deliveryTimeoutMs} ms`);
     // Remember it for a while: a late true ack still ends the delivery (see onDeliverAck).

@@ -15,8 +15,11 @@ export interface DeliveryJob {
   readonly shard: number;
   readonly messagePk: number;
   readonly groupId: string;
-  /** Epoch of our claim (fences nacks and releases). */
-  readonly claimEpoch: number;
+  /**
+   * Epoch of our claim (fences nacks and releases). Moved on when this node claims the delivery
+   * again while its push is in flight (see inFlight).
+   */
+  claimEpoch: number;
   /** Failed attempts so far (the push about to be made is attempt attempts + 1). */
   readonly attempts: number;
   readonly deliverLimit: number;
@@ -40,6 +43,12 @@ export interface DeliveryJob {
    * ends the delivery whatever the claim.
    */
   ackPending?: boolean;
+  /**
+   * Pushed and not answered yet (no ack, no timeout, its connection open). A claim that takes the
+   * delivery again meanwhile (this node's lease ran out: renewals failed, or the node was paused,
+   * and no other node took it) adopts this push instead of pushing again.
+   */
+  inFlight?: boolean;
 }
 
 /** The protobuf encoding of a message as pushed, filled on first push. */
