@@ -13,13 +13,14 @@ import {
   DEFAULT_WATERMARK,
   FANOUT_MESSAGE_TYPE,
 } from "../binding/binding.js";
+import { loadRegistryFile } from "../binding/registry-file.js";
 import { withDeadline } from "../deadline.js";
 import { ErrorCode, KiteqError } from "../errors.js";
 import { type Logger, silentLogger } from "../log.js";
 import { CommandType } from "../protocol/commands.js";
 import { encodeHeartBeat } from "../protocol/messages.js";
 import type { PushedMessage } from "./connection.js";
-import { type BrokerDirectory, createDirectory, type RegistrySpec } from "./directory.js";
+import { type BrokerDirectory, createDirectory, type RegistrySpec, registryFilePath } from "./directory.js";
 import { type ConsumedMessage, fromWire } from "./message.js";
 import { checkConsumerOptions } from "./options.js";
 import { BrokerPool } from "./pool.js";
@@ -386,20 +387,54 @@ const warnedGroups = new Set<string>();
  * Bindings travel through ZooKeeper only (KiteQ's /kiteq/sub): with broker addresses or a YAML
  * registry the SDK cannot apply them, and a group nobody bound on the broker gets nothing. Said
  * once per group and process, on the logger and as a Node.js process warning (the default
- * logger is silent).
+ * logger is silent). With a YAML registry, only for bindings the file does not hold: the brokers
+ * apply the file's (it was said for every group, bound there or not).
  */
-function warnBindingsNotApplied(groupId: string, bindings: readonly Binding[], logger: Logger): void {
+async function warnBindingsNotApplied(
+  registry: RegistrySpec,
+  groupId: string,
+  bindings: readonly Binding[],
+  logger: Logger,
+): Promise<void> {
   if (warnedGroups.has(groupId)) return;
+  const file = registryFilePath(registry);
+  let missing = bindings;
+  if (file !== undefined) {
+    // Unreadable or invalid: said by the directory's start, which reads it next.
+    const held = await loadRegistryFile(file).then(
+      (f) => f.bindings,
+      () => undefined,
+    );
+    if (held === undefined) return;
+    missing = bindings.filter(
+      (b) =>
+        !held.some(
+          (h) =>
+            h.groupId === b.groupId &&
+            h.topic === b.topic &&
+            h.bindType === b.bindType &&
+            (b.bindType === BindType.Fanout || h.messageType === b.messageType),
+        ),
+    );
+    if (missing.length === 0) return;
+  }
   warnedGroups.add(groupId);
-  const example = bindings[0]!;
+  const example = missing[0]!;
   const text =
-    `bindings of group "${groupId}" are not applied: they travel through ZooKeeper (a zk:// registry), ` +
-    "and with broker addresses or a YAML file the broker's own bindings apply. Bind the group on the broker, e.g. " +
-    `kiteq-pg bind add --group ${groupId} --topic ${example.topic}` +
-    (example.bindType === BindType.Fanout
-      ? " --type fanout"
-      : ` --message-type '${example.messageType}'${example.bindType === BindType.Regx ? " --type regx" : ""}`);
-  logger.warn({ bindings: bindings.length }, text);
+    file !== undefined
+      ? `bindings of group "${groupId}" are not applied: ${missing.length} of them are not in ${file}, ` +
+        "and with a YAML registry the brokers apply the bindings of their --registry-file. Add them there, e.g. " +
+        `{ groupIds: ["${groupId}"], topic: ${example.topic}, ` +
+        (example.bindType === BindType.Fanout
+          ? "bindType: fanout }"
+          : `messageType: '${example.messageType}', bindType: ${example.bindType === BindType.Regx ? "regx" : "direct"} }`)
+      : `bindings of group "${groupId}" are not applied: they travel through ZooKeeper (a zk:// registry), ` +
+        "and with broker addresses the broker's own bindings apply. Bind the group on the broker, e.g. " +
+        `kiteq-pg bind add --group ${groupId} --topic ${example.topic}` +
+        (example.bindType === BindType.Fanout
+          ? " --type fanout"
+          : ` --message-type '${example.messageType}'${example.bindType === BindType.Regx ? " --type regx" : ""}`);
+  logger.warn({ bindings: missing.length }, text);
   process.emitWarning(text, { code: "KQ_BINDINGS_NOT_APPLIED" });
 }
 
@@ -437,7 +472,8 @@ export async function createConsumer(options: ConsumerOptions): Promise<Consumer
   }
   const bindings = options.bindings.map((b) => toBinding(options.groupId, b));
   const logger = (options.logger ?? silentLogger).child({ groupId: options.groupId, role: "consumer" });
-  if (!zk && bindings.length > 0) warnBindingsNotApplied(options.groupId, bindings, logger);
+  if (!zk && bindings.length > 0)
+    await warnBindingsNotApplied(options.registry, options.groupId, bindings, logger);
   const directory = createDirectory(options.registry, logger, {
     sessionTimeoutMs: options.zkSessionTimeoutMs,
   });

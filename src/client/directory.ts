@@ -45,6 +45,14 @@ export interface ZkDirectoryOptions {
   pollMs: number;
 }
 
+/** The registry YAML file `spec` names (`file://path.yaml` or `*.yaml|*.yml`), if it names one. */
+export function registryFilePath(spec: RegistrySpec): string | undefined {
+  if (typeof spec !== "string") return undefined;
+  const s = spec.trim();
+  if (s.startsWith("file://")) return s.slice("file://".length);
+  return /\.ya?ml$/i.test(s) && !s.startsWith("zk://") ? s : undefined;
+}
+
 /** Build the directory named by `spec`: `zk://...`, `file://path.yaml` / `*.yaml|*.yml`, or addresses. */
 export function createDirectory(
   spec: RegistrySpec,
@@ -54,8 +62,8 @@ export function createDirectory(
   if (typeof spec === "string") {
     const s = spec.trim();
     if (s.startsWith("zk://")) return new ZkDirectory(s, logger, zk);
-    if (s.startsWith("file://")) return new FileDirectory(s.slice("file://".length));
-    if (/\.ya?ml$/i.test(s)) return new FileDirectory(s);
+    const file = registryFilePath(s);
+    if (file !== undefined) return new FileDirectory(file);
     return new StaticDirectory(s.split(",").map((a) => a.trim()));
   }
   return new StaticDirectory(spec);
