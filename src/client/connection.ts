@@ -140,14 +140,28 @@ export class KiteqConnection {
       });
     });
     const conn = new KiteqConnection(socket, options);
-    const reply = await conn.request(
-      CommandType.CONN_META,
-      encodeConnMeta({
-        groupId: options.groupId,
-        secretKey: options.secretKey ?? "",
-        warmingupSec: options.warmingupSec ?? 0,
-      }),
-    );
+    const reply = await conn
+      .request(
+        CommandType.CONN_META,
+        encodeConnMeta({
+          groupId: options.groupId,
+          secretKey: options.secretKey ?? "",
+          warmingupSec: options.warmingupSec ?? 0,
+        }),
+      )
+      .catch((err: unknown) => {
+        // A broker at its connection limits (--max-connections, --max-connections-per-address)
+        // closes a new connection at once, unanswered: it said only "connection closed".
+        if (err instanceof KiteqError && err.code === ErrorCode.ConnectionClosed) {
+          throw new KiteqError(
+            ErrorCode.ConnectionClosed,
+            `${options.host}:${options.port} closed the connection before answering the handshake ` +
+              "(a broker at its connection limits closes new connections so: see its log)",
+            { groupId: options.groupId },
+          );
+        }
+        throw err;
+      });
     const auth = decodeBody(reply.cmdType, reply.body);
     if (auth.cmd !== "CONN_AUTH" || !auth.msg.status) {
       conn.close();
