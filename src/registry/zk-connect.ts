@@ -296,7 +296,7 @@ export interface LostSessionProbe {
  * a server that lost its data (a restart without its data directory, a new ensemble) refuses a
  * client that has seen a later zxid, and the library retries that for ever, never reporting the
  * session expired. Two signs, whichever comes first:
- * - with `probe`: while `client` is cut off, a fresh session is tried every `everyMs`; two in a row
+ * - with `probe`: while `client` is cut off, a fresh session is tried about every `everyMs`; two in a row
  *   that open while `client` still cannot reconnect (the library retries every 250 ms) mean the
  *   servers serve, but not this session (a few seconds instead of a session timeout: nodes were
  *   unfindable for 30 s after such a restart);
@@ -319,7 +319,7 @@ export function onLostSession(
   const connected = () => client.getState() === zookeeper.State.SYNC_CONNECTED;
   const clear = () => {
     if (timer !== undefined) clearTimeout(timer);
-    if (probeTimer !== undefined) clearInterval(probeTimer);
+    if (probeTimer !== undefined) clearTimeout(probeTimer);
     timer = undefined;
     probeTimer = undefined;
     probing?.abort();
@@ -352,7 +352,9 @@ export function onLostSession(
     probing = undefined;
     servedProbes = served ? servedProbes + 1 : 0;
     if (servedProbes >= 2 && !connected()) {
-      lost(`ZooKeeper serves new sessions but refuses this one (${servedProbes} probes ${everyMs} ms apart)`);
+      lost(
+        `ZooKeeper serves new sessions but refuses this one (${servedProbes} probes about ${everyMs} ms apart)`,
+      );
     }
   };
   const arm = () => {
@@ -365,8 +367,19 @@ export function onLostSession(
     timer.unref();
     if (probe !== undefined) {
       const everyMs = probe.everyMs ?? 2_000;
-      probeTimer = setInterval(() => void probeOnce(probe.connectString, everyMs), everyMs);
-      probeTimer.unref();
+      // Jittered (0.75-1.25 x everyMs): the many clients of one process, cut off together, do
+      // not all probe the servers in the same instant when they come back.
+      const next = () => {
+        probeTimer = setTimeout(
+          () => {
+            void probeOnce(probe.connectString, everyMs);
+            next();
+          },
+          everyMs * (0.75 + Math.random() / 2),
+        );
+        probeTimer.unref();
+      };
+      next();
     }
   };
   client.on("disconnected", arm);
