@@ -34,14 +34,19 @@ export const redriveCommand: Command = {
     const groupId = args.required("group");
     // At most a year: a huge value made an invalid time and a raw PostgreSQL error.
     const expiresIn = args.int("expires-in", DEFAULT_EXPIRES_IN_SECONDS, 1, MAX_EXPIRES_IN_SECONDS);
-    const redrive = (pool: pg.Pool, messageIds: readonly string[]) =>
-      redriveDeliveries(pool, messageIds, {
+    // Each batch at its own time: one time for the whole run put every `redriven` row of a
+    // range re-drive at one instant, and a page of `history --group` reads every row of the
+    // instant it starts in (quadratic paging for a re-drive of tens of thousands).
+    const redrive = (pool: pg.Pool, messageIds: readonly string[]) => {
+      const at = new Date();
+      return redriveDeliveries(pool, messageIds, {
         groupId,
-        now,
-        expiresAt: new Date(now.getTime() + expiresIn * 1000),
+        now: at,
+        expiresAt: new Date(at.getTime() + expiresIn * 1000),
         nodeId: `cli@${hostname()}`,
         reason: "kiteq-pg redrive",
       });
+    };
 
     if (args.has("message-id")) {
       if (args.has("since") || args.has("until") || args.has("limit")) {

@@ -823,7 +823,11 @@ SELECT (SELECT max(id) FROM scanned) AS last_id, (SELECT count(*) FROM scanned):
 /**
  * Replay: give `groupId` a fresh delivery of every committed message of `topic` stored in
  * [since, until), with a `redriven` row each (detail: the reason). Messages the group still owes
- * are left as they are. Runs in batches of BACKGROUND_BATCH messages, each its own transaction.
+ * are left as they are. Runs in batches of BACKGROUND_BATCH messages, each its own transaction,
+ * stamped with its own time: `now` for the first, then `now` plus the time the replay has taken
+ * (at least a millisecond later than the batch before). One time for every batch put a whole
+ * replay's rows at one instant of the group's history, and a page of `history --group` reads
+ * every row of the instant it starts in: 1.5-2.4 s a page of 2,000 after a replay of 120,000.
  * Returns how many deliveries were created.
  */
 export async function replayRange(
@@ -852,7 +856,12 @@ export async function replayRange(
   // a batch's worth so that a topic with a new type per message does not grow the arrays.
   let matched: string[] = [];
   let unmatched: string[] = [];
+  const started = performance.now();
+  let lastAt = Number.NEGATIVE_INFINITY;
   for (;;) {
+    const batchAt = new Date(
+      Math.max(args.now.getTime() + Math.floor(performance.now() - started), lastAt + 1),
+    );
     // Each batch with its dead letters forgotten, in one transaction (see FORGET_DEAD_LETTERS).
     const rows = await inOneTransaction(db, async (c) => {
       const batch = await c.query<{
@@ -868,7 +877,7 @@ export async function replayRange(
           args.groupId,
           args.since,
           args.until,
-          args.now,
+          batchAt,
           args.expiresAt,
           args.nodeId,
           args.reason,
@@ -893,6 +902,7 @@ export async function replayRange(
       continue;
     }
     created += r.n;
+    lastAt = batchAt.getTime();
     if (r.scanned < BACKGROUND_BATCH || r.last_id === null) return created;
     lastId = r.last_id;
     if (args.shouldStop?.() === true) return created;

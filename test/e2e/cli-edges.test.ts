@@ -97,6 +97,21 @@ describe("e2e: CLI interrupted, piped, on a schema not its own, and other edges"
     expect(await redriven("epipe")).toBe(200);
   });
 
+  it("a range redrive stamps each batch with its own time, not the whole run with one", async () => {
+    await deadLetters("stamped", 500);
+    const run = await cli(["redrive", "--group", "stamped", "--since", "1h", "--db", db.url]);
+    expect(run.code, run.stderr).toBe(0);
+    // Before: all 500 `redriven` rows at the run's start, one instant, and a page of the group's
+    // history reads every row of the instant it starts in (quadratic paging for a large re-drive).
+    const { rows } = await db.pool.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM message_events WHERE group_id = 'stamped' AND kind = 'redriven'
+        GROUP BY at`,
+    );
+    expect(rows.reduce((a, r) => a + r.n, 0)).toBe(500);
+    expect(rows.length).toBeGreaterThanOrEqual(3);
+    expect(Math.max(...rows.map((r) => r.n))).toBeLessThanOrEqual(200);
+  });
+
   it("Ctrl-C during a redrive: it stops, says how many were redriven, and the history agrees", async () => {
     await deadLetters("sigint", 2000);
     const run = start(["redrive", "--group", "sigint", "--since", "1h", "--db", db.url]);

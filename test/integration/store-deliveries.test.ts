@@ -6,6 +6,7 @@ import {
   ACK_DELIVERIES,
   ackAfterEnd,
   ackDeliveries,
+  BACKGROUND_BATCH,
   claimDueDeliveries,
   deliveryKey,
   expireDeliveries,
@@ -634,5 +635,34 @@ describe("store: deliveries", () => {
     // Before: due at the replay (now), so pushed 55 s early.
     expect(await claim(["r2"], [10], at(6000))).toHaveLength(0);
     expect(await claim(["r2"], [10], at(60_000))).toHaveLength(1);
+  });
+
+  it("a replay stamps each batch with its own time: no instant of the group's history holds more than one batch", async () => {
+    const n = BACKGROUND_BATCH * 2 + 500;
+    for (let i = 0; i < n; i += 1000) {
+      await publish(
+        Array.from({ length: Math.min(1000, n - i) }, () => record([], { topic: "replay-many" })),
+      );
+    }
+    const replayed = await replayRange(db.pool, {
+      topic: "replay-many",
+      groupId: "r3",
+      since: at(-1000),
+      until: at(1000),
+      now: at(5000),
+      expiresAt: at(3600_000),
+      nodeId: "cli",
+      reason: "test replay",
+    });
+    expect(replayed).toBe(n);
+    // Before: all 10,500 `redriven` rows at one instant, and every page of the group's history
+    // starting in it read all of them (1.5-2.4 s a page after a replay of 120,000).
+    const { rows } = await db.pool.query(
+      `SELECT at, count(*)::int AS n FROM message_events WHERE group_id = 'r3' AND kind = 'redriven'
+        GROUP BY at ORDER BY at`,
+    );
+    expect(rows.length).toBeGreaterThanOrEqual(3);
+    expect(Math.max(...rows.map((r: { n: number }) => r.n))).toBeLessThanOrEqual(BACKGROUND_BATCH);
+    expect(rows[0].at.getTime()).toBeGreaterThanOrEqual(at(5000).getTime());
   });
 });
