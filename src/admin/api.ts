@@ -23,6 +23,7 @@ import {
   deadLetterPage,
   listNodes,
   type NodeRow,
+  PENDING_COUNT_CAP,
 } from "../store/groups.js";
 import type { GroupHistoryPlace } from "../store/history.js";
 import {
@@ -273,6 +274,8 @@ async function overview(ctx: ApiContext) {
     groups: sample.groups.size,
     owed,
     pendingTransactions: sample.pendingTransactions,
+    /** pendingTransactions is the count's cap: there are at least that many. */
+    pendingTransactionsCapped: sample.pendingTransactions >= PENDING_COUNT_CAP,
     rates: { ...view.rates, scope: "cluster" },
     sampledAt: new Date(sample.at),
   };

@@ -18,6 +18,7 @@ import {
   deadLetterPage,
   type GroupBacklog,
   groupBacklogs,
+  PENDING_COUNT_CAP,
 } from "./groups.js";
 import {
   DEFAULT_HISTORY_LIMIT,
@@ -146,10 +147,14 @@ export async function shardedGroupBacklogs(
   return [...merged.values()].sort((a, b) => (a.groupId < b.groupId ? -1 : a.groupId > b.groupId ? 1 : 0));
 }
 
-/** countPendingTransactions summed over the shards. */
+/** countPendingTransactions summed over the shards, capped as one count is (PENDING_COUNT_CAP). */
 export async function shardedCountPending(pools: readonly pg.Pool[]): Promise<number> {
   const counts = await Promise.all(pools.map((p) => countPendingTransactions(p)));
-  return counts.reduce((a, b) => a + b, 0);
+  // The cap is the cluster's, not each shard's (as the dead letters' count).
+  return Math.min(
+    counts.reduce((a, b) => a + b, 0),
+    PENDING_COUNT_CAP,
+  );
 }
 
 /** countDeadLetters summed over the shards. */

@@ -178,6 +178,27 @@ describe("e2e: admin JSON API edges", () => {
     expect(bad).toMatchObject({ status: 400, body: { code: "KQ_REQUEST_INVALID" } });
   });
 
+  it("the 2PC pending count says when it reached its cap (10,000), as the dead letters' does", async () => {
+    const now = new Date();
+    const insert = (from: number, to: number) =>
+      db.pool.query(
+        `INSERT INTO pending_transactions (message_pk, message_stored_at, message_id, topic, group_id, next_check_at, stored_at)
+         SELECT 900000000 + i, $1, md5('cap' || i), 'cap', 'cap-producers', $1, $1 FROM generate_series($2::int, $3::int) i`,
+        [now, from, to],
+      );
+    try {
+      await insert(1, 10);
+      const few = await json("/api/overview");
+      expect([few.body.pendingTransactions, few.body.pendingTransactionsCapped]).toEqual([10, false]);
+      await insert(11, 12_000);
+      // Before: 10000 with nothing saying so, shown as "10000" by the console for 12,000 waiting.
+      const many = await json("/api/overview");
+      expect([many.body.pendingTransactions, many.body.pendingTransactionsCapped]).toEqual([10_000, true]);
+    } finally {
+      await db.pool.query("DELETE FROM pending_transactions WHERE topic = 'cap'");
+    }
+  });
+
   it("a group no longer bound that owes nothing still shows and re-drives its dead letters", async () => {
     const now = new Date();
     const records = Array.from({ length: 3 }, () =>

@@ -229,7 +229,7 @@ async function overviewPage() {
     card("owed (all groups)", o.owed, "total-owed") +
     card("publishes/s (cluster)", fmtRate(o.rates.publishPerSecond), "publish-rate") +
     card("pushes/s (cluster)", fmtRate(o.rates.pushPerSecond), "push-rate") +
-    card("2PC pending", o.pendingTransactions, "tx-pending") +
+    card("2PC pending", `${o.pendingTransactions}${o.pendingTransactionsCapped ? "+" : ""}`, "tx-pending") +
     card("topics", o.topics.length, "topics") +
     `</section><h2>Groups, most behind first</h2>` +
     `<p class="filter"><input id="group-filter" type="search" placeholder="filter groups by name" size="30" aria-label="filter groups by name" autocomplete="off" value="${esc(groupFilter)}"> ` +
