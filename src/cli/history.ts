@@ -4,6 +4,7 @@
  */
 
 import { MAX_API_HISTORY_LIMIT } from "../admin/api.js";
+import { EVENT_KINDS } from "../store/event-kinds.js";
 import {
   DEFAULT_HISTORY_LIMIT,
   type GroupEvent,
@@ -23,6 +24,10 @@ import {
   oneLine,
   tableWriter,
 } from "./output.js";
+
+/** Width of an ISO 8601 time as printed (2026-12-04T19:17:17.534Z), and of a messageId. */
+const ISO_TIME_WIDTH = 24;
+const MESSAGE_ID_WIDTH = 32;
 
 /** Rows per database read of a group's history (the CLI's own reads). */
 const DB_HISTORY_PAGE = 5_000;
@@ -78,9 +83,12 @@ export const historyCommand: Command = {
     if (since >= until) throw new UsageError("history: --since must be before --until");
     // Page by page, each written as it comes: a whole read was held before printing (375 MB for
     // 200,000 events), and one API answer of 10,000 rows held the broker's event loop.
+    // AT and KIND as wide as any of their values: a first page of deliveries and acks set KIND
+    // 9 wide, and every later dead_lettered or taken_over row was shifted out of line.
     const table = tableWriter(
       ["AT", "KIND", "MESSAGE", "TOPIC", "MESSAGE TYPE", "ATTEMPT", "NODE", "DETAIL"],
       out,
+      [ISO_TIME_WIDTH, Math.max(...EVENT_KINDS.map((k) => k.length)), MESSAGE_ID_WIDTH],
     );
     const array = jsonArrayWriter(out);
     let shown = 0;

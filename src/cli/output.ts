@@ -31,11 +31,13 @@ export function formatTable(header: readonly string[], rows: readonly (readonly 
 
 /**
  * A table written page by page, for reads too large to hold (a group's history): the header and
- * the column widths come from the first page; a wider cell later widens only its own row.
+ * the column widths come from the first page, at least `minWidths` (the widest value a column
+ * can hold, where it is known: an event kind); a wider cell later widens only its own row.
  */
 export function tableWriter(
   header: readonly string[],
   out: Output,
+  minWidths: readonly number[] = [],
 ): {
   rows(rows: readonly (readonly Cell[])[]): void;
 } {
@@ -45,7 +47,9 @@ export function tableWriter(
       if (rows.length === 0) return;
       const cells = rows.map((r) => r.map(cellText));
       if (widths === undefined) {
-        widths = header.map((h, i) => Math.max(h.length, ...cells.map((r) => (r[i] ?? "").length)));
+        widths = header.map((h, i) =>
+          Math.max(h.length, minWidths[i] ?? 0, ...cells.map((r) => (r[i] ?? "").length)),
+        );
         out.out(line(header, widths));
       }
       const w = widths;
