@@ -35,7 +35,7 @@ export const VALUE_FLAGS = [
 ] as const;
 
 /** Flags without a value. */
-export const BOOLEAN_FLAGS = ["json", "help", "h", "verbose"] as const;
+export const BOOLEAN_FLAGS = ["json", "help", "h", "verbose", "dry-run"] as const;
 
 export type CliFlag = (typeof VALUE_FLAGS)[number] | (typeof BOOLEAN_FLAGS)[number];
 

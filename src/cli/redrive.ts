@@ -24,11 +24,12 @@ export const redriveCommand: Command = {
   summary: "re-deliver dead-lettered (or expired) messages to a group",
   usage: [
     "redrive --message-id ID --group G [--expires-in SECONDS]",
-    "redrive --group G --since T [--until T] [--limit N] [--expires-in SECONDS]",
+    "redrive --group G --since T [--until T] [--limit N] [--expires-in SECONDS] [--dry-run]",
     "  the first takes a dead-lettered or expired message; the second every message of G dead-lettered in",
-    "  [since, until) and still dead; the new delivery expires after --expires-in (default 7 days)",
+    "  [since, until) and still dead; the new delivery expires after --expires-in (default 7 days);",
+    "  --dry-run lists what the second would redrive and changes nothing",
   ],
-  flags: ["message-id", "group", "since", "until", "limit", "expires-in"],
+  flags: ["message-id", "group", "since", "until", "limit", "expires-in", "dry-run"],
   async run({ config, log, args, out }) {
     const now = new Date();
     const groupId = args.required("group");
@@ -52,6 +53,11 @@ export const redriveCommand: Command = {
       if (args.has("since") || args.has("until") || args.has("limit")) {
         throw new UsageError("redrive: give either --message-id or --since, not both");
       }
+      if (args.has("dry-run")) {
+        throw new UsageError(
+          "redrive: --dry-run lists a range's dead letters (--since); whether one message would be redriven: kiteq-pg explain <messageId>",
+        );
+      }
       const messageId = args.messageId();
       return withExistingStore(config, log, async (_pool, shards) => {
         // The message's own shard (one database: the only one).
@@ -74,6 +80,20 @@ export const redriveCommand: Command = {
       const found = await shardedDeadLetters(shards, groupId, since, until, limit + 1);
       const more = found.length > limit;
       const dead = more ? found.slice(0, limit) : found;
+      const range = `[${since.toISOString()}, ${until.toISOString()})`;
+      if (args.has("dry-run")) {
+        // What the run would take: the dead letters it reads first (each still dead now).
+        for (const d of dead) {
+          out.out(
+            `would redrive ${d.messageId} (${d.topic}/${d.messageType}, dead-lettered ${d.at.toISOString()})`,
+          );
+        }
+        out.out(
+          `${dead.length} dead-lettered message(s) of group ${groupId} in ${range} would be redriven (dry run: nothing changed)`,
+        );
+        if (more) out.err(`(first ${limit} only: a run takes at most --limit)`);
+        return 0;
+      }
       let done = 0;
       let tried = 0;
       const interruption = listenForInterruption();
@@ -106,7 +126,6 @@ export const redriveCommand: Command = {
       } finally {
         interruption.dispose();
       }
-      const range = `[${since.toISOString()}, ${until.toISOString()})`;
       const signal = interruption.signal;
       if (signal !== undefined && tried < dead.length) {
         out.err(

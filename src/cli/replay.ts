@@ -23,12 +23,13 @@ export const replayCommand: Command = {
   name: "replay",
   summary: "re-deliver a time range of a topic's history to a group",
   usage: [
-    "replay --topic T --group G --since T [--until T] [--expires-in SECONDS]",
+    "replay --topic T --group G --since T [--until T] [--expires-in SECONDS] [--dry-run]",
     "  every committed message of the topic stored in [since, until) that G's bindings match gets a",
     "  fresh delivery to G (G must be bound to the topic)",
-    "  (messages G still owes are left alone); each is a `redriven` row in the history",
+    "  (messages G still owes are left alone); each is a `redriven` row in the history;",
+    "  --dry-run counts what it would replay and writes nothing",
   ],
-  flags: ["topic", "group", "since", "until", "expires-in"],
+  flags: ["topic", "group", "since", "until", "expires-in", "dry-run"],
   async run({ config, log, args, out }) {
     const now = new Date();
     const topic = args.required("topic");
@@ -56,6 +57,7 @@ export const replayCommand: Command = {
       const matchesType = bound.some((b) => b.bindType === BindType.Fanout)
         ? undefined
         : (messageType: string) => matcher.groupsFor(topic, messageType).length > 0;
+      const dryRun = args.has("dry-run");
       let n = 0;
       // Ctrl-C: stop after the batch in flight (each batch is one transaction) and say how far.
       const interruption = listenForInterruption();
@@ -79,10 +81,17 @@ export const replayCommand: Command = {
             reason: `kiteq-pg replay [${since.toISOString()}, ${until.toISOString()})`,
             ...(matchesType === undefined ? {} : { matchesType }),
             shouldStop,
+            dryRun,
           });
         }
       } finally {
         interruption.dispose();
+      }
+      if (stopped && interruption.signal !== undefined && dryRun) {
+        out.err(
+          `kiteq-pg: ${interruption.signal}: stopped after counting ${n} message(s) of topic ${topic} a replay to group ${groupId} would take (dry run: nothing written)`,
+        );
+        return interruptedExitCode(interruption.signal);
       }
       if (stopped && interruption.signal !== undefined) {
         out.err(
@@ -90,7 +99,11 @@ export const replayCommand: Command = {
         );
         return interruptedExitCode(interruption.signal);
       }
-      out.out(`${n} message(s) of topic ${topic} replayed to group ${groupId}`);
+      out.out(
+        dryRun
+          ? `${n} message(s) of topic ${topic} would be replayed to group ${groupId} (dry run: nothing written)`
+          : `${n} message(s) of topic ${topic} replayed to group ${groupId}`,
+      );
       return 0;
     });
   },

@@ -717,6 +717,18 @@ function inOneTransaction<T>(db: Queryable, fn: (c: Queryable) => Promise<T>): P
   return "totalCount" in db ? inTransaction(db, fn) : fn(db);
 }
 
+/** Run `fn` in a transaction of a pool's connection that is rolled back: a dry run. */
+async function inRolledBackTransaction<T>(db: Queryable, fn: (c: Queryable) => Promise<T>): Promise<T> {
+  const c = await (db as pg.Pool).connect();
+  try {
+    await c.query("BEGIN");
+    return await fn(c);
+  } finally {
+    await c.query("ROLLBACK").catch(() => undefined);
+    c.release();
+  }
+}
+
 /** What a re-drive writes besides the messages (see REDRIVE_DELIVERIES). */
 export interface RedriveArgs {
   groupId: string;
@@ -848,8 +860,14 @@ export async function replayRange(
     matchesType?: (messageType: string) => boolean;
     /** Asked before each batch (the first excepted): true stops the replay there. */
     shouldStop?: () => boolean;
+    /**
+     * Count only: each batch runs as it would, in a transaction rolled back (so the count is the
+     * replay's own, to the message), and nothing is written or notified. Needs a pool.
+     */
+    dryRun?: boolean;
   },
 ): Promise<number> {
+  if (args.dryRun === true && !("totalCount" in db)) throw new Error("replayRange: a dry run needs a pool");
   let created = 0;
   let lastId = 0;
   // Types judged in the previous batch are carried over (most topics have few types), bounded by
@@ -863,7 +881,8 @@ export async function replayRange(
       Math.max(args.now.getTime() + Math.floor(performance.now() - started), lastAt + 1),
     );
     // Each batch with its dead letters forgotten, in one transaction (see FORGET_DEAD_LETTERS).
-    const rows = await inOneTransaction(db, async (c) => {
+    const transaction = args.dryRun === true ? inRolledBackTransaction : inOneTransaction;
+    const rows = await transaction(db, async (c) => {
       const batch = await c.query<{
         last_id: number | null;
         scanned: number;

@@ -112,6 +112,66 @@ describe("e2e: CLI interrupted, piped, on a schema not its own, and other edges"
     expect(Math.max(...rows.map((r) => r.n))).toBeLessThanOrEqual(200);
   });
 
+  it("redrive --dry-run lists what a range redrive would take and changes nothing", async () => {
+    await deadLetters("dry", 150);
+    const dry = await cli([
+      "redrive",
+      "--group",
+      "dry",
+      "--since",
+      "1h",
+      "--limit",
+      "100",
+      "--dry-run",
+      "--db",
+      db.url,
+    ]);
+    // Before: "redrive: flag --dry-run does not apply" (exit 2); only the admin API could preview.
+    expect(dry.code, dry.stderr).toBe(0);
+    const lines = dry.stdout.trim().split("\n");
+    expect(lines.filter((l) => l.startsWith("would redrive "))).toHaveLength(100);
+    expect(lines.at(-1)).toMatch(
+      /^100 dead-lettered message\(s\) of group dry in \[.*\) would be redriven \(dry run: nothing changed\)$/,
+    );
+    expect(dry.stderr).toContain("(first 100 only");
+    expect(await redriven("dry")).toBe(0);
+    expect(await owed("dry")).toBe(0);
+    const one = await cli([
+      "redrive",
+      "--group",
+      "dry",
+      "--message-id",
+      "0".repeat(32),
+      "--dry-run",
+      "--db",
+      db.url,
+    ]);
+    expect(one.code).toBe(2);
+    expect(one.stderr).toMatch(/kiteq-pg explain <messageId>/);
+  });
+
+  it("replay --dry-run counts what the replay would take, writes nothing, and the replay then takes as many", async () => {
+    await bind(db.pool, { groupId: "dry-replay", topic: "dry-topic", messageType: "*", bindType: 2 });
+    const now = new Date();
+    const records = Array.from({ length: 120 }, () => publishRecord(now, [], { topic: "dry-topic" }));
+    await insertPublishBatch(db.pool, records, { now, nodeId: "t", leaseUntil: now, firstTxCheckAt: now });
+    const args = ["replay", "--topic", "dry-topic", "--group", "dry-replay", "--since", "1h", "--db", db.url];
+    const dry = await cli([...args, "--dry-run"]);
+    // Before: "replay: flag --dry-run does not apply" (exit 2): no way to see a replay's size first.
+    expect(dry.code, dry.stderr).toBe(0);
+    expect(dry.stdout.trim()).toBe(
+      "120 message(s) of topic dry-topic would be replayed to group dry-replay (dry run: nothing written)",
+    );
+    expect(await owed("dry-replay")).toBe(0);
+    expect(await redriven("dry-replay")).toBe(0);
+    const real = await cli(args);
+    expect(real.code, real.stderr).toBe(0);
+    expect(real.stdout.trim()).toBe("120 message(s) of topic dry-topic replayed to group dry-replay");
+    expect(await owed("dry-replay")).toBe(120);
+    // Owed now: a second dry run counts none.
+    expect((await cli([...args, "--dry-run"])).stdout).toMatch(/^0 message\(s\)/);
+  });
+
   it("Ctrl-C during a redrive: it stops, says how many were redriven, and the history agrees", async () => {
     await deadLetters("sigint", 2000);
     const run = start(["redrive", "--group", "sigint", "--since", "1h", "--db", db.url]);
