@@ -86,7 +86,9 @@ export class CommandArgs {
     if (v === undefined) return fallback;
     const n = /^-?\d+$/.test(v.trim()) ? Number(v) : Number.NaN;
     if (!Number.isSafeInteger(n) || n < min || n > max) {
-      throw new UsageError(`${this.command}: --${name} must be an integer from ${min} to ${max}, got "${v}"`);
+      // No bound given: "at least 1", not "from 1 to 9007199254740991".
+      const range = max === Number.MAX_SAFE_INTEGER ? `of at least ${min}` : `from ${min} to ${max}`;
+      throw new UsageError(`${this.command}: --${name} must be an integer ${range}, got "${v}"`);
     }
     return n;
   }

@@ -56,6 +56,8 @@ export const historyCommand: Command = {
       if (args.has("group") || args.has("since") || args.has("until")) {
         throw new UsageError("history: give either a message id or --group with --since, not both");
       }
+      // A message's history is shown whole: --limit was taken and ignored.
+      if (args.has("limit")) throw new UsageError("history: --limit applies to history --group only");
       const raw = (argument ?? args.required("message-id")).trim();
       if (!isMessageId(raw)) {
         throw new UsageError(`history: the message id must be 32 hexadecimal characters, got "${raw}"`);

@@ -4,7 +4,7 @@
  */
 import { hostname } from "node:os";
 import type pg from "pg";
-import { redriveDeliveries } from "../store/deliveries.js";
+import { isOwedTo, redriveDeliveries } from "../store/deliveries.js";
 import { DEFAULT_HISTORY_LIMIT, messageHistory } from "../store/history.js";
 import { messagesByShard, poolOfMessage, shardedDeadLetters } from "../store/sharded-history.js";
 import { UsageError } from "./args.js";
@@ -153,6 +153,11 @@ async function whyNot(pool: pg.Pool, messageId: string, groupId: string): Promis
   );
   const last = ends[ends.length - 1];
   if (last?.kind === "acked") return `group ${groupId} acked it`;
-  if (last === undefined) return `it was never dead-lettered or expired for group ${groupId}`;
+  if (last === undefined) {
+    // An owed message read "never dead-lettered or expired", as if it were lost.
+    return (await isOwedTo(pool, messageId, groupId))
+      ? `it is owed to group ${groupId} now (never dead-lettered or expired): it is being delivered`
+      : `it was never dead-lettered or expired for group ${groupId}`;
+  }
   return `it is owed to group ${groupId} again (already redriven)`;
 }

@@ -717,6 +717,16 @@ function inOneTransaction<T>(db: Queryable, fn: (c: Queryable) => Promise<T>): P
   return "totalCount" in db ? inTransaction(db, fn) : fn(db);
 }
 
+/** Whether `groupId` owes a delivery of the message `messageId` now (a row in deliveries). */
+export async function isOwedTo(db: Queryable, messageId: string, groupId: string): Promise<boolean> {
+  const { rowCount } = await db.query(
+    `SELECT 1 FROM message_ids i JOIN deliveries d ON d.message_pk = i.message_pk
+      WHERE i.message_id = $1 AND d.group_id = $2 LIMIT 1`,
+    [messageId, groupId],
+  );
+  return (rowCount ?? 0) > 0;
+}
+
 /** Run `fn` in a transaction of a pool's connection that is rolled back: a dry run. */
 async function inRolledBackTransaction<T>(db: Queryable, fn: (c: Queryable) => Promise<T>): Promise<T> {
   const c = await (db as pg.Pool).connect();

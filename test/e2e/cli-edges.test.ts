@@ -172,6 +172,27 @@ describe("e2e: CLI interrupted, piped, on a schema not its own, and other edges"
     expect((await cli([...args, "--dry-run"])).stdout).toMatch(/^0 message\(s\)/);
   });
 
+  it("read and redrive wording: --limit on one message's history, an unbounded --limit, a redrive of an owed message", async () => {
+    const now = new Date();
+    const [record] = [publishRecord(now, ["owing"], { topic: "owed-topic" })];
+    await insertPublishBatch(db.pool, [record!], { now, nodeId: "t", leaseUntil: now, firstTxCheckAt: now });
+    const id = record!.messageId;
+    // Before: taken and ignored (the whole history printed).
+    const limited = await cli(["history", id, "--limit", "5", "--db", db.url]);
+    expect(limited.code).toBe(2);
+    expect(limited.stderr.trim()).toBe("kiteq-pg: history: --limit applies to history --group only");
+    // Before: "must be an integer from 1 to 9007199254740991".
+    const zero = await cli(["history", "--group", "owing", "--since", "1h", "--limit", "0", "--db", db.url]);
+    expect(zero.code).toBe(2);
+    expect(zero.stderr).toContain('--limit must be an integer of at least 1, got "0"');
+    // Before: "it was never dead-lettered or expired for group owing", as if it were lost.
+    const owedOne = await cli(["redrive", "--group", "owing", "--message-id", id, "--db", db.url]);
+    expect(owedOne.code).toBe(1);
+    expect(owedOne.stderr).toContain(
+      `${id} not redriven: it is owed to group owing now (never dead-lettered or expired)`,
+    );
+  });
+
   it("Ctrl-C during a redrive: it stops, says how many were redriven, and the history agrees", async () => {
     await deadLetters("sigint", 2000);
     const run = start(["redrive", "--group", "sigint", "--since", "1h", "--db", db.url]);
