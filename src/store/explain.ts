@@ -306,11 +306,24 @@ function explainGroup(
       return { ...base, state: "delayed", nextAttemptAt: next, description: `delayed until ${iso(next)}` };
     }
     const expiry = new Date(d.expires_at) <= now ? `; expired at ${d.expires_at}, about to be dropped` : "";
+    if (d.claimed_by !== null && lease !== null) {
+      // Before: "owed, next attempt at <an hour ago>", nothing saying a node had held it.
+      return {
+        ...base,
+        state: "owed",
+        nextAttemptAt: next,
+        description: `owed: its claim by node ${who} lapsed at ${iso(lease)} (that node stopped renewing it: stopped, paused or cut off from the database); the next claim of the group takes it over (${attempt}${nackWords}${expiry})`,
+      };
+    }
     return {
       ...base,
       state: "owed",
       nextAttemptAt: next,
-      description: `owed, next attempt at ${iso(next)} (${attempt}${nackWords}${expiry})`,
+      // Due in the past: said so, and why it can wait (it read "next attempt at <73 min ago>").
+      description:
+        next > now
+          ? `owed, next attempt at ${iso(next)} (${attempt}${nackWords}${expiry})`
+          : `owed, due since ${iso(next)}: waiting for a node to claim it (no consumer of the group connected, or its consumers busy with older messages) (${attempt}${nackWords}${expiry})`,
     };
   }
   if (transaction === "waiting_commit") {
@@ -318,7 +331,14 @@ function explainGroup(
       pending?.lastCheckAt != null
         ? `last check-back at ${iso(pending.lastCheckAt)}, answer: ${pending.lastAnswer ?? "none yet"}`
         : "no check-back yet";
-    const next = pending === null ? "" : `; next check at ${iso(pending.nextCheckAt)}`;
+    // A check due in the past waits for a producer of the publishing group to be connected: it
+    // read "next check at <an hour ago>".
+    const next =
+      pending === null
+        ? ""
+        : pending.nextCheckAt > now
+          ? `; next check at ${iso(pending.nextCheckAt)}`
+          : `; a check-back due since ${iso(pending.nextCheckAt)}, sent once a producer of group ${history.publisherGroupId} is connected to a node`;
     return { ...base, state: "waiting_commit", description: `waiting for its 2PC commit (${check}${next})` };
   }
   if (transaction === "rolled_back") {

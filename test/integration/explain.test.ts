@@ -134,7 +134,10 @@ describe("store: explainMessage", () => {
     await publish(rec);
     const fresh = await group(rec.messageId, "eo", t0);
     expect(fresh.state).toBe("owed");
-    expect(fresh.description).toBe("owed, next attempt at 2026-11-26T10:00:00.000Z (attempt 1 of 5)");
+    // Due now or before: said so, and why it can wait (it read "next attempt at <the past>").
+    expect(fresh.description).toBe(
+      "owed, due since 2026-11-26T10:00:00.000Z: waiting for a node to claim it (no consumer of the group connected, or its consumers busy with older messages) (attempt 1 of 5)",
+    );
     await fail("eo", at(1000), 1, false);
     const g = await group(rec.messageId, "eo", at(2000));
     expect(g.state).toBe("owed");
@@ -142,6 +145,19 @@ describe("store: explainMessage", () => {
     expect(g.lastNackReason).toBe("consumer said false");
     expect(g.description).toBe(
       "owed, next attempt at 2026-11-26T10:01:00.000Z (attempt 2 of 5; last nack: consumer said false)",
+    );
+  });
+
+  it("a claim whose lease lapsed: owed, and whose claim lapsed when", async () => {
+    const rec = publishRecord(t0, ["el"]);
+    await publish(rec);
+    await claim("el", at(1), "paused/1");
+    // Its lease (30 s) ran out and the node did not renew it. Before: "owed, next attempt at
+    // 10:00:00", nothing said of the node that had held it.
+    const g = await group(rec.messageId, "el", at(60_000));
+    expect(g.state).toBe("owed");
+    expect(g.description).toBe(
+      "owed: its claim by node paused/1 lapsed at 2026-11-26T10:00:30.001Z (that node stopped renewing it: stopped, paused or cut off from the database); the next claim of the group takes it over (attempt 1 of 100)",
     );
   });
 
@@ -229,6 +245,12 @@ describe("store: explainMessage", () => {
     expect(waiting!.groups.map((g) => [g.groupId, g.state])).toEqual([["etx", "waiting_commit"]]);
     expect(waiting!.groups[0]!.description).toBe(
       "waiting for its 2PC commit (no check-back yet; next check at 2026-11-26T10:00:05.000Z)",
+    );
+    // Its check due an hour ago: no producer of its group was connected. Before: "next check at
+    // <an hour ago>".
+    const late = await explainMessage(db.pool, rec.messageId, at(3_600_000));
+    expect(late!.groups[0]!.description).toBe(
+      "waiting for its 2PC commit (no check-back yet; a check-back due since 2026-11-26T10:00:05.000Z, sent once a producer of group producer is connected to a node)",
     );
     const [c] = await claimDueTxChecks(db.pool, {
       groups: ["producer"],
