@@ -16,6 +16,7 @@ import { consumeCommand, sendCommand } from "./client.js";
 import type { Command } from "./command.js";
 import { dbUrlCommand } from "./db-url.js";
 import { explainCommand } from "./explain.js";
+import { groupsCommand } from "./groups.js";
 import { historyCommand } from "./history.js";
 import { exitingOnSignal } from "./interrupt.js";
 import { processOutput } from "./output.js";
@@ -32,6 +33,7 @@ const COMMANDS: readonly Command[] = [
   bindListCommand,
   historyCommand,
   explainCommand,
+  groupsCommand,
   redriveCommand,
   replayCommand,
   sendCommand,

@@ -281,6 +281,28 @@ describe("e2e: CLI read commands through the admin API", () => {
     }
   });
 
+  it("groups: every group's backlog and dead letters from the running broker; without one, one line saying so", async () => {
+    const r = await viaApi("groups");
+    expect(r.code, r.stderr).toBe(0);
+    const lines = r.stdout.trim().split("\n");
+    expect(lines[0]).toMatch(
+      /^GROUP +OWED +OLDEST OWED +IN FLIGHT +DEAD +DELIVERED\/S +ACKED\/S +NACKED\/S +CONSUMERS +BINDINGS$/,
+    );
+    // The group of this file: nothing owed, its one dead letter, one binding.
+    const row = lines.find((l) => l.startsWith(`${group} `));
+    expect(row?.split(/ +/)).toEqual([group, "0", "-", "0", "1", "0.0", "0.0", "0.0", "0", "1"]);
+    expect(r.stderr).toMatch(/group\(s\), sampled /);
+    const json = await viaApi("groups", "--json");
+    const body = JSON.parse(json.stdout) as { groups: { groupId: string; deadLetters: number }[] };
+    expect(body.groups.find((g) => g.groupId === group)?.deadLetters).toBe(1);
+    // Before: "unknown command". Rates and consumers are the nodes' own: no database reading.
+    const none = await viaDb("groups");
+    expect(none.code).toBe(1);
+    expect(none.stderr).toMatch(
+      /^kiteq-pg: groups reads a running broker's admin API .*the admin API is off \(--admin\)/,
+    );
+  });
+
   it("with no broker on the admin address the database answers", async () => {
     const port = await freePort();
     const r = await cli(["bind", "list", "--db", db.url, "--admin", `127.0.0.1:${port}`, "--verbose"]);
