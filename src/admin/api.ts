@@ -629,6 +629,9 @@ async function redrive(ctx: ApiContext, groupId: string, q: Record<string, unkno
       // Stopped at max: whether anything is left (before, exactly max matched said "stopped at max").
       if (matched >= max) more = (await deadLetterPageOf(ctx, filter, cursor, 1)).items.length > 0;
     }
+    // The overview, /api/groups and the gauge show the new count at their next sample, not at
+    // the next periodic count.
+    if (redriven > 0) ctx.sampler.recountDeadLetters();
     return {
       dryRun,
       matched,

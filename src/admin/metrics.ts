@@ -398,7 +398,7 @@ export function createMetrics(options: MetricsOptions): Registry {
     );
     perGroup(
       "kiteq_group_dead_letters",
-      "Messages still dead for the group (counted up to 1,000; refreshed every minute).",
+      "Messages still dead for the group (counted up to 1,000; refreshed every 15 s).",
       (g) => g.deadLetters,
     );
     sampled(

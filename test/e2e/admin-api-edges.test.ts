@@ -223,6 +223,46 @@ describe("e2e: admin JSON API edges", () => {
     expect((await json("/api/groups/never-seen/dead-letters")).status).toBe(404);
   });
 
+  it("after a re-drive through the API, the groups' dead-letter counts are taken again at once", async () => {
+    const now = new Date();
+    const records = Array.from({ length: 3 }, () =>
+      publishRecord(now, ["recount"], { topic: "orders", deliverLimit: 1 }),
+    );
+    await insertPublishBatch(db.pool, records, { now, nodeId: "t", leaseUntil: now, firstTxCheckAt: now });
+    expect(await deadLetterDue(db.pool, "recount", { reason: "x" })).toBe(3);
+    await bind(db.pool, { groupId: "recount", topic: "orders", messageType: "pay" });
+    // The default dead-letter interval (15 s): counted at the first sample, then not for 15 s.
+    const own = await startAdminServer({
+      host: "127.0.0.1",
+      port: 0,
+      pool: db.pool,
+      metrics: idleMetricsSource(),
+      log: silentLogger,
+      processMetrics: false,
+      sampleIntervalMs: 0,
+    });
+    const url = `http://127.0.0.1:${own.address.port}`;
+    const deadOf = async () => {
+      const res = await fetch(`${url}/api/groups`, { signal: AbortSignal.timeout(10_000) });
+      const body = (await res.json()) as { groups: { groupId: string; deadLetters: number }[] };
+      return body.groups.find((g) => g.groupId === "recount")?.deadLetters;
+    };
+    try {
+      expect(await deadOf()).toBe(3);
+      const res = await fetch(`${url}/api/groups/recount/redrive`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ by: "test", reason: "recount" }),
+        signal: AbortSignal.timeout(20_000),
+      });
+      expect(((await res.json()) as { redriven: number }).redriven).toBe(3);
+      // Before: still 3 until the next periodic count (a minute then), in the console too.
+      await expect.poll(deadOf, { timeout: 5_000 }).toBe(0);
+    } finally {
+      await own.close();
+    }
+  });
+
   it("a re-drive running when the server closes answers with what it did", async () => {
     const now = new Date();
     const records = Array.from({ length: 60 }, () =>
