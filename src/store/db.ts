@@ -359,13 +359,18 @@ async function longTransactions(client: pg.PoolClient): Promise<string[]> {
  */
 const UPKEEP_LOCK_TIMEOUT = "2s";
 
-/** Run `fn` in a transaction on one pooled client. */
-export async function inTransaction<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+/** Run `fn` in a transaction on one pooled client (committed, or rolled back when asked: a dry run). */
+export async function inTransaction<T>(
+  pool: pg.Pool,
+  fn: (c: pg.PoolClient) => Promise<T>,
+  options: { rollback?: boolean } = {},
+): Promise<T> {
   const c = await pool.connect();
   try {
     await c.query("BEGIN");
     const result = await fn(c);
-    await c.query("COMMIT");
+    // rollback: a dry run, which does the work and keeps none of it.
+    await c.query(options.rollback === true ? "ROLLBACK" : "COMMIT");
     return result;
   } catch (err) {
     await c.query("ROLLBACK").catch(() => undefined);

@@ -727,16 +727,9 @@ export async function isOwedTo(db: Queryable, messageId: string, groupId: string
   return (rowCount ?? 0) > 0;
 }
 
-/** Run `fn` in a transaction of a pool's connection that is rolled back: a dry run. */
-async function inRolledBackTransaction<T>(db: Queryable, fn: (c: Queryable) => Promise<T>): Promise<T> {
-  const c = await (db as pg.Pool).connect();
-  try {
-    await c.query("BEGIN");
-    return await fn(c);
-  } finally {
-    await c.query("ROLLBACK").catch(() => undefined);
-    c.release();
-  }
+/** A dry run's batch: `db` is a pool (replayRange checks), its transaction rolled back. */
+function inRolledBackTransaction<T>(db: Queryable, fn: (c: Queryable) => Promise<T>): Promise<T> {
+  return inTransaction(db as pg.Pool, fn, { rollback: true });
 }
 
 /** What a re-drive writes besides the messages (see REDRIVE_DELIVERIES). */

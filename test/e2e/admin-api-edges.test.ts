@@ -38,6 +38,28 @@ describe("e2e: admin JSON API edges", () => {
   const failEverything = (group: string) =>
     deadLetterDue(db.pool, group, { reason: "consumer still broken" });
 
+  /** `n` messages of topic orders stored for `groupId` and dead-lettered with `reason`. */
+  const deadLettered = async (groupId: string, n: number, reason: string) => {
+    const now = new Date();
+    const records = Array.from({ length: n }, () =>
+      publishRecord(now, [groupId], { topic: "orders", deliverLimit: 1 }),
+    );
+    await insertPublishBatch(db.pool, records, { now, nodeId: "t", leaseUntil: now, firstTxCheckAt: now });
+    return deadLetterDue(db.pool, groupId, { reason });
+  };
+
+  /** An admin server of its own on the test database: a sample at every request. */
+  const ownAdminServer = () =>
+    startAdminServer({
+      host: "127.0.0.1",
+      port: 0,
+      pool: db.pool,
+      metrics: idleMetricsSource(),
+      log: silentLogger,
+      processMetrics: false,
+      sampleIntervalMs: 0,
+    });
+
   beforeAll(async () => {
     db = await createTestDatabase();
     await ensurePartitions(db.pool, new Date());
@@ -203,12 +225,7 @@ describe("e2e: admin JSON API edges", () => {
   });
 
   it("a group no longer bound that owes nothing still shows and re-drives its dead letters", async () => {
-    const now = new Date();
-    const records = Array.from({ length: 3 }, () =>
-      publishRecord(now, ["orphan"], { topic: "orders", deliverLimit: 1 }),
-    );
-    await insertPublishBatch(db.pool, records, { now, nodeId: "t", leaseUntil: now, firstTxCheckAt: now });
-    expect(await deadLetterDue(db.pool, "orphan", { reason: "gone" })).toBe(3);
+    expect(await deadLettered("orphan", 3, "gone")).toBe(3);
     // No owed-count rows, as after migration 0004 rebuilt them from what was owed then.
     await db.pool.query("DELETE FROM owed_counts WHERE group_id = 'orphan'");
     // Before: 404 "no group orphan: not bound, nothing owed" (the CLI re-drove them all the same).
@@ -224,23 +241,10 @@ describe("e2e: admin JSON API edges", () => {
   });
 
   it("after a re-drive through the API, the groups' dead-letter counts are taken again at once", async () => {
-    const now = new Date();
-    const records = Array.from({ length: 3 }, () =>
-      publishRecord(now, ["recount"], { topic: "orders", deliverLimit: 1 }),
-    );
-    await insertPublishBatch(db.pool, records, { now, nodeId: "t", leaseUntil: now, firstTxCheckAt: now });
-    expect(await deadLetterDue(db.pool, "recount", { reason: "x" })).toBe(3);
+    expect(await deadLettered("recount", 3, "x")).toBe(3);
     await bind(db.pool, { groupId: "recount", topic: "orders", messageType: "pay" });
     // The default dead-letter interval (15 s): counted at the first sample, then not for 15 s.
-    const own = await startAdminServer({
-      host: "127.0.0.1",
-      port: 0,
-      pool: db.pool,
-      metrics: idleMetricsSource(),
-      log: silentLogger,
-      processMetrics: false,
-      sampleIntervalMs: 0,
-    });
+    const own = await ownAdminServer();
     const url = `http://127.0.0.1:${own.address.port}`;
     const deadOf = async () => {
       const res = await fetch(`${url}/api/groups`, { signal: AbortSignal.timeout(10_000) });
@@ -264,22 +268,9 @@ describe("e2e: admin JSON API edges", () => {
   });
 
   it("a re-drive running when the server closes answers with what it did", async () => {
-    const now = new Date();
-    const records = Array.from({ length: 60 }, () =>
-      publishRecord(now, ["stopping"], { topic: "orders", deliverLimit: 1 }),
-    );
-    await insertPublishBatch(db.pool, records, { now, nodeId: "t", leaseUntil: now, firstTxCheckAt: now });
-    expect(await deadLetterDue(db.pool, "stopping", { reason: "x" })).toBe(60);
+    expect(await deadLettered("stopping", 60, "x")).toBe(60);
     await bind(db.pool, { groupId: "stopping", topic: "orders", messageType: "pay" });
-    const own = await startAdminServer({
-      host: "127.0.0.1",
-      port: 0,
-      pool: db.pool,
-      metrics: idleMetricsSource(),
-      log: silentLogger,
-      processMetrics: false,
-      sampleIntervalMs: 0,
-    });
+    const own = await ownAdminServer();
     // 60 at 10 a second: 6 s; the server closes after about one.
     const answer = fetch(`http://127.0.0.1:${own.address.port}/api/groups/stopping/redrive`, {
       method: "POST",

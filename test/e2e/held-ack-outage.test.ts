@@ -58,6 +58,24 @@ const owedTo = async (groupId: string): Promise<number> => {
   ]);
   return rows[0].n;
 };
+/** A broker on the test database with a lease of 2 s and a push timeout of `deliverySeconds`. */
+const startBroker = (deliverySeconds: number) =>
+  startBrokerProcess([
+    "--db",
+    db.url,
+    "--delivery-seconds",
+    String(deliverySeconds),
+    "--lease-seconds",
+    "2",
+    "--recover-seconds",
+    "1",
+    "--recieve-permits-per-second",
+    "0",
+  ]);
+
+const connectProducer = (b: BrokerProcess) =>
+  KiteqConnection.connect({ host: b.host, port: b.port, groupId: "p", heartbeatMs: 0 });
+
 /** The `delivered` and `acked` state changes of a group's history, sorted. */
 const pushesAndAcks = async (groupId: string): Promise<string[]> => {
   const { rows } = await db.pool.query<{ kind: string }>(
@@ -70,18 +88,7 @@ const pushesAndAcks = async (groupId: string): Promise<string[]> => {
 };
 
 it("a delivery claimed again while its ack waits to be written is not pushed again", async () => {
-  broker = await startBrokerProcess([
-    "--db",
-    db.url,
-    "--delivery-seconds",
-    "1",
-    "--lease-seconds",
-    "2",
-    "--recover-seconds",
-    "1",
-    "--recieve-permits-per-second",
-    "0",
-  ]);
+  broker = await startBroker(1);
   const consumer = await recordingConsumer(broker.port, "g");
   // The outage starts as the consumer handles the message: its ack cannot be written.
   consumer.conn.onMessage(async (m) => {
@@ -89,12 +96,7 @@ it("a delivery claimed again while its ack waits to be written is not pushed aga
     if (consumer.received.length === 1) await db.pool.query("INSERT INTO injected_outage VALUES (now())");
     return true;
   });
-  const producer = await KiteqConnection.connect({
-    host: broker.host,
-    port: broker.port,
-    groupId: "p",
-    heartbeatMs: 0,
-  });
+  const producer = await connectProducer(broker);
   conns.push(consumer.conn, producer);
   const h = buildHeader({ topic: "t", messageType: "m", groupId: "p" });
   expect((await producer.publish(h, "x")).status).toBe(true);
@@ -113,18 +115,7 @@ it("a delivery claimed again while its ack waits to be written is not pushed aga
 it("a delivery claimed again while its push awaits the consumer's answer is not pushed again", async () => {
   await broker?.kill();
   // A push outlives the lease: answered within 10 s, the lease 2 s.
-  broker = await startBrokerProcess([
-    "--db",
-    db.url,
-    "--delivery-seconds",
-    "10",
-    "--lease-seconds",
-    "2",
-    "--recover-seconds",
-    "1",
-    "--recieve-permits-per-second",
-    "0",
-  ]);
+  broker = await startBroker(10);
   const consumer = await recordingConsumer(broker.port, "g2");
   let answer!: () => void;
   const answered = new Promise<void>((resolve) => {
@@ -140,12 +131,7 @@ it("a delivery claimed again while its push awaits the consumer's answer is not 
     }
     return true;
   });
-  const producer = await KiteqConnection.connect({
-    host: broker.host,
-    port: broker.port,
-    groupId: "p",
-    heartbeatMs: 0,
-  });
+  const producer = await connectProducer(broker);
   conns.push(consumer.conn, producer);
   const h = buildHeader({ topic: "t2", messageType: "m", groupId: "p" });
   expect((await producer.publish(h, "x")).status).toBe(true);

@@ -549,6 +549,18 @@ describe("store: deliveries", () => {
     expect(rows).toEqual([{ kind: "expired" }]);
   });
 
+  /** A replay of `topic` to `groupId` over [-1 s, +1 s), at +5 s. */
+  const replayOf = (topic: string, groupId: string) => ({
+    topic,
+    groupId,
+    since: at(-1000),
+    until: at(1000),
+    now: at(5000),
+    expiresAt: at(3600_000),
+    nodeId: "cli",
+    reason: "test replay",
+  });
+
   it("replays a time range of a topic to a group: committed messages only, once while owed", async () => {
     const recs = [
       record([], { topic: "replay" }),
@@ -557,16 +569,7 @@ describe("store: deliveries", () => {
       record([], { topic: "other" }),
     ];
     await publish(recs);
-    const args = {
-      topic: "replay",
-      groupId: "r1",
-      since: at(-1000),
-      until: at(1000),
-      now: at(5000),
-      expiresAt: at(3600_000),
-      nodeId: "cli",
-      reason: "test replay",
-    };
+    const args = replayOf("replay", "r1");
     expect(await replayRange(db.pool, args)).toBe(2);
     expect(await replayRange(db.pool, args)).toBe(0);
     expect(await replayRange(db.pool, { ...args, since: at(1000), until: at(2000) })).toBe(0);
@@ -587,14 +590,7 @@ describe("store: deliveries", () => {
     // Go's \b (a word boundary; PostgreSQL's regex reads it as a backspace).
     const goRegexp = /\border\b/;
     const n = await replayRange(db.pool, {
-      topic: "replay-types",
-      groupId: "r3",
-      since: at(-1000),
-      until: at(1000),
-      now: at(5000),
-      expiresAt: at(3600_000),
-      nodeId: "cli",
-      reason: "test replay",
+      ...replayOf("replay-types", "r3"),
       matchesType: (type) => {
         judged.push(type);
         return goRegexp.test(type);
@@ -621,16 +617,7 @@ describe("store: deliveries", () => {
         properties: [{ key: "kiteq.deliverAt", value: String(due.getTime()) }],
       }),
     ]);
-    const n = await replayRange(db.pool, {
-      topic: "replay-delayed",
-      groupId: "r2",
-      since: at(-1000),
-      until: at(1000),
-      now: at(5000),
-      expiresAt: at(3600_000),
-      nodeId: "cli",
-      reason: "test replay",
-    });
+    const n = await replayRange(db.pool, replayOf("replay-delayed", "r2"));
     expect(n).toBe(1);
     // Before: due at the replay (now), so pushed 55 s early.
     expect(await claim(["r2"], [10], at(6000))).toHaveLength(0);
@@ -644,16 +631,7 @@ describe("store: deliveries", () => {
         Array.from({ length: Math.min(1000, n - i) }, () => record([], { topic: "replay-many" })),
       );
     }
-    const replayed = await replayRange(db.pool, {
-      topic: "replay-many",
-      groupId: "r3",
-      since: at(-1000),
-      until: at(1000),
-      now: at(5000),
-      expiresAt: at(3600_000),
-      nodeId: "cli",
-      reason: "test replay",
-    });
+    const replayed = await replayRange(db.pool, replayOf("replay-many", "r3"));
     expect(replayed).toBe(n);
     // Before: all 10,500 `redriven` rows at one instant, and every page of the group's history
     // starting in it read all of them (1.5-2.4 s a page after a replay of 120,000).

@@ -4,61 +4,13 @@
  * saw 31-39 attempts per send and 24 refused publishes per message offered), it settles by
  * sendTimeoutMs, and a failure caused by the message itself (SQLSTATE 22xxx) is refused at once.
  */
-import net from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { createProducer, ErrorCode, KiteqError } from "../../../src/client/index.js";
-import { CommandType } from "../../../src/protocol/commands.js";
-import { encodePacket, FrameDecoder } from "../../../src/protocol/frame.js";
-import {
-  decodeBytesMessage,
-  decodeStringMessage,
-  encodeConnAuthAck,
-  encodeHeartBeat,
-  encodeMessageStoreAck,
-} from "../../../src/protocol/messages.js";
+import { startFakeBroker } from "../../support/fake-broker.js";
 
 /** A fake broker that answers every publish false with `feedback`, and counts them. */
-async function refusingBroker(
-  feedback: string,
-): Promise<{ port: number; publishes: () => number; close(): void }> {
-  let publishes = 0;
-  const sockets: net.Socket[] = [];
-  const server = net.createServer((s) => {
-    sockets.push(s);
-    const decoder = new FrameDecoder();
-    s.on("data", (chunk: Buffer) => {
-      for (const p of decoder.push(chunk)) {
-        const reply = (cmdType: number, body: Buffer) =>
-          s.write(encodePacket({ opaque: p.opaque, cmdType, body }));
-        if (p.cmdType === CommandType.CONN_META) {
-          reply(CommandType.CONN_AUTH, encodeConnAuthAck({ status: true, feedback: "" }));
-        } else if (p.cmdType === CommandType.HEARTBEAT) {
-          reply(CommandType.HEARTBEAT, encodeHeartBeat({ version: 1 }));
-        } else if (p.cmdType === CommandType.STRING_MESSAGE || p.cmdType === CommandType.BYTES_MESSAGE) {
-          publishes++;
-          const m =
-            p.cmdType === CommandType.STRING_MESSAGE
-              ? decodeStringMessage(p.body)
-              : decodeBytesMessage(p.body);
-          reply(
-            CommandType.MESSAGE_STORE_ACK,
-            encodeMessageStoreAck({ messageId: m.header.messageId, status: false, feedback }),
-          );
-        }
-      }
-    });
-    s.on("error", () => undefined);
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    publishes: () => publishes,
-    close: () => {
-      for (const s of sockets) s.destroy();
-      server.close();
-    },
-  };
-}
+const refusingBroker = (feedback: string) =>
+  startFakeBroker({ storeAck: () => ({ afterMs: 0, status: false, feedback }) });
 
 describe("client: publishes the store refuses", () => {
   const cleanups: (() => unknown)[] = [];
