@@ -39,6 +39,7 @@ export class BindingMirror {
   private pendingResync: Promise<boolean> | undefined;
   private stopped = false;
   private readonly now: () => Date;
+  private written = 0;
 
   constructor(private readonly o: BindingMirrorOptions) {
     this.now = o.now ?? (() => new Date());
@@ -76,7 +77,11 @@ export class BindingMirror {
     return pending;
   }
 
-  /** Stop scheduling; resolves once the write in progress (if any) ended, or after `timeoutMs`. */
+  /** Writes ended so far (written or given up): a caller can tell whether any ended since it looked. */
+  get writesEnded(): number {
+    return this.written;
+  }
+
   /** Resolves once every write queued so far is done (written, or given up). */
   idle(): Promise<void> {
     return this.tail;
@@ -127,7 +132,9 @@ export class BindingMirror {
         }
       }
     });
-    this.tail = run.then(() => undefined);
+    this.tail = run.then(() => {
+      this.written++;
+    });
     return run;
   }
 }

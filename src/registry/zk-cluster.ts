@@ -67,6 +67,8 @@ export async function startZooKeeperCluster(
   });
   let started = false;
   let stopping = false;
+  /** The mirror's writesEnded when syncGroup last told its caller to reload (see syncGroup). */
+  let reloadedAtWrites = -1;
   let inOutage = false;
   const releasing = new Set<Promise<void>>();
 
@@ -187,8 +189,15 @@ export async function startZooKeeperCluster(
       // (its answer would come only at the 2 s bound).
       if (!started || stopping || !registry.isRegistered()) return false;
       const changed = await registry.syncGroup(groupId);
-      if (changed) await mirror.idle();
-      return changed;
+      // The watch may have reported the change before this read (`changed` is then false) while
+      // its write still waits: every write queued is awaited, and the caller reloads after any
+      // write ended since its last reload from here (a message sent right after was owed to no
+      // group once, in a full run).
+      await mirror.idle();
+      const ended = mirror.writesEnded;
+      const reload = changed || ended !== reloadedAtWrites;
+      reloadedAtWrites = ended;
+      return reload;
     },
     async stop(): Promise<void> {
       if (stopping) return;

@@ -146,6 +146,35 @@ describe("startCluster (ZooKeeper)", () => {
     await zkRemove(raw, "/kiteq/sub/other/g9-bind");
   });
 
+  it("syncGroup after the watch already reported a group's change waits for its write, and says to reload", async () => {
+    const node = await cluster(await freePort());
+    const lock = await db.pool.connect();
+    try {
+      // The mirror's write of the new binding waits for this lock.
+      await lock.query("BEGIN");
+      await lock.query("LOCK TABLE bindings IN EXCLUSIVE MODE");
+      await zkCreate(raw, "/kiteq/sub/trade/gs-bind", {
+        data: bindingsToJson([directBinding("gs", "trade", "pay", 100, true)]),
+      });
+      // Long enough for the watch to fire and report it (its write then queued behind the lock).
+      await new Promise((r) => setTimeout(r, 1_000));
+      const unlockAt = Date.now() + 1_000;
+      const unlock = setTimeout(() => void lock.query("COMMIT"), 1_000);
+      // Before: false at once (its own read found nothing new), so a heartbeat was answered
+      // before the binding applied and a message sent next was owed to no group.
+      const reload = await node.syncGroup!("gs");
+      clearTimeout(unlock);
+      expect(reload).toBe(true);
+      expect(Date.now()).toBeGreaterThanOrEqual(unlockAt - 50);
+      expect(await zkRows()).toContain("gs/trade/pay");
+    } finally {
+      await lock.query("COMMIT").catch(() => undefined);
+      lock.release();
+      // The next cluster of this file mirrors what ZooKeeper holds at its start.
+      await zkRemove(raw, "/kiteq/sub/trade/gs-bind");
+    }
+  });
+
   it("refuses a Regx binding with a pattern Go refuses, alone: the group's other bindings and other groups stay", async () => {
     const bad = (pattern: string) =>
       `{"groupId":"gr","topic":"trade","messageType":${JSON.stringify(pattern)},"bindType":1,"version":"1.0.0","watermark":10,"persistent":true}`;
