@@ -1,5 +1,6 @@
 /**
- * `kiteq-pg/client`: the TypeScript SDK of kiteq-pg (and of any KiteQ broker).
+ * `kiteq-pg-client` (and the broker package's `kiteq-pg/client`): the TypeScript SDK of kiteq-pg
+ * (and of any KiteQ broker). packages/client packs these modules on their own.
  *
  *     const producer = await createProducer({ registry, groupId, topics });
  *     await producer.send({ topic, messageType, body });

