@@ -8,7 +8,7 @@
 import type http from "node:http";
 import type pg from "pg";
 import type { Binding } from "../binding/binding.js";
-import { bindingRecord, bindTypeName } from "../binding/binding.js";
+import { bindingRecord } from "../binding/binding.js";
 import { parseTime } from "../cli/args.js";
 import { ErrorCode } from "../errors.js";
 import { MAX_NAME_BYTES } from "../publish/limits.js";
@@ -16,7 +16,6 @@ import { listBindings } from "../store/bindings.js";
 import { redriveDeliveries } from "../store/deliveries.js";
 import {
   countDeadLetters,
-  DEAD_LETTER_COUNT_CAP,
   type DeadLetterCursor,
   type DeadLetterFilter,
   type DeadLetterRow,
@@ -34,6 +33,7 @@ import {
   shardedGroupHistoryRows,
 } from "../store/sharded-history.js";
 import { type ClusterView, clusterView } from "./cluster.js";
+import { groupRow, sortGroupRows } from "./group-rows.js";
 import { livenessOf, type Sample, type Sampler } from "./sampler.js";
 
 /** What the API knows about the node serving it. */
@@ -338,16 +338,6 @@ function parsePlace(s: string): GroupHistoryPlace {
   return { atMicros: Number(m[1]), rank: Number(m[2]), messageId: m[3]! };
 }
 
-function bindingJson(b: Binding) {
-  return {
-    topic: b.topic,
-    messageType: b.messageType,
-    bindType: bindTypeName(b.bindType),
-    watermark: b.watermark,
-    persistent: b.persistent,
-  };
-}
-
 function groupJson(
   groupId: string,
   sample: Sample,
@@ -355,38 +345,18 @@ function groupJson(
   bindings: readonly Binding[],
   ctx: ApiContext,
 ) {
-  const g = sample.groups.get(groupId);
-  return {
-    groupId,
-    bindings: bindings.filter((b) => b.groupId === groupId).map(bindingJson),
-    owed: g?.owed ?? 0,
-    inFlight: g?.inFlight ?? 0,
-    oldestOwedAgeSeconds: g?.oldestOwedAgeSeconds ?? 0,
-    deadLetters: g?.deadLetters ?? 0,
-    /** deadLetters is the count's cap: there are at least that many. */
-    deadLettersCapped: (g?.deadLetters ?? 0) >= DEAD_LETTER_COUNT_CAP,
-    rates: view.groupRates.get(groupId) ?? {
-      delivered: 0,
-      acked: 0,
-      nacked: 0,
-      deadLettered: 0,
-      redelivered: 0,
-    },
-    consumers: { [ctx.source.nodeId]: 0, ...view.consumers.get(groupId) },
-  };
+  return groupRow(groupId, sample.groups.get(groupId), view, bindings, [ctx.source.nodeId]);
 }
 
 async function groups(ctx: ApiContext) {
   const [sample, bindings] = await Promise.all([ctx.sampler.latest(), listBindings(ctx.pool)]);
   const { view } = await cluster(ctx, sample);
   const ids = [...new Set([...sample.groups.keys(), ...bindings.map((b) => b.groupId)])];
-  const list = ids.map((id) => groupJson(id, sample, view, bindings, ctx));
-  list.sort((a, b) => b.oldestOwedAgeSeconds - a.oldestOwedAgeSeconds || a.groupId.localeCompare(b.groupId));
   return {
     sampledAt: new Date(sample.at),
     ratesScope: "cluster",
     consumersScope: "cluster",
-    groups: list,
+    groups: sortGroupRows(ids.map((id) => groupJson(id, sample, view, bindings, ctx))),
   };
 }
 

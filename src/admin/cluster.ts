@@ -98,7 +98,7 @@ function addRates(map: Map<string, GroupRates>, group: string, r: GroupRates): v
 }
 
 /** Merge the nodes table's snapshots with the answering node's own figures (see module comment). */
-export function clusterView(rows: readonly NodeRow[], self: SelfView, now: number): ClusterView {
+export function clusterView(rows: readonly NodeRow[], self: SelfView | null, now: number): ClusterView {
   const view: ClusterView = {
     nodes: new Map(),
     versions: new Map(),
@@ -113,7 +113,7 @@ export function clusterView(rows: readonly NodeRow[], self: SelfView, now: numbe
   };
   for (const row of rows) {
     view.versions.set(row.nodeId, row.stats?.current.version ?? null);
-    if (row.nodeId === self.nodeId || livenessOf(row, now) !== "alive") continue;
+    if (row.nodeId === self?.nodeId || livenessOf(row, now) !== "alive") continue;
     const cur = row.stats?.current;
     if (cur === undefined) {
       view.nodes.set(row.nodeId, {
@@ -145,6 +145,8 @@ export function clusterView(rows: readonly NodeRow[], self: SelfView, now: numbe
       });
     }
   }
+  // Without an answering node (the CLI reading the database), the live nodes' snapshots only.
+  if (self === null) return view;
   view.versions.set(self.nodeId, self.version);
   view.nodes.set(self.nodeId, { nodeId: self.nodeId, version: self.version, rates: self.rates.node });
   view.rates.publishPerSecond += self.rates.node.publishPerSecond;
@@ -152,4 +154,18 @@ export function clusterView(rows: readonly NodeRow[], self: SelfView, now: numbe
   for (const [group, n] of self.consumers) addConsumers(group, self.nodeId, n);
   for (const [group, r] of self.rates.groups) addRates(view.groupRates, group, r);
   return view;
+}
+
+/**
+ * Deliveries held per group by the live nodes, as their last heartbeats said (no index of
+ * deliveries names claimed_by, so the table cannot count them without reading the whole backlog).
+ */
+export function heldByGroup(rows: readonly NodeRow[], now: number): Map<string, number> {
+  const held = new Map<string, number>();
+  for (const n of rows) {
+    if (livenessOf(n, now) !== "alive") continue;
+    for (const [g, s] of Object.entries(n.stats?.current.groups ?? {}))
+      held.set(g, (held.get(g) ?? 0) + (s.held ?? 0));
+  }
+  return held;
 }

@@ -15,6 +15,7 @@ import {
   shardedCountPending,
   shardedGroupBacklogs,
 } from "../store/sharded-history.js";
+import { heldByGroup } from "./cluster.js";
 
 /** One group in one sample. */
 export interface GroupSample {
@@ -218,16 +219,8 @@ export class Sampler {
         this.deadLettersAt = now;
       }
       const liveness: Record<Liveness, number> = { alive: 0, unresponsive: 0, dead: 0, stopped: 0 };
-      // In flight: what each live node holds, as its last heartbeat said (no index of deliveries
-      // names claimed_by, so the table cannot count it without reading the whole backlog).
-      const held = new Map<string, number>();
-      for (const n of nodes) {
-        const state = livenessOf(n, now);
-        liveness[state]++;
-        if (state !== "alive") continue;
-        for (const [g, s] of Object.entries(n.stats?.current.groups ?? {}))
-          held.set(g, (held.get(g) ?? 0) + (s.held ?? 0));
-      }
+      for (const n of nodes) liveness[livenessOf(n, now)]++;
+      const held = heldByGroup(nodes, now);
       const groups = new Map<string, GroupSample>();
       for (const b of backlog) {
         const c = counters.get(b.groupId) ?? ZERO;

@@ -1,26 +1,19 @@
 /**
  * `kiteq-pg groups`: every group's backlog, dead letters, rates and consumers, most behind first,
- * as the console's overview shows them (GET /api/groups of a running broker).
+ * as the console's overview shows them: GET /api/groups of a running broker, or the same figures
+ * from the database (src/admin/group-rows.ts).
  */
-import { findAdminApi } from "./admin-client.js";
+import { type GroupRow, readGroupsFromStore } from "../admin/group-rows.js";
+import { ErrorCode, KiteqError } from "../errors.js";
+import { readThrough } from "./admin-client.js";
 import type { Command } from "./command.js";
 import { formatJson, formatTable, oneLine } from "./output.js";
 
-/** One group of GET /api/groups (the fields printed). */
-interface GroupRow {
-  groupId: string;
-  bindings: unknown[];
-  owed: number;
-  inFlight: number;
-  oldestOwedAgeSeconds: number;
-  deadLetters: number;
-  deadLettersCapped: boolean;
-  rates: { delivered: number; acked: number; nacked: number };
-  consumers: Record<string, number>;
-}
-
 interface GroupsAnswer {
   sampledAt: Date;
+  /** Present when read from the database: how many live nodes' heartbeats gave the rates. */
+  source?: string;
+  liveNodes?: number;
   groups: GroupRow[];
 }
 
@@ -29,26 +22,27 @@ export const groupsCommand: Command = {
   name: "groups",
   summary: "every group's backlog, dead letters, rates and consumers, most behind first",
   usage: [
-    "groups [--json]",
-    "  read through a running broker's admin API (--admin, --admin-token): rates and consumers are the",
-    "  nodes' own, which the database does not hold",
+    "groups [--json] [--verbose]",
+    "  through a running broker's admin API (--admin, --admin-token), else from the database: rates,",
+    "  consumers and deliveries in flight then as the live nodes' last heartbeats (every 5 s) wrote them",
   ],
   flags: ["json"],
   async run(ctx) {
     const { args, out } = ctx;
-    const found = await findAdminApi(ctx);
-    if (found.api === null) {
-      out.err(
-        `kiteq-pg: groups reads a running broker's admin API (rates and consumers are the nodes' own): ${found.why}; start a broker, or give one's --admin host:port (and --admin-token)`,
-      );
-      return 1;
-    }
-    if (found.note !== undefined) out.err(found.note);
-    const answer = await found.api.get<GroupsAnswer>("/api/groups");
-    if (answer === null) {
-      out.err(`kiteq-pg: the admin API at ${found.api.base} has no /api/groups (an older broker?)`);
-      return 1;
-    }
+    const answer = await readThrough<GroupsAnswer>(
+      ctx,
+      async (api) => {
+        const body = await api.get<GroupsAnswer>("/api/groups");
+        if (body === null) {
+          throw new KiteqError(
+            ErrorCode.StoreFailed,
+            `the admin API at ${api.base} has no /api/groups (an older broker?)`,
+          );
+        }
+        return body;
+      },
+      (pool, shards) => readGroupsFromStore(pool, shards, new Date()),
+    );
     if (args.has("json")) {
       out.out(formatJson(answer));
       return 0;
@@ -82,9 +76,13 @@ export const groupsCommand: Command = {
         ]),
       ),
     );
-    out.err(
-      `(${answer.groups.length} group(s), sampled ${answer.sampledAt.toISOString()}; rates and consumers summed over the live nodes)`,
-    );
+    const scope =
+      answer.source !== "database"
+        ? "rates and consumers summed over the live nodes"
+        : answer.liveNodes === 0
+          ? "read from the database with no live node: no rates, consumers or deliveries in flight to report"
+          : `read from the database: rates, consumers and in flight as the last heartbeats of ${answer.liveNodes} live node(s) said`;
+    out.err(`(${answer.groups.length} group(s), sampled ${answer.sampledAt.toISOString()}; ${scope})`);
     return 0;
   },
 };

@@ -281,7 +281,7 @@ describe("e2e: CLI read commands through the admin API", () => {
     }
   });
 
-  it("groups: every group's backlog and dead letters from the running broker; without one, one line saying so", async () => {
+  it("groups: every group's backlog and dead letters through the running broker, and the same from the database", async () => {
     const r = await viaApi("groups");
     expect(r.code, r.stderr).toBe(0);
     const lines = r.stdout.trim().split("\n");
@@ -295,12 +295,22 @@ describe("e2e: CLI read commands through the admin API", () => {
     const json = await viaApi("groups", "--json");
     const body = JSON.parse(json.stdout) as { groups: { groupId: string; deadLetters: number }[] };
     expect(body.groups.find((g) => g.groupId === group)?.deadLetters).toBe(1);
-    // Before: "unknown command". Rates and consumers are the nodes' own: no database reading.
-    const none = await viaDb("groups");
-    expect(none.code).toBe(1);
-    expect(none.stderr).toMatch(
-      /^kiteq-pg: groups reads a running broker's admin API .*the admin API is off \(--admin\)/,
-    );
+    // Without the admin API, the same listing from the database (it said "groups reads a running
+    // broker's admin API", exit 1): rates, consumers and in flight from the nodes' heartbeats.
+    const db1 = await viaDb("groups");
+    expect(db1.code, db1.stderr).toBe(0);
+    expect(db1.stderr).toContain("read from the database");
+    expect(db1.stderr).toMatch(/as the last heartbeats of 1 live node\(s\) said\)/);
+    expect(db1.stdout.trim().split("\n")[0]).toBe(lines[0]);
+    expect(
+      db1.stdout
+        .trim()
+        .split("\n")
+        .find((l) => l.startsWith(`${group} `)),
+    ).toBe(row);
+    const dbJson = JSON.parse((await viaDb("groups", "--json")).stdout) as typeof body;
+    const apiJson = JSON.parse((await viaApi("groups", "--json")).stdout) as typeof body;
+    expect(dbJson.groups).toEqual(apiJson.groups);
   });
 
   it("with no broker on the admin address the database answers", async () => {
