@@ -147,7 +147,13 @@ export async function sampleBacklog(
   db: Queryable,
   fx: BacklogFixture,
   n: number,
-): Promise<{ owedPks: number[]; goneClaimedPks: number[]; pendingIds: string[]; messageId: string }> {
+): Promise<{
+  owedPks: number[];
+  goneClaimedPks: number[];
+  pendingIds: string[];
+  pendingPks: number[];
+  messageId: string;
+}> {
   // Index paths only: by (group_id, next_attempt_at), by claimer, by (group_id, next_check_at).
   const owed = await db.query<{ message_pk: number }>({
     text: `SELECT message_pk FROM deliveries WHERE group_id = $1 AND claimed_by IS NULL
@@ -158,8 +164,8 @@ export async function sampleBacklog(
     text: `SELECT message_pk FROM deliveries WHERE claimed_by COLLATE "C" = $1 LIMIT $2`,
     values: [fx.goneClaimer, n],
   });
-  const pending = await db.query<{ message_id: string }>({
-    text: "SELECT message_id FROM pending_transactions WHERE group_id = $1 ORDER BY next_check_at LIMIT $2",
+  const pending = await db.query<{ message_id: string; message_pk: number }>({
+    text: "SELECT message_id, message_pk FROM pending_transactions WHERE group_id = $1 ORDER BY next_check_at LIMIT $2",
     values: [fx.producerGroup, n],
   });
   const one = await db.query<{ message_id: string }>({
@@ -170,6 +176,7 @@ export async function sampleBacklog(
     owedPks: owed.rows.map((r) => r.message_pk),
     goneClaimedPks: gone.rows.map((r) => r.message_pk),
     pendingIds: pending.rows.map((r) => r.message_id),
+    pendingPks: pending.rows.map((r) => r.message_pk),
     messageId: one.rows[0]?.message_id ?? "",
   };
 }

@@ -31,13 +31,20 @@ import { deadLetters, groupHistory, messageHistory } from "./history.js";
 import { claimerLiveness, DECLARE_CLAIMER_DEAD, declareNodeDead } from "./liveness.js";
 import { heartbeatNode } from "./nodes.js";
 import { FORGET_REGX_ROUTING_BEFORE, TAKE_REGX_ROUTING } from "./regx-routing.js";
-import { claimDueTxChecks, giveUpTransactions, nextTxCheckTime, releaseTxClaimsOf } from "./transactions.js";
+import {
+  claimDueTxChecks,
+  giveUpTransactions,
+  nextTxCheckTime,
+  recordTxChecks,
+  releaseTxClaimsOf,
+} from "./transactions.js";
 
 /** Rows sampled from the backlog for the statements (see sampleBacklog). */
 export interface CatalogSample {
   owedPks: number[];
   goneClaimedPks: number[];
   pendingIds: string[];
+  pendingPks: number[];
   messageId: string;
 }
 
@@ -172,6 +179,22 @@ export function statementCatalog(fx: BacklogFixture, sample: CatalogSample): Cat
           giveUpBefore: new Date(fx.from.getTime() - MINUTE),
           limit: batch,
         }),
+    },
+    {
+      name: "tx check record (500 checks sent)",
+      run: (db) =>
+        recordTxChecks(
+          db,
+          sample.pendingPks.slice(0, batch).map((messagePk) => ({
+            messagePk,
+            claimEpoch: 0,
+            sent: true,
+            check: 1,
+            nextCheckAt: lease,
+            detail: "bench",
+          })),
+          { now, nodeId: "bench" },
+        ),
     },
     {
       name: "tx next check time",

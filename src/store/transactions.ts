@@ -301,6 +301,10 @@ export interface TxCheckRecord {
  * Checks sent: a `tx_checked` row each (the check went out whatever happened to the row since),
  * and, fenced by claim epoch, count it, schedule the next one and release the claim. Unsent
  * claims are released as they were. Returns the rows rescheduled or released.
+ *
+ * The rows are locked in message_pk order first, as LOCK_PENDING does for producers' answers: an
+ * UPDATE ... FROM locks them in its join's order, and a batch of answers holding one row while it
+ * waited for another that the record held deadlocked with it (seen at 200,000 pending).
  */
 export async function recordTxChecks(
   db: Queryable,
@@ -312,12 +316,19 @@ export async function recordTxChecks(
     text: `WITH input AS (
              SELECT * FROM unnest($1::bigint[], $2::int[], $3::bool[], $4::int[], $5::timestamptz[], $6::text[])
                AS r(message_pk, claim_epoch, sent, check_no, next_check_at, detail)
+           ), locked AS (
+             SELECT p.ctid, r.sent, r.check_no, r.next_check_at
+               FROM pending_transactions p JOIN input r ON p.message_pk = r.message_pk
+              WHERE p.claim_epoch = r.claim_epoch
+              ORDER BY p.message_pk
+                FOR UPDATE OF p
            ), upd AS (
+             -- By ctid (the rows are locked, so it is stable).
              UPDATE pending_transactions p
-                SET checks = CASE WHEN r.sent THEN r.check_no ELSE p.checks END,
-                    next_check_at = CASE WHEN r.sent THEN r.next_check_at ELSE p.next_check_at END,
+                SET checks = CASE WHEN l.sent THEN l.check_no ELSE p.checks END,
+                    next_check_at = CASE WHEN l.sent THEN l.next_check_at ELSE p.next_check_at END,
                     claimed_by = NULL, lease_until = NULL
-               FROM input r WHERE p.message_pk = r.message_pk AND p.claim_epoch = r.claim_epoch
+               FROM locked l WHERE p.ctid = l.ctid
              RETURNING p.message_pk
            ), ev AS (
              INSERT INTO message_events (message_pk, kind, at, node_id, attempt, detail)

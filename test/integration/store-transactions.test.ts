@@ -315,6 +315,58 @@ describe("store: two-phase commit", () => {
     }
   });
 
+  it("a check's record and a batch of answers on the same rows wait for each other, never deadlock", async () => {
+    // Seen at 200,000 pending with a producer answering its checks: "deadlock detected" in the
+    // check pass (its tx_checked rows lost) and on batches of TX_ACKs (answers dropped until the
+    // next check). Answers lock their rows in message_pk order; the record must too.
+    await store("p-lock-order", 2);
+    const claimed = await claimDueTxChecks(db.pool, {
+      groups: ["p-lock-order"],
+      now: at(2000),
+      claimer: "A/1",
+      leaseUntil: at(30_000),
+      giveUpBefore: at(-3600_000),
+      limit: 10,
+    });
+    // Records come in claim order, which need not be message_pk order: the higher one first here.
+    const [first, second] = [...claimed].sort((a, b) => b.messagePk - a.messagePk);
+    const record = (c: (typeof claimed)[number]) => ({
+      messagePk: c.messagePk,
+      claimEpoch: c.claimEpoch,
+      sent: true,
+      check: 1,
+      nextCheckAt: at(12_000),
+      detail: "check 1 sent to x",
+    });
+    const answers = await db.pool.connect();
+    try {
+      await answers.query("BEGIN");
+      // A batch of answers holds the lower row (its commit is planned under the lock)...
+      await applyTxAnswers(answers, [answer(second!.messageId, "committed")], plan([]));
+      // ...while the check pass records both checks...
+      const recorded = recordTxChecks(db.pool, [record(first!), record(second!)], {
+        now: at(2000),
+        nodeId: "A",
+      }).then(
+        (n) => n,
+        (err: unknown) => err,
+      );
+      await new Promise((r) => setTimeout(r, 200));
+      // ...and the same batch goes on to the higher row.
+      await applyTxAnswers(answers, [answer(first!.messageId, "rolled_back")], plan([]));
+      await answers.query("COMMIT");
+      // Both answers were applied first: the record finds no row left to reschedule.
+      expect(await recorded).toBe(0);
+    } finally {
+      await answers.query("ROLLBACK").catch(() => undefined);
+      answers.release();
+    }
+    expect(claimed).toHaveLength(2);
+    const [low, high] = [second!.messageId, first!.messageId];
+    expect((await history(low!)).map((e) => e.kind)).toContain("committed");
+    expect((await history(high!)).map((e) => e.kind)).toContain("rolled_back");
+  });
+
   it("gives up after the give-up age: rolled_back with the reason; younger ones are kept, not claimed past it", async () => {
     const old = await store("p-giveup", 2, at(-10_000));
     const [young] = await store("p-giveup", 1, at(-1000));
