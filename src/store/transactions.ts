@@ -236,21 +236,22 @@ export interface ClaimedTxCheck extends PendingMessage {
 }
 
 /**
- * Claim up to `limit` pending transactions of `groups` whose next check is due, skipping rows
- * other nodes hold locked, those claimed under a live lease, and those old enough to be given up
- * (stored before `giveUpBefore`: the give-up sweep takes them). Each claim bumps claim_epoch.
+ * Claim up to `limit` pending transactions of `groups` whose next check is due, at most $7[i] of
+ * group $1[i], skipping rows other nodes hold locked, those claimed under a live lease, and those
+ * old enough to be given up (stored before `giveUpBefore`: the give-up sweep takes them). Each
+ * claim bumps claim_epoch.
  */
 const CLAIM_DUE_TX_CHECKS = `
 WITH due AS (
   -- Per group, oldest due first on (group_id, next_check_at): bounded by $6 whatever is pending.
   SELECT d.ctid
-    FROM unnest($1::text[]) AS g(group_id)
+    FROM unnest($1::text[], $7::int[]) AS g(group_id, room)
     CROSS JOIN LATERAL (
       SELECT ctid, next_check_at FROM pending_transactions
        WHERE group_id = g.group_id AND next_check_at <= $2 AND stored_at > $5
          AND (claimed_by IS NULL OR lease_until < $2)
        ORDER BY next_check_at
-       LIMIT $6
+       LIMIT least(g.room, $6)
        FOR UPDATE SKIP LOCKED
     ) d
    ORDER BY d.next_check_at
@@ -270,15 +271,27 @@ SELECT c.message_pk, c.message_id, c.checks, c.claim_epoch, c.stored_at, m.topic
   ) m
  ORDER BY c.next_check_at`;
 
-/** Claim due checks (see CLAIM_DUE_TX_CHECKS). */
+/**
+ * Claim due checks (see CLAIM_DUE_TX_CHECKS): at most `limit` in all and, when given, at most
+ * `limits[i]` of `groups[i]` (the checks its producers here can take now).
+ */
 export async function claimDueTxChecks(
   db: Queryable,
-  args: { groups: string[]; now: Date; claimer: string; leaseUntil: Date; giveUpBefore: Date; limit: number },
+  args: {
+    groups: string[];
+    limits?: number[];
+    now: Date;
+    claimer: string;
+    leaseUntil: Date;
+    giveUpBefore: Date;
+    limit: number;
+  },
 ): Promise<ClaimedTxCheck[]> {
   if (args.groups.length === 0) return [];
+  const limits = args.limits ?? args.groups.map(() => args.limit);
   const { rows } = await db.query({
     text: CLAIM_DUE_TX_CHECKS,
-    values: [args.groups, args.now, args.claimer, args.leaseUntil, args.giveUpBefore, args.limit],
+    values: [args.groups, args.now, args.claimer, args.leaseUntil, args.giveUpBefore, args.limit, limits],
   });
   return rows.map((r) => ({ ...toPendingMessage(r), claimEpoch: r.claim_epoch }));
 }

@@ -123,12 +123,17 @@ export class TxChecker {
       if (n > 0) log.info({ rolledBack: n }, "gave up uncommitted messages: rolled back");
       if (n < BATCH) break;
     }
-    const groups = this.producers.groups();
+    this.producers.pruneChecks(Date.now() - Math.max(60, config.txCheck.maxIntervalSeconds * 2) * 1000);
+    // Only as many checks as the group's connections here have room for (ProducerSessions): a
+    // group whose producers have a full window is checked again when they answer (onRoom).
+    let groups = this.withRoom(this.producers.groups());
     for (;;) {
       if (groups.length === 0 || this.stopped) break;
       const now = Date.now();
+      const limits = groups.map((g) => Math.min(BATCH, this.producers.room(g)));
       const claimed = await claimDueTxChecks(pool, {
         groups,
+        limits,
         now: new Date(now),
         claimer,
         leaseUntil: new Date(now + config.leaseSeconds * 1000),
@@ -138,11 +143,28 @@ export class TxChecker {
       if (claimed.length === 0) break;
       const records = claimed.map((c) => this.send(c, now));
       await recordTxChecks(pool, records, { now: new Date(now), nodeId });
-      if (claimed.length < BATCH) break;
+      if (
+        claimed.length <
+        Math.min(
+          BATCH,
+          limits.reduce((a, b) => a + b, 0),
+        )
+      )
+        break;
+      groups = this.withRoom(groups);
     }
-    this.producers.pruneChecks(Date.now() - Math.max(60, config.txCheck.maxIntervalSeconds * 2) * 1000);
-    const next = await nextTxCheckTime(pool, groups, config.txCheck.giveUpSeconds);
+    // A group without room is not waited for here (its due checks would wake this every 50 ms).
+    const next = await nextTxCheckTime(
+      pool,
+      this.withRoom(this.producers.groups()),
+      config.txCheck.giveUpSeconds,
+    );
     if (next !== null) this.scheduleWake(next.getTime());
+  }
+
+  /** The groups among `groups` whose connections here can take a check now. */
+  private withRoom(groups: string[]): string[] {
+    return groups.filter((g) => this.producers.room(g) > 0);
   }
 
   /** Send one check on a connection of the message's group (if one is still open). */

@@ -60,7 +60,8 @@ export interface TxCounters {
 
 /** Create the transaction module. */
 export function createTransactions(deps: TransactionDeps): Transactions {
-  const producers = new ProducerSessions();
+  // A producer that answered half its window of checks can take more: check again now.
+  const producers = new ProducerSessions(() => wakeAll());
   const pools = deps.pools ?? [deps.pool];
   const answers = new TxAnswerApplier(deps, producers);
   // One checker per shard: each claims the due checks of its own shard's pending transactions.
@@ -68,9 +69,9 @@ export function createTransactions(deps: TransactionDeps): Transactions {
     (pool, shard) =>
       new TxChecker(pools.length === 1 ? deps : { ...deps, pool, log: deps.log.child({ shard }) }, producers),
   );
-  const wakeAll = () => {
+  function wakeAll(): void {
     for (const c of checkers) c.wake();
-  };
+  }
   return {
     onTxAck: (session, opaque, tx) => answers.onTxAck(session, opaque, tx),
     onSession: (session) => {
