@@ -169,6 +169,14 @@ describe("e2e: npm pack, install, use kiteq-pg/client and kiteq-pg-client", () =
     });
     expect(JSON.parse(stdout.trim())).toEqual({ received: 10, sql: "function" });
 
+    // A CommonJS project loads it with require() (Node >= 20.19 loads ES modules so).
+    await writeFile(
+      path.join(app, "use.cjs"),
+      'const sdk = require("kiteq-pg-client"); console.log(typeof sdk.createProducer, typeof sdk.KiteqError);',
+    );
+    const cjs = await run(process.execPath, ["use.cjs"], { cwd: app, timeout: 30_000 });
+    expect(cjs.stdout.trim()).toBe("function function");
+
     // Its declarations type-check in a strict project that checks libraries too.
     await writeFile(
       path.join(app, "use.ts"),

@@ -11,6 +11,7 @@ const ROOT = path.resolve(import.meta.dirname, "../../..");
 interface Manifest {
   version: string;
   dependencies: Record<string, string>;
+  exports: Record<string, string | Record<string, string>>;
 }
 const read = (file: string): Manifest => JSON.parse(readFileSync(path.join(ROOT, file), "utf8")) as Manifest;
 
@@ -23,4 +24,19 @@ describe("packages/client/package.json", () => {
       expect(`${name}@${range}`).toBe(`${name}@${broker.dependencies[name]}`);
     }
   });
+});
+
+describe("package exports", () => {
+  // Only an "import" condition: require() of the SDK from a CommonJS project failed with
+  // ERR_PACKAGE_PATH_NOT_EXPORTED ('No "exports" main defined'), although Node >= 20.19 loads
+  // these ES modules with require() and TypeScript (module NodeNext) compiled the require.
+  it.each(["package.json", "packages/client/package.json"])(
+    "%s: every entry point that has an import condition also has default (require)",
+    (file) => {
+      for (const [entry, target] of Object.entries(read(file).exports)) {
+        if (typeof target === "string" || target.import === undefined) continue;
+        expect(`${entry} default ${target.default}`).toBe(`${entry} default ${target.import}`);
+      }
+    },
+  );
 });
