@@ -76,6 +76,20 @@ const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[
 /** What the broker would refuse or silently change, refused here with the field's name. */
 function checkFields(m: OutgoingMessage): void {
   const invalid = (key: string, text: string) => new KiteqError(ErrorCode.MessageInvalid, text, { key });
+  // Plain JavaScript callers: properties as a string or an array were sent as {"0": ...} entries,
+  // and fly: "yes" as a stored message, both in silence.
+  if (
+    m.properties !== undefined &&
+    (typeof m.properties !== "object" || m.properties === null || Array.isArray(m.properties))
+  ) {
+    throw invalid(
+      "properties",
+      `properties must be an object of string values, not ${Array.isArray(m.properties) ? "an array" : describe(m.properties)}`,
+    );
+  }
+  if (m.fly !== undefined && typeof m.fly !== "boolean") {
+    throw invalid("fly", `fly must be true or false, not ${describe(m.fly)}`);
+  }
   if (typeof m.body !== "string" && !(m.body instanceof Uint8Array)) {
     throw invalid("body", `body must be a string or bytes (a Buffer or Uint8Array), not ${describe(m.body)}`);
   }
@@ -139,9 +153,21 @@ function checkFields(m: OutgoingMessage): void {
 
 function describe(v: unknown): string {
   if (v === null) return "null";
-  if (typeof v === "number") return String(v);
+  if (typeof v === "number" || typeof v === "boolean") return String(v);
+  if (typeof v === "string") return JSON.stringify(v.slice(0, 40));
   if (v instanceof Date) return "an invalid Date";
   return typeof v;
+}
+
+/** KQ_MESSAGE_INVALID unless `m` is an object (a plain JavaScript caller's `send(null)` was a TypeError). */
+export function checkMessageObject(m: unknown): asserts m is OutgoingMessage {
+  if (typeof m !== "object" || m === null || Array.isArray(m)) {
+    throw new KiteqError(
+      ErrorCode.MessageInvalid,
+      `a message must be an object { topic, messageType, body }, not ${Array.isArray(m) ? "an array" : describe(m)}`,
+      { key: "message" },
+    );
+  }
 }
 
 /** Build the header and wire body of `m` for publishing group `groupId`. */
@@ -150,14 +176,17 @@ export function toWire(
   groupId: string,
   compressAboveBytes: number,
 ): { header: Header; body: Buffer | string } {
+  checkMessageObject(m);
   checkFields(m);
   const properties: Entry[] = Object.entries(m.properties ?? {}).map(([key, value]) => ({ key, value }));
   if (m.deliverAt !== undefined) {
     const at = m.deliverAt instanceof Date ? m.deliverAt.getTime() : m.deliverAt;
     if (!Number.isSafeInteger(at) || at < 0) {
-      throw new KiteqError(ErrorCode.MessageInvalid, "deliverAt must be a Date or unix milliseconds", {
-        key: "deliverAt",
-      });
+      throw new KiteqError(
+        ErrorCode.MessageInvalid,
+        `deliverAt must be a Date or unix milliseconds, not ${describe(m.deliverAt)}`,
+        { key: "deliverAt" },
+      );
     }
     if (at > 0 && at < SECONDS_OR_MILLIS) {
       throw new KiteqError(

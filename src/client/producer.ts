@@ -8,7 +8,7 @@ import { ErrorCode, KiteqError, toKiteqError } from "../errors.js";
 import { type Logger, silentLogger } from "../log.js";
 import { type Header, TxStatus } from "../protocol/messages.js";
 import { type BrokerDirectory, createDirectory, type RegistrySpec } from "./directory.js";
-import { type OutgoingMessage, type SendResult, toWire } from "./message.js";
+import { checkMessageObject, type OutgoingMessage, type SendResult, toWire } from "./message.js";
 import { checkProducerOptions } from "./options.js";
 import { BrokerPool } from "./pool.js";
 
@@ -126,6 +126,10 @@ class SdkProducer implements Producer {
     localTransaction: () => Promise<TxOutcome> | TxOutcome,
   ): Promise<SendResult & { outcome: TxOutcome }> {
     return this.track(async () => {
+      checkMessageObject(message);
+      // Checked before the message is stored: a non-function was called after the store, its
+      // TypeError then rolled the stored message back.
+      checkFunction("sendTx", "localTransaction", localTransaction);
       if (message.fly === true) {
         // KiteQ refuses it ("fly must be committed"): a fly message is never stored, so it could
         // not wait for the local transaction.
@@ -163,6 +167,8 @@ class SdkProducer implements Producer {
   }
 
   onTxCheck(handler: (header: Readonly<Header>) => Promise<TxCheckAnswer> | TxCheckAnswer): void {
+    // A non-function failed at each check-back, answered "unknown" until the give-up's rollback.
+    checkFunction("onTxCheck", "handler", handler);
     this.checkHandler = handler;
   }
 
@@ -193,6 +199,7 @@ class SdkProducer implements Producer {
 
   private prepare(message: OutgoingMessage): ReturnType<typeof toWire> {
     if (this.closed) throw new KiteqError(ErrorCode.ClientClosed, "producer closed");
+    checkMessageObject(message);
     if (!this.options.topics.includes(message.topic)) {
       // Brokers are discovered per topic: one not listed would wait for sendTimeoutMs for nothing.
       throw new KiteqError(
@@ -352,6 +359,17 @@ class SdkProducer implements Producer {
       `outcome unknown: not confirmed stored within sendTimeoutMs (${this.sendTimeoutMs} ms), ${attempts} attempt(s), the last: ${last}; it may have been stored: resend with the same messageId (${header.messageId}), which the broker stores once`,
       context,
       { cause: lastError },
+    );
+  }
+}
+
+/** KQ_CONFIG_INVALID unless `value` is a function (for plain JavaScript callers). */
+function checkFunction(method: string, name: string, value: unknown): void {
+  if (typeof value !== "function") {
+    throw new KiteqError(
+      ErrorCode.ConfigInvalid,
+      `${method}: ${name} must be a function, not ${value === null ? "null" : typeof value}`,
+      { key: name },
     );
   }
 }
