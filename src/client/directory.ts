@@ -119,13 +119,26 @@ class FileDirectory implements BrokerDirectory {
       this.path,
     );
     // No topic (a consumer of bindings kept by the broker): connect to every broker of the file.
-    onChange(
-      new Map(
-        topics.length === 0
-          ? [["", all]]
-          : topics.map((t) => [t, file.brokers.filter((b) => b.topics.includes(t)).map((b) => b.address)]),
-      ),
+    const byTopic = new Map<string, string[]>(
+      topics.length === 0
+        ? [["", all]]
+        : topics.map((t) => [t, file.brokers.filter((b) => b.topics.includes(t)).map((b) => b.address)]),
     );
+    // The file is read once: a topic it gives no broker (a typo, `topic:` for `topics:`) can never
+    // be served, and waiting connectTimeoutMs ended in "the registry names no broker".
+    const unserved = [...byTopic].filter(([, list]) => list.length === 0).map(([t]) => t);
+    if (unserved.length > 0) {
+      const listed = file.brokers
+        .map((b) => `${b.address} (${b.topics.length === 0 ? "no topics" : b.topics.join(", ")})`)
+        .join("; ");
+      throw new KiteqError(
+        ErrorCode.ConfigInvalid,
+        `registry file ${this.path} lists no broker for topic ${unserved.map((t) => JSON.stringify(t)).join(", ")}: ` +
+          `add it to a broker's topics (its brokers: ${listed})`,
+        { key: "registry", path: this.path, topic: unserved.join(",") },
+      );
+    }
+    onChange(byTopic);
   }
   async publishBindings(): Promise<void> {}
   async close(): Promise<void> {}

@@ -159,6 +159,32 @@ describe("SDK registry and bindings", () => {
     }
   });
 
+  it("a registry YAML file that gives a topic no broker is refused at once, naming file, topic and brokers", async () => {
+    // Before: createProducer waited connectTimeoutMs (10 s) for a file read once, then said only
+    // "the registry names no broker for these topics".
+    const dir = await mkdtemp(path.join(os.tmpdir(), "kiteq-sdk-"));
+    try {
+      const file = path.join(dir, "registry.yaml");
+      // `topic:` for `topics:`: the broker lists no topics.
+      await writeFile(
+        file,
+        ["brokers:", '  - address: "127.0.0.1:13800"', '    topic: ["trade"]', ""].join("\n"),
+      );
+      const err = await createDirectory(file, silentLogger)
+        .start(["trade"], () => undefined)
+        .catch((e: unknown) => e);
+      expect(err).toMatchObject({
+        code: ErrorCode.ConfigInvalid,
+        context: { key: "registry", topic: "trade" },
+      });
+      expect((err as Error).message).toBe(
+        `registry file ${file} lists no broker for topic "trade": add it to a broker's topics (its brokers: 127.0.0.1:13800 (no topics))`,
+      );
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it("binding specs become KiteQ bindings", () => {
     expect(toBinding("g", { topic: "t" })).toMatchObject({
       bindType: BindType.Fanout,
