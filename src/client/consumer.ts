@@ -476,6 +476,7 @@ export async function createConsumer(options: ConsumerOptions): Promise<Consumer
     await warnBindingsNotApplied(options.registry, options.groupId, bindings, logger);
   const directory = createDirectory(options.registry, logger, {
     sessionTimeoutMs: options.zkSessionTimeoutMs,
+    startTimeoutMs: options.connectTimeoutMs ?? 10_000,
   });
   const consumer = new SdkConsumer(options, directory, logger);
   try {

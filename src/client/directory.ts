@@ -43,6 +43,11 @@ export interface ZkDirectoryOptions {
   connectTimeoutMs: number;
   /** Re-read /kiteq/server/{topic} this often besides the watches (a lost watch costs at most this). */
   pollMs: number;
+  /**
+   * Bound of start()'s first session (the client's connectTimeoutMs): without it an unreachable
+   * ZooKeeper took 4 connect attempts, ~13 s, whatever connectTimeoutMs the application gave.
+   */
+  startTimeoutMs: number;
 }
 
 /** The registry YAML file `spec` names (`file://path.yaml` or `*.yaml|*.yml`), if it names one. */
@@ -170,13 +175,29 @@ class ZkDirectory implements BrokerDirectory {
       sessionTimeoutMs: options.sessionTimeoutMs ?? parsed.sessionTimeoutMs ?? 10_000,
       connectTimeoutMs: options.connectTimeoutMs ?? 3_000,
       pollMs: options.pollMs ?? 2_000,
+      startTimeoutMs: options.startTimeoutMs ?? 10_000,
     };
   }
 
   async start(topics: readonly string[], onChange: (brokers: TopicBrokers) => void): Promise<void> {
     this.topics = topics;
     this.onChange = onChange;
-    await this.connect();
+    const ms = this.options.startTimeoutMs;
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), ms);
+    try {
+      await this.connect(abort.signal);
+    } catch (err) {
+      if (!abort.signal.aborted) throw err;
+      throw new KiteqError(
+        ErrorCode.RegistryFailed,
+        `ZooKeeper at ${this.connectString} not reachable within connectTimeoutMs (${ms} ms)`,
+        { key: "registry", zk: this.connectString },
+        { cause: err },
+      );
+    } finally {
+      clearTimeout(timer);
+    }
     this.poll = setInterval(() => void this.refreshAll(), this.options.pollMs);
     this.poll.unref();
   }
@@ -196,12 +217,13 @@ class ZkDirectory implements BrokerDirectory {
     if (client !== undefined) await closeZooKeeper(client);
   }
 
-  private async connect(): Promise<void> {
+  private async connect(signal?: AbortSignal): Promise<void> {
     const client = await connectZooKeeper(this.connectString, {
       sessionTimeoutMs: this.options.sessionTimeoutMs,
       connectTimeoutMs: this.options.connectTimeoutMs,
       retries: 3,
       logger: this.logger,
+      signal,
     });
     if (this.closed) {
       await closeZooKeeper(client);

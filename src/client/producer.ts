@@ -34,7 +34,10 @@ export interface ProducerOptions {
   heartbeatMs?: number;
   /** Snappy-compress bodies of at least this many bytes (default 0: never). */
   compressAboveBytes?: number;
-  /** How long createProducer waits for a first broker connection (default 10,000 ms). */
+  /**
+   * How long createProducer waits for a ZooKeeper session (zk:// registry; else KQ_REGISTRY_FAILED)
+   * and then for a first broker connection (else KQ_NO_BROKER); default 10,000 ms each.
+   */
   connectTimeoutMs?: number;
   /** ZooKeeper session timeout (default: the registry's `?timeout=`, else 10 s). */
   zkSessionTimeoutMs?: number;
@@ -387,6 +390,7 @@ export async function createProducer(options: ProducerOptions): Promise<Producer
   const logger = (options.logger ?? silentLogger).child({ groupId: options.groupId, role: "producer" });
   const directory = createDirectory(options.registry, logger, {
     sessionTimeoutMs: options.zkSessionTimeoutMs,
+    startTimeoutMs: options.connectTimeoutMs ?? 10_000,
   });
   const producer = new SdkProducer(options, directory, logger);
   try {
