@@ -94,10 +94,23 @@ function checkAddresses(addresses: readonly string[], what: string): string[] {
   }
   for (const a of list) {
     if (!isServerAddress(a)) {
-      throw new KiteqError(ErrorCode.ConfigInvalid, `registry: "${a}" is not host:port`, { key: "registry" });
+      // A mistyped zk:// or file name fell through to here and was said to be "not host:port" only.
+      throw new KiteqError(ErrorCode.ConfigInvalid, `registry: "${a}" is not host:port${registryHint(a)}`, {
+        key: "registry",
+      });
     }
   }
   return list;
+}
+
+/** What the registry option takes, and the likely intent of a mistyped ZooKeeper URL. */
+function registryHint(given: string): string {
+  const zk = /^zk[:/]+(?!\/)/i.exec(given);
+  const guess = zk !== null ? `; did you mean "zk://${given.slice(zk[0].length)}"?` : "";
+  return (
+    `${guess} (registry is "zk://host:port[,host:port]", a registry YAML file ` +
+    '(*.yaml, *.yml or file://path), or broker addresses "host:port[,host:port]")'
+  );
 }
 
 /** A fixed list of brokers, each serving every topic. */

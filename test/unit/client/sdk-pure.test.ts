@@ -129,6 +129,27 @@ describe("SDK registry and bindings", () => {
     expect(() => createDirectory("nonsense", silentLogger)).toThrow(KiteqError);
   });
 
+  it("a mistyped registry says what registry takes, and a mistyped zk:// what was meant", () => {
+    // Before: only `registry: "zk//127.0.0.1:2181" is not host:port`.
+    const message = (spec: string): string => {
+      try {
+        createDirectory(spec, silentLogger);
+      } catch (err) {
+        expect(err).toMatchObject({ code: ErrorCode.ConfigInvalid, context: { key: "registry" } });
+        return (err as Error).message;
+      }
+      throw new Error(`${spec} was accepted`);
+    };
+    const forms =
+      '(registry is "zk://host:port[,host:port]", a registry YAML file (*.yaml, *.yml or file://path), or broker addresses "host:port[,host:port]")';
+    for (const typo of ["zk//127.0.0.1:2181", "zk:/127.0.0.1:2181", "ZK://127.0.0.1:2181"]) {
+      expect(message(typo)).toBe(
+        `registry: "${typo}" is not host:port; did you mean "zk://127.0.0.1:2181"? ${forms}`,
+      );
+    }
+    expect(message("registry.yamll")).toBe(`registry: "registry.yamll" is not host:port ${forms}`);
+  });
+
   it("a KiteQ registry YAML file: each topic's brokers are those listing it", async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), "kiteq-sdk-"));
     try {
