@@ -75,6 +75,10 @@ export interface ErrorContext {
   [key: string]: string | number | boolean | undefined;
 }
 
+/**
+ * Every error of the broker and the SDK: `code` (an {@link ErrorCode}) is stable, `message` says
+ * what and why, `context` names what it concerns (messageId, topic, broker, key of an option).
+ */
 export class KiteqError extends Error {
   override readonly name = "KiteqError";
   constructor(

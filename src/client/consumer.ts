@@ -49,7 +49,9 @@ export type MessageHandler = (
 export interface ConsumerOptions {
   /** `zk://host:port[,host:port][?timeout=4s]`, a KiteQ registry YAML file, or `host:port` addresses. */
   registry: RegistrySpec;
+  /** The consumer group: each message is delivered to one consumer of each bound group. */
   groupId: string;
+  /** The group's secret, when the brokers check handshakes (their KITEQ_SECRETS). */
   secretKey?: string;
   /**
    * The group's subscriptions: published under /kiteq/sub with a ZooKeeper registry, and the
@@ -80,10 +82,18 @@ export interface ConsumerOptions {
    * within it.
    */
   closeTimeoutMs?: number;
+  /** Heartbeat interval per connection (default 3,000 ms; 3 misses drop the connection, which is re-opened). */
   heartbeatMs?: number;
+  /** Bound of one connect and handshake, or one request, on one broker (default 5,000 ms). */
   requestTimeoutMs?: number;
+  /**
+   * How long createConsumer waits for a ZooKeeper session (zk:// registry; else KQ_REGISTRY_FAILED)
+   * and then for a first broker connection (else KQ_NO_BROKER); default 10,000 ms each.
+   */
   connectTimeoutMs?: number;
+  /** ZooKeeper session timeout (default: the registry's `?timeout=`, else 10 s). */
   zkSessionTimeoutMs?: number;
+  /** A pino logger (default: silent; a few warnings also go to process.emitWarning). */
   logger?: Logger;
 }
 

@@ -13,7 +13,9 @@ export { DELIVER_AT_PROPERTY };
 
 /** A message to publish. */
 export interface OutgoingMessage {
+  /** One of the producer's `topics`. */
   topic: string;
+  /** What bindings match (Direct: equal, Regx: a Go regular expression searched in it). */
   messageType: string;
   /** A string is sent as STRING_MESSAGE, bytes as BYTES_MESSAGE. */
   body: string | Uint8Array;

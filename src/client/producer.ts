@@ -23,6 +23,7 @@ export interface ProducerOptions {
   registry: RegistrySpec;
   /** The publishing group (header.groupId; the broker asks this group's producers about 2PC messages). */
   groupId: string;
+  /** The group's secret, when the brokers check handshakes (their KITEQ_SECRETS). */
   secretKey?: string;
   /** Topics this producer publishes to (brokers are discovered per topic). */
   topics: readonly string[];
