@@ -494,7 +494,7 @@ export async function createConsumer(options: ConsumerOptions): Promise<Consumer
     await directory.start(topics, (brokers) => consumer.pool.update(brokers));
     // Bindings are written once a broker is connected: a consumer that never starts (no broker
     // serves its topic, a typo) must not leave a persistent binding that owes its group messages.
-    await waitConnected(consumer.pool, options.connectTimeoutMs ?? 10_000);
+    await waitConnected(consumer.pool, options.connectTimeoutMs ?? 10_000, topics, options.registry);
     await directory.publishBindings(options.groupId, bindings);
     // A broker learns of new bindings by a ZooKeeper watch, a moment later; what is published
     // before it applies them is not owed to this group. It answers a heartbeat of a new

@@ -396,7 +396,7 @@ export async function createProducer(options: ProducerOptions): Promise<Producer
   const producer = new SdkProducer(options, directory, logger);
   try {
     await directory.start(options.topics, (brokers) => producer.pool.update(brokers));
-    await waitConnected(producer.pool, options.connectTimeoutMs ?? 10_000);
+    await waitConnected(producer.pool, options.connectTimeoutMs ?? 10_000, options.topics, options.registry);
   } catch (err) {
     await producer.close().catch(() => undefined);
     throw err;
@@ -404,21 +404,36 @@ export async function createProducer(options: ProducerOptions): Promise<Producer
   return producer;
 }
 
-/** Resolve once `pool` has a connection, else reject with KQ_NO_BROKER after `ms`. */
-export async function waitConnected(pool: BrokerPool, ms: number): Promise<void> {
+/**
+ * Resolve once `pool` has a connection, else reject with KQ_NO_BROKER after `ms`; `topics` and
+ * `registry` name what was looked up when the registry listed no broker at all.
+ */
+export async function waitConnected(
+  pool: BrokerPool,
+  ms: number,
+  topics: readonly string[],
+  registry: RegistrySpec,
+): Promise<void> {
   const deadline = Date.now() + ms;
   while (pool.connections().length === 0) {
     const remaining = deadline - Date.now();
     if (remaining <= 0) {
       const brokers = pool.describe();
+      // It said "the registry names no broker for these topics", naming neither.
+      const named = topics.map((t) => JSON.stringify(t)).join(", ");
+      const where =
+        typeof registry === "string" && registry.trim().startsWith("zk://")
+          ? ` (no broker registered under ${topics.map((t) => `/kiteq/server/${t}`).join(", ")} in ZooKeeper ${registry.trim()})`
+          : "";
       const why =
         brokers.length === 0
-          ? "the registry names no broker for these topics"
+          ? `the registry names no broker for topic ${named}${where}`
           : brokers
               .map((b) => `${b.address}${b.lastError === undefined ? "" : ` (${b.lastError})`}`)
               .join(", ");
       throw new KiteqError(ErrorCode.NoBroker, `no broker connected within ${ms} ms: ${why}`, {
         brokers: brokers.map((b) => b.address).join(","),
+        topic: topics.join(","),
       });
     }
     await pool.waitChange(Math.min(remaining, 250));

@@ -71,6 +71,11 @@ it("a consumer that never connects (no broker serves its topic) leaves no bindin
     handler: () => true,
   }).catch((e: unknown) => e);
   expect((err as KiteqError).code).toBe(ErrorCode.NoBroker);
+  // Before: "the registry names no broker for these topics", naming neither topic nor path.
+  expect((err as KiteqError).message).toBe(
+    `no broker connected within 1000 ms: the registry names no broker for topic "nosuch" ` +
+      `(no broker registered under /kiteq/server/nosuch in ZooKeeper zk://${zk.connectString}?timeout=4s)`,
+  );
   const check = await connectZooKeeper(zk.connectString, {
     sessionTimeoutMs: 4_000,
     connectTimeoutMs: 3_000,
