@@ -356,7 +356,9 @@ class SdkConsumer implements Consumer {
         .then(
           (r) => this.settle(d, r !== false, true),
           (err: unknown) => {
-            this.logger.warn({ messageId: d.message.messageId, err: String(err) }, "handler failed; nacked");
+            // The error itself (pino logs its stack): String(err) kept only the first line, and the
+            // application's own failure lost where it happened.
+            this.logger.warn({ messageId: d.message.messageId, err }, "handler failed; nacked");
             // The error goes to the broker as the nack's feedback: the history's reason, which
             // the dead-letter filters search (before: always "consumer answered false").
             this.settle(d, false, true, `handler threw: ${String(err)}`.slice(0, 500));

@@ -260,7 +260,8 @@ class SdkProducer implements Producer {
           answer = "unknown";
         }
       } catch (err) {
-        this.logger.warn({ messageId: header.messageId, err: String(err) }, "tx check handler failed");
+        // The error itself, with its stack (see the consumer's handler failures).
+        this.logger.warn({ messageId: header.messageId, err }, "tx check handler failed; answered unknown");
         answer = "unknown";
       }
     }

@@ -7,6 +7,7 @@
  */
 import { spawn } from "node:child_process";
 import { pathToFileURL } from "node:url";
+import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BindType } from "../../src/binding/binding.js";
 import { createConsumer, createProducer, ErrorCode, type KiteqError } from "../../src/client/index.js";
@@ -239,11 +240,13 @@ describe("e2e: SDK edges", () => {
   });
 
   it("a handler that throws: the nack's reason in the history is the error, not 'consumer answered false'", async () => {
+    const logged: { msg?: string; err?: { message?: string; stack?: string } }[] = [];
     const consumer = await createConsumer({
       registry,
       groupId: "g-throw",
       bindings: [],
-      handler: () => {
+      logger: pino({ level: "warn" }, { write: (line: string) => void logged.push(JSON.parse(line)) }),
+      handler: function chargeCard() {
         throw new Error("payment service down");
       },
     });
@@ -262,6 +265,10 @@ describe("e2e: SDK edges", () => {
     );
     const nack = (await messageHistory(db.pool, messageId))!.events.find((e) => e.kind === "nacked");
     expect(nack?.detail).toBe("consumer answered false: handler threw: Error: payment service down");
+    // The application's log has the error with its stack (before: the string "Error: payment service down").
+    const failure = logged.find((l) => l.msg === "handler failed; nacked");
+    expect(failure?.err?.message).toBe("payment service down");
+    expect(failure?.err?.stack).toMatch(/at chargeCard \(/);
     await Promise.all([consumer.close(), producer.close()]);
   });
 
