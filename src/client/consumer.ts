@@ -140,9 +140,9 @@ class SdkConsumer implements Consumer {
   /** Sweeps waiting pushes past maxWaitMs and logs slow handlers while anything waits or runs. */
   private sweeper: NodeJS.Timeout | undefined;
   /**
-   * Keeps the process up while the consumer is open. The pool's timers are unref'd (a producer
-   * must never hold a process open), so between a broker's restart and the reconnect nothing
-   * held it: a process whose only job was consuming exited in silence when its broker stopped.
+   * Keeps the process up while the consumer is open. The pool's timers are unref'd (only open
+   * connections hold a process), so between a broker's restart and the reconnect nothing held
+   * it: a process whose only job was consuming exited in silence when its broker stopped.
    */
   private keepAlive: NodeJS.Timeout | undefined = setInterval(() => undefined, 2 ** 30);
   readonly pool: BrokerPool;
