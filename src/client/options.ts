@@ -10,6 +10,9 @@ const MAX_TIMER_MS = 2_147_483_647;
 
 type Caller = "createProducer" | "createConsumer";
 
+/** BindingSpec's bindType values. */
+const BIND_TYPES: readonly string[] = ["direct", "regx", "fanout"];
+
 function describe(value: unknown): string {
   if (value === undefined || value === null) return String(value);
   if (Array.isArray(value)) return "an array";
@@ -130,7 +133,38 @@ export function checkConsumerOptions(options: unknown): void {
     if (typeof b !== "object" || b === null || Array.isArray(b)) {
       throw invalid("createConsumer", `bindings[${i}]`, `must be an object, got ${describe(b)}`);
     }
-    checkName("createConsumer", `bindings[${i}].topic`, (b as Record<string, unknown>).topic);
+    const spec = b as Record<string, unknown>;
+    checkName("createConsumer", `bindings[${i}].topic`, spec.topic);
+    // A bindType of another spelling ("Regx", "FANOUT", 1) became a direct binding in silence.
+    if (spec.bindType !== undefined && !BIND_TYPES.includes(spec.bindType as string)) {
+      throw invalid(
+        "createConsumer",
+        `bindings[${i}].bindType`,
+        `must be "direct", "regx" or "fanout", got ${describe(spec.bindType)}`,
+      );
+    }
+    if (spec.messageType !== undefined && typeof spec.messageType !== "string") {
+      throw invalid(
+        "createConsumer",
+        `bindings[${i}].messageType`,
+        `must be a string, got ${describe(spec.messageType)}`,
+      );
+    }
+    // Fanout takes every messageType: one given with it was dropped in silence (`bind add` refuses it too).
+    if (spec.bindType === "fanout" && spec.messageType !== undefined && spec.messageType !== "*") {
+      throw invalid(
+        "createConsumer",
+        `bindings[${i}].messageType`,
+        `must be omitted with bindType "fanout" (a fanout binding takes every messageType), got ${describe(spec.messageType)}`,
+      );
+    }
+    if (spec.persistent !== undefined && typeof spec.persistent !== "boolean") {
+      throw invalid(
+        "createConsumer",
+        `bindings[${i}].persistent`,
+        `must be true or false, got ${describe(spec.persistent)}`,
+      );
+    }
   });
   if (o.handler !== undefined && typeof o.handler !== "function") {
     throw invalid("createConsumer", "handler", `must be a function, got ${describe(o.handler)}`);

@@ -64,6 +64,23 @@ describe("createConsumer's options", () => {
     [{ registry, groupId: "g", bindings: [], handler: "yes" }, "handler", 'must be a function, got "yes"'],
     [{ registry, groupId: "g", bindings: [], handler, concurrency: "4" }, "concurrency", "an integer from 1"],
     [{ groupId: "g", bindings: [], handler }, "registry", "registry is required"],
+    // Before: a direct binding of messageType "x", in silence.
+    [
+      { registry, groupId: "g", bindings: [{ topic: "t", messageType: "x", bindType: "Regx" }], handler },
+      "bindings[0].bindType",
+      'must be "direct", "regx" or "fanout", got "Regx"',
+    ],
+    // Before: a fanout binding (every messageType), the messageType dropped in silence.
+    [
+      { registry, groupId: "g", bindings: [{ topic: "t", messageType: "pay", bindType: "fanout" }], handler },
+      "bindings[0].messageType",
+      'must be omitted with bindType "fanout" (a fanout binding takes every messageType), got "pay"',
+    ],
+    [
+      { registry, groupId: "g", bindings: [{ topic: "t", messageType: "x", persistent: "no" }], handler },
+      "bindings[0].persistent",
+      'must be true or false, got "no"',
+    ],
   ])("%j: KQ_CONFIG_INVALID naming %s", async (options, key, text) => {
     const err = await refused(() => consumer(options));
     expect(err.context.key).toBe(key);
