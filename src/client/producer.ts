@@ -61,7 +61,10 @@ export interface Producer {
   ): Promise<SendResult & { outcome: TxOutcome }>;
   /** Answer the broker's check-backs about uncommitted messages of this group. */
   onTxCheck(handler: (header: Readonly<Header>) => Promise<TxCheckAnswer> | TxCheckAnswer): void;
-  /** Wait for sends in flight to settle (bounded by sendTimeoutMs), then close every connection. */
+  /**
+   * Wait for sends in flight to settle (bounded by sendTimeoutMs), then close every connection;
+   * a later send rejects with KQ_CLIENT_CLOSED. Every call resolves with the same close.
+   */
   close(): Promise<void>;
 }
 
@@ -94,6 +97,8 @@ class SdkProducer implements Producer {
   private warnedCheckAnswer = false;
   private checkHandler: ((header: Readonly<Header>) => Promise<TxCheckAnswer> | TxCheckAnswer) | undefined;
   private closed = false;
+  /** The one close of this producer (see close()). */
+  private closing: Promise<void> | undefined;
   readonly pool: BrokerPool;
   private readonly sendTimeoutMs: number;
   private readonly compressAboveBytes: number;
@@ -176,8 +181,14 @@ class SdkProducer implements Producer {
     this.checkHandler = handler;
   }
 
-  async close(): Promise<void> {
-    if (this.closed) return;
+  close(): Promise<void> {
+    // One close: a second close() (two shutdown hooks) resolved at once, before the sends in
+    // flight had settled and the connections closed; it now awaits the same.
+    this.closing ??= this.closeOnce();
+    return this.closing;
+  }
+
+  private async closeOnce(): Promise<void> {
     this.closed = true;
     // Bounded: a sendTx whose local transaction still runs does not hold close() beyond it (its
     // verdict then goes unsent, and the broker asks the group's producers again later).
