@@ -6,6 +6,7 @@
  * except that a topic whose list turns empty keeps its working connections (see update()).
  */
 
+import { type ErrorCode, KiteqError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { CommandType } from "../protocol/commands.js";
 import { encodeHeartBeat } from "../protocol/messages.js";
@@ -39,6 +40,8 @@ class Link {
   missed = 0;
   /** Why the last connect failed (cleared by a connect). */
   lastError: string | undefined;
+  /** The KiteqError code of the last connect failure (KQ_AUTH_REFUSED: a wrong secret). */
+  lastErrorCode: ErrorCode | undefined;
   /** Until then, pick() prefers other brokers (see BrokerPool.suspect). */
   suspectUntil = 0;
   private timer: NodeJS.Timeout | undefined;
@@ -84,6 +87,7 @@ class Link {
         }
         this.conn = conn;
         this.lastError = undefined;
+        this.lastErrorCode = undefined;
         this.failures = 0;
         this.missed = 0;
         conn.onClose(() => this.lost(conn));
@@ -95,6 +99,7 @@ class Link {
       (err: unknown) => {
         this.connecting = false;
         this.lastError = err instanceof Error ? err.message : String(err);
+        this.lastErrorCode = err instanceof KiteqError ? err.code : undefined;
         o.logger.debug({ broker: this.address, err: String(err) }, "connect to broker failed");
         this.schedule();
       },
@@ -241,8 +246,12 @@ export class BrokerPool {
   }
 
   /** The brokers known, with why the last connect to each failed (for errors). */
-  describe(): { address: string; lastError: string | undefined }[] {
-    return [...this.links.values()].map((l) => ({ address: l.address, lastError: l.lastError }));
+  describe(): { address: string; lastError: string | undefined; lastErrorCode: ErrorCode | undefined }[] {
+    return [...this.links.values()].map((l) => ({
+      address: l.address,
+      lastError: l.lastError,
+      lastErrorCode: l.lastErrorCode,
+    }));
   }
 
   /**

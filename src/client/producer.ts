@@ -429,6 +429,16 @@ export async function waitConnected(
   const deadline = Date.now() + ms;
   while (pool.connections().length === 0) {
     const remaining = deadline - Date.now();
+    const known = pool.describe();
+    // A handshake refused by every broker (a wrong or missing secretKey) will not pass on a
+    // retry: said at once with its own code (it was KQ_NO_BROKER after connectTimeoutMs).
+    if (known.length > 0 && known.every((b) => b.lastErrorCode === ErrorCode.AuthRefused)) {
+      throw new KiteqError(
+        ErrorCode.AuthRefused,
+        `every broker refused the handshake of group "${pool.options.groupId}": ${known.map((b) => `${b.address} (${b.lastError})`).join(", ")}; check groupId and secretKey`,
+        { brokers: known.map((b) => b.address).join(","), key: "secretKey" },
+      );
+    }
     if (remaining <= 0) {
       const brokers = pool.describe();
       // It said "the registry names no broker for these topics", naming neither.
