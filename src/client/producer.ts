@@ -455,7 +455,8 @@ export async function waitConnected(
               .join(", ");
       throw new KiteqError(ErrorCode.NoBroker, `no broker connected within ${ms} ms: ${why}`, {
         brokers: brokers.map((b) => b.address).join(","),
-        topic: topics.join(","),
+        // None for a consumer of the broker's own bindings (no topic of its own).
+        ...(topics.length > 0 ? { topic: topics.join(",") } : {}),
       });
     }
     await pool.waitChange(Math.min(remaining, 250));
