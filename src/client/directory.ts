@@ -106,7 +106,13 @@ function checkAddresses(addresses: readonly string[], what: string): string[] {
 /** What the registry option takes, and the likely intent of a mistyped ZooKeeper URL. */
 function registryHint(given: string): string {
   const zk = /^zk[:/]+(?!\/)/i.exec(given);
-  const guess = zk !== null ? `; did you mean "zk://${given.slice(zk[0].length)}"?` : "";
+  // A well-formed URL or file name here came inside an array, which holds broker addresses only.
+  const guess =
+    given.startsWith("zk://") || registryFilePath(given) !== undefined
+      ? "; a ZooKeeper URL or a registry file is the registry string itself, not an element of an array"
+      : zk !== null
+        ? `; did you mean "zk://${given.slice(zk[0].length)}"?`
+        : "";
   return (
     `${guess} (registry is "zk://host:port[,host:port]", a registry YAML file ` +
     '(*.yaml, *.yml or file://path), or broker addresses "host:port[,host:port]")'

@@ -148,6 +148,20 @@ describe("SDK registry and bindings", () => {
       );
     }
     expect(message("registry.yamll")).toBe(`registry: "registry.yamll" is not host:port ${forms}`);
+    // In an array (for addresses): the hint above would have suggested the same URL.
+    const inArray = (spec: string): string => {
+      try {
+        createDirectory([spec], silentLogger);
+      } catch (err) {
+        return (err as Error).message;
+      }
+      throw new Error(`[${spec}] was accepted`);
+    };
+    for (const spec of ["zk://127.0.0.1:2181", "registry.yaml"]) {
+      expect(inArray(spec)).toBe(
+        `registry: "${spec}" is not host:port; a ZooKeeper URL or a registry file is the registry string itself, not an element of an array ${forms}`,
+      );
+    }
   });
 
   it("a KiteQ registry YAML file: each topic's brokers are those listing it", async () => {
