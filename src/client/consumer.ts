@@ -30,13 +30,13 @@ import { waitConnected } from "./producer.js";
 export interface BindingSpec {
   topic: string;
   /** Direct: the exact messageType; Regx: a Go regular expression; Fanout: omitted ("*"). */
-  messageType?: string;
+  messageType?: string | undefined;
   /** Default "direct" ("fanout" when messageType is omitted or "*"). */
-  bindType?: "direct" | "regx" | "fanout";
+  bindType?: "direct" | "regx" | "fanout" | undefined;
   /** Delivery rate limit in messages/s and pushes in flight per broker node (default and max 6,000). */
-  watermark?: number;
+  watermark?: number | undefined;
   /** Keep storing for the group while it is offline (default true). */
-  persistent?: boolean;
+  persistent?: boolean | undefined;
 }
 
 /** The handler form: true (or nothing) acks, false or a throw nacks. */
@@ -52,7 +52,7 @@ export interface ConsumerOptions {
   /** The consumer group: each message is delivered to one consumer of each bound group. */
   groupId: string;
   /** The group's secret, when the brokers check handshakes (their KITEQ_SECRETS). */
-  secretKey?: string;
+  secretKey?: string | undefined;
   /**
    * The group's subscriptions: published under /kiteq/sub with a ZooKeeper registry, and the
    * topics whose brokers are found. With an address list or a YAML file they may be empty (the
@@ -60,41 +60,41 @@ export interface ConsumerOptions {
    */
   bindings: readonly BindingSpec[];
   /** Handlers (or un-answered messages of the iterator form) at once; default 16. */
-  concurrency?: number;
+  concurrency?: number | undefined;
   /** KiteQ warm-up: the broker ramps this connection's share from 0 over this many seconds. */
-  warmupSec?: number;
+  warmupSec?: number | undefined;
   /** Handler form; without it, iterate the consumer (`for await (const m of consumer)`). */
-  handler?: MessageHandler;
+  handler?: MessageHandler | undefined;
   /**
    * Pushes waiting for a busy consumer's next free handler, at most; more are answered false at
    * once (default 10,000; 0: none wait, and pushes still fill free handlers).
    */
-  maxPending?: number;
+  maxPending?: number | undefined;
   /**
    * A push that waited this long for a handler is answered false without running, also while
    * every handler is stuck (the broker counts an unanswered push as failed after its delivery
    * timeout, 5 s by default); default 4,000 ms. A message that runs for 30 s is logged (warn).
    */
-  maxWaitMs?: number;
+  maxWaitMs?: number | undefined;
   /**
    * close() waits this long for running handlers, then disconnects (their messages are
    * redelivered); default 30,000 ms. Every close() call, the iterator's `break` included, settles
    * within it.
    */
-  closeTimeoutMs?: number;
+  closeTimeoutMs?: number | undefined;
   /** Heartbeat interval per connection (default 3,000 ms; 3 misses drop the connection, which is re-opened). */
-  heartbeatMs?: number;
+  heartbeatMs?: number | undefined;
   /** Bound of one connect and handshake, or one request, on one broker (default 5,000 ms). */
-  requestTimeoutMs?: number;
+  requestTimeoutMs?: number | undefined;
   /**
    * How long createConsumer waits for a ZooKeeper session (zk:// registry; else KQ_REGISTRY_FAILED)
    * and then for a first broker connection (else KQ_NO_BROKER); default 10,000 ms each.
    */
-  connectTimeoutMs?: number;
+  connectTimeoutMs?: number | undefined;
   /** ZooKeeper session timeout (default: the registry's `?timeout=`, else 10 s). */
-  zkSessionTimeoutMs?: number;
+  zkSessionTimeoutMs?: number | undefined;
   /** A pino logger (default: silent; a few warnings also go to process.emitWarning). */
-  logger?: Logger;
+  logger?: Logger | undefined;
 }
 
 /** A consumer; iterate it (when created without a handler) and close it. */

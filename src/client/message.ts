@@ -20,20 +20,20 @@ export interface OutgoingMessage {
   /** A string is sent as STRING_MESSAGE, bytes as BYTES_MESSAGE. */
   body: string | Uint8Array;
   /** Header properties (KiteQ's repeated Entry), e.g. trace ids. */
-  properties?: Readonly<Record<string, string>>;
+  properties?: Readonly<Record<string, string>> | undefined;
   /** When the message expires: a Date, or unix seconds as KiteQ counts; default: the broker's 7 days. */
-  expiredTime?: Date | number;
+  expiredTime?: Date | number | undefined;
   /** Delivery attempts per group before dead-lettering (1..100, KiteQ's default 100). */
-  deliverLimit?: number;
+  deliverLimit?: number | undefined;
   /** Deliver no earlier than this (a Date or unix milliseconds); sets the `kiteq.deliverAt` property. */
-  deliverAt?: Date | number;
+  deliverAt?: Date | number | undefined;
   /**
    * A 32-hex id of your own (for idempotent re-sends); default a fresh UUID without dashes. Sent,
    * stored, delivered and returned in lower case (the broker stores ids in lower case).
    */
-  messageId?: string;
+  messageId?: string | undefined;
   /** Deliver without storing (KiteQ's fly messages): fast, lost if no consumer is online. */
-  fly?: boolean;
+  fly?: boolean | undefined;
 }
 
 /** What a successful send resolves with. */

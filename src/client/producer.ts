@@ -24,26 +24,26 @@ export interface ProducerOptions {
   /** The publishing group (header.groupId; the broker asks this group's producers about 2PC messages). */
   groupId: string;
   /** The group's secret, when the brokers check handshakes (their KITEQ_SECRETS). */
-  secretKey?: string;
+  secretKey?: string | undefined;
   /** Topics this producer publishes to (brokers are discovered per topic). */
   topics: readonly string[];
   /** Every send resolves or rejects within this bound (default 15,000 ms). */
-  sendTimeoutMs?: number;
+  sendTimeoutMs?: number | undefined;
   /** Bound of one connect or one publish attempt on one broker (default 5,000 ms). */
-  requestTimeoutMs?: number;
+  requestTimeoutMs?: number | undefined;
   /** Heartbeat interval per connection (default 3,000 ms; 3 misses drop the connection). */
-  heartbeatMs?: number;
+  heartbeatMs?: number | undefined;
   /** Snappy-compress bodies of at least this many bytes (default 0: never). */
-  compressAboveBytes?: number;
+  compressAboveBytes?: number | undefined;
   /**
    * How long createProducer waits for a ZooKeeper session (zk:// registry; else KQ_REGISTRY_FAILED)
    * and then for a first broker connection (else KQ_NO_BROKER); default 10,000 ms each.
    */
-  connectTimeoutMs?: number;
+  connectTimeoutMs?: number | undefined;
   /** ZooKeeper session timeout (default: the registry's `?timeout=`, else 10 s). */
-  zkSessionTimeoutMs?: number;
+  zkSessionTimeoutMs?: number | undefined;
   /** A pino logger (default: silent). */
-  logger?: Logger;
+  logger?: Logger | undefined;
 }
 
 /** A producer; see {@link createProducer}. */
