@@ -139,6 +139,8 @@ class SdkConsumer implements Consumer {
   private readonly runningById = new Map<string, Delivery>();
   /** Sweeps waiting pushes past maxWaitMs and logs slow handlers while anything waits or runs. */
   private sweeper: NodeJS.Timeout | undefined;
+  /** Whether the process warning about an iterator message left unanswered was emitted. */
+  private warnedUnanswered = false;
   /**
    * Keeps the process up while the consumer is open. The pool's timers are unref'd (only open
    * connections hold a process), so between a broker's restart and the reconnect nothing held
@@ -307,6 +309,16 @@ class SdkConsumer implements Consumer {
         { messageId: d.message.messageId, topic: d.message.topic, runningMs: now - d.startedAt },
         "message handled for 30 s without an answer: it holds one of the consumer's slots, and the broker redelivers it after its delivery timeout",
       );
+      if (this.options.handler === undefined && !this.warnedUnanswered) {
+        // A loop that forgets ack() stops after `concurrency` messages; with the default (silent)
+        // logger nothing said why. The process hears it once per consumer.
+        this.warnedUnanswered = true;
+        process.emitWarning(
+          `consumer of group "${this.options.groupId}": message ${d.message.messageId} taken from its iterator has not been answered for 30 s; ` +
+            `call ack() or nack() on each message: the iterator yields nothing more while ${this.concurrency} (concurrency) are unanswered`,
+          { code: "KQ_MESSAGE_UNANSWERED" },
+        );
+      }
     }
     if (this.pending === 0 && this.running === 0) {
       clearInterval(this.sweeper);
