@@ -94,6 +94,8 @@ const MIN_ATTEMPT_MS = 100;
 class SdkProducer implements Producer {
   private readonly inFlight = new Set<Promise<unknown>>();
   private readonly verdicts = new Map<string, TxOutcome>();
+  /** Messages (lower-case ids) stored uncommitted whose local transaction still runs. */
+  private readonly runningTx = new Set<string>();
   private warnedCheckAnswer = false;
   private checkHandler: ((header: Readonly<Header>) => Promise<TxCheckAnswer> | TxCheckAnswer) | undefined;
   private closed = false;
@@ -153,8 +155,16 @@ class SdkProducer implements Producer {
       }
       const { header, body } = this.prepare(message);
       header.commit = false;
-      await this.publish(header, body);
+      const id = header.messageId.toLowerCase();
+      // From the publish on: a check-back may come before the store ack (see answerCheck).
+      this.runningTx.add(id);
       let outcome: TxOutcome;
+      try {
+        await this.publish(header, body);
+      } catch (err) {
+        this.runningTx.delete(id);
+        throw err;
+      }
       try {
         const answer: unknown = await localTransaction();
         if (answer !== "commit" && answer !== "rollback") {
@@ -169,6 +179,8 @@ class SdkProducer implements Producer {
       } catch (err) {
         this.verdict(header, "rollback");
         throw err;
+      } finally {
+        this.runningTx.delete(id);
       }
       this.verdict(header, outcome);
       return { messageId: header.messageId, createTime: header.createTime, outcome };
@@ -253,8 +265,14 @@ class SdkProducer implements Producer {
   }
 
   private async answerCheck(header: Header): Promise<number> {
-    const known = this.verdicts.get(header.messageId.toLowerCase());
+    const id = header.messageId.toLowerCase();
+    const known = this.verdicts.get(id);
     let answer: TxCheckAnswer = known ?? "unknown";
+    // Its local transaction still runs here (longer than the broker's --tx-check-seconds): only
+    // "unknown" is true. Asked, onTxCheck would look for the transaction's rows, not find them
+    // (not committed yet) and could answer rollback: the broker rolled back, the commit that
+    // followed came too late, and sendTx still resolved "commit" for a message never delivered.
+    if (known === undefined && this.runningTx.has(id)) return TxStatus.UNKNOWN;
     if (known === undefined && this.checkHandler !== undefined) {
       try {
         const given: unknown = await this.checkHandler(header);
