@@ -27,7 +27,7 @@ export interface ProducerOptions {
   secretKey?: string | undefined;
   /** Topics this producer publishes to (brokers are discovered per topic). */
   topics: readonly string[];
-  /** Every send resolves or rejects within this bound (default 15,000 ms). */
+  /** Every send resolves or rejects within this bound (default 15,000 ms; at least 100). */
   sendTimeoutMs?: number | undefined;
   /** Bound of one connect or one publish attempt on one broker (default 5,000 ms). */
   requestTimeoutMs?: number | undefined;

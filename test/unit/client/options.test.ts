@@ -43,6 +43,12 @@ describe("createProducer's options", () => {
     [{ registry, groupId: 7, topics: ["t"] }, "groupId", "groupId must be a non-empty string, got 7"],
     [{ registry, groupId: "g", topics: ["t"], sendTimeoutMs: "5s" }, "sendTimeoutMs", 'got "5s"'],
     [{ registry, groupId: "g", topics: ["t"], heartbeatMs: 0 }, "heartbeatMs", "from 1 to"],
+    // Before: accepted, and every send rejected unsent ("no broker of topic ... reachable").
+    [
+      { registry, groupId: "g", topics: ["t"], sendTimeoutMs: 50 },
+      "sendTimeoutMs",
+      "sendTimeoutMs must be a number from 100 to 2147483647, got 50",
+    ],
   ])("%j: KQ_CONFIG_INVALID naming %s", async (options, key, text) => {
     const err = await refused(() => producer(options));
     expect(err.context.key).toBe(key);
