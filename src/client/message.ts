@@ -80,14 +80,18 @@ function checkFields(m: OutgoingMessage): void {
   const invalid = (key: string, text: string) => new KiteqError(ErrorCode.MessageInvalid, text, { key });
   // Plain JavaScript callers: properties as a string or an array were sent as {"0": ...} entries,
   // and fly: "yes" as a stored message, both in silence.
-  if (
-    m.properties !== undefined &&
-    (typeof m.properties !== "object" || m.properties === null || Array.isArray(m.properties))
-  ) {
-    throw invalid(
-      "properties",
-      `properties must be an object of string values, not ${Array.isArray(m.properties) ? "an array" : describe(m.properties)}`,
-    );
+  // A Map (or another class's instance) has no own entries: it was sent as no properties at all.
+  const proto: unknown =
+    typeof m.properties === "object" && m.properties !== null
+      ? Object.getPrototypeOf(m.properties)
+      : undefined;
+  if (m.properties !== undefined && proto !== Object.prototype && proto !== null) {
+    const given = Array.isArray(m.properties)
+      ? "an array"
+      : m.properties instanceof Map
+        ? "a Map (use Object.fromEntries(map))"
+        : describe(m.properties);
+    throw invalid("properties", `properties must be an object of string values, not ${given}`);
   }
   if (m.fly !== undefined && typeof m.fly !== "boolean") {
     throw invalid("fly", `fly must be true or false, not ${describe(m.fly)}`);

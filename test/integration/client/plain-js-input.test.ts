@@ -1,7 +1,7 @@
 /**
  * What a plain JavaScript caller (no types to stop it) can pass to a producer: each mistake is a
  * KiteqError with a stable code naming the argument, before anything reaches a broker. Before:
- * `properties: "abc"` was sent as properties 0=a, 1=b, 2=c; `fly: "yes"` as a stored message;
+ * `properties: "abc"` was sent as properties 0=a, 1=b, 2=c, a Map as no properties; `fly: "yes"` as a stored message;
  * `send(null)` was a bare TypeError; `sendTx(m)` without a function stored the message, then
  * rolled it back with a TypeError; `onTxCheck("x")` was taken, and every check-back failed in
  * silence (answered unknown until the broker's give-up rolled the message back).
@@ -32,6 +32,8 @@ describe("a plain JavaScript caller's mistakes are refused before sending, namin
     [{ properties: "abc" }, "properties", /properties must be an object of string values, not "abc"/],
     [{ properties: ["a"] }, "properties", /properties must be an object of string values, not an array/],
     [{ properties: null }, "properties", /not null/],
+    // Before: no own entries, sent as no properties at all.
+    [{ properties: new Map([["k", "v"]]) }, "properties", /not a Map \(use Object.fromEntries\(map\)\)/],
     [{ fly: "yes" }, "fly", /fly must be true or false, not "yes"/],
     [{ deliverAt: "tomorrow" }, "deliverAt", /deliverAt must be a Date or unix milliseconds, not "tomorrow"/],
   ])("send(%j)", async (fields, key, text) => {
