@@ -5,7 +5,6 @@
  * pushes in flight per group (the binding's watermark) is the back-pressure; the SDK keeps at most
  * `maxPending` pushes waiting for a handler and answers false to any beyond that.
  */
-import { AsyncLocalStorage } from "node:async_hooks";
 import {
   BIND_VERSION,
   type Binding,
@@ -105,9 +104,8 @@ export interface Consumer extends AsyncIterable<ConsumedMessage> {
   /** Pushes received and waiting for a free handler. */
   readonly pending: number;
   /**
-   * Stop taking pushes, let running handlers finish and send their acks, then disconnect. Called
-   * from one of this consumer's handlers, it resolves once closing has begun (the close goes on
-   * when that handler returns).
+   * Stop taking pushes, let running handlers finish and send their acks, then disconnect. Inside
+   * a handler, call it without await: it waits for that handler too.
    */
   close(): Promise<void>;
 }
@@ -127,9 +125,6 @@ interface Delivery {
   /** Redeliveries of this message that came while it ran: answered with its outcome. */
   followers: ((ok: boolean, reason?: string) => void)[];
 }
-
-/** The consumer whose handler runs in the current async context (see close()). */
-const handlerScope = new AsyncLocalStorage<SdkConsumer>();
 
 /** A handler running this long is logged (once): it holds a slot, and the broker redelivers. */
 const SLOW_HANDLER_WARN_MS = 30_000;
@@ -213,10 +208,6 @@ class SdkConsumer implements Consumer {
 
   close(): Promise<void> {
     this.closed ??= this.closeOnce();
-    // From one of this consumer's own handlers: the close waits for every handler, that one too,
-    // which awaited close(): it hung for closeTimeoutMs (30 s), then its message went unacked.
-    // That caller resumes once closing has begun; its answer is sent before the disconnect.
-    if (handlerScope.getStore() === this) return Promise.resolve();
     return this.closed;
   }
 
@@ -238,8 +229,12 @@ class SdkConsumer implements Consumer {
       }),
     ]);
     clearTimeout(timer);
-    if (this.running > 0)
-      this.logger.warn({ running: this.running }, "close: handlers still running, not acked");
+    if (this.running > 0) {
+      this.logger.warn(
+        { running: this.running },
+        "close: handlers still running, not acked (a handler that awaits close() waits for itself: call it without await there)",
+      );
+    }
     // Acks are written on the next event-loop turn; give them a moment to leave the socket.
     await new Promise((r) => setTimeout(r, 100));
     this.pool.close();
@@ -376,7 +371,7 @@ class SdkConsumer implements Consumer {
         continue;
       }
       Promise.resolve()
-        .then(() => handlerScope.run(this, () => handler(d.message)))
+        .then(() => handler(d.message))
         .then(
           (r) => this.settle(d, r !== false, true),
           (err: unknown) => {
