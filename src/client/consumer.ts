@@ -144,6 +144,8 @@ class SdkConsumer implements Consumer {
   private sweeper: NodeJS.Timeout | undefined;
   /** Whether the process warning about an iterator message left unanswered was emitted. */
   private warnedUnanswered = false;
+  /** Whether the process warning about an undecodable push was emitted. */
+  private warnedUndecodable = false;
   /**
    * Keeps the process up while the consumer is open. The pool's timers are unref'd (only open
    * connections hold a process), so between a broker's restart and the reconnect nothing held
@@ -279,8 +281,20 @@ class SdkConsumer implements Consumer {
           followers: [],
         };
       } catch (err) {
-        this.logger.warn({ messageId: m.header.messageId, err: String(err) }, "undecodable message nacked");
-        resolve(false);
+        // Nacked with the reason (the history's, which explain and the dead letters show: it was
+        // a bare false), and said to the process once: the default logger is silent, and each
+        // redelivery fails alike until the message is dead-lettered.
+        const reason = `undecodable: ${err instanceof Error ? err.message : String(err)}`.slice(0, 500);
+        this.logger.warn({ messageId: m.header.messageId, err }, "undecodable message nacked");
+        if (!this.warnedUndecodable) {
+          this.warnedUndecodable = true;
+          process.emitWarning(
+            `consumer of group "${this.options.groupId}": message ${m.header.messageId} could not be decoded and was nacked (${reason}); ` +
+              "every redelivery fails alike until the broker dead-letters it",
+            { code: "KQ_MESSAGE_UNDECODABLE" },
+          );
+        }
+        resolve(false, reason);
         return;
       }
       this.queue.push(delivery);
