@@ -19,6 +19,7 @@ import {
   storeConnectFailure,
 } from "../store/db.js";
 import { type EmbeddedPostgresServer, startEmbeddedPostgres } from "../store/embedded.js";
+import { checkShardList, ShardListMismatch, shardLabel } from "../store/shards.js";
 import { addCleanup } from "./interrupt.js";
 
 /** SQLSTATE undefined_table: the schema is not there (migrations not applied). */
@@ -74,12 +75,28 @@ export async function withStore<T>(
     createPool(url, { max: 2, name: "kiteq-pg cli", settings: BROKER_POOL_SETTINGS }),
   );
   const pool = pools[0]!;
+  const labels = urls.map(shardLabel);
+  /** Shards that did not answer (several shards only): a read goes on without them. */
+  let down = new Map<number, unknown>();
   try {
     if (embedded !== undefined) {
       await runMigrations(pool, log);
       await ensurePartitions(pool, new Date());
     } else {
+      // The URLs must be the store's shards in the brokers' order, or reads and writes go to the
+      // wrong databases without a word.
+      down = await checkShardList(pools, labels);
+      if (down.size > 0 && (pools.length === 1 || options.reads !== true || down.size === pools.length)) {
+        const first = [...down.keys()][0]!;
+        if (pools.length === 1) throw down.get(first);
+        throw shardsDownError(
+          down,
+          labels,
+          options.reads === true ? "" : ": this command writes, and runs only with every shard up",
+        );
+      }
       for (const [shard, p] of pools.entries()) {
+        if (down.has(shard)) continue;
         const state = await schemaState(p);
         const where = pools.length > 1 ? `shard ${shard}: ` : "";
         if (state.unknown > 0 && options.reads !== true) throw newerSchemaError(state.unknown);
@@ -94,8 +111,21 @@ export async function withStore<T>(
         }
       }
     }
-    return await fn(pool, pools);
+    if (down.size > 0) {
+      log.warn(`${shardsDownError(down, labels, "").message}; reading the other shards`);
+    }
+    try {
+      return await fn(pool, pools);
+    } catch (err) {
+      // What failed to connect is (all but surely) a shard that was down at the start: name it.
+      if (down.size > 0 && isConnectFailure(err)) {
+        throw shardsDownError(down, labels, ": this read needs it, the other shards answered", err);
+      }
+      throw err;
+    }
   } catch (err) {
+    // Already said in full (not a connection failure to translate).
+    if (err instanceof ShardListMismatch || ownErrors.has(err as object)) throw err;
     if (sqlState(err) === UNDEFINED_TABLE) {
       throw new KiteqError(
         ErrorCode.StoreFailed,
@@ -120,3 +150,35 @@ export function withExistingStore<T>(
 ): Promise<T> {
   return withStore(config, log, fn, { readOnly: true });
 }
+
+/** A failure to reach a server (a socket's system error, or what storeConnectFailure names). */
+function isConnectFailure(err: unknown): boolean {
+  // A Unix socket path of a stopped server is ENOENT, which storeConnectFailure does not name.
+  return (
+    storeConnectFailure(err) !== undefined ||
+    typeof (err as { syscall?: unknown } | null)?.syscall === "string"
+  );
+}
+
+/** One error naming the shards that did not answer (index, host/database, why), then `tail`. */
+function shardsDownError(
+  down: ReadonlyMap<number, unknown>,
+  labels: readonly string[],
+  tail: string,
+  cause?: unknown,
+): KiteqError {
+  const names = [...down].map(
+    ([i, err]) => `shard ${i} (${labels[i]}) is down: ${err instanceof Error ? err.message : String(err)}`,
+  );
+  const error = new KiteqError(
+    ErrorCode.StoreFailed,
+    `${names.join("; ")}${tail}`,
+    { shards: [...down.keys()].join(",") },
+    { cause: cause ?? down.values().next().value },
+  );
+  ownErrors.add(error);
+  return error;
+}
+
+/** The errors shardsDownError made (thrown through withStore's catch as they are). */
+const ownErrors = new WeakSet<object>();

@@ -19,6 +19,9 @@ import { ErrorCode, KiteqError, sqlState } from "../errors.js";
 import { hostLabel, parseConnectionTarget } from "./hosts.js";
 import { shardOf } from "./shard-hash.js";
 
+/** SQLSTATE undefined_table. */
+const UNDEFINED_TABLE = "42P01";
+
 /** Advisory lock under which a node reads and (at creation) writes the shard records, in shard 0. */
 const SHARD_LIST_LOCK_ID = 0x6b71736c; // "kqsl"
 
@@ -155,6 +158,61 @@ export async function verifyShardList(
   } finally {
     lock.release();
   }
+}
+
+/**
+ * The shard list check of a one-shot command (`history`, `bind add`, `redrive`, ...): read-only,
+ * it never records a list. Every shard that answers must hold the record of its place in the list
+ * given (same count, same order, same store); without this a command given the URLs in another
+ * order read and wrote the wrong databases silently (`bind add` reported a binding no broker
+ * reads, `history` "no message"). A store no broker has started yet (no records) passes. Returns
+ * the shards that could not be reached (index -> error), for a read to go on without them and
+ * name them; any other failure is thrown.
+ */
+export async function checkShardList(
+  pools: readonly pg.Pool[],
+  labels: readonly string[],
+): Promise<Map<number, unknown>> {
+  const n = pools.length;
+  const read = await Promise.allSettled(pools.map((p) => readRecord(p)));
+  const down = new Map<number, unknown>();
+  const records: (ShardRecord | null | undefined)[] = read.map((r, i) => {
+    if (r.status === "fulfilled") return r.value;
+    // A schema before migration 0008 has no record (a read of it warns on the pending migrations).
+    if (sqlState(r.reason) === UNDEFINED_TABLE) return null;
+    if (!isUnreachable(r.reason)) throw r.reason;
+    down.set(i, r.reason);
+    return undefined;
+  });
+  const reference = records.find((r) => r !== null && r !== undefined);
+  if (reference === undefined) return down;
+  const list = reference.shardIds;
+  if (list.length !== n) {
+    throw new ShardListMismatch(
+      `the store was created with ${list.length} shard${list.length === 1 ? "" : "s"} and this command was given ${n} ` +
+        `database URL${n === 1 ? "" : "s"} (shard 0: ${labels[0]}): give the ${list.length} URL${list.length === 1 ? "" : "s"} ` +
+        "the brokers run with, in the same order",
+    );
+  }
+  records.forEach((r, i) => {
+    if (r === undefined) return;
+    if (r === null) {
+      throw new ShardListMismatch(
+        `shard ${i} (${labels[i]}) has no shard record but the store was created with it (uuid ${list[i]}): ` +
+          "it is not the database the store was created with",
+      );
+    }
+    if (r.shardId !== list[i] || r.shardIndex !== i || !sameList(r.shardIds, list)) {
+      const at = list.indexOf(r.shardId);
+      throw new ShardListMismatch(
+        `shard ${i} (${labels[i]}) differs from the list recorded at creation: ` +
+          (at >= 0
+            ? `it is shard ${at} of the store, not shard ${i} (give the URLs in the order the brokers run with)`
+            : `it belongs to another store (shard ${r.shardIndex} of ${r.shardIds.length}, uuid ${r.shardId})`),
+      );
+    }
+  });
+  return down;
 }
 
 function sameList(a: readonly string[], b: readonly string[]): boolean {
