@@ -331,7 +331,7 @@ export function createMetrics(options: MetricsOptions): Registry {
   if (shardsUp !== undefined) {
     new Gauge({
       name: "kiteq_shard_up",
-      help: "1 while the shard answers this node's publishes, 0 while it is taken for down (label: shard index).",
+      help: "1 while the shard answers this node (its publishes, and a ping every 2 s), 0 while it is taken for down (label: shard index).",
       labelNames: ["shard"],
       registers: [registry],
       collect() {

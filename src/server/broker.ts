@@ -23,7 +23,7 @@ import { PublishHealth } from "../publish/store-health.js";
 import { checkText } from "../publish/validate.js";
 import { type ClusterMembership, startCluster } from "../registry/cluster.js";
 import { listBindings } from "../store/bindings.js";
-import { BROKER_POOL_SETTINGS, createPool, ensurePartitions, runMigrations } from "../store/db.js";
+import { BROKER_POOL_SETTINGS, createPool, ensurePartitions, pingStore, runMigrations } from "../store/db.js";
 import { type EmbeddedPostgresServer, startEmbeddedPostgres } from "../store/embedded.js";
 import { cancelStatementsOf } from "../store/liveness.js";
 import { insertPublishBatch, type PublishRecord, type PublishResult } from "../store/messages.js";
@@ -61,6 +61,8 @@ const SHARD_CONNECT_TIMEOUT_MS = 3000;
  * false (a server that hangs must not hold its producers for ever; see shardWriter).
  */
 const SHARD_WRITE_DEADLINE_MS = 5000;
+/** How often each shard is pinged (probeShards): kiteq_shard_up follows a shard within ~this. */
+const SHARD_PROBE_MS = 2000;
 
 /** One shard of the store as a node uses it: its pools and its health. */
 export interface ShardPools {
@@ -390,6 +392,7 @@ export class Broker {
     }, 1_000);
     stallWatch.unref();
     this.cleanups.unshift(() => clearInterval(stallWatch));
+    if (shards.length > 1) this.probeShards();
     if (config.admin !== null) {
       const admin = await startAdminServer({
         host: config.admin.host,
@@ -686,6 +689,67 @@ export class Broker {
         throw err;
       }
     };
+  }
+
+  /**
+   * With several shards, ping every shard each SHARD_PROBE_MS. A shard's health (kiteq_shard_up,
+   * /healthz aside) was learned from this node's publishes alone: with none going to it (a quiet
+   * hour, a node only consumers use) a stopped shard read kiteq_shard_up 1 for as long as it was
+   * down, and one back up after an outage read 0 until the next publish. Each ping has a connection
+   * of its own (a pool of one per shard), so the node's busy pools cannot make a shard look down.
+   */
+  private probeShards(): void {
+    const { log } = this;
+    const probing = new Set<number>();
+    const pools = this.shards.map((s) =>
+      createPool(s.url, {
+        max: 1,
+        name: "kiteq-pg shard probe",
+        connectTimeoutMs: SHARD_CONNECT_TIMEOUT_MS,
+        log: log.child({ shard: s.index }),
+      }),
+    );
+    const probe = () => {
+      for (const shard of this.shards) {
+        if (probing.has(shard.index)) continue;
+        probing.add(shard.index);
+        const { health } = shard;
+        withDeadline(
+          pingStore(pools[shard.index]!, SHARD_CONNECT_TIMEOUT_MS),
+          SHARD_CONNECT_TIMEOUT_MS,
+          () => new Error(`no answer within ${SHARD_CONNECT_TIMEOUT_MS / 1000} s`),
+        )
+          .then(
+            () => {
+              // Not while a publish failure of the last second stands (a batch waiting on a lock
+              // re-marks it every half second): the writes' own verdict wins then.
+              if (!health.unhealthy || health.isDown()) return;
+              log.info(
+                {
+                  shard: shard.index,
+                  label: shard.label,
+                  downSec: Math.round((Date.now() - health.downSince) / 1000),
+                },
+                "shard answers again: publishes to it resume",
+              );
+              health.up();
+            },
+            (err: unknown) => {
+              const first = !health.unhealthy;
+              if (health.failed(err) && first) {
+                log.warn(
+                  { code: ErrorCode.StoreFailed, shard: shard.index, label: shard.label, err: health.reason },
+                  "shard does not answer: publishes to it are refused, kiteq_shard_up 0",
+                );
+              }
+            },
+          )
+          .finally(() => probing.delete(shard.index));
+      }
+    };
+    const timer = setInterval(probe, SHARD_PROBE_MS);
+    timer.unref();
+    this.cleanups.unshift(() => clearInterval(timer), ...pools.map((p) => () => p.end()));
   }
 
   /**
