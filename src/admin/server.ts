@@ -58,6 +58,13 @@ export interface AdminServerOptions {
    * failing), or undefined: /healthz answers 503 with it, though `SELECT 1` may still answer.
    */
   storeProblem?: () => string | undefined;
+  /**
+   * The shards this node takes for down now (several shards only): a request that fails on the
+   * store while some are down answers 503 naming them, rather than a bare "connect ECONNREFUSED"
+   * (a 500 from /api/groups and /api/overview) that said neither which shard nor that the others
+   * answer.
+   */
+  shardsDown?: () => readonly { shard: number; label: string; reason: string }[];
   /** Cache of the owed-deliveries query (ms); default 5000. */
   owedCacheMs?: number;
   /** Node.js process metrics in /metrics; default true. */
@@ -129,6 +136,28 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
         return;
       }
       const e = toKiteqError(err);
+      const down = options.shardsDown?.() ?? [];
+      if (down.length > 0 && (storeUnavailable(err) || e.code === ErrorCode.StoreFailed)) {
+        const names = down.map((d) => `shard ${d.shard} (${d.label}) is down: ${d.reason}`).join("; ");
+        limitedLog.error(
+          "admin request failed shard down",
+          {
+            code: ErrorCode.StoreFailed,
+            err: e.message,
+            path: req.url,
+            shardsDown: down.map((d) => d.shard).join(","),
+          },
+          "admin request failed: a shard it needs is down",
+        );
+        if (!res.headersSent) {
+          sendJson(res, 503, {
+            error: `${names}: this answer needs it, the other shards answer (${e.message})`,
+            code: ErrorCode.StoreFailed,
+            shardsDown: down.map((d) => d.shard),
+          });
+        } else res.destroy();
+        return;
+      }
       // PostgreSQL away or hung: 503 naming it (it was a 500 KQ_INTERNAL, or no answer at all).
       const unavailable = storeUnavailable(err);
       limitedLog.error(

@@ -400,6 +400,14 @@ export class Broker {
         token: config.adminToken,
         storeId: storeIdentity(config),
         storeProblem: () => this.publishHealth.problem(Date.now()),
+        ...(this.shards.length > 1
+          ? {
+              shardsDown: () =>
+                this.shards
+                  .filter((s) => s.health.unhealthy)
+                  .map((s) => ({ shard: s.index, label: s.label, reason: s.health.reason || "unreachable" })),
+            }
+          : {}),
         pool,
         shardPools: this.shards.map((s) => s.pool),
         requestPools: this.shards.map((s) => s.requestPool),
