@@ -1,12 +1,15 @@
 /**
  * A fake KiteQ broker for SDK and CLI tests: answers handshakes and heartbeats, and publishes as
- * told (by default never); counts the publishes. kill() drops its connections (clients reconnect).
+ * told (by default never); counts the publishes; pushes messages after each handshake when told
+ * and hands their DELIVER_ACKs to the test. kill() drops its connections (clients reconnect).
  */
 import net from "node:net";
 import { CommandType } from "../../src/protocol/commands.js";
 import { encodePacket, FrameDecoder } from "../../src/protocol/frame.js";
 import {
+  type DeliverAck,
   decodeBytesMessage,
+  decodeDeliverAck,
   decodeStringMessage,
   encodeConnAuthAck,
   encodeHeartBeat,
@@ -18,6 +21,10 @@ export interface FakeBrokerOptions {
   authAt?: () => number | undefined;
   /** The store ack of a publish: its delay, status and feedback; undefined: never answered. */
   storeAck?: () => { afterMs: number; status: boolean; feedback: string } | undefined;
+  /** Pushes (STRING_MESSAGE or BYTES_MESSAGE packets) written after each handshake's answer. */
+  pushOnHandshake?: () => { cmdType: number; body: Buffer }[];
+  /** Told each DELIVER_ACK a consumer sends (its answer to a push). */
+  onDeliverAck?: (ack: DeliverAck) => void;
 }
 
 export interface FakeBroker {
@@ -41,12 +48,18 @@ export async function startFakeBroker(options: FakeBrokerOptions = {}): Promise<
           s.write(encodePacket({ opaque: p.opaque, cmdType, body }));
         if (p.cmdType === CommandType.CONN_META) {
           const at = options.authAt?.();
-          const answer = () =>
+          const answer = () => {
             reply(CommandType.CONN_AUTH, encodeConnAuthAck({ status: true, feedback: "" }));
+            for (const [i, push] of (options.pushOnHandshake?.() ?? []).entries()) {
+              s.write(encodePacket({ opaque: 1_000 + i, cmdType: push.cmdType, body: push.body }));
+            }
+          };
           if (at === undefined) answer();
           else setTimeout(answer, Math.max(0, at - Date.now()));
         } else if (p.cmdType === CommandType.HEARTBEAT) {
           reply(CommandType.HEARTBEAT, encodeHeartBeat({ version: 1 }));
+        } else if (p.cmdType === CommandType.DELIVER_ACK) {
+          options.onDeliverAck?.(decodeDeliverAck(p.body));
         } else if (p.cmdType === CommandType.STRING_MESSAGE || p.cmdType === CommandType.BYTES_MESSAGE) {
           publishes++;
           const m =

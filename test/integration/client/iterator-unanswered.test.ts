@@ -4,13 +4,12 @@
  * said why. A message taken from the iterator and left unanswered for 30 s is now a process
  * warning, KQ_MESSAGE_UNANSWERED, once per consumer.
  */
-import net from "node:net";
 import { afterEach, expect, it, vi } from "vitest";
 import { buildHeader } from "../../../src/client/connection.js";
 import { createConsumer } from "../../../src/client/consumer.js";
 import { CommandType } from "../../../src/protocol/commands.js";
-import { encodePacket, FrameDecoder } from "../../../src/protocol/frame.js";
-import { encodeConnAuthAck, encodeHeartBeat, encodeStringMessage } from "../../../src/protocol/messages.js";
+import { encodeStringMessage } from "../../../src/protocol/messages.js";
+import { startFakeBroker } from "../../support/fake-broker.js";
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
@@ -20,47 +19,19 @@ afterEach(async () => {
 
 /** A fake broker that pushes one message after each handshake and answers heartbeats. */
 async function pushingBroker(): Promise<string> {
-  const sockets: net.Socket[] = [];
-  const server = net.createServer((s) => {
-    sockets.push(s);
-    const decoder = new FrameDecoder();
-    s.on("data", (chunk: Buffer) => {
-      for (const p of decoder.push(chunk)) {
-        if (p.cmdType === CommandType.CONN_META) {
-          s.write(
-            encodePacket({
-              opaque: p.opaque,
-              cmdType: CommandType.CONN_AUTH,
-              body: encodeConnAuthAck({ status: true, feedback: "" }),
-            }),
-          );
-          const header = buildHeader({ topic: "t", messageType: "m", groupId: "producer" });
-          s.write(
-            encodePacket({
-              opaque: 1_000,
-              cmdType: CommandType.STRING_MESSAGE,
-              body: encodeStringMessage({ header, body: "x" }),
-            }),
-          );
-        } else if (p.cmdType === CommandType.HEARTBEAT) {
-          s.write(
-            encodePacket({
-              opaque: p.opaque,
-              cmdType: CommandType.HEARTBEAT,
-              body: encodeHeartBeat({ version: 1 }),
-            }),
-          );
-        }
-      }
-    });
-    s.on("error", () => undefined);
+  const broker = await startFakeBroker({
+    pushOnHandshake: () => [
+      {
+        cmdType: CommandType.STRING_MESSAGE,
+        body: encodeStringMessage({
+          header: buildHeader({ topic: "t", messageType: "m", groupId: "producer" }),
+          body: "x",
+        }),
+      },
+    ],
   });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  cleanups.push(() => {
-    for (const s of sockets) s.destroy();
-    server.close();
-  });
-  return `127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+  cleanups.push(() => broker.close());
+  return broker.address;
 }
 
 it("a message taken from the iterator and not answered for 30 s: one KQ_MESSAGE_UNANSWERED process warning", async () => {
