@@ -10,14 +10,13 @@ import pg from "pg";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type AdminServer, startAdminServer } from "../../src/admin/index.js";
-import { silentLogger } from "../../src/log.js";
 import { createPool, ensurePartitions } from "../../src/store/db.js";
 import { ackDeliveries } from "../../src/store/deliveries.js";
 import { insertPublishBatch } from "../../src/store/messages.js";
 import { bind } from "../support/bindings.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
 import { deadLetterDue } from "../support/dead-letters.js";
-import { idleMetricsSource } from "../support/metrics-source.js";
+import { idleMetricsSource, startTestAdminServer } from "../support/metrics-source.js";
 import { publishRecord } from "../support/records.js";
 
 describe("e2e: admin JSON API edges", () => {
@@ -49,31 +48,13 @@ describe("e2e: admin JSON API edges", () => {
   };
 
   /** An admin server of its own on the test database: a sample at every request. */
-  const ownAdminServer = () =>
-    startAdminServer({
-      host: "127.0.0.1",
-      port: 0,
-      pool: db.pool,
-      metrics: idleMetricsSource(),
-      log: silentLogger,
-      processMetrics: false,
-      sampleIntervalMs: 0,
-    });
+  const ownAdminServer = () => startTestAdminServer(db.pool, { sampleIntervalMs: 0 });
 
   beforeAll(async () => {
     db = await createTestDatabase();
     await ensurePartitions(db.pool, new Date());
     await bind(db.pool, { groupId: "dl", topic: "orders", messageType: "pay" });
-    admin = await startAdminServer({
-      host: "127.0.0.1",
-      port: 0,
-      pool: db.pool,
-      metrics: idleMetricsSource(),
-      log: silentLogger,
-      processMetrics: false,
-      sampleIntervalMs: 0,
-      deadLetterIntervalMs: 0,
-    });
+    admin = await startTestAdminServer(db.pool, { sampleIntervalMs: 0, deadLetterIntervalMs: 0 });
     base = `http://127.0.0.1:${admin.address.port}`;
   });
   afterAll(async () => {
@@ -320,15 +301,7 @@ describe("e2e: admin JSON API edges", () => {
       max: 2,
     });
     pool.on("error", () => undefined);
-    const frozen = await startAdminServer({
-      host: "127.0.0.1",
-      port: 0,
-      pool,
-      metrics: idleMetricsSource(),
-      log: silentLogger,
-      processMetrics: false,
-      requestTimeoutMs: 1_000,
-    });
+    const frozen = await startTestAdminServer(pool, { requestTimeoutMs: 1_000 });
     try {
       for (const path of ["/api/overview", "/api/groups/dl/dead-letters", `/messages/${"a".repeat(32)}`]) {
         const started = Date.now();

@@ -11,14 +11,13 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { type BrowserContext, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type AdminServer, startAdminServer } from "../../src/admin/index.js";
-import { silentLogger } from "../../src/log.js";
+import type { AdminServer } from "../../src/admin/index.js";
 import { ensurePartitions } from "../../src/store/db.js";
 import { insertPublishBatch } from "../../src/store/messages.js";
 import { bind } from "../support/bindings.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
 import { deadLetterDue } from "../support/dead-letters.js";
-import { idleMetricsSource } from "../support/metrics-source.js";
+import { startTestAdminServer } from "../support/metrics-source.js";
 import { publishRecord } from "../support/records.js";
 
 const TOKEN = "console-edges-token";
@@ -56,18 +55,9 @@ describe("e2e: console edges", () => {
       await insertPublishBatch(db.pool, records, { now, nodeId: "t", leaseUntil: now, firstTxCheckAt: now });
       await deadLetterDue(db.pool, groupId, { now, reason: "nope" });
     }
-    const common = {
-      host: "127.0.0.1",
-      port: 0,
-      pool: db.pool,
-      metrics: idleMetricsSource(),
-      log: silentLogger,
-      processMetrics: false,
-      sampleIntervalMs: 0,
-      deadLetterIntervalMs: 0,
-    };
-    open = await startAdminServer(common);
-    guarded = await startAdminServer({ ...common, token: TOKEN });
+    const common = { sampleIntervalMs: 0, deadLetterIntervalMs: 0 };
+    open = await startTestAdminServer(db.pool, common);
+    guarded = await startTestAdminServer(db.pool, { ...common, token: TOKEN });
     base = `http://127.0.0.1:${open.address.port}`;
     guardedBase = `http://127.0.0.1:${guarded.address.port}`;
     userDataDir = await mkdtemp(path.join(tmpdir(), "kiteq-console-edges-"));

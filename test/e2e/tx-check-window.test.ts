@@ -1,22 +1,15 @@
-/**
- * Check-backs in flight are bounded per producer connection (found by the 2PC walkthrough at
- * production size, 2026-12-04): with 200,000 uncommitted messages and a producer answering 1,000
- * a second, the broker sent every due check at once and each again at its next check time while
- * still queued at the producer (465,000 checks in 90 s, RSS 230 -> 430 MB). Now a connection has
- * at most MAX_CHECKS_IN_FLIGHT unanswered checks, and gets more as it answers.
- */
-import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BindType } from "../../src/binding/binding.js";
 import { KiteqConnection } from "../../src/client/connection.js";
 import type { Header } from "../../src/protocol/messages.js";
 import { ensurePartitions } from "../../src/store/db.js";
-import { insertPublishBatch, type PublishRecord } from "../../src/store/messages.js";
+import { insertPublishBatch } from "../../src/store/messages.js";
 import { MAX_CHECKS_IN_FLIGHT } from "../../src/tx/producers.js";
 import { bind } from "../support/bindings.js";
 import { type BrokerProcess, startBrokerProcess } from "../support/broker-process.js";
 import { recordingConsumer, waitFor } from "../support/consumers.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
+import { publishRecord } from "../support/records.js";
 
 const PENDING = 3 * MAX_CHECKS_IN_FLIGHT;
 
@@ -30,21 +23,16 @@ describe("e2e: check-backs in flight per producer connection", () => {
     // Uncommitted messages whose producer is gone, all due for a check.
     const now = new Date();
     await ensurePartitions(db.pool, now);
-    const records: PublishRecord[] = Array.from({ length: PENDING }, () => ({
-      messageId: randomBytes(16).toString("hex"),
-      topic: "win",
-      messageType: "m",
-      groupId: "p-win",
-      commit: false,
-      expiresAt: new Date(now.getTime() + 3600_000),
-      deliverLimit: 10,
-      createdAt: now,
-      properties: [],
-      snappy: false,
-      bodyIsString: true,
-      body: Buffer.from("win"),
-      deliveries: [],
-    }));
+    const records = Array.from({ length: PENDING }, () =>
+      publishRecord(now, [], {
+        topic: "win",
+        messageType: "m",
+        groupId: "p-win",
+        commit: false,
+        deliverLimit: 10,
+        body: Buffer.from("win"),
+      }),
+    );
     await insertPublishBatch(db.pool, records, {
       now,
       nodeId: "gone",

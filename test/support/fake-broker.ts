@@ -5,7 +5,7 @@
  */
 import net from "node:net";
 import { CommandType } from "../../src/protocol/commands.js";
-import { encodePacket, FrameDecoder } from "../../src/protocol/frame.js";
+import { encodePacket, FrameDecoder, type Packet } from "../../src/protocol/frame.js";
 import {
   type DeliverAck,
   decodeBytesMessage,
@@ -98,6 +98,40 @@ export async function startFakeBroker(options: FakeBrokerOptions = {}): Promise<
     close: () => {
       kill();
       server.close();
+    },
+  };
+}
+
+/**
+ * A fake broker scripted packet by packet, for a test that needs what startFakeBroker does not
+ * do (refuse handshakes, check back about a publish): `onPacket` gets each packet a client sends
+ * and a `write` to that client; nothing else is answered.
+ */
+export async function startScriptedBroker(
+  onPacket: (
+    p: Packet,
+    write: (opaque: number, cmdType: number, body: Buffer) => void,
+    socket: net.Socket,
+  ) => void,
+): Promise<{ address: string; close(): Promise<void> }> {
+  const sockets: net.Socket[] = [];
+  const server = net.createServer((s) => {
+    sockets.push(s);
+    const decoder = new FrameDecoder();
+    const write = (opaque: number, cmdType: number, body: Buffer) => {
+      s.write(encodePacket({ opaque, cmdType, body }));
+    };
+    s.on("data", (chunk: Buffer) => {
+      for (const p of decoder.push(chunk)) onPacket(p, write, s);
+    });
+    s.on("error", () => undefined);
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return {
+    address: `127.0.0.1:${(server.address() as net.AddressInfo).port}`,
+    close: async () => {
+      for (const s of sockets.splice(0)) s.destroy();
+      await new Promise((r) => server.close(r));
     },
   };
 }

@@ -1,10 +1,12 @@
 /**
  * A node's counters for an admin server started in a test: all zero, with what a test watches
- * given as overrides (group counters, 2PC counters, latency histograms).
+ * given as overrides (group counters, 2PC counters, latency histograms); and such a server.
  */
+import { type AdminServer, type AdminServerOptions, startAdminServer } from "../../src/admin/index.js";
 import type { MetricsSource } from "../../src/admin/metrics.js";
 import { GroupCounters } from "../../src/delivery/group-counters.js";
 import { LatencyHistogram } from "../../src/latency.js";
+import { silentLogger } from "../../src/log.js";
 
 export function idleMetricsSource(overrides: Partial<MetricsSource> = {}): MetricsSource {
   const counters = new GroupCounters();
@@ -35,4 +37,23 @@ export function idleMetricsSource(overrides: Partial<MetricsSource> = {}): Metri
     latencies: () => latencies,
     ...overrides,
   };
+}
+
+/**
+ * An admin server for a test on `pool`: a free port, idle counters, silent log, no process
+ * metrics; `extra` sets or overrides the rest (sampling, tokens, timeouts).
+ */
+export function startTestAdminServer(
+  pool: AdminServerOptions["pool"],
+  extra: Partial<AdminServerOptions> = {},
+): Promise<AdminServer> {
+  return startAdminServer({
+    host: "127.0.0.1",
+    port: 0,
+    pool,
+    metrics: idleMetricsSource(),
+    log: silentLogger,
+    processMetrics: false,
+    ...extra,
+  });
 }

@@ -5,13 +5,12 @@
  * this machine during the CLI tests); at an address given on purpose, that broker.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type AdminServer, startAdminServer } from "../../../src/admin/server.js";
+import type { AdminServer } from "../../../src/admin/server.js";
 import { findAdminApi } from "../../../src/cli/admin-client.js";
 import { loadConfig } from "../../../src/config/load.js";
 import { storeIdentity } from "../../../src/config/store-identity.js";
-import { silentLogger } from "../../../src/log.js";
 import { createTestDatabase, type TestDatabase } from "../../support/db.js";
-import { idleMetricsSource } from "../../support/metrics-source.js";
+import { startTestAdminServer } from "../../support/metrics-source.js";
 
 describe("CLI: reading through a broker's admin API", () => {
   let db: TestDatabase;
@@ -19,14 +18,8 @@ describe("CLI: reading through a broker's admin API", () => {
 
   beforeAll(async () => {
     db = await createTestDatabase();
-    admin = await startAdminServer({
-      host: "127.0.0.1",
-      port: 0,
-      pool: db.pool,
+    admin = await startTestAdminServer(db.pool, {
       storeId: storeIdentity({ databaseUrls: [db.url], dataDir: "unused" }),
-      metrics: idleMetricsSource(),
-      log: silentLogger,
-      processMetrics: false,
     });
   }, 60_000);
   afterAll(async () => {

@@ -7,7 +7,7 @@
  */
 
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { type AdminServer, startAdminServer } from "../../../src/admin/server.js";
+import type { AdminServer } from "../../../src/admin/server.js";
 import { BIND_VERSION, createBinding } from "../../../src/binding/binding.js";
 import { CommandArgs } from "../../../src/cli/args.js";
 import { consumeCommand } from "../../../src/cli/client.js";
@@ -17,7 +17,7 @@ import { silentLogger } from "../../../src/log.js";
 import { upsertBinding } from "../../../src/store/bindings.js";
 import { createTestDatabase, type TestDatabase } from "../../support/db.js";
 import { startFakeBroker } from "../../support/fake-broker.js";
-import { idleMetricsSource } from "../../support/metrics-source.js";
+import { startTestAdminServer } from "../../support/metrics-source.js";
 
 describe("CLI consume with static brokers", () => {
   let db: TestDatabase;
@@ -26,14 +26,8 @@ describe("CLI consume with static brokers", () => {
 
   beforeAll(async () => {
     db = await createTestDatabase();
-    admin = await startAdminServer({
-      host: "127.0.0.1",
-      port: 0,
-      pool: db.pool,
+    admin = await startTestAdminServer(db.pool, {
       storeId: storeIdentity({ databaseUrls: [db.url], dataDir: "unused" }),
-      metrics: idleMetricsSource(),
-      log: silentLogger,
-      processMetrics: false,
     });
     broker = await startFakeBroker();
   }, 60_000);

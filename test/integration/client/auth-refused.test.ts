@@ -3,43 +3,34 @@
  * secretKey. createProducer/createConsumer said so as KQ_NO_BROKER after connectTimeoutMs (10 s
  * by default); a refused handshake will not pass on a retry, so it is KQ_AUTH_REFUSED at once.
  */
-import net from "node:net";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { createConsumer, createProducer } from "../../../src/client/index.js";
 import { ErrorCode } from "../../../src/errors.js";
 import { CommandType } from "../../../src/protocol/commands.js";
-import { encodePacket, FrameDecoder } from "../../../src/protocol/frame.js";
+import { encodePacket } from "../../../src/protocol/frame.js";
 import { encodeConnAuthAck } from "../../../src/protocol/messages.js";
+import { startScriptedBroker } from "../../support/fake-broker.js";
 
 const REFUSAL = "authentication failed: unknown group or wrong secret";
-let server: net.Server;
+let broker: Awaited<ReturnType<typeof startScriptedBroker>>;
 let address: string;
 
 beforeAll(async () => {
   // Answers every handshake as kiteq-pg does with a wrong secret: status false, then closes.
-  server = net.createServer((s) => {
-    const decoder = new FrameDecoder();
-    s.on("data", (chunk: Buffer) => {
-      for (const p of decoder.push(chunk)) {
-        if (p.cmdType !== CommandType.CONN_META) continue;
-        s.end(
-          encodePacket({
-            opaque: p.opaque,
-            cmdType: CommandType.CONN_AUTH,
-            body: encodeConnAuthAck({ status: false, feedback: REFUSAL }),
-          }),
-        );
-      }
-    });
-    s.on("error", () => undefined);
+  broker = await startScriptedBroker((p, _write, socket) => {
+    if (p.cmdType !== CommandType.CONN_META) return;
+    socket.end(
+      encodePacket({
+        opaque: p.opaque,
+        cmdType: CommandType.CONN_AUTH,
+        body: encodeConnAuthAck({ status: false, feedback: REFUSAL }),
+      }),
+    );
   });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  address = `127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+  address = broker.address;
 });
 
-afterAll(async () => {
-  await new Promise((r) => server.close(r));
-});
+afterAll(() => broker.close());
 
 it.each(["producer", "consumer"] as const)(
   "a %s whose handshake every broker refuses: KQ_AUTH_REFUSED at once",

@@ -6,11 +6,9 @@
  * sendTx still resolved with outcome "commit" for a message never delivered. The SDK knows the
  * transaction runs: it answers "unknown" itself (the broker asks again later).
  */
-import net from "node:net";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { createProducer } from "../../../src/client/index.js";
 import { CommandType } from "../../../src/protocol/commands.js";
-import { encodePacket, FrameDecoder } from "../../../src/protocol/frame.js";
 import {
   decodeStringMessage,
   decodeTxACKPacket,
@@ -19,55 +17,45 @@ import {
   encodeTxACKPacket,
   TxStatus,
 } from "../../../src/protocol/messages.js";
+import { startScriptedBroker } from "../../support/fake-broker.js";
 
 const CHECK_OPAQUE = 5_000;
 /** The producer's TX_ACKs: the answer to the check (its opaque) and the verdict. */
 const txAcks: { opaque: number; status: number }[] = [];
-let server: net.Server;
+let broker: Awaited<ReturnType<typeof startScriptedBroker>>;
 let address: string;
 
 beforeAll(async () => {
   // Stores every publish at once, then checks back about an uncommitted one 100 ms later.
-  server = net.createServer((s) => {
-    const decoder = new FrameDecoder();
-    s.on("data", (chunk: Buffer) => {
-      for (const p of decoder.push(chunk)) {
-        const write = (opaque: number, cmdType: number, body: Buffer) =>
-          s.write(encodePacket({ opaque, cmdType, body }));
-        if (p.cmdType === CommandType.CONN_META) {
-          write(p.opaque, CommandType.CONN_AUTH, encodeConnAuthAck({ status: true, feedback: "" }));
-        } else if (p.cmdType === CommandType.STRING_MESSAGE) {
-          const { header } = decodeStringMessage(p.body);
-          write(
-            p.opaque,
-            CommandType.MESSAGE_STORE_ACK,
-            encodeMessageStoreAck({ messageId: header.messageId, status: true, feedback: "" }),
-          );
-          if (!header.commit) {
-            setTimeout(
-              () =>
-                write(
-                  CHECK_OPAQUE,
-                  CommandType.TX_ACK,
-                  encodeTxACKPacket({ header, status: TxStatus.UNKNOWN, feedback: "check" }),
-                ),
-              100,
-            );
-          }
-        } else if (p.cmdType === CommandType.TX_ACK) {
-          txAcks.push({ opaque: p.opaque, status: decodeTxACKPacket(p.body).status });
-        }
+  broker = await startScriptedBroker((p, write) => {
+    if (p.cmdType === CommandType.CONN_META) {
+      write(p.opaque, CommandType.CONN_AUTH, encodeConnAuthAck({ status: true, feedback: "" }));
+    } else if (p.cmdType === CommandType.STRING_MESSAGE) {
+      const { header } = decodeStringMessage(p.body);
+      write(
+        p.opaque,
+        CommandType.MESSAGE_STORE_ACK,
+        encodeMessageStoreAck({ messageId: header.messageId, status: true, feedback: "" }),
+      );
+      if (!header.commit) {
+        setTimeout(
+          () =>
+            write(
+              CHECK_OPAQUE,
+              CommandType.TX_ACK,
+              encodeTxACKPacket({ header, status: TxStatus.UNKNOWN, feedback: "check" }),
+            ),
+          100,
+        );
       }
-    });
-    s.on("error", () => undefined);
+    } else if (p.cmdType === CommandType.TX_ACK) {
+      txAcks.push({ opaque: p.opaque, status: decodeTxACKPacket(p.body).status });
+    }
   });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  address = `127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+  address = broker.address;
 });
 
-afterAll(async () => {
-  await new Promise((r) => server.close(r));
-});
+afterAll(() => broker.close());
 
 it("a check-back while the local transaction runs is answered unknown, without asking onTxCheck", async () => {
   const producer = await createProducer({ registry: address, groupId: "orders", topics: ["t"] });
