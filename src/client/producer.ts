@@ -137,7 +137,7 @@ class SdkProducer implements Producer {
     localTransaction: () => Promise<TxOutcome> | TxOutcome,
   ): Promise<SendResult & { outcome: TxOutcome }> {
     return this.track(async () => {
-      checkMessageObject(message);
+      const { header, body } = this.prepare(message);
       // Checked before the message is stored: a non-function was called after the store, its
       // TypeError then rolled the stored message back.
       checkFunction("sendTx", "localTransaction", localTransaction);
@@ -153,7 +153,6 @@ class SdkProducer implements Producer {
           },
         );
       }
-      const { header, body } = this.prepare(message);
       header.commit = false;
       const id = header.messageId.toLowerCase();
       // From the publish on: a check-back may come before the store ack (see answerCheck).
