@@ -1,12 +1,21 @@
 /**
  * Time and latency statistics of the bench. Times are milliseconds on a clock that processes on
- * one machine share (performance.timeOrigin + performance.now(): wall-clock based, sub-ms).
+ * one machine share: the system's monotonic clock (process.hrtime: CLOCK_MONOTONIC on Linux, the
+ * same for every process of a boot), sub-ms.
  */
 import { readFileSync } from "node:fs";
 
-/** Now, in ms, comparable across processes on this machine. */
+/**
+ * Now, in ms, comparable across processes on this machine (the compare suite's consumer child
+ * stamps when it handled what the bench process sent). Not performance.timeOrigin +
+ * performance.now(): each process takes its origin from the wall clock when it starts, and where
+ * the wall clock drifts from the monotonic one or is stepped (this machine's virtual clock: 2-5
+ * ms a second, and steps of seconds), processes started minutes apart disagree by as much: a
+ * compare run measured its later rows' latencies 1.1 and 12.7 s long and their burn-downs 10x
+ * slow. Not Date.now() either (steps within a run).
+ */
 export function nowMs(): number {
-  return performance.timeOrigin + performance.now();
+  return Number(process.hrtime.bigint()) / 1e6;
 }
 
 export function sleep(ms: number): Promise<void> {
