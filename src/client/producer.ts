@@ -72,7 +72,12 @@ export interface Producer {
 const REMEMBERED_VERDICTS = 10_000;
 
 /** Feedback texts of a store ack false that another attempt (or broker) may turn into success. */
-const RETRYABLE_FEEDBACK = /shutting down|retry later|store failed|busy/i;
+const RETRYABLE_FEEDBACK = /shutting down|retry later|store failed|not stored|busy/i;
+/**
+ * A kiteq-pg broker's refusal whose outcome is known: nothing was written (the message's shard of
+ * the store is down). "store failed" is not: its commit may have happened.
+ */
+const NOT_STORED_FEEDBACK = /^not stored: /;
 /**
  * A store failure caused by the message itself (PostgreSQL's data exception and integrity
  * classes, SQLSTATE 22xxx and 23xxx): no other attempt can store it.
@@ -311,10 +316,12 @@ class SdkProducer implements Producer {
     let storeRefusals = 0;
     /** Attempts of unknown outcome: no store ack came, or "store failed" (its commit may be lost). */
     let unanswered = 0;
+    /** The last attempt was refused by the store with nothing written ("not stored"). */
+    let storeDown = false;
     for (;;) {
       const remaining = deadline - Date.now();
       // Also the first attempt: one sent with a few ms left is a store the caller hears of as a failure.
-      if (remaining < MIN_ATTEMPT_MS) throw this.giveUp(header, attempts, unanswered, lastError);
+      if (remaining < MIN_ATTEMPT_MS) throw this.giveUp(header, attempts, unanswered, lastError, storeDown);
       if (this.pool.isClosed) throw new KiteqError(ErrorCode.ClientClosed, "producer closed", context);
       const target = this.pool.pick(header.topic, avoid);
       if (target === undefined) {
@@ -328,7 +335,9 @@ class SdkProducer implements Producer {
         if (!RETRYABLE_FEEDBACK.test(ack.feedback) || MESSAGE_FAULT_FEEDBACK.test(ack.feedback)) {
           throw new KiteqError(ErrorCode.SendRefused, ack.feedback, { ...context, broker: target.address });
         }
-        if (/store failed/i.test(ack.feedback)) {
+        storeDown = NOT_STORED_FEEDBACK.test(ack.feedback);
+        if (storeDown) storeRefusals++;
+        else if (/store failed/i.test(ack.feedback)) {
           storeRefusals++;
           unanswered++;
         }
@@ -337,6 +346,7 @@ class SdkProducer implements Producer {
           broker: target.address,
         });
       } catch (err) {
+        storeDown = false;
         if (err instanceof KiteqError && err.code === ErrorCode.SendRefused) throw err;
         if (err instanceof KiteqError && err.code === ErrorCode.FrameInvalid) {
           // Too large for any broker (KiteQ's packet limit): no other attempt can store it.
@@ -366,12 +376,27 @@ class SdkProducer implements Producer {
 
   /**
    * The error of a send out of time: KQ_NO_BROKER when nothing was sent, or when every attempt
-   * was refused before storing (shutting down, busy): not stored; KQ_TIMEOUT when an attempt's
-   * outcome is unknown (it may have been stored: a resend with the same messageId is stored once).
+   * was refused before storing (shutting down, busy): not stored; KQ_STORE_FAILED when so and
+   * the last refusal was the store's (its shard down); KQ_TIMEOUT when an attempt's outcome is
+   * unknown (it may have been stored: a resend with the same messageId is stored once).
    */
-  private giveUp(header: Header, attempts: number, unanswered: number, lastError: unknown): KiteqError {
+  private giveUp(
+    header: Header,
+    attempts: number,
+    unanswered: number,
+    lastError: unknown,
+    storeDown: boolean,
+  ): KiteqError {
     const context = { messageId: header.messageId, topic: header.topic, attempts };
     const last = lastError instanceof Error ? lastError.message : String(lastError);
+    if (attempts > 0 && unanswered === 0 && storeDown) {
+      return new KiteqError(
+        ErrorCode.StoreFailed,
+        `not stored: the store refused it within sendTimeoutMs (${this.sendTimeoutMs} ms), ${attempts} attempt(s), the last ${last}`,
+        context,
+        { cause: lastError },
+      );
+    }
     if (attempts === 0) {
       return new KiteqError(
         ErrorCode.NoBroker,

@@ -246,7 +246,9 @@ export class Publisher {
         { code: ErrorCode.StoreFailed, connection: session.id, messageId, shard, err: down },
         "publish not stored",
       );
-      session.sendStoreAck(opaque, messageId, false, `store failed: ${down}`);
+      // "not stored": the outcome is known (nothing was written), unlike a "store failed" whose
+      // commit may have happened; KiteQ clients see status false either way and send again.
+      session.sendStoreAck(opaque, messageId, false, `not stored: ${down}; retry later`);
       return;
     }
     const body = isString
@@ -296,7 +298,16 @@ export class Publisher {
         "publish not stored",
       );
       const sqlstate = state === undefined ? "" : ` (SQLSTATE ${state})`;
-      session.sendStoreAck(opaque, messageId, false, `store failed: ${e.message}${sqlstate}`);
+      // A write refused before anything was sent to the store (its shard down) is not stored for
+      // sure; any other failure may have committed (a connection lost after the COMMIT went out).
+      session.sendStoreAck(
+        opaque,
+        messageId,
+        false,
+        e.context.stored === false
+          ? `not stored: ${e.message}; retry later`
+          : `store failed: ${e.message}${sqlstate}`,
+      );
     });
   }
 

@@ -770,7 +770,8 @@ export class Broker {
   ): (records: PublishRecord[]) => Promise<PublishResult[]> {
     const { health } = shard;
     return async (records) => {
-      if (health.isDown()) throw new KiteqError(ErrorCode.StoreFailed, health.refusal());
+      // Nothing written: the producers hear "not stored" (see Publisher), not "store failed".
+      if (health.isDown()) throw new KiteqError(ErrorCode.StoreFailed, health.refusal(), { stored: false });
       // A shard that hangs (no error, no answer): while this write waits longer than
       // SHARD_CONNECT_TIMEOUT_MS, new publishes to it are refused at once rather than queued.
       const started = Date.now();
