@@ -348,6 +348,11 @@ export function createMetrics(options: MetricsOptions): Registry {
       "2PC messages rolled back because the give-up age passed.",
       () => tx().gaveUp,
     );
+    counter(
+      "kiteq_tx_expired_total",
+      "2PC messages rolled back at a check-back found past their expiry (none is sent).",
+      () => tx().expired,
+    );
     counter("kiteq_tx_committed_total", "2PC messages committed by their producer.", () => tx().committed);
     counter(
       "kiteq_tx_rolled_back_total",

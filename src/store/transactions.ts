@@ -306,14 +306,20 @@ export interface TxCheckRecord {
   check: number;
   /** When to check again (sent only). */
   nextCheckAt: Date;
-  /** History detail: where the check went. */
+  /** History detail: where the check went (or, expired, why it ended). */
   detail: string;
+  /**
+   * The message expired uncommitted: no check is sent (a commit now would deliver nothing); its
+   * pending row ends with a `rolled_back` row whose detail is `detail`.
+   */
+  expired?: boolean;
 }
 
 /**
  * Checks sent: a `tx_checked` row each (the check went out whatever happened to the row since),
  * and, fenced by claim epoch, count it, schedule the next one and release the claim. Unsent
- * claims are released as they were. Returns the rows rescheduled or released.
+ * claims are released as they were; expired ones end (their pending row deleted, a `rolled_back`
+ * row). Returns the rows rescheduled, released or ended.
  *
  * The rows are locked in message_pk order first, as LOCK_PENDING does for producers' answers: an
  * UPDATE ... FROM locks them in its join's order, and a batch of answers holding one row while it
@@ -327,10 +333,10 @@ export async function recordTxChecks(
   if (records.length === 0) return 0;
   const { rows } = await db.query<{ n: number }>({
     text: `WITH input AS (
-             SELECT * FROM unnest($1::bigint[], $2::int[], $3::bool[], $4::int[], $5::timestamptz[], $6::text[])
-               AS r(message_pk, claim_epoch, sent, check_no, next_check_at, detail)
+             SELECT * FROM unnest($1::bigint[], $2::int[], $3::bool[], $4::int[], $5::timestamptz[], $6::text[], $9::bool[])
+               AS r(message_pk, claim_epoch, sent, check_no, next_check_at, detail, expired)
            ), locked AS (
-             SELECT p.ctid, r.sent, r.check_no, r.next_check_at
+             SELECT p.ctid, r.sent, r.check_no, r.next_check_at, r.expired, r.detail
                FROM pending_transactions p JOIN input r ON p.message_pk = r.message_pk
               WHERE p.claim_epoch = r.claim_epoch
               ORDER BY p.message_pk
@@ -341,13 +347,19 @@ export async function recordTxChecks(
                 SET checks = CASE WHEN l.sent THEN l.check_no ELSE p.checks END,
                     next_check_at = CASE WHEN l.sent THEN l.next_check_at ELSE p.next_check_at END,
                     claimed_by = NULL, lease_until = NULL
-               FROM locked l WHERE p.ctid = l.ctid
+               FROM locked l WHERE p.ctid = l.ctid AND NOT l.expired
              RETURNING p.message_pk
+           ), gone AS (
+             DELETE FROM pending_transactions p USING locked l WHERE p.ctid = l.ctid AND l.expired
+             RETURNING p.message_pk, p.checks, l.detail
+           ), ended AS (
+             INSERT INTO message_events (message_pk, kind, at, node_id, attempt, detail)
+             SELECT message_pk, 'rolled_back', $7, $8, checks, detail FROM gone
            ), ev AS (
              INSERT INTO message_events (message_pk, kind, at, node_id, attempt, detail)
              SELECT message_pk, 'tx_checked', $7, $8, check_no, detail FROM input WHERE sent
            )
-           SELECT count(*)::int AS n FROM upd`,
+           SELECT ((SELECT count(*) FROM upd) + (SELECT count(*) FROM gone))::int AS n`,
     values: [
       records.map((r) => r.messagePk),
       records.map((r) => r.claimEpoch),
@@ -357,6 +369,7 @@ export async function recordTxChecks(
       records.map((r) => r.detail),
       options.now,
       options.nodeId,
+      records.map((r) => r.expired === true),
     ],
   });
   return rows[0]?.n ?? 0;

@@ -35,11 +35,13 @@ const MAX_WAKE_MS = 3_600_000;
 export interface TxCheckCounters {
   checksSent: number;
   gaveUp: number;
+  /** Rolled back at a check found past its expiry. */
+  expired: number;
 }
 
 /** Periodic checker of uncommitted messages (see module comment). */
 export class TxChecker {
-  readonly counters: TxCheckCounters = { checksSent: 0, gaveUp: 0 };
+  readonly counters: TxCheckCounters = { checksSent: 0, gaveUp: 0, expired: 0 };
   private poll: NodeJS.Timeout | undefined;
   private wakeTimer: NodeJS.Timeout | undefined;
   private wakeAt = Number.POSITIVE_INFINITY;
@@ -133,6 +135,7 @@ export class TxChecker {
     // Only as many checks as the group's connections here have room for (ProducerSessions): a
     // group whose producers have a full window is checked again when they answer (onRoom).
     let groups = this.withRoom(this.producers.groups());
+    const expiredBefore = this.counters.expired;
     for (;;) {
       if (groups.length === 0 || this.stopped) break;
       const now = Date.now();
@@ -159,6 +162,8 @@ export class TxChecker {
         break;
       groups = this.withRoom(groups);
     }
+    const expired = this.counters.expired - expiredBefore;
+    if (expired > 0) log.info({ rolledBack: expired }, "uncommitted messages past their expiry: rolled back");
     // A group without room is not waited for here (its due checks would wake this every 50 ms).
     const next = await nextTxCheckTime(
       pool,
@@ -173,10 +178,25 @@ export class TxChecker {
     return groups.filter((g) => this.producers.room(g) > 0);
   }
 
-  /** Send one check on a connection of the message's group (if one is still open). */
+  /**
+   * Send one check on a connection of the message's group (if one is still open). A message past
+   * its expiry is not checked but ended: a commit now would deliver nothing (its deliveries would
+   * expire at once), and it was checked again and again until the give-up age.
+   */
   private send(c: ClaimedTxCheck, now: number): TxCheckRecord {
     const check = c.checks + 1;
     const base = { messagePk: c.messagePk, claimEpoch: c.claimEpoch, check };
+    if (c.expiresAt.getTime() <= now) {
+      this.counters.expired++;
+      const sent = `${c.checks} ${c.checks === 1 ? "check" : "checks"} sent`;
+      return {
+        ...base,
+        sent: false,
+        expired: true,
+        nextCheckAt: new Date(now),
+        detail: `expired uncommitted at ${c.expiresAt.toISOString()}: no commit or rollback came before (${sent})`,
+      };
+    }
     const session = this.producers.pick(c.groupId);
     if (session === undefined) {
       return { ...base, sent: false, nextCheckAt: new Date(now), detail: "" };

@@ -54,6 +54,8 @@ export interface Transactions {
 export interface TxCounters {
   checksSent: number;
   gaveUp: number;
+  /** Rolled back at a check found past their expiry. */
+  expired: number;
   committed: number;
   rolledBack: number;
 }
@@ -89,6 +91,7 @@ export function createTransactions(deps: TransactionDeps): Transactions {
     counters: () => ({
       checksSent: checkers.reduce((n, c) => n + c.counters.checksSent, 0),
       gaveUp: checkers.reduce((n, c) => n + c.counters.gaveUp, 0),
+      expired: checkers.reduce((n, c) => n + c.counters.expired, 0),
       committed: answers.counters.committed,
       rolledBack: answers.counters.rolledBack,
     }),

@@ -26,7 +26,7 @@ describe("e2e: admin JSON API", () => {
   const storeLatency = new LatencyHistogram();
   const source = idleMetricsSource({
     groupCounters: () => counters.all(),
-    txCounters: () => ({ checksSent: 4, gaveUp: 1, committed: 2, rolledBack: 3 }),
+    txCounters: () => ({ checksSent: 4, gaveUp: 1, expired: 5, committed: 2, rolledBack: 3 }),
     latencies: () => ({
       publishStore: storeLatency,
       publishToDeliver: new LatencyHistogram(),
@@ -336,6 +336,7 @@ describe("e2e: admin JSON API", () => {
     expect(value("kiteq_tx_pending")).toBe(0);
     expect(value("kiteq_tx_checks_total")).toBe(4);
     expect(value("kiteq_tx_give_ups_total")).toBe(1);
+    expect(value("kiteq_tx_expired_total")).toBe(5);
     expect(value('kiteq_nodes{liveness="alive"}')).toBe(1);
     expect(value('kiteq_nodes{liveness="stopped"}')).toBe(1);
     expect(value('kiteq_nodes{liveness="unresponsive"}')).toBe(1);

@@ -176,3 +176,80 @@ describe("e2e: two-phase commit edges", () => {
     await producer.close();
   });
 });
+
+describe("e2e: an uncommitted message past its expiry", () => {
+  let db: TestDatabase;
+  let broker: BrokerProcess;
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    await bind(db.pool, { groupId: "g-exp", topic: "tx-exp", messageType: "*", bindType: BindType.Fanout });
+    // A give-up age far away: only the expiry can end it within the test.
+    broker = await startBrokerProcess([
+      "--db",
+      db.url,
+      "--tx-check-seconds",
+      "1",
+      "--tx-check-max-seconds",
+      "1",
+      "--tx-give-up-seconds",
+      "600",
+    ]);
+  });
+  afterAll(async () => {
+    await broker?.stop();
+    await db?.drop();
+  });
+
+  // It was checked every check interval until the give-up age (a walkthrough: 200,000 such
+  // messages, checks sent for each), though a commit could no longer deliver it.
+  it("is rolled back at its next check, which is not sent, and is checked no more", async () => {
+    let checks = 0;
+    const producer = await KiteqConnection.connect({
+      host: "127.0.0.1",
+      port: broker.port,
+      groupId: "p-exp",
+      heartbeatMs: 0,
+      onTxCheck: () => {
+        checks++;
+        return 0; // unknown
+      },
+    });
+    try {
+      const header = buildHeader({
+        topic: "tx-exp",
+        messageType: "o",
+        groupId: "p-exp",
+        commit: false,
+        expiredTime: Math.floor(Date.now() / 1000) + 2,
+      });
+      expect((await producer.publish(header, "x")).status).toBe(true);
+      const events = async () => (await messageHistory(db.pool, header.messageId))?.events ?? [];
+      await waitFor(
+        async () => (await events()).some((e) => e.kind === "rolled_back"),
+        10_000,
+        "rolled back",
+      );
+      const ended = (await events()).find((e) => e.kind === "rolled_back")!;
+      expect(ended.detail).toMatch(
+        /^expired uncommitted at \d{4}-\d\d-\d\dT[\d:.]+Z: no commit or rollback came before \(\d+ checks? sent\)$/,
+      );
+      expect(ended.at.getTime()).toBeGreaterThanOrEqual(header.expiredTime * 1000);
+      const { rows } = await db.pool.query("SELECT 1 FROM pending_transactions WHERE message_id = $1", [
+        header.messageId,
+      ]);
+      expect(rows).toHaveLength(0);
+      // No check after the expiry, none later.
+      const checked = (await events()).filter((e) => e.kind === "tx_checked");
+      for (const c of checked) expect(c.at.getTime()).toBeLessThan(header.expiredTime * 1000);
+      const seen = checks;
+      await new Promise((r) => setTimeout(r, 2_500));
+      expect(checks).toBe(seen);
+      expect((await events()).filter((e) => e.kind === "tx_checked")).toHaveLength(checked.length);
+      expect(
+        broker.logs.filter((l) => l.msg === "uncommitted messages past their expiry: rolled back"),
+      ).toEqual([expect.objectContaining({ rolledBack: 1 })]);
+    } finally {
+      producer.close();
+    }
+  });
+});

@@ -33,7 +33,7 @@ export function idleMetricsSource(overrides: Partial<MetricsSource> = {}): Metri
     batchStats: () => ({ batches: 0, items: 0, failures: 0 }),
     sessionsConnected: () => 0,
     groupCounters: () => counters.all(),
-    txCounters: () => ({ checksSent: 0, gaveUp: 0, committed: 0, rolledBack: 0 }),
+    txCounters: () => ({ checksSent: 0, gaveUp: 0, expired: 0, committed: 0, rolledBack: 0 }),
     latencies: () => latencies,
     ...overrides,
   };
