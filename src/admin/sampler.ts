@@ -90,6 +90,8 @@ export interface SamplerOptions {
   deadLetterIntervalMs?: number;
   /** How long samples are kept (ms); default one hour. */
   keepMs?: number;
+  /** The shards known down now (a sharded store): a failed sample names them. */
+  shardsDown?: () => readonly { shard: number; label: string; reason: string }[];
 }
 
 /** Per-second rates between two samples. */
@@ -252,8 +254,16 @@ export class Sampler {
     } catch (err) {
       // Only the store is read here: a refused connection is the store's failure, not ours.
       const e = toKiteqError(err, {}, ErrorCode.StoreFailed);
-      if (!this.failing)
-        this.o.log.warn({ code: e.code, err: e.message }, "sampling the group backlog failed");
+      if (!this.failing) {
+        // A sample sums every shard: one shard down fails it, and the line says which.
+        const down = this.o.shardsDown?.() ?? [];
+        if (down.length > 0) {
+          this.o.log.warn(
+            { code: e.code, err: e.message, shardsDown: down.map((d) => d.shard).join(",") },
+            `sampling the group backlog failed: ${down.map((d) => `shard ${d.shard} (${d.label}) is down: ${d.reason}`).join("; ")}`,
+          );
+        } else this.o.log.warn({ code: e.code, err: e.message }, "sampling the group backlog failed");
+      }
       this.failing = true;
       throw e;
     }

@@ -97,6 +97,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     log,
     intervalMs: options.sampleIntervalMs,
     deadLetterIntervalMs: options.deadLetterIntervalMs,
+    ...(options.shardsDown === undefined ? {} : { shardsDown: options.shardsDown }),
     source: {
       published: () => options.metrics.publishCounters().accepted,
       pushed: () => options.metrics.deliveryCounters().pushed,

@@ -122,6 +122,17 @@ describe("e2e: one shard of three stopped for 10 s under load", () => {
     expect(during.status).toBe(200);
     expect(during.body.status).toBe("degraded");
     expect(during.body.shardsDown?.map((d) => d.shard)).toEqual([2]);
+    // The backlog gauges' sample sums every shard: its failure names the one that is down.
+    await waitFor(
+      () => broker!.logs.some((l) => String(l.msg).startsWith("sampling the group backlog failed")),
+      5_000,
+      "the sampler's warning",
+    );
+    const sampling = broker.logs.find((l) => String(l.msg).startsWith("sampling the group backlog failed"))!;
+    expect(sampling.msg).toMatch(
+      /^sampling the group backlog failed: shard 2 \(127\.0\.0\.1:\d+\/kiteq\) is down: /,
+    );
+    expect(sampling.shardsDown).toBe("2");
     await new Promise((r) => setTimeout(r, DOWN_MS / 2));
     phase = "restarting";
     await startOwn();
