@@ -19,7 +19,7 @@ import {
   storeConnectFailure,
 } from "../store/db.js";
 import { type EmbeddedPostgresServer, startEmbeddedPostgres } from "../store/embedded.js";
-import { checkShardList, ShardListMismatch, shardLabel } from "../store/shards.js";
+import { checkShardList, SHARD_CONNECT_TIMEOUT_MS, ShardListMismatch, shardLabel } from "../store/shards.js";
 import { addCleanup } from "./interrupt.js";
 
 /** SQLSTATE undefined_table: the schema is not there (migrations not applied). */
@@ -71,8 +71,15 @@ export async function withStore<T>(
   }
   // Several URLs: the shards, in order (`fn` gets shard 0's pool and all of them).
   const urls = config.databaseUrls.length > 0 ? config.databaseUrls : [embedded!.url("kiteq")];
+  // Several shards: one that hangs (its server paused) is given up after 3 s, as a broker does,
+  // so a read of the others does not wait the single store's 10 s for it.
   const pools = urls.map((url) =>
-    createPool(url, { max: 2, name: "kiteq-pg cli", settings: BROKER_POOL_SETTINGS }),
+    createPool(url, {
+      max: 2,
+      name: "kiteq-pg cli",
+      settings: BROKER_POOL_SETTINGS,
+      ...(urls.length > 1 ? { connectTimeoutMs: SHARD_CONNECT_TIMEOUT_MS } : {}),
+    }),
   );
   const pool = pools[0]!;
   const labels = urls.map(shardLabel);

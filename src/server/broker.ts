@@ -29,7 +29,14 @@ import { cancelStatementsOf } from "../store/liveness.js";
 import { insertPublishBatch, type PublishRecord, type PublishResult } from "../store/messages.js";
 import { HEARTBEAT_INTERVAL_MS, heartbeatNode, markNodeStopped, registerNode } from "../store/nodes.js";
 import { listenForWakeupsOnShards, type WakeSource } from "../store/notifications.js";
-import { SHARD_DOWN_MS, ShardHealth, shardLabel, shardRouter, verifyShardList } from "../store/shards.js";
+import {
+  SHARD_CONNECT_TIMEOUT_MS,
+  SHARD_DOWN_MS,
+  ShardHealth,
+  shardLabel,
+  shardRouter,
+  verifyShardList,
+} from "../store/shards.js";
 import { createTransactions, type Transactions } from "../tx/transactions.js";
 import { secretChecker } from "./auth.js";
 import { ClockSkewWatch } from "./clock-skew.js";
@@ -49,12 +56,6 @@ const PUBLISH_CONCURRENCY = 2;
  * get both writers (one writer: 45,000 instead of 52,000 msg/s).
  */
 const PUBLISH_PARALLEL_FROM = 32;
-
-/**
- * With several shards, a connection attempt gives up after this long: a shard that does not answer
- * must cost its own publishes a few seconds at most, never the 10 s of the single-database default.
- */
-const SHARD_CONNECT_TIMEOUT_MS = 3000;
 
 /**
  * With several shards, a publish batch whose shard has not answered in this long is answered

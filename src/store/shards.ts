@@ -219,6 +219,13 @@ function sameList(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
+/**
+ * With several shards, a connection attempt gives up after this long (broker and CLI): a shard
+ * that does not answer must cost its own publishes and reads a few seconds at most, never the 10 s
+ * of the single-database default.
+ */
+export const SHARD_CONNECT_TIMEOUT_MS = 3000;
+
 /** How long a shard that failed on its connection is answered "down" without being tried. */
 export const SHARD_DOWN_MS = 1000;
 
