@@ -11,11 +11,10 @@ import type { ConsumedMessage } from "../../src/client/index.js";
 import { createConsumer, createProducer, ErrorCode, KiteqError } from "../../src/client/index.js";
 import { upsertBinding } from "../../src/store/bindings.js";
 import { messageHistory } from "../../src/store/history.js";
-import { type BrokerProcess, startBrokerProcess } from "../support/broker-process.js";
+import { type BrokerProcess, FAST_TX_CHECKS, startBrokerProcess } from "../support/broker-process.js";
 import { waitFor } from "../support/consumers.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
 
-const TX_FLAGS = ["--tx-check-seconds", "1", "--tx-check-max-seconds", "1", "--tx-check-backoff", "1"];
 const COMMON = ["--recover-seconds", "1", "--delivery-seconds", "5", "--recieve-permits-per-second", "0"];
 
 const bind = (db: TestDatabase, groupId: string, topic: string) =>
@@ -53,7 +52,7 @@ describe("e2e: SDK on one broker", () => {
       bind(db, "g-bulk", "bulk"),
       bind(db, "g-iter", "iter"),
     ]);
-    broker = await startBrokerProcess(["--db", db.url, ...TX_FLAGS, ...COMMON]);
+    broker = await startBrokerProcess(["--db", db.url, ...FAST_TX_CHECKS, ...COMMON]);
     registry = `${broker.host}:${broker.port}`;
   });
   afterAll(async () => {

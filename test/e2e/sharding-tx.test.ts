@@ -9,7 +9,7 @@ import { buildHeader, KiteqConnection } from "../../src/client/connection.js";
 import { upsertBinding } from "../../src/store/bindings.js";
 import { shardOf } from "../../src/store/shard-hash.js";
 import { shardedMessageHistory } from "../../src/store/sharded-history.js";
-import { type BrokerProcess, startBrokerProcess } from "../support/broker-process.js";
+import { type BrokerProcess, FAST_TX_CHECKS, startBrokerProcess } from "../support/broker-process.js";
 import { recordingConsumer, waitFor } from "../support/consumers.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
 
@@ -43,12 +43,7 @@ describe("e2e: two-phase commit over three shards", () => {
     broker = await startBrokerProcess([
       "--db",
       shards.map((s) => s.url).join(" "),
-      "--tx-check-seconds",
-      "1",
-      "--tx-check-max-seconds",
-      "1",
-      "--tx-check-backoff",
-      "1",
+      ...FAST_TX_CHECKS,
       "--recover-seconds",
       "1",
       "--recieve-permits-per-second",

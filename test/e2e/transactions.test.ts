@@ -9,12 +9,11 @@ import { BindType, createBinding } from "../../src/binding/binding.js";
 import { buildHeader, KiteqConnection } from "../../src/client/connection.js";
 import type { Header } from "../../src/protocol/messages.js";
 import { upsertBinding } from "../../src/store/bindings.js";
-import { type BrokerProcess, startBrokerProcess } from "../support/broker-process.js";
+import { type BrokerProcess, FAST_TX_CHECKS, startBrokerProcess } from "../support/broker-process.js";
 import { type RecordingConsumer, recordingConsumer, waitFor } from "../support/consumers.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
 
 /** Checks every second (no backoff), so the stories below take a few seconds each. */
-const TX_FLAGS = ["--tx-check-seconds", "1", "--tx-check-max-seconds", "1", "--tx-check-backoff", "1"];
 const COMMON = ["--recover-seconds", "1", "--delivery-seconds", "2", "--recieve-permits-per-second", "0"];
 
 interface Event {
@@ -84,7 +83,7 @@ describe("e2e: two-phase commit", () => {
   let g2: RecordingConsumer;
   const open: KiteqConnection[] = [];
   const brokers: BrokerProcess[] = [];
-  const argsA = () => ["--db", db.url, ...TX_FLAGS, "--tx-give-up-seconds", "120", ...COMMON];
+  const argsA = () => ["--db", db.url, ...FAST_TX_CHECKS, "--tx-give-up-seconds", "120", ...COMMON];
 
   /** A producer of `groupId` on `broker` answering checks with `answer` (none: checks are ignored). */
   const producer = async (
@@ -125,9 +124,9 @@ describe("e2e: two-phase commit", () => {
     // upkeep (kiteq_ensure_partitions: "relation ... already exists"), not a 2PC matter.
     [a, c] = await Promise.all([
       startBrokerProcess(argsA()),
-      startBrokerProcess(["--db", giveUpDb.url, ...TX_FLAGS, "--tx-give-up-seconds", "3", ...COMMON]),
+      startBrokerProcess(["--db", giveUpDb.url, ...FAST_TX_CHECKS, "--tx-give-up-seconds", "3", ...COMMON]),
     ]);
-    b = await startBrokerProcess(["--db", db.url, ...TX_FLAGS, "--tx-give-up-seconds", "120", ...COMMON]);
+    b = await startBrokerProcess(["--db", db.url, ...FAST_TX_CHECKS, "--tx-give-up-seconds", "120", ...COMMON]);
     brokers.push(a, b, c);
     g1 = await recordingConsumer(a.port, "g1");
     g2 = await recordingConsumer(b.port, "g2");

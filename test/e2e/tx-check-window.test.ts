@@ -6,7 +6,7 @@ import { ensurePartitions } from "../../src/store/db.js";
 import { insertPublishBatch } from "../../src/store/messages.js";
 import { MAX_CHECKS_IN_FLIGHT } from "../../src/tx/producers.js";
 import { bind } from "../support/bindings.js";
-import { type BrokerProcess, startBrokerProcess } from "../support/broker-process.js";
+import { type BrokerProcess, FAST_TX_CHECKS, startBrokerProcess } from "../support/broker-process.js";
 import { recordingConsumer, waitFor } from "../support/consumers.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
 import { publishRecord } from "../support/records.js";
@@ -40,14 +40,7 @@ describe("e2e: check-backs in flight per producer connection", () => {
       firstTxCheckAt: now,
     });
     // Every second a check is due again: without a window, unanswered ones are sent again and again.
-    broker = await startBrokerProcess([
-      "--db",
-      db.url,
-      "--tx-check-seconds",
-      "1",
-      "--tx-check-max-seconds",
-      "1",
-    ]);
+    broker = await startBrokerProcess(["--db", db.url, ...FAST_TX_CHECKS]);
   });
   afterAll(async () => {
     await broker?.stop();

@@ -13,7 +13,7 @@ import { buildHeader, KiteqConnection } from "../../src/client/connection.js";
 import { createProducer, ErrorCode, type KiteqError } from "../../src/client/index.js";
 import { messageHistory } from "../../src/store/history.js";
 import { bind } from "../support/bindings.js";
-import { type BrokerProcess, startBrokerProcess } from "../support/broker-process.js";
+import { type BrokerProcess, FAST_TX_CHECKS, startBrokerProcess } from "../support/broker-process.js";
 import { recordingConsumer, waitFor } from "../support/consumers.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
 
@@ -24,10 +24,7 @@ describe("e2e: two-phase commit edges", () => {
   const args = () => [
     "--db",
     db.url,
-    "--tx-check-seconds",
-    "1",
-    "--tx-check-max-seconds",
-    "1",
+    ...FAST_TX_CHECKS,
     "--tx-give-up-seconds",
     "3",
     "--recieve-permits-per-second",
@@ -184,16 +181,7 @@ describe("e2e: an uncommitted message past its expiry", () => {
     db = await createTestDatabase();
     await bind(db.pool, { groupId: "g-exp", topic: "tx-exp", messageType: "*", bindType: BindType.Fanout });
     // A give-up age far away: only the expiry can end it within the test.
-    broker = await startBrokerProcess([
-      "--db",
-      db.url,
-      "--tx-check-seconds",
-      "1",
-      "--tx-check-max-seconds",
-      "1",
-      "--tx-give-up-seconds",
-      "600",
-    ]);
+    broker = await startBrokerProcess(["--db", db.url, ...FAST_TX_CHECKS, "--tx-give-up-seconds", "600"]);
   });
   afterAll(async () => {
     await broker?.stop();
