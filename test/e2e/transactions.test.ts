@@ -126,7 +126,14 @@ describe("e2e: two-phase commit", () => {
       startBrokerProcess(argsA()),
       startBrokerProcess(["--db", giveUpDb.url, ...FAST_TX_CHECKS, "--tx-give-up-seconds", "3", ...COMMON]),
     ]);
-    b = await startBrokerProcess(["--db", db.url, ...FAST_TX_CHECKS, "--tx-give-up-seconds", "120", ...COMMON]);
+    b = await startBrokerProcess([
+      "--db",
+      db.url,
+      ...FAST_TX_CHECKS,
+      "--tx-give-up-seconds",
+      "120",
+      ...COMMON,
+    ]);
     brokers.push(a, b, c);
     g1 = await recordingConsumer(a.port, "g1");
     g2 = await recordingConsumer(b.port, "g2");
