@@ -2,9 +2,7 @@
  * The CLI's read commands through a running broker's admin API: the same output as from the
  * database, the database when the admin server is disabled, one clear line for a wrong token.
  */
-import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BindType, createBinding } from "../../src/binding/binding.js";
 import { upsertBinding } from "../../src/store/bindings.js";
@@ -13,42 +11,14 @@ import { ackDeliveries, claimDueDeliveries, nackDeliveries } from "../../src/sto
 import { freePort } from "../../src/store/embedded.js";
 import { insertPublishBatch } from "../../src/store/messages.js";
 import { type BrokerProcess, startBrokerProcess } from "../support/broker-process.js";
-import { cliArgs } from "../support/built-src.js";
+import { runCli } from "../support/built-src.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
 import { publishRecord } from "../support/records.js";
 
-const ROOT = path.resolve(import.meta.dirname, "../..");
 const TOKEN = "cli-api-token-0123456789";
 
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      cliArgs(args),
-      {
-        cwd: ROOT,
-        timeout: 60_000,
-        env: {
-          ...process.env,
-          VITEST: undefined,
-          KITEQ_LOG_LEVEL: undefined,
-          KITEQ_ADMIN_TOKEN: undefined,
-          ...env,
-        },
-      },
-      (err, stdout, stderr) => {
-        const code = err === null ? 0 : typeof err.code === "number" ? err.code : null;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
-}
+const cli = (args: string[], env: NodeJS.ProcessEnv = {}) =>
+  runCli(args, { env: { KITEQ_ADMIN_TOKEN: undefined, ...env } });
 
 describe("e2e: CLI read commands through the admin API", () => {
   let db: TestDatabase;

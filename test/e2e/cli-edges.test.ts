@@ -5,7 +5,7 @@
  * switch given a value, a name with a newline, an id the history does not hold, a registry
  * file's bindings counted as 0 in "broker started".
  */
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import path from "node:path";
@@ -14,7 +14,7 @@ import { ensurePartitions } from "../../src/store/db.js";
 import { insertPublishBatch } from "../../src/store/messages.js";
 import { bind } from "../support/bindings.js";
 import { type BrokerProcess, startBrokerProcess } from "../support/broker-process.js";
-import { cliArgs } from "../support/built-src.js";
+import { cliArgs, runCli } from "../support/built-src.js";
 import { waitFor } from "../support/consumers.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
 import { deadLetterDue } from "../support/dead-letters.js";
@@ -22,19 +22,9 @@ import { removePlacedDataDirs } from "../support/placed-dirs.js";
 import { publishRecord } from "../support/records.js";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
-const ENV = { ...process.env, VITEST: undefined, KITEQ_LOG_LEVEL: undefined };
 
-function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      cliArgs(args),
-      { cwd: ROOT, timeout: 60_000, env: ENV },
-      (err, stdout, stderr) =>
-        resolve({ code: err === null ? 0 : typeof err.code === "number" ? err.code : null, stdout, stderr }),
-    );
-  });
-}
+const ENV = { ...process.env, VITEST: undefined, KITEQ_LOG_LEVEL: undefined };
+const cli = (args: string[]) => runCli(args);
 
 function start(args: string[]): {
   child: ChildProcess;

@@ -9,32 +9,17 @@
  * - one shard hung (its server paused: connections accepted, never answered): every command waited
  *   11 s for it. Now 3 s, as a broker waits for a shard.
  */
-import { execFile } from "node:child_process";
 import net from "node:net";
-import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensurePartitions } from "../../src/store/db.js";
 import { insertPublishBatch } from "../../src/store/messages.js";
 import { shardOf } from "../../src/store/shard-hash.js";
 import { shardLabel, verifyShardList } from "../../src/store/shards.js";
-import { cliArgs } from "../support/built-src.js";
+import { runCli } from "../support/built-src.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
 import { publishRecord } from "../support/records.js";
 
-const ROOT = path.resolve(import.meta.dirname, "../..");
-const ENV = { ...process.env, VITEST: undefined, KITEQ_LOG_LEVEL: undefined };
-
-function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      cliArgs([...args, "--admin", "-1"]),
-      { cwd: ROOT, timeout: 60_000, env: ENV },
-      (err, stdout, stderr) =>
-        resolve({ code: err === null ? 0 : typeof err.code === "number" ? err.code : null, stdout, stderr }),
-    );
-  });
-}
+const cli = (args: string[]) => runCli([...args, "--admin", "-1"]);
 
 describe("e2e: the CLI on a sharded store", () => {
   const shards: TestDatabase[] = [];

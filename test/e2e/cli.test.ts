@@ -1,4 +1,3 @@
-import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -13,36 +12,13 @@ import { claimDueDeliveries, nackDeliveries } from "../../src/store/deliveries.j
 import { freePort } from "../../src/store/embedded.js";
 import { insertPublishBatch } from "../../src/store/messages.js";
 import { startBrokerProcess } from "../support/broker-process.js";
-import { cliArgs } from "../support/built-src.js";
+import { runCli } from "../support/built-src.js";
 import { waitFor } from "../support/consumers.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
 
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Run `kiteq-pg ...args` as a child process (the built CLI, as the package's bin runs it). */
-function cli(args: string[], timeoutMs = 60_000): Promise<CliResult> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      cliArgs(args),
-      {
-        cwd: ROOT,
-        timeout: timeoutMs,
-        env: { ...process.env, VITEST: undefined, KITEQ_LOG_LEVEL: undefined },
-      },
-      (err, stdout, stderr) => {
-        const code = err === null ? 0 : typeof err.code === "number" ? err.code : null;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
-}
+const cli = (args: string[], timeoutMs = 60_000) => runCli(args, { timeoutMs });
 
 const lines = (s: string) => s.split("\n").filter((l) => l.trim() !== "");
 

@@ -6,14 +6,14 @@
  * password file, and every later start failed ("refuses the password"). A data directory in
  * another state than empty or a cluster of ours is refused with one line saying what to do.
  */
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { chmod, mkdir, mkdtemp, readdir, readFile, realpath, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startBrokerProcess } from "../support/broker-process.js";
-import { builtEntry, cliArgs, ROOT } from "../support/built-src.js";
+import { builtEntry, ROOT, runCli } from "../support/built-src.js";
 import { waitFor } from "../support/consumers.js";
 import { removePlacedDataDir } from "../support/placed-dirs.js";
 import { freePort } from "../support/zookeeper.js";
@@ -46,18 +46,7 @@ async function initdbRunningIn(name: string): Promise<boolean> {
   return false;
 }
 
-function cli(args: string[]): Promise<{ code: number | null; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      cliArgs(args),
-      { cwd: ROOT, timeout: 60_000, env: { ...process.env, VITEST: undefined } },
-      (err, _stdout, stderr) => {
-        resolve({ code: err === null ? 0 : typeof err.code === "number" ? err.code : null, stderr });
-      },
-    );
-  });
-}
+const cli = (args: string[]) => runCli(args, { env: { KITEQ_LOG_LEVEL: process.env.KITEQ_LOG_LEVEL } });
 
 describe("e2e: the embedded PostgreSQL's first start", () => {
   let base: string;

@@ -12,6 +12,7 @@
  * `.test-dist/` sits beside `src/` so that paths relative to a module (`../../proto`,
  * `../../migrations`, `../../package.json`) resolve as they do from `src/` and `dist/`.
  */
+import { execFile } from "node:child_process";
 import { readdir } from "node:fs/promises";
 import path from "node:path";
 import { build } from "esbuild";
@@ -50,5 +51,36 @@ export async function buildSources(): Promise<void> {
     format: "esm",
     target: "node20",
     logLevel: "error",
+  });
+}
+
+/** What `runCli` saw: the exit code (null: killed, e.g. by the timeout) and the output. */
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Run `kiteq-pg ...args` (the built CLI, as the package's bin runs it) as a child process with the
+ * test runner's environment minus VITEST and KITEQ_LOG_LEVEL (so it logs as a user's shell would),
+ * `env` on top; resolves with its exit code and output, never rejects.
+ */
+export function runCli(
+  args: readonly string[],
+  options: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<CliResult> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      cliArgs(args),
+      {
+        cwd: ROOT,
+        timeout: options.timeoutMs ?? 60_000,
+        env: { ...process.env, VITEST: undefined, KITEQ_LOG_LEVEL: undefined, ...options.env },
+      },
+      (err, stdout, stderr) =>
+        resolve({ code: err === null ? 0 : typeof err.code === "number" ? err.code : null, stdout, stderr }),
+    );
   });
 }
