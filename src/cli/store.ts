@@ -56,15 +56,20 @@ export async function withStore<T>(
         { dataDir: dir },
       );
     }
+    const interrupted = new AbortController();
     const starting = startEmbeddedPostgres({
       dataDir: path.join(config.dataDir, "pg"),
       port: config.pgPort,
       logger: log,
       attachIfRunning: true,
+      abort: interrupted.signal,
     });
     // Ctrl-C while it starts or while the command runs: the PostgreSQL started for this command
-    // is stopped (it was left running, and later commands attached to it as to a broker's).
+    // is stopped (it was left running, and later commands attached to it as to a broker's). One
+    // still starting is stopped at once, not once it accepts logins: a start slower than the
+    // cleanup's bound (a loaded machine) left it running. A broker's (attached) is never stopped.
     removeCleanup = addCleanup(async () => {
+      interrupted.abort();
       await (await starting.catch(() => undefined))?.stop();
     });
     embedded = await starting;

@@ -84,6 +84,23 @@ export interface EmbeddedOptions {
    * password file instead of stopping it as an orphan: for the CLI's one-shot commands.
    */
   attachIfRunning?: boolean;
+  /**
+   * Given up while starting (the CLI's Ctrl-C): a server already launched is asked to stop
+   * (fast shutdown) and the start rejects once it has exited, instead of waiting for it to accept
+   * logins first. Once started, stop() it as usual.
+   */
+  abort?: AbortSignal;
+}
+
+/** The start was given up (EmbeddedOptions.abort); what it launched has exited. */
+function startAborted(dataDir: string): KiteqError {
+  return new KiteqError(
+    ErrorCode.StoreFailed,
+    `the embedded PostgreSQL's start in ${dataDir} was interrupted`,
+    {
+      dataDir,
+    },
+  );
 }
 
 /** How long a restart after an unexpected exit may take to accept logins (crash recovery). */
@@ -140,14 +157,33 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
   const args = ["-D", dataDir, "-p", String(port)];
   for (const [k, v] of Object.entries(settings)) args.push("-c", `${k}=${v}`);
   const launch = () => launchPostgres(path.join(nativeDir, "bin", "postgres"), args, ids, logger);
+  const { abort } = options;
+  const aborted = () => abort?.aborted === true;
+  if (aborted()) throw startAborted(dataDir);
   let current = launch();
   let password: string;
+  // Given up while starting: stop what was launched now. Waiting for it to accept logins first
+  // could outlast the CLI's cleanup bound on a loaded machine and leave it running for ever.
+  const onAbort = () => {
+    const { child } = current;
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGINT");
+  };
+  abort?.addEventListener("abort", onAbort, { once: true });
   try {
-    password = await waitUntilReady(dataDir, port, current.exited, current.output);
+    password = await waitUntilReady(dataDir, port, current.exited, current.output, undefined, abort);
     await ensureDatabase(port, password, "kiteq");
+    if (aborted()) throw startAborted(dataDir);
   } catch (err) {
-    if (current.child.exitCode === null) current.child.kill("SIGQUIT");
+    const { child, exited } = current;
+    if (aborted()) {
+      onAbort();
+      await exited;
+      throw startAborted(dataDir);
+    }
+    if (child.exitCode === null) child.kill("SIGQUIT");
     throw err;
+  } finally {
+    abort?.removeEventListener("abort", onAbort);
   }
   logger.info({ dataDir, port, passwordFile: passwordFile(dataDir) }, "embedded PostgreSQL started");
   let stopped = false;
@@ -565,6 +601,7 @@ async function waitUntilReady(
   exited: Promise<number | null>,
   output: () => string,
   timeoutMs = 60_000,
+  abort?: AbortSignal,
 ): Promise<string> {
   let gone = false;
   void exited.then(() => {
@@ -573,6 +610,7 @@ async function waitUntilReady(
   const candidates = await passwordCandidates(dataDir);
   const deadline = Date.now() + timeoutMs;
   for (;;) {
+    if (abort?.aborted === true) throw startAborted(dataDir);
     if (gone) {
       throw new KiteqError(
         ErrorCode.StoreFailed,

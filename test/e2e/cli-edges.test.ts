@@ -256,6 +256,64 @@ describe("e2e: CLI interrupted, piped, on a schema not its own, and other edges"
     }
   });
 
+  it("Ctrl-C while the command's PostgreSQL is still starting stops it, however slow the start", async () => {
+    const base = path.join(ROOT, ".tmp");
+    await mkdir(base, { recursive: true });
+    const dir = await mkdtemp(path.join(base, "cli-sigint-start-"));
+    const pidFile = path.join(dir, "pg", "postmaster.pid");
+    const alive = (pid: number) => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    try {
+      expect((await cli(["migrate", "--data-dir", dir, "--admin", "-1"])).code).toBe(0);
+      // A start slower than the cleanup's 10 s bound (a loaded machine): the postmaster frozen
+      // (SIGSTOP) as soon as its postmaster.pid appears, before it reports "ready". The window is
+      // tens of ms; a lost race (it was ready) is tried again.
+      let frozen: { run: ReturnType<typeof start>; postmaster: number } | undefined;
+      for (let attempt = 1; frozen === undefined && attempt <= 5; attempt++) {
+        const run = start(["history", "--group", "g", "--since", "1h", "--data-dir", dir, "--admin", "-1"]);
+        let lines: string[] = [];
+        const deadline = Date.now() + 30_000;
+        while (lines.length === 0 || !/^\d+$/.test(lines[0]!)) {
+          if (Date.now() > deadline) throw new Error("the command's PostgreSQL did not start in 30 s");
+          await new Promise((r) => setTimeout(r, 1));
+          if (existsSync(pidFile)) lines = readFileSync(pidFile, "utf8").split("\n");
+        }
+        const postmaster = Number(lines[0]);
+        process.kill(postmaster, "SIGSTOP");
+        const status = readFileSync(pidFile, "utf8").split("\n")[7]?.trim() ?? "";
+        if (status !== "ready") {
+          frozen = { run, postmaster };
+          break;
+        }
+        process.kill(postmaster, "SIGCONT");
+        expect(await run.exited).toBe(0);
+        await waitFor(() => !alive(postmaster), 30_000, "the command's PostgreSQL stopped after its read");
+      }
+      if (frozen === undefined)
+        throw new Error("the postmaster was ready before it could be frozen, 5 times");
+      const { run, postmaster } = frozen;
+      try {
+        run.child.kill("SIGINT");
+        expect(await run.exited).toBe(130);
+      } finally {
+        process.kill(postmaster, "SIGCONT");
+      }
+      // Before: the cleanup awaited the start, was cut at 10 s, and the server, once thawed,
+      // finished starting and ran on with nobody to stop it. Now it was asked to stop at once.
+      await waitFor(() => !alive(postmaster), 30_000, "the command's PostgreSQL stopped");
+      expect(existsSync(pidFile)).toBe(false);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+      await removePlacedDataDirs(dir);
+    }
+  });
+
   it("--json=false is off (it printed JSON); a newline in a name stays on one line; an unknown id names retention", async () => {
     await bind(db.pool, { groupId: "g-switch", topic: "t-switch", messageType: "m" });
     const text = await cli(["bind", "list", "--json=false", "--db", db.url, "--admin", "-1"]);
