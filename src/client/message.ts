@@ -101,6 +101,9 @@ function checkFields(m: OutgoingMessage): void {
   }
   for (const key of ["topic", "messageType"] as const) {
     if (typeof m[key] !== "string") throw invalid(key, `${key} must be a string, not ${describe(m[key])}`);
+    // The broker refuses an empty one ("empty messageType", "unsupported topic"): say so before
+    // anything is sent, as for the other fields it would refuse.
+    if (m[key] === "") throw invalid(key, `${key} must not be empty`);
   }
   const texts: [string, string][] = [
     ["topic", m.topic],

@@ -75,6 +75,8 @@ describe("SDK wire conversion", () => {
     refused({ messageId: 7 }, "messageId", /32 hexadecimal characters, not 7/);
     // Before: sent, and refused by the broker only.
     refused({ messageId: "not-hex" }, "messageId", /32 hexadecimal characters, not "not-hex"/);
+    refused({ messageType: "" }, "messageType", /messageType must not be empty/);
+    refused({ topic: "" }, "topic", /topic must not be empty/);
     // Still accepted: a pair, -1 (KiteQ's default expiry), a past deliverAt, 1 and 100.
     for (const fields of [
       { messageType: "a\uD83D\uDE00b" },
