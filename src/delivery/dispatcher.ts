@@ -38,7 +38,7 @@ import { storableFeedback } from "./feedback.js";
 import { GroupCounters } from "./group-counters.js";
 import { type DeliveryJob, HeldJobs, jobFromClaim, jobsFromPublish, type WireCache } from "./job.js";
 import { effectiveWatermark, LocalGroup } from "./local-group.js";
-import { OutcomeWriter } from "./outcomes.js";
+import { MAX_RETRY_DELAY_MS, OutcomeWriter } from "./outcomes.js";
 import { type RedeliveryStep, redeliveryDelayMs } from "./schedule.js";
 import { pickConnection, warmupWeight } from "./warmup.js";
 
@@ -200,6 +200,15 @@ export class Dispatcher {
   private readonly pools: readonly pg.Pool[];
   /** Claims skip a shard that failed on its connection until then (epoch ms), per shard. */
   private readonly claimDownUntil: number[];
+  /** Per shard: when its last claim pass succeeded (epoch ms; 0: none yet). */
+  private readonly claimOkAt: number[];
+  /**
+   * Per shard: the start of the outage its claims fail in or just came back from (its last
+   * successful claim: the outage began after it; 0: none), and until when, after it answered
+   * again, other claimers' leases that ran out since are left to their holders (0: not yet).
+   */
+  private readonly outageFrom: number[];
+  private readonly outageGraceUntil: number[];
   /** The shard the next claim pass starts with (round robin). */
   private claimTurn = 0;
   /** A shard that is down fails every claim pass: a few lines, then summaries. */
@@ -227,6 +236,9 @@ export class Dispatcher {
     this.pools = o.pools ?? [o.pool];
     this.outcomes = this.pools.map((p) => new OutcomeWriter(p, o.nodeId, o.log));
     this.claimDownUntil = this.pools.map(() => 0);
+    this.claimOkAt = this.pools.map(() => 0);
+    this.outageFrom = this.pools.map(() => 0);
+    this.outageGraceUntil = this.pools.map(() => 0);
     this.held = this.pools.map(() => new HeldJobs());
     this.shardLog = new RateLimitedLog(o.log, { first: 3, intervalMs: 30_000 });
   }
@@ -612,6 +624,13 @@ export class Dispatcher {
           const claimStart = performance.now();
           this.lastClaimNow = now;
           let rows: ClaimedDelivery[];
+          // Just after an outage of this store (or shard): leave the leases that ran out during it
+          // to their holders for a while (their acks wait to be written, their renewals to run).
+          // Taken at once, what their consumers had answered was pushed again by this node (995
+          // after a 53 s outage in a walkthrough, 40 of 40 in test/e2e/outage-lapsed-leases.test.ts).
+          const outageFrom = this.outageFrom[shard]!;
+          const inGrace =
+            outageFrom !== 0 && (this.outageGraceUntil[shard] === 0 || now < this.outageGraceUntil[shard]!);
           const claim = claimDueDeliveries(this.pools[shard]!, {
             groups,
             limits,
@@ -620,10 +639,12 @@ export class Dispatcher {
             leaseUntil: new Date(now + this.o.leaseMs),
             nodeId: this.o.nodeId,
             tally: this.claimTally,
+            ...(inGrace ? { leasesLapsedBefore: new Date(outageFrom) } : {}),
           });
           try {
             rows = n === 1 ? await claim : await withDeadline(claim, SHARD_ANSWER_MS);
           } catch (err) {
+            this.claimFailing(shard);
             if (n === 1) throw err;
             if (err instanceof DeadlineExceeded) {
               // A shard that hangs (its server paused, a network that drops packets) must not hold
@@ -638,6 +659,15 @@ export class Dispatcher {
             }
             this.shardClaimFailed(shard, err);
             continue;
+          }
+          this.claimOkAt[shard] = now;
+          if (outageFrom !== 0) {
+            if (this.outageGraceUntil[shard] === 0) {
+              this.outageGraceUntil[shard] = Date.now() + this.outageGraceMs();
+            } else if (!inGrace) {
+              this.outageFrom[shard] = 0;
+              this.outageGraceUntil[shard] = 0;
+            }
           }
           this.latency.claim.since(claimStart, performance.now());
           this.counters.claimed += rows.length;
@@ -714,6 +744,20 @@ export class Dispatcher {
       `claiming deliveries in shard ${shard} failed; the other shards go on, retrying it in 1 s`,
     );
     if (!this.stopped) this.scheduleWake(Date.now() + 1000);
+  }
+
+  /** A claim pass on `shard` failed: an outage, begun after its last successful claim. */
+  private claimFailing(shard: number): void {
+    if (this.outageFrom[shard] === 0) this.outageFrom[shard] = this.claimOkAt[shard] || Date.now();
+    this.outageGraceUntil[shard] = 0;
+  }
+
+  /**
+   * How long after a shard's outage other nodes' claims that ran out during it are left alone: one
+   * lease, and at least the outcome writers' longest retry delay and a second.
+   */
+  private outageGraceMs(): number {
+    return Math.max(this.o.leaseMs, MAX_RETRY_DELAY_MS + 1000);
   }
 
   private pushesInFlight(): number {

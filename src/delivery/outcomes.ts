@@ -22,7 +22,7 @@ import { GroupCommitter } from "../store/group-commit.js";
 /** Attempts of a stopping node before an outcome is given up (about 18 s). */
 const RETRIES = 8;
 const RETRY_DELAY_MS = 500;
-const MAX_RETRY_DELAY_MS = 5_000;
+export const MAX_RETRY_DELAY_MS = 5_000;
 
 type Release = { messagePk: number; groupId: string; claimEpoch: number };
 

@@ -54,7 +54,7 @@ WITH dead AS MATERIALIZED (
     CROSS JOIN LATERAL (
       SELECT ctid, next_attempt_at, claimed_by, message_pk, group_id, lease_until FROM deliveries
        WHERE group_id = g.group_id AND next_attempt_at <= $3 AND expires_at > $3
-         AND (claimed_by IS NULL OR lease_until < $3
+         AND (claimed_by IS NULL OR lease_until < $7
               OR ((SELECT some_dead FROM dead) AND claimed_by <> $4
                   AND EXISTS (SELECT 1 FROM dead_claimers x
                                WHERE x.claimer = deliveries.claimed_by AND x.until > $3
@@ -136,13 +136,27 @@ export async function claimDueDeliveries(
     leaseUntil: Date;
     nodeId?: string;
     tally?: ClaimTally;
+    /**
+     * Another claimer's rows are taken when their lease ran out before this (default `now`). Just
+     * after a shard's outage, the time it went down: leases that ran out during it could not be
+     * renewed, and their holders' outcomes are still on the way.
+     */
+    leasesLapsedBefore?: Date;
   },
 ): Promise<ClaimedDelivery[]> {
   const { rows } = await db.query({
     // Named: planned once per connection (a generic plan: nothing in it depends on the values).
     name: "claim_due_deliveries",
     text: CLAIM_DUE_DELIVERIES,
-    values: [args.groups, args.limits, args.now, args.claimer, args.leaseUntil, args.nodeId ?? args.claimer],
+    values: [
+      args.groups,
+      args.limits,
+      args.now,
+      args.claimer,
+      args.leaseUntil,
+      args.nodeId ?? args.claimer,
+      args.leasesLapsedBefore ?? args.now,
+    ],
   });
   if (args.tally !== undefined && rows.length > 0) args.tally.takenOver += rows[0].taken_over;
   const claimed: ClaimedDelivery[] = [];
