@@ -72,6 +72,30 @@ export interface PublishHooks {
 /** Publishes accepted but not yet written, at most (a few seconds of full speed). */
 const MAX_PENDING_PUBLISHES = 50_000;
 
+/**
+ * Bytes of the publishes accepted but not yet written, at most (bodies, plus PUBLISH_OVERHEAD_BYTES
+ * each). Counted in messages alone, one client pipelining 1 MB bodies faster than PostgreSQL stores
+ * them grew a broker to 4.8 GB (and its sends timed out all the same); at 64 MiB the refusals
+ * start within a second of writes at this machine's pace, and small messages meet the count first.
+ */
+export const MAX_PENDING_PUBLISH_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Bytes of one publish transaction, at most (at least one message): its bodies travel as one
+ * parameter, which 1,000 bodies of 2 MB would take past PostgreSQL's 1 GB limit on a value.
+ */
+const MAX_BATCH_BYTES = 16 * 1024 * 1024;
+
+/** What a publish weighs beside its body: its header fields and the record around them. */
+const PUBLISH_OVERHEAD_BYTES = 512;
+
+/** A publish's weight in the pending bound and the batch bound. */
+function publishBytes(bodyLength: number, properties: readonly { key: string; value: string }[]): number {
+  let bytes = bodyLength + PUBLISH_OVERHEAD_BYTES;
+  for (const p of properties) bytes += p.key.length + p.value.length;
+  return bytes;
+}
+
 /** Write one batch of records; throws on any database error. */
 export type PublishWriter = (records: PublishRecord[]) => Promise<PublishResult[]>;
 
@@ -123,6 +147,8 @@ export class Publisher {
       (w, shard) =>
         new GroupCommitter<PublishRecord, ItemOutcome<PublishResult>>({
           maxBatch: options.maxBatch,
+          weigh: (r) => publishBytes(r.body.length, r.properties),
+          maxBatchWeight: MAX_BATCH_BYTES,
           concurrency: options.concurrency,
           parallelFrom: options.parallelFrom,
           windowMs: options.windowMs,
@@ -258,6 +284,18 @@ export class Publisher {
       this.counters.fly++;
       this.hooks.deliverFly(header, body, isString);
       session.sendStoreAck(opaque, messageId, true, "fly message accepted");
+      return;
+    }
+    // The same in bytes: a few clients pipelining large bodies faster than the store takes them.
+    const bytes = publishBytes(body.length, header.properties);
+    if (committer.pendingWeight > 0 && committer.pendingWeight + bytes > MAX_PENDING_PUBLISH_BYTES) {
+      this.refuse(
+        session,
+        opaque,
+        messageId,
+        ErrorCode.RateLimited,
+        `store busy: ${Math.round(committer.pendingWeight / (1024 * 1024))} MiB of publishes waiting, retry later`,
+      );
       return;
     }
     if (!header.commit) session.answersTxChecks = true;

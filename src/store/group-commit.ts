@@ -13,6 +13,13 @@
 export interface GroupCommitOptions<T, R> {
   /** Largest batch written in one transaction. */
   maxBatch: number;
+  /**
+   * An item's weight (its bytes, say) and the most a batch may weigh: a batch is cut before the
+   * item that would take it past maxBatchWeight (it holds at least one item). Without them, items
+   * weigh nothing.
+   */
+  weigh?(item: T): number;
+  maxBatchWeight?: number;
   /** Batches written at once (each on its own connection). */
   concurrency: number;
   /**
@@ -44,12 +51,15 @@ export type ItemCallback<R> = (err: unknown, result?: R) => void;
 interface Pending<T, R> {
   item: T;
   done: ItemCallback<R>;
+  weight: number;
 }
 
 /** Batches submitted items into transactions (see module comment). */
 export class GroupCommitter<T, R> {
   private queue: Pending<T, R>[] = [];
   private inFlight = 0;
+  /** Weight of the items waiting and of the batches being written (options.weigh). */
+  private weight = 0;
   private scheduled = false;
   private idleWaiters: (() => void)[] = [];
   /** Batches written and items in them, for metrics. */
@@ -69,13 +79,20 @@ export class GroupCommitter<T, R> {
    * thousands per second (acks), a callback instead of two promises per item.
    */
   enqueue(item: T, done: ItemCallback<R>): void {
-    this.queue.push({ item, done });
+    const weight = this.options.weigh?.(item) ?? 0;
+    this.weight += weight;
+    this.queue.push({ item, done, weight });
     this.schedule();
   }
 
   /** Items waiting or being written. */
   get pending(): number {
     return this.queue.length + this.inFlight;
+  }
+
+  /** Weight of the items waiting or being written (options.weigh; 0 without it). */
+  get pendingWeight(): number {
+    return this.weight;
   }
 
   /** Resolves when every submitted item has been written (or failed). */
@@ -98,12 +115,26 @@ export class GroupCommitter<T, R> {
       while (this.mayStart()) this.startBatch();
     };
     const windowMs = this.options.windowMs ?? 0;
-    if (windowMs > 0 && this.queue.length < this.options.maxBatch) setTimeout(run, windowMs);
+    const full =
+      this.queue.length >= this.options.maxBatch || this.weight >= (this.options.maxBatchWeight ?? Infinity);
+    if (windowMs > 0 && !full) setTimeout(run, windowMs);
     else setImmediate(run);
   }
 
   private startBatch(): void {
-    const batch = this.queue.splice(0, this.options.maxBatch);
+    let take = Math.min(this.queue.length, this.options.maxBatch);
+    const maxWeight = this.options.maxBatchWeight;
+    if (maxWeight !== undefined) {
+      let weight = this.queue[0]!.weight;
+      for (let i = 1; i < take; i++) {
+        weight += this.queue[i]!.weight;
+        if (weight > maxWeight) {
+          take = i;
+          break;
+        }
+      }
+    }
+    const batch = this.queue.splice(0, take);
     this.inFlight++;
     this.stats.batches++;
     this.stats.items += batch.length;
@@ -133,6 +164,7 @@ export class GroupCommitter<T, R> {
     tell: (p: Pending<T, R>, i: number) => void,
   ): void {
     this.inFlight--;
+    for (const p of batch) this.weight -= p.weight;
     if ((this.options.windowMs ?? 0) > 0) this.schedule();
     else while (this.mayStart()) this.startBatch();
     // A `written` that throws (a bug) must not keep the callers from hearing what was stored.

@@ -71,3 +71,47 @@ it("a publish batch waiting on a table lock makes /healthz 503 and is logged, un
     "recovery logged",
   );
 }, 60_000);
+
+it("publishes of large bodies waiting on the store are bounded in bytes: beyond 64 MiB they are refused at once", async () => {
+  broker ??= await startBrokerProcess(["--db", db.url, "--recieve-permits-per-second", "0"]);
+  const flooder = await KiteqConnection.connect({
+    host: broker.host,
+    port: broker.port,
+    groupId: "p",
+    heartbeatMs: 0,
+  });
+  const holder = await db.pool.connect();
+  try {
+    await holder.query("BEGIN");
+    await holder.query("LOCK TABLE message_ids IN ACCESS EXCLUSIVE MODE");
+    // 160 bodies of 1 MiB, pipelined while nothing can be stored. Before: all 160 held in the
+    // broker's memory (one client pipelining such bodies took a broker to 4.8 GB), none refused
+    // below 50,000 messages.
+    const body = Buffer.alloc(1024 * 1024, 7);
+    const sends = Array.from({ length: 160 }, () =>
+      flooder.publish(buildHeader({ topic: "t", messageType: "m", groupId: "p" }), body),
+    );
+    const refusals: string[] = [];
+    for (const s of sends) {
+      void s.then((a) => {
+        if (!a.status) refusals.push(a.feedback);
+      });
+    }
+    await waitFor(() => refusals.length >= 160 - 64, 30_000, "the sends beyond 64 MiB refused");
+    expect(refusals.length).toBeLessThanOrEqual(160 - 60);
+    for (const r of refusals) expect(r).toMatch(/^store busy: 6\d MiB of publishes waiting, retry later$/);
+    await holder.query("COMMIT");
+    // What was taken is stored once the store answers (in transactions of at most 16 MiB).
+    const answers = await Promise.all(sends);
+    const stored = answers.filter((a) => a.status).length;
+    expect(stored).toBe(160 - refusals.length);
+    const { rows } = await db.pool.query<{ n: number }>(
+      "SELECT count(*)::int AS n FROM messages WHERE topic = 't' AND length(body) = 1048576",
+    );
+    expect(rows[0]!.n).toBe(stored);
+  } finally {
+    await holder.query("ROLLBACK").catch(() => undefined);
+    holder.release();
+    flooder.close();
+  }
+}, 90_000);

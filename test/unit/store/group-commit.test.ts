@@ -174,4 +174,40 @@ describe("GroupCommitter", () => {
     expect(drained).toBe(true);
     expect(committer.pending).toBe(0);
   });
+
+  it("with weights, cuts a batch before the item that would pass maxBatchWeight and counts what is pending", async () => {
+    const batches: number[][] = [];
+    const pending: ((r: string[]) => void)[] = [];
+    // Items weigh their own value; a batch weighs at most 10 (and holds at least one item).
+    const committer = new GroupCommitter<number, string>({
+      maxBatch: 100,
+      concurrency: 1,
+      weigh: (n) => n,
+      maxBatchWeight: 10,
+      write: (items) =>
+        new Promise<string[]>((resolve) => {
+          batches.push(items);
+          pending.push(resolve);
+        }),
+    });
+    const tick = () => new Promise((r) => setImmediate(r));
+    for (const n of [4, 5, 2, 12, 3]) committer.enqueue(n, () => undefined);
+    expect(committer.pendingWeight).toBe(26);
+    await tick();
+    expect(batches).toEqual([[4, 5]]);
+    pending[0]!(["", ""]);
+    await tick();
+    // 2 + 12 would pass 10: the 2 goes alone, then the 12 (heavier than a batch) alone.
+    expect(batches).toEqual([[4, 5], [2]]);
+    expect(committer.pendingWeight).toBe(17);
+    pending[1]!([""]);
+    await tick();
+    expect(batches).toEqual([[4, 5], [2], [12]]);
+    pending[2]!([""]);
+    await tick();
+    expect(batches).toEqual([[4, 5], [2], [12], [3]]);
+    pending[3]!([""]);
+    await tick();
+    expect(committer.pendingWeight).toBe(0);
+  });
 });
