@@ -17,6 +17,7 @@ import {
   nextDueAfter,
   REPLAY_BATCH,
   redriveDelivery,
+  releaseDeliveries,
   renewLeases,
 } from "./deliveries.js";
 import { explainMessage, TOPIC_BINDINGS_SQL } from "./explain.js";
@@ -140,6 +141,16 @@ export function statementCatalog(fx: BacklogFixture, sample: CatalogSample): Cat
             .slice(0, batch)
             .map((messagePk) => ({ messagePk, groupId: fx.group, claimEpoch: 1 })),
           lease,
+        ),
+    },
+    {
+      name: "release of held deliveries (500: flow control, shutdown)",
+      run: (db) =>
+        releaseDeliveries(
+          db,
+          sample.goneClaimedPks
+            .slice(0, batch)
+            .map((messagePk) => ({ messagePk, groupId: fx.group, claimEpoch: 1 })),
         ),
     },
     {
