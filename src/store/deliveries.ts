@@ -268,12 +268,9 @@ WITH input AS (
   SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::float8[], $5::float8[])
     AS a(message_pk, group_id, attempt, pushed_at, acked_at)
 ), gone AS (
-  -- message_pk = ANY($1): an index condition on the primary key whatever the statistics. As a
-  -- bare join, planned on statistics autovacuum took while deliveries was empty (a healthy
-  -- broker's usual state), each batch walked the whole of deliveries_due_idx.
   DELETE FROM deliveries d
    USING input a
-   WHERE d.message_pk = ANY ($1::bigint[]) AND d.message_pk = a.message_pk AND d.group_id = a.group_id
+   WHERE d.message_pk = a.message_pk AND d.group_id = a.group_id
   RETURNING a.message_pk, a.group_id, a.attempt, to_timestamp(a.pushed_at) AS pushed_at,
             to_timestamp(a.acked_at) AS acked_at,
             coalesce(a.acked_at - a.pushed_at <= ${ACK_WITH_PUSH_WINDOW_SECONDS}, false) AS merged
@@ -558,11 +555,9 @@ export async function releaseDeliveries(
   // connection could lock the same rows in opposite orders (deadlocks seen under load).
   items = [...items].sort(byDeliveryKey);
   const { rowCount } = await db.query({
-    // message_pk = ANY($1): a primary-key condition whatever the statistics (see ACK_DELIVERIES).
     text: `UPDATE deliveries d SET claimed_by = NULL, lease_until = NULL
              FROM unnest($1::bigint[], $2::text[], $3::int[]) AS r(message_pk, group_id, claim_epoch)
-            WHERE d.message_pk = ANY ($1::bigint[])
-              AND d.message_pk = r.message_pk AND d.group_id = r.group_id AND d.claim_epoch = r.claim_epoch`,
+            WHERE d.message_pk = r.message_pk AND d.group_id = r.group_id AND d.claim_epoch = r.claim_epoch`,
     values: [items.map((i) => i.messagePk), items.map((i) => i.groupId), items.map((i) => i.claimEpoch)],
   });
   return rowCount ?? 0;
@@ -612,22 +607,17 @@ export async function renewHeldLeases(
       // and the next renewal finds it if that batch rolls back. Waiting, a renewal deadlocked with
       // ack batches whenever a hash join made either lock in another order than its input's.
       const { rows } = await db.query<{ k: string }>({
-        // message_pk = ANY($1) in both scans: a primary-key condition whatever the statistics. As
-        // bare joins, planned on statistics autovacuum took while deliveries was empty, they
-        // walked the whole of deliveries_due_idx once per renewed row: 26 s a statement (a
-        // 4-minute run at 2 x 2,000 msg/s), while acks waited on its locks.
         text: `WITH mine AS (
                  SELECT d.message_pk, d.group_id
                    FROM deliveries d
                    JOIN unnest($1::bigint[], $2::text[], $3::int[]) AS r(message_pk, group_id, claim_epoch)
                      ON d.message_pk = r.message_pk AND d.group_id = r.group_id AND d.claim_epoch = r.claim_epoch
-                  WHERE d.message_pk = ANY ($1::bigint[]) AND d.claimed_by = $5
+                  WHERE d.claimed_by = $5
                     FOR UPDATE OF d SKIP LOCKED
                )
                UPDATE deliveries d SET lease_until = $4
                  FROM mine
-                WHERE d.message_pk = ANY ($1::bigint[])
-                  AND d.message_pk = mine.message_pk AND d.group_id = mine.group_id
+                WHERE d.message_pk = mine.message_pk AND d.group_id = mine.group_id
                RETURNING d.message_pk::text || ' ' || d.group_id AS k`,
         values: [
           batch.map((b) => b.messagePk),
