@@ -147,7 +147,6 @@ export class Publisher {
       (w, shard) =>
         new GroupCommitter<PublishRecord, ItemOutcome<PublishResult>>({
           maxBatch: options.maxBatch,
-          weigh: (r) => publishBytes(r.body.length, r.properties),
           maxBatchWeight: MAX_BATCH_BYTES,
           concurrency: options.concurrency,
           parallelFrom: options.parallelFrom,
@@ -317,36 +316,40 @@ export class Publisher {
       deliveries: header.commit ? this.hooks.planDeliveries(header) : [],
     };
     const enqueuedAt = performance.now();
-    committer.enqueue(record, (err, outcome) => {
-      if (err === undefined && outcome?.ok === true) {
-        const r = outcome.result;
-        this.counters.accepted++;
-        this.storeLatency.since(enqueuedAt, performance.now());
-        if (r.duplicate) this.counters.duplicates++;
-        session.sendStoreAck(opaque, messageId, true, r.duplicate ? "duplicate: already stored" : "stored");
-        return;
-      }
-      this.counters.failed++;
-      const cause = err ?? (outcome?.ok === false ? outcome.error : undefined);
-      const e = toKiteqError(cause, { connection: session.id, messageId }, ErrorCode.StoreFailed);
-      const state = sqlState(cause);
-      this.limitedLog.error(
-        `publish not stored ${e.code} ${state ?? ""}`,
-        { code: e.code, sqlState: state, connection: session.id, messageId, err: e.message },
-        "publish not stored",
-      );
-      const sqlstate = state === undefined ? "" : ` (SQLSTATE ${state})`;
-      // A write refused before anything was sent to the store (its shard down) is not stored for
-      // sure; any other failure may have committed (a connection lost after the COMMIT went out).
-      session.sendStoreAck(
-        opaque,
-        messageId,
-        false,
-        e.context.stored === false
-          ? `not stored: ${e.message}; retry later`
-          : `store failed: ${e.message}${sqlstate}`,
-      );
-    });
+    committer.enqueue(
+      record,
+      (err, outcome) => {
+        if (err === undefined && outcome?.ok === true) {
+          const r = outcome.result;
+          this.counters.accepted++;
+          this.storeLatency.since(enqueuedAt, performance.now());
+          if (r.duplicate) this.counters.duplicates++;
+          session.sendStoreAck(opaque, messageId, true, r.duplicate ? "duplicate: already stored" : "stored");
+          return;
+        }
+        this.counters.failed++;
+        const cause = err ?? (outcome?.ok === false ? outcome.error : undefined);
+        const e = toKiteqError(cause, { connection: session.id, messageId }, ErrorCode.StoreFailed);
+        const state = sqlState(cause);
+        this.limitedLog.error(
+          `publish not stored ${e.code} ${state ?? ""}`,
+          { code: e.code, sqlState: state, connection: session.id, messageId, err: e.message },
+          "publish not stored",
+        );
+        const sqlstate = state === undefined ? "" : ` (SQLSTATE ${state})`;
+        // A write refused before anything was sent to the store (its shard down) is not stored for
+        // sure; any other failure may have committed (a connection lost after the COMMIT went out).
+        session.sendStoreAck(
+          opaque,
+          messageId,
+          false,
+          e.context.stored === false
+            ? `not stored: ${e.message}; retry later`
+            : `store failed: ${e.message}${sqlstate}`,
+        );
+      },
+      bytes,
+    );
   }
 
   /** Stop taking publishes and wait until every accepted one is written and answered. */

@@ -14,11 +14,9 @@ export interface GroupCommitOptions<T, R> {
   /** Largest batch written in one transaction. */
   maxBatch: number;
   /**
-   * An item's weight (its bytes, say) and the most a batch may weigh: a batch is cut before the
-   * item that would take it past maxBatchWeight (it holds at least one item). Without them, items
-   * weigh nothing.
+   * The most a batch may weigh (items' weights are given to enqueue: their bytes, say): a batch
+   * is cut before the item that would take it past it (it holds at least one item).
    */
-  weigh?(item: T): number;
   maxBatchWeight?: number;
   /** Batches written at once (each on its own connection). */
   concurrency: number;
@@ -58,7 +56,7 @@ interface Pending<T, R> {
 export class GroupCommitter<T, R> {
   private queue: Pending<T, R>[] = [];
   private inFlight = 0;
-  /** Weight of the items waiting and of the batches being written (options.weigh). */
+  /** Weight of the items waiting and of the batches being written (see enqueue). */
   private weight = 0;
   private scheduled = false;
   private idleWaiters: (() => void)[] = [];
@@ -78,8 +76,7 @@ export class GroupCommitter<T, R> {
    * Queue one item; `done` is called once its batch committed or failed. For writes at tens of
    * thousands per second (acks), a callback instead of two promises per item.
    */
-  enqueue(item: T, done: ItemCallback<R>): void {
-    const weight = this.options.weigh?.(item) ?? 0;
+  enqueue(item: T, done: ItemCallback<R>, weight = 0): void {
     this.weight += weight;
     this.queue.push({ item, done, weight });
     this.schedule();
@@ -90,7 +87,7 @@ export class GroupCommitter<T, R> {
     return this.queue.length + this.inFlight;
   }
 
-  /** Weight of the items waiting or being written (options.weigh; 0 without it). */
+  /** Weight of the items waiting or being written (as given to enqueue). */
   get pendingWeight(): number {
     return this.weight;
   }

@@ -87,21 +87,8 @@ describe("e2e: the store down for longer than a lease while a node's consumer ho
     const released = new Promise<boolean>((resolve) => {
       release = () => resolve(true);
     });
-    const heldOnA = await (async () => {
-      const received: string[] = [];
-      const conn = await KiteqConnection.connect({
-        host: "127.0.0.1",
-        port: a.port,
-        groupId: "g",
-        heartbeatMs: 0,
-        onMessage: (m) => {
-          received.push(m.header.messageId);
-          return released;
-        },
-      });
-      conns.push(conn);
-      return received;
-    })();
+    const onA = await recordingConsumer(a.port, "g", () => released);
+    conns.push(onA.conn);
     const onB = await recordingConsumer(b.port, "g");
     conns.push(onB.conn);
     const producer = await KiteqConnection.connect({
@@ -118,7 +105,7 @@ describe("e2e: the store down for longer than a lease while a node's consumer ho
       expect((await producer.publish(h, `m${i}`)).status).toBe(true);
       ids.push(h.messageId);
     }
-    await waitFor(() => heldOnA.length === MESSAGES, 10_000, "node A's consumer got every message");
+    await waitFor(() => onA.received.length === MESSAGES, 10_000, "node A's consumer got every message");
     expect(onB.ids()).toEqual([]);
 
     // The store goes away; A's consumer answers now, and A cannot write the acks.
@@ -165,7 +152,7 @@ describe("e2e: the store down for longer than a lease while a node's consumer ho
     // ... and none of the messages was pushed a second time, by either node.
     await new Promise((r) => setTimeout(r, 1000));
     const pushedAgainByB = onB.ids().filter((id) => ids.includes(id));
-    const pushedTwiceByA = heldOnA.length - new Set(heldOnA).size;
+    const pushedTwiceByA = onA.received.length - new Set(onA.ids()).size;
     console.log(
       `store down ${OUTAGE_MS} ms (lease ${LEASE_SECONDS} s): pushed again by node B ${pushedAgainByB.length}, ` +
         `twice by node A ${pushedTwiceByA}; node B's history rows ${JSON.stringify(takenByB)}`,

@@ -9,11 +9,14 @@ export interface RecordingConsumer {
   ids(): string[];
 }
 
-/** Connect a consumer of `groupId`; `answer` decides each ack (default true). */
+/**
+ * Connect a consumer of `groupId`; `answer` decides each ack (default true): a promise answers
+ * when it settles (a handler still running).
+ */
 export async function recordingConsumer(
   port: number,
   groupId: string,
-  answer: (m: PushedMessage, n: number) => boolean | "ignore" = () => true,
+  answer: (m: PushedMessage, n: number) => boolean | Promise<boolean> | "ignore" = () => true,
 ): Promise<RecordingConsumer> {
   const received: PushedMessage[] = [];
   // The handler goes in with connect(): the first push may come in the handshake reply's chunk.

@@ -182,7 +182,6 @@ describe("GroupCommitter", () => {
     const committer = new GroupCommitter<number, string>({
       maxBatch: 100,
       concurrency: 1,
-      weigh: (n) => n,
       maxBatchWeight: 10,
       write: (items) =>
         new Promise<string[]>((resolve) => {
@@ -191,7 +190,7 @@ describe("GroupCommitter", () => {
         }),
     });
     const tick = () => new Promise((r) => setImmediate(r));
-    for (const n of [4, 5, 2, 12, 3]) committer.enqueue(n, () => undefined);
+    for (const n of [4, 5, 2, 12, 3]) committer.enqueue(n, () => undefined, n);
     expect(committer.pendingWeight).toBe(26);
     await tick();
     expect(batches).toEqual([[4, 5]]);
