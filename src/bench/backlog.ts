@@ -74,7 +74,7 @@ interface SizeResult {
 async function timeStatements(url: string, fx: BacklogFixture, reps: number): Promise<StatementFigures[]> {
   const pool = createPool(url, { max: 2, name: "kiteq-bench backlog", settings: BROKER_POOL_SETTINGS });
   try {
-    const sample = await sampleBacklog(pool, fx, 500);
+    const sample = await sampleBacklog(pool, fx, 2000);
     const out: StatementFigures[] = [];
     const client = await pool.connect();
     try {

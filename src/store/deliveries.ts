@@ -3,7 +3,7 @@
  * written with each change. Time is always a parameter.
  */
 import type pg from "pg";
-import { inTransaction } from "./db.js";
+import { byKeyLookups, inTransaction } from "./db.js";
 import { ACK_WITH_PUSH_WINDOW_SECONDS } from "./event-kinds.js";
 import { nullableNumberArray, numberArray, textArray } from "./pg-arrays.js";
 
@@ -204,8 +204,9 @@ async function expireOrphanedDeliveries(
   now: Date,
   nodeId: string,
 ): Promise<number> {
-  const { rowCount } = await db.query({
-    text: `WITH gone AS (
+  const { rowCount } = await byKeyLookups(db, (c) =>
+    c.query({
+      text: `WITH gone AS (
              DELETE FROM deliveries d
               USING unnest($1::bigint[], $2::text[], $3::int[]) AS o(message_pk, group_id, claim_epoch)
               WHERE d.message_pk = o.message_pk AND d.group_id = o.group_id AND d.claim_epoch = o.claim_epoch
@@ -213,14 +214,15 @@ async function expireOrphanedDeliveries(
            INSERT INTO message_events (message_pk, kind, at, group_id, node_id, attempt, detail)
            SELECT message_pk, 'expired', $4, group_id, $5, attempts, 'message no longer stored (dropped by retention)'
              FROM gone`,
-    values: [
-      numberArray(items.map((i) => i.messagePk)),
-      textArray(items.map((i) => i.groupId)),
-      numberArray(items.map((i) => i.claimEpoch)),
-      now,
-      nodeId,
-    ],
-  });
+      values: [
+        numberArray(items.map((i) => i.messagePk)),
+        textArray(items.map((i) => i.groupId)),
+        numberArray(items.map((i) => i.claimEpoch)),
+        now,
+        nodeId,
+      ],
+    }),
+  );
   return rowCount ?? 0;
 }
 
@@ -398,20 +400,22 @@ export async function ackDeliveries(
   // In key order: two batches deleting the same rows (this node's and another's, or acks and
   // nacks) lock them in the same order instead of deadlocking.
   const acks = [...batch].sort(byDeliveryKey);
-  const { rows } = await db.query<{ ended: number; late_ended: string[]; missed: string[] }>({
-    // Named: parsed and planned once per connection (tens of ack batches a second).
-    name: "ack_deliveries",
-    text: ACK_DELIVERIES,
-    values: [
-      numberArray(acks.map((a) => a.messagePk)),
-      textArray(acks.map((a) => a.groupId)),
-      numberArray(acks.map((a) => a.attempt)),
-      // Epoch seconds: formatting Dates for array parameters costs more than the statement.
-      nullableNumberArray(acks.map((a) => (a.pushedAt === null ? null : a.pushedAt.getTime() / 1000))),
-      numberArray(acks.map((a) => a.ackedAt.getTime() / 1000)),
-      nodeId,
-    ],
-  });
+  const { rows } = await byKeyLookups(db, (c) =>
+    c.query<{ ended: number; late_ended: string[]; missed: string[] }>({
+      // Named: parsed and planned once per connection (tens of ack batches a second).
+      name: "ack_deliveries",
+      text: ACK_DELIVERIES,
+      values: [
+        numberArray(acks.map((a) => a.messagePk)),
+        textArray(acks.map((a) => a.groupId)),
+        numberArray(acks.map((a) => a.attempt)),
+        // Epoch seconds: formatting Dates for array parameters costs more than the statement.
+        nullableNumberArray(acks.map((a) => (a.pushedAt === null ? null : a.pushedAt.getTime() / 1000))),
+        numberArray(acks.map((a) => a.ackedAt.getTime() / 1000)),
+        nodeId,
+      ],
+    }),
+  );
   const result: AckBatchResult = {
     ended: rows[0]?.ended ?? 0,
     lateEnded: new Set(rows[0]?.late_ended ?? []),
@@ -519,21 +523,23 @@ export async function nackDeliveries(
 ): Promise<NackResult> {
   if (batch.length === 0) return { events: 0, deadLettered: new Set() };
   const nacks = [...batch].sort(byDeliveryKey);
-  const { rows } = await db.query<{ events: number; dead_pks: string[]; dead_groups: string[] }>({
-    text: NACK_DELIVERIES,
-    values: [
-      nacks.map((n) => n.messagePk),
-      nacks.map((n) => n.groupId),
-      nacks.map((n) => n.claimEpoch),
-      nacks.map((n) => n.attempt),
-      nacks.map((n) => n.pushedAt),
-      nacks.map((n) => n.failedAt),
-      nacks.map((n) => n.nextAttemptAt),
-      nacks.map((n) => n.deadLetter),
-      nacks.map((n) => n.reason),
-      nodeId,
-    ],
-  });
+  const { rows } = await byKeyLookups(db, (c) =>
+    c.query<{ events: number; dead_pks: string[]; dead_groups: string[] }>({
+      text: NACK_DELIVERIES,
+      values: [
+        nacks.map((n) => n.messagePk),
+        nacks.map((n) => n.groupId),
+        nacks.map((n) => n.claimEpoch),
+        nacks.map((n) => n.attempt),
+        nacks.map((n) => n.pushedAt),
+        nacks.map((n) => n.failedAt),
+        nacks.map((n) => n.nextAttemptAt),
+        nacks.map((n) => n.deadLetter),
+        nacks.map((n) => n.reason),
+        nodeId,
+      ],
+    }),
+  );
   // No row: a plan capture (statement-catalog) answers none.
   const r = rows[0];
   if (r === undefined) return { events: 0, deadLettered: new Set() };
@@ -554,12 +560,14 @@ export async function releaseDeliveries(
   // In the acks' and nacks' lock order: unsorted, a release and an outcome batch of another
   // connection could lock the same rows in opposite orders (deadlocks seen under load).
   items = [...items].sort(byDeliveryKey);
-  const { rowCount } = await db.query({
-    text: `UPDATE deliveries d SET claimed_by = NULL, lease_until = NULL
+  const { rowCount } = await byKeyLookups(db, (c) =>
+    c.query({
+      text: `UPDATE deliveries d SET claimed_by = NULL, lease_until = NULL
              FROM unnest($1::bigint[], $2::text[], $3::int[]) AS r(message_pk, group_id, claim_epoch)
             WHERE d.message_pk = r.message_pk AND d.group_id = r.group_id AND d.claim_epoch = r.claim_epoch`,
-    values: [items.map((i) => i.messagePk), items.map((i) => i.groupId), items.map((i) => i.claimEpoch)],
-  });
+      values: [items.map((i) => i.messagePk), items.map((i) => i.groupId), items.map((i) => i.claimEpoch)],
+    }),
+  );
   return rowCount ?? 0;
 }
 
@@ -606,8 +614,9 @@ export async function renewHeldLeases(
       // ending or releasing it (nothing else locks a claimed row), so its lease no longer matters,
       // and the next renewal finds it if that batch rolls back. Waiting, a renewal deadlocked with
       // ack batches whenever a hash join made either lock in another order than its input's.
-      const { rows } = await db.query<{ k: string }>({
-        text: `WITH mine AS (
+      const { rows } = await byKeyLookups(db, (c) =>
+        c.query<{ k: string }>({
+          text: `WITH mine AS (
                  SELECT d.message_pk, d.group_id
                    FROM deliveries d
                    JOIN unnest($1::bigint[], $2::text[], $3::int[]) AS r(message_pk, group_id, claim_epoch)
@@ -619,14 +628,15 @@ export async function renewHeldLeases(
                  FROM mine
                 WHERE d.message_pk = mine.message_pk AND d.group_id = mine.group_id
                RETURNING d.message_pk::text || ' ' || d.group_id AS k`,
-        values: [
-          batch.map((b) => b.messagePk),
-          batch.map((b) => b.groupId),
-          batch.map((b) => b.claimEpoch),
-          leaseUntil,
-          claimer,
-        ],
-      });
+          values: [
+            batch.map((b) => b.messagePk),
+            batch.map((b) => b.groupId),
+            batch.map((b) => b.claimEpoch),
+            leaseUntil,
+            claimer,
+          ],
+        }),
+      );
       for (const r of rows) renewed.add(r.k);
     } catch (err) {
       if (onBatchError === undefined) throw err;
@@ -733,10 +743,12 @@ function inOneTransaction<T>(db: Queryable, fn: (c: Queryable) => Promise<T>): P
 
 /** Whether `groupId` owes a delivery of the message `messageId` now (a row in deliveries). */
 export async function isOwedTo(db: Queryable, messageId: string, groupId: string): Promise<boolean> {
-  const { rowCount } = await db.query(
-    `SELECT 1 FROM message_ids i JOIN deliveries d ON d.message_pk = i.message_pk
-      WHERE i.message_id = $1 AND d.group_id = $2 LIMIT 1`,
-    [messageId, groupId],
+  const { rowCount } = await byKeyLookups(db, (c) =>
+    c.query(
+      `SELECT 1 FROM message_ids i JOIN deliveries d ON d.message_pk = i.message_pk
+        WHERE i.message_id = $1 AND d.group_id = $2 LIMIT 1`,
+      [messageId, groupId],
+    ),
   );
   return (rowCount ?? 0) > 0;
 }

@@ -4,6 +4,7 @@
  * DELETE is what makes them idempotent. Time is always a parameter.
  */
 import type pg from "pg";
+import { byKeyLookups } from "./db.js";
 import { BACKGROUND_BATCH, prefixUpperBound } from "./deliveries.js";
 
 type Queryable = pg.Pool | pg.PoolClient;
@@ -331,8 +332,9 @@ export async function recordTxChecks(
   options: { now: Date; nodeId: string },
 ): Promise<number> {
   if (records.length === 0) return 0;
-  const { rows } = await db.query<{ n: number }>({
-    text: `WITH input AS (
+  const { rows } = await byKeyLookups(db, (c) =>
+    c.query<{ n: number }>({
+      text: `WITH input AS (
              SELECT * FROM unnest($1::bigint[], $2::int[], $3::bool[], $4::int[], $5::timestamptz[], $6::text[], $9::bool[])
                AS r(message_pk, claim_epoch, sent, check_no, next_check_at, detail, expired)
            ), locked AS (
@@ -360,18 +362,19 @@ export async function recordTxChecks(
              SELECT message_pk, 'tx_checked', $7, $8, check_no, detail FROM input WHERE sent
            )
            SELECT ((SELECT count(*) FROM upd) + (SELECT count(*) FROM gone))::int AS n`,
-    values: [
-      records.map((r) => r.messagePk),
-      records.map((r) => r.claimEpoch),
-      records.map((r) => r.sent),
-      records.map((r) => r.check),
-      records.map((r) => r.nextCheckAt),
-      records.map((r) => r.detail),
-      options.now,
-      options.nodeId,
-      records.map((r) => r.expired === true),
-    ],
-  });
+      values: [
+        records.map((r) => r.messagePk),
+        records.map((r) => r.claimEpoch),
+        records.map((r) => r.sent),
+        records.map((r) => r.check),
+        records.map((r) => r.nextCheckAt),
+        records.map((r) => r.detail),
+        options.now,
+        options.nodeId,
+        records.map((r) => r.expired === true),
+      ],
+    }),
+  );
   return rows[0]?.n ?? 0;
 }
 

@@ -12,7 +12,7 @@ import { silentLogger } from "../../src/log.js";
 import { ensurePartitions } from "../../src/store/db.js";
 import { claimDueDeliveries } from "../../src/store/deliveries.js";
 import { insertPublishBatch } from "../../src/store/messages.js";
-import { createTestDatabase, type TestDatabase } from "../support/db.js";
+import { createTestDatabase, interceptStatements, type TestDatabase } from "../support/db.js";
 import { deadLetterDue } from "../support/dead-letters.js";
 import { publishRecord } from "../support/records.js";
 
@@ -27,21 +27,16 @@ afterAll(async () => {
   await db?.drop();
 });
 
-/** A pool whose next `failures` queries fail as a refused connection would. */
+/** A pool whose next `failures` statements fail as a refused connection would. */
 function failingPool(real: pg.Pool, state: { failures: number }): pg.Pool {
-  return new Proxy(real, {
-    get(target, prop, receiver) {
-      if (prop !== "query") return Reflect.get(target, prop, receiver);
-      return (...args: unknown[]) => {
-        if (state.failures > 0) {
-          state.failures--;
-          return Promise.reject(
-            Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:1"), { code: "ECONNREFUSED" }),
-          );
-        }
-        return (target.query as (...a: unknown[]) => unknown)(...args);
-      };
-    },
+  return interceptStatements(real, (_q, forward) => {
+    if (state.failures > 0) {
+      state.failures--;
+      return Promise.reject(
+        Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:1"), { code: "ECONNREFUSED" }),
+      );
+    }
+    return forward();
   });
 }
 
@@ -122,15 +117,9 @@ it("an outcome the database refuses for its data is given up after the retries, 
     firstTxCheckAt: now,
   });
   // Every write refused as an invalid timestamp would be (SQLSTATE 22007): it never succeeds.
-  const refusing = new Proxy(db.pool, {
-    get(target, prop, receiver) {
-      if (prop !== "query") return Reflect.get(target, prop, receiver);
-      return () =>
-        Promise.reject(
-          Object.assign(new Error("invalid input syntax for type timestamp"), { code: "22007" }),
-        );
-    },
-  });
+  const refusing = interceptStatements(db.pool, () =>
+    Promise.reject(Object.assign(new Error("invalid input syntax for type timestamp"), { code: "22007" })),
+  );
   const writer = new OutcomeWriter(refusing, "n", silentLogger, 1);
   const result = await Promise.race([
     new Promise<boolean | false>((resolve) =>
@@ -162,15 +151,11 @@ it("a late ack whose after-end statement fails is retried on its own until writt
   const stored = await deadLettered("gl");
   // The acks' statement goes through; the after-end statement right after it fails once.
   let calls = 0;
-  const flaky = new Proxy(db.pool, {
-    get(target, prop, receiver) {
-      if (prop !== "query") return Reflect.get(target, prop, receiver);
-      return (...args: unknown[]) =>
-        ++calls === 2
-          ? Promise.reject(Object.assign(new Error("terminating connection"), { code: "57P01" }))
-          : (target.query as (...a: unknown[]) => unknown)(...args);
-    },
-  });
+  const flaky = interceptStatements(db.pool, (_q, forward) =>
+    ++calls === 2
+      ? Promise.reject(Object.assign(new Error("terminating connection"), { code: "57P01" }))
+      : forward(),
+  );
   const writer = new OutcomeWriter(flaky, "n", silentLogger, 5);
   const late = {
     messagePk: stored.pk!,

@@ -1,4 +1,3 @@
-import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BROKER_POOL_SETTINGS, createPool, ensurePartitions } from "../../src/store/db.js";
 import {
@@ -22,7 +21,7 @@ import {
 import { deadLetters } from "../../src/store/history.js";
 import { declareClaimerDead } from "../../src/store/liveness.js";
 import { insertPublishBatch, type PublishRecord } from "../../src/store/messages.js";
-import { createTestDatabase, lockWaiters, type TestDatabase } from "../support/db.js";
+import { createTestDatabase, interceptStatements, lockWaiters, type TestDatabase } from "../support/db.js";
 import { publishRecord } from "../support/records.js";
 
 const t0 = new Date("2026-11-26T10:00:00.000Z");
@@ -259,10 +258,9 @@ describe("store: deliveries", () => {
   it("a failure of the after-end statement is returned, not thrown (a retry would record the pushes twice)", async () => {
     const [r] = await publish([record(["lf"])]);
     let calls = 0;
-    const flaky = {
-      query: (q: pg.QueryConfig) =>
-        calls++ === 0 ? db.pool.query(q) : Promise.reject(new Error("connection lost")),
-    } as unknown as pg.Pool;
+    const flaky = interceptStatements(db.pool, (_q, forward) =>
+      calls++ === 0 ? forward() : Promise.reject(new Error("connection lost")),
+    );
     const acks = [
       { messagePk: r!.pk!, groupId: "lf", attempt: 1, pushedAt: at(1), ackedAt: at(2) },
       // Ends nothing: asked about after the batch.
@@ -370,12 +368,10 @@ describe("store: deliveries", () => {
     const items = claimed.map((c) => ({ messagePk: c.messagePk, groupId: "lb", claimEpoch: c.claimEpoch }));
     const sizes: number[] = [];
     let failOn = 0;
-    const counting = {
-      query: (q: pg.QueryConfig) => {
-        sizes.push((q.values![0] as unknown[]).length);
-        return sizes.length === failOn ? Promise.reject(new Error("deadlock detected")) : db.pool.query(q);
-      },
-    } as unknown as pg.Pool;
+    const counting = interceptStatements(db.pool, (q, forward) => {
+      sizes.push((q.values![0] as unknown[]).length);
+      return sizes.length === failOn ? Promise.reject(new Error("deadlock detected")) : forward();
+    });
     expect((await renewHeldLeases(counting, "A/1", items, at(60_000))).size).toBe(n);
     expect(sizes).toEqual([RENEW_BATCH, RENEW_BATCH, 500]);
     sizes.length = 0;

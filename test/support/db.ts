@@ -71,3 +71,41 @@ export async function lockWaiters(pool: pg.Pool): Promise<number> {
   );
   return rows[0]!.n;
 }
+
+/** What store functions send around a statement: transaction control and planner settings. */
+const CONTROL = /^(BEGIN|COMMIT|ROLLBACK|SET )/;
+
+/**
+ * `pool` with its statements passed through `intercept` (which may fail them, or count them and
+ * call `forward`), on the pool and on the clients it lends (a store function running its
+ * statement in a transaction of its own). Transaction control and SET statements go through as
+ * they are.
+ */
+export function interceptStatements(
+  pool: pg.Pool,
+  intercept: (config: pg.QueryConfig, forward: () => Promise<pg.QueryResult>) => Promise<pg.QueryResult>,
+): pg.Pool {
+  const wrapQuery =
+    (target: pg.Pool | pg.PoolClient) =>
+    (config: string | pg.QueryConfig, values?: unknown[]): Promise<pg.QueryResult> => {
+      const q: pg.QueryConfig = typeof config === "string" ? { text: config, values } : config;
+      const forward = () => target.query(q);
+      return CONTROL.test(q.text) ? forward() : intercept(q, forward);
+    };
+  return new Proxy(pool, {
+    get(target, prop, receiver) {
+      if (prop === "query") return wrapQuery(target);
+      if (prop === "connect") {
+        return async () => {
+          const client = await target.connect();
+          return new Proxy(client, {
+            get(c, p, r) {
+              return p === "query" ? wrapQuery(c) : Reflect.get(c, p, r);
+            },
+          });
+        };
+      }
+      return Reflect.get(target, prop, receiver);
+    },
+  });
+}
