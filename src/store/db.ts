@@ -389,9 +389,13 @@ export async function inTransaction<T>(
  * 20,770 rows with 321 keys: 2 s; hash joins reading 40,000 rows for 2,000 acks): acks fell
  * behind, the rows held grew, and each next plan was worse (steady load at 2 x 2,000 msg/s went
  * wrong ~150 s in, every time). With plain and index-only scans off (sequential scans are priced
- * out for every broker statement already), the only path left to a row is a bitmap lookup of its
- * key per batch row: the plan cannot depend on the statistics. As fast as the planner's own
- * choice on fresh statistics (2,000 acks of 40,000 rows: 31-37 ms either way).
+ * out for every broker statement already), the only path left to a row is a bitmap lookup per
+ * batch row; and the statements compare group_id (and claimed_by) as an expression no index has
+ * (`d.group_id || '' = b.group_id`), so that lookup can only be the primary key's by message_pk:
+ * given the group, the planner took deliveries_due_idx (group_id first) on those statistics, and
+ * each of 2,000 lookups read the group's 6,500 rows (1.5 s, growing to 17 s). The plan then cannot
+ * depend on the statistics. As fast as the planner's own choice on fresh statistics (2,000 acks
+ * of 40,000 rows: 31-37 ms either way).
  */
 export const BY_KEY_SETTINGS = "SET LOCAL enable_indexscan = off; SET LOCAL enable_indexonlyscan = off";
 

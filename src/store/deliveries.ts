@@ -209,7 +209,7 @@ async function expireOrphanedDeliveries(
       text: `WITH gone AS (
              DELETE FROM deliveries d
               USING unnest($1::bigint[], $2::text[], $3::int[]) AS o(message_pk, group_id, claim_epoch)
-              WHERE d.message_pk = o.message_pk AND d.group_id = o.group_id AND d.claim_epoch = o.claim_epoch
+              WHERE d.message_pk = o.message_pk AND d.group_id || '' = o.group_id AND d.claim_epoch = o.claim_epoch
              RETURNING d.message_pk, d.group_id, d.attempts)
            INSERT INTO message_events (message_pk, kind, at, group_id, node_id, attempt, detail)
            SELECT message_pk, 'expired', $4, group_id, $5, attempts, 'message no longer stored (dropped by retention)'
@@ -272,7 +272,7 @@ WITH input AS (
 ), gone AS (
   DELETE FROM deliveries d
    USING input a
-   WHERE d.message_pk = a.message_pk AND d.group_id = a.group_id
+   WHERE d.message_pk = a.message_pk AND d.group_id || '' = a.group_id
   RETURNING a.message_pk, a.group_id, a.attempt, to_timestamp(a.pushed_at) AS pushed_at,
             to_timestamp(a.acked_at) AS acked_at,
             coalesce(a.acked_at - a.pushed_at <= ${ACK_WITH_PUSH_WINDOW_SECONDS}, false) AS merged
@@ -464,11 +464,11 @@ WITH input AS (
   UPDATE deliveries d
      SET attempts = n.attempt, next_attempt_at = n.next_attempt_at, claimed_by = NULL, lease_until = NULL
     FROM input n
-   WHERE d.message_pk = n.message_pk AND d.group_id = n.group_id AND d.claim_epoch = n.claim_epoch AND NOT n.dead
+   WHERE d.message_pk = n.message_pk AND d.group_id || '' = n.group_id AND d.claim_epoch = n.claim_epoch AND NOT n.dead
   RETURNING n.*
 ), dead AS (
   DELETE FROM deliveries d USING input n
-   WHERE d.message_pk = n.message_pk AND d.group_id = n.group_id AND d.claim_epoch = n.claim_epoch AND n.dead
+   WHERE d.message_pk = n.message_pk AND d.group_id || '' = n.group_id AND d.claim_epoch = n.claim_epoch AND n.dead
   RETURNING n.*, d.message_stored_at
 ), hit AS (
   SELECT * FROM retried
@@ -564,7 +564,7 @@ export async function releaseDeliveries(
     c.query({
       text: `UPDATE deliveries d SET claimed_by = NULL, lease_until = NULL
              FROM unnest($1::bigint[], $2::text[], $3::int[]) AS r(message_pk, group_id, claim_epoch)
-            WHERE d.message_pk = r.message_pk AND d.group_id = r.group_id AND d.claim_epoch = r.claim_epoch`,
+            WHERE d.message_pk = r.message_pk AND d.group_id || '' = r.group_id AND d.claim_epoch = r.claim_epoch`,
       values: [items.map((i) => i.messagePk), items.map((i) => i.groupId), items.map((i) => i.claimEpoch)],
     }),
   );
@@ -620,13 +620,13 @@ export async function renewHeldLeases(
                  SELECT d.message_pk, d.group_id
                    FROM deliveries d
                    JOIN unnest($1::bigint[], $2::text[], $3::int[]) AS r(message_pk, group_id, claim_epoch)
-                     ON d.message_pk = r.message_pk AND d.group_id = r.group_id AND d.claim_epoch = r.claim_epoch
-                  WHERE d.claimed_by = $5
+                     ON d.message_pk = r.message_pk AND d.group_id || '' = r.group_id AND d.claim_epoch = r.claim_epoch
+                  WHERE d.claimed_by || '' = $5
                     FOR UPDATE OF d SKIP LOCKED
                )
                UPDATE deliveries d SET lease_until = $4
                  FROM mine
-                WHERE d.message_pk = mine.message_pk AND d.group_id = mine.group_id
+                WHERE d.message_pk = mine.message_pk AND d.group_id || '' = mine.group_id
                RETURNING d.message_pk::text || ' ' || d.group_id AS k`,
           values: [
             batch.map((b) => b.messagePk),
@@ -746,7 +746,7 @@ export async function isOwedTo(db: Queryable, messageId: string, groupId: string
   const { rowCount } = await byKeyLookups(db, (c) =>
     c.query(
       `SELECT 1 FROM message_ids i JOIN deliveries d ON d.message_pk = i.message_pk
-        WHERE i.message_id = $1 AND d.group_id = $2 LIMIT 1`,
+        WHERE i.message_id = $1 AND d.group_id || '' = $2 LIMIT 1`,
       [messageId, groupId],
     ),
   );

@@ -24,8 +24,27 @@ const TABLES =
 interface PlanNode {
   "Node Type": string;
   "Relation Name"?: string;
+  "Index Name"?: string;
   "Index Cond"?: string;
   Plans?: PlanNode[];
+}
+
+const KEYED = /^(deliveries|pending_transactions)(_|$)/;
+const PRIMARY_KEYS = new Set(["deliveries_message_pk_group_id_pk", "pending_transactions_pkey"]);
+
+/**
+ * Lookups of a by-key statement that do not go by the primary key: on statistics of a queue
+ * table analysed nearly empty, the planner took deliveries_due_idx for the group instead, and
+ * each lookup read the whole group (a 4-minute bench; this fixture, with one group, does not
+ * price that index low enough to show it: this guards the statements' form).
+ */
+function otherThanPrimaryKey(node: PlanNode, out: string[] = []): string[] {
+  const index = node["Index Name"];
+  if (index !== undefined && KEYED.test(index) && !PRIMARY_KEYS.has(index)) {
+    out.push(`${index} (${node["Node Type"]}: ${node["Index Cond"] ?? "no condition"})`);
+  }
+  for (const child of node.Plans ?? []) otherThanPrimaryKey(child, out);
+  return out;
 }
 
 /**
@@ -53,6 +72,7 @@ function explaining(
   client: pg.PoolClient,
   plans: { text: string; scans: string[] }[],
   generic: boolean,
+  byKey: boolean,
 ): pg.PoolClient {
   const query = async (config: string | pg.QueryConfig, values?: unknown[]) => {
     const text = typeof config === "string" ? config : config.text;
@@ -62,7 +82,7 @@ function explaining(
     const { rows } = await client.query({ text: `${explain} ${text}`, values: generic ? [] : vals });
     const plan = (rows[0]["QUERY PLAN"] as { Plan: PlanNode }[])[0]!.Plan;
     // A scan of an empty partition (a day with no rows yet) reads nothing: only tables with rows count.
-    const scans: string[] = [];
+    const scans: string[] = byKey ? otherThanPrimaryKey(plan) : [];
     for (const scan of wholeTableScans(plan)) {
       const rel = scan.split(" ")[0]!;
       const size = await client.query<{ n: number }>("SELECT pg_relation_size($1::regclass)::int8 AS n", [
@@ -129,7 +149,7 @@ describe(`plans of the background statements with ${OWED.toLocaleString("en-US")
             // In a transaction: a statement's own planner settings (SET LOCAL) hold for its EXPLAIN.
             await client.query("BEGIN");
             try {
-              await entry.run(explaining(client, plans, generic));
+              await entry.run(explaining(client, plans, generic, entry.byKey === true));
             } finally {
               await client.query("ROLLBACK");
             }
