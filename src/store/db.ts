@@ -380,49 +380,13 @@ export async function inTransaction<T>(
   }
 }
 
-/**
- * Planner settings of the statements that find rows of a queue table by key (deliveries: acks,
- * nacks, releases, lease renewals; pending_transactions: the check-backs' record). A queue table
- * is nearly empty whenever consumers keep up, and that is when autovacuum analyses it: a few
- * hundred rows over thousands of pages. On those statistics a walk of the whole table is priced
- * at a few rows, and the planner joined a batch's keys against every row (a nested loop comparing
- * 20,770 rows with 321 keys: 2 s; hash joins reading 40,000 rows for 2,000 acks): acks fell
- * behind, the rows held grew, and each next plan was worse (steady load at 2 x 2,000 msg/s went
- * wrong ~150 s in, every time). With plain and index-only scans off (sequential scans are priced
- * out for every broker statement already), the only path left to a row is a bitmap lookup per
- * batch row; and the statements compare group_id (and claimed_by) as an expression no index has
- * (`d.group_id || '' = b.group_id`), so that lookup can only be the primary key's by message_pk:
- * given the group, the planner took deliveries_due_idx (group_id first) on those statistics, and
- * each of 2,000 lookups read the group's 6,500 rows (1.5 s, growing to 17 s). The plan then cannot
- * depend on the statistics. As fast as the planner's own choice on fresh statistics (2,000 acks
- * of 40,000 rows: 31-37 ms either way).
- */
-export const BY_KEY_SETTINGS = "SET LOCAL enable_indexscan = off; SET LOCAL enable_indexonlyscan = off";
-
-/**
- * `fn` with BY_KEY_SETTINGS: on a pool, in a transaction of its own on one client (BEGIN and the
- * settings in one round trip); on a client, in the caller's transaction.
- */
-export async function byKeyLookups<T>(
+/** `fn` in one transaction: on a pool, on a client of its own; on a client, in the caller's. */
+export function inOneTransaction<T>(
   db: pg.Pool | pg.PoolClient,
   fn: (c: pg.Pool | pg.PoolClient) => Promise<T>,
 ): Promise<T> {
-  if (!("totalCount" in db)) {
-    await db.query(BY_KEY_SETTINGS);
-    return fn(db);
-  }
-  const c = await db.connect();
-  try {
-    await c.query(`BEGIN; ${BY_KEY_SETTINGS}`);
-    const result = await fn(c);
-    await c.query("COMMIT");
-    return result;
-  } catch (err) {
-    await c.query("ROLLBACK").catch(() => undefined);
-    throw err;
-  } finally {
-    c.release();
-  }
+  // A pool has totalCount; anything else (a client, a caller's wrapper) runs both as it is.
+  return "totalCount" in db ? inTransaction(db, fn) : fn(db);
 }
 
 /** Run `fn` in a transaction whose lock waits are bounded by UPKEEP_LOCK_TIMEOUT. */

@@ -3,9 +3,9 @@
  * written with each change. Time is always a parameter.
  */
 import type pg from "pg";
-import { byKeyLookups, inTransaction } from "./db.js";
+import { inOneTransaction, inTransaction } from "./db.js";
 import { ACK_WITH_PUSH_WINDOW_SECONDS } from "./event-kinds.js";
-import { nullableNumberArray, numberArray, textArray } from "./pg-arrays.js";
+import { boolArray, nullableNumberArray, numberArray, textArray } from "./pg-arrays.js";
 
 type Queryable = pg.Pool | pg.PoolClient;
 
@@ -204,26 +204,79 @@ async function expireOrphanedDeliveries(
   now: Date,
   nodeId: string,
 ): Promise<number> {
-  const { rowCount } = await byKeyLookups(db, (c) =>
-    c.query({
+  const sorted = [...items].sort(byDeliveryKey);
+  return inOneTransaction(db, async (c) => {
+    const ctids = [
+      ...new Set((await lockByKey(c, sorted)).flatMap((r) => (r === undefined ? [] : [r.ctid]))),
+    ];
+    if (ctids.length === 0) return 0;
+    const { rowCount } = await c.query({
       text: `WITH gone AS (
-             DELETE FROM deliveries d
-              USING unnest($1::bigint[], $2::text[], $3::int[]) AS o(message_pk, group_id, claim_epoch)
-              WHERE d.message_pk = o.message_pk AND d.group_id || '' = o.group_id AND d.claim_epoch = o.claim_epoch
-             RETURNING d.message_pk, d.group_id, d.attempts)
-           INSERT INTO message_events (message_pk, kind, at, group_id, node_id, attempt, detail)
-           SELECT message_pk, 'expired', $4, group_id, $5, attempts, 'message no longer stored (dropped by retention)'
-             FROM gone`,
-      values: [
-        numberArray(items.map((i) => i.messagePk)),
-        textArray(items.map((i) => i.groupId)),
-        numberArray(items.map((i) => i.claimEpoch)),
-        now,
-        nodeId,
-      ],
-    }),
-  );
-  return rowCount ?? 0;
+               DELETE FROM deliveries d WHERE d.ctid = ANY ($1::text[]::tid[])
+               RETURNING d.message_pk, d.group_id, d.attempts)
+             INSERT INTO message_events (message_pk, kind, at, group_id, node_id, attempt, detail)
+             SELECT message_pk, 'expired', $2, group_id, $3, attempts, 'message no longer stored (dropped by retention)'
+               FROM gone`,
+      values: [textArray(ctids), now, nodeId],
+    });
+    return rowCount ?? 0;
+  });
+}
+
+/** A deliveries row found and locked by lockByKey. */
+interface LockedDelivery {
+  /** Its tuple id (text): the statement that changes it goes by it (a TID scan). */
+  ctid: string;
+  messageStoredAt: Date;
+}
+
+/**
+ * Find and lock (FOR UPDATE) the deliveries row of each key, in the keys' order: one lookup per
+ * key, each a subquery PostgreSQL cannot turn into a join (a LATERAL one that locks), so it can
+ * only go by the primary key whatever the statistics say. deliveries is a queue table, nearly
+ * empty whenever consumers keep up, and that is when autovacuum analyses it: a few rows over
+ * thousands of pages. On those statistics the joins of acks, renewals and releases with their
+ * batch walked the whole table (a nested loop comparing 20,770 rows with 321 keys: 2 s; hash joins
+ * over every row; with plain index scans off, a sequential scan materialised for 2,000 keys), acks
+ * fell behind, the rows held grew and each next plan was worse: steady load at 2 x 2,000 msg/s
+ * went wrong ~150 s in, every time. Rows that no longer match (another claim's epoch, another
+ * claimer) are not found; a row updated while its lookup waited for the lock is judged on its new
+ * version. Run in the transaction of the statement that then changes the rows by ctid (a TID
+ * scan, whatever the statistics): that statement's snapshot is newer than the locks, so it sees
+ * the very versions locked (one statement's own snapshot would miss a version updated while it
+ * waited). Answers one entry per key.
+ */
+async function lockByKey(
+  c: Queryable,
+  keys: readonly { messagePk: number; groupId: string; claimEpoch?: number }[],
+  options: { claimer?: string; skipLocked?: boolean } = {},
+): Promise<(LockedDelivery | undefined)[]> {
+  const epochs = keys.some((k) => k.claimEpoch !== undefined);
+  const claimer = options.claimer !== undefined;
+  const { rows } = await c.query<{ i: number; ctid: string; message_stored_at: Date }>({
+    name: `lock_deliveries${epochs ? "_epoch" : ""}${claimer ? "_claimer" : ""}${options.skipLocked ? "_skip" : ""}`,
+    // group_id and claimed_by compared as expressions no index has: given the group, the planner
+    // took deliveries_due_idx (group_id first) on a queue table's statistics, and each lookup
+    // read the group's every row.
+    text: `SELECT a.i::int AS i, x.ctid::text AS ctid, x.message_stored_at
+             FROM unnest($1::bigint[], $2::text[], $3::int[]) WITH ORDINALITY AS a(message_pk, group_id, claim_epoch, i)
+            CROSS JOIN LATERAL (
+              SELECT d.ctid, d.message_stored_at FROM deliveries d
+               WHERE d.message_pk = a.message_pk AND d.group_id || '' = a.group_id
+                 ${epochs ? "AND d.claim_epoch = a.claim_epoch" : ""}
+                 ${claimer ? "AND d.claimed_by || '' = $4" : ""}
+                 FOR UPDATE OF d${options.skipLocked ? " SKIP LOCKED" : ""}
+            ) x`,
+    values: [
+      numberArray(keys.map((k) => k.messagePk)),
+      textArray(keys.map((k) => k.groupId)),
+      epochs ? numberArray(keys.map((k) => k.claimEpoch ?? -1)) : null,
+      ...(claimer ? [options.claimer] : []),
+    ],
+  });
+  const locked = new Array<LockedDelivery | undefined>(keys.length);
+  for (const r of rows) locked[r.i - 1] = { ctid: r.ctid, messageStoredAt: r.message_stored_at };
+  return locked;
 }
 
 /** Order of a batch's rows by (messagePk, groupId): every batch locks deliveries in this order. */
@@ -260,46 +313,38 @@ export interface AckRecord {
 }
 
 /**
- * Acks: delete the deliveries and append the history of each one that was still owed; an ack
- * for a delivery already gone writes only its push (and is given to ACK_AFTER_END_SQL). An ack within ACK_WITH_PUSH_WINDOW_SECONDS of its
- * push is one `acked` row carrying the push time (delivered_at): the `delivered` state change
- * is kept, in half the rows and index entries. A slower one gets its own `delivered` row.
+ * Acks, once lockByKey has locked the deliveries still owed ($1: their ctids): delete those and
+ * append the history of every ack of the batch ($2-$7, `ended` telling which locked a delivery).
+ * An ack within ACK_WITH_PUSH_WINDOW_SECONDS of its push is one `acked` row carrying the push time
+ * (delivered_at): the `delivered` state change is kept, in half the rows and index entries. A
+ * slower one gets its own `delivered` row. An ack that ended nothing writes only its push (and is
+ * given to ACK_AFTER_END_SQL). No join: the delete is a TID scan, the history comes from the
+ * arrays, so no statistics can change the plan.
  */
 export const ACK_DELIVERIES = `
-WITH input AS (
-  SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::float8[], $5::float8[])
-    AS a(message_pk, group_id, attempt, pushed_at, acked_at)
-), gone AS (
-  DELETE FROM deliveries d
-   USING input a
-   WHERE d.message_pk = a.message_pk AND d.group_id || '' = a.group_id
-  RETURNING a.message_pk, a.group_id, a.attempt, to_timestamp(a.pushed_at) AS pushed_at,
-            to_timestamp(a.acked_at) AS acked_at,
-            coalesce(a.acked_at - a.pushed_at <= ${ACK_WITH_PUSH_WINDOW_SECONDS}, false) AS merged
-), missed AS (
-  -- The acks that ended nothing (usually none): ackDeliveries asks ACK_AFTER_END_SQL about them.
-  SELECT a.* FROM input a
-   WHERE NOT EXISTS (SELECT 1 FROM gone g WHERE g.message_pk = a.message_pk AND g.group_id = a.group_id)
+WITH gone AS (
+  DELETE FROM deliveries d WHERE d.ctid = ANY ($1::text[]::tid[])
+  RETURNING 1
+), input AS (
+  SELECT a.*, coalesce(a.acked_at - a.pushed_at <= ${ACK_WITH_PUSH_WINDOW_SECONDS}, false) AS merged
+    FROM unnest($2::bigint[], $3::text[], $4::int[], $5::float8[], $6::float8[], $7::bool[])
+      AS a(message_pk, group_id, attempt, pushed_at, acked_at, ended)
 ), ev AS (
   INSERT INTO message_events (message_pk, kind, at, group_id, node_id, attempt, delivered_at, detail)
-  SELECT message_pk, 'delivered'::message_event_kind, pushed_at, group_id, $6, attempt, NULL, NULL
-    FROM gone WHERE NOT merged AND pushed_at IS NOT NULL
+  SELECT message_pk, 'delivered'::message_event_kind, to_timestamp(pushed_at), group_id, $8, attempt, NULL, NULL
+    FROM input WHERE ended AND NOT merged AND pushed_at IS NOT NULL
   UNION ALL
-  SELECT message_pk, 'acked'::message_event_kind, acked_at, group_id, $6, attempt,
-         CASE WHEN merged THEN pushed_at END, NULL
-    FROM gone
+  SELECT message_pk, 'acked'::message_event_kind, to_timestamp(acked_at), group_id, $8, attempt,
+         CASE WHEN merged THEN to_timestamp(pushed_at) END, NULL
+    FROM input WHERE ended
   UNION ALL
   -- The push of an ack that ended nothing (the delivery had ended: acked after a takeover or a
   -- redelivery) still happened: its consumer received the message once more.
-  SELECT m.message_pk, 'delivered'::message_event_kind, to_timestamp(m.pushed_at), m.group_id, $6, m.attempt, NULL,
+  SELECT message_pk, 'delivered'::message_event_kind, to_timestamp(pushed_at), group_id, $8, attempt, NULL,
          '${PUSH_AFTER_END}'
-    FROM missed m
-   WHERE m.pushed_at IS NOT NULL
+    FROM input WHERE NOT ended AND pushed_at IS NOT NULL
 )
-SELECT count(*)::int AS ended,
-       coalesce(array_agg(message_pk::text || ' ' || group_id) FILTER (WHERE pushed_at IS NULL), '{}') AS late_ended,
-       (SELECT coalesce(array_agg(m.message_pk::text || ' ' || m.group_id), '{}') FROM missed m) AS missed
-  FROM gone`;
+SELECT (SELECT count(*) FROM gone)::int AS ended`;
 
 /**
  * Acks that ended no delivery ($1-$4), asked after ACK_DELIVERIES in a statement of its own: the
@@ -390,7 +435,7 @@ export interface AckBatchResult {
 export const deliveryKey = (a: { messagePk: number; groupId: string }): string =>
   `${a.messagePk} ${a.groupId}`;
 
-/** Apply a batch of acks (see ACK_DELIVERIES). */
+/** Apply a batch of acks (lockByKey, then ACK_DELIVERIES). */
 export async function ackDeliveries(
   db: Queryable,
   batch: readonly AckRecord[],
@@ -400,35 +445,52 @@ export async function ackDeliveries(
   // In key order: two batches deleting the same rows (this node's and another's, or acks and
   // nacks) lock them in the same order instead of deadlocking.
   const acks = [...batch].sort(byDeliveryKey);
-  const { rows } = await byKeyLookups(db, (c) =>
-    c.query<{ ended: number; late_ended: string[]; missed: string[] }>({
+  const { ended, missed } = await inOneTransaction(db, async (c) => {
+    const locked = await lockByKey(c, acks);
+    const ctids: string[] = [];
+    const seen = new Set<string>();
+    const ended = acks.map((_, i) => {
+      const row = locked[i];
+      // Two acks of one delivery in a batch (two pushes answered): the first ends it.
+      if (row === undefined || seen.has(row.ctid)) return false;
+      seen.add(row.ctid);
+      ctids.push(row.ctid);
+      return true;
+    });
+    const { rows } = await c.query<{ ended: number }>({
       // Named: parsed and planned once per connection (tens of ack batches a second).
       name: "ack_deliveries",
       text: ACK_DELIVERIES,
       values: [
+        textArray(ctids),
         numberArray(acks.map((a) => a.messagePk)),
         textArray(acks.map((a) => a.groupId)),
         numberArray(acks.map((a) => a.attempt)),
         // Epoch seconds: formatting Dates for array parameters costs more than the statement.
         nullableNumberArray(acks.map((a) => (a.pushedAt === null ? null : a.pushedAt.getTime() / 1000))),
         numberArray(acks.map((a) => a.ackedAt.getTime() / 1000)),
+        boolArray(ended),
         nodeId,
       ],
-    }),
-  );
+    });
+    // The rows are locked: each is there to delete. Anything else is a defect, not a race.
+    if ((rows[0]?.ended ?? ctids.length) !== ctids.length) {
+      throw new Error(`ack batch: ${ctids.length} deliveries locked, ${rows[0]?.ended} deleted`);
+    }
+    const missed = acks.filter((_, i) => locked[i] === undefined);
+    return { ended, missed };
+  });
   const result: AckBatchResult = {
-    ended: rows[0]?.ended ?? 0,
-    lateEnded: new Set(rows[0]?.late_ended ?? []),
+    ended: ended.filter(Boolean).length,
+    lateEnded: new Set(acks.filter((a, i) => ended[i] && a.pushedAt === null).map(deliveryKey)),
   };
-  const missed = new Set(rows[0]?.missed ?? []);
-  if (missed.size === 0) return result;
-  const late = acks.filter((a) => missed.has(deliveryKey(a)));
+  if (missed.length === 0) return result;
   try {
-    const recorded = await ackAfterEnd(db, late, nodeId);
+    const recorded = await ackAfterEnd(db, missed, nodeId);
     if (recorded.size > 0) result.recordedAfterEnd = recorded;
   } catch (err) {
     result.afterEndError = err;
-    result.afterEnd = late;
+    result.afterEnd = missed;
   }
   return result;
 }
@@ -451,36 +513,39 @@ export interface NackRecord {
 }
 
 /**
- * Nacks, fenced by claim epoch: reschedule (attempts, next_attempt_at, claim released) or, at the
- * deliver limit, delete the delivery and add it to the group's dead letters; append `delivered` +
- * `nacked` (+ `dead_lettered`) rows.
+ * Nacks, once lockByKey has locked the deliveries their claims still hold (`hit`): reschedule
+ * (attempts, next_attempt_at, claim released) or, at the deliver limit, delete the delivery and
+ * add it to the group's dead letters; append `delivered` + `nacked` (+ `dead_lettered`) rows for
+ * every nack of the batch. The rows are changed by ctid (a TID scan each), so no statistics can
+ * change the plan.
  */
 const NACK_DELIVERIES = `
 WITH input AS (
-  SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::int[], $5::timestamptz[], $6::timestamptz[],
-                       $7::timestamptz[], $8::bool[], $9::text[])
-    AS n(message_pk, group_id, claim_epoch, attempt, pushed_at, failed_at, next_attempt_at, dead, reason)
+  SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::int[], $5::timestamptz[], $6::timestamptz[],
+                       $7::timestamptz[], $8::bool[], $9::text[], $10::bool[], $11::timestamptz[])
+    AS n(ctid, message_pk, group_id, attempt, pushed_at, failed_at, next_attempt_at, dead, reason, hit, message_stored_at)
 ), retried AS (
   UPDATE deliveries d
      SET attempts = n.attempt, next_attempt_at = n.next_attempt_at, claimed_by = NULL, lease_until = NULL
     FROM input n
-   WHERE d.message_pk = n.message_pk AND d.group_id || '' = n.group_id AND d.claim_epoch = n.claim_epoch AND NOT n.dead
-  RETURNING n.*
+   WHERE d.ctid = n.ctid::tid AND n.hit AND NOT n.dead
+  RETURNING 1
 ), dead AS (
-  DELETE FROM deliveries d USING input n
-   WHERE d.message_pk = n.message_pk AND d.group_id || '' = n.group_id AND d.claim_epoch = n.claim_epoch AND n.dead
-  RETURNING n.*, d.message_stored_at
-), hit AS (
-  SELECT * FROM retried
-  UNION ALL
-  SELECT message_pk, group_id, claim_epoch, attempt, pushed_at, failed_at, next_attempt_at, dead, reason FROM dead
+  DELETE FROM deliveries d WHERE d.ctid = ANY (ARRAY(SELECT ctid::tid FROM input WHERE hit AND dead))
+  RETURNING 1
 ), buried AS (
-  -- The group's dead letters (migration 0013): what listings and counts read.
+  -- The group's dead letters (migration 0013): what listings and counts read. The message by a
+  -- lookup per row (LATERAL ... LIMIT 1), pruned to its partition, as the claim reads it.
   INSERT INTO dead_letters (message_pk, group_id, message_stored_at, dead_at, message_id, topic, message_type,
                             attempt, last_error)
   SELECT x.message_pk, x.group_id, x.message_stored_at, x.failed_at + interval '1 microsecond', m.message_id,
          m.topic, m.message_type, x.attempt, x.reason
-    FROM dead x JOIN messages m ON m.id = x.message_pk AND m.stored_at = x.message_stored_at
+    FROM input x
+    CROSS JOIN LATERAL (
+      SELECT message_id, topic, message_type FROM messages
+       WHERE id = x.message_pk AND stored_at = x.message_stored_at LIMIT 1
+    ) m
+   WHERE x.hit AND x.dead
   ON CONFLICT (message_pk, group_id) DO UPDATE
      SET dead_at = excluded.dead_at, attempt = excluded.attempt, last_error = excluded.last_error
 )
@@ -488,21 +553,19 @@ WITH input AS (
   -- Every push is written, and its failure: one this claim no longer held (taken over, or ended
   -- by an ack written first) changed nothing, and says so.
   INSERT INTO message_events (message_pk, kind, at, group_id, node_id, attempt, detail)
-SELECT message_pk, 'delivered'::message_event_kind, pushed_at, group_id, $10, attempt, NULL FROM input
+SELECT message_pk, 'delivered'::message_event_kind, pushed_at, group_id, $12, attempt, NULL FROM input
 UNION ALL
-SELECT message_pk, 'nacked'::message_event_kind, failed_at, group_id, $10, attempt, reason FROM hit
+SELECT message_pk, 'nacked'::message_event_kind, failed_at, group_id, $12, attempt, reason FROM input WHERE hit
 UNION ALL
-SELECT n.message_pk, 'nacked'::message_event_kind, n.failed_at, n.group_id, $10, n.attempt,
-       n.reason || '${NACK_AFTER_END}'
-  FROM input n
- WHERE NOT EXISTS (SELECT 1 FROM hit h WHERE h.message_pk = n.message_pk AND h.group_id = n.group_id)
+SELECT message_pk, 'nacked'::message_event_kind, failed_at, group_id, $12, attempt, reason || '${NACK_AFTER_END}'
+  FROM input WHERE NOT hit
 UNION ALL
-SELECT message_pk, 'dead_lettered'::message_event_kind, failed_at + interval '1 microsecond', group_id, $10, attempt,
-       'deliver limit reached' FROM dead
+SELECT message_pk, 'dead_lettered'::message_event_kind, failed_at + interval '1 microsecond', group_id, $12, attempt,
+       'deliver limit reached' FROM input WHERE hit AND dead
   RETURNING 1
 )
-SELECT (SELECT count(*)::int FROM ev) AS events, ARRAY(SELECT message_pk FROM dead) AS dead_pks,
-       ARRAY(SELECT group_id FROM dead) AS dead_groups`;
+SELECT (SELECT count(*) FROM ev)::int AS events,
+       ((SELECT count(*) FROM retried) + (SELECT count(*) FROM dead))::int AS changed`;
 
 /** What a batch of nacks wrote. */
 export interface NackResult {
@@ -515,7 +578,7 @@ export interface NackResult {
   deadLettered: Set<string>;
 }
 
-/** Apply a batch of nacks (see NACK_DELIVERIES). */
+/** Apply a batch of nacks (lockByKey, then NACK_DELIVERIES). */
 export async function nackDeliveries(
   db: Queryable,
   batch: readonly NackRecord[],
@@ -523,32 +586,45 @@ export async function nackDeliveries(
 ): Promise<NackResult> {
   if (batch.length === 0) return { events: 0, deadLettered: new Set() };
   const nacks = [...batch].sort(byDeliveryKey);
-  const { rows } = await byKeyLookups(db, (c) =>
-    c.query<{ events: number; dead_pks: string[]; dead_groups: string[] }>({
+  return inOneTransaction(db, async (c) => {
+    const locked = await lockByKey(c, nacks);
+    // Two nacks of one delivery in a batch: the first changes it, the other did nothing.
+    const seen = new Set<string>();
+    const hit = nacks.map((_, i) => {
+      const row = locked[i];
+      if (row === undefined || seen.has(row.ctid)) return false;
+      seen.add(row.ctid);
+      return true;
+    });
+    const { rows } = await c.query<{ events: number; changed: number }>({
       text: NACK_DELIVERIES,
       values: [
+        nacks.map((_, i) => (hit[i] ? locked[i]!.ctid : null)),
         nacks.map((n) => n.messagePk),
         nacks.map((n) => n.groupId),
-        nacks.map((n) => n.claimEpoch),
         nacks.map((n) => n.attempt),
         nacks.map((n) => n.pushedAt),
         nacks.map((n) => n.failedAt),
         nacks.map((n) => n.nextAttemptAt),
         nacks.map((n) => n.deadLetter),
         nacks.map((n) => n.reason),
+        hit,
+        nacks.map((_, i) => (hit[i] ? locked[i]!.messageStoredAt : null)),
         nodeId,
       ],
-    }),
-  );
-  // No row: a plan capture (statement-catalog) answers none.
-  const r = rows[0];
-  if (r === undefined) return { events: 0, deadLettered: new Set() };
-  return {
-    events: r.events,
-    deadLettered: new Set(
-      r.dead_pks.map((pk, i) => deliveryKey({ messagePk: Number(pk), groupId: r.dead_groups[i]! })),
-    ),
-  };
+    });
+    // No row: a plan capture (statement-catalog) answers none.
+    const r = rows[0];
+    if (r === undefined) return { events: 0, deadLettered: new Set() };
+    const changed = hit.filter(Boolean).length;
+    // The rows are locked: each is there to change. Anything else is a defect, not a race.
+    if (r.changed !== changed)
+      throw new Error(`nack batch: ${changed} deliveries locked, ${r.changed} changed`);
+    return {
+      events: r.events,
+      deadLettered: new Set(nacks.filter((n, i) => hit[i] && n.deadLetter).map(deliveryKey)),
+    };
+  });
 }
 
 /** Deliveries held back locally (flow control, shutdown): release the claim, keep the attempts. */
@@ -560,15 +636,15 @@ export async function releaseDeliveries(
   // In the acks' and nacks' lock order: unsorted, a release and an outcome batch of another
   // connection could lock the same rows in opposite orders (deadlocks seen under load).
   items = [...items].sort(byDeliveryKey);
-  const { rowCount } = await byKeyLookups(db, (c) =>
-    c.query({
-      text: `UPDATE deliveries d SET claimed_by = NULL, lease_until = NULL
-             FROM unnest($1::bigint[], $2::text[], $3::int[]) AS r(message_pk, group_id, claim_epoch)
-            WHERE d.message_pk = r.message_pk AND d.group_id || '' = r.group_id AND d.claim_epoch = r.claim_epoch`,
-      values: [items.map((i) => i.messagePk), items.map((i) => i.groupId), items.map((i) => i.claimEpoch)],
-    }),
-  );
-  return rowCount ?? 0;
+  return inOneTransaction(db, async (c) => {
+    const ctids = [...new Set((await lockByKey(c, items)).flatMap((r) => (r === undefined ? [] : [r.ctid])))];
+    if (ctids.length === 0) return 0;
+    const { rowCount } = await c.query({
+      text: `UPDATE deliveries d SET claimed_by = NULL, lease_until = NULL WHERE d.ctid = ANY ($1::text[]::tid[])`,
+      values: [textArray(ctids)],
+    });
+    return rowCount ?? 0;
+  });
 }
 
 /**
@@ -614,29 +690,17 @@ export async function renewHeldLeases(
       // ending or releasing it (nothing else locks a claimed row), so its lease no longer matters,
       // and the next renewal finds it if that batch rolls back. Waiting, a renewal deadlocked with
       // ack batches whenever a hash join made either lock in another order than its input's.
-      const { rows } = await byKeyLookups(db, (c) =>
-        c.query<{ k: string }>({
-          text: `WITH mine AS (
-                 SELECT d.message_pk, d.group_id
-                   FROM deliveries d
-                   JOIN unnest($1::bigint[], $2::text[], $3::int[]) AS r(message_pk, group_id, claim_epoch)
-                     ON d.message_pk = r.message_pk AND d.group_id || '' = r.group_id AND d.claim_epoch = r.claim_epoch
-                  WHERE d.claimed_by || '' = $5
-                    FOR UPDATE OF d SKIP LOCKED
-               )
-               UPDATE deliveries d SET lease_until = $4
-                 FROM mine
-                WHERE d.message_pk = mine.message_pk AND d.group_id || '' = mine.group_id
-               RETURNING d.message_pk::text || ' ' || d.group_id AS k`,
-          values: [
-            batch.map((b) => b.messagePk),
-            batch.map((b) => b.groupId),
-            batch.map((b) => b.claimEpoch),
-            leaseUntil,
-            claimer,
-          ],
-        }),
-      );
+      const rows = await inOneTransaction(db, async (c) => {
+        const locked = await lockByKey(c, batch, { claimer, skipLocked: true });
+        const ctids = [...new Set(locked.flatMap((r) => (r === undefined ? [] : [r.ctid])))];
+        if (ctids.length === 0) return [];
+        const { rows } = await c.query<{ k: string }>({
+          text: `UPDATE deliveries d SET lease_until = $2 WHERE d.ctid = ANY ($1::text[]::tid[])
+                 RETURNING d.message_pk::text || ' ' || d.group_id AS k`,
+          values: [textArray(ctids), leaseUntil],
+        });
+        return rows;
+      });
       for (const r of rows) renewed.add(r.k);
     } catch (err) {
       if (onBatchError === undefined) throw err;
@@ -735,20 +799,17 @@ SELECT ended.message_id, ins.message_pk, (SELECT count(*) FROM wake) AS woke
 export const FORGET_DEAD_LETTERS = `
 DELETE FROM dead_letters WHERE message_pk = ANY ($1::bigint[]) AND group_id = $2`;
 
-/** `fn` in one transaction: on a pool, on a client of its own; on a client, in the caller's. */
-function inOneTransaction<T>(db: Queryable, fn: (c: Queryable) => Promise<T>): Promise<T> {
-  // A pool has totalCount; anything else (a client, a caller's wrapper) runs both as it is.
-  return "totalCount" in db ? inTransaction(db, fn) : fn(db);
-}
-
 /** Whether `groupId` owes a delivery of the message `messageId` now (a row in deliveries). */
 export async function isOwedTo(db: Queryable, messageId: string, groupId: string): Promise<boolean> {
-  const { rowCount } = await byKeyLookups(db, (c) =>
-    c.query(
-      `SELECT 1 FROM message_ids i JOIN deliveries d ON d.message_pk = i.message_pk
-        WHERE i.message_id = $1 AND d.group_id || '' = $2 LIMIT 1`,
-      [messageId, groupId],
-    ),
+  // A lookup per message id (LATERAL): the group compared as an expression no index has, so it
+  // can only go by the primary key (see lockByKey).
+  const { rowCount } = await db.query(
+    `SELECT 1 FROM message_ids i
+      CROSS JOIN LATERAL (
+        SELECT 1 FROM deliveries d WHERE d.message_pk = i.message_pk AND d.group_id || '' = $2 LIMIT 1
+      ) d
+      WHERE i.message_id = $1 LIMIT 1`,
+    [messageId, groupId],
   );
   return (rowCount ?? 0) > 0;
 }

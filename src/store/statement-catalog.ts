@@ -65,7 +65,7 @@ export const GROWS_BY_DESIGN: ReadonlyMap<string, string> = new Map([
 export interface CatalogEntry {
   name: string;
   /**
-   * Finds its rows of deliveries or pending_transactions by key (BY_KEY_SETTINGS): the plan
+   * Finds its rows of deliveries or pending_transactions by key (lockByKey): the plan
    * tests hold it to the primary key for every lookup there.
    */
   byKey?: boolean;

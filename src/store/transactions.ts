@@ -4,7 +4,7 @@
  * DELETE is what makes them idempotent. Time is always a parameter.
  */
 import type pg from "pg";
-import { byKeyLookups } from "./db.js";
+import { inOneTransaction } from "./db.js";
 import { BACKGROUND_BATCH, prefixUpperBound } from "./deliveries.js";
 
 type Queryable = pg.Pool | pg.PoolClient;
@@ -322,9 +322,13 @@ export interface TxCheckRecord {
  * claims are released as they were; expired ones end (their pending row deleted, a `rolled_back`
  * row). Returns the rows rescheduled, released or ended.
  *
- * The rows are locked in message_pk order first, as LOCK_PENDING does for producers' answers: an
+ * The rows are locked first, in message_pk order as LOCK_PENDING does for producers' answers (an
  * UPDATE ... FROM locks them in its join's order, and a batch of answers holding one row while it
- * waited for another that the record held deadlocked with it (seen at 200,000 pending).
+ * waited for another that the record held deadlocked with it: seen at 200,000 pending), each by a
+ * lookup of its own (a LATERAL subquery that locks, which PostgreSQL cannot turn into a join: on
+ * the statistics of a queue table analysed nearly empty, the join walked the whole primary key);
+ * then changed by ctid in a second statement of the transaction, whose snapshot sees the very
+ * versions locked (one statement's own snapshot would miss a version updated while it waited).
  */
 export async function recordTxChecks(
   db: Queryable,
@@ -332,50 +336,61 @@ export async function recordTxChecks(
   options: { now: Date; nodeId: string },
 ): Promise<number> {
   if (records.length === 0) return 0;
-  const { rows } = await byKeyLookups(db, (c) =>
-    c.query<{ n: number }>({
+  const sorted = [...records].sort((a, b) => a.messagePk - b.messagePk);
+  return inOneTransaction(db, async (c) => {
+    const { rows: locked } = await c.query<{ i: number; ctid: string }>({
+      text: `SELECT a.i::int AS i, x.ctid::text AS ctid
+               FROM unnest($1::bigint[], $2::int[]) WITH ORDINALITY AS a(message_pk, claim_epoch, i)
+              CROSS JOIN LATERAL (
+                SELECT p.ctid FROM pending_transactions p
+                 WHERE p.message_pk = a.message_pk AND p.claim_epoch = a.claim_epoch
+                   FOR UPDATE OF p
+              ) x`,
+      values: [sorted.map((r) => r.messagePk), sorted.map((r) => r.claimEpoch)],
+    });
+    const ctids = new Array<string | null>(sorted.length).fill(null);
+    const seen = new Set<string>();
+    for (const l of locked) {
+      if (seen.has(l.ctid)) continue;
+      seen.add(l.ctid);
+      ctids[l.i - 1] = l.ctid;
+    }
+    const { rows } = await c.query<{ n: number }>({
       text: `WITH input AS (
-             SELECT * FROM unnest($1::bigint[], $2::int[], $3::bool[], $4::int[], $5::timestamptz[], $6::text[], $9::bool[])
-               AS r(message_pk, claim_epoch, sent, check_no, next_check_at, detail, expired)
-           ), locked AS (
-             SELECT p.ctid, r.sent, r.check_no, r.next_check_at, r.expired, r.detail
-               FROM pending_transactions p JOIN input r ON p.message_pk = r.message_pk
-              WHERE p.claim_epoch = r.claim_epoch
-              ORDER BY p.message_pk
-                FOR UPDATE OF p
-           ), upd AS (
-             -- By ctid (the rows are locked, so it is stable).
-             UPDATE pending_transactions p
-                SET checks = CASE WHEN l.sent THEN l.check_no ELSE p.checks END,
-                    next_check_at = CASE WHEN l.sent THEN l.next_check_at ELSE p.next_check_at END,
-                    claimed_by = NULL, lease_until = NULL
-               FROM locked l WHERE p.ctid = l.ctid AND NOT l.expired
-             RETURNING p.message_pk
-           ), gone AS (
-             DELETE FROM pending_transactions p USING locked l WHERE p.ctid = l.ctid AND l.expired
-             RETURNING p.message_pk, p.checks, l.detail
-           ), ended AS (
-             INSERT INTO message_events (message_pk, kind, at, node_id, attempt, detail)
-             SELECT message_pk, 'rolled_back', $7, $8, checks, detail FROM gone
-           ), ev AS (
-             INSERT INTO message_events (message_pk, kind, at, node_id, attempt, detail)
-             SELECT message_pk, 'tx_checked', $7, $8, check_no, detail FROM input WHERE sent
-           )
-           SELECT ((SELECT count(*) FROM upd) + (SELECT count(*) FROM gone))::int AS n`,
+               SELECT * FROM unnest($1::text[], $2::bigint[], $3::bool[], $4::int[], $5::timestamptz[], $6::text[], $9::bool[])
+                 AS r(ctid, message_pk, sent, check_no, next_check_at, detail, expired)
+             ), upd AS (
+               UPDATE pending_transactions p
+                  SET checks = CASE WHEN l.sent THEN l.check_no ELSE p.checks END,
+                      next_check_at = CASE WHEN l.sent THEN l.next_check_at ELSE p.next_check_at END,
+                      claimed_by = NULL, lease_until = NULL
+                 FROM input l WHERE p.ctid = l.ctid::tid AND NOT l.expired
+               RETURNING p.message_pk
+             ), gone AS (
+               DELETE FROM pending_transactions p USING input l WHERE p.ctid = l.ctid::tid AND l.expired
+               RETURNING p.message_pk, p.checks, l.detail
+             ), ended AS (
+               INSERT INTO message_events (message_pk, kind, at, node_id, attempt, detail)
+               SELECT message_pk, 'rolled_back', $7, $8, checks, detail FROM gone
+             ), ev AS (
+               INSERT INTO message_events (message_pk, kind, at, node_id, attempt, detail)
+               SELECT message_pk, 'tx_checked', $7, $8, check_no, detail FROM input WHERE sent
+             )
+             SELECT ((SELECT count(*) FROM upd) + (SELECT count(*) FROM gone))::int AS n`,
       values: [
-        records.map((r) => r.messagePk),
-        records.map((r) => r.claimEpoch),
-        records.map((r) => r.sent),
-        records.map((r) => r.check),
-        records.map((r) => r.nextCheckAt),
-        records.map((r) => r.detail),
+        ctids,
+        sorted.map((r) => r.messagePk),
+        sorted.map((r) => r.sent),
+        sorted.map((r) => r.check),
+        sorted.map((r) => r.nextCheckAt),
+        sorted.map((r) => r.detail),
         options.now,
         options.nodeId,
-        records.map((r) => r.expired === true),
+        sorted.map((r) => r.expired === true),
       ],
-    }),
-  );
-  return rows[0]?.n ?? 0;
+    });
+    return rows[0]?.n ?? 0;
+  });
 }
 
 /**
