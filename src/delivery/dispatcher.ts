@@ -37,7 +37,7 @@ import { AnswerPace, MIN_UNANSWERED } from "./answer-pace.js";
 import { storableFeedback } from "./feedback.js";
 import { GroupCounters } from "./group-counters.js";
 import { type DeliveryJob, HeldJobs, jobFromClaim, jobsFromPublish, type WireCache } from "./job.js";
-import { effectiveWatermark, LocalGroup } from "./local-group.js";
+import { effectiveWatermark, LocalGroup, UNWRITTEN_ACKS_FREE } from "./local-group.js";
 import { MAX_RETRY_DELAY_MS, OutcomeWriter } from "./outcomes.js";
 import { type RedeliveryStep, redeliveryDelayMs } from "./schedule.js";
 import { pickConnection, warmupWeight } from "./warmup.js";
@@ -450,7 +450,9 @@ export class Dispatcher {
       this.counters.acked++;
       this.groupCounters.of(f.job.groupId).acked++;
       const job = f.job;
+      const group = f.group;
       job.ackPending = true;
+      group.acksUnwritten++;
       this.outcomes[job.shard]!.ack(
         {
           messagePk: job.messagePk,
@@ -459,7 +461,14 @@ export class Dispatcher {
           pushedAt: new Date(f.pushedAt),
           ackedAt: new Date(),
         },
-        () => this.unhold(job),
+        () => {
+          this.unhold(job);
+          // Past the free allowance, a written ack gives its room back: use it.
+          if (group.acksUnwritten-- > UNWRITTEN_ACKS_FREE) {
+            this.pump(group);
+            if (group.wantsMore()) this.requestClaim();
+          }
+        },
       );
     } else {
       const feedback = ack.feedback ? `: ${storableFeedback(ack.feedback)}` : "";
