@@ -5,7 +5,7 @@
 import type pg from "pg";
 import { inOneTransaction, inTransaction } from "./db.js";
 import { ACK_WITH_PUSH_WINDOW_SECONDS } from "./event-kinds.js";
-import { boolArray, nullableNumberArray, numberArray, textArray } from "./pg-arrays.js";
+import { nullableNumberArray, numberArray, textArray } from "./pg-arrays.js";
 
 type Queryable = pg.Pool | pg.PoolClient;
 
@@ -313,38 +313,57 @@ export interface AckRecord {
 }
 
 /**
- * Acks, once lockByKey has locked the deliveries still owed ($1: their ctids): delete those and
- * append the history of every ack of the batch ($2-$7, `ended` telling which locked a delivery).
- * An ack within ACK_WITH_PUSH_WINDOW_SECONDS of its push is one `acked` row carrying the push time
- * (delivered_at): the `delivered` state change is kept, in half the rows and index entries. A
- * slower one gets its own `delivered` row. An ack that ended nothing writes only its push (and is
- * given to ACK_AFTER_END_SQL). No join: the delete is a TID scan, the history comes from the
- * arrays, so no statistics can change the plan.
+ * Acks: find each one's delivery by a lookup of its own (LATERAL ... LIMIT 1, which PostgreSQL
+ * cannot turn into a join: the primary key by message_pk is its only path, whatever the
+ * statistics of this queue table say; see lockByKey), delete those found by ctid (a TID scan) and
+ * append their history; an ack whose delivery is not there writes only its push (and is given to
+ * ACK_AFTER_END_SQL). An ack within ACK_WITH_PUSH_WINDOW_SECONDS of its push is one `acked` row
+ * carrying the push time (delivered_at): the `delivered` state change is kept, in half the rows
+ * and index entries. A slower one gets its own `delivered` row. Answers the ordinals (1-based) of
+ * the acks that ended a delivery and of those that found none; an ack in neither found a row
+ * another transaction changed after this statement's snapshot (the delete, rechecking the new
+ * version, let it be): ackDeliveries runs it again, and the next statement sees the new version.
  */
 export const ACK_DELIVERIES = `
-WITH gone AS (
-  DELETE FROM deliveries d WHERE d.ctid = ANY ($1::text[]::tid[])
-  RETURNING 1
-), input AS (
-  SELECT a.*, coalesce(a.acked_at - a.pushed_at <= ${ACK_WITH_PUSH_WINDOW_SECONDS}, false) AS merged
-    FROM unnest($2::bigint[], $3::text[], $4::int[], $5::float8[], $6::float8[], $7::bool[])
-      AS a(message_pk, group_id, attempt, pushed_at, acked_at, ended)
+WITH found AS (
+  SELECT a.*, x.ctid
+    FROM unnest($1::bigint[], $2::text[], $3::int[], $4::float8[], $5::float8[]) WITH ORDINALITY
+      AS a(message_pk, group_id, attempt, pushed_at, acked_at, i)
+    LEFT JOIN LATERAL (
+      SELECT d.ctid FROM deliveries d
+       WHERE d.message_pk = a.message_pk AND d.group_id || '' = a.group_id
+       LIMIT 1
+    ) x ON true
+), gone AS (
+  DELETE FROM deliveries d USING found f
+   WHERE d.ctid = f.ctid
+  RETURNING f.i, f.message_pk, f.group_id, f.attempt, to_timestamp(f.pushed_at) AS pushed_at,
+            to_timestamp(f.acked_at) AS acked_at,
+            coalesce(f.acked_at - f.pushed_at <= ${ACK_WITH_PUSH_WINDOW_SECONDS}, false) AS merged
 ), ev AS (
   INSERT INTO message_events (message_pk, kind, at, group_id, node_id, attempt, delivered_at, detail)
-  SELECT message_pk, 'delivered'::message_event_kind, to_timestamp(pushed_at), group_id, $8, attempt, NULL, NULL
-    FROM input WHERE ended AND NOT merged AND pushed_at IS NOT NULL
+  SELECT message_pk, 'delivered'::message_event_kind, pushed_at, group_id, $6, attempt, NULL, NULL
+    FROM gone WHERE NOT merged AND pushed_at IS NOT NULL
   UNION ALL
-  SELECT message_pk, 'acked'::message_event_kind, to_timestamp(acked_at), group_id, $8, attempt,
-         CASE WHEN merged THEN to_timestamp(pushed_at) END, NULL
-    FROM input WHERE ended
+  SELECT message_pk, 'acked'::message_event_kind, acked_at, group_id, $6, attempt,
+         CASE WHEN merged THEN pushed_at END, NULL
+    FROM gone
   UNION ALL
   -- The push of an ack that ended nothing (the delivery had ended: acked after a takeover or a
   -- redelivery) still happened: its consumer received the message once more.
-  SELECT message_pk, 'delivered'::message_event_kind, to_timestamp(pushed_at), group_id, $8, attempt, NULL,
+  SELECT message_pk, 'delivered'::message_event_kind, to_timestamp(pushed_at), group_id, $6, attempt, NULL,
          '${PUSH_AFTER_END}'
-    FROM input WHERE NOT ended AND pushed_at IS NOT NULL
+    FROM found
+   WHERE ctid IS NULL AND pushed_at IS NOT NULL
 )
-SELECT (SELECT count(*) FROM gone)::int AS ended`;
+SELECT coalesce((SELECT array_agg(i::int) FROM gone), '{}') AS ended,
+       coalesce((SELECT array_agg(i::int) FROM found WHERE ctid IS NULL), '{}') AS missed`;
+
+/**
+ * Times ackDeliveries runs ACK_DELIVERIES again for acks whose row another transaction changed
+ * meanwhile (a lease renewal, a takeover): each run sees the versions committed before it.
+ */
+const ACK_RACE_ROUNDS = 20;
 
 /**
  * Acks that ended no delivery ($1-$4), asked after ACK_DELIVERIES in a statement of its own: the
@@ -435,7 +454,7 @@ export interface AckBatchResult {
 export const deliveryKey = (a: { messagePk: number; groupId: string }): string =>
   `${a.messagePk} ${a.groupId}`;
 
-/** Apply a batch of acks (lockByKey, then ACK_DELIVERIES). */
+/** Apply a batch of acks (see ACK_DELIVERIES). */
 export async function ackDeliveries(
   db: Queryable,
   batch: readonly AckRecord[],
@@ -443,46 +462,52 @@ export async function ackDeliveries(
 ): Promise<AckBatchResult> {
   if (batch.length === 0) return { ended: 0, lateEnded: new Set() };
   // In key order: two batches deleting the same rows (this node's and another's, or acks and
-  // nacks) lock them in the same order instead of deadlocking.
-  const acks = [...batch].sort(byDeliveryKey);
-  const { ended, missed } = await inOneTransaction(db, async (c) => {
-    const locked = await lockByKey(c, acks);
-    const ctids: string[] = [];
-    const seen = new Set<string>();
-    const ended = acks.map((_, i) => {
-      const row = locked[i];
-      // Two acks of one delivery in a batch (two pushes answered): the first ends it.
-      if (row === undefined || seen.has(row.ctid)) return false;
-      seen.add(row.ctid);
-      ctids.push(row.ctid);
-      return true;
-    });
-    const { rows } = await c.query<{ ended: number }>({
+  // nacks) lock them in the same order instead of deadlocking. Two acks of one delivery (two
+  // pushes answered): the first ends it, the other is not written (as a join of the batch did).
+  const seen = new Set<string>();
+  let pending = [...batch].sort(byDeliveryKey).filter((a) => {
+    const k = deliveryKey(a);
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
+  const ended: AckRecord[] = [];
+  const missed: AckRecord[] = [];
+  for (let round = 0; pending.length > 0; round++) {
+    if (round === ACK_RACE_ROUNDS) {
+      throw new Error(`ack batch: ${pending.length} deliveries changed by others ${round} times in a row`);
+    }
+    const { rows } = await db.query<{ ended: number[]; missed: number[] }>({
       // Named: parsed and planned once per connection (tens of ack batches a second).
       name: "ack_deliveries",
       text: ACK_DELIVERIES,
       values: [
-        textArray(ctids),
-        numberArray(acks.map((a) => a.messagePk)),
-        textArray(acks.map((a) => a.groupId)),
-        numberArray(acks.map((a) => a.attempt)),
+        numberArray(pending.map((a) => a.messagePk)),
+        textArray(pending.map((a) => a.groupId)),
+        numberArray(pending.map((a) => a.attempt)),
         // Epoch seconds: formatting Dates for array parameters costs more than the statement.
-        nullableNumberArray(acks.map((a) => (a.pushedAt === null ? null : a.pushedAt.getTime() / 1000))),
-        numberArray(acks.map((a) => a.ackedAt.getTime() / 1000)),
-        boolArray(ended),
+        nullableNumberArray(pending.map((a) => (a.pushedAt === null ? null : a.pushedAt.getTime() / 1000))),
+        numberArray(pending.map((a) => a.ackedAt.getTime() / 1000)),
         nodeId,
       ],
     });
-    // The rows are locked: each is there to delete. Anything else is a defect, not a race.
-    if ((rows[0]?.ended ?? ctids.length) !== ctids.length) {
-      throw new Error(`ack batch: ${ctids.length} deliveries locked, ${rows[0]?.ended} deleted`);
+    // No row: a plan capture (statement-catalog) answers none.
+    const r = rows[0];
+    if (r === undefined) break;
+    const done = new Set<number>();
+    for (const i of r.ended) {
+      ended.push(pending[i - 1]!);
+      done.add(i);
     }
-    const missed = acks.filter((_, i) => locked[i] === undefined);
-    return { ended, missed };
-  });
+    for (const i of r.missed) {
+      missed.push(pending[i - 1]!);
+      done.add(i);
+    }
+    pending = pending.filter((_, i) => !done.has(i + 1));
+  }
   const result: AckBatchResult = {
-    ended: ended.filter(Boolean).length,
-    lateEnded: new Set(acks.filter((a, i) => ended[i] && a.pushedAt === null).map(deliveryKey)),
+    ended: ended.length,
+    lateEnded: new Set(ended.filter((a) => a.pushedAt === null).map(deliveryKey)),
   };
   if (missed.length === 0) return result;
   try {

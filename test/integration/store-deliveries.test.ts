@@ -334,19 +334,12 @@ describe("store: deliveries", () => {
   it("a batch of acks that end their deliveries reads none of their history (the late-ack check is for the others)", async () => {
     const recs = Array.from({ length: 200 }, () => record(["lp"]));
     const stored = await publish(recs);
-    const { rows: ctids } = await db.pool.query<{ ctid: string }>(
-      "SELECT ctid::text AS ctid FROM deliveries WHERE message_pk = ANY ($1::bigint[]) AND group_id = 'lp'",
-      [stored.map((r) => r.pk!)],
-    );
-    expect(ctids).toHaveLength(200);
     const values = [
-      ctids.map((r) => r.ctid),
       stored.map((r) => r.pk!),
       stored.map(() => "lp"),
       stored.map(() => 1),
       stored.map(() => t0.getTime() / 1000),
       stored.map(() => t0.getTime() / 1000 + 0.01),
-      stored.map(() => true),
       "n",
     ];
     const client = await db.pool.connect();
