@@ -34,6 +34,7 @@ import { claimerLiveness, DECLARE_CLAIMER_DEAD, declareNodeDead } from "./livene
 import { heartbeatNode } from "./nodes.js";
 import { FORGET_REGX_ROUTING_BEFORE, TAKE_REGX_ROUTING } from "./regx-routing.js";
 import {
+  applyTxAnswers,
   claimDueTxChecks,
   giveUpTransactions,
   nextTxCheckTime,
@@ -216,6 +217,21 @@ export function statementCatalog(fx: BacklogFixture, sample: CatalogSample): Cat
             detail: "bench",
           })),
           { now, nodeId: "bench" },
+        ),
+    },
+    {
+      name: "tx answers (500 commits from producers)",
+      byKey: true,
+      run: (db) =>
+        applyTxAnswers(
+          db,
+          sample.pendingIds.slice(0, batch).map((messageId) => ({
+            messageId,
+            kind: "committed" as const,
+            detail: "bench",
+            check: null,
+          })),
+          { now, nodeId: "bench", leaseUntil: lease, plan: () => [{ groupId: fx.group, claimedBy: null }] },
         ),
     },
     {

@@ -75,18 +75,35 @@ export interface ApplyTxAnswersOptions {
   plan(message: CommittableMessage): { groupId: string; claimedBy: string | null }[];
 }
 
-/** Lock the pending rows of `ids`, with their messages, in message_pk order (no deadlocks). */
+/**
+ * The pending rows of message ids ($1): one lookup per id by pending_transactions' message_id
+ * index (a LATERAL subquery kept apart by OFFSET 0: PostgreSQL cannot turn it into a join, whose
+ * plan on a queue table's statistics walked the whole table). No lock: LOCK_PENDING takes them.
+ */
+const FIND_PENDING = `
+SELECT x.message_pk
+  FROM unnest($1::text[]) AS i(message_id)
+  CROSS JOIN LATERAL (SELECT p.message_pk FROM pending_transactions p WHERE p.message_id = i.message_id OFFSET 0) x`;
+
+/**
+ * Lock the pending rows of message_pks ($1, in message_pk order: no deadlocks with the check
+ * records, which lock in that order too), with their messages: one lookup per row by its primary
+ * key (LATERAL with FOR UPDATE: never a join, whatever the statistics). A row decided meanwhile
+ * is not there. Its ctid is what APPLY_TX_ANSWERS changes it by, in the same transaction.
+ */
 const LOCK_PENDING = `
-SELECT p.message_pk, p.message_id, p.checks, p.stored_at, m.topic, m.message_type, m.group_id, m.expires_at,
-       m.deliver_limit, m.created_at, m.properties, m.snappy, m.body_is_string,
+SELECT p.ctid::text AS ctid, p.message_pk, p.message_id, p.checks, p.stored_at, m.topic, m.message_type, m.group_id,
+       m.expires_at, m.deliver_limit, m.created_at, m.properties, m.snappy, m.body_is_string,
        CASE WHEN p.message_id = ANY($2) THEN m.body END AS body
-  FROM pending_transactions p
+  FROM unnest($1::bigint[]) AS k(message_pk)
+  CROSS JOIN LATERAL (
+    SELECT p.ctid, p.message_pk, p.message_id, p.checks, p.stored_at, p.message_stored_at
+      FROM pending_transactions p WHERE p.message_pk = k.message_pk
+       FOR UPDATE OF p
+  ) p
   CROSS JOIN LATERAL (
     SELECT * FROM messages WHERE id = p.message_pk AND stored_at = p.message_stored_at LIMIT 1
-  ) m
- WHERE p.message_id = ANY($1)
- ORDER BY p.message_pk
-   FOR UPDATE OF p`;
+  ) m`;
 
 /**
  * One statement for a batch of decided answers: delete the pending rows of commits and rollbacks,
@@ -95,11 +112,12 @@ SELECT p.message_pk, p.message_id, p.checks, p.stored_at, m.topic, m.message_typ
  */
 const APPLY_TX_ANSWERS = `
 WITH input AS (
-  SELECT * FROM unnest($1::bigint[], $2::message_event_kind[], $3::text[], $4::int[])
-    AS i(message_pk, kind, detail, attempt)
+  SELECT * FROM unnest($1::bigint[], $2::message_event_kind[], $3::text[], $4::int[], $15::text[])
+    AS i(message_pk, kind, detail, attempt, ctid)
 ), gone AS (
+  -- By ctid: LOCK_PENDING locked these rows in this transaction (a TID scan, whatever the statistics).
   DELETE FROM pending_transactions p USING input i
-   WHERE p.message_pk = i.message_pk AND i.kind IN ('committed', 'rolled_back')
+   WHERE p.ctid = i.ctid::tid AND i.kind IN ('committed', 'rolled_back')
   RETURNING p.message_pk, i.kind
 ), dl AS (
   INSERT INTO deliveries (message_pk, group_id, message_stored_at, topic, next_attempt_at, expires_at,
@@ -153,12 +171,16 @@ export async function applyTxAnswers(
   }
   const ids = [...new Set(answers.map((a) => a.messageId))];
   const commitIds = [...new Set(answers.filter((a) => a.kind === "committed").map((a) => a.messageId))];
-  const { rows } = await db.query({ text: LOCK_PENDING, values: [ids, commitIds] });
+  const { rows: found } = await db.query<{ message_pk: number }>({ text: FIND_PENDING, values: [ids] });
+  const pks = [...new Set(found.map((r) => r.message_pk))].sort((a, b) => a - b);
+  const { rows } = await db.query({ text: LOCK_PENDING, values: [pks, commitIds] });
   const byId = new Map<string, CommittableMessage[]>();
+  const ctidOf = new Map<number, string>();
   for (const r of rows) {
     const m = toPendingMessage(r) as CommittableMessage;
     m.body = r.body ?? Buffer.alloc(0);
     byId.set(m.messageId, [...(byId.get(m.messageId) ?? []), m]);
+    ctidOf.set(m.messagePk, r.ctid);
   }
   const decided = new Set<number>();
   const input = {
@@ -166,6 +188,7 @@ export async function applyTxAnswers(
     kind: [] as string[],
     detail: [] as string[],
     attempt: [] as (number | null)[],
+    ctid: [] as string[],
   };
   const dl = {
     pk: [] as number[],
@@ -192,6 +215,7 @@ export async function applyTxAnswers(
       input.kind.push(a.kind);
       input.detail.push(a.detail);
       input.attempt.push(a.check);
+      input.ctid.push(ctidOf.get(m.messagePk)!);
       result.applied = true;
       result.message = m;
       if (a.kind !== "committed") continue;
@@ -225,6 +249,7 @@ export async function applyTxAnswers(
       dl.expiresAt,
       dl.deliverLimit,
       dl.claimedBy,
+      input.ctid,
     ],
   });
   return results;
