@@ -335,8 +335,10 @@ WITH found AS (
        LIMIT 1
     ) x ON true
 ), gone AS (
+  -- The array restricts deliveries to those tuples whatever the session's planner settings (a TID
+  -- scan; with sequential scans allowed the join alone was a hash join over the whole table).
   DELETE FROM deliveries d USING found f
-   WHERE d.ctid = f.ctid
+   WHERE d.ctid = ANY (ARRAY(SELECT ctid FROM found WHERE ctid IS NOT NULL)) AND d.ctid = f.ctid
   RETURNING f.i, f.message_pk, f.group_id, f.attempt, to_timestamp(f.pushed_at) AS pushed_at,
             to_timestamp(f.acked_at) AS acked_at,
             coalesce(f.acked_at - f.pushed_at <= ${ACK_WITH_PUSH_WINDOW_SECONDS}, false) AS merged

@@ -14,6 +14,7 @@ import {
   sampleBacklog,
 } from "../../src/store/backlog-fixture.js";
 import { BROKER_POOL_SETTINGS, ensurePartitions } from "../../src/store/db.js";
+import { ackDeliveries } from "../../src/store/deliveries.js";
 import { type CatalogSample, statementCatalog } from "../../src/store/statement-catalog.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
 
@@ -206,6 +207,33 @@ describe(`plans of the background statements with ${OWED.toLocaleString("en-US")
       }
     }
   }
+
+  it("the ack reads deliveries only at its batch's rows, also in a session that allows sequential scans", async () => {
+    // Not the broker's settings: a tool or reference run on a plain connection (the database-only
+    // bench reference did, and its ack's delete went through a hash join over the whole table).
+    const client = await db.pool.connect();
+    try {
+      await client.query("BEGIN");
+      const plans: { text: string; scans: string[] }[] = [];
+      const owed = sample.owedPks.slice(0, 2000);
+      await ackDeliveries(
+        explaining(client, plans, false, true),
+        owed.map((messagePk) => ({
+          messagePk,
+          groupId: fx.group,
+          attempt: 1,
+          pushedAt: fx.to,
+          ackedAt: fx.to,
+        })),
+        "bench",
+      );
+      expect(plans).toHaveLength(1);
+      expect(plans[0]!.scans).toEqual([]);
+    } finally {
+      await client.query("ROLLBACK");
+      client.release();
+    }
+  });
 
   it("the fixture is what it says: owed per group from the trigger-kept counts", async () => {
     const { rows } = await db.pool.query("SELECT sum(owed)::int AS n FROM owed_counts WHERE group_id = $1", [

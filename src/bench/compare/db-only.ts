@@ -5,6 +5,7 @@
  * (ACK_DELIVERIES, one history row each) in turn until none is left. The broker overlaps its claims
  * with its acks, so it can exceed this figure; it cannot do less work per message.
  */
+import { BROKER_POOL_SETTINGS, createPool } from "../../store/db.js";
 import { ackDeliveries, claimDueDeliveries } from "../../store/deliveries.js";
 import { insertPublishBatch, type PublishRecord } from "../../store/messages.js";
 import type { BenchEnv } from "../environment.js";
@@ -31,7 +32,10 @@ export async function dbOnlyBurnDown(
   messages: number,
   bodySize: number,
 ): Promise<DbOnlyBurnDown> {
-  const { pool } = await env.kiteqDatabase("bench_compare_db_only");
+  // The broker's session settings: the reference measures the statements as the broker runs them.
+  const { url } = await env.kiteqDatabase("bench_compare_db_only");
+  const pool = createPool(url, { max: 1, name: "kiteq-bench db-only", settings: BROKER_POOL_SETTINGS });
+  env.defer(() => pool.end());
   const body = Buffer.alloc(bodySize, 120);
   const fillAt = new Date();
   for (let done = 0; done < messages; done += CLAIM_BATCH) {
