@@ -206,9 +206,7 @@ async function expireOrphanedDeliveries(
 ): Promise<number> {
   const sorted = [...items].sort(byDeliveryKey);
   return inOneTransaction(db, async (c) => {
-    const ctids = [
-      ...new Set((await lockByKey(c, sorted)).flatMap((r) => (r === undefined ? [] : [r.ctid]))),
-    ];
+    const ctids = lockedCtids(await lockByKey(c, sorted));
     if (ctids.length === 0) return 0;
     const { rowCount } = await c.query({
       text: `WITH gone AS (
@@ -277,6 +275,11 @@ async function lockByKey(
   const locked = new Array<LockedDelivery | undefined>(keys.length);
   for (const r of rows) locked[r.i - 1] = { ctid: r.ctid, messageStoredAt: r.message_stored_at };
   return locked;
+}
+
+/** The ctids lockByKey locked, each once (two keys of one delivery in a batch lock one row). */
+function lockedCtids(locked: readonly (LockedDelivery | undefined)[]): string[] {
+  return [...new Set(locked.flatMap((r) => (r === undefined ? [] : [r.ctid])))];
 }
 
 /** Order of a batch's rows by (messagePk, groupId): every batch locks deliveries in this order. */
@@ -555,7 +558,8 @@ WITH input AS (
   UPDATE deliveries d
      SET attempts = n.attempt, next_attempt_at = n.next_attempt_at, claimed_by = NULL, lease_until = NULL
     FROM input n
-   WHERE d.ctid = n.ctid::tid AND n.hit AND NOT n.dead
+   WHERE d.ctid = ANY (ARRAY(SELECT ctid::tid FROM input WHERE hit AND NOT dead)) AND d.ctid = n.ctid::tid
+     AND n.hit AND NOT n.dead
   RETURNING 1
 ), dead AS (
   DELETE FROM deliveries d WHERE d.ctid = ANY (ARRAY(SELECT ctid::tid FROM input WHERE hit AND dead))
@@ -664,7 +668,7 @@ export async function releaseDeliveries(
   // connection could lock the same rows in opposite orders (deadlocks seen under load).
   items = [...items].sort(byDeliveryKey);
   return inOneTransaction(db, async (c) => {
-    const ctids = [...new Set((await lockByKey(c, items)).flatMap((r) => (r === undefined ? [] : [r.ctid])))];
+    const ctids = lockedCtids(await lockByKey(c, items));
     if (ctids.length === 0) return 0;
     const { rowCount } = await c.query({
       text: `UPDATE deliveries d SET claimed_by = NULL, lease_until = NULL WHERE d.ctid = ANY ($1::text[]::tid[])`,
@@ -719,7 +723,7 @@ export async function renewHeldLeases(
       // ack batches whenever a hash join made either lock in another order than its input's.
       const rows = await inOneTransaction(db, async (c) => {
         const locked = await lockByKey(c, batch, { claimer, skipLocked: true });
-        const ctids = [...new Set(locked.flatMap((r) => (r === undefined ? [] : [r.ctid])))];
+        const ctids = lockedCtids(locked);
         if (ctids.length === 0) return [];
         const { rows } = await c.query<{ k: string }>({
           text: `UPDATE deliveries d SET lease_until = $2 WHERE d.ctid = ANY ($1::text[]::tid[])

@@ -117,7 +117,8 @@ WITH input AS (
 ), gone AS (
   -- By ctid: LOCK_PENDING locked these rows in this transaction (a TID scan, whatever the statistics).
   DELETE FROM pending_transactions p USING input i
-   WHERE p.ctid = i.ctid::tid AND i.kind IN ('committed', 'rolled_back')
+   WHERE p.ctid = ANY (ARRAY(SELECT ctid::tid FROM input WHERE kind IN ('committed', 'rolled_back')))
+     AND p.ctid = i.ctid::tid AND i.kind IN ('committed', 'rolled_back')
   RETURNING p.message_pk, i.kind
 ), dl AS (
   INSERT INTO deliveries (message_pk, group_id, message_stored_at, topic, next_attempt_at, expires_at,
@@ -389,10 +390,14 @@ export async function recordTxChecks(
                   SET checks = CASE WHEN l.sent THEN l.check_no ELSE p.checks END,
                       next_check_at = CASE WHEN l.sent THEN l.next_check_at ELSE p.next_check_at END,
                       claimed_by = NULL, lease_until = NULL
-                 FROM input l WHERE p.ctid = l.ctid::tid AND NOT l.expired
+                 FROM input l
+                WHERE p.ctid = ANY (ARRAY(SELECT ctid::tid FROM input WHERE NOT expired)) AND p.ctid = l.ctid::tid
+                  AND NOT l.expired
                RETURNING p.message_pk
              ), gone AS (
-               DELETE FROM pending_transactions p USING input l WHERE p.ctid = l.ctid::tid AND l.expired
+               DELETE FROM pending_transactions p USING input l
+                WHERE p.ctid = ANY (ARRAY(SELECT ctid::tid FROM input WHERE expired)) AND p.ctid = l.ctid::tid
+                  AND l.expired
                RETURNING p.message_pk, p.checks, l.detail
              ), ended AS (
                INSERT INTO message_events (message_pk, kind, at, node_id, attempt, detail)
