@@ -69,18 +69,25 @@ WITH dead AS MATERIALIZED (
    WHERE d.ctid = ANY (ARRAY(SELECT ctid FROM due))
   RETURNING d.message_pk, d.group_id, d.claim_epoch, d.attempts, d.deliver_limit, d.expires_at,
             d.message_stored_at, d.next_attempt_at
-), taken AS (
+), taken AS MATERIALIZED (
+  -- Only rows the update changed: a row another transaction changed between this statement's
+  -- snapshot and its lock is locked in its new version, which the update (same snapshot) cannot
+  -- see; it stays as it was, to be claimed next time, and was not taken over now.
+  SELECT d.message_pk, d.group_id, d.claimed_by, d.lease_ran_out
+    FROM due d JOIN claimed c ON c.message_pk = d.message_pk AND c.group_id = d.group_id
+   WHERE d.claimed_by IS NOT NULL
+), taken_rows AS (
   INSERT INTO message_events (message_pk, kind, at, group_id, node_id, detail)
   SELECT message_pk, 'taken_over', $3, group_id, $6,
          'from ' || claimed_by || CASE WHEN lease_ran_out THEN ' (its lease ran out)' ELSE ' (declared dead)' END
-    FROM due WHERE claimed_by IS NOT NULL
+    FROM taken
 )
 SELECT c.message_pk, c.group_id, c.claim_epoch, c.attempts, c.deliver_limit,
        extract(epoch FROM c.expires_at)::float8 AS expires_at,
        m.message_id, m.topic, m.message_type, m.group_id AS publisher_group_id,
        extract(epoch FROM m.created_at)::float8 AS created_at,
        m.properties, m.snappy, m.body_is_string, m.body,
-       (SELECT count(*) FROM due WHERE due.claimed_by IS NOT NULL)::int AS taken_over
+       (SELECT count(*) FROM taken)::int AS taken_over
   FROM claimed c
   -- LATERAL ... LIMIT 1 keeps this an index lookup per claimed row, pruned to the message's
   -- partition: planned as a join, the tiny estimate for the UPDATE's output made PostgreSQL hash

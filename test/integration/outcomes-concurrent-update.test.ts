@@ -4,12 +4,18 @@
  * once that transaction commits. A form that looked rows up, locked them and then changed them by
  * ctid missed such rows (the new version is not in the statement's snapshot): its acks ended
  * nothing and the deliveries were pushed again when their leases lapsed (58 duplicates in 100 s at
- * 2 x 2,000 msg/s).
+ * 2 x 2,000 msg/s). A claim (SKIP LOCKED: it never waits) can still lock a row's new version that
+ * its own update cannot see: it must not say it took over what it did not claim.
  */
 import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensurePartitions } from "../../src/store/db.js";
-import { ackDeliveries, releaseDeliveries, renewLeases } from "../../src/store/deliveries.js";
+import {
+  ackDeliveries,
+  claimDueDeliveries,
+  releaseDeliveries,
+  renewLeases,
+} from "../../src/store/deliveries.js";
 import { insertPublishBatch } from "../../src/store/messages.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
 import { publishRecord } from "../support/records.js";
@@ -24,10 +30,10 @@ describe("store: outcomes waiting on a row another transaction updates", () => {
     await db.drop();
   });
 
-  /** One delivery of group g claimed by node-a (epoch 1); its message pk. */
-  const held = async (): Promise<number> => {
+  /** One delivery of `group` claimed by node-a (epoch 1); its message pk. */
+  const held = async (group = "g"): Promise<number> => {
     const now = new Date();
-    const [r] = await insertPublishBatch(db.pool, [publishRecord(now, ["g"])], {
+    const [r] = await insertPublishBatch(db.pool, [publishRecord(now, [group])], {
       now,
       nodeId: "t",
       leaseUntil: new Date(now.getTime() + 30_000),
@@ -93,5 +99,69 @@ describe("store: outcomes waiting on a row another transaction updates", () => {
     expect(await whileUpdated(pk, renew)).toBe(0);
     expect(await renew()).toBe(1);
     expect(new Date((await row(pk)).lease_until).getTime()).toBe(until.getTime());
+  });
+
+  it("a claim writes `taken_over` only for rows it claimed, not for a row another transaction changed after its snapshot", async () => {
+    // Row 1 (due first) is held by a live claimer; row 2's lease ran out (a takeover). The claim's
+    // connection sees a dead_claimers that pauses when read, which the claim does at row 1 only:
+    // meanwhile another transaction changes row 2 and commits. The claim then locks row 2's new
+    // version (SKIP LOCKED locks the latest version), which its own update, in the statement's
+    // snapshot, cannot see: row 2 is not claimed this time, so nothing may say it was taken over.
+    const live = await held("c");
+    const lapsed = await held("c");
+    await db.pool.query(
+      `UPDATE deliveries SET next_attempt_at = now() - interval '2 s' WHERE message_pk = $1;`,
+      [live],
+    );
+    await db.pool.query(
+      `UPDATE deliveries SET claimed_by = 'node-b', lease_until = now() - interval '1 s',
+              next_attempt_at = now() - interval '1 s' WHERE message_pk = $1`,
+      [lapsed],
+    );
+    await db.pool.query(`
+      CREATE SCHEMA IF NOT EXISTS paused;
+      CREATE OR REPLACE FUNCTION paused.pause() RETURNS boolean LANGUAGE sql VOLATILE
+        AS $$ SELECT pg_sleep(0.5); SELECT false $$;
+      CREATE OR REPLACE VIEW paused.dead_claimers AS
+        SELECT * FROM public.dead_claimers
+        UNION ALL SELECT NULL::text, NULL::timestamptz, 'infinity'::timestamptz WHERE paused.pause();`);
+    const claimer = await db.pool.connect();
+    const other = await db.pool.connect();
+    const takenOver = async () =>
+      (
+        await db.pool.query<{ n: number }>(
+          "SELECT count(*)::int AS n FROM message_events WHERE message_pk = $1 AND kind = 'taken_over'",
+          [lapsed],
+        )
+      ).rows[0]!.n;
+    const claim = () => {
+      const now = new Date();
+      return claimDueDeliveries(claimer, {
+        groups: ["c"],
+        limits: [10],
+        now,
+        claimer: "node-c",
+        leaseUntil: new Date(now.getTime() + 30_000),
+      });
+    };
+    try {
+      await claimer.query("SET search_path = paused, public");
+      const running = claim();
+      await new Promise((r) => setTimeout(r, 200));
+      await other.query("UPDATE deliveries SET attempts = attempts WHERE message_pk = $1", [lapsed]);
+      const first = await running;
+      expect(first.map((d) => d.messagePk)).toEqual([]);
+      expect((await row(lapsed)).claimed_by).toBe("node-b");
+      expect(await takenOver()).toBe(0);
+      // The next claim takes it over, and says so once.
+      const second = await claim();
+      expect(second.map((d) => d.messagePk)).toEqual([lapsed]);
+      expect((await row(lapsed)).claimed_by).toBe("node-c");
+      expect(await takenOver()).toBe(1);
+    } finally {
+      await claimer.query("RESET search_path").catch(() => undefined);
+      claimer.release();
+      other.release();
+    }
   });
 });
