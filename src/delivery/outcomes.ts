@@ -26,10 +26,18 @@ export const MAX_RETRY_DELAY_MS = 5_000;
 
 type Release = { messagePk: number; groupId: string; claimEpoch: number };
 
+/**
+ * The result of an item its batch did not decide (a later round of the batch failed after earlier
+ * ones had committed): the item alone is retried, as if its batch had failed.
+ */
+class NotWritten {
+  constructor(readonly error: unknown) {}
+}
+
 /** Batched writer of push outcomes. */
 export class OutcomeWriter {
   /** Per ack: whether it ended a delivery (known for late acks; true for the others). */
-  private readonly acks: GroupCommitter<AckRecord, boolean>;
+  private readonly acks: GroupCommitter<AckRecord, boolean | NotWritten>;
   private readonly nacks: GroupCommitter<NackRecord, boolean>;
   private readonly releases: GroupCommitter<Release, void>;
   /** Acks of deliveries that had ended, whose own statement failed after their batch was written. */
@@ -66,16 +74,23 @@ export class OutcomeWriter {
       concurrency: 1,
       windowMs: 3,
       write: async (items: AckRecord[]) => {
-        const { lateEnded, afterEnd, recordedAfterEnd } = await ackDeliveries(pool, items, nodeId);
+        const { lateEnded, afterEnd, recordedAfterEnd, unsettled, unsettledError } = await ackDeliveries(
+          pool,
+          items,
+          nodeId,
+        );
         // Retried on their own, as every outcome is (the statement judges again: a repeat of
         // one that did commit writes nothing).
         for (const a of afterEnd ?? []) this.submit(this.afterEnd, a, () => {}, "ack after end", 0);
+        const notWritten = unsettled === undefined ? undefined : new Set(unsettled);
+        const retry = new NotWritten(unsettledError);
         // True when the history has the ack: it ended the delivery, or was recorded after its end.
-        return items.map(
-          (a) =>
-            a.pushedAt !== null ||
-            lateEnded.has(deliveryKey(a)) ||
-            recordedAfterEnd?.has(deliveryKey(a)) === true,
+        return items.map((a) =>
+          notWritten?.has(a) === true
+            ? retry
+            : a.pushedAt !== null ||
+              lateEnded.has(deliveryKey(a)) ||
+              recordedAfterEnd?.has(deliveryKey(a)) === true,
         );
       },
     });
@@ -106,7 +121,14 @@ export class OutcomeWriter {
    * recorded after that end; a late ack of a delivery acked already has neither.
    */
   ack(record: AckRecord, done: (ended: boolean) => void): void {
-    this.submit<AckRecord, boolean>(this.acks, record, done, "ack", 0);
+    // A NotWritten result never reaches done (submit retries the item).
+    this.submit<AckRecord, boolean | NotWritten>(
+      this.acks,
+      record,
+      done as (r: boolean | NotWritten) => void,
+      "ack",
+      0,
+    );
   }
 
   /**
@@ -157,11 +179,12 @@ export class OutcomeWriter {
     what: string,
     attempt: number,
   ): void {
-    committer.enqueue(item, (err: unknown, result?: R) => {
-      if (err === undefined) {
+    committer.enqueue(item, (failure: unknown, result?: R) => {
+      if (failure === undefined && !(result instanceof NotWritten)) {
         done(result as R);
         return;
       }
+      const err = failure ?? (result as NotWritten).error;
       const e = toKiteqError(
         err,
         { messagePk: item.messagePk, groupId: item.groupId },

@@ -460,6 +460,14 @@ export interface AckBatchResult {
   afterEnd?: readonly AckRecord[];
   /** deliveryKey of each ack of an ended delivery recorded by ACK_AFTER_END_SQL (when any). */
   recordedAfterEnd?: ReadonlySet<string>;
+  /**
+   * Acks not decided because a later round failed (its statement's error, or rows changed by
+   * others ACK_RACE_ROUNDS times in a row) after earlier rounds had committed: the caller retries
+   * these alone. Not thrown: a retry of the whole batch would record the acks that did end their
+   * delivery a second time, as pushes answered after the end.
+   */
+  unsettled?: readonly AckRecord[];
+  unsettledError?: unknown;
 }
 
 /** The key of an ack in AckBatchResult.lateEnded. */
@@ -485,24 +493,36 @@ export async function ackDeliveries(
   });
   const ended: AckRecord[] = [];
   const missed: AckRecord[] = [];
+  let unsettledError: unknown;
   for (let round = 0; pending.length > 0; round++) {
     if (round === ACK_RACE_ROUNDS) {
-      throw new Error(`ack batch: ${pending.length} deliveries changed by others ${round} times in a row`);
+      unsettledError = new Error(
+        `ack batch: ${pending.length} deliveries changed by others ${round} times in a row`,
+      );
+      break;
     }
-    const { rows } = await db.query<{ ended: number[]; missed: number[] }>({
-      // Named: parsed and planned once per connection (tens of ack batches a second).
-      name: "ack_deliveries",
-      text: ACK_DELIVERIES,
-      values: [
-        numberArray(pending.map((a) => a.messagePk)),
-        textArray(pending.map((a) => a.groupId)),
-        numberArray(pending.map((a) => a.attempt)),
-        // Epoch seconds: formatting Dates for array parameters costs more than the statement.
-        nullableNumberArray(pending.map((a) => (a.pushedAt === null ? null : a.pushedAt.getTime() / 1000))),
-        numberArray(pending.map((a) => a.ackedAt.getTime() / 1000)),
-        nodeId,
-      ],
-    });
+    let rows: { ended: number[]; missed: number[] }[];
+    try {
+      ({ rows } = await db.query<{ ended: number[]; missed: number[] }>({
+        // Named: parsed and planned once per connection (tens of ack batches a second).
+        name: "ack_deliveries",
+        text: ACK_DELIVERIES,
+        values: [
+          numberArray(pending.map((a) => a.messagePk)),
+          textArray(pending.map((a) => a.groupId)),
+          numberArray(pending.map((a) => a.attempt)),
+          // Epoch seconds: formatting Dates for array parameters costs more than the statement.
+          nullableNumberArray(pending.map((a) => (a.pushedAt === null ? null : a.pushedAt.getTime() / 1000))),
+          numberArray(pending.map((a) => a.ackedAt.getTime() / 1000)),
+          nodeId,
+        ],
+      }));
+    } catch (err) {
+      // The first round committed nothing: the whole batch fails and is retried as it came.
+      if (round === 0) throw err;
+      unsettledError = err;
+      break;
+    }
     // No row: a plan capture (statement-catalog) answers none.
     const r = rows[0];
     if (r === undefined) break;
@@ -521,6 +541,10 @@ export async function ackDeliveries(
     ended: ended.length,
     lateEnded: new Set(ended.filter((a) => a.pushedAt === null).map(deliveryKey)),
   };
+  if (unsettledError !== undefined) {
+    result.unsettled = pending;
+    result.unsettledError = unsettledError;
+  }
   if (missed.length === 0) return result;
   try {
     const recorded = await ackAfterEnd(db, missed, nodeId);

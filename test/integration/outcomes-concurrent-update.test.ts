@@ -9,15 +9,18 @@
  */
 import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { OutcomeWriter } from "../../src/delivery/outcomes.js";
+import { silentLogger } from "../../src/log.js";
 import { ensurePartitions } from "../../src/store/db.js";
 import {
+  ACK_DELIVERIES,
   ackDeliveries,
   claimDueDeliveries,
   releaseDeliveries,
   renewLeases,
 } from "../../src/store/deliveries.js";
 import { insertPublishBatch } from "../../src/store/messages.js";
-import { createTestDatabase, type TestDatabase } from "../support/db.js";
+import { createTestDatabase, interceptStatements, type TestDatabase } from "../support/db.js";
 import { publishRecord } from "../support/records.js";
 
 describe("store: outcomes waiting on a row another transaction updates", () => {
@@ -162,6 +165,37 @@ describe("store: outcomes waiting on a row another transaction updates", () => {
       await claimer.query("RESET search_path").catch(() => undefined);
       claimer.release();
       other.release();
+    }
+  });
+
+  it("an ack batch whose second round fails retries only the acks the first round left", async () => {
+    // The first round ends `plain` and leaves `raced` (changed while it waited); the second round
+    // fails. Retried whole, the batch recorded `plain`'s push again, as answered after its end.
+    const raced = await held();
+    const plain = await held();
+    let rounds = 0;
+    const flaky = interceptStatements(db.pool, (q, forward) =>
+      q.text === ACK_DELIVERIES && ++rounds === 2
+        ? Promise.reject(Object.assign(new Error("terminating connection"), { code: "57P01" }))
+        : forward(),
+    );
+    const writer = new OutcomeWriter(flaky, "node-a", silentLogger, 5);
+    const now = new Date();
+    const ack = (pk: number) =>
+      new Promise<boolean>((resolve) =>
+        writer.ack({ messagePk: pk, groupId: "g", attempt: 1, pushedAt: now, ackedAt: now }, resolve),
+      );
+    const done = await whileUpdated(raced, () => Promise.all([ack(raced), ack(plain)]));
+    expect(done).toEqual([true, true]);
+    await writer.drain();
+    expect(rounds).toBe(3);
+    for (const pk of [raced, plain]) {
+      expect(await row(pk)).toBeUndefined();
+      const { rows } = await db.pool.query(
+        "SELECT kind::text, detail FROM message_events WHERE message_pk = $1 AND group_id = 'g' ORDER BY at, kind",
+        [pk],
+      );
+      expect(rows).toEqual([{ kind: "acked", detail: null }]);
     }
   });
 });
