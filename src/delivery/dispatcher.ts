@@ -839,12 +839,14 @@ export class Dispatcher {
 
   /** The group's connections below their bound on unanswered pushes. */
   private withRoom(g: LocalGroup, now: number): readonly Session[] {
-    const horizonMs = this.o.deliveryTimeoutMs / 2;
-    const room = (s: Session) =>
-      (this.inFlight.get(s)?.size ?? 0) < (this.paces.get(s)?.limit(now, horizonMs) ?? MIN_UNANSWERED);
-    // One connection (the common case): no list built for every push.
-    if (g.sessions.length === 1) return room(g.sessions[0]!) ? g.sessions : [];
-    return g.sessions.filter(room);
+    // One connection (the common case): no list and no closure built for every push.
+    if (g.sessions.length === 1) return this.hasRoom(g.sessions[0]!, now) ? g.sessions : [];
+    return g.sessions.filter((s) => this.hasRoom(s, now));
+  }
+
+  private hasRoom(s: Session, now: number): boolean {
+    const limit = this.paces.get(s)?.limit(now, this.o.deliveryTimeoutMs / 2) ?? MIN_UNANSWERED;
+    return (this.inFlight.get(s)?.size ?? 0) < limit;
   }
 
   private pick(sessions: readonly Session[], now: number): Session | undefined {
