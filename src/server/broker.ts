@@ -246,12 +246,13 @@ export class Broker {
         label: shardLabel(url),
         url,
         pool: createPool(url, { max: 10, name: names.main, settings: timeout, connectTimeoutMs, log: plog }),
-        // Publishes get connections of their own (one per concurrent batch) with generic plans: the
-        // batch insert's plan never depends on its values, and planning it each time cost ~20%.
+        // Publishes get connections of their own (one per concurrent batch), with generic plans
+        // as every pool (the batch insert's plan never depends on its values, and planning it
+        // each time cost ~20%).
         publishPool: createPool(url, {
           max: PUBLISH_CONCURRENCY,
           name: names.publish,
-          settings: { plan_cache_mode: "force_generic_plan", ...timeout },
+          settings: timeout,
           connectTimeoutMs,
           log: plog,
         }),

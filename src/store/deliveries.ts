@@ -157,7 +157,8 @@ export async function claimDueDeliveries(
   },
 ): Promise<ClaimedDelivery[]> {
   const { rows } = await db.query({
-    // Named: planned once per connection (a generic plan: nothing in it depends on the values).
+    // Named: planned once per connection (a generic plan, BROKER_POOL_SETTINGS: nothing in it
+    // depends on the values).
     name: "claim_due_deliveries",
     text: CLAIM_DUE_DELIVERIES,
     values: [

@@ -14,7 +14,8 @@ import {
   buildBacklog,
   sampleBacklog,
 } from "../../src/store/backlog-fixture.js";
-import { BROKER_POOL_SETTINGS, ensurePartitions } from "../../src/store/db.js";
+import { BROKER_POOL_SETTINGS, createPool, ensurePartitions } from "../../src/store/db.js";
+import { claimDueDeliveries } from "../../src/store/deliveries.js";
 import { type CatalogSample, statementCatalog } from "../../src/store/statement-catalog.js";
 import { createTestDatabase, type TestDatabase } from "../support/db.js";
 
@@ -258,5 +259,37 @@ describe(`plans of the background statements with ${OWED.toLocaleString("en-US")
       fx.group,
     ]);
     expect(rows[0].n).toBe(OWED);
+  });
+});
+
+describe("plan cache", () => {
+  let db: TestDatabase;
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    await ensurePartitions(db.pool, new Date());
+  });
+  afterAll(async () => db.drop());
+
+  it("the broker's sessions plan a named statement once (the claim: planned afresh each time before)", async () => {
+    const pool = createPool(db.url, { max: 1, settings: BROKER_POOL_SETTINGS });
+    try {
+      for (let i = 0; i < 8; i++) {
+        const now = new Date();
+        await claimDueDeliveries(pool, {
+          groups: ["g"],
+          limits: [10 + i],
+          now,
+          claimer: "c/1",
+          leaseUntil: new Date(now.getTime() + 30_000),
+        });
+      }
+      const { rows } = await pool.query<{ generic: number; custom: number }>(
+        `SELECT generic_plans::int AS generic, custom_plans::int AS custom
+           FROM pg_prepared_statements WHERE name = 'claim_due_deliveries'`,
+      );
+      expect(rows).toEqual([{ generic: 8, custom: 0 }]);
+    } finally {
+      await pool.end();
+    }
   });
 });
