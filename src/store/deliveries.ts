@@ -440,6 +440,7 @@ export async function ackAfterEnd(
 ): Promise<Set<string>> {
   if (acks.length === 0) return new Set();
   const { rows } = await db.query<{ k: string }>({
+    name: "ack_after_end",
     text: ACK_AFTER_END_SQL,
     values: [
       numberArray(acks.map((a) => a.messagePk)),
@@ -665,6 +666,7 @@ export async function nackDeliveries(
       return true;
     });
     const { rows } = await c.query<{ events: number; changed: number }>({
+      name: "nack_deliveries",
       text: NACK_DELIVERIES,
       values: [
         nacks.map((_, i) => (hit[i] ? locked[i]!.ctid : null)),
@@ -708,6 +710,7 @@ export async function releaseDeliveries(
     const ctids = lockedCtids(await lockByKey(c, items));
     if (ctids.length === 0) return 0;
     const { rowCount } = await c.query({
+      name: "release_deliveries",
       text: `UPDATE deliveries d SET claimed_by = NULL, lease_until = NULL WHERE d.ctid = ANY ($1::text[]::tid[])`,
       values: [textArray(ctids)],
     });
@@ -763,6 +766,7 @@ export async function renewHeldLeases(
         const ctids = lockedCtids(locked);
         if (ctids.length === 0) return [];
         const { rows } = await c.query<{ k: string }>({
+          name: "renew_deliveries",
           text: `UPDATE deliveries d SET lease_until = $2 WHERE d.ctid = ANY ($1::text[]::tid[])
                  RETURNING d.message_pk::text || ' ' || d.group_id AS k`,
           values: [textArray(ctids), leaseUntil],

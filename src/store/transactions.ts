@@ -324,6 +324,7 @@ export async function claimDueTxChecks(
   if (args.groups.length === 0) return [];
   const limits = args.limits ?? args.groups.map(() => args.limit);
   const { rows } = await db.query({
+    name: "claim_tx_checks",
     text: CLAIM_DUE_TX_CHECKS,
     values: [args.groups, args.now, args.claimer, args.leaseUntil, args.giveUpBefore, args.limit, limits],
   });
@@ -372,6 +373,7 @@ export async function recordTxChecks(
   const sorted = [...records].sort((a, b) => a.messagePk - b.messagePk);
   return inOneTransaction(db, async (c) => {
     const { rows: locked } = await c.query<{ i: number; ctid: string }>({
+      name: "lock_tx_checks",
       text: `SELECT a.i::int AS i, x.ctid::text AS ctid
                FROM unnest($1::bigint[], $2::int[]) WITH ORDINALITY AS a(message_pk, claim_epoch, i)
               CROSS JOIN LATERAL (
@@ -389,6 +391,7 @@ export async function recordTxChecks(
       ctids[l.i - 1] = l.ctid;
     }
     const { rows } = await c.query<{ n: number }>({
+      name: "record_tx_checks",
       text: `WITH input AS (
                SELECT * FROM unnest($1::text[], $2::bigint[], $3::bool[], $4::int[], $5::timestamptz[], $6::text[], $9::bool[])
                  AS r(ctid, message_pk, sent, check_no, next_check_at, detail, expired)
