@@ -127,7 +127,11 @@ export async function nextDueAfter(
   now: Date,
 ): Promise<Date | undefined> {
   if (groups.length === 0) return undefined;
-  const { rows } = await db.query<{ at: Date | null }>({ text: NEXT_DUE_AFTER, values: [groups, now] });
+  const { rows } = await db.query<{ at: Date | null }>({
+    name: "next_due_after",
+    text: NEXT_DUE_AFTER,
+    values: [groups, now],
+  });
   return rows[0]?.at ?? undefined;
 }
 
