@@ -8,6 +8,7 @@ import type pg from "pg";
 import type { BacklogFixture } from "./backlog-fixture.js";
 import { ensurePartitions, forgetMessageIdsBatch } from "./db.js";
 import {
+  ackAfterEnd,
   ackDeliveries,
   BACKGROUND_BATCH,
   claimDueDeliveries,
@@ -119,6 +120,23 @@ export function statementCatalog(fx: BacklogFixture, sample: CatalogSample): Cat
             groupId: fx.group,
             attempt: 1,
             pushedAt: now,
+            ackedAt: now,
+          })),
+          "bench",
+        ),
+    },
+    {
+      // Acks of deliveries that had ended (a push answered after it timed out at the deliver
+      // limit): each probes its message's history for the ending.
+      name: `late acks (${nacks.length.toLocaleString("en-US")} acks judged against the history)`,
+      run: (db) =>
+        ackAfterEnd(
+          db,
+          nacks.map((messagePk) => ({
+            messagePk,
+            groupId: fx.group,
+            attempt: 1,
+            pushedAt: null,
             ackedAt: now,
           })),
           "bench",
