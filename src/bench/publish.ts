@@ -327,7 +327,7 @@ async function dbOnlyRun(
   const pool = createPool(url, {
     max: connections,
     name: "kiteq-bench db-only",
-    settings: { plan_cache_mode: "force_generic_plan", ...BROKER_POOL_SETTINGS },
+    settings: BROKER_POOL_SETTINGS,
   });
   try {
     const from = nowMs() + warmupMs;

@@ -82,16 +82,19 @@ export class OutcomeWriter {
         // Retried on their own, as every outcome is (the statement judges again: a repeat of
         // one that did commit writes nothing).
         for (const a of afterEnd ?? []) this.submit(this.afterEnd, a, () => {}, "ack after end", 0);
-        const notWritten = unsettled === undefined ? undefined : new Set(unsettled);
-        const retry = new NotWritten(unsettledError);
         // True when the history has the ack: it ended the delivery, or was recorded after its end.
-        return items.map((a) =>
-          notWritten?.has(a) === true
-            ? retry
-            : a.pushedAt !== null ||
-              lateEnded.has(deliveryKey(a)) ||
-              recordedAfterEnd?.has(deliveryKey(a)) === true,
+        const results: (boolean | NotWritten)[] = items.map(
+          (a) =>
+            a.pushedAt !== null ||
+            lateEnded.has(deliveryKey(a)) ||
+            recordedAfterEnd?.has(deliveryKey(a)) === true,
         );
+        if (unsettled !== undefined) {
+          const retry = new NotWritten(unsettledError);
+          const notWritten = new Set(unsettled);
+          for (let i = 0; i < items.length; i++) if (notWritten.has(items[i]!)) results[i] = retry;
+        }
+        return results;
       },
     });
     this.nacks = new GroupCommitter({
