@@ -354,14 +354,23 @@ WITH found AS (
        WHERE d.message_pk = a.message_pk AND d.group_id || '' = a.group_id
        LIMIT 1
     ) x ON true
-), gone AS (
-  -- The array restricts deliveries to those tuples whatever the session's planner settings (a TID
-  -- scan; with sequential scans allowed the join alone was a hash join over the whole table).
-  DELETE FROM deliveries d USING found f
-   WHERE d.ctid = ANY (ARRAY(SELECT ctid FROM found WHERE ctid IS NOT NULL)) AND d.ctid = f.ctid
-  RETURNING f.i, f.message_pk, f.group_id, f.attempt, to_timestamp(f.pushed_at) AS pushed_at,
-            to_timestamp(f.acked_at) AS acked_at,
-            coalesce(f.acked_at - f.pushed_at <= ${ACK_WITH_PUSH_WINDOW_SECONDS}, false) AS merged
+), deleted AS (
+  -- By ctid, the array alone: a TID scan of the batch's tuples whatever the session's planner
+  -- settings (with sequential scans allowed, a join with found was a hash join over the whole
+  -- table) and no join at all. Joined with found by ctid, the generic plan looked each tuple up
+  -- from its ack and then searched the whole array for it: n x n (67 against 31 ms for 2,000).
+  DELETE FROM deliveries d WHERE d.ctid = ANY (ARRAY(SELECT ctid FROM found WHERE ctid IS NOT NULL))
+  RETURNING d.message_pk, d.group_id
+), gone AS MATERIALIZED (
+  -- The acks whose row was deleted, by a hashed subplan (the CASE keeps it from becoming a join,
+  -- which on a few rows' estimate is a nested loop over both sides: see CLAIM_DUE_DELIVERIES).
+  SELECT f.i, f.message_pk, f.group_id, f.attempt, to_timestamp(f.pushed_at) AS pushed_at,
+         to_timestamp(f.acked_at) AS acked_at,
+         coalesce(f.acked_at - f.pushed_at <= ${ACK_WITH_PUSH_WINDOW_SECONDS}, false) AS merged
+    FROM found f
+   WHERE f.ctid IS NOT NULL
+     AND CASE WHEN (f.message_pk, f.group_id) IN (SELECT x.message_pk, x.group_id FROM deleted x)
+              THEN true ELSE false END
 ), ev AS (
   INSERT INTO message_events (message_pk, kind, at, group_id, node_id, attempt, delivered_at, detail)
   SELECT message_pk, 'delivered'::message_event_kind, pushed_at, group_id, $6, attempt, NULL, NULL
@@ -596,12 +605,17 @@ WITH input AS (
   SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::int[], $5::timestamptz[], $6::timestamptz[],
                        $7::timestamptz[], $8::bool[], $9::text[], $10::bool[], $11::timestamptz[])
     AS n(ctid, message_pk, group_id, attempt, pushed_at, failed_at, next_attempt_at, dead, reason, hit, message_stored_at)
+), retry_values AS (
+  SELECT jsonb_object_agg(ctid, jsonb_build_array(attempt, next_attempt_at)) AS m FROM input WHERE hit AND NOT dead
 ), retried AS (
+  -- By ctid, the array alone (a TID scan, as the ack's delete), each row's values looked up by its
+  -- ctid in one jsonb object built once: joined with input by ctid, the generic plan looked each
+  -- tuple up from its nack and then searched the whole array for it (n x n).
   UPDATE deliveries d
-     SET attempts = n.attempt, next_attempt_at = n.next_attempt_at, claimed_by = NULL, lease_until = NULL
-    FROM input n
-   WHERE d.ctid = ANY (ARRAY(SELECT ctid::tid FROM input WHERE hit AND NOT dead)) AND d.ctid = n.ctid::tid
-     AND n.hit AND NOT n.dead
+     SET attempts = ((SELECT m FROM retry_values) -> d.ctid::text ->> 0)::int,
+         next_attempt_at = ((SELECT m FROM retry_values) -> d.ctid::text ->> 1)::timestamptz,
+         claimed_by = NULL, lease_until = NULL
+   WHERE d.ctid = ANY (ARRAY(SELECT ctid::tid FROM input WHERE hit AND NOT dead))
   RETURNING 1
 ), dead AS (
   DELETE FROM deliveries d WHERE d.ctid = ANY (ARRAY(SELECT ctid::tid FROM input WHERE hit AND dead))

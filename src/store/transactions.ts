@@ -395,20 +395,28 @@ export async function recordTxChecks(
       text: `WITH input AS (
                SELECT * FROM unnest($1::text[], $2::bigint[], $3::bool[], $4::int[], $5::timestamptz[], $6::text[], $9::bool[])
                  AS r(ctid, message_pk, sent, check_no, next_check_at, detail, expired)
+             ), sent_values AS (
+               SELECT jsonb_object_agg(ctid, jsonb_build_array(sent, check_no, next_check_at)) AS m
+                 FROM input WHERE ctid IS NOT NULL AND NOT expired
              ), upd AS (
+               -- By ctid, the array alone (a TID scan), each row's values looked up by its ctid in
+               -- one jsonb object built once: joined with input by ctid, the generic plan looked
+               -- each tuple up from its record and then searched the whole array for it (n x n).
                UPDATE pending_transactions p
-                  SET checks = CASE WHEN l.sent THEN l.check_no ELSE p.checks END,
-                      next_check_at = CASE WHEN l.sent THEN l.next_check_at ELSE p.next_check_at END,
+                  SET checks = CASE WHEN ((SELECT m FROM sent_values) -> p.ctid::text ->> 0)::bool
+                                    THEN ((SELECT m FROM sent_values) -> p.ctid::text ->> 1)::int ELSE p.checks END,
+                      next_check_at = CASE WHEN ((SELECT m FROM sent_values) -> p.ctid::text ->> 0)::bool
+                                           THEN ((SELECT m FROM sent_values) -> p.ctid::text ->> 2)::timestamptz
+                                           ELSE p.next_check_at END,
                       claimed_by = NULL, lease_until = NULL
-                 FROM input l
-                WHERE p.ctid = ANY (ARRAY(SELECT ctid::tid FROM input WHERE NOT expired)) AND p.ctid = l.ctid::tid
-                  AND NOT l.expired
+                WHERE p.ctid = ANY (ARRAY(SELECT ctid::tid FROM input WHERE NOT expired))
                RETURNING p.message_pk
              ), gone AS (
-               DELETE FROM pending_transactions p USING input l
-                WHERE p.ctid = ANY (ARRAY(SELECT ctid::tid FROM input WHERE expired)) AND p.ctid = l.ctid::tid
-                  AND l.expired
-               RETURNING p.message_pk, p.checks, l.detail
+               DELETE FROM pending_transactions p
+                WHERE p.ctid = ANY (ARRAY(SELECT ctid::tid FROM input WHERE expired))
+               RETURNING p.message_pk, p.checks,
+                         (SELECT jsonb_object_agg(ctid, detail) FROM input WHERE ctid IS NOT NULL AND expired)
+                           ->> p.ctid::text AS detail
              ), ended AS (
                INSERT INTO message_events (message_pk, kind, at, node_id, attempt, detail)
                SELECT message_pk, 'rolled_back', $7, $8, checks, detail FROM gone
