@@ -223,6 +223,9 @@ export async function runPhases(
     }
   }
   await sys.teardown().catch((err: Error) => r.failures.push(`teardown: ${err.message}`));
+  await env
+    .retireDatabase(sys.database)
+    .catch((err: Error) => r.failures.push(`dropping its database: ${err.message}`));
   r.strays = router.strays;
   if (router.strays > 0) r.failures.push(`${router.strays} handler call(s) for messages no phase sent`);
   return r;
