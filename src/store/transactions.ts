@@ -396,18 +396,17 @@ export async function recordTxChecks(
                SELECT * FROM unnest($1::text[], $2::bigint[], $3::bool[], $4::int[], $5::timestamptz[], $6::text[], $9::bool[])
                  AS r(ctid, message_pk, sent, check_no, next_check_at, detail, expired)
              ), sent_values AS (
-               SELECT jsonb_object_agg(ctid, jsonb_build_array(sent, check_no, next_check_at)) AS m
-                 FROM input WHERE ctid IS NOT NULL AND NOT expired
+               SELECT jsonb_object_agg(ctid, jsonb_build_array(check_no, next_check_at)) AS m
+                 FROM input WHERE ctid IS NOT NULL AND sent AND NOT expired
              ), upd AS (
-               -- By ctid, the array alone (a TID scan), each row's values looked up by its ctid in
-               -- one jsonb object built once: joined with input by ctid, the generic plan looked
-               -- each tuple up from its record and then searched the whole array for it (n x n).
+               -- By ctid, the array alone (a TID scan), a sent check's values looked up by its ctid
+               -- in one jsonb object built once (an unsent one is not in it: its row keeps them):
+               -- joined with input by ctid, the generic plan looked each tuple up from its record
+               -- and then searched the whole array for it (n x n).
                UPDATE pending_transactions p
-                  SET checks = CASE WHEN ((SELECT m FROM sent_values) -> p.ctid::text ->> 0)::bool
-                                    THEN ((SELECT m FROM sent_values) -> p.ctid::text ->> 1)::int ELSE p.checks END,
-                      next_check_at = CASE WHEN ((SELECT m FROM sent_values) -> p.ctid::text ->> 0)::bool
-                                           THEN ((SELECT m FROM sent_values) -> p.ctid::text ->> 2)::timestamptz
-                                           ELSE p.next_check_at END,
+                  SET checks = coalesce(((SELECT m FROM sent_values) -> p.ctid::text ->> 0)::int, p.checks),
+                      next_check_at = coalesce(((SELECT m FROM sent_values) -> p.ctid::text ->> 1)::timestamptz,
+                                               p.next_check_at),
                       claimed_by = NULL, lease_until = NULL
                 WHERE p.ctid = ANY (ARRAY(SELECT ctid::tid FROM input WHERE NOT expired))
                RETURNING p.message_pk
