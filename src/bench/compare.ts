@@ -50,7 +50,13 @@ const FLAGS = {
   "fill-calls": { default: 4, help: "burn-down, pg-boss/graphile-worker: batch calls in flight" },
   producers: {
     default: 16,
-    help: "flat out awaited: producers, each awaiting one enqueue (kiteq-pg: one connection each)",
+    help: "flat out awaited: producers, each awaiting one enqueue",
+  },
+  "kiteq-connections": {
+    default: 1,
+    help:
+      "kiteq-pg: SDK connections its producers share (1: one client, as KiteQ's Go client and this SDK's " +
+      "Producer hold one connection per broker for every sender of an application; --producers: one each)",
   },
   pipeline: { default: 64, help: "flat out pipelined (and kiteq-pg's burn-down fill): enqueues in flight" },
   "flat-seconds": { default: 10, help: "flat out: seconds of producing, each form" },
@@ -89,6 +95,7 @@ type CompareFlags = ReturnType<typeof parseSuiteFlags<typeof FLAGS>>;
 function makeSystem(key: string, env: BenchEnv, f: CompareFlags): SystemUnderTest {
   const o: SystemOptions = {
     producers: f.producers,
+    kiteqConnections: f["kiteq-connections"],
     peerProducerPool: f["peer-pool"],
     bodySize: f["body-size"],
   };
@@ -135,7 +142,14 @@ function parseSystems(raw: string): string[] {
 }
 
 function phaseOptions(f: CompareFlags): PhaseOptions {
-  for (const k of ["messages", "fill-batch", "fill-calls", "producers", "pipeline"] as const) {
+  for (const k of [
+    "messages",
+    "fill-batch",
+    "fill-calls",
+    "producers",
+    "pipeline",
+    "kiteq-connections",
+  ] as const) {
     if (!Number.isInteger(f[k]) || f[k] < 1) throw new UsageError(`--${k} must be an integer >= 1`);
   }
   if (f["flat-seconds"] <= 0 || f["steady-seconds"] <= 0 || f["drain-seconds"] <= 0) {
@@ -204,7 +218,7 @@ export const comparePeersSuite: Suite = {
       const notes = [
         `burn-down fill: peers through their batch APIs (${f["fill-batch"]} per call, ${f["fill-calls"]} calls in flight); ` +
           `kiteq-pg has no batch publish on the wire: pipelined single publishes, ${f.pipeline} in flight`,
-        `flat ${labels.awaited}: ${f.producers} producers each awaiting one enqueue (kiteq-pg: a connection each; ` +
+        `flat ${labels.awaited}: ${f.producers} producers each awaiting one enqueue (kiteq-pg: ${kiteqConnectionsNote(f["kiteq-connections"], f.producers)}; ` +
           `peers: a pool of ${f["peer-pool"]}, one connection per enqueue in flight)`,
         "latency: from the start of the enqueue call (steady: its scheduled time) to the handler call; " +
           "exactly-once checked in every phase of every row",
@@ -243,6 +257,13 @@ export const comparePeersSuite: Suite = {
     });
   },
 };
+
+/** How kiteq-pg's producers reach the broker, for the chart's notes. */
+function kiteqConnectionsNote(connections: number, producers: number): string {
+  if (connections === 1) return "one SDK connection shared by the producers, as one client in an application";
+  if (connections >= producers) return "an SDK connection each";
+  return `${connections} SDK connections, the producers spread over them`;
+}
 
 /** The database-only burn-down and each kiteq-pg row's burn-down as a share of it. */
 function printDbOnly(d: DbOnlyBurnDown, results: readonly SystemResult[]): void {

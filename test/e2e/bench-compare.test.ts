@@ -50,6 +50,7 @@ interface Result {
   flatAwaited: { counts: Counts; cpu: Cpu | null } | null;
   flatPipelined: { counts: Counts } | null;
   footprint: { databaseBytes: number | null; retention: string; peakRssKb: number | null };
+  settings: Record<string, string | number | boolean>;
 }
 
 let child: ChildProcess | undefined;
@@ -159,6 +160,11 @@ describe("bench compare (short run)", () => {
         expect(r.footprint.databaseBytes, r.name).toBeGreaterThan(0);
         expect(r.footprint.retention, r.name).not.toBe("");
         expect(r.footprint.peakRssKb, r.name).toBeGreaterThan(0);
+      }
+      // kiteq-pg's producers share one SDK connection by default, as an application's senders share
+      // its client (--kiteq-connections).
+      for (const r of report.results.filter((x) => x.name.startsWith("kiteq-pg"))) {
+        expect(r.settings.producerConnections, r.name).toBe(1);
       }
       // Each peer row is compared with both kiteq-pg rows.
       expect(report.advantages.map((a) => a.baseline)).toEqual(["kiteq-pg-uncapped", "kiteq-pg"]);

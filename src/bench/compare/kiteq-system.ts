@@ -1,7 +1,8 @@
 /**
- * kiteq-pg as a compare system: a broker child process on its own database, one producer
- * connection per producer through the client SDK in the bench process, and one SDK consumer in a
- * child process (consumer-child.ts); full history written. Two rows: the broker's defaults (KiteQ's
+ * kiteq-pg as a compare system: a broker child process on its own database, producers in the bench
+ * process sharing SDK connections (by default one, as every sender of an application shares its
+ * KiteQ client's connection to a broker), and one SDK consumer in a child process
+ * (consumer-child.ts); full history written. Two rows: the broker's defaults (KiteQ's
  * 6,000/s watermark cap per group) and uncapped (--max-watermark 0, binding watermark 1,000,000).
  */
 import path from "node:path";
@@ -70,7 +71,7 @@ export class KiteqSystem implements SystemUnderTest {
     this.database = `bench_${variant.name.replaceAll("-", "_")}`;
     this.settings = {
       transport: "KiteQ protocol over TCP (client SDK)",
-      producerConnections: o.producers,
+      producerConnections: Math.min(o.kiteqConnections, o.producers),
       consumer: "1 SDK connection in a child process, acks at once",
       binding: `persistent, direct, watermark ${variant.watermark}`,
       brokerFlags: ["--recieve-permits-per-second 0", ...variant.brokerArgs].join(" "),
@@ -86,7 +87,7 @@ export class KiteqSystem implements SystemUnderTest {
       dataDir: path.join(this.env.dir, `broker-${this.variant.name}`),
       extraArgs: this.variant.brokerArgs,
     });
-    this.producers = await connectMany(this.broker.port, this.o.producers);
+    this.producers = await connectMany(this.broker.port, Math.min(this.o.kiteqConnections, this.o.producers));
     this.consumer = await ConsumerProcess.spawn({ system: "kiteq-pg", port: this.broker.port, group: GROUP });
   }
 

@@ -69,8 +69,13 @@ export function peerPayload(seq: number, sentAt: number, bodySize: number): Peer
 
 /** Settings shared by the systems' constructors. */
 export interface SystemOptions {
-  /** Producers: kiteq-pg opens one connection each. */
+  /** Producers of the awaited flat-out phase (each awaiting one enqueue). */
   producers: number;
+  /**
+   * kiteq-pg: SDK connections the producers share (1: one client, as an application's producers
+   * share its KiteQ client; a value >= producers gives each producer a connection of its own).
+   */
+  kiteqConnections: number;
   /** Producer pool size of the peers (their client's pg pool): one connection per enqueue in flight. */
   peerProducerPool: number;
   bodySize: number;
