@@ -5,7 +5,9 @@
  * kiteq-pg uncapped, pg-boss woken by NOTIFY and polling, graphile-worker; the peers' releases are
  * read from their installed package.json. Prints tables with every cap stated and kiteq-pg's
  * advantage over each peer, writes JSON and an SVG chart under bench-results/, and exits non-zero
- * when a row lost or duplicated a message in any phase.
+ * when a row lost or duplicated a message in any phase. With --rounds N every row runs N times,
+ * the rows interleaved (each round in the other order than the one before), and the acceptance
+ * checks take each value's median over the rounds.
  */
 import path from "node:path";
 import { type DbOnlyBurnDown, dbOnlyBurnDown } from "./compare/db-only.js";
@@ -13,8 +15,13 @@ import { GraphileSystem } from "./compare/graphile-system.js";
 import { KITEQ_DEFAULTS, KITEQ_UNCAPPED, KiteqSystem } from "./compare/kiteq-system.js";
 import { type PgBossSettings, PgBossSystem } from "./compare/pgboss-system.js";
 import { type PhaseOptions, runPhases, type SystemResult } from "./compare/phases.js";
-import { acceptanceChecks, advantageTables } from "./compare/ratios.js";
-import { chartOf, type PhaseLabels, printCompare } from "./compare/report.js";
+import {
+  type AcceptanceCheck,
+  acceptanceChecks,
+  acceptanceOverRounds,
+  advantageTables,
+} from "./compare/ratios.js";
+import { chartOf, type PhaseLabels, printCompare, printRounds } from "./compare/report.js";
 import type { SystemOptions, SystemUnderTest } from "./compare/system.js";
 import { enginesCaveat, installedPackage } from "./compare/versions.js";
 import { type BenchEnv, withEnv } from "./environment.js";
@@ -42,6 +49,12 @@ const FLAGS = {
     help: "warm-up: an untimed burn-down of this many messages before the measured one (0: none, it runs cold)",
   },
   messages: { default: 20_000, help: "burn-down: messages enqueued before the consumer starts" },
+  rounds: {
+    default: 1,
+    help:
+      "run every row this many times, the rows interleaved (each round in the other order); the acceptance " +
+      "checks then take the median of the rounds' values (exactly-once: every round)",
+  },
   "db-only": {
     default: 1,
     help: "1: also the database-only burn-down (kiteq-pg's claim and ack statements alone), 0 skips it",
@@ -149,6 +162,7 @@ function phaseOptions(f: CompareFlags): PhaseOptions {
     "producers",
     "pipeline",
     "kiteq-connections",
+    "rounds",
   ] as const) {
     if (!Number.isInteger(f[k]) || f[k] < 1) throw new UsageError(`--${k} must be an integer >= 1`);
   }
@@ -193,17 +207,37 @@ export const comparePeersSuite: Suite = {
     for (const c of caveats) console.error(`bench: ${c}`);
     const progress = new Progress();
     return withEnv("compare", async (env) => {
-      const results: SystemResult[] = [];
-      for (const key of keys) results.push(await runPhases(makeSystem(key, env, f), env, phases, progress));
+      // Each round's rows in table order; a round after the first runs them in the other order,
+      // so no row always runs first after the server started, or right after the same neighbour.
+      const rounds: SystemResult[][] = [];
+      for (let round = 1; round <= f.rounds && !env.interrupted; round++) {
+        const order = round % 2 === 1 ? keys : [...keys].reverse();
+        if (f.rounds > 1) progress.note(`round ${round} of ${f.rounds}: ${order.join(", ")}`);
+        const byKey = new Map<string, SystemResult>();
+        for (const key of order)
+          byKey.set(key, await runPhases(makeSystem(key, env, f), env, phases, progress));
+        rounds.push(keys.flatMap((k) => byKey.get(k) ?? []));
+      }
       progress.end();
+      const results = rounds[rounds.length - 1] ?? [];
       let dbOnly: DbOnlyBurnDown | null = null;
       if (f["db-only"] === 1 && !env.interrupted) {
         progress.note("database only: kiteq-pg's claim and ack statements alone, burn-down");
         dbOnly = await dbOnlyBurnDown(env, f.messages, f["body-size"]);
       }
-      const advantages = advantageTables(results);
-      const acceptance = acceptanceChecks(results);
-      printCompare(results, advantages, acceptance, labels, caveats);
+      const perRound = rounds.map((r) => ({
+        results: r,
+        advantages: advantageTables(r),
+        acceptance: acceptanceChecks(r),
+      }));
+      for (const [i, r] of perRound.entries()) {
+        if (rounds.length > 1) console.log(`\n=== round ${i + 1} of ${rounds.length} ===`);
+        printCompare(r.results, r.advantages, r.acceptance, labels, caveats);
+      }
+      const advantages = perRound[perRound.length - 1]?.advantages ?? [];
+      const acceptance: AcceptanceCheck[] = perRound[perRound.length - 1]?.acceptance ?? [];
+      const overRounds = rounds.length > 1 ? acceptanceOverRounds(perRound.map((r) => r.acceptance)) : null;
+      if (overRounds !== null) printRounds(overRounds, rounds.length);
       if (dbOnly !== null) printDbOnly(dbOnly, results);
       const machine = await machineInfo();
       const stamp = timestamp();
@@ -237,6 +271,9 @@ export const comparePeersSuite: Suite = {
             results,
             advantages,
             acceptance,
+            // With --rounds > 1: every round (results above are the last one's) and the medians.
+            rounds: rounds.length > 1 ? perRound : undefined,
+            acceptanceOverRounds: overRounds ?? undefined,
             databaseOnlyBurnDown: dbOnly,
             benchProcessPeakRssKb: peakRssKb(process.pid) ?? null,
           },
@@ -244,15 +281,24 @@ export const comparePeersSuite: Suite = {
           2,
         )}\n`,
       );
+      const roundNote =
+        rounds.length > 1
+          ? [`round ${rounds.length} of ${rounds.length} (every round's tables and the medians: the JSON)`]
+          : [];
       const svg = await writeResult(
         resultPath(f.out, "compare", stamp, "svg"),
-        chartOf(results, labels, subtitle, notes),
+        chartOf(results, labels, subtitle, [...roundNote, ...notes]),
       );
       console.log(
         `\nresults: ${path.relative(process.cwd(), json)}\nchart:   ${path.relative(process.cwd(), svg)}`,
       );
-      const failed = results.filter((r) => r.failures.length > 0);
-      for (const r of failed) for (const x of r.failures) console.error(`FAILURE: ${r.name}: ${x}`);
+      const failed = rounds.flatMap((round, i) =>
+        round.filter((r) => r.failures.length > 0).map((r) => ({ r, round: i + 1 })),
+      );
+      for (const { r, round } of failed) {
+        const where = rounds.length > 1 ? ` (round ${round})` : "";
+        for (const x of r.failures) console.error(`FAILURE: ${r.name}${where}: ${x}`);
+      }
       return failed.length > 0 ? 1 : 0;
     });
   },

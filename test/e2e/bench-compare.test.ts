@@ -182,4 +182,65 @@ describe("bench compare (short run)", () => {
       await rm(out, { recursive: true, force: true });
     }
   });
+
+  it("runs the rows in rounds, each round in the other order, and judges the medians", {
+    timeout: 300_000,
+  }, async () => {
+    await mkdir(path.join(ROOT, ".tmp"), { recursive: true });
+    const out = await mkdtemp(path.join(ROOT, ".tmp", "bench-out-"));
+    try {
+      const run = await runBench([
+        "compare",
+        "--systems",
+        "kiteq-pg-uncapped,pg-boss-poll",
+        "--rounds",
+        "2",
+        "--warmup-messages",
+        "0",
+        "--messages",
+        "200",
+        "--rate",
+        "100",
+        "--steady-seconds",
+        "1",
+        "--flat-seconds",
+        "1",
+        "--warmup-seconds",
+        "0",
+        "--db-only",
+        "0",
+        "--out",
+        out,
+      ]);
+      expect(run.code, `${run.stdout}\n${run.stderr}`).toBe(0);
+      expect(run.stderr).toContain("round 1 of 2: kiteq-pg-uncapped, pg-boss-poll");
+      expect(run.stderr).toContain("round 2 of 2: pg-boss-poll, kiteq-pg-uncapped");
+      expect(run.stdout).toContain("compare: acceptance over 2 rounds");
+      const json = (await readdir(out)).filter((f) => /^compare-.*\.json$/.test(f));
+      const report = JSON.parse(await readFile(path.join(out, json[0]!), "utf8")) as {
+        rounds: { results: Result[] }[];
+        acceptanceOverRounds: { check: string; rounds: string[]; median: number | null }[];
+      };
+      // Every round's rows in table order, each exactly once in burn-down.
+      expect(report.rounds.map((r) => r.results.map((x) => x.name))).toEqual([
+        ["kiteq-pg-uncapped", "pg-boss (poll 0.5 s)"],
+        ["kiteq-pg-uncapped", "pg-boss (poll 0.5 s)"],
+      ]);
+      for (const r of report.rounds.flatMap((x) => x.results)) {
+        expect(r.burnDown?.counts, r.name).toMatchObject({
+          sent: 200,
+          handled: 200,
+          duplicates: 0,
+          missing: 0,
+        });
+      }
+      const ratio = report.acceptanceOverRounds.find((c) =>
+        c.check.startsWith("flat 16x1: kiteq-pg-uncapped handled"),
+      );
+      expect(ratio?.rounds).toHaveLength(2);
+      expect(ratio?.median).toBeGreaterThan(0);
+    } finally {
+      await rm(out, { recursive: true, force: true });
+    }
+  });
 });

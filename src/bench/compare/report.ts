@@ -6,7 +6,7 @@
 import { fmt, mib, printTable, verdict } from "../output.js";
 import { compareChart } from "./chart.js";
 import type { CpuPerMessage, SystemResult } from "./phases.js";
-import type { AcceptanceCheck, Advantage, AdvantageTable } from "./ratios.js";
+import type { AcceptanceCheck, Advantage, AdvantageTable, RoundsCheck } from "./ratios.js";
 import { countsCell } from "./tracker.js";
 
 /** Column labels of the two flat-out forms ("16x1", "64 in flight"). */
@@ -201,6 +201,20 @@ export function printCompare(
         .join("; ")}`,
     );
   }
+}
+
+/** The acceptance checks over every round: each round's value, the median and its verdict. */
+export function printRounds(checks: readonly RoundsCheck[], rounds: number): void {
+  printTable(
+    `compare: acceptance over ${rounds} rounds (the median of the rounds' values; exactly-once: every round)`,
+    ["check", ...Array.from({ length: rounds }, (_, i) => `round ${i + 1}`), "median", "verdict"],
+    checks.map((c) => [
+      c.check,
+      ...c.rounds,
+      c.median === null ? "-" : fmt(c.median),
+      c.ok === null ? "not measured" : verdict(c.ok),
+    ]),
+  );
 }
 
 function advantageRow(name: string, a: Advantage): (string | number)[] {
