@@ -196,9 +196,9 @@ export interface RoundsCheck {
 export function acceptanceOverRounds(rounds: readonly (readonly AcceptanceCheck[])[]): RoundsCheck[] {
   const first = rounds[0] ?? [];
   return first.map((c, i) => {
-    const same = rounds.map((r) => r[i]).filter((q): q is AcceptanceCheck => q?.check === c.check);
-    const measures = same.map((q) => q.measure);
-    const known = measures.filter((m): m is number => m !== null);
+    // A round cut short (Ctrl-C) may lack a check: its column says so, and the median is not taken.
+    const same = rounds.map((r) => (r[i]?.check === c.check ? r[i] : undefined));
+    const known = same.flatMap((q) => (q?.measure === null || q === undefined ? [] : [q.measure]));
     let median: number | null = null;
     if (known.length === rounds.length && known.length > 0) {
       const worst = "atLeast" in c.bound ? Math.min(...known) : Math.max(...known);
@@ -206,7 +206,7 @@ export function acceptanceOverRounds(rounds: readonly (readonly AcceptanceCheck[
     }
     const ok =
       median === null ? null : "atLeast" in c.bound ? median >= c.bound.atLeast : median <= c.bound.atMost;
-    return { check: c.check, rounds: same.map((q) => q.value), median, ok };
+    return { check: c.check, rounds: same.map((q) => q?.value ?? "-"), median, ok };
   });
 }
 

@@ -213,4 +213,13 @@ describe("acceptanceOverRounds", () => {
     const rounds = [all, missing, all].map((r) => acceptanceChecks(r));
     expect(by(acceptanceOverRounds(rounds), ratioCheck)).toMatchObject({ median: null, ok: null });
   });
+
+  it("keeps each round in its own column when a round was cut short", () => {
+    // The second round stopped after its first row: only its exactly-once check exists.
+    const cut = acceptanceChecks([uncapped]).slice(0, 1);
+    const rounds = [acceptanceChecks(all), cut, acceptanceChecks(all)];
+    const c = by(acceptanceOverRounds(rounds), ratioCheck);
+    expect(c.rounds).toEqual(["lowest 5.56x (graphile-worker)", "-", "lowest 5.56x (graphile-worker)"]);
+    expect(c).toMatchObject({ median: null, ok: null });
+  });
 });
