@@ -15,12 +15,7 @@ import { GraphileSystem } from "./compare/graphile-system.js";
 import { KITEQ_DEFAULTS, KITEQ_UNCAPPED, KiteqSystem } from "./compare/kiteq-system.js";
 import { type PgBossSettings, PgBossSystem } from "./compare/pgboss-system.js";
 import { type PhaseOptions, runPhases, type SystemResult } from "./compare/phases.js";
-import {
-  type AcceptanceCheck,
-  acceptanceChecks,
-  acceptanceOverRounds,
-  advantageTables,
-} from "./compare/ratios.js";
+import { acceptanceChecks, acceptanceOverRounds, advantageTables } from "./compare/ratios.js";
 import { chartOf, type PhaseLabels, printCompare, printRounds } from "./compare/report.js";
 import type { SystemOptions, SystemUnderTest } from "./compare/system.js";
 import { enginesCaveat, installedPackage } from "./compare/versions.js";
@@ -235,7 +230,7 @@ export const comparePeersSuite: Suite = {
         printCompare(r.results, r.advantages, r.acceptance, labels, caveats);
       }
       const advantages = perRound[perRound.length - 1]?.advantages ?? [];
-      const acceptance: AcceptanceCheck[] = perRound[perRound.length - 1]?.acceptance ?? [];
+      const acceptance = perRound[perRound.length - 1]?.acceptance ?? [];
       const overRounds = rounds.length > 1 ? acceptanceOverRounds(perRound.map((r) => r.acceptance)) : null;
       if (overRounds !== null) printRounds(overRounds, rounds.length);
       if (dbOnly !== null) printDbOnly(dbOnly, results);

@@ -82,14 +82,21 @@ export class BenchEnv {
 
   /** A fresh, empty database (dropped first if it exists) on `server` (default: the first); returns its URL. */
   async freshDatabase(name: string, server: EmbeddedPostgresServer = this.pg): Promise<string> {
-    const admin = createPool(server.url("postgres"), { max: 1, name: "kiteq-bench" });
-    try {
+    await this.asAdmin(async (admin) => {
       await admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
       await admin.query(`CREATE DATABASE "${name}"`);
+    }, server);
+    return server.url(name);
+  }
+
+  /** Run `work` on a one-connection pool to `server`'s postgres database, closed afterwards. */
+  private async asAdmin<T>(work: (admin: pg.Pool) => Promise<T>, server = this.pg): Promise<T> {
+    const admin = createPool(server.url("postgres"), { max: 1, name: "kiteq-bench" });
+    try {
+      return await work(admin);
     } finally {
       await admin.end();
     }
-    return server.url(name);
   }
 
   /** A fresh database with kiteq-pg's schema, and a small pool on it (closed by close()). */
@@ -112,32 +119,25 @@ export class BenchEnv {
    * ran at 1,311/s, against 16,000-19,000 in other runs, with 756 us of server CPU a job).
    */
   async retireDatabase(name: string): Promise<void> {
-    const admin = createPool(this.pg.url("postgres"), { max: 1, name: "kiteq-bench" });
-    try {
+    await this.asAdmin(async (admin) => {
       await admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
       await admin.query("CHECKPOINT");
-    } finally {
-      await admin.end();
-    }
+    });
   }
 
   /** Size of a database in bytes. */
   async databaseSize(name: string): Promise<number> {
-    const admin = createPool(this.pg.url("postgres"), { max: 1, name: "kiteq-bench" });
-    try {
+    return this.asAdmin(async (admin) => {
       const { rows } = await admin.query<{ size: string }>("SELECT pg_database_size($1)::text AS size", [
         name,
       ]);
       return Number(rows[0]?.size ?? 0);
-    } finally {
-      await admin.end();
-    }
+    });
   }
 
   /** The server settings that matter for the figures, for the JSON report. */
   async describeSettings(): Promise<Record<string, string>> {
-    const admin = createPool(this.pg.url("postgres"), { max: 1, name: "kiteq-bench" });
-    try {
+    return this.asAdmin(async (admin) => {
       const names = [
         "server_version",
         "fsync",
@@ -151,9 +151,7 @@ export class BenchEnv {
         [names],
       );
       return Object.fromEntries(rows.map((r) => [r.name, r.unit ? `${r.setting} ${r.unit}` : r.setting]));
-    } finally {
-      await admin.end();
-    }
+    });
   }
 
   /** Run the cleanups, stop PostgreSQL, remove the temp dir. Safe to call twice. */

@@ -21,6 +21,17 @@ const SYSTEMS = [
 const PEERS = SYSTEMS.filter((s) => !s.startsWith("kiteq-pg"));
 const MESSAGES = 300;
 const WARMUP = 100;
+/** The short phases both runs use: steady at a rate every system carries, a second of each. */
+const SHORT_PHASES = [
+  "--rate",
+  "100",
+  "--steady-seconds",
+  "1",
+  "--flat-seconds",
+  "1",
+  "--warmup-seconds",
+  "0",
+];
 
 interface Counts {
   sent: number;
@@ -98,14 +109,7 @@ describe("bench compare (short run)", () => {
         String(WARMUP),
         "--messages",
         String(MESSAGES),
-        "--rate",
-        "100",
-        "--steady-seconds",
-        "1",
-        "--flat-seconds",
-        "1",
-        "--warmup-seconds",
-        "0",
+        ...SHORT_PHASES,
         "--drain-seconds",
         "30",
         "--out",
@@ -199,14 +203,7 @@ describe("bench compare (short run)", () => {
         "0",
         "--messages",
         "200",
-        "--rate",
-        "100",
-        "--steady-seconds",
-        "1",
-        "--flat-seconds",
-        "1",
-        "--warmup-seconds",
-        "0",
+        ...SHORT_PHASES,
         "--db-only",
         "0",
         "--out",

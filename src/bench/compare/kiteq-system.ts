@@ -58,6 +58,8 @@ export class KiteqSystem implements SystemUnderTest {
   readonly settings: Record<string, string | number | boolean>;
   private broker: BrokerChild | undefined;
   private producers: KiteqConnection[] = [];
+  /** Connections the producers share (never more than there are producers). */
+  private readonly connections: number;
   private consumer: ConsumerProcess | undefined;
 
   constructor(
@@ -69,9 +71,10 @@ export class KiteqSystem implements SystemUnderTest {
     this.version = `kiteq-pg ${installedPackage("").version} (this tree)`;
     this.caps = `${variant.capNote}; receive permits off`;
     this.database = `bench_${variant.name.replaceAll("-", "_")}`;
+    this.connections = Math.min(o.kiteqConnections, o.producers);
     this.settings = {
       transport: "KiteQ protocol over TCP (client SDK)",
-      producerConnections: Math.min(o.kiteqConnections, o.producers),
+      producerConnections: this.connections,
       consumer: "1 SDK connection in a child process, acks at once",
       binding: `persistent, direct, watermark ${variant.watermark}`,
       brokerFlags: ["--recieve-permits-per-second 0", ...variant.brokerArgs].join(" "),
@@ -87,7 +90,7 @@ export class KiteqSystem implements SystemUnderTest {
       dataDir: path.join(this.env.dir, `broker-${this.variant.name}`),
       extraArgs: this.variant.brokerArgs,
     });
-    this.producers = await connectMany(this.broker.port, Math.min(this.o.kiteqConnections, this.o.producers));
+    this.producers = await connectMany(this.broker.port, this.connections);
     this.consumer = await ConsumerProcess.spawn({ system: "kiteq-pg", port: this.broker.port, group: GROUP });
   }
 
