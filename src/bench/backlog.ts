@@ -46,6 +46,7 @@ const FLAGS = {
   "drain-seconds": { default: 400, help: "longest drain measured before it is cut off (s)" },
   "grace-seconds": { default: 10, help: "the broker's --shutdown-grace-seconds" },
   out: COMMON_FLAGS.out,
+  "fresh-wal": COMMON_FLAGS["fresh-wal"],
 } as const;
 
 /** Timer noise allowed on top of 2x (sub-millisecond statements double on a hiccup). */
@@ -215,7 +216,7 @@ export const backlogSuite: Suite = {
   async run(argv) {
     const flags = parseSuiteFlags(argv, FLAGS);
     const sizes = intList("owed", flags.owed).sort((a, b) => a - b);
-    const results = await withEnv("backlog", async (env) => {
+    const results = await withEnv("backlog", { freshWal: flags["fresh-wal"] === 1 }, async (env) => {
       const out: SizeResult[] = [];
       for (const owed of sizes) {
         out.push(

@@ -201,7 +201,7 @@ export const comparePeersSuite: Suite = {
     );
     for (const c of caveats) console.error(`bench: ${c}`);
     const progress = new Progress();
-    return withEnv("compare", async (env) => {
+    return withEnv("compare", { freshWal: f["fresh-wal"] === 1 }, async (env) => {
       // Each round's rows in table order; a round after the first runs them in the other order,
       // so no row always runs first after the server started, or right after the same neighbour.
       const rounds: SystemResult[][] = [];

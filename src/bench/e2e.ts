@@ -187,7 +187,7 @@ export const e2eSuite: Suite = {
     if (shardCounts?.some((n) => n > MAX_SHARDS)) {
       throw new UsageError(`--shards: at most ${MAX_SHARDS} shards`);
     }
-    return withEnv("e2e", async (env) => {
+    return withEnv("e2e", { freshWal: f["fresh-wal"] === 1 }, async (env) => {
       const runs: GroupRun[] = [];
       const rss: NodeRss[] = [];
       const extraServers: EmbeddedPostgresServer[] = [];

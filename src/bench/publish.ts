@@ -82,7 +82,7 @@ export const publishSuite: Suite = {
     const warmupMs = f["warmup-seconds"] * 1000;
     const durationMs = f.seconds * 1000;
     const progress = new Progress();
-    return withEnv("publish", async (env) => {
+    return withEnv("publish", { freshWal: f["fresh-wal"] === 1 }, async (env) => {
       const { url } = await env.kiteqDatabase("bench_publish");
       const flat: FlatFigures[] = [];
       const fixed: FixedFigures[] = [];

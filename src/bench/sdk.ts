@@ -42,7 +42,7 @@ export const sdkSuite: Suite = {
     const warmupMs = f["warmup-seconds"] * 1000;
     const durationMs = f.seconds * 1000;
     const progress = new Progress();
-    return withEnv("sdk", async (env) => {
+    return withEnv("sdk", { freshWal: f["fresh-wal"] === 1 }, async (env) => {
       const { url } = await env.kiteqDatabase("bench_sdk");
       const cluster = await startBrokerNodes(env, { dbUrl: url, count: 1, label: "broker" });
       const address = `127.0.0.1:${cluster.ports[0]}`;

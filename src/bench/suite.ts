@@ -17,4 +17,8 @@ export interface Suite {
 export const COMMON_FLAGS = {
   "body-size": { default: 100, help: "message body bytes (at least 16: send time + sequence number)" },
   out: { default: RESULTS_DIR, help: "directory for the JSON (and SVG) results" },
+  "fresh-wal": {
+    default: 0,
+    help: "1: measure a new store, whose every WAL segment is created (zero-filled) on a commit's path, instead of one that has run and recycles them",
+  },
 } as const satisfies FlagSpecs;

@@ -25,6 +25,7 @@ const FLAGS = {
   messages: { default: 200, help: "deliveries in flight on the killed node" },
   modes: { default: "static,zookeeper", help: "registry modes: static, zookeeper or both" },
   out: COMMON_FLAGS.out,
+  "fresh-wal": COMMON_FLAGS["fresh-wal"],
 } as const;
 
 const TOPIC = "takeover";
@@ -48,7 +49,7 @@ export const takeoverSuite: Suite = {
   async run(argv) {
     const flags = parseSuiteFlags(argv, FLAGS);
     const modes = flags.modes.split(",").map((m) => m.trim());
-    const results = await withEnv("takeover", async (env) => {
+    const results = await withEnv("takeover", { freshWal: flags["fresh-wal"] === 1 }, async (env) => {
       const { url, pool } = await env.kiteqDatabase("takeover");
       let zk: TestZooKeeper | undefined;
       if (modes.includes("zookeeper")) {

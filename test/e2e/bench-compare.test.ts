@@ -127,8 +127,16 @@ describe("bench compare (short run)", () => {
       const report = JSON.parse(await readFile(path.join(out, json[0]!), "utf8")) as {
         results: Result[];
         advantages: { baseline: string; peers: { name: string }[] }[];
+        postgres: Record<string, string>;
       };
       expect(report.results.map((r) => r.name)).toEqual(SYSTEMS);
+      // Every row ran on a server whose WAL segments are recycled, as a store's that has run (a
+      // new store creates each one, zero-filled, on a commit's path).
+      expect(report.postgres.min_wal_size).toBe("1024 MB");
+      expect(report.postgres.wal_state).toMatch(
+        /^WAL prepared as a running store's: 64 segments written and recycled/,
+      );
+      expect(run.stderr).toContain("bench: WAL prepared as a running store's");
       for (const r of report.results) {
         expect(r.failures, r.name).toEqual([]);
         expect(r.caps, r.name).not.toBe("");
@@ -206,18 +214,23 @@ describe("bench compare (short run)", () => {
         ...SHORT_PHASES,
         "--db-only",
         "0",
+        "--fresh-wal",
+        "1",
         "--out",
         out,
       ]);
       expect(run.code, `${run.stdout}\n${run.stderr}`).toBe(0);
+      expect(run.stderr).not.toContain("WAL prepared");
       expect(run.stderr).toContain("round 1 of 2: kiteq-pg-uncapped, pg-boss-poll");
       expect(run.stderr).toContain("round 2 of 2: pg-boss-poll, kiteq-pg-uncapped");
       expect(run.stdout).toContain("compare: acceptance over 2 rounds");
       const json = (await readdir(out)).filter((f) => /^compare-.*\.json$/.test(f));
       const report = JSON.parse(await readFile(path.join(out, json[0]!), "utf8")) as {
+        postgres: Record<string, string>;
         rounds: { results: Result[] }[];
         acceptanceOverRounds: { check: string; rounds: string[]; median: number | null }[];
       };
+      expect(report.postgres.wal_state).toMatch(/^new store: no WAL segment to recycle/);
       // Every round's rows in table order, each exactly once in burn-down.
       expect(report.rounds.map((r) => r.results.map((x) => x.name))).toEqual([
         ["kiteq-pg-uncapped", "pg-boss (poll 0.5 s)"],
