@@ -209,7 +209,7 @@ const PREPARED_WAL_SEGMENTS = 64;
  * Prepare `server`'s WAL as a store's that has run: write PREPARED_WAL_SEGMENTS segments (one WAL
  * record and a switch each) and checkpoint, so they are recycled for what comes next. A new store
  * has none: each segment its commits need is first written full of zeros and flushed on a commit's
- * path (`wal_init_zero`), a 30-60 ms stall every ~0.5 s at 5,000 msg/s to 4 groups, which no store
+ * path (`wal_init_zero`), a stall of tens of ms every ~0.4 s at 5,000 msg/s to 4 groups, which no store
  * that has run a while (and kept min_wal_size of segments) shows. Returns what it did, for the JSON.
  */
 async function prepareWal(server: EmbeddedPostgresServer): Promise<string> {

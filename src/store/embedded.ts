@@ -116,8 +116,8 @@ const DEFAULT_SETTINGS: Record<string, string> = {
   max_wal_size: "2GB",
   // Old WAL segments up to this much are always recycled (renamed) at a checkpoint instead of
   // removed. A segment that has to be created is first written full of zeros and flushed, on the
-  // path of the commit that needs it: at 5,000 msg/s to 4 groups a 30-60 ms stall every ~0.5 s
-  // (e2e p99 59-67 ms against 14-19 with recycled segments). With the default (80MB) a quiet hour
+  // path of the commit that needs it: at 5,000 msg/s to 4 groups a stall of tens of ms every ~0.4 s
+  // (e2e p99 50-67 ms against 13-19 with recycled segments). With the default (80MB) a quiet hour
   // shrinks the pool and the next burst creates segments again.
   min_wal_size: "1GB",
   checkpoint_timeout: "15min",
