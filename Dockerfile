@@ -30,7 +30,7 @@ COPY src/admin/console ./src/admin/console
 USER node
 EXPOSE 13800
 # V8 heap flags: see src/server/node-flags.ts (fewer major GCs, lower tail latency).
-ENTRYPOINT ["node", "--initial-old-space-size=128", "--max-semi-space-size=32", "dist/cli/main.js"]
+ENTRYPOINT ["node", "--initial-old-space-size=256", "--max-semi-space-size=128", "dist/cli/main.js"]
 # The admin server stays on the container's loopback (its default) unless KITEQ_ADMIN_TOKEN and
 # --admin / KITEQ_ADMIN say otherwise.
 CMD ["serve", "--bind", "0.0.0.0:13800"]

@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --initial-old-space-size=128 --max-semi-space-size=32
+#!/usr/bin/env -S node --initial-old-space-size=256 --max-semi-space-size=128
 /**
  * kiteq-pg command line: `serve` (default) runs a broker node; the other commands migrate,
  * manage bindings, read the history, redrive dead letters, and send or consume messages.

@@ -2,7 +2,6 @@
  * `kiteq-pg serve` (run a broker node) and `kiteq-pg migrate` (apply migrations and exit).
  */
 import path from "node:path";
-import v8 from "node:v8";
 import { CONFIG_ERROR_EXIT_CODE } from "../config/load.js";
 import { ErrorCode, KiteqError, toKiteqError } from "../errors.js";
 // The broker (and through it protobufjs, ZooKeeper, prom-client...) is loaded by serve only:
@@ -25,9 +24,6 @@ export const serveCommand: Command = {
   logsToStdout: true,
   isNode: true,
   async run({ config, log, out }) {
-    // A broker allocates many short-lived objects per message: a larger young generation keeps
-    // them out of the old generation, whose collections are the long pauses.
-    v8.setFlagsFromString("--max-semi-space-size=64");
     // Signals are handled from the start: one during startup (Ctrl-C while the embedded
     // PostgreSQL initialises or ZooKeeper is awaited) stops what started, the embedded PostgreSQL
     // included, instead of killing the process and leaving it running.

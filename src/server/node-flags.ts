@@ -1,17 +1,19 @@
 /**
  * Node.js flags a broker process is started with (npm start, the Docker image, the bench).
  *
- * Why: a broker at a few thousand messages per second promotes a few MB per second of short-
- * lived objects; with V8's default old-generation start size a major GC (4-8 ms pause plus
- * incremental steps of up to 8 ms) then runs every ~0.7 s and sets the p99 publish-to-deliver
- * latency (measured: 16-19 ms at 5,000/s; with this flag 12 ms, and a major GC every several
- * seconds). A 32 MiB young generation (default 16) halves how often the scavenger stops the
- * broker for 2-4 ms (p99 8.4-8.6 ms instead of 10-11). Together they cost ~60 MiB of RSS. V8
- * reads them only at start, so they cannot be set from code.
+ * Why: a broker allocates tens of KB per message (decoded publishes, statement parameters,
+ * results, encoded pushes, acks): at 5,000 msg/s to 4 groups ~170 MB/s. With V8's defaults
+ * (16 MiB semi-spaces, a small old generation) the scavenger stopped it for 3-6 ms every ~0.2 s,
+ * and what it promoted brought a 4-9 ms major GC every few seconds; both showed in the p99
+ * publish-to-deliver latency. 128 MiB semi-spaces and a 256 MiB initial old generation, measured
+ * in `npm run bench -- e2e` at 4 groups x 5,000/s (alternated with 32 / 128): p99 median 11.3 ms
+ * (9.9-12.9) against 13.3 (12.0-15.6), max 17.7-21.9 against 27.1-38.8 ms; peak RSS 246-283 MiB
+ * against 193-240. V8 reads them only at start (v8.setFlagsFromString later changes nothing), so
+ * they cannot be set from code.
  */
 export const BROKER_NODE_FLAGS: readonly string[] = Object.freeze([
-  "--initial-old-space-size=128",
-  "--max-semi-space-size=32",
+  "--initial-old-space-size=256",
+  "--max-semi-space-size=128",
 ]);
 
 /** The BROKER_NODE_FLAGS this process was not started with (empty when all are there). */

@@ -30,7 +30,7 @@ describe("missingNodeFlags", () => {
     expect(missingNodeFlags([])).toEqual([...BROKER_NODE_FLAGS]);
     expect(missingNodeFlags(["--initial-old-space-size=512", "--max-semi-space-size=64"])).toEqual([]);
     expect(missingNodeFlags(["--import", "tsx", "--max-semi-space-size=16"])).toEqual([
-      "--initial-old-space-size=128",
+      "--initial-old-space-size=256",
     ]);
   });
 });
