@@ -7,7 +7,7 @@
  * and what it promoted brought a 4-9 ms major GC every few seconds; both showed in the p99
  * publish-to-deliver latency. 128 MiB semi-spaces and a 256 MiB initial old generation, measured
  * in `npm run bench -- e2e` at 4 groups x 5,000/s (alternated with 32 / 128): p99 median 11.3 ms
- * (9.9-12.9) against 13.3 (12.0-15.6), max 17.7-21.9 against 27.1-38.8 ms; peak RSS 246-283 MiB
+ * (9.9-12.9) against 13.3 (12.0-15.6), max 17.7-21.9 against 20.9-38.8 ms; peak RSS 246-283 MiB
  * against 193-240. V8 reads them only at start (v8.setFlagsFromString later changes nothing), so
  * they cannot be set from code.
  */
