@@ -2,9 +2,9 @@
  * Node.js flags a broker process is started with (npm start, the Docker image, the bench).
  *
  * Why: a broker allocates tens of KB per message (decoded publishes, statement parameters,
- * results, encoded pushes, acks): at 5,000 msg/s to 4 groups ~170 MB/s. With V8's defaults
- * (16 MiB semi-spaces, a small old generation) the scavenger stopped it for 3-6 ms every ~0.2 s,
- * and what it promoted brought a 4-9 ms major GC every few seconds; both showed in the p99
+ * results, encoded pushes, acks): at 5,000 msg/s to 4 groups ~170 MB/s. With 32 MiB semi-spaces
+ * and a 128 MiB initial old generation (these flags before) the scavenger stopped it for 3-6 ms
+ * every ~0.2 s, and what it promoted brought a 3-9 ms major GC every few seconds; both showed in the p99
  * publish-to-deliver latency. 128 MiB semi-spaces and a 256 MiB initial old generation, measured
  * in `npm run bench -- e2e` at 4 groups x 5,000/s (alternated with 32 / 128): p99 median 11.3 ms
  * (9.9-12.9) against 13.3 (12.0-15.6), max 17.7-21.9 against 20.9-38.8 ms; peak RSS 246-283 MiB
