@@ -152,7 +152,8 @@ export class Publisher {
           parallelFrom: options.parallelFrom,
           windowMs: options.windowMs,
           write: (records) => this.writeBatch(records, w),
-          // Pushes of what was stored follow the start of the next publish transaction.
+          // Pushes of what was stored follow the start of the next publish transaction and the
+          // producers' answers (see GroupCommitter.finish).
           written: (records, outcomes) => this.afterWrite(records, outcomes, shard),
         }),
     );

@@ -37,8 +37,8 @@ export interface GroupCommitOptions<T, R> {
   write(items: T[]): Promise<R[]>;
   /**
    * Told of each batch once written (its results) or failed (undefined), after the next batch
-   * started and before the items' callers hear: work that follows a commit (pushing what was
-   * stored) but that the next commit need not wait for.
+   * started and after the items' callers heard: work that follows a commit (pushing what was
+   * stored) but that neither the next commit nor the callers' answers need wait for.
    */
   written?(items: readonly T[], results: readonly R[] | undefined): void;
 }
@@ -148,11 +148,14 @@ export class GroupCommitter<T, R> {
   }
 
   /**
-   * A batch is written (or failed): free its slot and start the next batch before `written` and
-   * this batch's callers hear. What waits arrived while this batch was being written, so no later
-   * arrival is worth waiting for, and what follows a commit (pushes, answers: encoding and socket
-   * writes) should not delay the database's next transaction. A committer with a window still
-   * waits for it.
+   * A batch is written (or failed): free its slot and start the next batch before this batch's
+   * callers and then `written` hear. What waits arrived while this batch was being written, so no
+   * later arrival is worth waiting for, and what follows a commit (answers, pushes: encoding and
+   * socket writes) should not delay the database's next transaction. The callers hear before
+   * `written`: their answers go out first (each connection's packets of one turn go out in one write,
+   * the connections in the order they first queued one), and producers each awaiting one publish wait on them, while
+   * nothing waits on a push before the next commit (16 x 1: 4% more publishes a second).
+   * A committer with a window still waits for it.
    */
   private finish(
     batch: Pending<T, R>[],
@@ -164,15 +167,18 @@ export class GroupCommitter<T, R> {
     for (const p of batch) this.weight -= p.weight;
     if ((this.options.windowMs ?? 0) > 0) this.schedule();
     else while (this.mayStart()) this.startBatch();
-    // A `written` that throws (a bug) must not keep the callers from hearing what was stored.
+    // A caller or a `written` that throws (a bug) must keep neither the other callers nor
+    // `written` from hearing what was stored.
     let thrown: { err: unknown } | undefined;
     try {
-      this.options.written?.(items, results);
+      settle(batch, tell);
     } catch (err) {
       thrown = { err };
     }
     try {
-      settle(batch, tell);
+      this.options.written?.(items, results);
+    } catch (err) {
+      thrown ??= { err };
     } finally {
       if (this.inFlight === 0 && this.queue.length === 0) {
         const waiters = this.idleWaiters;

@@ -83,7 +83,7 @@ describe("GroupCommitter", () => {
     await committer.drain();
   });
 
-  it("tells `written` of each batch (results, or undefined when it failed) before its callers", async () => {
+  it("tells `written` of each batch (results, or undefined when it failed) after its callers", async () => {
     const log: string[] = [];
     const pending: { resolve: (r: string[]) => void; reject: (e: unknown) => void }[] = [];
     const committer = new GroupCommitter<number, string>({
@@ -106,10 +106,10 @@ describe("GroupCommitter", () => {
     expect(log).toEqual([
       "write 1",
       "write 2",
-      "written 1: a1",
       "told 1 a1",
-      "written 2: failed",
+      "written 1: a1",
       "told 2 down",
+      "written 2: failed",
     ]);
   });
 
@@ -140,6 +140,25 @@ describe("GroupCommitter", () => {
     pending[0]!.resolve(["x", "y", "z"]);
     expect(((await unhandled) as Error).message).toBe("callback bug");
     expect(heard).toEqual([1, 2, 3]);
+  });
+
+  it("a caller that throws does not keep `written` from hearing of its batch", async () => {
+    const pending: ((r: string[]) => void)[] = [];
+    const written: string[][] = [];
+    const committer = new GroupCommitter<number, string>({
+      maxBatch: 3,
+      concurrency: 1,
+      write: () => new Promise<string[]>((resolve) => pending.push(resolve)),
+      written: (_items, results) => written.push([...(results ?? [])]),
+    });
+    committer.enqueue(1, () => {
+      throw new Error("callback bug");
+    });
+    await new Promise((r) => setImmediate(r));
+    const unhandled = new Promise<unknown>((resolve) => process.once("unhandledRejection", resolve));
+    pending[0]!(["a1"]);
+    expect(((await unhandled) as Error).message).toBe("callback bug");
+    expect(written).toEqual([["a1"]]);
   });
 
   it("a `written` that throws does not keep the callers from hearing their results", async () => {
