@@ -10,7 +10,7 @@
  * checks take each value's median over the rounds.
  */
 import path from "node:path";
-import { type DbOnlyBurnDown, dbOnlyBurnDown } from "./compare/db-only.js";
+import { type DbOnlyAwaited, type DbOnlyBurnDown, dbOnlyAwaited, dbOnlyBurnDown } from "./compare/db-only.js";
 import { GraphileSystem } from "./compare/graphile-system.js";
 import { KITEQ_DEFAULTS, KITEQ_UNCAPPED, KiteqSystem } from "./compare/kiteq-system.js";
 import { type PgBossSettings, PgBossSystem } from "./compare/pgboss-system.js";
@@ -52,7 +52,9 @@ const FLAGS = {
   },
   "db-only": {
     default: 1,
-    help: "1: also the database-only burn-down (kiteq-pg's claim and ack statements alone), 0 skips it",
+    help:
+      "1: also the database-only references (kiteq-pg's statements alone, no broker): burn-down (claim and " +
+      "ack) and flat out awaited (publish and ack); 0 skips them",
   },
   "fill-batch": { default: 1000, help: "burn-down, pg-boss/graphile-worker: jobs per batch call" },
   "fill-calls": { default: 4, help: "burn-down, pg-boss/graphile-worker: batch calls in flight" },
@@ -216,9 +218,19 @@ export const comparePeersSuite: Suite = {
       progress.end();
       const results = rounds[rounds.length - 1] ?? [];
       let dbOnly: DbOnlyBurnDown | null = null;
+      let dbOnlyFlat: DbOnlyAwaited | null = null;
       if (f["db-only"] === 1 && !env.interrupted) {
         progress.note("database only: kiteq-pg's claim and ack statements alone, burn-down");
         dbOnly = await dbOnlyBurnDown(env, f.messages, f["body-size"]);
+      }
+      if (f["db-only"] === 1 && !env.interrupted) {
+        progress.note(`database only: kiteq-pg's publish and ack statements alone, ${labels.awaited}`);
+        dbOnlyFlat = await dbOnlyAwaited(env, {
+          producers: f.producers,
+          seconds: f["flat-seconds"],
+          warmupSeconds: f["warmup-seconds"],
+          bodySize: f["body-size"],
+        });
       }
       const perRound = rounds.map((r) => ({
         results: r,
@@ -234,6 +246,7 @@ export const comparePeersSuite: Suite = {
       const overRounds = rounds.length > 1 ? acceptanceOverRounds(perRound.map((r) => r.acceptance)) : null;
       if (overRounds !== null) printRounds(overRounds, rounds.length);
       if (dbOnly !== null) printDbOnly(dbOnly, results);
+      if (dbOnlyFlat !== null) printDbOnlyAwaited(dbOnlyFlat, results, labels.awaited);
       const machine = await machineInfo();
       const stamp = timestamp();
       const steadyRule =
@@ -270,6 +283,7 @@ export const comparePeersSuite: Suite = {
             rounds: rounds.length > 1 ? perRound : undefined,
             acceptanceOverRounds: overRounds ?? undefined,
             databaseOnlyBurnDown: dbOnly,
+            databaseOnlyAwaited: dbOnlyFlat,
             benchProcessPeakRssKb: peakRssKb(process.pid) ?? null,
           },
           null,
@@ -315,5 +329,17 @@ function printDbOnly(d: DbOnlyBurnDown, results: readonly SystemResult[]): void 
     `\ncompare: database-only reference: kiteq-pg's claim (${fmt(d.claimBatch)}) and ack statements alone, ` +
       `one after the other on one connection, no broker: burn-down of ${fmt(d.messages)} at ${fmt(d.consumePerSec)}/s ` +
       `(claim ${d.claimUsPerMessage} us, ack ${d.ackUsPerMessage} us per message); ${shares.join(", ")} of it`,
+  );
+}
+
+/** The database-only awaited (16x1) reference and each kiteq-pg row's flat awaited rate as a share of it. */
+function printDbOnlyAwaited(d: DbOnlyAwaited, results: readonly SystemResult[], awaited: string): void {
+  const shares = results
+    .filter((r) => r.name.startsWith("kiteq-pg") && r.flatAwaited !== null)
+    .map((r) => `${r.name} ${Math.round((100 * r.flatAwaited!.throughputPerSec) / d.perSec)}%`);
+  console.log(
+    `compare: database-only reference, ${awaited}: ${d.producers} callers each awaiting its message's publish ` +
+      `statement (one batch at a time: ${d.batchMean} a statement), every delivery pre-claimed and acked beside ` +
+      `(3 ms ack window), no broker, no wire: ${fmt(d.perSec)}/s over ${d.seconds} s; ${shares.join(", ")} of it`,
   );
 }

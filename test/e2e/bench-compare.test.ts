@@ -128,6 +128,13 @@ describe("bench compare (short run)", () => {
         results: Result[];
         advantages: { baseline: string; peers: { name: string }[] }[];
         postgres: Record<string, string>;
+        databaseOnlyBurnDown: { messages: number; consumePerSec: number } | null;
+        databaseOnlyAwaited: {
+          producers: number;
+          perSec: number;
+          batchMean: number;
+          ackedPerSec: number;
+        } | null;
       };
       expect(report.results.map((r) => r.name)).toEqual(SYSTEMS);
       // Every row ran on a server whose WAL segments are recycled, as a store's that has run (a
@@ -178,6 +185,17 @@ describe("bench compare (short run)", () => {
       for (const r of report.results.filter((x) => x.name.startsWith("kiteq-pg"))) {
         expect(r.settings.producerConnections, r.name).toBe(1);
       }
+      // The database-only references (kiteq-pg's statements alone) ran, and each kiteq-pg row is
+      // given as a share of them: burn-down, and flat out with 16 callers each awaiting a publish.
+      expect(report.databaseOnlyBurnDown?.messages).toBe(MESSAGES);
+      expect(report.databaseOnlyBurnDown?.consumePerSec).toBeGreaterThan(0);
+      expect(report.databaseOnlyAwaited?.producers).toBe(16);
+      expect(report.databaseOnlyAwaited?.perSec).toBeGreaterThan(0);
+      expect(report.databaseOnlyAwaited?.ackedPerSec).toBeGreaterThan(0);
+      expect(report.databaseOnlyAwaited?.batchMean).toBeGreaterThan(1);
+      expect(run.stdout).toMatch(
+        /database-only reference, 16x1: .*; kiteq-pg-uncapped \d+%, kiteq-pg \d+% of it/,
+      );
       // Each peer row is compared with both kiteq-pg rows.
       expect(report.advantages.map((a) => a.baseline)).toEqual(["kiteq-pg-uncapped", "kiteq-pg"]);
       for (const a of report.advantages) expect(a.peers.map((p) => p.name)).toEqual(PEERS);

@@ -1,16 +1,25 @@
 /**
- * The database-only reference of the burn-down: kiteq-pg's own statements with no broker, no
- * protocol and no consumer. A fresh database gets `messages` owed deliveries (stored through the
- * publish statement), then one connection claims 1,000 (CLAIM_DUE_DELIVERIES) and acks them
+ * The database-only references: kiteq-pg's own statements with no broker, no protocol and no
+ * consumer.
+ *
+ * Burn-down: a fresh database gets `messages` owed deliveries (stored through the publish
+ * statement), then one connection claims 1,000 (CLAIM_DUE_DELIVERIES) and acks them
  * (ACK_DELIVERIES, one history row each) in turn until none is left. The broker overlaps its claims
  * with its acks, so it can exceed this figure; it cannot do less work per message.
+ *
+ * Flat out awaited (16x1): P callers, each awaiting its message's publish statement (one
+ * GroupCommitter, one batch at a time, as the broker writes them for a few producers), every
+ * message's delivery pre-claimed as the broker's fast path stores it, and each acked once stored
+ * (ACK_DELIVERIES through a 3 ms window, as the broker's ack writer; nobody waits on it). What the
+ * broker adds to this is the wire (producer, broker and consumer hops) and its own work.
  */
 import { BROKER_POOL_SETTINGS, createPool } from "../../store/db.js";
-import { ackDeliveries, claimDueDeliveries } from "../../store/deliveries.js";
-import { insertPublishBatch, type PublishRecord } from "../../store/messages.js";
+import { type AckRecord, ackDeliveries, claimDueDeliveries } from "../../store/deliveries.js";
+import { GroupCommitter } from "../../store/group-commit.js";
+import { insertPublishBatch, type PublishRecord, type PublishResult } from "../../store/messages.js";
 import type { BenchEnv } from "../environment.js";
 import { storedBenchRecord } from "../kiteq-load.js";
-import { nowMs, round } from "../stats.js";
+import { nowMs, round, sleep } from "../stats.js";
 
 /** Rows per claim, as the broker claims for one group (its prefetch). */
 const CLAIM_BATCH = 1000;
@@ -87,5 +96,108 @@ export async function dbOnlyBurnDown(
     consumePerSec: round(consumed / seconds, 0),
     claimUsPerMessage: round((claimMs * 1000) / Math.max(1, consumed), 1),
     ackUsPerMessage: round((ackMs * 1000) / Math.max(1, consumed), 1),
+  };
+}
+
+/** What the awaited (16x1) reference measured. */
+export interface DbOnlyAwaited {
+  producers: number;
+  seconds: number;
+  /** Messages stored per second, each awaited by its caller (and acked beside). */
+  perSec: number;
+  /** Messages per publish statement, mean. */
+  batchMean: number;
+  /** Acks written per second in the same window (trails the publishes by the ack window). */
+  ackedPerSec: number;
+}
+
+/** Run the awaited reference on its own database of `env` (see module comment). */
+export async function dbOnlyAwaited(
+  env: BenchEnv,
+  options: { producers: number; seconds: number; warmupSeconds: number; bodySize: number },
+): Promise<DbOnlyAwaited> {
+  const { url } = await env.kiteqDatabase("bench_compare_db_only_awaited");
+  // One connection for the publishes, one for the acks, as the broker's writers have.
+  const publishPool = createPool(url, {
+    max: 1,
+    name: "kiteq-bench db-only publish",
+    settings: BROKER_POOL_SETTINGS,
+  });
+  const ackPool = createPool(url, {
+    max: 1,
+    name: "kiteq-bench db-only acks",
+    settings: BROKER_POOL_SETTINGS,
+  });
+  env.defer(() => publishPool.end());
+  env.defer(() => ackPool.end());
+  const claimer = "bench-db-only/1";
+  const publishes = new GroupCommitter<PublishRecord, PublishResult>({
+    maxBatch: 1000,
+    concurrency: 1,
+    write: (records) => {
+      const now = new Date();
+      return insertPublishBatch(publishPool, records, {
+        now,
+        nodeId: "bench",
+        leaseUntil: new Date(now.getTime() + 30_000),
+        firstTxCheckAt: now,
+      });
+    },
+  });
+  const acks = new GroupCommitter<AckRecord, void>({
+    maxBatch: 2000,
+    concurrency: 1,
+    windowMs: 3,
+    write: async (items) => {
+      await ackDeliveries(ackPool, items, "bench");
+      return items.map((): void => undefined);
+    },
+  });
+  const body = Buffer.alloc(options.bodySize, 120);
+  let counting = false;
+  let stored = 0;
+  let acked = 0;
+  let stop = false;
+  let failure: unknown;
+  const producer = async () => {
+    try {
+      while (!stop) {
+        const now = new Date();
+        const record = storedBenchRecord(now, "bench-db-only", body);
+        record.deliveries = [{ groupId: GROUP, claimedBy: claimer }];
+        const { pk } = await publishes.submit(record);
+        if (counting) stored++;
+        if (pk === undefined) continue; // a duplicate id (never, they are random): nothing to ack
+        const pushedAt = new Date();
+        acks.enqueue({ messagePk: pk, groupId: GROUP, attempt: 1, pushedAt, ackedAt: pushedAt }, (err) => {
+          if (err !== undefined) failure ??= err;
+          else if (counting) acked++;
+        });
+      }
+    } catch (err) {
+      failure ??= err;
+      stop = true;
+    }
+  };
+  const running = Array.from({ length: options.producers }, producer);
+  await sleep(options.warmupSeconds * 1000);
+  const batchesBefore = { ...publishes.stats };
+  counting = true;
+  const start = nowMs();
+  await sleep(options.seconds * 1000);
+  counting = false;
+  const seconds = (nowMs() - start) / 1000;
+  const batches = publishes.stats.batches - batchesBefore.batches;
+  const items = publishes.stats.items - batchesBefore.items;
+  stop = true;
+  await Promise.all(running);
+  await acks.drain();
+  if (failure !== undefined) throw failure;
+  return {
+    producers: options.producers,
+    seconds: round(seconds, 1),
+    perSec: round(stored / seconds, 0),
+    batchMean: round(items / Math.max(1, batches), 1),
+    ackedPerSec: round(acked / seconds, 0),
   };
 }
