@@ -159,6 +159,12 @@ export async function dbOnlyAwaited(
   let acked = 0;
   let stop = false;
   let failure: unknown;
+  // A failed publish (the database gone, say) ends the run at once instead of after its window.
+  let onFailure: () => void = () => undefined;
+  const failed = new Promise<void>((resolve) => {
+    onFailure = resolve;
+  });
+  const waitOrFail = (ms: number) => Promise.race([sleep(ms), failed]);
   const producer = async () => {
     try {
       while (!stop) {
@@ -170,21 +176,27 @@ export async function dbOnlyAwaited(
         if (pk === undefined) continue; // a duplicate id (never, they are random): nothing to ack
         const pushedAt = new Date();
         acks.enqueue({ messagePk: pk, groupId: GROUP, attempt: 1, pushedAt, ackedAt: pushedAt }, (err) => {
-          if (err !== undefined) failure ??= err;
-          else if (counting) acked++;
+          if (err === undefined) {
+            if (counting) acked++;
+            return;
+          }
+          failure ??= err;
+          stop = true;
+          onFailure();
         });
       }
     } catch (err) {
       failure ??= err;
       stop = true;
+      onFailure();
     }
   };
   const running = Array.from({ length: options.producers }, producer);
-  await sleep(options.warmupSeconds * 1000);
+  await waitOrFail(options.warmupSeconds * 1000);
   const batchesBefore = { ...publishes.stats };
   counting = true;
   const start = nowMs();
-  await sleep(options.seconds * 1000);
+  await waitOrFail(options.seconds * 1000);
   counting = false;
   const seconds = (nowMs() - start) / 1000;
   const batches = publishes.stats.batches - batchesBefore.batches;
