@@ -152,10 +152,11 @@ export class GroupCommitter<T, R> {
    * callers and then `written` hear. What waits arrived while this batch was being written, so no
    * later arrival is worth waiting for, and what follows a commit (answers, pushes: encoding and
    * socket writes) should not delay the database's next transaction. The callers hear before
-   * `written`: their answers go out first (each connection's packets of one turn go out in one write,
-   * the connections in the order they first queued one), and producers each awaiting one publish wait on them, while
-   * nothing waits on a push before the next commit (16 x 1: 4% more publishes a second).
-   * A committer with a window still waits for it.
+   * `written`, so their answers go out first: each connection's packets of one turn go out in one
+   * write, the connections in the order they first queued one, and the process a write wakes
+   * tends to run first on this core. Producers each awaiting one publish wait on the answers; a
+   * push arrives a little later instead (16 x 1: 4% more publishes a second; 4 groups at 5,000
+   * msg/s: p50 +0.3 ms from publish to delivery). A committer with a window still waits for it.
    */
   private finish(
     batch: Pending<T, R>[],
