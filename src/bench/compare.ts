@@ -10,6 +10,7 @@
  * checks take each value's median over the rounds.
  */
 import path from "node:path";
+import { ACK_WINDOW_MS } from "../delivery/outcomes.js";
 import { type DbOnlyAwaited, type DbOnlyBurnDown, dbOnlyAwaited, dbOnlyBurnDown } from "./compare/db-only.js";
 import { GraphileSystem } from "./compare/graphile-system.js";
 import { KITEQ_DEFAULTS, KITEQ_UNCAPPED, KiteqSystem } from "./compare/kiteq-system.js";
@@ -340,6 +341,6 @@ function printDbOnlyAwaited(d: DbOnlyAwaited, results: readonly SystemResult[], 
   console.log(
     `compare: database-only reference, ${awaited}: ${d.producers} callers each awaiting its message's publish ` +
       `statement (one batch at a time: ${d.batchMean} a statement), every delivery pre-claimed and acked beside ` +
-      `(3 ms ack window), no broker, no wire: ${fmt(d.perSec)}/s over ${d.seconds} s; ${shares.join(", ")} of it`,
+      `(${ACK_WINDOW_MS} ms ack window), no broker, no wire: ${fmt(d.perSec)}/s over ${d.seconds} s; ${shares.join(", ")} of it`,
   );
 }

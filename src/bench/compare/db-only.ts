@@ -10,9 +10,10 @@
  * Flat out awaited (16x1): P callers, each awaiting its message's publish statement (one
  * GroupCommitter, one batch at a time, as the broker writes them for a few producers), every
  * message's delivery pre-claimed as the broker's fast path stores it, and each acked once stored
- * (ACK_DELIVERIES through a 3 ms window, as the broker's ack writer; nobody waits on it). What the
+ * (ACK_DELIVERIES through the broker's ack writer's window; nobody waits on it). What the
  * broker adds to this is the wire (producer, broker and consumer hops) and its own work.
  */
+import { ACK_MAX_BATCH, ACK_WINDOW_MS } from "../../delivery/outcomes.js";
 import { BROKER_POOL_SETTINGS, createPool } from "../../store/db.js";
 import { type AckRecord, ackDeliveries, claimDueDeliveries } from "../../store/deliveries.js";
 import { GroupCommitter } from "../../store/group-commit.js";
@@ -144,10 +145,11 @@ export async function dbOnlyAwaited(
       });
     },
   });
+  // The broker's ack writer's batch and window.
   const acks = new GroupCommitter<AckRecord, void>({
-    maxBatch: 2000,
+    maxBatch: ACK_MAX_BATCH,
     concurrency: 1,
-    windowMs: 3,
+    windowMs: ACK_WINDOW_MS,
     write: async (items) => {
       await ackDeliveries(ackPool, items, "bench");
       return items.map((): void => undefined);
